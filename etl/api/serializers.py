@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, SymbolMapping, TradingSession
+
+
+class AssetClassSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AssetClass
+        fields = ["id", "code", "name", "description", "is_active", "created_at", "updated_at"]
+
+
+class TradingSessionSerializer(serializers.ModelSerializer):
+    market = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = TradingSession
+        fields = ["id", "market", "name", "start_weekday", "start_time", "end_weekday", "end_time", "is_active"]
+
+
+class MarketSerializer(serializers.ModelSerializer):
+    default_asset_class = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = Market
+        fields = [
+            "id",
+            "code",
+            "name",
+            "mic",
+            "timezone",
+            "currency",
+            "country",
+            "default_asset_class",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class DataProviderSerializer(serializers.ModelSerializer):
+    has_api_key = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = DataProvider
+        fields = [
+            "id",
+            "code",
+            "name",
+            "base_url",
+            "rate_limit_per_minute",
+            "priority",
+            "timeout_seconds",
+            "requires_api_key",
+            "has_api_key",
+            "is_enabled",
+        ]
+
+
+class SymbolMappingSerializer(serializers.ModelSerializer):
+    provider = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = SymbolMapping
+        fields = ["provider", "provider_symbol", "origin", "validated_at", "is_valid"]
+
+
+class SymbolSerializer(serializers.ModelSerializer):
+    market = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    asset_class = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    mappings = SymbolMappingSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Symbol
+        fields = [
+            "id",
+            "ticker",
+            "market",
+            "asset_class",
+            "base_currency",
+            "quote_currency",
+            "name",
+            "sector",
+            "industry",
+            "country",
+            "market_cap",
+            "description",
+            "website",
+            "category",
+            "is_active",
+            "data_quality_score",
+            "source",
+            "inference_confidence",
+            "enriched_at",
+            "mappings",
+        ]
+
+
+class MarketDataSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MarketData
+        fields = [
+            "id",
+            "ticker",
+            "market",
+            "timeframe",
+            "ts",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "adj_close",
+            "asset_class",
+            "symbol",
+            "extra",
+            "source_file",
+            "import_job_id",
+        ]
+
+
+class BootstrapRequestSerializer(serializers.Serializer):
+    overwrite = serializers.BooleanField(default=False, help_text="Reset existing records to the defaults")
+    run_async = serializers.BooleanField(default=False, help_text="Queue it on the workers and return 202")
+
+
+class ProblemSerializer(serializers.Serializer):
+    severity = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    object = serializers.CharField()
+
+
+class ValidationReportSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    problem_count = serializers.IntegerField()
+    problems = ProblemSerializer(many=True)
+
+
+class BootstrapResultSerializer(serializers.Serializer):
+    created = serializers.DictField(child=serializers.IntegerField())
+    updated = serializers.DictField(child=serializers.IntegerField())
+    unchanged = serializers.DictField(child=serializers.IntegerField())
+    total_created = serializers.IntegerField()
+    total_updated = serializers.IntegerField()
+
+
+class QueuedSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()

@@ -1,0 +1,364 @@
+"""Core data: reference data, symbols, raw candles, audit trail, dead letters.
+
+Table names are the ones operators know (`asset_classes`, `market_data`, ...).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.functions import Now
+
+
+def validate_timezone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone")
+
+
+class TimestampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        abstract = True
+
+
+class AssetClass(TimestampedModel):
+    code = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "asset_classes"
+        ordering = ["code"]
+        verbose_name_plural = "asset classes"
+        permissions = [("bootstrap_reference_data", "Can bootstrap reference data")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Market(TimestampedModel):
+    code = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+    mic = models.CharField("MIC", max_length=4, blank=True, help_text="ISO 10383 market identifier code")
+    timezone = models.CharField(max_length=64, validators=[validate_timezone], help_text="IANA time zone")
+    currency = models.CharField(max_length=8)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
+    default_asset_class = models.ForeignKey(AssetClass, null=True, blank=True, on_delete=models.PROTECT)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "markets"
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0
+    TUESDAY = 1
+    WEDNESDAY = 2
+    THURSDAY = 3
+    FRIDAY = 4
+    SATURDAY = 5
+    SUNDAY = 6
+
+
+class TradingSession(TimestampedModel):
+    """One weekly open interval in the market's local time.
+
+    The interval runs from (start_weekday, start_time) to (end_weekday,
+    end_time) and may cross midnight or the weekend (FX: Sunday 17:00 to
+    Friday 17:00). Equal start and end means open the whole week (24x7).
+    """
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="sessions")
+    name = models.CharField(max_length=50, default="regular")
+    start_weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    start_time = models.TimeField()
+    end_weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    end_time = models.TimeField()
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "trading_sessions"
+        ordering = ["market__code", "start_weekday", "start_time"]
+        constraints = [
+            models.UniqueConstraint(fields=["market", "name", "start_weekday"], name="uniq_session_market_name_day"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.market_id}:{self.name} {Weekday(self.start_weekday).label[:3]} {self.start_time:%H:%M}"
+            f"-{Weekday(self.end_weekday).label[:3]} {self.end_time:%H:%M}"
+        )
+
+    def _minute_of_week(self, weekday: int, t: time) -> int:
+        return weekday * 1440 + t.hour * 60 + t.minute
+
+    def contains(self, moment: datetime) -> bool:
+        """Is the market open at `moment` (aware) in this session?"""
+        local = moment.astimezone(ZoneInfo(self.market.timezone))
+        now = self._minute_of_week(local.weekday(), local.time())
+        start = self._minute_of_week(self.start_weekday, self.start_time)
+        end = self._minute_of_week(self.end_weekday, self.end_time)
+        if start == end:
+            return True
+        if start < end:
+            return start <= now < end
+        return now >= start or now < end
+
+    @property
+    def length(self) -> timedelta:
+        start = self._minute_of_week(self.start_weekday, self.start_time)
+        end = self._minute_of_week(self.end_weekday, self.end_time)
+        return timedelta(minutes=(end - start) % (7 * 1440) or 7 * 1440)
+
+
+class DataProvider(TimestampedModel):
+    code = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+    base_url = models.URLField(help_text="Editable, so tests and proxies can point elsewhere.")
+    rate_limit_per_minute = models.PositiveIntegerField(default=60)
+    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
+    timeout_seconds = models.FloatField(default=10.0)
+    requires_api_key = models.BooleanField(default=False)
+    is_enabled = models.BooleanField(default=True)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "data_providers"
+        ordering = ["priority", "code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def api_key(self) -> str:
+        """From the environment only; never stored, never shown."""
+        return settings.PROVIDER_API_KEYS.get(self.code, "")
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key)
+
+
+class SymbolSource(models.TextChoices):
+    BOOTSTRAP = "bootstrap"
+    DISCOVERED = "discovered"
+    MANUAL = "manual"
+
+
+class Symbol(TimestampedModel):
+    ticker = models.CharField(max_length=32)
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="symbols")
+    asset_class = models.ForeignKey(AssetClass, null=True, blank=True, on_delete=models.PROTECT)
+    base_currency = models.CharField(max_length=16, blank=True)
+    quote_currency = models.CharField(max_length=16, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    sector = models.CharField(max_length=100, blank=True)
+    industry = models.CharField(max_length=150, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    market_cap = models.DecimalField(max_digits=24, decimal_places=2, null=True, blank=True)
+    description = models.TextField(blank=True)
+    website = models.URLField(blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    is_active = models.BooleanField(default=True)
+    data_quality_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=SymbolSource.choices, default=SymbolSource.MANUAL)
+    inference_confidence = models.FloatField(
+        null=True, blank=True, help_text="0-1: how sure the sync was of the inferred fields"
+    )
+    enriched_at = models.DateTimeField(null=True, blank=True)
+    enrichment_attempted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "symbols"
+        ordering = ["market__code", "ticker"]
+        constraints = [
+            models.UniqueConstraint(fields=["ticker", "market"], name="uniq_symbol_ticker_market"),
+            models.CheckConstraint(
+                condition=models.Q(data_quality_score__isnull=True) | models.Q(data_quality_score__lte=100),
+                name="symbol_quality_0_100",
+            ),
+        ]
+        indexes = [models.Index(fields=["asset_class"]), models.Index(fields=["enriched_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.ticker}@{self.market_id}"
+
+
+class SymbolMapping(TimestampedModel):
+    """How a provider spells a symbol (BTC -> BTCUSDT on Binance, BTC-USD on Yahoo)."""
+
+    class Origin(models.TextChoices):
+        INFERRED = "inferred"
+        MANUAL = "manual"
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="mappings")
+    provider = models.ForeignKey(DataProvider, on_delete=models.CASCADE, related_name="mappings")
+    provider_symbol = models.CharField(max_length=64)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.INFERRED)
+    validated_at = models.DateTimeField(null=True, blank=True)
+    is_valid = models.BooleanField(null=True, blank=True, help_text="Result of the last check against the provider")
+
+    class Meta:
+        db_table = "symbol_mappings"
+        ordering = ["symbol", "provider"]
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "provider"], name="uniq_mapping_symbol_provider"),
+        ]
+        indexes = [models.Index(fields=["provider", "provider_symbol"])]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} -> {self.provider_id}:{self.provider_symbol}"
+
+
+class MarketData(models.Model):
+    """Raw candles as imported. `market` and `asset_class` are the codes the
+    file said; `asset_class` may be wrong or null (corrections repair it) and
+    `symbol` is null until symbol sync links it."""
+
+    ticker = models.CharField(max_length=32)
+    market = models.CharField(max_length=32)
+    timeframe = models.CharField(max_length=8)
+    ts = models.DateTimeField(help_text="Bar open time, UTC")
+    open = models.DecimalField(max_digits=28, decimal_places=10)
+    high = models.DecimalField(max_digits=28, decimal_places=10)
+    low = models.DecimalField(max_digits=28, decimal_places=10)
+    close = models.DecimalField(max_digits=28, decimal_places=10)
+    volume = models.DecimalField(max_digits=30, decimal_places=8)
+    adj_close = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    asset_class = models.CharField(max_length=32, null=True, blank=True)
+    symbol = models.ForeignKey(Symbol, null=True, blank=True, on_delete=models.SET_NULL, db_index=False)
+    extra = models.JSONField(null=True, blank=True, help_text="Source columns kept beside OHLCV")
+    source_file = models.CharField(max_length=500, blank=True, db_default="")
+    import_job_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        db_table = "market_data"
+        verbose_name_plural = "market data"
+        constraints = [
+            models.UniqueConstraint(fields=["ticker", "market", "timeframe", "ts"], name="uniq_market_data_bar"),
+        ]
+        indexes = [
+            models.Index(fields=["symbol", "timeframe", "ts"], name="market_data_symbol_tf_ts"),
+            models.Index(fields=["market", "asset_class"], name="market_data_market_ac"),
+            # Candles waiting for symbol sync: small, and what the health check counts.
+            models.Index(
+                fields=["market", "ticker"], name="market_data_unlinked", condition=models.Q(symbol__isnull=True)
+            ),
+            models.Index(fields=["ts"], name="market_data_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticker}@{self.market} {self.timeframe} {self.ts:%Y-%m-%d %H:%M}"
+
+
+class DataCorrection(models.Model):
+    """Audit trail: one entry per group of changes to data (corrections,
+    rollbacks, symbol clean-ups, candle amendments)."""
+
+    kind = models.CharField(max_length=40, db_index=True)
+    run_ref = models.CharField(max_length=64, blank=True, help_text="e.g. correction:12")
+    table_name = models.CharField(max_length=64)
+    ticker = models.CharField(max_length=32, blank=True)
+    market = models.CharField(max_length=32, blank=True)
+    field = models.CharField(max_length=64, blank=True)
+    old_value = models.TextField(null=True, blank=True)
+    new_value = models.TextField(null=True, blank=True)
+    row_count = models.BigIntegerField(default=1)
+    detail = models.JSONField(null=True, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
+
+    class Meta:
+        db_table = "data_corrections"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["run_ref"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ticker}@{self.market} {self.old_value}->{self.new_value} x{self.row_count}"
+
+
+class DeadLetter(models.Model):
+    """Work that failed for good, kept with what is needed to resubmit it."""
+
+    kind = models.CharField(max_length=40, db_index=True, help_text="e.g. import_file, enrichment")
+    ref = models.CharField(max_length=200, help_text="What failed: a file path, a symbol")
+    payload = models.JSONField(default=dict)
+    error = models.TextField()
+    attempts = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    resubmitted_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "dead_letters"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["kind", "resolved_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.ref}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class RunRecord(models.Model):
+    """What every long-running piece of work records: status, who, timings,
+    progress (done/total, rate), cancellation and the error. Apps subclass it
+    and report through `etl.progress.ProgressReporter`."""
+
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    requested_by = models.CharField(max_length=150, blank=True, help_text="user name, 'schedule' or 'command'")
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(null=True, blank=True)
+    rate_per_second = models.FloatField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def percent(self) -> float | None:
+        if not self.progress_total:
+            return None
+        return min(100.0, 100.0 * self.progress_done / self.progress_total)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.progress_total or not self.rate_per_second:
+            return None
+        return max(0.0, (self.progress_total - self.progress_done) / self.rate_per_second)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()

@@ -1,0 +1,117 @@
+"""Progress and cancellation for long work.
+
+A service takes an optional `ProgressReporter`; it calls `advance(n)` after each
+batch. The reporter writes done/total/rate to the run record (at most every
+`interval` seconds, with a conditional UPDATE, never a full save), draws a
+terminal bar when given a console, and raises `Cancelled` when an operator
+has asked the run to stop, so cancellation happens between batches.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from django.db import models
+
+
+class Cancelled(Exception):
+    """The run was cancelled by an operator; raised between batches."""
+
+
+class ProgressReporter:
+    def __init__(
+        self,
+        run: models.Model | None = None,
+        *,
+        total: int | None = None,
+        label: str = "",
+        bar: bool = False,
+        interval: float = 0.5,
+        clock=time.monotonic,
+    ):
+        self.run = run
+        self.total = total
+        self.done = 0
+        self.label = label
+        self.interval = interval
+        self._clock = clock
+        self._started = clock()
+        self._last_flush = float("-inf")
+        self._bar = None
+        self._task = None
+        if bar and sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label or "working", total=total)
+        if run is not None and total is not None:
+            self._update_run(progress_total=total)
+
+    @property
+    def rate(self) -> float:
+        elapsed = self._clock() - self._started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+        self._update_run(progress_total=total)
+
+    def advance(self, n: int = 1, *, check_cancel: bool = True) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        now = self._clock()
+        if now - self._last_flush >= self.interval:
+            self.flush()
+            if check_cancel:
+                self.check_cancel()
+
+    def flush(self) -> None:
+        self._last_flush = self._clock()
+        self._update_run(progress_done=self.done, rate_per_second=round(self.rate, 3))
+
+    def check_cancel(self) -> None:
+        if self.run is None:
+            return
+        cancelled = type(self.run).objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+        if cancelled:
+            raise Cancelled(f"{type(self.run).__name__} {self.run.pk} was cancelled")
+
+    def close(self) -> None:
+        self.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _update_run(self, **fields: Any) -> None:
+        if self.run is None:
+            return
+        type(self.run).objects.filter(pk=self.run.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self.run, name, value)
+
+    def __enter__(self) -> ProgressReporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,184 @@
+"""Writes and runs of the core: reference-data bootstrap and validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+
+from etl import reference_data as ref
+from etl.metrics import bootstrap_runs
+from etl.models import AssetClass, DataProvider, Market, Symbol, TradingSession
+from etl.selectors import table_row_estimate
+
+# Serialises bootstraps across processes and hosts (pg_advisory_xact_lock key).
+BOOTSTRAP_LOCK_KEY = 72_001
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapResult:
+    created: dict[str, int]
+    updated: dict[str, int]
+    unchanged: dict[str, int]
+
+    @property
+    def total_created(self) -> int:
+        return sum(self.created.values())
+
+    @property
+    def total_updated(self) -> int:
+        return sum(self.updated.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total_created": self.total_created, "total_updated": self.total_updated}
+
+
+def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, existing: dict) -> tuple[int, int, int]:
+    """Create rows missing by `key`; with `overwrite`, reset differing fields."""
+    to_create, to_update, fields_changed = [], [], set()
+    for row in rows:
+        k = tuple(row[f] for f in key)
+        obj = existing.get(k)
+        if obj is None:
+            to_create.append(model(**row))
+            continue
+        if not overwrite:
+            continue
+        changed = [f for f, v in row.items() if getattr(obj, f) != v]
+        if changed:
+            for f in changed:
+                setattr(obj, f, row[f])
+            fields_changed.update(changed)
+            to_update.append(obj)
+    model.objects.bulk_create(to_create)
+    if to_update:
+        model.objects.bulk_update(to_update, sorted(fields_changed | {"updated_at"}))
+    return len(to_create), len(to_update), len(rows) - len(to_create) - len(to_update)
+
+
+def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
+    """Create missing asset classes, markets, sessions and providers. Existing
+    records (and operators' edits to them) are left alone unless `overwrite`."""
+    created: dict[str, int] = {}
+    updated: dict[str, int] = {}
+    unchanged: dict[str, int] = {}
+
+    def record(name: str, counts: tuple[int, int, int]) -> None:
+        created[name], updated[name], unchanged[name] = counts
+
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [BOOTSTRAP_LOCK_KEY])
+
+        existing = {(o.code,): o for o in AssetClass.objects.all()}
+        record("asset_classes", _sync_rows(AssetClass, ref.ASSET_CLASSES, ("code",), overwrite, existing))
+
+        classes = {o.code: o for o in AssetClass.objects.all()}
+        market_rows = [{**m, "default_asset_class": classes[m["default_asset_class"]]} for m in ref.MARKETS]
+        existing = {(o.code,): o for o in Market.objects.all()}
+        record("markets", _sync_rows(Market, market_rows, ("code",), overwrite, existing))
+
+        markets = {o.code: o for o in Market.objects.all()}
+        session_rows = [{**s, "market": markets[code]} for code, rows in ref.SESSIONS.items() for s in rows]
+        existing = {(o.market, o.name, o.start_weekday): o for o in TradingSession.objects.select_related("market")}
+        record(
+            "trading_sessions",
+            _sync_rows(TradingSession, session_rows, ("market", "name", "start_weekday"), overwrite, existing),
+        )
+
+        existing = {(o.code,): o for o in DataProvider.objects.all()}
+        record("data_providers", _sync_rows(DataProvider, ref.PROVIDERS, ("code",), overwrite, existing))
+
+    result = BootstrapResult(created=created, updated=updated, unchanged=unchanged)
+    bootstrap_runs.labels(result="changed" if result.total_created or result.total_updated else "unchanged").inc()
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    severity: str  # "error" | "warning"
+    code: str
+    message: str
+    object: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "problem_count": len(self.problems), "problems": [asdict(p) for p in self.problems]}
+
+
+def reference_data_validate() -> ValidationReport:
+    """Report inconsistencies in the reference data; changes nothing."""
+    problems: list[Problem] = []
+    for market in Market.objects.filter(is_active=True).exclude(
+        Exists(TradingSession.objects.filter(market=OuterRef("pk"), is_active=True))
+    ):
+        problems.append(
+            Problem(
+                "error", "market_without_session", f"Market {market.code} has no active trading session", market.code
+            )
+        )
+    for code in ref.MARKETS:
+        if not Market.objects.filter(code=code["code"]).exists():
+            problems.append(
+                Problem(
+                    "warning", "market_missing", f"Market {code['code']} is not in the reference data", code["code"]
+                )
+            )
+    inactive = Symbol.objects.filter(is_active=True, market__is_active=False).select_related("market")
+    for sym in inactive[:100]:
+        problems.append(
+            Problem(
+                "warning",
+                "symbol_on_inactive_market",
+                f"Active symbol {sym.ticker} is on inactive market {sym.market.code}",
+                str(sym),
+            )
+        )
+    for provider in DataProvider.objects.filter(is_enabled=True, requires_api_key=True):
+        if not provider.has_api_key:
+            problems.append(
+                Problem(
+                    "error",
+                    "provider_without_key",
+                    f"Provider {provider.code} is enabled but {provider.code}_API_KEY is not set in the environment",
+                    provider.code,
+                )
+            )
+    return ValidationReport(problems=problems)
+
+
+def bootstrap_status() -> dict[str, Any]:
+    """What reference data is present against what bootstrap would create."""
+    expected = {
+        "asset_classes": (AssetClass, [r["code"] for r in ref.ASSET_CLASSES]),
+        "markets": (Market, [r["code"] for r in ref.MARKETS]),
+        "data_providers": (DataProvider, [r["code"] for r in ref.PROVIDERS]),
+    }
+    tables: dict[str, Any] = {}
+    for name, (model, codes) in expected.items():
+        present = set(model.objects.values_list("code", flat=True))
+        tables[name] = {
+            "count": len(present),
+            "expected": len(codes),
+            "missing": [c for c in codes if c not in present],
+        }
+    tables["trading_sessions"] = {"count": TradingSession.objects.count()}
+    tables["symbols"] = {"count": Symbol.objects.count()}
+    tables["market_data"] = {"count": table_row_estimate("market_data")}
+    complete = all(not t.get("missing") for t in tables.values())
+    return {"complete": complete, "tables": tables}
+
+
+def bootstrap_step(*, options: dict[str, Any], progress=None) -> dict[str, Any]:
+    """Pipeline step: bootstrap with the pipeline's `overwrite` option."""
+    return reference_data_bootstrap(overwrite=bool(options.get("overwrite", False))).to_dict()
