@@ -13,5 +13,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     # Each app owns its API paths; they are mounted under /api/.
     path("api/", include("etl.api.urls")),
+    path("api/", include("batchimport.api.urls")),
+    path("api/", include("corrections.api.urls")),
+    path("api/", include("enrichment.api.urls")),
     path("", include("django_prometheus.urls")),
 ]

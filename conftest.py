@@ -1,0 +1,44 @@
+"""Fixtures every app's tests share: API clients for each kind of user."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def api_anon() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    """make_user(staff=False, perms=("app.codename", ...), superuser=False)."""
+    counter = iter(range(1_000_000))
+
+    def make(*, staff: bool = False, perms: tuple[str, ...] = (), superuser: bool = False):
+        user = django_user_model.objects.create_user(
+            username=f"user{next(counter)}",
+            password="pw-for-tests-only",
+            is_staff=staff or superuser,
+            is_superuser=superuser,
+        )
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        return django_user_model.objects.get(pk=user.pk)  # fresh: no cached permissions
+
+    return make
+
+
+@pytest.fixture
+def api_client_for(make_user):
+    """api_client_for(staff=..., perms=..., superuser=...) -> an authenticated APIClient."""
+
+    def make(**kwargs) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(make_user(**kwargs))
+        return client
+
+    return make

@@ -1,0 +1,1 @@
+"""Provider-side models: fetch log, circuit breaker state, rate-limit buckets, enrichment runs."""

@@ -1,0 +1,11 @@
+"""Writes and runs of the core. One module per sub-domain; import from here."""
+
+from etl.services.reference import (  # noqa: F401
+    BootstrapResult,
+    Problem,
+    ValidationReport,
+    bootstrap_status,
+    bootstrap_step,
+    reference_data_bootstrap,
+    reference_data_validate,
+)
