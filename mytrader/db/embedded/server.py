@@ -24,13 +24,15 @@ _servers: dict[Path, PostgresServer] = {}
 
 
 def _ensure_prefix_traversable(path: Path) -> None:
-    """Give others only the search bit on each parent folder: enough to reach
-    `path`, without making the folders' listings readable to everyone."""
+    """Give group and others only the search bit on each parent folder: enough
+    to reach `path`, without making the folders' listings readable to everyone.
+    (Group too: the package drops to the server's user id but keeps root's group.)"""
+    search = stat.S_IXGRP | stat.S_IXOTH
     prefix = path.parent
     while True:
         mode = prefix.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            prefix.chmod(mode | stat.S_IXOTH)
+        if mode & search != search:
+            prefix.chmod(mode | search)
         if prefix == prefix.parent:
             break
         prefix = prefix.parent

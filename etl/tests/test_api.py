@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django_q.conf import Conf
+
+from etl import services
+from etl.models import Market, MarketData
+
+pytestmark = pytest.mark.django_db
+
+BOOTSTRAP = "/api/etl/bootstrap-reference-data"
+
+
+@pytest.fixture
+def reference():
+    services.reference_data_bootstrap()
+
+
+def test_bootstrap_endpoint_needs_staff_with_permission(api_anon, api_client_for):
+    assert api_anon.post(BOOTSTRAP, {}, format="json").status_code == 401
+    assert api_client_for().post(BOOTSTRAP, {}, format="json").status_code == 403
+    assert api_client_for(staff=True).post(BOOTSTRAP, {}, format="json").status_code == 403
+    allowed = api_client_for(staff=True, perms=("etl.bootstrap_reference_data",))
+    response = allowed.post(BOOTSTRAP, {}, format="json")
+    assert response.status_code == 200
+    assert response.json()["total_created"] == 36
+    assert allowed.post(BOOTSTRAP, {}, format="json").json()["total_created"] == 0
+
+
+def test_bootstrap_endpoint_rejects_bad_input_with_400(api_client_for):
+    client = api_client_for(superuser=True)
+    response = client.post(BOOTSTRAP, {"overwrite": "perhaps"}, format="json")
+    assert response.status_code == 400
+    assert "overwrite" in response.json()
+
+
+def test_bootstrap_can_be_queued(api_client_for, settings):
+    client = api_client_for(superuser=True)
+    response = client.post(BOOTSTRAP, {"run_async": True}, format="json")
+    assert response.status_code == 202
+    assert response.json()["task_id"]
+
+
+def test_bootstrap_status_and_validation(api_anon, api_client_for, reference):
+    assert api_anon.get("/api/etl/bootstrap-status").status_code == 401
+    status = api_client_for().get("/api/etl/bootstrap-status").json()
+    assert status["complete"] is True
+    assert status["tables"]["markets"] == {"count": 5, "expected": 5, "missing": []}
+
+    Market.objects.filter(code="NYSE").first().sessions.all().delete()
+    assert api_client_for().post("/api/etl/validate-reference-data").status_code == 403
+    report = api_client_for(staff=True, perms=("etl.view_market",)).post("/api/etl/validate-reference-data").json()
+    assert report["ok"] is False
+    assert [p["code"] for p in report["problems"]] == ["market_without_session"]
+
+
+def test_validation_reports_enabled_provider_without_key(reference, settings):
+    from etl.models import DataProvider
+
+    DataProvider.objects.filter(code="POLYGON").update(is_enabled=True)
+    settings.PROVIDER_API_KEYS = {**settings.PROVIDER_API_KEYS, "POLYGON": ""}
+    problems = services.reference_data_validate().problems
+    assert [p.code for p in problems] == ["provider_without_key"]
+    settings.PROVIDER_API_KEYS = {**settings.PROVIDER_API_KEYS, "POLYGON": "secret"}
+    assert services.reference_data_validate().ok
+
+
+def test_health_is_public_and_reports_database_and_queue(api_anon):
+    response = api_anon.get("/api/etl/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["checks"]["database"]["ok"] and body["checks"]["queue"]["ok"]
+
+
+def test_health_is_503_when_the_queue_broker_is_down(api_anon, monkeypatch):
+    # The outside world: a Redis broker nobody listens on.
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:9/0")
+    response = api_anon.get("/api/etl/health")
+    assert response.status_code == 503
+    assert response.json()["checks"]["queue"]["ok"] is False
+
+
+def test_reference_lists_need_authentication(api_anon, api_client_for, reference):
+    client = api_client_for()
+    for path in ("asset-classes", "markets", "trading-sessions", "data-providers", "symbols", "market-data"):
+        assert api_anon.get(f"/api/{path}/").status_code == 401
+        assert client.get(f"/api/{path}/").status_code == 200
+    providers = client.get("/api/data-providers/").json()["results"]
+    assert "api_key" not in providers[0] and "has_api_key" in providers[0]
+
+
+def test_market_data_filters_and_cursor_pagination(api_client_for):
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    MarketData.objects.bulk_create(
+        MarketData(
+            ticker=ticker,
+            market="NASDAQ",
+            timeframe="1d",
+            ts=start + timedelta(days=i),
+            open=Decimal(1),
+            high=Decimal(2),
+            low=Decimal("0.5"),
+            close=Decimal("1.5"),
+            volume=Decimal(10),
+        )
+        for ticker in ("AAPL", "MSFT")
+        for i in range(30)
+    )
+    client = api_client_for()
+    url = "/api/market-data/?ticker=AAPL&start=2024-01-05T00:00:00Z&end=2024-01-15T00:00:00Z&page_size=4"
+    seen = []
+    while url:
+        page = client.get(url).json()
+        seen += [row["ts"] for row in page["results"]]
+        url = page["next"]
+    assert len(seen) == 10
+    assert seen == sorted(seen)
+    assert client.get("/api/market-data/?start=not-a-date").status_code == 400
+
+
+def test_schema_is_valid_openapi3(api_anon):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+    schema = api_anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert schema["openapi"].startswith("3.")
+    assert "/api/etl/bootstrap-reference-data" in schema["paths"]
+
+
+def test_docs_render_from_local_static_files(api_anon):
+    page = api_anon.get("/api/docs/").content.decode()
+    assert "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn" not in page.lower()
+
+
+def test_metrics_endpoint_answers(client):
+    client.get("/api/etl/health")
+    body = client.get("/metrics").content.decode()
+    assert "django_http_requests_total_by_method_total" in body
+    assert "django_db_execute_total" in body
