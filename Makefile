@@ -14,7 +14,7 @@ DEMO_PASSWORD ?= admin-demo-password
 export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
-.PHONY: install migrate demo demo-setup serve worker test test-embedded lint format bench clean-db
+.PHONY: install migrate demo demo-setup serve worker test test-embedded lint format bench db-stop
 
 $(BIN)/activate: requirements.txt
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
@@ -27,6 +27,7 @@ install: $(BIN)/activate
 
 migrate: install
 	$(MANAGE) migrate --noinput
+	$(MANAGE) createcachetable
 
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
@@ -65,3 +66,8 @@ format: install
 
 bench: install
 	@echo "no benchmarks yet"
+
+# Stop the embedded server (it stops by itself when its last process exits
+# normally; a process killed by a signal leaves it running for the next one).
+db-stop:
+	$(PYTHON) -c "from mytrader.db.embedded.server import stop_server; from mytrader.settings import DATABASES as D; print('stopped' if stop_server(D['default'].get('PGDATA', 'var/pgdata')) else 'not running')"

