@@ -7,6 +7,12 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness is for production; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def api_anon() -> APIClient:
     return APIClient()

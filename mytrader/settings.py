@@ -143,6 +143,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Market data import, symbols, corrections and enrichment.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every API endpoint but health needs a user, the schema and docs included.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Served from the installed sidecar package: no CDN, works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -122,17 +122,18 @@ def test_market_data_filters_and_cursor_pagination(api_client_for):
     assert client.get("/api/market-data/?start=not-a-date").status_code == 400
 
 
-def test_schema_is_valid_openapi3(api_anon):
+def test_schema_is_valid_openapi3(api_anon, api_client_for):
     from django.core.management import call_command
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
-    schema = api_anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert api_anon.get("/api/schema/").status_code == 401
+    schema = api_client_for().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     assert schema["openapi"].startswith("3.")
     assert "/api/etl/bootstrap-reference-data" in schema["paths"]
 
 
-def test_docs_render_from_local_static_files(api_anon):
-    page = api_anon.get("/api/docs/").content.decode()
+def test_docs_render_from_local_static_files(api_client_for):
+    page = api_client_for().get("/api/docs/").content.decode()
     assert "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower()
 
@@ -142,3 +143,40 @@ def test_metrics_endpoint_answers(client):
     body = client.get("/metrics").content.decode()
     assert "django_http_requests_total_by_method_total" in body
     assert "django_db_execute_total" in body
+
+
+def test_domain_errors_render_as_400_and_409_json():
+    from rest_framework.test import APIRequestFactory
+
+    from etl.api.exceptions import exception_handler
+    from etl.errors import ConflictError, DomainError
+
+    context = {"request": APIRequestFactory().get("/")}
+    bad = exception_handler(DomainError("market 'XX' is unknown", code="unknown_market"), context)
+    assert (bad.status_code, bad.data) == (400, {"detail": "market 'XX' is unknown", "code": "unknown_market"})
+    clash = exception_handler(ConflictError("already rolled back"), context)
+    assert (clash.status_code, clash.data["code"]) == (409, "conflict")
+
+
+def test_bootstrap_task_runs_on_the_queue(monkeypatch):
+    from django_q.tasks import async_task, result
+
+    monkeypatch.setattr(Conf, "SYNC", True)  # the cluster runs it in-process
+    task_id = async_task("etl.tasks.reference_data_bootstrap", False)
+    assert result(task_id)["total_created"] == 36
+    assert Market.objects.count() == 5
+
+
+@pytest.mark.parametrize(("redis_url", "broker_key"), [("", "orm"), ("redis://127.0.0.1:6379/9", "redis")])
+def test_queue_broker_follows_redis_url(redis_url, broker_key):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REDIS_URL": redis_url, "DEBUG": "on"}
+    code = "import json; from mytrader import settings as s; print(json.dumps(sorted(s.Q_CLUSTER)))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    keys = json.loads(out.stdout)
+    assert broker_key in keys
+    assert ({"orm", "redis"} - {broker_key}).isdisjoint(keys)

@@ -1,0 +1,89 @@
+"""Who may call which API endpoint, for every endpoint the project serves.
+
+The matrix must name every endpoint: a new endpoint without an entry fails
+`test_matrix_names_every_endpoint`, so nobody ships one without deciding who
+may call it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from drf_spectacular.generators import EndpointEnumerator
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC = "public"  # no authentication
+AUTH = "authenticated"  # any logged-in user
+# Otherwise: "app.codename", the permission a staff user needs.
+
+MATRIX: dict[tuple[str, str], str] = {
+    ("GET", "/api/etl/health"): PUBLIC,
+    ("GET", "/api/schema/"): AUTH,
+    ("GET", "/api/docs/"): AUTH,
+    ("GET", "/api/redoc/"): AUTH,
+    ("GET", "/api/asset-classes/"): AUTH,
+    ("GET", "/api/asset-classes/{pk}/"): AUTH,
+    ("GET", "/api/markets/"): AUTH,
+    ("GET", "/api/markets/{pk}/"): AUTH,
+    ("GET", "/api/trading-sessions/"): AUTH,
+    ("GET", "/api/trading-sessions/{pk}/"): AUTH,
+    ("GET", "/api/data-providers/"): AUTH,
+    ("GET", "/api/data-providers/{pk}/"): AUTH,
+    ("GET", "/api/symbols/"): AUTH,
+    ("GET", "/api/symbols/{pk}/"): AUTH,
+    ("GET", "/api/market-data/"): AUTH,
+    ("GET", "/api/market-data/{pk}/"): AUTH,
+    ("GET", "/api/etl/bootstrap-status"): AUTH,
+    ("POST", "/api/etl/bootstrap-reference-data"): "etl.bootstrap_reference_data",
+    ("POST", "/api/etl/validate-reference-data"): "etl.view_market",
+}
+
+
+def endpoints() -> list[tuple[str, str]]:
+    return sorted((method, path) for path, _regex, method, _view in EndpointEnumerator().get_api_endpoints())
+
+
+def concrete(path: str) -> str:
+    """A callable URL for a path template: ids that do not exist, codes that do."""
+    return re.sub(r"\{[^}]+\}", lambda m: "999999" if m.group(0) in ("{pk}", "{id}") else "XNOPE", path)
+
+
+def call(client, method: str, path: str):
+    return (
+        getattr(client, method.lower())(concrete(path), {}, format="json")
+        if method != "GET"
+        else client.get(concrete(path))
+    )
+
+
+def test_matrix_names_every_endpoint():
+    served = set(endpoints())
+    missing = sorted(served - MATRIX.keys())
+    stale = sorted(MATRIX.keys() - served)
+    assert not missing, f"endpoints without a permission entry: {missing}"
+    assert not stale, f"matrix entries for endpoints that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(MATRIX))
+def test_permission_matrix(method, path, api_anon, api_client_for):
+    rule = MATRIX[(method, path)]
+    denied = {401, 403}
+
+    anon = call(api_anon, method, path).status_code
+    if rule == PUBLIC:
+        assert anon not in denied
+        return
+    assert anon == 401, f"anonymous {method} {path} -> {anon}"
+
+    user = call(api_client_for(), method, path).status_code
+    if rule == AUTH:
+        assert user not in denied, f"user {method} {path} -> {user}"
+        return
+    assert user == 403, f"non-staff {method} {path} -> {user}"
+    assert call(api_client_for(perms=(rule,)), method, path).status_code == 403, "non-staff with the permission"
+    assert call(api_client_for(staff=True), method, path).status_code == 403, "staff without the permission"
+    allowed = call(api_client_for(staff=True, perms=(rule,)), method, path).status_code
+    assert allowed not in denied, f"staff with {rule}: {method} {path} -> {allowed}"
+    assert call(api_client_for(superuser=True), method, path).status_code not in denied
