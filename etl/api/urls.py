@@ -16,5 +16,6 @@ urlpatterns = [
     path("etl/bootstrap-status", views.BootstrapStatusView.as_view(), name="etl-bootstrap-status"),
     path("etl/validate-reference-data", views.ValidateReferenceDataView.as_view(), name="etl-validate-reference"),
     path("etl/health", views.HealthView.as_view(), name="etl-health"),
+    path("auth/token/", views.LoginTokenView.as_view(), name="api-token"),
     *router.urls,
 ]

@@ -3,9 +3,11 @@ from __future__ import annotations
 from django_q.tasks import async_task
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from etl import selectors, services
@@ -103,3 +105,11 @@ class HealthView(APIView):
         report = selectors.health_check()
         code = status.HTTP_200_OK if report["status"] == "healthy" else status.HTTP_503_SERVICE_UNAVAILABLE
         return Response(report, status=code)
+
+
+class LoginTokenView(ObtainAuthToken):
+    """Exchange a username and password for an API token (throttled; repeated
+    failures lock the username out, see AXES_* settings)."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"

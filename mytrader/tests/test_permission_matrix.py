@@ -20,6 +20,7 @@ AUTH = "authenticated"  # any logged-in user
 
 MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/etl/health"): PUBLIC,
+    ("POST", "/api/auth/token/"): PUBLIC,  # the login itself
     ("GET", "/api/schema/"): AUTH,
     ("GET", "/api/docs/"): AUTH,
     ("GET", "/api/redoc/"): AUTH,
