@@ -14,7 +14,7 @@ DEMO_PASSWORD ?= admin-demo-password
 export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
-.PHONY: install migrate demo demo-setup serve worker test test-embedded lint format bench db-stop
+.PHONY: alerts-test install migrate demo demo-setup serve worker test test-embedded lint format bench db-stop
 
 $(BIN)/activate: requirements.txt
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
@@ -50,11 +50,11 @@ worker: install
 	$(MANAGE) qcluster
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # The whole suite once more on the embedded server (no DATABASE_URL).
 test-embedded: install
-	env -u DATABASE_URL EMBEDDED_PG_DATA=$(CURDIR)/var/pgdata-test $(BIN)/pytest -q
+	env -u DATABASE_URL EMBEDDED_PG_DATA=$(CURDIR)/var/pgdata-test $(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -71,3 +71,8 @@ bench: install
 # normally; a process killed by a signal leaves it running for the next one).
 db-stop:
 	$(PYTHON) -c "from mytrader.db.embedded.server import stop_server; from mytrader.settings import DATABASES as D; print('stopped' if stop_server(D['default'].get('PGDATA', 'var/pgdata')) else 'not running')"
+
+# Unit tests of the Prometheus alerting rules (Debian package `prometheus` has promtool).
+alerts-test:
+	promtool check rules ops/prometheus/alerts.yml
+	cd ops/prometheus && promtool test rules alerts_test.yml

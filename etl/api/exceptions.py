@@ -1,14 +1,37 @@
-"""Renders domain errors as JSON 400/409 bodies: {"detail": ..., "code": ...}."""
+"""One error shape for the whole API: {"detail": ..., "code": ...}, plus
+"errors" (field -> messages) for validation failures. Domain errors become
+400/409; DRF's own exceptions keep their status codes."""
 
 from __future__ import annotations
 
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from etl.errors import DomainError
 
 
+def _summary(errors, prefix: str = "") -> list[str]:
+    if isinstance(errors, dict):
+        return [line for key, value in errors.items() for line in _summary(value, f"{prefix}{key}: ")]
+    if isinstance(errors, list):
+        return [line for value in errors for line in _summary(value, prefix)]
+    return [f"{prefix}{errors}"]
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {
+            "detail": "Invalid input: " + "; ".join(_summary(exc.detail)),
+            "code": "invalid",
+            "errors": exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail},
+        }
+    else:
+        codes = exc.get_codes()
+        response.data = {"detail": str(exc.detail), "code": codes if isinstance(codes, str) else exc.default_code}
+    return response

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, SymbolMapping, TradingSession
@@ -11,8 +12,19 @@ class AssetClassSerializer(serializers.ModelSerializer):
         fields = ["id", "code", "name", "description", "is_active", "created_at", "updated_at"]
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{2}:\d{2}$", "example": "09:30"})
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time in the market's zone: JSON Schema's "time" format would
+    demand a UTC offset, which a weekly session time does not have."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%H:%M", **kwargs)
+
+
 class TradingSessionSerializer(serializers.ModelSerializer):
     market = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    start_time = LocalTimeField(read_only=True)
+    end_time = LocalTimeField(read_only=True)
 
     class Meta:
         model = TradingSession
@@ -151,5 +163,10 @@ class QueuedSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
+    """The API's one error shape (see etl.api.exceptions)."""
+
     detail = serializers.CharField()
     code = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False, help_text="field -> messages"
+    )

@@ -34,7 +34,10 @@ def test_bootstrap_endpoint_rejects_bad_input_with_400(api_client_for):
     client = api_client_for(superuser=True)
     response = client.post(BOOTSTRAP, {"overwrite": "perhaps"}, format="json")
     assert response.status_code == 400
-    assert "overwrite" in response.json()
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert body["errors"]["overwrite"] == ["Must be a valid boolean."]
+    assert body["detail"] == "Invalid input: overwrite: Must be a valid boolean."
 
 
 def test_bootstrap_can_be_queued(api_client_for, settings):

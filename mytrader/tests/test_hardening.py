@@ -83,4 +83,4 @@ def test_api_token_login_rejects_bad_credentials_with_400(api_anon, settings):
     cache.clear()
     response = api_anon.post("/api/auth/token/", {"username": "nobody", "password": "x"})
     assert response.status_code == 400
-    assert "non_field_errors" in response.json()
+    assert "non_field_errors" in response.json()["errors"]
