@@ -6,7 +6,8 @@ class EtlConfig(AppConfig):
     verbose_name = "ETL core: reference data, symbols, market data"
 
     def ready(self) -> None:
-        from etl import pipeline, services
+        from etl import pipeline, retention, services
+        from etl.services import retention as retention_services
 
         pipeline.register_step(
             "bootstrap",
@@ -15,3 +16,5 @@ class EtlConfig(AppConfig):
             description="Create missing reference data (asset classes, markets, sessions, providers).",
             default=False,
         )
+        retention.register_pruner("task_results", retention_services.prune_task_results)
+        retention.register_pruner("dead_letters_resolved", retention_services.prune_resolved_dead_letters)

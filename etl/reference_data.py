@@ -142,3 +142,13 @@ PROVIDERS: list[dict] = [
         "is_enabled": False,
     },
 ]
+
+# django-q2 schedules (cron, in the schedule's own time zone).
+SCHEDULES: list[dict] = [
+    {
+        "name": "retention-prune",
+        "func": "etl.tasks.retention_prune",
+        "cron": "30 3 * * *",
+        "cluster": None,
+    },
+]

@@ -145,6 +145,9 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# Logs, task results and finished backups older than this are pruned daily.
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+
 # Imports may read only below this folder (symlinks resolved).
 DATA_ROOT = env.path("DATA_ROOT", default=str(BASE_DIR / "var" / "data"))
 

@@ -9,3 +9,4 @@ from etl.services.reference import (  # noqa: F401
     reference_data_bootstrap,
     reference_data_validate,
 )
+from etl.services.retention import PruneResult, retention_prune  # noqa: F401,E402

@@ -91,9 +91,28 @@ def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
         existing = {(o.code,): o for o in DataProvider.objects.all()}
         record("data_providers", _sync_rows(DataProvider, ref.PROVIDERS, ("code",), overwrite, existing))
 
+        record("schedules", _ensure_schedules(ref.SCHEDULES, overwrite))
+
     result = BootstrapResult(created=created, updated=updated, unchanged=unchanged)
     bootstrap_runs.labels(result="changed" if result.total_created or result.total_updated else "unchanged").inc()
     return result
+
+
+def _ensure_schedules(rows: list[dict], overwrite: bool) -> tuple[int, int, int]:
+    """django-q2 schedules the product needs, keyed by name; an operator's
+    edits in the admin are kept unless `overwrite`."""
+    from django_q.models import Schedule
+
+    created = updated = 0
+    for row in rows:
+        schedule = Schedule.objects.filter(name=row["name"]).first()
+        if schedule is None:
+            Schedule.objects.create(schedule_type=Schedule.CRON, **row)
+            created += 1
+        elif overwrite and any(getattr(schedule, k) != v for k, v in row.items()):
+            Schedule.objects.filter(pk=schedule.pk).update(schedule_type=Schedule.CRON, **row)
+            updated += 1
+    return created, updated, len(rows) - created - updated
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,13 @@ pytestmark = pytest.mark.django_db
 
 def test_bootstrap_creates_reference_data():
     result = services.reference_data_bootstrap()
-    assert result.created == {"asset_classes": 9, "markets": 5, "trading_sessions": 17, "data_providers": 5}
+    assert result.created == {
+        "asset_classes": 9,
+        "markets": 5,
+        "trading_sessions": 17,
+        "data_providers": 5,
+        "schedules": 1,
+    }
     assert set(AssetClass.objects.values_list("code", flat=True)) >= {
         "CRYPTO",
         "STOCK",
@@ -53,5 +59,5 @@ def test_command_json_summary():
     call_command("bootstrap_reference_data", "--json", stdout=out)
     summary = json.loads(out.getvalue())
     assert summary["ok"] is True
-    assert summary["total_created"] == 36
+    assert summary["total_created"] == 37
     assert TradingSession.objects.filter(market__code="BINANCE").count() == 1

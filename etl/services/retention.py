@@ -1,0 +1,45 @@
+"""Prune logs, task results and other records past their retention age."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from etl.retention import registered_pruners
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    days: int
+    deleted: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())
+
+
+def retention_prune(*, days: int | None = None) -> PruneResult:
+    """Delete, table by table, what each registered pruner says is older than
+    `days` (default: the RETENTION_DAYS setting). Each pruner is its own
+    transaction, so one failure does not undo the others' work."""
+    days = settings.RETENTION_DAYS if days is None else days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = {name: fn(cutoff) for name, fn in registered_pruners().items()}
+    return PruneResult(days=days, deleted=deleted)
+
+
+def prune_task_results(cutoff) -> int:
+    from django_q.models import Failure, Success
+
+    return (
+        Success.objects.filter(stopped__lt=cutoff).delete()[0] + Failure.objects.filter(stopped__lt=cutoff).delete()[0]
+    )
+
+
+def prune_resolved_dead_letters(cutoff) -> int:
+    from etl.models import DeadLetter
+
+    return DeadLetter.objects.filter(resolved_at__lt=cutoff).delete()[0]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import Success
+
+from etl.models import DeadLetter
+from etl.services import retention_prune
+
+pytestmark = pytest.mark.django_db
+
+
+def _task(name: str, age_days: int) -> None:
+    stopped = timezone.now() - timedelta(days=age_days)
+    Success.objects.create(id=name, name=name, func="etl.tasks.x", started=stopped, stopped=stopped, success=True)
+
+
+def test_prune_removes_only_what_is_past_its_age():
+    _task("old", 100)
+    _task("new", 5)
+    DeadLetter.objects.create(
+        kind="import_file", ref="a.csv", error="gone", resolved_at=timezone.now() - timedelta(days=120)
+    )
+    open_letter = DeadLetter.objects.create(kind="import_file", ref="b.csv", error="gone")
+    DeadLetter.objects.filter(pk=open_letter.pk).update(created_at=timezone.now() - timedelta(days=400))
+
+    result = retention_prune(days=90)
+
+    assert result.deleted["task_results"] == 1
+    assert result.deleted["dead_letters_resolved"] == 1
+    assert list(Success.objects.values_list("name", flat=True)) == ["new"]
+    assert list(DeadLetter.objects.values_list("ref", flat=True)) == ["b.csv"]  # unresolved work is never pruned
+
+
+def test_prune_command_reports_counts_as_json():
+    _task("old", 100)
+    out = StringIO()
+    call_command("prune_old_data", "--days", "30", "--json", stdout=out)
+    summary = json.loads(out.getvalue())
+    assert summary["ok"] and summary["days"] == 30 and summary["deleted"]["task_results"] == 1
