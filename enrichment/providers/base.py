@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,23 @@ from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 logger = logging.getLogger(__name__)
+
+_KEY_IN_URL = re.compile(r"(?i)\b(api_?key|token|access_key)=[^&\s\"']+")
+
+
+class RedactKeysFilter(logging.Filter):
+    """urllib3 logs every request URL at DEBUG, query string (and key) included;
+    this filter scrubs key parameters before any handler sees the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = _KEY_IN_URL.sub(r"\1=***", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(RedactKeysFilter())
 
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 
