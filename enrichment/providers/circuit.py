@@ -40,6 +40,10 @@ def circuit_before_call(provider: str, *, client=None, endpoint: str = "", symbo
     """Let a call through (returns the state it runs under) or fail fast with
     a transient ProviderError(reason="circuit_open")."""
     now = clock.now()
+    # The common case, a closed circuit, is one plain read: no lock, no write.
+    current = CircuitState.objects.filter(provider=provider).values_list("state", flat=True).first()
+    if current in (None, CircuitState.State.CLOSED):
+        return CircuitState.State.CLOSED
     with transaction.atomic():
         state = _locked(provider)
         if state.state == CircuitState.State.CLOSED:
@@ -82,6 +86,16 @@ def circuit_before_call(provider: str, *, client=None, endpoint: str = "", symbo
 
 def circuit_record_success(provider: str) -> None:
     now = clock.now()
+    # A success on a healthy circuit changes nothing worth a locked write; the
+    # last success time is refreshed at most once a minute.
+    healthy = CircuitState.objects.filter(
+        provider=provider,
+        state=CircuitState.State.CLOSED,
+        consecutive_failures=0,
+        last_success_at__gt=now - timedelta(seconds=60),
+    ).exists()
+    if healthy:
+        return
     with transaction.atomic():
         state = _locked(provider)
         state.consecutive_failures = 0
