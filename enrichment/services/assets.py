@@ -36,7 +36,7 @@ from enrichment.providers import client_class, get_client
 from enrichment.providers.base import INFO_FIELDS, AssetInfo, ProviderError
 from enrichment.providers.fallback import providers_in_priority
 from enrichment.services import quality
-from enrichment.services.mapping import _kind, crypto_pair, mapping_infer
+from enrichment.services.mapping import _kind, crypto_pair, mapping_infer, mappings_ensure
 from etl.errors import DomainError
 from etl.models import DataProvider, DeadLetter, RunStatus, Symbol, SymbolMapping
 from etl.progress import Cancelled, ProgressReporter
@@ -524,6 +524,11 @@ def assets_enrich(
                 Symbol.objects.select_related("market", "asset_class")
                 .filter(pk__in=ids[start : start + options.batch_size])
                 .order_by("pk")
+            )
+            # Store the inferred spellings (ON CONFLICT DO NOTHING) so the mapping editor shows them.
+            mappings_ensure(
+                symbols=Symbol.objects.filter(pk__in=[s.pk for s in batch]),
+                provider_codes=[c for c in sources if c != LOCAL],
             )
             reports = _work(batch, sources, _mapped(batch, sources), options, client_options)
             done = _apply(batch, reports, options, run)

@@ -318,3 +318,27 @@ def test_task_runs_a_queued_run(thyao):
 
     run = AssetEnrichmentRun.objects.create(options={"sources": ["LOCAL"], "concurrency": 1, "selection": "all"})
     assert tasks_assets.assets_enrich(run.pk)["partial"] == 1
+
+
+def test_run_and_mapping_endpoints_refuse_anonymous(thyao, api_anon, api_client_for):
+    from enrichment.services.assets import EnrichOptions, assets_enrich
+    from enrichment.services.mapping import mappings_ensure
+
+    run_id = assets_enrich(options=EnrichOptions(sources=("LOCAL",), concurrency=1)).run_id
+    mappings_ensure()
+    run_url = reverse("etl-enrichment-run", args=[run_id])
+    assert api_anon.get(run_url).status_code in (401, 403)
+    assert api_client_for().get(run_url).status_code == 200
+    assert api_client_for().get(reverse("etl-enrichment-run", args=[run_id + 999])).status_code == 404
+    validate_url = reverse("etl-mapping-validate", args=[SymbolMapping.objects.first().pk])
+    assert api_anon.post(validate_url).status_code in (401, 403)
+    assert api_client_for(staff=True).post(validate_url).status_code == 403
+
+
+def test_enrichment_stores_inferred_mappings_for_the_editor(thyao):
+    from enrichment.services.assets import EnrichOptions, assets_enrich
+
+    assets_enrich(options=EnrichOptions(concurrency=1, max_retries=1), client_options={"sleep": lambda s: None})
+    assert list(SymbolMapping.objects.filter(symbol=thyao).values_list("provider__code", "provider_symbol")) == [
+        ("YAHOO_FINANCE", "THYAO.IS")
+    ]
