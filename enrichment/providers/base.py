@@ -51,6 +51,7 @@ class RedactKeysFilter(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(RedactKeysFilter())
 
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
+NOT_THE_PROVIDERS_FAULT = frozenset({"rate_limited", "over_budget", "circuit_open", "unsupported"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,9 +287,12 @@ class ProviderClient:
                 counter=[0],
             )
         except ProviderError as exc:
-            # A symbol the vendor does not know, or a request it refuses, says
-            # nothing about the vendor's health; everything else counts against it.
-            if exc.permanent and exc.reason not in {"unauthorized"}:
+            # Our own limits (budget, an open circuit) say nothing about the vendor;
+            # neither does a symbol it does not know or a request it refuses.
+            # Everything else (throttled, down, slow, broken, bad key) counts against it.
+            if exc.reason in NOT_THE_PROVIDERS_FAULT:
+                pass
+            elif exc.permanent and exc.reason != "unauthorized":
                 circuit.circuit_record_success(self.code)
             else:
                 circuit.circuit_record_failure(self.code, error=exc.message)
@@ -313,14 +317,28 @@ class ProviderClient:
 
         counter[0] += 1
         attempt = counter[0]
-        ratelimit.rate_limit_acquire(
-            provider_code=self.code,
-            budget=self.provider.rate_limit_per_minute,
-            weight=weight,
-            window=self.rate_window,
-            max_wait=self.rate_max_wait,
-            sleep=self.sleep,
-        )
+        try:
+            ratelimit.rate_limit_acquire(
+                provider_code=self.code,
+                budget=self.provider.rate_limit_per_minute,
+                weight=weight,
+                window=self.rate_window,
+                max_wait=self.rate_max_wait,
+                sleep=self.sleep,
+            )
+        except ProviderError as exc:
+            fetch_log_write(
+                provider=self.code,
+                endpoint=endpoint,
+                symbol=symbol,
+                status_code=None,
+                duration_ms=0.0,
+                attempt=attempt,
+                size=0,
+                error=exc.message,
+                outcome=exc.reason,
+            )
+            raise
         started = time.monotonic()
         status_code: int | None = None
         size = 0

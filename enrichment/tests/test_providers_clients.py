@@ -167,6 +167,9 @@ def test_418_ban_longer_than_we_wait_blocks_every_worker(providers, httpserver, 
         get_client("BINANCE", **client_options, rate_max_wait=5).list_symbols()
     assert err.value.reason == "rate_limited"
     assert len(httpserver.log) == 1
+    assert attempts("BINANCE") == [(1, "banned", 418), (1, "rate_limited", None)]
+    # Only the ban counted against Binance's circuit; our own waiting did not.
+    assert CircuitState.objects.get(provider="BINANCE").consecutive_failures == 1
 
 
 def test_retry_after_accepts_http_dates():
