@@ -66,7 +66,9 @@ class EnrichAssetsView(APIView):
 
     @extend_schema(request=EnrichRequestSerializer, responses={200: dict, 202: RunSerializer})
     def post(self, request):
-        params = EnrichRequestSerializer(data=request.data)
+        # The old system's option names are accepted too (seed 000).
+        raw = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
+        params = EnrichRequestSerializer(data=assets.seed_options_translate(raw))
         params.is_valid(raise_exception=True)
         data = dict(params.validated_data)
         run_async = data.pop("run_async")

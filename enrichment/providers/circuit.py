@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 
+from enrichment import metrics_providers as metrics
 from enrichment.models import CircuitState
 from enrichment.providers import clock
 from enrichment.providers.base import ProviderError, provider_setting
@@ -122,6 +123,7 @@ def circuit_record_failure(provider: str, *, error: str) -> None:
             state.state = CircuitState.State.OPEN
             state.opened_at = now
             state.probe_started_at = None
+            metrics.circuit_opened.labels(provider=provider).inc()
         state.save()
 
 

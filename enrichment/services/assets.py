@@ -31,6 +31,7 @@ from django.db import close_old_connections, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from enrichment import metrics_providers as metrics
 from enrichment.models import AssetEnrichmentResult, AssetEnrichmentRun
 from enrichment.providers import client_class, get_client
 from enrichment.providers.base import INFO_FIELDS, AssetInfo, ProviderError
@@ -71,8 +72,9 @@ class EnrichOptions:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> EnrichOptions:
-        """Parse and check options from the API, a command or a dead letter; DomainError names the field."""
-        data = dict(data or {})
+        """Parse and check options from the API, a command or a dead letter; DomainError names the field.
+        The old system's names (enabledSources, maxConcurrency, rateLimitDelay "00:00:00.500", ...) are accepted."""
+        data = seed_options_translate(data or {})
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise DomainError(f"Unknown option(s): {', '.join(sorted(unknown))}", code="invalid_option")
@@ -126,6 +128,52 @@ class EnrichOptions:
         out["symbols"] = list(self.symbols)
         out["symbol_ids"] = list(self.symbol_ids)
         return out
+
+
+# The seed's option names (the .NET system's JSON) -> ours; TimeSpans become seconds.
+SEED_ALIASES = {
+    "enabledSources": "sources",
+    "maxConcurrency": "concurrency",
+    "batchSize": "batch_size",
+    "overwriteExistingData": "overwrite",
+    "rateLimitDelay": "rate_limit_delay",
+    "maxRetries": "max_retries",
+    "requestTimeout": "timeout",
+    "staleDays": "stale_days",
+}
+TIMESPAN_OPTIONS = {"rate_limit_delay", "timeout"}
+
+
+def timespan_seconds(value: Any) -> float:
+    """Seconds from a number or a .NET TimeSpan string ("00:00:30", "00:00:00.500", "1.02:00:00")."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    if ":" not in text:
+        return float(text)
+    days = 0.0
+    head, _, rest = text.partition(":")
+    if "." in head:
+        d, _, head = head.partition(".")
+        days = float(d)
+    parts = [head, *rest.split(":")]
+    if len(parts) != 3:
+        raise ValueError(f"{value!r} is not a TimeSpan (hh:mm:ss[.fff])")
+    h, m, sec = (float(x) for x in parts)
+    return days * 86400 + h * 3600 + m * 60 + sec
+
+
+def seed_options_translate(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = SEED_ALIASES.get(key, key)
+        if name in TIMESPAN_OPTIONS and value not in (None, ""):
+            try:
+                value = timespan_seconds(value)
+            except ValueError as exc:
+                raise DomainError(f"{key}: {exc}", code="invalid_option") from None
+        out[name] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,6 +583,7 @@ def assets_enrich(
             outcomes.extend(done)
             for o in done:
                 counts[o.outcome] += 1
+                metrics.asset_enrichment_symbols.labels(outcome=o.outcome).inc()
                 counts["dead_lettered"] += int(o.dead_lettered)
             AssetEnrichmentRun.objects.filter(pk=run.pk).update(**counts)
             reporter.advance(len(batch))

@@ -6,6 +6,7 @@ import logging
 
 from django.db import connection, transaction
 
+from enrichment import metrics_providers as metrics
 from enrichment.models import FetchLog
 
 logger = logging.getLogger("enrichment.fetch")
@@ -24,6 +25,9 @@ def fetch_log_write(
     outcome: str,
 ) -> FetchLog:
     """Record one attempt (the caller has already redacted keys from `error`)."""
+    metrics.provider_requests.labels(provider=provider, outcome=outcome).inc()
+    if attempt:
+        metrics.provider_request_seconds.labels(provider=provider).observe(duration_ms / 1000)
     logger.debug("%s %s %s attempt=%s status=%s %s", provider, endpoint, symbol, attempt, status_code, outcome)
     with transaction.atomic(), connection.cursor() as cur:
         # A log line lost to a crash is acceptable; waiting for a WAL flush on every attempt is not.

@@ -254,3 +254,25 @@ def test_discovery_creates_listed_symbols_once(providers, httpserver, client_opt
     assert SymbolMapping.objects.get(symbol=eth, provider__code="BINANCE").provider_symbol == "ETHUSDT"
     second = symbols_discover(client_options=client_options)
     assert (second.created, second.mappings_created) == (0, 0)
+
+
+def test_the_old_systems_option_names_are_accepted(providers):
+    opts = EnrichOptions.from_dict(
+        {
+            "enabledSources": ["YAHOO_FINANCE", "COINMARKETCAP"],
+            "maxConcurrency": 3,
+            "batchSize": 50,
+            "overwriteExistingData": False,
+            "rateLimitDelay": "00:00:00.500",
+            "maxRetries": 3,
+            "requestTimeout": "00:00:30",
+        }
+    )
+    assert (opts.sources, opts.rate_limit_delay, opts.timeout, opts.batch_size) == (
+        ("YAHOO_FINANCE", "COINMARKETCAP"),
+        0.5,
+        30.0,
+        50,
+    )
+    with pytest.raises(DomainError, match="requestTimeout"):
+        EnrichOptions.from_dict({"requestTimeout": "soon:ish"})

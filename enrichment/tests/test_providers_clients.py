@@ -409,3 +409,19 @@ def test_keys_never_reach_the_fetch_log(providers, httpserver, client_options, c
     for error in FetchLog.objects.values_list("error", flat=True):
         assert API_KEYS["ALPHA_VANTAGE"] not in error
     assert all(API_KEYS["ALPHA_VANTAGE"] not in r.getMessage() for r in caplog.records if r.name != "werkzeug")
+
+
+def test_attempts_are_counted_in_prometheus(providers, httpserver, client_options):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "enrichment_provider_requests_total", {"provider": "YAHOO_FINANCE", "outcome": outcome}
+        )
+        return value or 0.0
+
+    before = count("server_error"), count("ok")
+    httpserver.expect_oneshot_request(NVDA).respond_with_data("x", status=503)
+    httpserver.expect_request(NVDA).respond_with_json(p.yahoo_chart("NVDA", start=p.T0, bars=1))
+    get_client("YAHOO_FINANCE", **client_options).fetch_asset_info(provider_symbol="NVDA")
+    assert (count("server_error") - before[0], count("ok") - before[1]) == (1, 1)
