@@ -342,3 +342,37 @@ def test_enrichment_stores_inferred_mappings_for_the_editor(thyao):
     assert list(SymbolMapping.objects.filter(symbol=thyao).values_list("provider__code", "provider_symbol")) == [
         ("YAHOO_FINANCE", "THYAO.IS")
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "providerstatus",
+        "symbolforenrichment",
+        "providermapping",
+        "enrichmentdeadletter",
+        "assetenrichmentrun",
+        "fetchlog",
+        "circuitstate",
+    ],
+)
+def test_every_enrichment_admin_list_renders(thyao, admin_client, name):
+    from enrichment.services.mapping import mappings_ensure
+
+    mappings_ensure()
+    DeadLetter.objects.create(kind="enrichment", ref="THYAO@BIST", error="e", payload={"symbol_id": thyao.pk})
+    assert admin_client.get(reverse(f"admin:enrichment_{name}_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:index")).status_code == 200
+
+
+def test_staff_without_the_permission_cannot_enrich_from_the_admin(thyao, client, make_user):
+    from django.contrib.auth.models import Permission
+
+    user = make_user(staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_symbolforenrichment"))
+    client.force_login(user)
+    url = reverse("admin:enrichment_symbolforenrichment_changelist")
+    page = client.get(url)
+    assert page.status_code == 200 and "enrich_selected" not in page.content.decode()
+    client.post(url, {"action": "enrich_selected", "_selected_action": [thyao.pk]})
+    assert not AssetEnrichmentRun.objects.exists()
