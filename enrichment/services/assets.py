@@ -16,6 +16,7 @@ attempts) with the options needed to resubmit it.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -628,33 +629,44 @@ class ResubmitResult:
     resubmitted: int
     resolved: int
     still_failing: int
-    run_id: int | None
+    run_ids: tuple[int, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "run_ids": list(self.run_ids)}
 
 
 def dead_letters_resubmit(
     *, ids: list[int] | None = None, requested_by: str = "", client_options: dict | None = None
 ) -> ResubmitResult:
     """Enrich again the symbols of open enrichment dead letters (all of them, or `ids`),
-    with the options they failed under. A symbol that now gets remote data resolves its letter."""
+    each with the options it failed under (one run per distinct set of options).
+    A symbol that now gets remote data resolves its letter."""
     letters = DeadLetter.objects.filter(kind=DEAD_LETTER_KIND, resolved_at__isnull=True)
     if ids is not None:
         letters = letters.filter(pk__in=ids)
     letters = list(letters)
     if not letters:
         raise DomainError("No open enrichment dead letters to resubmit", code="nothing_to_resubmit")
-    symbol_ids = [int(dl.payload["symbol_id"]) for dl in letters if dl.payload.get("symbol_id")]
-    stored = letters[0].payload.get("options") or {}
-    options = EnrichOptions.from_dict({k: v for k, v in stored.items() if k in EnrichOptions.__dataclass_fields__})
-    options = replace(options, symbols=(), symbol_ids=tuple(symbol_ids), selection="all")
-    now = timezone.now()
-    DeadLetter.objects.filter(pk__in=[dl.pk for dl in letters]).update(resubmitted_at=now)
-    result = assets_enrich(options=options, requested_by=requested_by or "resubmit", client_options=client_options)
+    groups: dict[str, list[int]] = {}
+    for letter in letters:
+        stored = {
+            k: v
+            for k, v in (letter.payload.get("options") or {}).items()
+            if k in EnrichOptions.__dataclass_fields__ and k not in {"symbols", "symbol_ids", "selection"}
+        }
+        if letter.payload.get("symbol_id"):
+            groups.setdefault(json.dumps(stored, sort_keys=True), []).append(int(letter.payload["symbol_id"]))
+    DeadLetter.objects.filter(pk__in=[dl.pk for dl in letters]).update(resubmitted_at=timezone.now())
+    run_ids = []
+    for stored_json, symbol_ids in groups.items():
+        options = replace(
+            EnrichOptions.from_dict(json.loads(stored_json)), symbol_ids=tuple(symbol_ids), selection="all"
+        )
+        result = assets_enrich(options=options, requested_by=requested_by or "resubmit", client_options=client_options)
+        run_ids.append(result.run_id)
     resolved = DeadLetter.objects.filter(pk__in=[dl.pk for dl in letters], resolved_at__isnull=False).count()
     return ResubmitResult(
-        resubmitted=len(letters), resolved=resolved, still_failing=len(letters) - resolved, run_id=result.run_id
+        resubmitted=len(letters), resolved=resolved, still_failing=len(letters) - resolved, run_ids=tuple(run_ids)
     )
 
 

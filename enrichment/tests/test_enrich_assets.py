@@ -187,7 +187,7 @@ def test_all_sources_failing_dead_letters_once_and_resubmit_after_recovery_enric
     assert letter.resolved_at is not None and letter.resubmitted_at is not None
     aapl.refresh_from_db()
     assert aapl.name == "Apple Inc." and aapl.enriched_at is not None
-    assert AssetEnrichmentResult.objects.get(run_id=resubmit.run_id).outcome == "enriched"
+    assert AssetEnrichmentResult.objects.get(run_id=resubmit.run_ids[0]).outcome == "enriched"
     with pytest.raises(DomainError):
         dead_letters_resubmit(client_options=FAST)
 
@@ -276,3 +276,31 @@ def test_the_old_systems_option_names_are_accepted(providers):
     )
     with pytest.raises(DomainError, match="requestTimeout"):
         EnrichOptions.from_dict({"requestTimeout": "soon:ish"})
+
+
+def test_resubmit_keeps_each_letters_options(providers, httpserver):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    a = make_symbol("AAA", "NYSE", "STOCK_NYSE")
+    b = make_symbol("BBB", "NYSE", "STOCK_NYSE")
+    for symbol, sources in ((a, ["LOCAL"]), (b, ["LOCAL", "YAHOO_FINANCE"])):
+        DeadLetter.objects.create(
+            kind="enrichment",
+            ref=f"{symbol.ticker}@NYSE",
+            error="e",
+            payload={"symbol_id": symbol.pk, "options": {"sources": sources, "concurrency": 1, "max_retries": 1}},
+        )
+    httpserver.expect_request("/v8/finance/chart/BBB").respond_with_json(
+        p.yahoo_chart("BBB", start=p.T0, bars=1, long_name="Bee Corp")
+    )
+    out = StringIO()
+    call_command("enrich_assets", "--resubmit-dead-letters", stdout=out)
+    assert "resubmitted 2: 1 resolved, 1 still failing" in out.getvalue()
+    runs = list(AssetEnrichmentRun.objects.order_by("id"))
+    assert sorted(sorted(r.options["sources"]) for r in runs) == [["LOCAL"], ["LOCAL", "YAHOO_FINANCE"]]
+    b.refresh_from_db()
+    assert b.name == "Bee Corp"
+    # AAA had only local data to offer: its letter stays open for a later resubmit.
+    assert DeadLetter.objects.get(ref="AAA@NYSE").resolved_at is None

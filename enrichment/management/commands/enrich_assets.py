@@ -57,7 +57,7 @@ class Command(JsonCommand):
         if "resubmitted" in summary:
             self.stdout.write(
                 f"resubmitted {summary['resubmitted']}: {summary['resolved']} resolved, "
-                f"{summary['still_failing']} still failing (run {summary['run_id']})"
+                f"{summary['still_failing']} still failing (runs {summary['run_ids']})"
             )
             return
         if "discovery" in summary:
