@@ -178,6 +178,18 @@ def test_circuit_is_shared_between_processes_and_recovers(providers, httpserver,
     with pytest.raises(ProviderError) as err:
         client.fetch_asset_info(provider_symbol="NVDA")
     assert err.value.reason == "circuit_open" and len(httpserver.log) == 3
+    # Candle work for NVDA falls back to the next candle provider by priority (Polygon) at once.
+    start_ms, end_ms = int(p.T0.timestamp() * 1000), int((p.T0 + timedelta(days=1)).timestamp() * 1000)
+    httpserver.expect_request(f"/v2/aggs/ticker/NVDA/range/1/day/{start_ms}/{end_ms}").respond_with_json(
+        p.polygon_aggs(p.T0, 2)
+    )
+    DataProvider.objects.filter(code="BINANCE").update(is_enabled=False)
+    nvda = Symbol.objects.create(ticker="NVDA", market=Market.objects.get(code="NASDAQ"))
+    code, candles = candles_fetch_with_fallback(
+        symbol=nvda, timeframe="1d", start=p.T0, end=p.T0 + timedelta(days=1), client_options=client_options
+    )
+    assert code == "POLYGON" and len(candles) == 2
+    assert [r.path for r, _ in httpserver.log][3:] == [f"/v2/aggs/ticker/NVDA/range/1/day/{start_ms}/{end_ms}"]
     # 300 s later (faked here) the trial call goes through, succeeds and closes the circuit...
     healthy["on"] = True
     fake_clock.advance(301)
