@@ -50,3 +50,9 @@ def providers(db, httpserver, settings):
 def client_options(fake_sleep) -> dict:
     """Fast retries: three attempts, millisecond backoff, no real sleeping."""
     return {"max_attempts": 3, "backoff_base": 0.001, "backoff_max": 0.01, "sleep": fake_sleep}
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Test users are created by the dozen; PBKDF2's deliberate slowness buys nothing here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
