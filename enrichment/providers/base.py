@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -184,8 +185,19 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def provider_setting(name: str, default: Any) -> Any:
-    """`settings.ENRICHMENT_PROVIDERS[name]`, else the default documented in docs/providers.md."""
-    return getattr(settings, "ENRICHMENT_PROVIDERS", {}).get(name, default)
+    """`settings.ENRICHMENT_PROVIDERS[name]`, else the environment variable
+    `ENRICHMENT_<name>`, else the default documented in docs/providers.md."""
+    configured = getattr(settings, "ENRICHMENT_PROVIDERS", {})
+    if name in configured:
+        return configured[name]
+    raw = os.environ.get(f"ENRICHMENT_{name}")
+    if raw is None or raw == "":
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        logger.warning("ignoring ENRICHMENT_%s=%r: not a %s", name, raw, type(default).__name__)
+        return default
 
 
 class ProviderClient:

@@ -228,3 +228,12 @@ def test_fallback_names_every_failure_when_all_fail(providers, httpserver, clien
             fn=lambda c: c.fetch_asset_info(provider_symbol="AAPL"),
         )
     assert "YAHOO_FINANCE:" in err.value.message and "POLYGON:" in err.value.message
+
+
+@pytest.mark.django_db
+def test_circuit_settings_can_come_from_the_environment(providers, monkeypatch):
+    monkeypatch.setenv("ENRICHMENT_CIRCUIT_FAILURE_THRESHOLD", "1")
+    circuit.circuit_record_failure("POLYGON", error="x")
+    assert circuit.circuit_state("POLYGON") == "open"
+    monkeypatch.setenv("ENRICHMENT_CIRCUIT_FAILURE_THRESHOLD", "lots")
+    assert circuit.failure_threshold() == 3
