@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from enrichment import metrics_providers as metrics
 from enrichment.models import AssetEnrichmentResult, AssetEnrichmentRun
-from enrichment.providers import client_class, get_client
+from enrichment.providers import get_client
 from enrichment.providers.base import INFO_FIELDS, AssetInfo, ProviderError
 from enrichment.providers.fallback import providers_in_priority
 from enrichment.services import quality
@@ -678,15 +678,3 @@ def enrich_step(*, options: dict, progress: ProgressReporter | None = None) -> d
     step_options = {k.removeprefix("enrich_"): v for k, v in (options or {}).items() if k.startswith("enrich_")}
     result = assets_enrich(options=EnrichOptions.from_dict(step_options), requested_by="pipeline", progress=progress)
     return {k: v for k, v in result.to_dict(details=0).items() if k != "symbols"}
-
-
-def remote_sources_known() -> list[str]:
-    """Every provider code with a client, for option help texts."""
-    out = []
-    for code in DataProvider.objects.values_list("code", flat=True):
-        try:
-            client_class(code)
-        except ProviderError:
-            continue
-        out.append(code)
-    return out
