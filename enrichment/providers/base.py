@@ -258,11 +258,6 @@ class ProviderClient:
         """Headers carrying the key (CoinMarketCap)."""
         return {}
 
-    @property
-    def is_available(self) -> bool:
-        """Usable at all: enabled and, where a key is needed, the key is set."""
-        return self.provider.is_enabled and (not self.provider.requires_api_key or bool(self.api_key))
-
     # -- the call ----------------------------------------------------------------
     def get_json(
         self,
