@@ -304,3 +304,14 @@ def test_resubmit_keeps_each_letters_options(providers, httpserver):
     assert b.name == "Bee Corp"
     # AAA had only local data to offer: its letter stays open for a later resubmit.
     assert DeadLetter.objects.get(ref="AAA@NYSE").resolved_at is None
+
+
+def test_a_cancelled_run_stops_between_batches(providers):
+    for i in range(3):
+        make_symbol(f"S{i}", "NYSE", "STOCK_NYSE")
+    options = EnrichOptions(sources=("LOCAL",), concurrency=1, batch_size=1)
+    run = AssetEnrichmentRun.objects.create(options=options.to_dict(), cancel_requested=True)
+    result = assets_enrich(options=options, run=run)
+    assert result.cancelled and result.total == 3 and len(result.outcomes) == 1
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.progress_done == 1
