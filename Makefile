@@ -32,6 +32,7 @@ migrate: install
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
+	$(MANAGE) enrich_assets
 
 demo: demo-setup
 	@echo
@@ -65,7 +66,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	@echo "no benchmarks yet"
+	$(PYTHON) bench/bench_providers.py 500
 
 # Stop the embedded server (it stops by itself when its last process exits
 # normally; a process killed by a signal leaves it running for the next one).
