@@ -39,6 +39,15 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/etl/bootstrap-status"): AUTH,
     ("POST", "/api/etl/bootstrap-reference-data"): "etl.bootstrap_reference_data",
     ("POST", "/api/etl/validate-reference-data"): "etl.view_market",
+    # enrichment: provider side
+    ("POST", "/api/etl/enrich-assets"): "enrichment.run_enrichment",
+    ("GET", "/api/etl/enrichment-status"): AUTH,
+    ("GET", "/api/etl/enrichment-runs/{pk}"): AUTH,
+    ("GET", "/api/etl/enrichment-sources-status"): AUTH,
+    ("GET", "/api/etl/enrichment-dead-letters"): AUTH,
+    ("POST", "/api/etl/enrichment-dead-letters/resubmit"): "enrichment.run_enrichment",
+    ("POST", "/api/etl/discover-symbols"): "enrichment.run_enrichment",
+    ("POST", "/api/etl/symbol-mappings/{pk}/validate"): "enrichment.run_enrichment",
 }
 
 
