@@ -15,12 +15,17 @@ from etl.api.permissions import StaffWithPermission
 from etl.models import DeadLetter, SymbolMapping
 
 PERM = ("enrichment.run_enrichment",)
+STALE_DAYS_MAX = 3650  # ten years; more overflows date arithmetic and means "all" anyway
+
+
+class StatusQuerySerializer(serializers.Serializer):
+    stale_days = serializers.IntegerField(min_value=1, max_value=STALE_DAYS_MAX, default=30)
 
 
 class EnrichRequestSerializer(serializers.Serializer):
     sources = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     selection = serializers.ChoiceField(choices=assets.SELECTIONS, default="never")
-    stale_days = serializers.IntegerField(min_value=1, default=30)
+    stale_days = serializers.IntegerField(min_value=1, max_value=STALE_DAYS_MAX, default=30)
     symbols = serializers.ListField(child=serializers.CharField(), required=False, default=list)
     concurrency = serializers.IntegerField(min_value=1, max_value=16, default=3)
     batch_size = serializers.IntegerField(min_value=1, max_value=10_000, default=50)
@@ -32,8 +37,8 @@ class EnrichRequestSerializer(serializers.Serializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    percent = serializers.FloatField(read_only=True)
-    eta_seconds = serializers.FloatField(read_only=True)
+    percent = serializers.FloatField(read_only=True, allow_null=True)
+    eta_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = AssetEnrichmentRun
@@ -81,13 +86,11 @@ class EnrichAssetsView(APIView):
 
 
 class EnrichmentStatusView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("stale_days", int, required=False)], responses={200: dict})
+    @extend_schema(parameters=[StatusQuerySerializer], responses={200: dict})
     def get(self, request):
-        try:
-            stale_days = max(1, int(request.query_params.get("stale_days", 30)))
-        except ValueError:
-            return Response({"detail": "stale_days must be a whole number", "code": "invalid"}, status=400)
-        return Response(provider_status.enrichment_status(stale_days=stale_days))
+        query = StatusQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(provider_status.enrichment_status(stale_days=query.validated_data["stale_days"]))
 
 
 class EnrichmentRunView(APIView):
