@@ -72,6 +72,8 @@ class EnrichAssetsView(APIView):
     @extend_schema(request=EnrichRequestSerializer, responses={200: dict, 202: RunSerializer})
     def post(self, request):
         # The old system's option names are accepted too (seed 000).
+        if not hasattr(request.data, "items"):
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object of options."]})
         raw = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
         params = EnrichRequestSerializer(data=assets.seed_options_translate(raw))
         params.is_valid(raise_exception=True)

@@ -33,3 +33,10 @@ def test_queued_run_documents_its_unknown_progress_as_null(api_client_for):
     props = schema["components"]["schemas"]["Run"]["properties"]
     assert props["percent"].get("nullable") is True
     assert props["eta_seconds"].get("nullable") is True
+
+
+def test_enrich_assets_refuses_a_body_that_is_not_an_object(api_client_for):
+    # A JSON array crashed the option parsing: a 500 before the fix.
+    response = api_client_for(staff=True, perms=PERM).post("/api/etl/enrich-assets", [None, None], format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Invalid input: non_field_errors: Expected a JSON object of options."
