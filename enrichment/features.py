@@ -395,3 +395,15 @@ def context_start(funding: np.ndarray, emit_from: int, *, timeframe_seconds: int
     if len(earlier):
         start = min(start, int(earlier[max(0, len(earlier) - (FUNDING_WINDOW - 1))]))
     return max(0, start)
+
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def timeframe_seconds(timeframe: str) -> int:
+    """'15m' -> 900, '1h' -> 3600, '1d' -> 86400, '1w' -> 604800 (ValueError otherwise)."""
+    tf = timeframe.strip()
+    number, unit = tf[:-1], tf[-1:].lower()
+    if unit not in _UNIT_SECONDS or not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"unknown timeframe {timeframe!r}: use e.g. 1m, 15m, 1h, 4h, 1d, 1w")
+    return int(number) * _UNIT_SECONDS[unit]
