@@ -189,6 +189,7 @@ def daily_metrics(
     score: np.ndarray,
     calendar: MarketCalendar,
     timeframe_seconds: int,
+    from_day_start: bool = True,
 ) -> pd.DataFrame:
     """One row per day from the first bar's day to the last: expected and actual bars,
     completeness, counts of each flag, mean score. Days are the market's local dates
@@ -204,11 +205,11 @@ def daily_metrics(
         idx = pd.DatetimeIndex(pd.to_datetime(values, unit="s", utc=True)).tz_convert(zone)
         return np.asarray(idx.date)
 
-    # The grid covers whole days so that a day's first and last bars are expected too.
+    # Expected bars are counted from the start of the first day (or from the series' first
+    # bar when there is nothing before it) up to the last bar seen: later ones are not due yet.
     start_day = local_day(ts_seconds[:1])[0]
-    end_day = local_day(ts_seconds[-1:])[0]
-    first = int(pd.Timestamp(start_day, tz=zone).timestamp())
-    last = int((pd.Timestamp(end_day, tz=zone) + pd.Timedelta(days=1)).timestamp()) - 1
+    first = int(pd.Timestamp(start_day, tz=zone).timestamp()) if from_day_start else int(ts_seconds[0])
+    last = int(ts_seconds[-1])
     anchor = int(ts_seconds[0]) % timeframe_seconds
     grid = np.arange(first - (first - anchor) % timeframe_seconds, last + 1, timeframe_seconds, dtype=np.int64)
     grid = grid[grid >= first]

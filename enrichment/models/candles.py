@@ -245,6 +245,9 @@ class EnrichmentStatus(models.Model):
     avg_quality_score = models.FloatField(null=True, blank=True)
     completeness = models.FloatField(null=True, blank=True, help_text="over all measured days")
     last_error = models.TextField(blank=True)
+    source_synced_until = models.DateTimeField(
+        null=True, blank=True, help_text="market_data.updated_at already copied into market_data_v2"
+    )
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
