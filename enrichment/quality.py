@@ -109,7 +109,7 @@ def expected_mask(ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_se
 
 def _minute_of_week(ts_seconds: np.ndarray, timezone: str) -> np.ndarray:
     local = pd.DatetimeIndex(pd.to_datetime(ts_seconds, unit="s", utc=True)).tz_convert(timezone)
-    return np.asarray(local.weekday * 1440 + local.hour * 60 + local.minute, dtype=np.int64)
+    return np.asarray(local.day_of_week * 1440 + local.hour * 60 + local.minute, dtype=np.int64)
 
 
 def _grid(ts_seconds: np.ndarray, timeframe_seconds: int) -> np.ndarray:
