@@ -1,4 +1,11 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_schedules(**kwargs) -> None:
+    from enrichment.services.schedules import schedules_ensure
+
+    schedules_ensure()
 
 
 class EnrichmentConfig(AppConfig):
@@ -14,3 +21,5 @@ class EnrichmentConfig(AppConfig):
             run=features.features_step,
             description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
         )
+        # The default schedules exist once the markets do (after bootstrap; the step ensures them too).
+        post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="enrichment_feature_schedules")

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F as DbF
-from django.db.models import Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from enrichment.models.candles import BackfillState
@@ -207,3 +207,51 @@ def backfill_due(*, now=timezone.now) -> list[BackfillState]:
         .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=moment))
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=moment))
     )
+
+
+def backfill_start(
+    *,
+    symbols: list[Symbol] | None,
+    timeframes: list[str] | None,
+    source: str,
+    start: datetime | None,
+    end: datetime | None,
+    chunk_bars: int = 1000,
+    progress=None,
+) -> dict[str, Any]:
+    """Plan and run the backfill of every named series (all linked market_data series when
+    none are named). Without --from/--to the local source's own span is used."""
+    from enrichment.services.features import local_series
+    from etl.models import MarketData
+
+    get_source(source)
+    if symbols and timeframes:  # named series need no local candles (a remote source fills them)
+        pairs = [(s, tf) for s in symbols for tf in timeframes]
+    else:
+        pairs = local_series(symbols=symbols, timeframes=timeframes)
+    if not pairs:
+        raise DomainError("nothing to backfill: name --symbol and --timeframe, or link market_data first", code="empty")
+    if progress is not None:
+        progress.set_total(len(pairs))
+    results = []
+    for symbol, tf in pairs:
+        lo, hi = start, end
+        if lo is None or hi is None:
+            span = MarketData.objects.filter(symbol=symbol, timeframe=tf).aggregate(lo=Min("ts"), hi=Max("ts"))
+            lo = lo or span["lo"]
+            hi = hi or (span["hi"] + timedelta(seconds=parse_timeframe(tf)) if span["hi"] else timezone.now())
+        if lo is None:
+            raise DomainError(f"{symbol} {tf}: give --from (no local candles to take the span from)", code="bad_range")
+        state = backfill_plan(symbol=symbol, timeframe=tf, source=source, start=lo, end=hi, chunk_bars=chunk_bars)
+        try:
+            results.append(backfill_run(state=state).to_dict())
+        except ConflictError as exc:
+            results.append({"state_id": state.pk, "status": "skipped", "error": exc.message})
+        if progress is not None:
+            progress.advance(1)
+    return {
+        "series": len(results),
+        "done": sum(r["status"] == "done" for r in results),
+        "rows_written": sum(r.get("rows_written", 0) for r in results),
+        "results": results,
+    }

@@ -411,7 +411,11 @@ def symbols_from_params(refs: list[str]) -> list[Symbol]:
 
 
 def features_step(*, options: dict, progress=None) -> dict[str, Any]:
-    """Pipeline step "features": sync and compute every linked series from market_data."""
+    """Pipeline step "features": sync and compute every linked series from market_data
+    (and make sure the default schedules exist, now that bootstrap has made the markets)."""
+    from enrichment.services.schedules import schedules_ensure
+
+    schedules_ensure()
     result = features_run(
         symbols=symbols_from_params(options.get("symbols") or []) or None,
         timeframes=options.get("timeframes") or None,
