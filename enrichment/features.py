@@ -12,21 +12,25 @@ Three rules shape the code:
 * Horizons are time, not bar counts: `return_1h` looks back 3600 s of trading
   time (4 bars on 15m, undefined on 4h or daily bars); `return_1d` looks back
   one trading day (`bars_per_day` bars, 1 bar on daily bars).
-* Incremental equals full, bit for bit. Every windowed value is a fixed tree of
-  additions over exactly the values in its window (`_wsum`), so it does not
-  depend on where the array started; recursive values (ATR, EMA, RSI averages)
-  are the same sequential recursion whether they start at the seed or at a
-  stored state. A caller passes the context rows before `emit_from` (at least
+* Incremental equals full, bit for bit. Every windowed value is a fixed sequence
+  of operations over exactly the values in its window, aligned to global row
+  numbers (`_window_kernel`), so it does not depend on where the array started;
+  recursive values (ATR, EMA, RSI averages) are the same sequential recursion
+  whether they start at the seed or at a stored state. The loops are compiled
+  with numba (TA-Lib's speed and arithmetic). A caller passes the context rows
+  before `emit_from` (at least
   `LOOKBACK_BARS` of them, and `FUNDING_WINDOW` funding observations) and the
   stored recursive state at row `emit_from - 1` (see `STATE_COLUMNS`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 ATR_PERIOD = 14
 RSI_PERIOD = 14
@@ -91,11 +95,7 @@ _FAR = np.int64(-(2**62))
 
 def default_breaks(ts: np.ndarray, timeframe_seconds: int) -> np.ndarray:
     """Breaks for a market that trades around the clock: any step longer than one bar."""
-    t = _as_seconds(ts)
-    breaks = np.ones(len(t), dtype=bool)
-    if len(t) > 1:
-        breaks[1:] = np.diff(t) != timeframe_seconds
-    return breaks
+    return _breaks_kernel(np.ascontiguousarray(_as_seconds(ts)), timeframe_seconds)
 
 
 def horizon_bars(*, timeframe_seconds: int, bars_per_day: int | None) -> dict[str, int | None]:
@@ -120,6 +120,7 @@ def compute_features(
     breaks: np.ndarray | None = None,
     emit_from: int = 0,
     state: Mapping[str, float] | None = None,
+    row_offset: int = 0,
 ) -> dict[str, np.ndarray]:
     """Features (and recursive state) for rows `emit_from..n-1` of `data`.
 
@@ -127,6 +128,8 @@ def compute_features(
     arrays; optional inputs may be missing or NaN. When `breaks[0]` is False the
     first row continues an older stretch whose start lies before the data: the
     recursions then continue from `state` (values at row `emit_from - 1`).
+    `row_offset` is the number of the series' rows before `data` (windows are aligned
+    to global row numbers, see `_window_kernel`).
     """
     close = _col(data, "close")
     n = len(close)
@@ -134,54 +137,44 @@ def compute_features(
         breaks = default_breaks(np.asarray(data["ts"]), timeframe_seconds)
     breaks = np.asarray(breaks, dtype=bool)
     high, low, volume = _col(data, "high"), _col(data, "low"), _col(data, "volume")
-    idx = np.arange(n, dtype=np.int64)
-    seg_start = np.maximum.accumulate(np.where(breaks, idx, _FAR)) if n else idx
-    pos = idx - seg_start  # bars since the stretch started (huge when it started before the data)
+    seg_start, pos = _stretch_kernel(breaks)  # pos: bars since the stretch started (huge if before the data)
 
     out: dict[str, np.ndarray] = {}
-    prev_close = _shift(close, 1, pos)
+    prev_close = _prev_kernel(close, pos)
 
     # Returns over time horizons (trading time), within a stretch.
     for name, k in horizon_bars(timeframe_seconds=timeframe_seconds, bars_per_day=bars_per_day).items():
         out[name] = close / _shift(close, k, pos) - 1.0 if k else _nan(n)
 
-    log_ret = np.log(close / prev_close)
-    out["volatility_20"] = _rolling_std(log_ret, 20, pos, min_pos=20)
-    out["volatility_50"] = _rolling_std(log_ret, 50, pos, min_pos=50)
+    log_ret = _log_ratio(close, prev_close)
+    out["volatility_20"] = _rolling_std(log_ret, 20, pos, row_offset, min_pos=20)
+    out["volatility_50"] = _rolling_std(log_ret, 50, pos, row_offset, min_pos=50)
 
-    sma_20 = _rolling_mean(close, 20, pos)
-    sma_50 = _rolling_mean(close, 50, pos)
+    sma_20 = _rolling_mean(close, 20, pos, row_offset)
+    sma_50 = _rolling_mean(close, 50, pos, row_offset)
     out["sma_20"], out["sma_50"] = sma_20, sma_50
-    close_std_20 = _rolling_std(close, 20, pos, min_pos=19)
+    close_std_20 = _rolling_std(close, 20, pos, row_offset, min_pos=19)
     out["bb_upper_20"] = sma_20 + 2.0 * close_std_20
     out["bb_lower_20"] = sma_20 - 2.0 * close_std_20
 
     # True range: the first bar of a stretch has no previous close, so TR = high - low.
-    tr = np.fmax(high - low, np.fmax(np.abs(high - prev_close), np.abs(low - prev_close)))
-    first = breaks & (pos == 0)
-    tr[first] = (high - low)[first]
-    gains = np.where(np.isnan(prev_close), np.nan, np.maximum(close - prev_close, 0.0))
-    losses = np.where(np.isnan(prev_close), np.nan, np.maximum(prev_close - close, 0.0))
+    tr, gains, losses = _true_range_moves(high, low, close, prev_close, breaks & (pos == 0))
 
     state = state or {}
     segments = _segments(breaks, n)
-    out["atr_14"] = _recursive(
-        tr, ATR_PERIOD, 1.0 / ATR_PERIOD, ATR_PERIOD - 1, segments, breaks, emit_from, state.get("atr_14")
-    )
+    out["atr_14"] = _recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1, segments, breaks, emit_from, state.get("atr_14"))
     out["ema_20"] = _recursive(
-        close, EMA_PERIOD, 2.0 / (EMA_PERIOD + 1), EMA_PERIOD - 1, segments, breaks, emit_from, state.get("ema_20")
+        close, EMA_PERIOD, False, EMA_PERIOD - 1, segments, breaks, emit_from, state.get("ema_20")
     )
     # RSI's averages start one bar later: the first bar of a stretch has no change.
     avg_gain = _recursive(
-        gains, RSI_PERIOD, 1.0 / RSI_PERIOD, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_gain"), skip=1
+        gains, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_gain"), skip=1
     )
     avg_loss = _recursive(
-        losses, RSI_PERIOD, 1.0 / RSI_PERIOD, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_loss"), skip=1
+        losses, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_loss"), skip=1
     )
     out["rsi_avg_gain"], out["rsi_avg_loss"] = avg_gain, avg_loss
-    moved = avg_gain + avg_loss
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["rsi_14"] = np.where(moved > 0, 100.0 * (avg_gain / moved), np.nan)
+    out["rsi_14"] = _rsi_kernel(avg_gain, avg_loss)
 
     # Trend: price and the two averages stacked the same way.
     trend = np.where(
@@ -191,19 +184,19 @@ def compute_features(
 
     # Structure: higher high and higher low than the 20 bars before -> bullish.
     w = STRUCTURE_WINDOW
-    hh, ll = _rolling_extreme(high, w, np.maximum), _rolling_extreme(low, w, np.minimum)
+    hh, ll = _rolling_extreme(high, w, row_offset, 1), _rolling_extreme(low, w, row_offset, 2)
     hh_prev, ll_prev = _shift(hh, w, pos), _shift(ll, w, pos)
     structure = np.where((hh > hh_prev) & (ll > ll_prev), 1.0, np.where((hh < hh_prev) & (ll < ll_prev), -1.0, 0.0))
     out["market_structure"] = np.where(np.isnan(hh_prev) | np.isnan(ll_prev), np.nan, structure)
 
-    vol_20 = _rolling_mean(volume, 20, pos)
+    vol_20 = _rolling_mean(volume, 20, pos, row_offset)
     out["rolling_volume_20"] = vol_20
     with np.errstate(invalid="ignore", divide="ignore"):
         prior_vol = _shift(vol_20, 1, pos)
         out["volume_spike_score"] = np.where(prior_vol > 0, volume / prior_vol, np.nan)
         typical = (high + low + close) / 3.0
-        pv = _rolling_sum(typical * volume, 20, pos)
-        vsum = _rolling_sum(volume, 20, pos)
+        pv = _rolling_sum(typical * volume, 20, pos, row_offset)
+        vsum = _rolling_sum(volume, 20, pos, row_offset)
         out["vwap_20"] = np.where(vsum > 0, pv / vsum, np.nan)
         out["hl_range"] = (high - low) / close
 
@@ -226,6 +219,47 @@ def compute_features(
 
 
 # --- building blocks -------------------------------------------------------
+
+
+@njit(cache=True)
+def _stretch_kernel(breaks):  # pragma: no cover - compiled
+    """seg_start[i] (index of the row that started i's stretch, very negative when it
+    started before the data) and pos[i] = i - seg_start[i]."""
+    n = len(breaks)
+    seg_start = np.empty(n, dtype=np.int64)
+    pos = np.empty(n, dtype=np.int64)
+    current = -(2**62)
+    for i in range(n):
+        if breaks[i]:
+            current = i
+        seg_start[i] = current
+        pos[i] = i - current
+    return seg_start, pos
+
+
+@njit(cache=True)
+def _prev_kernel(x, pos):  # pragma: no cover - compiled
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        out[i] = x[i - 1] if pos[i] >= 1 else np.nan
+    return out
+
+
+@njit(cache=True)
+def _breaks_kernel(ts, step):  # pragma: no cover - compiled
+    out = np.empty(len(ts), dtype=np.bool_)
+    for i in range(len(ts)):
+        out[i] = i == 0 or ts[i] - ts[i - 1] != step
+    return out
+
+
+@njit(cache=True)
+def _rsi_kernel(avg_gain, avg_loss):  # pragma: no cover - compiled
+    out = np.empty(len(avg_gain))
+    for i in range(len(avg_gain)):
+        moved = avg_gain[i] + avg_loss[i]
+        out[i] = 100.0 * (avg_gain[i] / moved) if moved > 0 else np.nan
+    return out
 
 
 def _col(data: Mapping[str, np.ndarray], name: str) -> np.ndarray:
@@ -257,58 +291,189 @@ def _shift(x: np.ndarray, k: int, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def _wsum_raw(x: np.ndarray, w: int, combine=np.add) -> np.ndarray:
-    """combine() over each window x[i-w+1..i], as a fixed binary tree of the
-    window's own values (so a window's result never depends on where the array
-    starts, unlike a running sum). Entries before w-1 are NaN."""
+@njit(cache=True, inline="always")
+def _combine(a, b, kind):  # pragma: no cover - compiled
+    if kind == 0:
+        return a + b
+    if a != a or b != b:
+        return np.nan
+    if kind == 1:
+        return a if a > b else b
+    return a if a < b else b
+
+
+@njit(cache=True)
+def _window_into(x, w, offset, kind, out):  # pragma: no cover - compiled
+    """out[i] = sum (kind 0), max (1) or min (2) over the window x[i-w+1..i]; NaN before w-1.
+
+    Van Herk / Gil-Werman blocks of w rows, aligned to the *global* row number
+    (offset + i): a window is the suffix of one block plus the prefix of the next, each
+    accumulated from its block's edge. So every value is the same fixed sequence of
+    operations over the window's own values, whatever row the array starts at: an
+    incremental run that passes the right offset gets the full run's bits, in O(n).
+    The suffix of the window starting at s is parked in out[s + w - 1], the slot that
+    window's result goes to, so no scratch array is needed.
+    """
     n = len(x)
-    out = _nan(n)
-    if w > n:
+    if n == 0:
+        return
+    # r = (offset + j) % w, stepped instead of recomputed: integer division is slow.
+    q = 0.0
+    r = (offset + n - 1) % w
+    for j in range(n - 1, -1, -1):
+        v = x[j]
+        if j == n - 1 or r == w - 1:
+            q = v
+        else:
+            q = _combine(v, q, kind)
+        if j + w - 1 < n:
+            out[j + w - 1] = q
+        r = r - 1 if r > 0 else w - 1
+    p = 0.0
+    r = offset % w  # block position of row i
+    rs = (offset - w + 1) % w  # block position of row i - w + 1
+    for i in range(n):
+        v = x[i]
+        if i == 0 or r == 0:
+            p = v
+        else:
+            p = _combine(p, v, kind)
+        if i < w - 1:
+            out[i] = np.nan
+        elif rs == 0:
+            out[i] = p
+        else:
+            out[i] = _combine(out[i], p, kind)
+        r = r + 1 if r < w - 1 else 0
+        rs = rs + 1 if rs < w - 1 else 0
+
+
+@njit(cache=True)
+def _window_kernel(x, w, offset, kind):  # pragma: no cover - compiled
+    out = np.empty(len(x))
+    _window_into(x, w, offset, kind, out)
+    return out
+
+
+@njit(cache=True)
+def _std_kernel(x, w, offset):  # pragma: no cover - compiled
+    """Population standard deviation over each window, as TA-Lib: sqrt(E[x^2] - E[x]^2).
+    The sums of x and x^2 use the same block structure as `_window_into`, in one pass each way."""
+    n = len(x)
+    out = np.empty(n)
+    sq = np.empty(n)
+    if n == 0:
         return out
-    acc = None  # combined windows starting at each index, of length `covered`
-    covered = 0
-    level, size = x, 1  # windows of length `size` starting at each index
-    remaining = w
-    while remaining:
-        if remaining & 1:
-            if acc is None:
-                acc, covered = level, size
+    q1 = 0.0
+    q2 = 0.0
+    r = (offset + n - 1) % w
+    for j in range(n - 1, -1, -1):
+        v = x[j]
+        if j == n - 1 or r == w - 1:
+            q1 = v
+            q2 = v * v
+        else:
+            q1 = v + q1
+            q2 = v * v + q2
+        if j + w - 1 < n:
+            out[j + w - 1] = q1
+            sq[j + w - 1] = q2
+        r = r - 1 if r > 0 else w - 1
+    p1 = 0.0
+    p2 = 0.0
+    r = offset % w
+    rs = (offset - w + 1) % w
+    for i in range(n):
+        v = x[i]
+        if i == 0 or r == 0:
+            p1 = v
+            p2 = v * v
+        else:
+            p1 = p1 + v
+            p2 = p2 + v * v
+        if i < w - 1:
+            out[i] = np.nan
+        else:
+            if rs == 0:
+                s1 = p1
+                s2 = p2
             else:
-                # acc covers [i, i+covered); append the window of `level` starting at i+covered
-                length = n - (covered + size) + 1
-                acc = combine(acc[:length], level[covered : covered + length])
-                covered += size
-        remaining >>= 1
-        if remaining:
-            level = combine(level[:-size], level[size:]) if size < len(level) else level[:0]
-            size *= 2
-    out[w - 1 :] = acc[: n - w + 1]
+                s1 = out[i] + p1
+                s2 = sq[i] + p2
+            mean = s1 / w
+            var = s2 / w - mean * mean
+            out[i] = math.sqrt(var) if var > 0.0 else (0.0 if var == var else np.nan)
+        r = r + 1 if r < w - 1 else 0
+        rs = rs + 1 if rs < w - 1 else 0
     return out
 
 
-def _rolling_sum(x: np.ndarray, w: int, pos: np.ndarray, *, min_pos: int | None = None) -> np.ndarray:
-    out = _wsum_raw(x, w)
-    out[pos < (w - 1 if min_pos is None else min_pos)] = np.nan
+@njit(cache=True)
+def _true_range_moves(high, low, close, prev_close, first):  # pragma: no cover - compiled
+    """True range (high - low on the first bar of a stretch), gains and losses of the close."""
+    n = len(close)
+    tr = np.empty(n)
+    gains = np.empty(n)
+    losses = np.empty(n)
+    for i in range(n):
+        h = high[i]
+        lo = low[i]
+        pc = prev_close[i]
+        hl = h - lo
+        if first[i]:
+            tr[i] = hl
+        elif pc != pc:
+            tr[i] = hl
+        else:
+            a = abs(h - pc)
+            b = abs(lo - pc)
+            m = hl if hl > a else a
+            tr[i] = m if m > b else b
+        if pc != pc:
+            gains[i] = np.nan
+            losses[i] = np.nan
+        else:
+            d = close[i] - pc
+            gains[i] = d if d > 0.0 else 0.0
+            losses[i] = -d if d < 0.0 else 0.0
+    return tr, gains, losses
+
+
+def _window(x: np.ndarray, w: int, offset: int, kind: int = 0) -> np.ndarray:
+    return _window_kernel(np.ascontiguousarray(x, dtype=np.float64), w, offset, kind)
+
+
+@njit(cache=True)
+def _masked_window(x, w, offset, kind, scale, pos, min_pos):  # pragma: no cover - compiled
+    out = np.empty(len(x))
+    _window_into(x, w, offset, kind, out)
+    for i in range(len(x)):
+        out[i] = np.nan if pos[i] < min_pos else out[i] * scale
     return out
 
 
-def _rolling_mean(x: np.ndarray, w: int, pos: np.ndarray) -> np.ndarray:
-    return _rolling_sum(x, w, pos) / w
+def _rolling_sum(x: np.ndarray, w: int, pos: np.ndarray, offset: int, *, min_pos: int | None = None) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    return _masked_window(x, w, offset, 0, 1.0, pos, w - 1 if min_pos is None else min_pos)
 
 
-def _rolling_std(x: np.ndarray, w: int, pos: np.ndarray, *, min_pos: int) -> np.ndarray:
-    """Population standard deviation (ddof=0) over w values."""
-    s = _wsum_raw(x, w)
-    s2 = _wsum_raw(x * x, w)
-    mean = s / w
-    var = s2 / w - mean * mean
-    out = np.sqrt(np.maximum(var, 0.0))
+def _rolling_mean(x: np.ndarray, w: int, pos: np.ndarray, offset: int) -> np.ndarray:
+    """Sum over the window, then divided by w (as TA-Lib's SMA does)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = _masked_window(x, w, offset, 0, 1.0, pos, w - 1)
+    out /= w
+    return out
+
+
+def _rolling_std(x: np.ndarray, w: int, pos: np.ndarray, offset: int, *, min_pos: int) -> np.ndarray:
+    """Population standard deviation (ddof=0) over w values, as TA-Lib: E[x^2] - E[x]^2."""
+    out = _std_kernel(np.ascontiguousarray(x, dtype=np.float64), w, offset)
     out[pos < min_pos] = np.nan
     return out
 
 
-def _rolling_extreme(x: np.ndarray, w: int, op) -> np.ndarray:
-    return _wsum_raw(x, w, combine=op)
+def _rolling_extreme(x: np.ndarray, w: int, offset: int, kind: int) -> np.ndarray:
+    return _window(x, w, offset, kind)
 
 
 def _segments(breaks: np.ndarray, n: int) -> list[tuple[int, int]]:
@@ -319,10 +484,47 @@ def _segments(breaks: np.ndarray, n: int) -> list[tuple[int, int]]:
     return list(zip(starts, ends, strict=True))
 
 
+@njit(cache=True)
+def _log_ratio(a, b):  # pragma: no cover - compiled
+    """log(a/b) element by element with the scalar libm: numpy's SIMD log may round an
+    element differently depending on where it falls in the array, which would break
+    incremental = full."""
+    out = np.empty(len(a))
+    for i in range(len(a)):
+        out[i] = math.log(a[i] / b[i]) if b[i] == b[i] else np.nan
+    return out
+
+
+@njit(cache=True)
+def _recur(x, y, start, end, period, wilder):  # pragma: no cover - compiled
+    """Continue y from y[start] over x[start+1:end]: Wilder (y*(p-1) + x)/p, or TA-Lib's
+    EMA (x - y)*k + y with k = 2/(p+1)."""
+    v = y[start]
+    k = 2.0 / (period + 1)
+    keep = float(period - 1)
+    inv = 1.0 / period  # a multiplication instead of a division on the loop-carried chain
+    if wilder:
+        for t in range(start + 1, end):
+            v = (v * keep + x[t]) * inv
+            y[t] = v
+    else:
+        for t in range(start + 1, end):
+            v = (x[t] - v) * k + v
+            y[t] = v
+
+
+@njit(cache=True)
+def _seed(x, a, b, period):  # pragma: no cover - compiled
+    acc = 0.0
+    for t in range(a, b):  # sequential, as TA-Lib sums its seed
+        acc += x[t]
+    return acc / period
+
+
 def _recursive(
     x: np.ndarray,
     period: int,
-    alpha: float,
+    wilder: bool,
     seed_offset: int,
     segments: list[tuple[int, int]],
     breaks: np.ndarray,
@@ -331,36 +533,41 @@ def _recursive(
     *,
     skip: int = 0,
 ) -> np.ndarray:
-    """y[s] = mean of the first `period` inputs of a stretch (after `skip`), then
-    y[t] = (1 - alpha) * y[t-1] + alpha * x[t] (Wilder: alpha = 1/period; EMA: 2/(period+1)).
-
-    A stretch whose start is in the data is computed from its seed; one that
-    started before the data (breaks[0] False) continues from `state` at emit_from - 1.
-    """
+    """y[s] = mean of the first `period` inputs of a stretch (after `skip`), then the
+    Wilder or EMA recursion. A stretch whose start is in the data is computed from its
+    seed; one that started before the data (breaks[0] False) continues from `state`,
+    the stored value at row emit_from - 1."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
     y = _nan(len(x))
     for a, b in segments:
         if b <= emit_from:
             continue
         if breaks[a]:
-            seed_at = a + seed_offset
-            if seed_at >= b:
+            start = a + seed_offset
+            if start >= b:
                 continue
-            acc = 0.0
-            for v in x[a + skip : seed_at + 1].tolist():  # sequential, as TA-Lib sums its seed
-                acc += v
-            y[seed_at] = acc / period
-            start = seed_at
+            y[start] = _seed(x, a + skip, start + 1, period)
         else:
             if emit_from == 0 or state is None or np.isnan(state):
                 continue
             start = emit_from - 1
             y[start] = state
-        if b - start > 1:
-            seq = np.empty(b - start)
-            seq[0] = y[start]
-            seq[1:] = x[start + 1 : b]
-            y[start:b] = pd.Series(seq).ewm(alpha=alpha, adjust=False, ignore_na=False).mean().to_numpy()
+        _recur(x, y, start, b, period, wilder)
     return y
+
+
+@njit(cache=True)
+def _percentile_kernel(vals, w):  # pragma: no cover - compiled
+    m = len(vals)
+    out = np.empty(m - w + 1)
+    for j in range(w - 1, m):
+        cur = vals[j]
+        count = 0
+        for k in range(j - w + 1, j + 1):
+            if vals[k] <= cur:
+                count += 1
+        out[j - w + 1] = 100.0 * count / w
+    return out
 
 
 def _funding_percentile(funding: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
@@ -371,13 +578,9 @@ def _funding_percentile(funding: np.ndarray, seg_start: np.ndarray) -> np.ndarra
     w = FUNDING_WINDOW
     if len(where) < w:
         return out
-    vals = funding[where]
-    current = vals[w - 1 :]
-    count = np.zeros(len(current), dtype=np.int32)
-    for k in range(w):
-        np.add(count, vals[w - 1 - k : len(vals) - k] <= current, out=count, casting="unsafe")
+    pct = _percentile_kernel(np.ascontiguousarray(funding[where]), w)
     same_stretch = seg_start[where[: len(where) - w + 1]] == seg_start[where[w - 1 :]]
-    out[where[w - 1 :]] = np.where(same_stretch, 100.0 * count / w, np.nan)
+    out[where[w - 1 :]] = np.where(same_stretch, pct, np.nan)
     return out
 
 
@@ -407,3 +610,30 @@ def timeframe_seconds(timeframe: str) -> int:
     if unit not in _UNIT_SECONDS or not number.isdigit() or int(number) <= 0:
         raise ValueError(f"unknown timeframe {timeframe!r}: use e.g. 1m, 15m, 1h, 4h, 1d, 1w")
     return int(number) * _UNIT_SECONDS[unit]
+
+
+def ta_indicators(data: Mapping[str, np.ndarray], *, timeframe_seconds: int) -> dict[str, np.ndarray]:
+    """Only the indicators TA-Lib also computes (ATR, RSI, SMA 20/50, EMA 20, rolling std of
+    log returns 20/50, volume mean 20), through the same code as `compute_features`; the
+    benchmark times these against TA-Lib, and a test checks they equal the full computation."""
+    close, high, low, volume = (_col(data, c) for c in ("close", "high", "low", "volume"))
+    n = len(close)
+    breaks = default_breaks(np.asarray(data["ts"]), timeframe_seconds)
+    _, pos = _stretch_kernel(breaks)
+    segments = _segments(breaks, n)
+    prev_close = _prev_kernel(close, pos)
+    tr, gains, losses = _true_range_moves(high, low, close, prev_close, breaks & (pos == 0))
+    avg_gain = _recursive(gains, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, 0, None, skip=1)
+    avg_loss = _recursive(losses, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, 0, None, skip=1)
+    log_ret = _log_ratio(close, prev_close)
+    rsi = _rsi_kernel(avg_gain, avg_loss)
+    return {
+        "atr_14": _recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1, segments, breaks, 0, None),
+        "rsi_14": rsi,
+        "sma_20": _rolling_mean(close, 20, pos, 0),
+        "sma_50": _rolling_mean(close, 50, pos, 0),
+        "ema_20": _recursive(close, EMA_PERIOD, False, EMA_PERIOD - 1, segments, breaks, 0, None),
+        "volatility_20": _rolling_std(log_ret, 20, pos, 0, min_pos=20),
+        "volatility_50": _rolling_std(log_ret, 50, pos, 0, min_pos=50),
+        "rolling_volume_20": _rolling_mean(volume, 20, pos, 0),
+    }

@@ -180,9 +180,12 @@ def _compute_tail(cur, symbol: Symbol, timeframe: str, tf: int, calendar: Q.Mark
     data = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in F.INPUT_COLUMNS}
     state = {c: float(frame[c].iloc[emit_from - 1]) if emit_from else np.nan for c in F.RECURSIVE}
     state = {k: (np.nan if v is None else v) for k, v in state.items()}
+    # Windows are aligned to the series' global row numbers: count the rows before the context.
+    row_offset = _scalar(cur, f"SELECT count(*) FROM market_data_v2 WHERE {where} AND ts < %s", key + [context_from])  # noqa: S608
     out = F.compute_features(
-        data, timeframe_seconds=tf, bars_per_day=bpd, breaks=breaks, emit_from=emit_from, state=state
-    )
+        data, timeframe_seconds=tf, bars_per_day=bpd, breaks=breaks, emit_from=emit_from, state=state,
+        row_offset=int(row_offset),
+    )  # fmt: skip
     tail = slice(emit_from, None)
     expected = Q.expected_mask(ts_s[tail], calendar, tf)
     flags, score = Q.row_quality(

@@ -13,9 +13,8 @@ def incremental(data, emit_from, full, *, timeframe_seconds=900, bars_per_day=No
     start = context_start(
         data["funding_rate"], emit_from, timeframe_seconds=timeframe_seconds, bars_per_day=bars_per_day
     )
+    # Row `start` continues the stretch unless it is a real break.
     breaks = default_breaks(data["ts"], timeframe_seconds)[start:]
-    if start > 0:
-        breaks = breaks.copy()  # row `start` continues the stretch unless it is a real break
     context = {k: v[start:] for k, v in data.items()}
     state = {name: float(full[name][emit_from - 1]) for name in RECURSIVE}
     return compute_features(
@@ -25,6 +24,7 @@ def incremental(data, emit_from, full, *, timeframe_seconds=900, bars_per_day=No
         breaks=breaks,
         emit_from=emit_from - start,
         state=state,
+        row_offset=start,
     ), start
 
 

@@ -286,3 +286,11 @@ def test_trend_structure_and_funding_percentile():
     assert down["trend_direction"][100] == -1 and down["market_structure"][100] == -1
     assert np.isnan(f["funding_rate_percentile"][:89]).all()
     assert f["funding_rate_percentile"][89] == 100.0 and f["funding_rate_percentile"][-1] == 100.0
+
+
+def test_the_benchmarked_subset_is_the_same_code_as_the_full_computation(series):
+    from enrichment.features import ta_indicators
+
+    full = compute_features(series, timeframe_seconds=900)
+    for name, values in ta_indicators(series, timeframe_seconds=900).items():
+        np.testing.assert_array_equal(values, full[name], err_msg=name)
