@@ -65,3 +65,4 @@ format: install
 
 bench: install
 	@echo "no benchmarks yet"
+	$(PYTHON) bench/bench_features.py
