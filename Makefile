@@ -31,6 +31,7 @@ migrate: install
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
+	$(MANAGE) enrich_assets
 
 demo: demo-setup
 	@echo
@@ -64,5 +65,5 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	@echo "no benchmarks yet"
+	$(PYTHON) bench/bench_providers.py 500
 	$(PYTHON) bench/bench_features.py

@@ -13,9 +13,16 @@ class EnrichmentConfig(AppConfig):
 
     def ready(self) -> None:
         from enrichment.services import features
-        from etl import pipeline
+        from enrichment.services.assets import enrich_step
+        from etl.pipeline import register_step
 
-        pipeline.register_step(
+        register_step(
+            "enrich",
+            order=50,
+            run=enrich_step,
+            description="Asset metadata from the providers (never-enriched symbols by default)",
+        )
+        register_step(
             "features",
             order=60,
             run=features.features_step,

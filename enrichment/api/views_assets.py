@@ -1,0 +1,160 @@
+"""Asset-enrichment API (seed paths under /api/etl/). Views parse, call one service, render."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from enrichment.models import AssetEnrichmentRun
+from enrichment.providers import status as provider_status
+from enrichment.services import assets, discovery, mapping
+from etl.api.permissions import StaffWithPermission
+from etl.models import DeadLetter, SymbolMapping
+
+PERM = ("enrichment.run_enrichment",)
+
+
+class EnrichRequestSerializer(serializers.Serializer):
+    sources = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    selection = serializers.ChoiceField(choices=assets.SELECTIONS, default="never")
+    stale_days = serializers.IntegerField(min_value=1, default=30)
+    symbols = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    concurrency = serializers.IntegerField(min_value=1, max_value=16, default=3)
+    batch_size = serializers.IntegerField(min_value=1, max_value=10_000, default=50)
+    overwrite = serializers.BooleanField(default=False)
+    rate_limit_delay = serializers.FloatField(min_value=0, max_value=60, default=0.0)
+    max_retries = serializers.IntegerField(min_value=1, max_value=10, default=3)
+    timeout = serializers.FloatField(min_value=0.1, max_value=300, required=False, allow_null=True)
+    run_async = serializers.BooleanField(default=False, help_text="queue for a worker and answer 202 at once")
+
+
+class RunSerializer(serializers.ModelSerializer):
+    percent = serializers.FloatField(read_only=True)
+    eta_seconds = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = AssetEnrichmentRun
+        fields = [
+            "id", "status", "requested_by", "options", "created_at", "started_at", "finished_at", "symbols_total",
+            "enriched", "partial", "failed", "dead_lettered", "progress_done", "progress_total", "percent",
+            "eta_seconds", "error",
+        ]  # fmt: skip
+
+
+class DeadLetterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeadLetter
+        fields = ["id", "kind", "ref", "payload", "error", "attempts", "created_at", "resubmitted_at", "resolved_at"]
+
+
+class ResubmitRequestSerializer(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.IntegerField(), required=False, allow_null=True)
+    run_async = serializers.BooleanField(default=False)
+
+
+class DiscoverRequestSerializer(serializers.Serializer):
+    provider = serializers.CharField(default="BINANCE")
+    quote_assets = serializers.ListField(child=serializers.CharField(), default=["USDT"])
+
+
+class EnrichAssetsView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = PERM
+
+    @extend_schema(request=EnrichRequestSerializer, responses={200: dict, 202: RunSerializer})
+    def post(self, request):
+        # The old system's option names are accepted too (seed 000).
+        raw = request.data.dict() if hasattr(request.data, "dict") else dict(request.data)
+        params = EnrichRequestSerializer(data=assets.seed_options_translate(raw))
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        run_async = data.pop("run_async")
+        options = assets.EnrichOptions.from_dict(data)
+        who = request.user.get_username()
+        if run_async:
+            run = assets.asset_enrichment_queue(options=options, requested_by=who)
+            return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        return Response(assets.assets_enrich(options=options, requested_by=who).to_dict())
+
+
+class EnrichmentStatusView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("stale_days", int, required=False)], responses={200: dict})
+    def get(self, request):
+        try:
+            stale_days = max(1, int(request.query_params.get("stale_days", 30)))
+        except ValueError:
+            return Response({"detail": "stale_days must be a whole number", "code": "invalid"}, status=400)
+        return Response(provider_status.enrichment_status(stale_days=stale_days))
+
+
+class EnrichmentRunView(APIView):
+    @extend_schema(responses={200: RunSerializer})
+    def get(self, request, pk: int):
+        return Response(RunSerializer(get_object_or_404(AssetEnrichmentRun, pk=pk)).data)
+
+
+class EnrichmentSourcesStatusView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response({"providers": [h.to_dict() for h in provider_status.providers_status()]})
+
+
+class DeadLetterListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("include_resolved", bool, required=False)],
+        responses={200: DeadLetterSerializer(many=True)},
+    )
+    def get(self, request):
+        qs = DeadLetter.objects.filter(kind=assets.DEAD_LETTER_KIND).order_by("-created_at")
+        if request.query_params.get("include_resolved") not in {"1", "true", "yes"}:
+            qs = qs.filter(resolved_at__isnull=True)
+        return Response(DeadLetterSerializer(qs[:500], many=True).data)
+
+
+class DeadLetterResubmitView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = PERM
+
+    @extend_schema(request=ResubmitRequestSerializer, responses={200: dict, 202: dict})
+    def post(self, request):
+        params = ResubmitRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        ids = params.validated_data.get("ids")
+        who = request.user.get_username()
+        if params.validated_data["run_async"]:
+            from django_q.tasks import async_task
+
+            task_id = async_task("enrichment.tasks_assets.dead_letters_resubmit", ids, who, group="enrichment")
+            return Response({"task_id": task_id}, status=status.HTTP_202_ACCEPTED)
+        return Response(assets.dead_letters_resubmit(ids=ids, requested_by=who).to_dict())
+
+
+class DiscoverSymbolsView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = PERM
+
+    @extend_schema(request=DiscoverRequestSerializer, responses={200: dict})
+    def post(self, request):
+        params = DiscoverRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        result = discovery.symbols_discover(
+            provider_code=params.validated_data["provider"].upper(),
+            quote_assets=tuple(params.validated_data["quote_assets"]),
+        )
+        return Response(result.to_dict())
+
+
+class MappingValidateView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = PERM
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request, pk: int):
+        m = get_object_or_404(SymbolMapping.objects.select_related("provider", "symbol"), pk=pk)
+        valid = mapping.mapping_validate(mapping=m)
+        return Response(
+            {"id": m.pk, "provider": m.provider.code, "provider_symbol": m.provider_symbol, "is_valid": valid}
+        )
