@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from enrichment.features import FEATURES, compute_features
 from enrichment.models import EnrichmentComputeLog, EnrichmentStatus, MarketDataV2
@@ -78,8 +81,11 @@ def test_a_restated_candle_bumps_its_revision_and_recomputes_from_there(btc):
     insert_market_data(btc, data)
     features_run()
     bar = MarketData.objects.order_by("ts")[300]
-    MarketData.objects.filter(pk=bar.pk).update(close=bar.close * 2)  # updated_at moves with it
-    MarketData.objects.filter(pk=bar.pk).update(high=bar.close * 2)
+    # A restatement as the import writes it: new values and a new updated_at. The last sync
+    # is made to look old, so only updated_at (not the re-read overlap) can find the change.
+    EnrichmentStatus.objects.filter(symbol=btc).update(source_synced_until=timezone.now() - timedelta(days=2))
+    MarketData.objects.update(updated_at=timezone.now() - timedelta(days=3))
+    MarketData.objects.filter(pk=bar.pk).update(close=bar.close * 2, high=bar.close * 2, updated_at=timezone.now())
     before = xmins(btc)
     result = features_run()
     assert result.candles_updated == 1 and result.amendments == 1 and result.rows_computed == 100
