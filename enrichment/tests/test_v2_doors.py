@@ -227,3 +227,18 @@ def test_admin_backfill_action(admin_client, btc, django_capture_on_commit_callb
                           {"action": "run_now", "_selected_action": [state.pk]})  # fmt: skip
     state.refresh_from_db()
     assert state.state == "done" and MarketDataV2.objects.filter(symbol=btc).count() == 300
+
+
+def test_a_cancelled_run_stops_between_series(btc):
+    from enrichment.services.features import feature_run_create, feature_run_execute
+    from etl.progress import Cancelled
+
+    eth = make_symbol("ETH", "BINANCE", "CRYPTO")
+    insert_market_data(eth, random_candles(50, seed=42))
+    run = feature_run_create(params={}, requested_by="test")
+    FeatureRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    with pytest.raises(Cancelled):
+        feature_run_execute(run=run)
+    run.refresh_from_db()
+    assert run.status == "cancelled" and run.progress_done == 1 and run.progress_total == 2
+    assert EnrichmentStatus.objects.count() == 1  # the second series was not touched
