@@ -135,3 +135,32 @@ def test_a_failing_series_is_logged_and_the_others_go_on(btc, monkeypatch):
     assert EnrichmentStatus.objects.get(symbol=btc).state == "failed"
     assert EnrichmentComputeLog.objects.filter(symbol=btc, succeeded=False).exists()
     assert MarketDataV2.objects.filter(symbol=btc, features_revision__isnull=True).count() == 100
+
+
+def test_incremental_equals_full_on_a_stock_with_sessions_and_a_holiday():
+    import pandas as pd
+
+    from enrichment.services.candles import candles_upsert
+
+    aapl = make_symbol("AAPL", "NASDAQ", "STOCK_NASDAQ")
+    days = [d for d in pd.bdate_range("2024-01-02", "2024-02-09") if d != pd.Timestamp("2024-01-15")]  # MLK day
+    stamps = [pd.Timestamp(f"{d.date()} 09:30", tz="America/New_York") + pd.Timedelta(minutes=15 * i)
+              for d in days for i in range(26)]  # fmt: skip
+    data = random_candles(len(stamps), seed=28)
+    frame = pd.DataFrame({k: v for k, v in data.items() if k != "ts"})
+    frame.insert(0, "ts", pd.DatetimeIndex(stamps).tz_convert("UTC"))
+    cut = len(frame) - 3 * 26
+    candles_upsert(symbol=aapl, timeframe="15m", frame=frame.iloc[:cut], source="market_data")
+    features_compute(symbol=aapl, timeframe="15m")
+    candles_upsert(symbol=aapl, timeframe="15m", frame=frame.iloc[cut:], source="market_data")
+    result = features_compute(symbol=aapl, timeframe="15m")
+    assert result.mode == "incremental" and result.rows_written == 3 * 26 and result.rows_read < 3 * 26 + 200
+    incremental = stored(aapl)
+    features_compute(symbol=aapl, timeframe="15m", full=True)
+    full = stored(aapl)
+    for name in COLUMNS:
+        np.testing.assert_array_equal(incremental[name], full[name], err_msg=name)
+    # The trading day is 26 bars: return_1d looks back to the same time the previous session.
+    row = MarketDataV2.objects.filter(symbol=aapl).order_by("ts")[26 * 5 + 3]
+    prev = MarketDataV2.objects.filter(symbol=aapl).order_by("ts")[26 * 4 + 3]
+    assert row.return_1d == pytest.approx(row.close / prev.close - 1)
