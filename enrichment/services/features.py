@@ -178,8 +178,9 @@ def _compute_tail(cur, symbol: Symbol, timeframe: str, tf: int, calendar: Q.Mark
         missing = Q.missing_before(ts_s, calendar, tf)
     emit_from = int(np.searchsorted(ts_s, int(pd.Timestamp(dirty).timestamp())))
     data = {c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in F.INPUT_COLUMNS}
-    state = {c: float(frame[c].iloc[emit_from - 1]) if emit_from else np.nan for c in F.RECURSIVE}
-    state = {k: (np.nan if v is None else v) for k, v in state.items()}
+    # The stored recursive state of the row before the first stale one (NULL while warming up).
+    before = frame.iloc[emit_from - 1] if emit_from else None
+    state = {c: np.nan if before is None or pd.isna(before[c]) else float(before[c]) for c in F.RECURSIVE}
     # Windows are aligned to the series' global row numbers: count the rows before the context.
     row_offset = _scalar(cur, f"SELECT count(*) FROM market_data_v2 WHERE {where} AND ts < %s", key + [context_from])  # noqa: S608
     out = F.compute_features(

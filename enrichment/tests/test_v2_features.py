@@ -164,3 +164,16 @@ def test_incremental_equals_full_on_a_stock_with_sessions_and_a_holiday():
     row = MarketDataV2.objects.filter(symbol=aapl).order_by("ts")[26 * 5 + 3]
     prev = MarketDataV2.objects.filter(symbol=aapl).order_by("ts")[26 * 4 + 3]
     assert row.return_1d == pytest.approx(row.close / prev.close - 1)
+
+
+def test_a_short_series_still_warming_up_grows_incrementally(btc):
+    data = random_candles(40, seed=29)
+    insert_market_data(btc, data, rows=slice(0, 10))
+    features_run()
+    insert_market_data(btc, data, rows=slice(10, 40))
+    assert features_run().rows_computed == 30
+    grown = stored(btc)
+    features_compute(symbol=btc, timeframe="15m", full=True)
+    for name in COLUMNS:
+        np.testing.assert_array_equal(grown[name], stored(btc)[name], err_msg=name)
+    assert np.isnan(grown["sma_20"][18]) and not np.isnan(grown["sma_20"][19])
