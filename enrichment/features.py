@@ -90,7 +90,6 @@ INPUT_COLUMNS: tuple[str, ...] = (
 TREND_LABELS = {1.0: "up", -1.0: "down", 0.0: "neutral"}
 STRUCTURE_LABELS = {1.0: "bullish", -1.0: "bearish", 0.0: "range"}
 
-_FAR = np.int64(-(2**62))
 
 
 def default_breaks(ts: np.ndarray, timeframe_seconds: int) -> np.ndarray:
@@ -142,10 +141,6 @@ def compute_features(
     out: dict[str, np.ndarray] = {}
     prev_close = _prev_kernel(close, pos)
 
-    # Returns over time horizons (trading time), within a stretch.
-    for name, k in horizon_bars(timeframe_seconds=timeframe_seconds, bars_per_day=bars_per_day).items():
-        out[name] = close / _shift(close, k, pos) - 1.0 if k else _nan(n)
-
     log_ret = _log_ratio(close, prev_close)
     out["volatility_20"] = _rolling_std(log_ret, 20, pos, row_offset, min_pos=20)
     out["volatility_50"] = _rolling_std(log_ret, 50, pos, row_offset, min_pos=50)
@@ -154,8 +149,6 @@ def compute_features(
     sma_50 = _rolling_mean(close, 50, pos, row_offset)
     out["sma_20"], out["sma_50"] = sma_20, sma_50
     close_std_20 = _rolling_std(close, 20, pos, row_offset, min_pos=19)
-    out["bb_upper_20"] = sma_20 + 2.0 * close_std_20
-    out["bb_lower_20"] = sma_20 - 2.0 * close_std_20
 
     # True range: the first bar of a stretch has no previous close, so TR = high - low.
     tr, gains, losses = _true_range_moves(high, low, close, prev_close, breaks & (pos == 0))
@@ -176,41 +169,21 @@ def compute_features(
     out["rsi_avg_gain"], out["rsi_avg_loss"] = avg_gain, avg_loss
     out["rsi_14"] = _rsi_kernel(avg_gain, avg_loss)
 
-    # Trend: price and the two averages stacked the same way.
-    trend = np.where(
-        (close > sma_20) & (sma_20 > sma_50), 1.0, np.where((close < sma_20) & (sma_20 < sma_50), -1.0, 0.0)
-    )
-    out["trend_direction"] = np.where(np.isnan(sma_50), np.nan, trend)
-
-    # Structure: higher high and higher low than the 20 bars before -> bullish.
     w = STRUCTURE_WINDOW
-    hh, ll = _rolling_extreme(high, w, row_offset, 1), _rolling_extreme(low, w, row_offset, 2)
-    hh_prev, ll_prev = _shift(hh, w, pos), _shift(ll, w, pos)
-    structure = np.where((hh > hh_prev) & (ll > ll_prev), 1.0, np.where((hh < hh_prev) & (ll < ll_prev), -1.0, 0.0))
-    out["market_structure"] = np.where(np.isnan(hh_prev) | np.isnan(ll_prev), np.nan, structure)
-
     vol_20 = _rolling_mean(volume, 20, pos, row_offset)
     out["rolling_volume_20"] = vol_20
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prior_vol = _shift(vol_20, 1, pos)
-        out["volume_spike_score"] = np.where(prior_vol > 0, volume / prior_vol, np.nan)
-        typical = (high + low + close) / 3.0
-        pv = _rolling_sum(typical * volume, 20, pos, row_offset)
-        vsum = _rolling_sum(volume, 20, pos, row_offset)
-        out["vwap_20"] = np.where(vsum > 0, pv / vsum, np.nan)
-        out["hl_range"] = (high - low) / close
-
-        taker_buy = _col(data, "taker_buy_volume")
-        taker_sell = volume - taker_buy
-        out["delta"] = taker_buy - taker_sell
-        out["buy_sell_ratio"] = np.where(taker_sell > 0, taker_buy / taker_sell, np.nan)
-        liq = _col(data, "liquidations")
-        out["liquidation_intensity"] = np.where(volume > 0, liq / volume, np.nan)
-        out["long_short_ratio"] = _col(data, "long_short_account_ratio").copy()
-        out["exchange_inflow"] = _col(data, "exchange_netflow").copy()
-        oi = _col(data, "open_interest")
-        prev_oi = _shift(oi, 1, pos)
-        out["open_interest_change"] = np.where(prev_oi > 0, oi / prev_oi - 1.0, np.nan)
+    horizons = horizon_bars(timeframe_seconds=timeframe_seconds, bars_per_day=bars_per_day)
+    row = _row_features(
+        close, high, low, volume, _col(data, "taker_buy_volume"), _col(data, "liquidations"),
+        _col(data, "open_interest"), pos, horizons["return_1h"] or 0, horizons["return_1d"] or 0,
+        sma_20, sma_50, close_std_20, vol_20,
+        _rolling_extreme(high, w, row_offset, 1), _rolling_extreme(low, w, row_offset, 2), w,
+        _rolling_sum((high + low + close) / 3.0 * volume, 20, pos, row_offset),
+        _rolling_sum(volume, 20, pos, row_offset),
+    )  # fmt: skip
+    out.update(zip(_ROW_FEATURES, row, strict=True))
+    out["long_short_ratio"] = _col(data, "long_short_account_ratio").copy()
+    out["exchange_inflow"] = _col(data, "exchange_netflow").copy()
     out["funding_rate_percentile"] = _funding_percentile(_col(data, "funding_rate"), seg_start)
 
     if emit_from:
@@ -219,6 +192,67 @@ def compute_features(
 
 
 # --- building blocks -------------------------------------------------------
+
+
+_ROW_FEATURES = (
+    "return_1h", "return_1d", "bb_upper_20", "bb_lower_20", "trend_direction", "market_structure",
+    "volume_spike_score", "vwap_20", "hl_range", "delta", "buy_sell_ratio", "liquidation_intensity",
+    "open_interest_change",
+)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def _row_features(close, high, low, volume, taker_buy, liq, oi, pos, k_hour, k_day, sma_20, sma_50, std_20,
+                  vol_20, hh, ll, w, pv, vsum):  # pragma: no cover - compiled  # fmt: skip
+    """The features that combine a row's own inputs with values computed before, in one pass:
+    returns over the horizons (k bars back in the stretch; k = 0: undefined), Bollinger bands,
+    trend (close, SMA20 and SMA50 stacked), market structure (the last w bars' highest high and
+    lowest low against the w before), volume spike (against the previous bar's 20-bar mean),
+    VWAP, high-low range, taker delta and buy/sell ratio, liquidation intensity, OI change."""
+    n = len(close)
+    nan = np.nan
+    r1h, r1d, bbu, bbl = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    trend, structure, spike, vwap = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    hl, delta, bsr, liq_int, oi_chg = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        p = pos[i]
+        c = close[i]
+        # A row k back must be in the data and in the same stretch (pos is huge for a stretch
+        # that began before the data, so i >= k is checked as well).
+        r1h[i] = c / close[i - k_hour] - 1.0 if k_hour and p >= k_hour and i >= k_hour else nan
+        r1d[i] = c / close[i - k_day] - 1.0 if k_day and p >= k_day and i >= k_day else nan
+        bbu[i] = sma_20[i] + 2.0 * std_20[i]
+        bbl[i] = sma_20[i] - 2.0 * std_20[i]
+        s20, s50 = sma_20[i], sma_50[i]
+        if s50 != s50:
+            trend[i] = nan
+        elif c > s20 and s20 > s50:
+            trend[i] = 1.0
+        elif c < s20 and s20 < s50:
+            trend[i] = -1.0
+        else:
+            trend[i] = 0.0
+        hp = hh[i - w] if p >= w and i >= w else nan
+        lp = ll[i - w] if p >= w and i >= w else nan
+        if hp != hp or lp != lp:
+            structure[i] = nan
+        elif hh[i] > hp and ll[i] > lp:
+            structure[i] = 1.0
+        elif hh[i] < hp and ll[i] < lp:
+            structure[i] = -1.0
+        else:
+            structure[i] = 0.0
+        prior = vol_20[i - 1] if p >= 1 and i >= 1 else nan
+        spike[i] = volume[i] / prior if prior > 0 else nan
+        vwap[i] = pv[i] / vsum[i] if vsum[i] > 0 else nan
+        hl[i] = (high[i] - low[i]) / c
+        sell = volume[i] - taker_buy[i]
+        delta[i] = taker_buy[i] - sell
+        bsr[i] = taker_buy[i] / sell if sell > 0 else nan
+        liq_int[i] = liq[i] / volume[i] if volume[i] > 0 else nan
+        prev_oi = oi[i - 1] if p >= 1 and i >= 1 else nan
+        oi_chg[i] = oi[i] / prev_oi - 1.0 if prev_oi > 0 else nan
+    return r1h, r1d, bbu, bbl, trend, structure, spike, vwap, hl, delta, bsr, liq_int, oi_chg
 
 
 @njit(cache=True)
@@ -241,7 +275,7 @@ def _stretch_kernel(breaks):  # pragma: no cover - compiled
 def _prev_kernel(x, pos):  # pragma: no cover - compiled
     out = np.empty(len(x))
     for i in range(len(x)):
-        out[i] = x[i - 1] if pos[i] >= 1 else np.nan
+        out[i] = x[i - 1] if pos[i] >= 1 and i >= 1 else np.nan
     return out
 
 
@@ -280,15 +314,6 @@ def _as_seconds(ts: np.ndarray) -> np.ndarray:
     if arr.dtype == object:
         return pd.DatetimeIndex(arr).as_unit("s").asi8
     return arr.astype(np.int64)
-
-
-def _shift(x: np.ndarray, k: int, pos: np.ndarray) -> np.ndarray:
-    """x[i - k] where that row is in the same stretch, else NaN."""
-    out = _nan(len(x))
-    if k < len(x):
-        out[k:] = x[:-k] if k else x
-    out[pos < k] = np.nan
-    return out
 
 
 @njit(cache=True, inline="always")
