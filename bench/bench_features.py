@@ -54,7 +54,7 @@ def bench_features(n: int = 100_000) -> None:
 
     data = candles(n)
     compute_features(data, timeframe_seconds=3600)  # warm caches
-    seconds = best_of(lambda: compute_features(data, timeframe_seconds=3600), 15)
+    seconds = best_of(lambda: compute_features(data, timeframe_seconds=3600), 40)
     tracemalloc.start()
     compute_features(data, timeframe_seconds=3600)
     peak = tracemalloc.get_traced_memory()[1]
