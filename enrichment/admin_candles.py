@@ -1,1 +1,193 @@
-"""Admin of the candle side."""
+"""Admin of the candle side: the v2 table, status with charts, runs, logs, quality, backfills."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django_q.tasks import async_task
+
+from enrichment import selectors_candles as sel
+from enrichment.models.candles import (
+    BackfillState,
+    DataQualityMetric,
+    EnrichmentComputeLog,
+    EnrichmentStatus,
+    FeatureRun,
+    MarketDataV2,
+)
+from enrichment.services import features as service
+from etl.models import RunStatus
+
+
+class ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js as installed with the `plotly` package (no CDN, nothing copied into the repo)."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@admin.register(MarketDataV2)
+class MarketDataV2Admin(ReadOnly):
+    list_display = ("symbol", "timeframe", "ts", "close", "volume", "atr_14", "rsi_14", "quality_score", "flags",
+                    "revision", "source")  # fmt: skip
+    list_filter = ("timeframe", "source", "revision")
+    search_fields = ("symbol__ticker",)
+    raw_id_fields = ("symbol",)
+    list_select_related = ("symbol",)
+    show_full_result_count = False  # counting millions of rows on every page is too slow
+
+    @admin.display(description="flags")
+    def flags(self, obj: MarketDataV2) -> str:
+        return ", ".join(obj.flag_names)
+
+
+@admin.register(EnrichmentStatus)
+class EnrichmentStatusAdmin(ReadOnly):
+    list_display = ("symbol", "timeframe", "state", "rows", "last_ts", "completeness", "avg_quality_score",
+                    "last_computed_at", "chart_link")  # fmt: skip
+    list_filter = ("state", "timeframe", "symbol__market")
+    search_fields = ("symbol__ticker",)
+    list_select_related = ("symbol", "symbol__market")
+    actions = ["compute_features", "compute_features_full"]
+
+    def has_compute_permission(self, request) -> bool:
+        return request.user.has_perm("enrichment.compute_features")
+
+    @admin.display(description="chart")
+    def chart_link(self, obj: EnrichmentStatus) -> str:
+        return format_html('<a href="{}">chart &amp; quality</a>', reverse("admin:enrichment_chart", args=[obj.pk]))
+
+    def _queue(self, request, queryset, *, full: bool) -> None:
+        symbols = sorted({str(s.symbol_id) for s in queryset})
+        timeframes = sorted({s.timeframe for s in queryset})
+        run = service.feature_run_create(
+            params={"symbols": symbols, "timeframes": timeframes, "full": full},
+            requested_by=request.user.get_username(),
+        )
+        transaction.on_commit(
+            partial(async_task, "enrichment.tasks_features.feature_run_execute", run.pk, group="enrichment")
+        )
+        self.message_user(request, f"Queued feature run {run.pk} for {len(symbols)} symbol(s).", messages.SUCCESS)
+
+    @admin.action(description="Compute features (background)", permissions=["compute"])
+    def compute_features(self, request, queryset):
+        self._queue(request, queryset, full=False)
+
+    @admin.action(description="Recompute all features (background)", permissions=["compute"])
+    def compute_features_full(self, request, queryset):
+        self._queue(request, queryset, full=True)
+
+    def get_urls(self):
+        extra = [
+            path("<int:pk>/chart/", self.admin_site.admin_view(self.chart_view), name="enrichment_chart"),
+            path("plotly.min.js", self.admin_site.admin_view(self.plotly_js), name="enrichment_plotly_js"),
+        ]
+        return extra + super().get_urls()
+
+    def chart_view(self, request: HttpRequest, pk: int):
+        status = get_object_or_404(EnrichmentStatus.objects.select_related("symbol__market"), pk=pk)
+        figures = sel.chart_figures(symbol=status.symbol, timeframe=status.timeframe)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{status.symbol.ticker}@{status.symbol.market.code} {status.timeframe}",
+            "status": status,
+            "figures": figures,
+            "opts": self.model._meta,
+            "logs": EnrichmentComputeLog.objects.filter(symbol=status.symbol, timeframe=status.timeframe)[:10],
+        }
+        return TemplateResponse(request, "admin/enrichment/chart.html", context)
+
+    def plotly_js(self, request: HttpRequest):
+        js = plotly_js_path()
+        if not js.exists():
+            raise Http404("plotly is not installed")
+        response = FileResponse(js.open("rb"), content_type="text/javascript")
+        response["Cache-Control"] = "private, max-age=86400"
+        return response
+
+
+@admin.register(FeatureRun)
+class FeatureRunAdmin(ReadOnly):
+    list_display = ("id", "kind", "status", "requested_by", "created_at", "progress", "duration", "error_short")
+    list_filter = ("kind", "status")
+    readonly_fields = [f.name for f in FeatureRun._meta.fields]
+    actions = ["cancel"]
+
+    def has_compute_permission(self, request) -> bool:
+        return request.user.has_perm("enrichment.compute_features")
+
+    @admin.display(description="progress")
+    def progress(self, obj: FeatureRun) -> str:
+        return f"{obj.progress_done}/{obj.progress_total or '?'}"
+
+    @admin.display(description="seconds")
+    def duration(self, obj: FeatureRun) -> str:
+        return f"{obj.duration_seconds:.1f}" if obj.duration_seconds is not None else ""
+
+    @admin.display(description="error")
+    def error_short(self, obj: FeatureRun) -> str:
+        return obj.error[:100]
+
+    @admin.action(description="Cancel (between batches)", permissions=["compute"])
+    def cancel(self, request, queryset):
+        n = queryset.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+        self.message_user(request, f"Asked {n} run(s) to stop.", messages.SUCCESS)
+
+
+@admin.register(EnrichmentComputeLog)
+class EnrichmentComputeLogAdmin(ReadOnly):
+    list_display = ("created_at", "symbol", "timeframe", "mode", "rows_read", "rows_written", "duration_ms",
+                    "succeeded", "run")  # fmt: skip
+    list_filter = ("mode", "succeeded", "timeframe")
+    search_fields = ("symbol__ticker",)
+    list_select_related = ("symbol",)
+
+
+@admin.register(DataQualityMetric)
+class DataQualityMetricAdmin(ReadOnly):
+    list_display = ("symbol", "timeframe", "day", "expected_bars", "actual_bars", "completeness", "gaps",
+                    "volume_anomalies", "ohlc_inconsistencies", "outside_session", "avg_quality_score")  # fmt: skip
+    list_filter = ("timeframe", "symbol__market")
+    search_fields = ("symbol__ticker",)
+    date_hierarchy = "day"
+    list_select_related = ("symbol",)
+
+
+@admin.register(BackfillState)
+class BackfillStateAdmin(ReadOnly):
+    list_display = ("symbol", "timeframe", "source", "state", "percent_done", "last_completed_ts", "attempts",
+                    "next_retry_at", "rows_written", "locked_by")  # fmt: skip
+    list_filter = ("state", "source", "timeframe")
+    search_fields = ("symbol__ticker",)
+    actions = ["run_now"]
+
+    def has_backfill_permission(self, request) -> bool:
+        return request.user.has_perm("enrichment.run_backfill")
+
+    @admin.display(description="%")
+    def percent_done(self, obj: BackfillState) -> str:
+        return f"{obj.percent:.0f}" if obj.percent is not None else ""
+
+    @admin.action(description="Run backfill now (background)", permissions=["backfill"])
+    def run_now(self, request, queryset):
+        ids = list(queryset.exclude(state=BackfillState.State.DONE).values_list("pk", flat=True))
+        BackfillState.objects.filter(pk__in=ids).update(next_retry_at=None)
+        for pk in ids:
+            transaction.on_commit(partial(async_task, "enrichment.tasks_features.backfill_run", pk, group="enrichment"))
+        self.message_user(request, f"Queued {len(ids)} backfill(s).", messages.SUCCESS)

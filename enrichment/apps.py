@@ -1,10 +1,18 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_schedules(**kwargs) -> None:
+    from enrichment.services.schedules import schedules_ensure
+
+    schedules_ensure()
 
 
 class EnrichmentConfig(AppConfig):
     name = "enrichment"
 
     def ready(self) -> None:
+        from enrichment.services import features
         from enrichment.services.assets import enrich_step
         from etl.pipeline import register_step
 
@@ -14,3 +22,11 @@ class EnrichmentConfig(AppConfig):
             run=enrich_step,
             description="Asset metadata from the providers (never-enriched symbols by default)",
         )
+        register_step(
+            "features",
+            order=60,
+            run=features.features_step,
+            description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
+        )
+        # The default schedules exist once the markets do (after bootstrap; the step ensures them too).
+        post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="enrichment_feature_schedules")

@@ -1,0 +1,188 @@
+"""Reads of the candle side: status, metrics, quality, feature rows, chart data."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Avg, Count, Max, Min, Q, Sum
+from django.utils import timezone
+
+from enrichment.features import FEATURES, STRUCTURE_LABELS, TREND_LABELS
+from enrichment.models.candles import (
+    CANDLE_COLUMNS,
+    BackfillState,
+    DataQualityMetric,
+    EnrichmentComputeLog,
+    EnrichmentStatus,
+    FeatureRun,
+    MarketDataV2,
+)
+from enrichment.quality import QualityFlag
+from etl.models import Symbol
+
+MAX_FEATURE_ROWS = 10_000
+
+
+def enrichment_status_for_symbol(*, symbol: Symbol) -> dict[str, Any]:
+    statuses = EnrichmentStatus.objects.filter(symbol=symbol).order_by("timeframe")
+    backfills = BackfillState.objects.filter(symbol=symbol).order_by("timeframe", "source")
+    return {
+        "symbol": symbol.ticker,
+        "market": symbol.market.code,
+        "symbol_id": symbol.pk,
+        "timeframes": [
+            {
+                "timeframe": s.timeframe,
+                "state": s.state,
+                "rows": s.rows,
+                "first_ts": s.first_ts,
+                "last_ts": s.last_ts,
+                "last_computed_at": s.last_computed_at,
+                "avg_quality_score": s.avg_quality_score,
+                "completeness": s.completeness,
+                "last_error": s.last_error,
+            }
+            for s in statuses
+        ],
+        "backfills": [
+            {
+                "timeframe": b.timeframe,
+                "source": b.source,
+                "state": b.state,
+                "range_start": b.range_start,
+                "range_end": b.range_end,
+                "last_completed_ts": b.last_completed_ts,
+                "percent": b.percent,
+                "attempts": b.attempts,
+                "next_retry_at": b.next_retry_at,
+                "last_error": b.last_error,
+            }
+            for b in backfills
+        ],
+    }
+
+
+def enrichment_metrics(*, since: datetime | None = None) -> dict[str, Any]:
+    """Totals for dashboards: series by state, quality, compute activity since `since` (24 h)."""
+    since = since or timezone.now() - timedelta(hours=24)
+    by_state = dict(EnrichmentStatus.objects.values_list("state").annotate(n=Count("id")).order_by())
+    totals = EnrichmentStatus.objects.aggregate(
+        rows=Sum("rows"), avg_quality=Avg("avg_quality_score"), avg_completeness=Avg("completeness")
+    )
+    logs = EnrichmentComputeLog.objects.filter(created_at__gte=since).aggregate(
+        computations=Count("id"),
+        failures=Count("id", filter=Q(succeeded=False)),
+        rows_written=Sum("rows_written"),
+        avg_duration_ms=Avg("duration_ms"),
+        max_duration_ms=Max("duration_ms"),
+    )
+    backfills = dict(BackfillState.objects.values_list("state").annotate(n=Count("id")).order_by())
+    last_run = FeatureRun.objects.order_by("-created_at").values("id", "kind", "status", "created_at").first()
+    return {
+        "series": sum(by_state.values()),
+        "series_by_state": by_state,
+        "rows": totals["rows"] or 0,
+        "avg_quality_score": totals["avg_quality"],
+        "avg_completeness": totals["avg_completeness"],
+        "since": since,
+        "computations": logs["computations"],
+        "failures": logs["failures"],
+        "rows_written": logs["rows_written"] or 0,
+        "avg_duration_ms": logs["avg_duration_ms"],
+        "max_duration_ms": logs["max_duration_ms"],
+        "backfills_by_state": backfills,
+        "last_run": last_run,
+    }
+
+
+def quality_for_symbol(
+    *, symbol: Symbol, timeframe: str | None = None, start=None, end=None, limit: int = 366
+) -> dict[str, Any]:
+    qs = DataQualityMetric.objects.filter(symbol=symbol)
+    if timeframe:
+        qs = qs.filter(timeframe=timeframe)
+    if start:
+        qs = qs.filter(day__gte=start)
+    if end:
+        qs = qs.filter(day__lte=end)
+    summary = qs.aggregate(
+        days=Count("id"),
+        expected_bars=Sum("expected_bars"),
+        actual_bars=Sum("actual_bars"),
+        gaps=Sum("gaps"),
+        volume_anomalies=Sum("volume_anomalies"),
+        ohlc_inconsistencies=Sum("ohlc_inconsistencies"),
+        outside_session=Sum("outside_session"),
+        avg_quality_score=Avg("avg_quality_score"),
+        first_day=Min("day"),
+        last_day=Max("day"),
+    )
+    fields = ["timeframe", "day", "expected_bars", "actual_bars", "completeness", "gaps", "volume_anomalies",
+              "ohlc_inconsistencies", "outside_session", "avg_quality_score"]  # fmt: skip
+    days = list(qs.order_by("-day", "timeframe").values(*fields)[:limit])
+    return {"symbol": symbol.ticker, "market": symbol.market.code, "summary": summary, "days": days}
+
+
+def feature_rows(
+    *, symbol: Symbol, timeframe: str, start: datetime | None, end: datetime | None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Candles with their features in time order: the last `limit` bars of the range."""
+    limit = max(1, min(limit, MAX_FEATURE_ROWS))
+    qs = MarketDataV2.objects.filter(symbol=symbol, timeframe=timeframe)
+    if start:
+        qs = qs.filter(ts__gte=start)
+    if end:
+        qs = qs.filter(ts__lt=end)
+    fields = ["ts", *CANDLE_COLUMNS, *FEATURES, "quality_score", "quality_flags", "source", "revision"]
+    rows = list(qs.order_by("-ts").values(*fields)[:limit])
+    rows.reverse()
+    for row in rows:
+        row["trend_direction"] = TREND_LABELS.get(row["trend_direction"])
+        row["market_structure"] = STRUCTURE_LABELS.get(row["market_structure"])
+        row["quality_flags"] = QualityFlag.names(row["quality_flags"])
+    return rows
+
+
+def chart_figures(*, symbol: Symbol, timeframe: str, bars: int = 500) -> dict[str, str]:
+    """Plotly figures (JSON) for the admin: candles with feature overlays and volume; daily quality."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = feature_rows(symbol=symbol, timeframe=timeframe, start=None, end=None, limit=bars)
+    ts = [r["ts"] for r in rows]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.6, 0.2, 0.2], vertical_spacing=0.03)
+    fig.add_trace(
+        go.Candlestick(x=ts, open=[r["open"] for r in rows], high=[r["high"] for r in rows],
+                       low=[r["low"] for r in rows], close=[r["close"] for r in rows], name="candles"),
+        row=1, col=1,
+    )  # fmt: skip
+    for name, dash in (("sma_20", None), ("sma_50", None), ("ema_20", "dot"), ("vwap_20", "dash"),
+                       ("bb_upper_20", "dot"), ("bb_lower_20", "dot")):  # fmt: skip
+        fig.add_trace(go.Scatter(x=ts, y=[r[name] for r in rows], name=name, mode="lines",
+                                 line={"width": 1, "dash": dash}), row=1, col=1)  # fmt: skip
+    flagged = [r for r in rows if r["quality_flags"]]
+    fig.add_trace(
+        go.Scatter(x=[r["ts"] for r in flagged], y=[r["high"] for r in flagged], mode="markers", name="quality flags",
+                   marker={"symbol": "x", "size": 8, "color": "red"},
+                   text=[", ".join(r["quality_flags"]) for r in flagged]),
+        row=1, col=1,
+    )  # fmt: skip
+    fig.add_trace(go.Bar(x=ts, y=[r["volume"] for r in rows], name="volume"), row=2, col=1)
+    fig.add_trace(go.Scatter(x=ts, y=[r["rsi_14"] for r in rows], name="rsi_14", mode="lines"), row=3, col=1)
+    fig.update_layout(height=700, xaxis_rangeslider_visible=False, margin={"l": 40, "r": 10, "t": 30, "b": 30},
+                      title=f"{symbol.ticker}@{symbol.market.code} {timeframe}: last {len(rows)} bars")  # fmt: skip
+
+    days = list(
+        DataQualityMetric.objects.filter(symbol=symbol, timeframe=timeframe)
+        .order_by("-day")[:180]
+        .values("day", "completeness", "avg_quality_score", "gaps", "volume_anomalies", "ohlc_inconsistencies")
+    )
+    days.reverse()
+    quality = go.Figure()
+    quality.add_trace(go.Bar(x=[d["day"] for d in days], y=[d["completeness"] for d in days], name="completeness"))
+    quality.add_trace(go.Scatter(x=[d["day"] for d in days], y=[d["avg_quality_score"] for d in days],
+                                 name="avg quality score", mode="lines+markers"))  # fmt: skip
+    quality.update_layout(height=320, yaxis={"range": [0, 1.05]}, margin={"l": 40, "r": 10, "t": 30, "b": 30},
+                          title="Daily completeness (against the market's sessions) and quality score")  # fmt: skip
+    return {"candles": fig.to_json(), "quality": quality.to_json(), "bars": len(rows), "days": days}
