@@ -91,7 +91,6 @@ TREND_LABELS = {1.0: "up", -1.0: "down", 0.0: "neutral"}
 STRUCTURE_LABELS = {1.0: "bullish", -1.0: "bearish", 0.0: "range"}
 
 
-
 def default_breaks(ts: np.ndarray, timeframe_seconds: int) -> np.ndarray:
     """Breaks for a market that trades around the clock: any step longer than one bar."""
     return _breaks_kernel(np.ascontiguousarray(_as_seconds(ts)), timeframe_seconds)

@@ -22,6 +22,7 @@ def test_check_deploy_is_clean_with_debug_off():
         "ALLOWED_HOSTS": "data.example.com",
         "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
     }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # a developer's shell may have it; production must not
     done = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

@@ -48,6 +48,12 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/etl/enrichment-dead-letters/resubmit"): "enrichment.run_enrichment",
     ("POST", "/api/etl/discover-symbols"): "enrichment.run_enrichment",
     ("POST", "/api/etl/symbol-mappings/{pk}/validate"): "enrichment.run_enrichment",
+    # enrichment: candle side
+    ("GET", "/api/v1/enrichment/status/{symbol}"): AUTH,
+    ("GET", "/api/v1/enrichment/metrics"): AUTH,
+    ("POST", "/api/v1/enrichment/trigger"): "enrichment.compute_features",
+    ("GET", "/api/v1/data/quality/{symbol}"): AUTH,
+    ("GET", "/api/v1/market/features/{symbol}/{timeframe}"): AUTH,
 }
 
 
