@@ -258,8 +258,30 @@ def rollback_preflight(*, run: CorrectionRun, sample_size: int = 20) -> dict[str
     return {**counts, "conflict_samples": samples}
 
 
+def correction_lock_held() -> bool:
+    """Is some session executing or rolling back a correction right now?"""
+    from corrections.services import LOCK_KEY
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objid = %s AND objsubid = 1",
+            [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF],
+        )
+        return cur.fetchone()[0] > 0
+
+
+def is_interrupted(run: CorrectionRun) -> bool:
+    """Marked running, but no process holds the correction lock: it was killed.
+    Execute (or rollback) again to resume it from its last committed batch."""
+    if run.phase not in (Phase.EXECUTING, Phase.ROLLING_BACK):
+        return False
+    return run.status != "running" or not correction_lock_held()
+
+
 def correction_status(*, run: CorrectionRun) -> dict[str, Any]:
     return {
+        "interrupted": is_interrupted(run),
         "run_id": run.pk,
         "phase": run.phase,
         "status": run.status,

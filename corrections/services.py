@@ -7,6 +7,7 @@ step all call these functions.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -190,6 +191,22 @@ def _save(run: CorrectionRun, **fields: Any) -> None:
     CorrectionRun.objects.filter(pk=run.pk).update(**fields)
 
 
+def _batch_end(*, table_sql: str, params: list[Any], after: int, size: int, ceiling: int) -> int:
+    """The id `size` rows after `after` (capped at `ceiling`): batches hold
+    `size` rows however sparse the ids are."""
+    with connection.cursor() as cur:
+        cur.execute(table_sql, [*params, after, size - 1])
+        row = cur.fetchone()
+    return min(row[0], ceiling) if row else ceiling
+
+
+NEXT_CANDLE_SQL = "SELECT id FROM market_data WHERE id > %s ORDER BY id OFFSET %s LIMIT 1"
+NEXT_BACKUP_SQL = (
+    "SELECT market_data_id FROM correction_backups WHERE run_id = %s AND market_data_id > %s"
+    " ORDER BY market_data_id OFFSET %s LIMIT 1"
+)
+
+
 def _check_cancel(run: CorrectionRun) -> None:
     if CorrectionRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
         raise Cancelled(f"correction {run.pk} was cancelled")
@@ -354,7 +371,10 @@ def correction_execute(*, run: CorrectionRun, bar: bool = False) -> ExecuteResul
         try:
             while run.last_id < run.id_high:
                 _check_cancel(run)
-                low, high = run.last_id + 1, min(run.last_id + run.batch_size, run.id_high)
+                high = _batch_end(
+                    table_sql=NEXT_CANDLE_SQL, params=[], after=run.last_id, size=run.batch_size, ceiling=run.id_high
+                )
+                low = run.last_id + 1
                 reporter.advance(_execute_batch(run, low, high), check_cancel=False)
         except Cancelled:
             result = RunStatus.CANCELLED
@@ -476,6 +496,13 @@ def correction_validate(*, run: CorrectionRun) -> ValidationResult:
 # ---------------------------------------------------------------- rollback
 
 
+def _count_groups(into: dict[str, int], rows: list[tuple]) -> None:
+    """Add (ticker, market, from, to, n) rows to a JSON-able {key: n} map."""
+    for ticker, market, frm, to, n in rows:
+        key = json.dumps([ticker, market, frm, to])
+        into[key] = into.get(key, 0) + n
+
+
 def _rollback_batch(run: CorrectionRun, low: int, high: int, state: dict[str, Any]) -> int:
     """Restore backed-up candles low..high in one transaction; returns rows restored."""
     with transaction.atomic():
@@ -491,22 +518,17 @@ def _rollback_batch(run: CorrectionRun, low: int, high: int, state: dict[str, An
                 ]
             cur.execute(MISSING_SQL, [run.pk, low, high])
             state["missing"] += cur.fetchone()[0]
-            cur.execute(RESTORE_SQL, [run.pk, low, high])
-            restored = 0
-            for ticker, market, frm, to, n in cur.fetchall():
-                key = "\x1f".join([ticker, market, frm or "", "" if to is None else to, "1" if to is None else "0"])
-                state["groups"][key] = state["groups"].get(key, 0) + n
-                restored += n
             conflicts = sum(g[4] for g in conflict_groups)
             state["conflicts"] += conflicts
+            # Forced rows first: once restored, the other rows would look like conflicts too.
             if run.rollback_force and conflicts:
                 cur.execute(FORCE_RESTORE_SQL, [run.pk, low, high])
                 state["conflicts_restored"] += cur.rowcount
-                for ticker, market, current, old, n in conflict_groups:
-                    key = "\x1f".join(
-                        [ticker, market, current or "", "" if old is None else old, "1" if old is None else "0"]
-                    )
-                    state["forced_groups"][key] = state["forced_groups"].get(key, 0) + n
+                _count_groups(state["forced_groups"], conflict_groups)
+            cur.execute(RESTORE_SQL, [run.pk, low, high])
+            restored_groups = cur.fetchall()
+            _count_groups(state["groups"], restored_groups)
+            restored = sum(g[4] for g in restored_groups)
         CorrectionRun.objects.filter(pk=run.pk).update(
             rollback_last_id=high,
             rows_restored=F("rows_restored") + restored,
@@ -521,7 +543,7 @@ def _rollback_batch(run: CorrectionRun, low: int, high: int, state: dict[str, An
 def _audit_groups(groups: dict[str, int], *, kind: str, run: CorrectionRun, detail: dict[str, Any]) -> None:
     entries = []
     for key, count in groups.items():
-        ticker, market, frm, to, to_is_null = key.split("\x1f")
+        ticker, market, frm, to = json.loads(key)
         entries.append(
             DataCorrection(
                 kind=kind,
@@ -531,7 +553,7 @@ def _audit_groups(groups: dict[str, int], *, kind: str, run: CorrectionRun, deta
                 market=market,
                 field="asset_class",
                 old_value=frm,
-                new_value=None if to_is_null == "1" else to,
+                new_value=to,
                 row_count=count,
                 detail=detail,
                 created_by=run.rolled_back_by,
@@ -597,8 +619,10 @@ def correction_rollback(
         try:
             while highest is not None and run.rollback_last_id < highest:
                 _check_cancel(run)
-                low = run.rollback_last_id + 1
-                reporter.advance(_rollback_batch(run, low, low + step - 1, state), check_cancel=False)
+                high = _batch_end(
+                    table_sql=NEXT_BACKUP_SQL, params=[run.pk], after=run.rollback_last_id, size=step, ceiling=highest
+                )
+                reporter.advance(_rollback_batch(run, run.rollback_last_id + 1, high, state), check_cancel=False)
         except Cancelled:
             outcome = RunStatus.CANCELLED
         except BaseException as exc:
