@@ -335,3 +335,29 @@ def operational_metrics() -> dict[str, Any]:
         "best_rate_per_second": sums["best_rate_per_second"],
         "latest_run": correction_status(run=latest) if latest else None,
     }
+
+
+def correction_health() -> dict[str, Any]:
+    """Healthy, degraded (an interrupted or failed run needs an operator) or
+    unhealthy (no database)."""
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+    except Exception as exc:  # any failure to reach the database is "down"
+        return {"status": "unhealthy", "checks": {"database": {"ok": False, "error": type(exc).__name__}}}
+    open_runs = CorrectionRun.objects.filter(phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK])
+    interrupted = [run.pk for run in open_runs if is_interrupted(run)]
+    latest = CorrectionRun.objects.first()
+    last_failed = bool(latest and latest.status == "failed")
+    checks = {
+        "database": {"ok": True},
+        "interrupted_runs": {"ok": not interrupted, "runs": interrupted},
+        "last_run": {
+            "ok": not last_failed,
+            "run_id": latest.pk if latest else None,
+            "phase": latest.phase if latest else None,
+            "status": latest.status if latest else None,
+        },
+        "running_now": correction_lock_held(),
+    }
+    return {"status": "degraded" if interrupted or last_failed else "healthy", "checks": checks}

@@ -667,6 +667,25 @@ def correction_rollback(
         )
 
 
+# ---------------------------------------------------------------- metrics
+
+
+def correction_metrics() -> dict[str, Any]:
+    """Operational figures for the metrics endpoint; refreshes the gauges
+    from a count of the table as it is now."""
+    from corrections.selectors import operational_metrics
+
+    report = asset_class_analysis(sample_size=0)
+    _record_analysis(report)
+    return {
+        **operational_metrics(),
+        "data_quality_score": report.quality_score,
+        "records_needing_correction": report.totals.needing_correction,
+        "orphan_percent": report.orphan_percent,
+        "candles": report.totals.total,
+    }
+
+
 # ---------------------------------------------------------------- pipeline
 
 
