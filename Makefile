@@ -64,4 +64,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	@echo "no benchmarks yet"
+	$(PYTHON) bench/bench_corrections.py
