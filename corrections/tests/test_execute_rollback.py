@@ -288,3 +288,12 @@ def test_pipeline_step_runs_analyze_execute_validate(world):
     assert set(values("THYAO")) == {"BIST"}  # safe default: mismatches need the explicit option
     summary = step.run(options={"overwrite_mismatched": True}, progress=None)
     assert summary["rows_updated"] == 40
+
+
+def test_batches_hold_batch_size_rows_across_id_gaps(world):
+    ids = list(MarketData.objects.order_by("id").values_list("id", flat=True))
+    MarketData.objects.filter(id__in=ids[10:60]).delete()  # a hole of 50 ids
+    run = new_run(overwrite_mismatched=True, batch_size=25)
+    services.correction_execute(run=run)
+    run.refresh_from_db()
+    assert run.batches_done == 2  # 50 candles left, 25 per batch, the hole costs nothing
