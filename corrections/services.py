@@ -27,6 +27,7 @@ from corrections.selectors import (
     PreviewPage,
     asset_class_analysis,
     correction_preview_page,
+    is_interrupted,
     rows_needing_change,
     scope_for,
 )
@@ -434,7 +435,8 @@ def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
 
     if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED, Phase.EXECUTING):
         raise ConflictError(f"Correction {run.pk} is {run.get_phase_display()} and cannot execute.", code="bad_phase")
-    if run.status == RunStatus.RUNNING:
+    # A run still marked running is fine to queue once its process is gone (killed): that is a resume.
+    if run.status == RunStatus.RUNNING and not is_interrupted(run):
         raise ConflictError(f"Correction {run.pk} is already running.", code="busy")
     _save(run, status=RunStatus.QUEUED)
     transaction.on_commit(partial(async_task, "corrections.tasks.correction_execute", run.pk, group="corrections"))

@@ -212,3 +212,17 @@ def test_metrics_endpoint_and_prometheus_export(api_client_for, client, world):
 def test_schema_lists_the_endpoints(api_client_for):
     schema = api_client_for().get("/api/schema/", {"format": "json"}).json()
     assert f"/api/{BASE.removeprefix('/api/')}/rollback" in schema["paths"]
+
+
+def test_an_interrupted_run_can_be_queued_again_but_a_live_one_cannot(api_client_for, world, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    run = services.correction_run_create(requested_by="alice", overwrite_mismatched=True)
+    CorrectionRun.objects.filter(pk=run.pk).update(phase=Phase.EXECUTING, status="running", id_low=0, id_high=-1)
+    client = api_client_for(staff=True, perms=EXECUTE)
+    with services._exclusive():  # as if its process were still alive
+        live = client.post(f"{BASE}/execute", {"run_id": run.pk}, format="json")
+    assert live.status_code == 409 and live.json()["code"] == "busy"
+    again = client.post(f"{BASE}/execute", {"run_id": run.pk}, format="json")
+    assert again.status_code == 202
