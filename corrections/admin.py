@@ -186,15 +186,18 @@ class CorrectionRunAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:corrections_correctionrun_changelist"))
         if request.method == "POST":
             try:
+                batch_size = int(request.POST.get("batch_size") or 50_000)
                 run = services.correction_run_create(
                     requested_by=request.user.get_username(),
                     only_null=request.POST.get("scope") == "null",
                     overwrite_mismatched=request.POST.get("scope") == "all",
-                    batch_size=int(request.POST.get("batch_size") or 50_000),
+                    batch_size=batch_size,
                     validate_each_batch=request.POST.get("validate_each_batch") == "on",
                 )
-            except (DomainError, ValueError) as exc:
-                self.message_user(request, f"batch size: {exc}", messages.ERROR)
+            except ValueError:
+                self.message_user(request, "Batch size must be a whole number.", messages.ERROR)
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
             else:
                 self.message_user(request, f"Correction {run.pk} analyzed.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:corrections_correctionrun_change", args=[run.pk]))

@@ -48,6 +48,8 @@ def test_new_analysis_page_records_a_run(admin_client, world):
 def test_new_analysis_rejects_a_bad_batch_size(admin_client, world):
     response = admin_client.post(reverse("admin:corrections_analyze"), {"scope": "all", "batch_size": "0"}, follow=True)
     assert any("batch_size must be between" in m for m in messages_of(response))
+    response = admin_client.post(reverse("admin:corrections_analyze"), {"batch_size": "many"}, follow=True)
+    assert any("whole number" in m for m in messages_of(response))
     assert not CorrectionRun.objects.exists()
 
 
