@@ -297,3 +297,27 @@ def test_batches_hold_batch_size_rows_across_id_gaps(world):
     services.correction_execute(run=run)
     run.refresh_from_db()
     assert run.batches_done == 2  # 50 candles left, 25 per batch, the hole costs nothing
+
+
+def test_metrics_count_operations_and_records(world):
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    started = sample("assetclass_operations_started_total", operation="execute")
+    done = sample("assetclass_operations_completed_total", operation="execute", result="succeeded")
+    processed = sample("assetclass_records_processed_total", operation="execute")
+    restored = sample("assetclass_records_processed_total", operation="rollback")
+    durations = sample("assetclass_operation_duration_seconds_count", operation="execute")
+    run = new_run(overwrite_mismatched=True)
+    services.correction_execute(run=run)
+    assert sample("assetclass_operations_started_total", operation="execute") == started + 1
+    assert sample("assetclass_operations_completed_total", operation="execute", result="succeeded") == done + 1
+    assert sample("assetclass_records_processed_total", operation="execute") == processed + 75
+    assert sample("assetclass_operation_duration_seconds_count", operation="execute") == durations + 1
+    services.correction_validate(run=run)
+    assert sample("assetclass_data_quality_score") == 90.0
+    assert sample("assetclass_records_needing_correction") == 0.0
+    services.correction_rollback(run=run, reason="metrics", requested_by="bob")
+    assert sample("assetclass_records_processed_total", operation="rollback") == restored + 75
