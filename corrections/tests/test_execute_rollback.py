@@ -321,3 +321,29 @@ def test_metrics_count_operations_and_records(world):
     assert sample("assetclass_records_needing_correction") == 0.0
     services.correction_rollback(run=run, reason="metrics", requested_by="bob")
     assert sample("assetclass_records_processed_total", operation="rollback") == restored + 75
+
+
+def test_cancelled_rollback_resumes_and_restores_everything_once(world):
+    before = market_data_checksum()
+    run = new_run(overwrite_mismatched=True)
+    services.correction_execute(run=run)
+    original = services._rollback_batch
+
+    def cancel_after_first(run_, low, high, state):
+        restored = original(run_, low, high, state)
+        CorrectionRun.objects.filter(pk=run_.pk).update(cancel_requested=True)
+        return restored
+
+    services._rollback_batch = cancel_after_first
+    try:
+        first = services.correction_rollback(run=run, reason="part one", requested_by="bob", batch_size=20)
+    finally:
+        services._rollback_batch = original
+    assert (first.status, first.phase, first.rows_restored) == ("cancelled", "rolling_back", 20)
+    with pytest.raises(ConflictError, match="interrupted"):
+        services.correction_execute(run=new_run())
+    second = services.correction_rollback(run=run, reason="part two", requested_by="bob", batch_size=20)
+    assert (second.status, second.phase, second.rows_restored, second.conflicts) == ("succeeded", "rolled_back", 75, 0)
+    assert market_data_checksum() == before
+    entries = DataCorrection.objects.filter(run_ref=f"correction:{run.pk}", kind="asset_class_rollback")
+    assert sum(e.row_count for e in entries) == 75
