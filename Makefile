@@ -68,6 +68,7 @@ format: install
 bench: install
 	$(PYTHON) bench/bench_providers.py 500
 	$(PYTHON) bench/bench_features.py
+	$(PYTHON) bench/bench_corrections.py
 
 # Stop the embedded server (it stops by itself when its last process exits
 # normally; a process killed by a signal leaves it running for the next one).

@@ -3,3 +3,15 @@ from django.apps import AppConfig
 
 class CorrectionsConfig(AppConfig):
     name = "corrections"
+    verbose_name = "Asset-class corrections"
+
+    def ready(self) -> None:
+        from corrections import services
+        from etl import pipeline
+
+        pipeline.register_step(
+            "correct",
+            order=40,
+            run=services.correct_step,
+            description="Set market_data.asset_class from the linked symbol (analyze, execute with backup, validate).",
+        )

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the correction (the seed's names), defined once.
+
+prometheus_client adds `_total` to counters, so `assetclass_operations_started`
+is exported as `assetclass_operations_started_total`. The label is the
+operation: analyze, preview, execute, validate, rollback.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+operations_started = Counter(
+    "assetclass_operations_started", "Asset-class correction operations started", ["operation"]
+)
+operations_completed = Counter(
+    "assetclass_operations_completed",
+    "Asset-class correction operations finished, by result (succeeded, failed, cancelled)",
+    ["operation", "result"],
+)
+records_processed = Counter(
+    "assetclass_records_processed", "Candles changed by execute or restored by rollback", ["operation"]
+)
+operation_duration = Histogram(
+    "assetclass_operation_duration_seconds",
+    "Duration of asset-class correction operations",
+    ["operation"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200),
+)
+data_quality_score = Gauge(
+    "assetclass_data_quality_score", "Percent of candles whose asset class equals their symbol's (last analysis)"
+)
+records_needing_correction = Gauge(
+    "assetclass_records_needing_correction", "Candles with a null, empty or mismatched asset class (last analysis)"
+)

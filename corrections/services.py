@@ -1,0 +1,712 @@
+"""Writes and runs of the asset-class correction.
+
+analyze -> preview -> execute (batches with backup) -> validate, or rollback.
+Admin actions, API views, the command, the django-q2 tasks and the pipeline
+step all call these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Max, Min
+from django.utils import timezone
+
+from corrections import metrics
+from corrections.models import CorrectionRun, Phase, Scope
+from corrections.selectors import (
+    SCOPE_SQL,
+    AnalyzeReport,
+    PreviewPage,
+    asset_class_analysis,
+    correction_preview_page,
+    is_interrupted,
+    rows_needing_change,
+    scope_for,
+)
+from etl.errors import ConflictError, DomainError
+from etl.models import DataCorrection, MarketData, RunStatus
+from etl.progress import Cancelled, ProgressReporter
+
+# One execute or rollback at a time, across processes: two runs writing the
+# same candles would back up each other's values. A session-level advisory
+# lock dies with its connection, so a killed process never leaves it behind.
+LOCK_KEY = 0x41C0_0001
+MAX_BATCH_SIZE = 1_000_000
+MAX_CONFLICT_SAMPLES = 50
+
+# Back up, then change, in one transaction per id range. FOR UPDATE keeps a
+# concurrent writer off the rows between the two statements, so the update
+# below changes exactly the rows just backed up. The update takes its values
+# from the backup rows (which were read FROM symbols) rather than joining
+# symbols again: that makes "rows changed = rows backed up" hold by
+# construction even if a symbol's class changes mid-batch.
+BACKUP_SQL = (
+    "INSERT INTO correction_backups"
+    " (run_id, market_data_id, old_value, old_updated_at, new_value, new_updated_at)"
+    " SELECT %s, md.id, md.asset_class, md.updated_at, ac.code, now()"
+    " FROM market_data md JOIN symbols s ON s.id = md.symbol_id"
+    " JOIN asset_classes ac ON ac.id = s.asset_class_id"
+    " WHERE md.id BETWEEN %s AND %s AND {scope} FOR UPDATE OF md"
+)
+APPLY_SQL = (
+    "UPDATE market_data md SET asset_class = b.new_value, updated_at = b.new_updated_at"
+    " FROM correction_backups b"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id = b.market_data_id"
+)
+AUDIT_SQL = (
+    "INSERT INTO data_corrections"
+    " (kind, run_ref, table_name, ticker, market, field, old_value, new_value, row_count, detail,"
+    " created_by, created_at)"
+    " SELECT 'asset_class_correction', %s, 'market_data', md.ticker, md.market, 'asset_class',"
+    " b.old_value, b.new_value, count(*), jsonb_build_object('run_id', %s, 'scope', %s), %s, now()"
+    " FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
+    " WHERE b.run_id = %s GROUP BY md.ticker, md.market, b.old_value, b.new_value"
+)
+# Rollback, per range of backed-up ids. A row "changed again" is one whose
+# asset class is no longer what the run wrote: a conflict.
+CONFLICT_GROUPS_SQL = (
+    "SELECT md.ticker, md.market, md.asset_class AS current_value, b.old_value, count(*) AS n"
+    " FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s"
+    " AND md.asset_class IS DISTINCT FROM b.new_value"
+    " GROUP BY md.ticker, md.market, md.asset_class, b.old_value"
+)
+CONFLICT_SAMPLES_SQL = (
+    "SELECT b.market_data_id, md.ticker, md.market, b.old_value, b.new_value, md.asset_class"
+    " FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s"
+    " AND md.asset_class IS DISTINCT FROM b.new_value ORDER BY b.market_data_id LIMIT %s"
+)
+MISSING_SQL = (
+    "SELECT count(*) FROM correction_backups b"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s"
+    " AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.id = b.market_data_id)"
+)
+# updated_at goes back to its old value only when nobody touched the row
+# after the run; otherwise the later touch is kept.
+RESTORE_SQL = (
+    "WITH restored AS ("
+    " UPDATE market_data md SET asset_class = b.old_value,"
+    " updated_at = CASE WHEN md.updated_at = b.new_updated_at THEN b.old_updated_at ELSE md.updated_at END"
+    " FROM correction_backups b"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id = b.market_data_id"
+    " AND md.asset_class IS NOT DISTINCT FROM b.new_value"
+    " RETURNING md.ticker, md.market, b.new_value, b.old_value)"
+    " SELECT ticker, market, new_value, old_value, count(*) FROM restored"
+    " GROUP BY ticker, market, new_value, old_value"
+)
+FORCE_RESTORE_SQL = (
+    "UPDATE market_data md SET asset_class = b.old_value, updated_at = now()"
+    " FROM correction_backups b"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id = b.market_data_id"
+    " AND md.asset_class IS DISTINCT FROM b.new_value"
+)
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteResult:
+    run_id: int
+    status: str
+    phase: str
+    resumed: bool
+    rows_updated: int
+    rows_backed_up: int
+    batches: int
+    seconds: float
+    rate_per_second: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    run_id: int
+    ok: bool
+    checks: list[Check]
+    warnings: list[str]
+    quality_score: float
+    needing_correction: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    run_id: int
+    status: str
+    phase: str
+    rows_restored: int
+    conflicts: int
+    conflicts_restored: int
+    missing: int
+    conflict_samples: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+        if not cur.fetchone()[0]:
+            raise ConflictError(
+                "Another correction is executing or rolling back right now; try again when it ends.", code="busy"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+
+
+def _save(run: CorrectionRun, **fields: Any) -> None:
+    """Write only the named fields (a full save could overwrite progress or
+    cancel_requested written meanwhile by another process)."""
+    for name, value in fields.items():
+        setattr(run, name, value)
+    CorrectionRun.objects.filter(pk=run.pk).update(**fields)
+
+
+def _batch_end(*, table_sql: str, params: list[Any], after: int, size: int, ceiling: int) -> int:
+    """The id `size` rows after `after` (capped at `ceiling`): batches hold
+    `size` rows however sparse the ids are."""
+    with connection.cursor() as cur:
+        cur.execute(table_sql, [*params, after, size - 1])
+        row = cur.fetchone()
+    return min(row[0], ceiling) if row else ceiling
+
+
+NEXT_CANDLE_SQL = "SELECT id FROM market_data WHERE id > %s ORDER BY id OFFSET %s LIMIT 1"
+NEXT_BACKUP_SQL = (
+    "SELECT market_data_id FROM correction_backups WHERE run_id = %s AND market_data_id > %s"
+    " ORDER BY market_data_id OFFSET %s LIMIT 1"
+)
+
+
+def _check_cancel(run: CorrectionRun) -> None:
+    if CorrectionRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+        raise Cancelled(f"correction {run.pk} was cancelled")
+
+
+def _record_analysis(report: AnalyzeReport) -> None:
+    metrics.data_quality_score.set(report.quality_score)
+    metrics.records_needing_correction.set(report.totals.needing_correction)
+
+
+def _validate_options(*, batch_size: int) -> None:
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise DomainError(
+            f"batch_size must be between 1 and {MAX_BATCH_SIZE:,}, got {batch_size}", code="invalid_batch"
+        )
+
+
+# ---------------------------------------------------------------- analyze / preview
+
+
+def correction_analyze(*, sample_size: int = 5) -> AnalyzeReport:
+    """Read-only analysis of market_data's asset classes; updates the gauges."""
+    metrics.operations_started.labels("analyze").inc()
+    started = time.monotonic()
+    report = asset_class_analysis(sample_size=sample_size)
+    _record_analysis(report)
+    metrics.operation_duration.labels("analyze").observe(time.monotonic() - started)
+    metrics.operations_completed.labels("analyze", "succeeded").inc()
+    return report
+
+
+def correction_run_create(
+    *,
+    requested_by: str,
+    only_null: bool = False,
+    overwrite_mismatched: bool = False,
+    batch_size: int = 50_000,
+    validate_each_batch: bool = False,
+    sample_size: int = 5,
+) -> CorrectionRun:
+    """A new run in phase `analyzed`, holding its options and the analysis.
+    Writes only the run record."""
+    scope_for(only_null=only_null, overwrite_mismatched=overwrite_mismatched)
+    _validate_options(batch_size=batch_size)
+    report = correction_analyze(sample_size=sample_size)
+    return CorrectionRun.objects.create(
+        requested_by=requested_by,
+        only_null=only_null,
+        overwrite_mismatched=overwrite_mismatched,
+        batch_size=batch_size,
+        validate_each_batch=validate_each_batch,
+        analyze_report=report.to_dict(),
+        phase=Phase.ANALYZED,
+        status=RunStatus.QUEUED,
+    )
+
+
+def correction_preview(
+    *, run: CorrectionRun | None = None, scope: Scope | None = None, page: int = 1, page_size: int = 50
+) -> PreviewPage:
+    """The exact changes, grouped and paged. Changes no candle; with a run in
+    phase analyzed/previewed it stores the totals on the run (-> previewed)."""
+    if run is None and scope is None:
+        raise DomainError("preview needs a run or a scope", code="invalid_options")
+    metrics.operations_started.labels("preview").inc()
+    preview = correction_preview_page(scope=run.scope if run else scope, page=page, page_size=page_size)
+    if run is not None and run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
+        summary = {k: v for k, v in preview.to_dict().items() if k not in ("groups", "page")}
+        _save(run, phase=Phase.PREVIEWED, preview_report={**summary, "first_groups": preview.groups[:20]})
+    metrics.operations_completed.labels("preview", "succeeded").inc()
+    return preview
+
+
+# ---------------------------------------------------------------- execute
+
+
+def _execute_batch(run: CorrectionRun, low: int, high: int) -> int:
+    """Back up and correct candles low..high in one transaction; returns rows changed."""
+    scope_sql = SCOPE_SQL[run.scope]
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            # The scope fragment is one of this app's constants.
+            cur.execute(BACKUP_SQL.format(scope=scope_sql), [run.pk, low, high])
+            backed_up = cur.rowcount
+            cur.execute(APPLY_SQL, [run.pk, low, high])
+            changed = cur.rowcount
+        if changed != backed_up:
+            raise RuntimeError(f"batch {low}..{high}: {backed_up} rows backed up but {changed} changed")
+        if run.validate_each_batch:
+            left = rows_needing_change(scope=run.scope, id_low=low, id_high=high)
+            if left:
+                raise DomainError(
+                    f"validation after batch {low}..{high} failed: {left} candles still need correction; "
+                    "the batch was rolled back",
+                    code="batch_validation_failed",
+                )
+        # The resume point is committed with the batch it describes.
+        CorrectionRun.objects.filter(pk=run.pk).update(
+            last_id=high,
+            batches_done=F("batches_done") + 1,
+            rows_updated=F("rows_updated") + changed,
+            progress_done=F("rows_updated") + changed,
+        )
+    run.last_id = high
+    run.batches_done += 1
+    run.rows_updated += changed
+    return changed
+
+
+def _start_execute(run: CorrectionRun) -> bool:
+    """Move the run into `executing` (or resume it); returns whether it resumed."""
+    if run.phase == Phase.EXECUTING:
+        _save(run, status=RunStatus.RUNNING, error="", cancel_requested=False, finished_at=None)
+        return True
+    if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED):
+        raise ConflictError(
+            f"Correction {run.pk} is {run.get_phase_display()}: only an analyzed, previewed or interrupted run "
+            "can execute.",
+            code="bad_phase",
+        )
+    busy = CorrectionRun.objects.filter(phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK]).exclude(pk=run.pk).first()
+    if busy:
+        raise ConflictError(
+            f"Correction {busy.pk} is {busy.get_phase_display()} and was interrupted: resume it or roll it back "
+            "before starting another.",
+            code="interrupted_run",
+        )
+    bounds = MarketData.objects.aggregate(low=Min("id"), high=Max("id"))
+    low, high = bounds["low"] or 0, bounds["high"] or -1
+    total = rows_needing_change(scope=run.scope, id_low=low, id_high=high) if high >= low else 0
+    _save(
+        run,
+        phase=Phase.EXECUTING,
+        status=RunStatus.RUNNING,
+        started_at=timezone.now(),
+        finished_at=None,
+        id_low=low,
+        id_high=high,
+        last_id=low - 1,
+        progress_total=total,
+        progress_done=0,
+        error="",
+        cancel_requested=False,
+    )
+    return False
+
+
+def correction_execute(*, run: CorrectionRun, bar: bool = False) -> ExecuteResult:
+    """Back up, then set market_data.asset_class from symbols, batch by batch.
+    Each batch is its own transaction, so a crash loses at most one batch of
+    work and the run resumes from its last committed id. Cancel is honoured
+    between batches; the run stays `executing` (resumable) when cancelled."""
+    started = time.monotonic()
+    with _exclusive():
+        run.refresh_from_db()
+        resumed = _start_execute(run)
+        metrics.operations_started.labels("execute").inc()
+        done_before = run.rows_updated
+        reporter = ProgressReporter(run, total=run.progress_total, label=f"correction {run.pk}", bar=bar)
+        reporter.done = run.rows_updated
+        result = RunStatus.SUCCEEDED
+        try:
+            while run.last_id < run.id_high:
+                _check_cancel(run)
+                high = _batch_end(
+                    table_sql=NEXT_CANDLE_SQL, params=[], after=run.last_id, size=run.batch_size, ceiling=run.id_high
+                )
+                low = run.last_id + 1
+                reporter.advance(_execute_batch(run, low, high), check_cancel=False)
+        except Cancelled:
+            result = RunStatus.CANCELLED
+        except BaseException as exc:
+            reporter.close()
+            _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+            metrics.operations_completed.labels("execute", "failed").inc()
+            raise
+        reporter.close()
+        elapsed = time.monotonic() - started
+        rate = round((run.rows_updated - done_before) / elapsed, 1) if elapsed > 0 else 0.0
+        if result == RunStatus.CANCELLED:
+            _save(run, status=RunStatus.CANCELLED, finished_at=timezone.now(), rate_per_second=rate)
+        else:
+            with transaction.atomic():
+                with connection.cursor() as cur:
+                    cur.execute(AUDIT_SQL, [run.run_ref, run.pk, str(run.scope), run.requested_by, run.pk])
+                _save(
+                    run,
+                    phase=Phase.EXECUTED,
+                    status=RunStatus.SUCCEEDED,
+                    executed_at=timezone.now(),
+                    finished_at=timezone.now(),
+                    rate_per_second=rate,
+                    progress_done=run.rows_updated,
+                )
+        metrics.records_processed.labels("execute").inc(run.rows_updated - done_before)
+        metrics.operation_duration.labels("execute").observe(elapsed)
+        metrics.operations_completed.labels("execute", str(result)).inc()
+        return ExecuteResult(
+            run_id=run.pk,
+            status=str(run.status),
+            phase=str(run.phase),
+            resumed=resumed,
+            rows_updated=run.rows_updated,
+            rows_backed_up=run.rows_backed_up,
+            batches=run.batches_done,
+            seconds=round(elapsed, 3),
+            rate_per_second=rate,
+        )
+
+
+def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
+    """Ask a running execute or rollback to stop after its current batch."""
+    updated = CorrectionRun.objects.filter(
+        pk=run.pk, phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK], status__in=[RunStatus.RUNNING, RunStatus.QUEUED]
+    ).update(cancel_requested=True)
+    if not updated:
+        raise ConflictError(f"Correction {run.pk} is not running; there is nothing to cancel.", code="not_running")
+    run.refresh_from_db()
+    return run
+
+
+def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
+    """Queue execute on a django-q2 worker once the caller's transaction commits."""
+    from django_q.tasks import async_task
+
+    if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED, Phase.EXECUTING):
+        raise ConflictError(f"Correction {run.pk} is {run.get_phase_display()} and cannot execute.", code="bad_phase")
+    # A run still marked running is fine to queue once its process is gone (killed): that is a resume.
+    if run.status == RunStatus.RUNNING and not is_interrupted(run):
+        raise ConflictError(f"Correction {run.pk} is already running.", code="busy")
+    _save(run, status=RunStatus.QUEUED)
+    transaction.on_commit(partial(async_task, "corrections.tasks.correction_execute", run.pk, group="corrections"))
+    return run
+
+
+# ---------------------------------------------------------------- validate
+
+
+def correction_validate(*, run: CorrectionRun) -> ValidationResult:
+    """Check the post-conditions of an executed run: nothing left in its scope
+    where a symbol has a class, and rows changed = rows backed up. Marks the
+    run validated when they hold."""
+    if run.phase not in (Phase.EXECUTED, Phase.VALIDATED):
+        raise ConflictError(
+            f"Correction {run.pk} is {run.get_phase_display()}: only an executed run can be validated.",
+            code="bad_phase",
+        )
+    metrics.operations_started.labels("validate").inc()
+    started = time.monotonic()
+    left = rows_needing_change(scope=run.scope, id_low=run.id_low, id_high=run.id_high)
+    backed_up = run.rows_backed_up
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
+            " WHERE b.run_id = %s AND md.asset_class IS DISTINCT FROM b.new_value",
+            [run.pk],
+        )
+        changed_since = cur.fetchone()[0]
+    newer = rows_needing_change(scope=run.scope, id_low=run.id_high + 1, id_high=2**63 - 1)
+    checks = [
+        Check("nothing_left_in_scope", left == 0, f"{left} candles in ids {run.id_low}..{run.id_high} still need it"),
+        Check(
+            "backup_equals_changes", backed_up == run.rows_updated, f"{backed_up} backed up, {run.rows_updated} changed"
+        ),
+    ]
+    warnings = []
+    if changed_since:
+        warnings.append(f"{changed_since} corrected candles were changed again after the run")
+    if newer:
+        warnings.append(f"{newer} candles imported after the run need correction (run a new correction)")
+    report = asset_class_analysis(sample_size=0)
+    _record_analysis(report)
+    ok = all(c.ok for c in checks)
+    result = ValidationResult(
+        run_id=run.pk,
+        ok=ok,
+        checks=checks,
+        warnings=warnings,
+        quality_score=report.quality_score,
+        needing_correction=report.totals.needing_correction,
+    )
+    _save(run, validation_report=result.to_dict(), **({"phase": Phase.VALIDATED} if ok else {}))
+    metrics.operation_duration.labels("validate").observe(time.monotonic() - started)
+    metrics.operations_completed.labels("validate", "succeeded" if ok else "failed").inc()
+    return result
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def _count_groups(into: dict[str, int], rows: list[tuple]) -> None:
+    """Add (ticker, market, from, to, n) rows to a JSON-able {key: n} map."""
+    for ticker, market, frm, to, n in rows:
+        key = json.dumps([ticker, market, frm, to])
+        into[key] = into.get(key, 0) + n
+
+
+def _rollback_batch(run: CorrectionRun, low: int, high: int, state: dict[str, Any]) -> int:
+    """Restore backed-up candles low..high in one transaction; returns rows restored."""
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute(CONFLICT_GROUPS_SQL, [run.pk, low, high])
+            conflict_groups = cur.fetchall()
+            room = MAX_CONFLICT_SAMPLES - len(state["conflict_samples"])
+            if conflict_groups and room > 0:
+                cur.execute(CONFLICT_SAMPLES_SQL, [run.pk, low, high, room])
+                state["conflict_samples"] += [
+                    dict(zip(("id", "ticker", "market", "old_value", "new_value", "current_value"), r, strict=True))
+                    for r in cur.fetchall()
+                ]
+            cur.execute(MISSING_SQL, [run.pk, low, high])
+            state["missing"] += cur.fetchone()[0]
+            conflicts = sum(g[4] for g in conflict_groups)
+            state["conflicts"] += conflicts
+            # Forced rows first: once restored, the other rows would look like conflicts too.
+            if run.rollback_force and conflicts:
+                cur.execute(FORCE_RESTORE_SQL, [run.pk, low, high])
+                state["conflicts_restored"] += cur.rowcount
+                _count_groups(state["forced_groups"], conflict_groups)
+            cur.execute(RESTORE_SQL, [run.pk, low, high])
+            restored_groups = cur.fetchall()
+            _count_groups(state["groups"], restored_groups)
+            restored = sum(g[4] for g in restored_groups)
+        CorrectionRun.objects.filter(pk=run.pk).update(
+            rollback_last_id=high,
+            rows_restored=F("rows_restored") + restored,
+            rollback_conflicts=state["conflicts"],
+            rollback_report=state,
+        )
+    run.rollback_last_id = high
+    run.rows_restored += restored
+    return restored
+
+
+def _audit_groups(groups: dict[str, int], *, kind: str, run: CorrectionRun, detail: dict[str, Any]) -> None:
+    entries = []
+    for key, count in groups.items():
+        ticker, market, frm, to = json.loads(key)
+        entries.append(
+            DataCorrection(
+                kind=kind,
+                run_ref=run.run_ref,
+                table_name="market_data",
+                ticker=ticker,
+                market=market,
+                field="asset_class",
+                old_value=frm,
+                new_value=to,
+                row_count=count,
+                detail=detail,
+                created_by=run.rolled_back_by,
+            )
+        )
+    DataCorrection.objects.bulk_create(entries, batch_size=1000)
+
+
+def correction_rollback(
+    *, run: CorrectionRun, reason: str, requested_by: str, force: bool = False, batch_size: int | None = None
+) -> RollbackResult:
+    """Restore every backed-up candle's old value, batch by batch. A candle
+    whose asset class changed again after the run is a conflict: reported,
+    and restored only with force. A run is rolled back once."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("A rollback needs a reason.", code="reason_required")
+    started = time.monotonic()
+    with _exclusive():
+        run.refresh_from_db()
+        if run.phase == Phase.ROLLED_BACK:
+            raise ConflictError(
+                f"Correction {run.pk} was already rolled back on {run.rolled_back_at:%Y-%m-%d %H:%M} UTC "
+                f"by {run.rolled_back_by or 'unknown'}.",
+                code="already_rolled_back",
+            )
+        if run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
+            raise ConflictError(f"Correction {run.pk} never executed: there is nothing to roll back.", code="bad_phase")
+        metrics.operations_started.labels("rollback").inc()
+        if run.phase != Phase.ROLLING_BACK:
+            _save(
+                run,
+                phase=Phase.ROLLING_BACK,
+                rollback_last_id=-1,
+                rows_restored=0,
+                rollback_conflicts=0,
+                rollback_report={
+                    "groups": {},
+                    "forced_groups": {},
+                    "conflicts": 0,
+                    "conflicts_restored": 0,
+                    "missing": 0,
+                    "conflict_samples": [],
+                },
+            )
+        _save(
+            run,
+            status=RunStatus.RUNNING,
+            rollback_reason=reason,
+            rollback_force=force,
+            rolled_back_by=requested_by,
+            cancel_requested=False,
+            error="",
+            finished_at=None,
+        )
+        state = run.rollback_report
+        step = batch_size or run.batch_size
+        highest = run.backups.aggregate(m=Max("market_data_id"))["m"]
+        done_before = run.rows_restored
+        reporter = ProgressReporter(run, total=run.rows_updated, label=f"rollback {run.pk}")
+        reporter.done = run.rows_restored
+        outcome = RunStatus.SUCCEEDED
+        try:
+            while highest is not None and run.rollback_last_id < highest:
+                _check_cancel(run)
+                high = _batch_end(
+                    table_sql=NEXT_BACKUP_SQL, params=[run.pk], after=run.rollback_last_id, size=step, ceiling=highest
+                )
+                reporter.advance(_rollback_batch(run, run.rollback_last_id + 1, high, state), check_cancel=False)
+        except Cancelled:
+            outcome = RunStatus.CANCELLED
+        except BaseException as exc:
+            reporter.close()
+            _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+            metrics.operations_completed.labels("rollback", "failed").inc()
+            raise
+        reporter.close()
+        elapsed = time.monotonic() - started
+        if outcome == RunStatus.CANCELLED:
+            _save(run, status=RunStatus.CANCELLED, finished_at=timezone.now())
+        else:
+            with transaction.atomic():
+                detail = {"run_id": run.pk, "reason": reason}
+                _audit_groups(state["groups"], kind="asset_class_rollback", run=run, detail=detail)
+                _audit_groups(
+                    state["forced_groups"],
+                    kind="asset_class_rollback_forced",
+                    run=run,
+                    detail={**detail, "forced": True},
+                )
+                _save(
+                    run,
+                    phase=Phase.ROLLED_BACK,
+                    status=RunStatus.SUCCEEDED,
+                    rolled_back_at=timezone.now(),
+                    finished_at=timezone.now(),
+                )
+        metrics.records_processed.labels("rollback").inc(run.rows_restored - done_before)
+        metrics.operation_duration.labels("rollback").observe(elapsed)
+        metrics.operations_completed.labels("rollback", str(outcome)).inc()
+        return RollbackResult(
+            run_id=run.pk,
+            status=str(run.status),
+            phase=str(run.phase),
+            rows_restored=run.rows_restored,
+            conflicts=state["conflicts"],
+            conflicts_restored=state["conflicts_restored"],
+            missing=state["missing"],
+            conflict_samples=state["conflict_samples"],
+            seconds=round(elapsed, 3),
+        )
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def correction_metrics() -> dict[str, Any]:
+    """Operational figures for the metrics endpoint; refreshes the gauges
+    from a count of the table as it is now."""
+    from corrections.selectors import operational_metrics
+
+    report = asset_class_analysis(sample_size=0)
+    _record_analysis(report)
+    return {
+        **operational_metrics(),
+        "data_quality_score": report.quality_score,
+        "records_needing_correction": report.totals.needing_correction,
+        "orphan_percent": report.orphan_percent,
+        "candles": report.totals.total,
+    }
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
+    """Pipeline step "correct": analyze, execute and validate with safe
+    defaults (fill NULL/empty only unless `overwrite_mismatched` is set)."""
+    run = correction_run_create(
+        requested_by=str(options.get("requested_by") or "pipeline"),
+        only_null=bool(options.get("only_null", False)),
+        overwrite_mismatched=bool(options.get("overwrite_mismatched", False)),
+        batch_size=int(options.get("batch_size", 50_000)),
+        validate_each_batch=bool(options.get("validate_each_batch", False)),
+        sample_size=0,
+    )
+    executed = correction_execute(run=run)
+    if progress is not None:
+        progress.advance(executed.rows_updated)
+    summary: dict[str, Any] = {"run_id": run.pk, "rows_updated": executed.rows_updated, "status": executed.status}
+    if executed.status == RunStatus.SUCCEEDED:
+        validation = correction_validate(run=run)
+        summary.update(validated=validation.ok, quality_score=validation.quality_score)
+    return summary
