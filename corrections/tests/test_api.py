@@ -60,7 +60,7 @@ def test_analyze_for_any_authenticated_user(api_client_for, world):
 
 def test_analyze_rejects_a_bad_sample_size(api_client_for, world):
     response = api_client_for().get(f"{BASE}/analyze", {"sample_size": "lots"})
-    assert response.status_code == 400 and "sample_size" in response.json()
+    assert response.status_code == 400 and "sample_size" in response.json()["errors"]
 
 
 def test_preview_with_seed_option_names_writes_nothing(api_client_for, world):
@@ -128,7 +128,7 @@ def test_execute_of_an_executed_run_is_a_conflict(api_client_for, world):
 def test_execute_of_an_unknown_run_is_a_400(api_client_for, world):
     client = api_client_for(staff=True, perms=EXECUTE)
     response = client.post(f"{BASE}/execute", {"run_id": 999999, "run_async": False}, format="json")
-    assert response.status_code == 400 and "run_id" in response.json()
+    assert response.status_code == 400 and "run_id" in response.json()["errors"]
 
 
 def test_validate_latest_executed_run(api_client_for, world):
@@ -171,7 +171,7 @@ def test_rollback_needs_a_reason(api_client_for, world):
     run = executed_run()
     client = api_client_for(staff=True, perms=ROLLBACK)
     response = client.post(f"{BASE}/rollback", {"run_id": run.pk}, format="json")
-    assert response.status_code == 400 and "reason" in response.json()
+    assert response.status_code == 400 and "reason" in response.json()["errors"]
 
 
 def test_rollback_with_conflicts_reports_them(api_client_for, world):

@@ -48,6 +48,16 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/etl/enrichment-dead-letters/resubmit"): "enrichment.run_enrichment",
     ("POST", "/api/etl/discover-symbols"): "enrichment.run_enrichment",
     ("POST", "/api/etl/symbol-mappings/{pk}/validate"): "enrichment.run_enrichment",
+    # corrections
+    ("GET", "/api/etl/asset-class-correction/analyze"): AUTH,
+    ("POST", "/api/etl/asset-class-correction/preview"): "corrections.view_correctionrun",
+    ("POST", "/api/etl/asset-class-correction/execute"): "corrections.execute_correction",
+    ("POST", "/api/etl/asset-class-correction/validate"): "corrections.execute_correction",
+    ("GET", "/api/etl/asset-class-correction/status"): AUTH,
+    ("POST", "/api/etl/asset-class-correction/cancel"): "corrections.execute_correction",
+    ("POST", "/api/etl/asset-class-correction/rollback"): "corrections.rollback_correction",
+    ("GET", "/api/etl/asset-class-correction/health"): PUBLIC,
+    ("GET", "/api/etl/asset-class-correction/metrics"): AUTH,
     # enrichment: candle side
     ("GET", "/api/v1/enrichment/status/{symbol}"): AUTH,
     ("GET", "/api/v1/enrichment/metrics"): AUTH,
