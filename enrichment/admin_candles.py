@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -33,13 +32,6 @@ class ReadOnly(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
-
-
-def plotly_js_path() -> Path:
-    """plotly.min.js as installed with the `plotly` package (no CDN, nothing copied into the repo)."""
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 @admin.register(MarketDataV2)
@@ -96,7 +88,6 @@ class EnrichmentStatusAdmin(ReadOnly):
     def get_urls(self):
         extra = [
             path("<int:pk>/chart/", self.admin_site.admin_view(self.chart_view), name="enrichment_chart"),
-            path("plotly.min.js", self.admin_site.admin_view(self.plotly_js), name="enrichment_plotly_js"),
         ]
         return extra + super().get_urls()
 
@@ -112,14 +103,6 @@ class EnrichmentStatusAdmin(ReadOnly):
             "logs": EnrichmentComputeLog.objects.filter(symbol=status.symbol, timeframe=status.timeframe)[:10],
         }
         return TemplateResponse(request, "admin/enrichment/chart.html", context)
-
-    def plotly_js(self, request: HttpRequest):
-        js = plotly_js_path()
-        if not js.exists():
-            raise Http404("plotly is not installed")
-        response = FileResponse(js.open("rb"), content_type="text/javascript")
-        response["Cache-Control"] = "private, max-age=86400"
-        return response
 
 
 @admin.register(FeatureRun)

@@ -134,6 +134,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+
+
+def _plotly_dir() -> str:
+    import plotly
+
+    return str(Path(plotly.__file__).parent / "package_data")
+
+
+# Charting library: plotly.js exactly as the pinned `plotly` package installs it
+# (no CDN, nothing copied into the repository), served as /static/vendor/plotly/.
+STATICFILES_DIRS = [("vendor/plotly", _plotly_dir())]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

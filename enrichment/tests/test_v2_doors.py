@@ -190,9 +190,11 @@ def test_admin_pages_render(admin_client, computed):
     page = admin_client.get(reverse("admin:enrichment_chart", args=[status.pk]))
     assert page.status_code == 200
     html = page.content.decode()
-    assert reverse("admin:enrichment_plotly_js") in html and "candles-figure" in html and "sma_20" in html
-    js = admin_client.get(reverse("admin:enrichment_plotly_js"))
-    assert js.status_code == 200 and js["Content-Type"] == "text/javascript"
+    assert "/static/vendor/plotly/plotly.min.js" in html and "candles-figure" in html and "sma_20" in html
+    assert "/static/enrichment/chart.js" in html
+    assert "<script>" not in html  # the CSP allows no inline script
+    js = admin_client.get("/static/vendor/plotly/plotly.min.js")
+    assert js.status_code == 200
     assert b"plotly" in b"".join(js.streaming_content)[:2000].lower()
 
 
