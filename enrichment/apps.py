@@ -28,5 +28,15 @@ class EnrichmentConfig(AppConfig):
             run=features.features_step,
             description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
         )
+        from enrichment import dashboard
+        from etl.dashboard import register_panel
+
+        register_panel(
+            "providers",
+            title="Data providers",
+            order=60,
+            template="admin/dashboard/providers.html",
+            context=dashboard.providers_context,
+        )
         # The default schedules exist once the markets do (after bootstrap; the step ensures them too).
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="enrichment_feature_schedules")

@@ -6,7 +6,7 @@ class EtlConfig(AppConfig):
     verbose_name = "ETL core: reference data, symbols, market data"
 
     def ready(self) -> None:
-        from etl import pipeline, retention, services
+        from etl import dashboard, dashboard_panels, pipeline, retention, services
         from etl.services import retention as retention_services
 
         pipeline.register_step(
@@ -15,6 +15,20 @@ class EtlConfig(AppConfig):
             run=services.bootstrap_step,
             description="Create missing reference data (asset classes, markets, sessions, providers).",
             default=False,
+        )
+        dashboard.register_panel(
+            "runs",
+            title="Running work",
+            order=20,
+            template="admin/dashboard/runs.html",
+            context=dashboard_panels.runs_context,
+        )
+        dashboard.register_panel(
+            "queue",
+            title="Task queue",
+            order=90,
+            template="admin/dashboard/queue.html",
+            context=dashboard_panels.queue_context,
         )
         retention.register_pruner("task_results", retention_services.prune_task_results)
         retention.register_pruner("dead_letters_resolved", retention_services.prune_resolved_dead_letters)

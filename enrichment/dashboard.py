@@ -1,0 +1,18 @@
+"""Enrichment's dashboard panels: provider circuits and budgets, feature coverage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import reverse
+
+from enrichment.providers import status as provider_status
+
+
+def providers_context(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "providers": provider_status.providers_status(),
+        "status_url": reverse("admin:enrichment_providerstatus_changelist"),
+        "fetch_log_url": reverse("admin:enrichment_fetchlog_changelist"),
+    }

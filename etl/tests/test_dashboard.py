@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from etl import dashboard, services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_dashboard_shows_every_registered_panel(admin_client):
+    services.reference_data_bootstrap()
+    page = admin_client.get("/admin/").content.decode()
+    for panel in dashboard.registered_panels():
+        assert f'id="panel-{panel.name}"' in page, panel.name
+    assert "Nothing is running." in page
+    assert "BINANCE" in page  # the providers panel lists the reference providers
+
+
+def test_every_number_links_to_the_list_behind_it(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+    assert 'href="/admin/django_q/failure/"' in page
+    assert 'href="/admin/django_q/ormq/"' in page
+    assert "status__exact=failed" in page
+
+
+def test_a_broken_panel_shows_its_error_and_the_page_still_renders(admin_client, monkeypatch):
+    def broken(request):
+        raise RuntimeError("selector exploded")
+
+    monkeypatch.setitem(
+        dashboard._PANELS,
+        "broken",
+        dashboard.Panel(name="broken", title="Broken", order=1, template="admin/dashboard/runs.html", context=broken),
+    )
+    response = admin_client.get("/admin/")
+    assert response.status_code == 200
+    assert "This panel could not be drawn: selector exploded" in response.content.decode()
+
+
+def test_running_work_shows_progress(admin_client):
+    from django.apps import apps
+
+    from etl.models import RunRecord
+
+    # Any run model will do; etl does not know the other apps by name.
+    model = next(m for m in apps.get_models() if issubclass(m, RunRecord))
+    run = model.objects.create(status="running", progress_done=250, progress_total=1000, rate_per_second=50)
+    page = admin_client.get("/admin/").content.decode()
+    assert f"#{run.pk}" in page
+    assert "25.0 %" in page
