@@ -44,15 +44,13 @@ def import_schedule_create(*, name: str, path: str, cron: str, tz: str = "UTC",
     if Schedule.objects.filter(name=full_name).exists():
         raise DomainError(f"a schedule named {name!r} already exists", code="schedule_exists")
     kwargs = {"name": full_name, "path": str(path), "tz": tz, "options": options or {}}
-    return Schedule.objects.create(
-        name=full_name,
-        func=SCHEDULE_FUNC,
-        kwargs=repr(kwargs),
-        schedule_type=Schedule.CRON,
-        cron=cron,
-        repeats=-1,
-        next_run=next_run_at(cron, tz),
+    schedule = Schedule.objects.create(
+        name=full_name, func=SCHEDULE_FUNC, kwargs=repr(kwargs), schedule_type=Schedule.CRON, cron=cron, repeats=-1
     )
+    # django-q2 computed the first run in UTC on save; put it right for `tz`
+    schedule.next_run = next_run_at(cron, tz)
+    Schedule.objects.filter(pk=schedule.pk).update(next_run=schedule.next_run)
+    return schedule
 
 
 def import_schedule_delete(*, schedule_id: int) -> None:
