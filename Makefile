@@ -31,6 +31,8 @@ migrate: install
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
+	$(MANAGE) generate_sample_data $(SAMPLE_DIR)
+	$(MANAGE) import_market_data $(SAMPLE_DIR)
 
 demo: demo-setup
 	@echo

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from etl.models import RunRecord
+from etl.models import DeadLetter, RunRecord
 
 
 class ImportStatus(models.TextChoices):
@@ -187,3 +187,20 @@ class RejectedRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_id}:{self.line} {self.reason}"
+
+
+class ImportDeadLetterManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(kind="import_file")
+
+
+class ImportDeadLetter(DeadLetter):
+    """The import's slice of etl's dead-letter table, for its own admin page
+    (with the resubmit action)."""
+
+    objects = ImportDeadLetterManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "import dead letter"
+        ordering = ["-created_at"]

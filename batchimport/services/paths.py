@@ -23,7 +23,10 @@ def path_resolve(*, path: str | Path, must_exist: bool = True) -> Path:
     root = data_root()
     candidate = Path(text)
     if not candidate.is_absolute():
-        candidate = root / candidate
+        # relative to DATA_ROOT; or, when only that exists, to the working folder
+        # (`make demo` passes var/data/sample), still confined below
+        in_root, in_cwd = root / candidate, Path.cwd() / candidate
+        candidate = in_cwd if not in_root.exists() and in_cwd.exists() else in_root
     resolved = candidate.resolve(strict=False)
     if resolved != root and root not in resolved.parents:
         raise DomainError(
