@@ -16,7 +16,6 @@ Time rules (see docs/import.md):
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from collections.abc import Iterator
@@ -43,14 +42,17 @@ class FileFormatError(ValueError):
 
 
 class Candle(NamedTuple):
+    """One valid row, in the staging table's column order. Numbers are text
+    (exact; cast to numeric by PostgreSQL)."""
+
     line: int
     ts: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    adj_close: Decimal | None
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    adj_close: str | None
     extra: dict | None
 
 
@@ -261,6 +263,9 @@ def parse_timestamp(text: str) -> datetime:
         raise FieldError(f"{text!r} is not a date") from None
 
 
+_fromiso = datetime.fromisoformat
+
+
 def timeframe_from_gaps(stamps: list[datetime]) -> str | None:
     """The bar size from the smallest gap between distinct timestamps, or None
     when there are fewer than two."""
@@ -408,9 +413,73 @@ class _RowParser:
         self.adj_pos = pos(self.names[6], required=False) if self.names[6] else None
         self.is_bist = layout == Layout.BIST_DETAILED
         self.is_investing = layout == Layout.INVESTING_TR
+        # set once the timeframe is known (see CsvFileReader._read)
+        self.daily = False
+        self.utc_naive = False
         self.drop_zero_extra = layout == Layout.YAHOO
 
+    def extra(self, fields: list[str]) -> dict | None:
+        extra = {}
+        if self.is_investing:
+            for i, key in self.extra_cols:
+                try:
+                    extra[key] = float(parse_number_tr(fields[i]))
+                except FieldError:
+                    pass
+        else:
+            for i, key in self.extra_cols:
+                value = _float_or_none(fields[i])
+                if value is not None and not (self.drop_zero_extra and value == 0):
+                    extra[key] = value
+        if self.is_bist:
+            extra["open_is_vwap"] = True
+            extra["volume_unit"] = "TRY"
+        return extra or None
+
+    def fast(self, fields: list[str]):
+        """The common case at C speed: plain numbers and an ISO or epoch date
+        that pass validation. Returns the row with the numbers as their
+        original text (PostgreSQL casts them exactly), or None when the row
+        needs the careful path, which also explains a rejection."""
+        p0, p1, p2, p3, p4, p5 = self.positions
+        o_s, h_s, l_s, c_s, v_s = fields[p1], fields[p2], fields[p3], fields[p4], fields[p5]
+        try:
+            o, h, lo, c, v = float(o_s), float(h_s), float(l_s), float(c_s), float(v_s)
+            ts_s = fields[p0]
+            # Build the final UTC stamp in one C call where the text allows it
+            # (datetime.replace/astimezone cost several times more per row).
+            if ts_s.isdigit():
+                ts = parse_timestamp(ts_s)
+            elif self.daily and ts_s[4:5] == "-":
+                ts = _fromiso(ts_s[:10] + "T00:00:00+00:00")  # the date as written, at 00:00 UTC
+            elif self.utc_naive and len(ts_s) == 19:
+                ts = _fromiso(ts_s + "+00:00")
+            else:
+                ts = _fromiso(ts_s)
+        except (ValueError, FieldError):
+            return None
+        total = o + h + lo + c + v
+        if total - total != 0:  # nan or inf somewhere
+            return None
+        if not (0 <= lo <= o <= h < PRICE_LIMIT and lo <= c <= h and 0 <= v < VOLUME_LIMIT):
+            return None
+        adj_s = None
+        if self.adj_pos is not None:
+            adj_s = fields[self.adj_pos]
+            if adj_s.strip():
+                try:
+                    a = float(adj_s)
+                except ValueError:
+                    return None
+                if a - a != 0 or not -PRICE_LIMIT < a < PRICE_LIMIT:
+                    return None
+            else:
+                adj_s = None
+        return ts, o_s, h_s, l_s, c_s, v_s, adj_s, self.extra(fields) if self.extra_cols else None
+
     def __call__(self, fields: list[str]):
+        """The careful path: every field through the layout's number rules,
+        errors naming the column. Numbers come back as normalised text."""
         p = self.positions
         names = self.names
         try:
@@ -426,26 +495,12 @@ class _RowParser:
         adj = None
         if self.adj_pos is not None and fields[self.adj_pos].strip():
             adj = _field(fields, self.adj_pos, names[6], number)
-        extra = None
-        if self.extra_cols:
-            if self.is_investing:
-                extra = {}
-                for i, key in self.extra_cols:
-                    try:
-                        extra[key] = float(parse_number_tr(fields[i]))
-                    except FieldError:
-                        pass
-            else:
-                extra = {}
-                for i, key in self.extra_cols:
-                    value = _float_or_none(fields[i])
-                    if value is not None and not (self.drop_zero_extra and value == 0):
-                        extra[key] = value
-            if self.is_bist:
-                extra["open_is_vwap"] = True
-                extra["volume_unit"] = "TRY"
-            extra = extra or None
-        return ts, o, h, lo, c, v, adj, extra
+        return ts, o, h, lo, c, v, adj, self.extra(fields) if self.extra_cols else None
+
+
+# numeric(28, 10) holds 18 integer digits, numeric(30, 8) 22
+PRICE_LIMIT = 1e18
+VOLUME_LIMIT = 1e22
 
 
 def validate(o: Decimal, h: Decimal, lo: Decimal, c: Decimal, v: Decimal) -> str | None:
@@ -454,6 +509,8 @@ def validate(o: Decimal, h: Decimal, lo: Decimal, c: Decimal, v: Decimal) -> str
         return "negative price"
     if v < 0:
         return f"negative volume {v}"
+    if max(o, h, lo, c) >= PRICE_LIMIT or v >= VOLUME_LIMIT:
+        return "value too large (prices below 10^18, volume below 10^22)"
     if h < lo:
         return f"high {h} < low {lo}"
     if not lo <= o <= h:
@@ -477,10 +534,14 @@ class FileMeta:
 class CsvFileReader:
     """Iterate a file as `Candle`/`Reject` items, streaming.
 
-    `meta` is available after the first item has been read (or after `open()`).
-    `bytes_read` grows as the file is consumed (for progress), `monotonic` stays
-    True while timestamps only ever move one way (then no row can repeat an
-    earlier one and the loader skips its duplicate check).
+    `meta` is set once the first rows have been read; `bytes_read` grows as
+    the file is consumed (for progress); `monotonic` stays True while
+    timestamps only ever move one way (then no row can repeat an earlier one
+    and the loader skips its duplicate check).
+
+    Candle prices and volume are text: the original number when it is plain,
+    else the normalised value (`12,410` -> `12.410` in the Turkish export);
+    PostgreSQL casts them to numeric exactly.
     """
 
     LOOKAHEAD = 64
@@ -500,121 +561,170 @@ class CsvFileReader:
         self.tz = ZoneInfo(tz or MARKET_TIMEZONES.get(self.market or "", "UTC"))
         self.timeframe = timeframe
         self.meta: FileMeta | None = None
-        self.bytes_read = 0
         self.rows_read = 0
         self.monotonic = True
+        self._handle = None
+        self._bytes_done = 0
 
-    def _lines(self, handle: io.TextIOBase) -> Iterator[str]:
-        for line in handle:
-            self.bytes_read += len(line)
-            yield line
+    @property
+    def bytes_read(self) -> int:
+        """Bytes consumed so far (to the read-ahead block while reading)."""
+        if self._handle is not None and not self._handle.closed:
+            return self._handle.buffer.tell()
+        return self._bytes_done
 
     def __iter__(self) -> Iterator[Candle | Reject]:
         try:
             handle = open(self.path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise FileFormatError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+        self._handle = handle
         with handle:
             try:
                 yield from self._read(handle)
             except UnicodeDecodeError as exc:
                 raise FileFormatError(f"{self.path.name}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+            self._bytes_done = handle.buffer.tell()
 
     def _read(self, handle) -> Iterator[Candle | Reject]:
-        lines = self._lines(handle)
+        lines: Iterator[str] = handle
         first = next(lines, None)
+        skipped = 1
         while first is not None and not first.strip():
             first = next(lines, None)
+            skipped += 1
         if first is None:
             raise FileFormatError(f"{self.path.name}: the file is empty")
         spec = detect_layout(first)
         parser = _RowParser(spec)
-        if not spec.has_header:
+        if spec.has_header:
+            line_offset = skipped
+        else:
             lines = _chain_first(first, lines)
-        reader = csv.reader(lines, delimiter=spec.delimiter)
-        line_offset = 0 if not spec.has_header else 1
+            line_offset = skipped - 1
         delimiter = spec.delimiter
-        width = parser.width
+
+        def split(text: str) -> list[str]:
+            # plain lines are split directly; quoted ones go through csv (one line each:
+            # no layout we read puts line breaks inside a field)
+            if '"' in text:
+                return next(csv.reader([text], delimiter=delimiter))
+            return text.rstrip("\r\n").split(delimiter)
 
         # Look ahead a few rows to learn the timeframe, then stream.
-        pending: list[tuple[int, list[str], tuple | None, Reject | None]] = []
+        number = line_offset
+        pending: list = []
         stamps: list[datetime] = []
-        it = iter(reader)
-        for fields in it:
-            line = reader.line_num + line_offset
-            item = self._parse(fields, line, parser, width, delimiter)
+        for text in lines:
+            number += 1
+            item = self._parse(split(text), number, parser)
             if item is None:
                 continue
             pending.append(item)
-            if item[2] is not None:
-                stamps.append(item[2][0])
-            if len(stamps) >= self.LOOKAHEAD:
-                break
+            if type(item) is tuple:
+                stamps.append(item[1])
+                if len(stamps) >= self.LOOKAHEAD:
+                    break
         timeframe = self.timeframe or self._timeframe(stamps)
         self.meta = FileMeta(layout=spec.layout, ticker=self.ticker, market=self.market, timeframe=timeframe)
         daily = is_daily(timeframe)
         tz = self.tz
+        local_zone = tz if str(tz) not in ("UTC", "Etc/UTC") else None
+        parser.daily, parser.utc_naive = daily, local_zone is None
         previous: datetime | None = None
         direction = 0
+        new = tuple.__new__
 
-        def emit(item):
-            nonlocal previous, direction
-            line, _fields, parsed, reject = item
-            if reject is not None:
-                return reject
-            ts, o, h, lo, c, v, adj, extra = parsed
+        def final(ts: datetime) -> datetime:
+            if ts.tzinfo is UTC and not (daily and (ts.hour or ts.minute or ts.second or ts.microsecond)):
+                return ts  # already final (the fast path builds it so)
             if daily:
-                ts = datetime(ts.year, ts.month, ts.day, tzinfo=UTC)
-            elif ts.tzinfo is None:
-                ts = ts.replace(tzinfo=tz).astimezone(UTC)
-            elif ts.tzinfo is not UTC:
-                ts = ts.astimezone(UTC)
-            if previous is not None and self.monotonic:
-                step = (ts > previous) - (ts < previous)
-                if step == 0 or (direction and step != direction):
-                    self.monotonic = False
-                direction = direction or step
+                return datetime(ts.year, ts.month, ts.day, 0, 0, 0, 0, UTC)
+            if ts.tzinfo is None:
+                if local_zone is None:
+                    return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond, UTC)
+                return ts.replace(tzinfo=local_zone).astimezone(UTC)
+            return ts.astimezone(UTC)
+
+        def order(ts: datetime) -> None:
+            nonlocal previous, direction
+            if previous is not None:
+                step = 1 if ts > previous else -1 if ts < previous else 0
+                if step != direction:
+                    if direction or not step:
+                        self.monotonic = False
+                    direction = direction or step
             previous = ts
-            return Candle(line, ts, o, h, lo, c, v, adj, extra)
 
         for item in pending:
-            yield emit(item)
+            if type(item) is tuple:
+                ts = final(item[1])
+                order(ts)
+                item = new(Candle, (item[0], ts, *item[2:]))
+            yield item
         pending.clear()
         parse = self._parse
-        for fields in it:
-            item = parse(fields, reader.line_num + line_offset, parser, width, delimiter)
-            if item is not None:
-                yield emit(item)
+        fast = None if spec.layout == Layout.INVESTING_TR else parser.fast
+        width = parser.width
+        for text in lines:
+            number += 1
+            fields = text.rstrip("\r\n").split(delimiter) if '"' not in text else split(text)
+            # the hot path: a well-formed row goes straight through
+            if fast is not None and len(fields) == width:
+                parsed = fast(fields)
+                if parsed is not None:
+                    self.rows_read += 1
+                    ts = parsed[0]
+                    if ts.tzinfo is not UTC or daily and (ts.hour or ts.minute or ts.second or ts.microsecond):
+                        ts = final(ts)
+                    if previous is not None and self.monotonic:
+                        if ts > previous:
+                            if direction != 1:
+                                order(ts)
+                        elif ts < previous:
+                            if direction != -1:
+                                order(ts)
+                        else:
+                            self.monotonic = False
+                    elif previous is None:
+                        order(ts)
+                    previous = ts
+                    yield new(Candle, (number, ts, *parsed[1:]))
+                    continue
+            item = parse(fields, number, parser)
+            if item is None:
+                continue
+            if type(item) is tuple:
+                ts = final(item[1])
+                order(ts)
+                item = new(Candle, (item[0], ts, *item[2:]))
+            yield item
 
-    def _parse(self, fields: list[str], line: int, parser: _RowParser, width: int, delimiter: str):
+    def _parse(self, fields: list[str], line: int, parser: _RowParser):
+        """One row by the careful path: a tuple (line, ts, o, h, l, c, v, adj,
+        extra), a Reject, or None for a blank line."""
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             return None  # blank lines (trailing ones especially) are not rows
         self.rows_read += 1
-        if len(fields) != width:
-            return (
-                line,
-                fields,
-                None,
-                Reject(line, delimiter.join(fields), f"expected {width} fields, found {len(fields)}"),
-            )
+        delimiter = parser.spec.delimiter
+        if len(fields) != parser.width:
+            return Reject(line, delimiter.join(fields), f"expected {parser.width} fields, found {len(fields)}")
         try:
-            parsed = parser(fields)
+            ts, o, h, lo, c, v, adj, extra = parser(fields)
         except FieldError as exc:
             name = str(exc).split(":", 1)[0]
-            return (line, fields, None, Reject(line, delimiter.join(fields), f"unparseable {exc}", name))
-        reason = validate(*parsed[1:6])
+            return Reject(line, delimiter.join(fields), f"unparseable {exc}", name)
+        reason = validate(o, h, lo, c, v)
         if reason is not None:
-            return (line, fields, None, Reject(line, delimiter.join(fields), reason))
-        return (line, fields, parsed, None)
+            return Reject(line, delimiter.join(fields), reason)
+        return (line, ts, str(o), str(h), str(lo), str(c), str(v), None if adj is None else str(adj), extra)
 
     def _timeframe(self, stamps: list[datetime]) -> str:
         aware = [s if s.tzinfo is None else s.astimezone(UTC).replace(tzinfo=None) for s in stamps]
         found = timeframe_from_gaps(aware)
         if found:
             return found
-        if stamps and all(s.hour == 0 and s.minute == 0 and s.second == 0 for s in stamps):
-            return "1d"
-        if not stamps:
+        if not stamps or all(s.hour == 0 and s.minute == 0 and s.second == 0 for s in stamps):
             return "1d"
         raise FileFormatError(
             f"{self.path.name}: one intraday row only, the timeframe cannot be told; give it explicitly"

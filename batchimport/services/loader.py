@@ -30,24 +30,27 @@ STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS import_stage (
     line integer NOT NULL,
     ts timestamptz NOT NULL,
-    open numeric(28, 10) NOT NULL,
-    high numeric(28, 10) NOT NULL,
-    low numeric(28, 10) NOT NULL,
-    close numeric(28, 10) NOT NULL,
-    volume numeric(30, 8) NOT NULL,
-    adj_close numeric(28, 10),
+    open text NOT NULL,
+    high text NOT NULL,
+    low text NOT NULL,
+    close text NOT NULL,
+    volume text NOT NULL,
+    adj_close text,
     extra jsonb
 )
 """
 STAGE_TRUNCATE = "TRUNCATE import_stage"
 STAGE_COPY = "COPY import_stage (line, ts, open, high, low, close, volume, adj_close, extra) FROM STDIN (FORMAT BINARY)"
-STAGE_TYPES = ["int4", "timestamptz", "numeric", "numeric", "numeric", "numeric", "numeric", "numeric", "jsonb"]
+# Numbers travel as the file's own text and are cast once by PostgreSQL: exact,
+# and much cheaper than building Decimal objects in Python.
+STAGE_TYPES = ["int4", "timestamptz", "text", "text", "text", "text", "text", "text", "jsonb"]
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
 
 INSERT_SQL = """
 INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, adj_close,
                          asset_class, extra, source_file, import_job_id, created_at, updated_at)
-SELECT %(ticker)s, %(market)s, %(timeframe)s, ts, open, high, low, close, volume, adj_close,
+SELECT %(ticker)s, %(market)s, %(timeframe)s, ts, open::numeric(28, 10), high::numeric(28, 10),
+       low::numeric(28, 10), close::numeric(28, 10), volume::numeric(30, 8), adj_close::numeric(28, 10),
        %(asset_class)s, extra, %(source_file)s, %(job_id)s, now(), now()
 FROM import_stage
 ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
@@ -56,25 +59,30 @@ CHANGED_COUNT_SQL = """
 SELECT count(*) FROM import_stage s
 JOIN market_data m ON m.ticker = %(ticker)s AND m.market = %(market)s AND m.timeframe = %(timeframe)s AND m.ts = s.ts
 WHERE (m.open, m.high, m.low, m.close, m.volume, m.adj_close)
-      IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume, s.adj_close)
+      IS DISTINCT FROM (s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10),
+                       s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10))
 """
 CHANGED_SAMPLE_SQL = """
 SELECT s.ts, m.open, m.high, m.low, m.close, m.volume, m.adj_close,
-       s.open, s.high, s.low, s.close, s.volume, s.adj_close
+       s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10), s.close::numeric(28, 10),
+       s.volume::numeric(30, 8), s.adj_close::numeric(28, 10)
 FROM import_stage s
 JOIN market_data m ON m.ticker = %(ticker)s AND m.market = %(market)s AND m.timeframe = %(timeframe)s AND m.ts = s.ts
 WHERE (m.open, m.high, m.low, m.close, m.volume, m.adj_close)
-      IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume, s.adj_close)
+      IS DISTINCT FROM (s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10),
+                       s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10))
 ORDER BY s.ts LIMIT 20
 """
 OVERWRITE_SQL = """
 UPDATE market_data m
-SET open = s.open, high = s.high, low = s.low, close = s.close, volume = s.volume, adj_close = s.adj_close,
+SET open = s.open::numeric(28, 10), high = s.high::numeric(28, 10), low = s.low::numeric(28, 10),
+    close = s.close::numeric(28, 10), volume = s.volume::numeric(30, 8), adj_close = s.adj_close::numeric(28, 10),
     extra = s.extra, source_file = %(source_file)s, import_job_id = %(job_id)s, updated_at = now()
 FROM import_stage s
 WHERE m.ticker = %(ticker)s AND m.market = %(market)s AND m.timeframe = %(timeframe)s AND m.ts = s.ts
   AND (m.open, m.high, m.low, m.close, m.volume, m.adj_close)
-      IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume, s.adj_close)
+      IS DISTINCT FROM (s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10),
+                       s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10))
 """
 # Later rows with the timestamp of an earlier row of the same file are rejected.
 DEDUPE_SQL = """

@@ -240,3 +240,26 @@ def test_stage_rows_never_reach_market_data_before_the_end(data_root, monkeypatc
         loader.file_load(import_file=job.files.get(), job=job, batch_size=25)
     monkeypatch.setattr(loader.transaction, "atomic", real)
     assert MarketData.objects.count() == 0
+
+
+def test_numbers_reach_market_data_exactly(data_root):
+    (data_root / "BIST").mkdir()
+    (data_root / "BIST" / "SISE.csv").write_text(
+        '"Tarih","Şimdi","Açılış","Yüksek","Düşük","Hac.","Fark %"\n'
+        '"03.01.2024","12,410","12,300","12,500","12,200","94,52M","1,64%"\n'
+        '"02.01.2024","1.212,10","1.200,00","1.220,00","1.190,00","1,01B","-0,85%"\n',
+        encoding="utf-8",
+    )
+    (data_root / "NYSE").mkdir()
+    (data_root / "NYSE" / "BRK.csv").write_text(
+        'Date,Open,High,Low,Close,Adj Close,Volume\n2024-01-02,"1,234.50","1,240.00","1,230.00","1,235.25",'
+        "1235.25,4.56E9\n2024-01-03,0.00002853,0.00002854,0.00002851,0.00002854,,36304.2\n"
+    )
+    run("BIST")
+    run("NYSE")
+    sise = {r.ts.date().isoformat(): r for r in MarketData.objects.filter(ticker="SISE")}
+    assert sise["2024-01-03"].close == Decimal("12.41") and sise["2024-01-03"].volume == Decimal("94520000")
+    assert sise["2024-01-02"].close == Decimal("1212.10") and sise["2024-01-02"].volume == Decimal("1010000000")
+    brk = list(MarketData.objects.filter(ticker="BRK").order_by("ts"))
+    assert brk[0].open == Decimal("1234.50") and brk[0].volume == Decimal("4560000000")
+    assert brk[1].close == Decimal("0.00002854") and brk[1].adj_close is None

@@ -26,10 +26,16 @@ from batchimport.parsing import (
 )
 
 
+def as_numbers(c: Candle) -> Candle:
+    """Candle numbers are text for PostgreSQL; compare them as numbers."""
+    return Candle(c.line, c.ts, *(None if x is None else Decimal(x) for x in c[2:8]), c.extra)
+
+
 def read(path, **kw) -> tuple[CsvFileReader, list[Candle], list[Reject]]:
     reader = CsvFileReader(path, **kw)
     items = list(reader)
-    return reader, [i for i in items if isinstance(i, Candle)], [i for i in items if isinstance(i, Reject)]
+    candles = [as_numbers(i) for i in items if isinstance(i, Candle)]
+    return reader, candles, [i for i in items if isinstance(i, Reject)]
 
 
 # ---------------------------------------------------------------- numbers
