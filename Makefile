@@ -66,4 +66,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	@echo "no benchmarks yet"
+	$(PYTHON) bench/bench_import.py

@@ -7,8 +7,8 @@ from typing import Any
 from batchimport import services
 
 
-def import_job_work(job_id: int) -> dict[str, Any]:
-    result = services.import_job_work(job_id=job_id)
+def import_job_work(job_id: int, max_files: int | None = None) -> dict[str, Any]:
+    result = services.import_job_work(job_id=job_id, max_files=max_files)
     return {"job_id": result.job_id, "files": result.files_processed, "rows_read": result.rows_read}
 
 

@@ -201,21 +201,27 @@ def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: Impo
 # ---------------------------------------------------------------- start and work
 
 
-def _enqueue(job_id: int, copies: int) -> None:
+def _enqueue(job_id: int) -> None:
+    """One django-q2 task per file still to do: each claims whichever file is
+    next (SKIP LOCKED), so every worker of every cluster gets a share, and a
+    cluster's prefetch cannot hoard the whole job."""
     from django_q.tasks import async_task
 
-    for _ in range(copies):
-        async_task("batchimport.tasks.import_job_work", job_id, group="batchimport")
+    job = ImportJob.objects.get(pk=job_id)
+    waiting = ImportFile.objects.filter(Q(job=job) | Q(job__parent=job), status=ImportStatus.QUEUED).count()
+    for _ in range(max(1, waiting)):
+        async_task("batchimport.tasks.import_job_work", job_id, 1, group="batchimport")
 
 
 def import_job_start(
     *, job: ImportJob, workers: int = 1, queue: bool = False, on_batch: Callable[[int], None] | None = None
 ) -> ImportJob:
-    """Run the job: on `workers` django-q2 workers (`queue`), or here, in
-    `workers` threads. Each worker claims files until none is left."""
+    """Run the job on the django-q2 cluster(s) (`queue`: as many workers as
+    the clusters have share it), or here, in `workers` threads. Each worker
+    claims files until none is left."""
     workers = max(1, workers)
     if queue:
-        transaction.on_commit(partial(_enqueue, job.pk, workers))
+        transaction.on_commit(partial(_enqueue, job.pk))
         return job
     if workers == 1:
         import_job_work(job_id=job.pk, on_batch=on_batch)
@@ -250,12 +256,21 @@ def _job_family(job: ImportJob) -> list[ImportJob]:
     return []
 
 
-CLAIM_SQL = """
+# One row at a time: locking a batch of candidates would hide them all from
+# the other workers claiming at the same moment.
+CLAIM_QUEUED_SQL = """
 SELECT id FROM import_files
-WHERE job_id = ANY(%s)
-  AND ((status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())) OR status = 'running')
+WHERE job_id = ANY(%s) AND status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+  AND id <> ALL(%s)
 ORDER BY priority, id
-LIMIT 50
+LIMIT 1
+FOR UPDATE SKIP LOCKED
+"""
+CLAIM_ORPHAN_SQL = """
+SELECT id FROM import_files
+WHERE job_id = ANY(%s) AND status = 'running' AND id <> ALL(%s)
+ORDER BY priority, id
+LIMIT 1
 FOR UPDATE SKIP LOCKED
 """
 
@@ -268,23 +283,31 @@ def file_claim(*, job: ImportJob, worker: str) -> ImportFile | None:
     family = _job_family(job)
     if not family:
         return None
+    job_ids = [j.pk for j in family]
     with transaction.atomic():
         with connection.cursor() as cur:
-            cur.execute(CLAIM_SQL, [[j.pk for j in family]])
-            for (file_id,) in cur.fetchall():
-                cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, file_id])
-                if not cur.fetchone()[0]:
-                    continue  # a live worker is reading it
-                ImportFile.objects.filter(pk=file_id).update(
-                    status=ImportStatus.RUNNING,
-                    attempts=F("attempts") + 1,
-                    claimed_by=worker[:100],
-                    started_at=timezone.now(),
-                    finished_at=None,
-                    progress_done=0,
-                    progress_total=None,
-                )
-                return ImportFile.objects.select_related("job").get(pk=file_id)
+            for sql in (CLAIM_QUEUED_SQL, CLAIM_ORPHAN_SQL):
+                tried: list[int] = []
+                while True:
+                    cur.execute(sql, [job_ids, tried])
+                    row = cur.fetchone()
+                    if row is None:
+                        break
+                    file_id = row[0]
+                    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, file_id])
+                    if not cur.fetchone()[0]:
+                        tried.append(file_id)  # a live worker is reading it (or just let it go)
+                        continue
+                    ImportFile.objects.filter(pk=file_id).update(
+                        status=ImportStatus.RUNNING,
+                        attempts=F("attempts") + 1,
+                        claimed_by=worker[:100],
+                        started_at=timezone.now(),
+                        finished_at=None,
+                        progress_done=0,
+                        progress_total=None,
+                    )
+                    return ImportFile.objects.select_related("job").get(pk=file_id)
     return None
 
 
@@ -304,10 +327,15 @@ def _mark_started(job: ImportJob) -> None:
 
 
 def import_job_work(
-    *, job_id: int, worker: str | None = None, on_batch: Callable[[int], None] | None = None
+    *,
+    job_id: int,
+    worker: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    max_files: int | None = None,
 ) -> WorkResult:
     """One worker's loop: claim a file, load it, record the outcome, until no
-    file of the job is left to claim. Safe to run in many processes at once."""
+    file of the job is left to claim (or `max_files` were done). Safe to run
+    in many processes at once."""
     worker = worker or worker_name()
     job = ImportJob.objects.get(pk=job_id)
     if job.status in TERMINAL:
@@ -328,6 +356,8 @@ def import_job_work(
             _release(claimed.pk)
         processed += 1
         job_finish(job_id=claimed.job_id)
+        if max_files is not None and processed >= max_files:
+            break
     job_finish(job_id=job.pk)
     return WorkResult(job_id=job_id, worker=worker, files_processed=processed, rows_read=rows)
 
