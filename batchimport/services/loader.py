@@ -11,11 +11,13 @@ imports the whole file again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -26,6 +28,8 @@ from etl.models import DataCorrection
 from etl.progress import ProgressReporter
 
 # SQL is spelled out in full (no string building), with only bound parameters.
+log = logging.getLogger(__name__)
+
 STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS import_stage (
     line integer NOT NULL,
@@ -54,6 +58,12 @@ SELECT %(ticker)s, %(market)s, %(timeframe)s, ts, open::numeric(28, 10), high::n
        %(asset_class)s, extra, %(source_file)s, %(job_id)s, now(), now()
 FROM import_stage
 ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
+"""
+INSERT_FRESH_SQL = INSERT_SQL.replace("ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING", "")
+OVERLAP_SQL = """
+SELECT EXISTS (SELECT 1 FROM market_data
+               WHERE ticker = %(ticker)s AND market = %(market)s AND timeframe = %(timeframe)s
+                 AND ts BETWEEN %(first)s AND %(last)s)
 """
 CHANGED_COUNT_SQL = """
 SELECT count(*) FROM import_stage s
@@ -194,10 +204,13 @@ def file_load(
     last_bytes = 0
     batch_size = max(1, batch_size)
 
+    span: list = []  # first and last stamp of each batch: the file's range when it is monotonic
+
     def flush() -> None:
         nonlocal accepted, rejected, last_bytes
         if candles:
             _copy_candles(cur, candles)
+            span[:] = [min(*span, candles[0].ts, candles[-1].ts), max(*span, candles[0].ts, candles[-1].ts)]
         _write_rejects(cur, import_file, rejects)
         accepted += len(candles)
         rejected += len(rejects)
@@ -226,6 +239,7 @@ def file_load(
         flush()
     finally:
         reporter.close()
+    staged_at = time.monotonic()
     meta = reader.meta
     ImportFile.objects.filter(pk=import_file.pk).update(
         layout=meta.layout if meta else "", timeframe=meta.timeframe if meta else "", ticker=reader.ticker
@@ -258,8 +272,7 @@ def file_load(
         rejected += duplicates_in_file
         inserted = updated = changed = 0
         if accepted:
-            cur.execute(INSERT_SQL, params)
-            inserted = cur.rowcount
+            inserted = _insert(cur, params, span if reader.monotonic else None)
         if accepted > inserted:
             cur.execute(CHANGED_COUNT_SQL, params)
             changed = cur.fetchone()[0]
@@ -288,7 +301,33 @@ def file_load(
             "rows_changed": changed - updated,
         }
         cur.execute(STAGE_TRUNCATE)
+        log.info(
+            "%s: %s rows, read+stage %.1fs, upsert %.1fs",
+            import_file.relpath, counts["rows_read"], staged_at - started, time.monotonic() - staged_at,
+        )  # fmt: skip
         return _finish(import_file, job, status=ImportStatus.SUCCEEDED, counts=counts, started=started)
+
+
+def _insert(cur, params: dict, span: list | None) -> int:
+    """Insert the staged rows; returns how many were new.
+
+    `INSERT … ON CONFLICT` pays for speculative insertion on every row (about
+    1.5x a plain INSERT here, see docs/import.md). So when no stored candle of
+    this ticker/market/timeframe falls in the file's time range (a first
+    import), the same INSERT … SELECT runs without the ON CONFLICT clause, in a
+    savepoint; if another worker inserted the same candles meanwhile, the
+    unique key refuses it and the ON CONFLICT statement runs instead."""
+    if span:
+        cur.execute(OVERLAP_SQL, {**params, "first": span[0], "last": span[1]})
+        if not cur.fetchone()[0]:
+            try:
+                with transaction.atomic():
+                    cur.execute(INSERT_FRESH_SQL, params)
+                return cur.rowcount
+            except psycopg.errors.UniqueViolation:
+                pass
+    cur.execute(INSERT_SQL, params)
+    return cur.rowcount
 
 
 def _describe_change(row) -> dict:

@@ -263,3 +263,15 @@ def test_numbers_reach_market_data_exactly(data_root):
     brk = list(MarketData.objects.filter(ticker="BRK").order_by("ts"))
     assert brk[0].open == Decimal("1234.50") and brk[0].volume == Decimal("4560000000")
     assert brk[1].close == Decimal("0.00002854") and brk[1].adj_close is None
+
+
+def test_fresh_insert_falls_back_to_on_conflict_when_rows_appear_meanwhile(data_root, monkeypatch):
+    """The overlap probe said "nothing stored" but a concurrent import stored the
+    candles first: the unique key refuses the plain INSERT and ON CONFLICT runs."""
+    _one_file(data_root, rows=8)
+    run("NYSE")
+    monkeypatch.setattr(loader, "OVERLAP_SQL", "SELECT false")
+    again = run("NYSE", overwrite=True)  # overwrite: the unchanged file is read again, not skipped
+    assert again.status == ImportStatus.SUCCEEDED
+    assert (again.rows_read, again.rows_inserted, again.rows_duplicates) == (8, 0, 8)
+    assert MarketData.objects.count() == 8
