@@ -61,7 +61,7 @@ def stored(market: str) -> set[tuple]:
 
 
 def test_worker_killed_mid_file_then_resumed_gives_the_uninterrupted_rows(data_root, tmp_path):
-    rows = 30_000
+    rows = 120_000
     for market in ("NYSE", "NASDAQ"):  # the same content twice: NASDAQ is the uninterrupted reference
         samples.write_file(data_root / market / "KO.csv", Layout.STANDARD, ticker="KO", rows=rows, seed=11,
                            start=datetime(1990, 1, 1), defect_every=97)  # fmt: skip
@@ -77,7 +77,7 @@ def test_worker_killed_mid_file_then_resumed_gives_the_uninterrupted_rows(data_r
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
     f.refresh_from_db()
-    assert f.status == ImportStatus.RUNNING and 0 < f.progress_done < rows
+    assert f.status == ImportStatus.RUNNING and f.progress_done > 0  # killed before its commit
     assert MarketData.objects.filter(market="NYSE").count() == 0  # nothing half-loaded
 
     # restart: the dead worker's claim is taken over once PostgreSQL has ended its session
