@@ -650,10 +650,9 @@ class CsvFileReader:
             nonlocal previous, direction
             if previous is not None:
                 step = 1 if ts > previous else -1 if ts < previous else 0
-                if step != direction:
-                    if direction or not step:
-                        self.monotonic = False
-                    direction = direction or step
+                if step == 0 or (direction and step != direction):
+                    self.monotonic = False
+                direction = direction or step
             previous = ts
 
         for item in pending:

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from batchimport import metrics
 from batchimport.models import (
     ALL_MARKETS_SLA_MINUTES,
     MARKET_PRIORITY,
@@ -394,6 +395,7 @@ def _file_stop(import_file: ImportFile, *, status: str, error: str, **extra) -> 
         ImportFile.objects.filter(pk=import_file.pk).update(
             status=status, error=error[:2000], finished_at=timezone.now(), **extra
         )
+    metrics.import_files.labels(status="retry_scheduled" if status == ImportStatus.QUEUED else status).inc()
 
 
 def _dead_letter(import_file: ImportFile, *, error: str) -> None:

@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from batchimport import metrics
 from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
 from batchimport.parsing import MARKET_VENUES, Candle, CsvFileReader, Reject
 from etl.models import DataCorrection
@@ -359,4 +360,8 @@ def _finish(import_file: ImportFile, job: ImportJob, *, status: str, counts: dic
             increments["files_skipped"] = F("files_skipped") + 1
             increments["progress_done"] = F("progress_done") + (import_file.size or 0)
         ImportJob.objects.filter(pk__in=_job_ids(job)).update(**increments)
+    metrics.import_files.labels(status=status).inc()
+    for outcome in ("inserted", "duplicates", "updated", "rejected"):
+        if counts.get(f"rows_{outcome}"):
+            metrics.import_rows.labels(outcome=outcome).inc(counts[f"rows_{outcome}"])
     return FileResult(file_id=import_file.pk, status=status, seconds=seconds, **counts)

@@ -9,6 +9,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 from django_q.models import Schedule
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from batchimport import samples, services
 from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
@@ -275,3 +277,47 @@ def test_fresh_insert_falls_back_to_on_conflict_when_rows_appear_meanwhile(data_
     assert again.status == ImportStatus.SUCCEEDED
     assert (again.rows_read, again.rows_inserted, again.rows_duplicates) == (8, 0, 8)
     assert MarketData.objects.count() == 8
+
+
+ROW_KINDS = ["good", "good", "good", "high_below_low", "negative_volume", "bad_number", "repeat", "short", "blank"]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from(ROW_KINDS), min_size=1, max_size=40))
+def test_counts_add_up_for_any_mix_of_rows(data_root, kinds):
+    """read = inserted + duplicates + updated + rejected, and every rejected row is stored."""
+    folder = data_root / "NYSE"
+    folder.mkdir(exist_ok=True)
+    lines: list[str] = []
+    last_good = None
+    day = expected_rows = expected_rejects = 0
+    for kind in kinds:
+        if kind == "blank":
+            lines.append("")  # not a row
+            continue
+        expected_rows += 1
+        if kind == "repeat" and last_good is not None:
+            lines.append(last_good)  # same timestamp as an earlier row
+            expected_rejects += 1
+            continue
+        day += 1
+        stamp = f"{1990 + day:04d}-06-01"
+        row = {
+            "high_below_low": f"X,{stamp},10,9,11,10,10,100",
+            "negative_volume": f"X,{stamp},10,11,9,10,10,-1",
+            "bad_number": f"X,{stamp},10,11,9,abc,10,100",
+            "short": f"X,{stamp},10",
+        }.get(kind, f"X,{stamp},10,11,9,10.5,10.5,100")
+        if row.endswith(",10.5,10.5,100"):
+            last_good = row
+        else:
+            expected_rejects += 1
+        lines.append(row)
+    header = "HisseKodu,Tarih,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis,Hacim"
+    (folder / "X.csv").write_text("\n".join([header, *lines]) + "\n")
+    MarketData.objects.filter(ticker="X").delete()
+    job = run("NYSE", overwrite=True)
+    assert job.counts_add_up
+    assert job.rows_read == expected_rows
+    assert job.rows_rejected == expected_rejects == RejectedRow.objects.filter(job=job).count()
+    assert job.rows_inserted == MarketData.objects.filter(ticker="X").count() == expected_rows - expected_rejects

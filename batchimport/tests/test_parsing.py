@@ -383,3 +383,13 @@ def test_reading_is_streaming(tmp_path):
 
     small, big = peak(20_000), peak(80_000)
     assert big < small * 1.5 + 200_000
+
+
+def test_two_identical_rows_are_not_monotonic(tmp_path):
+    path = tmp_path / "NYSE" / "X.csv"
+    path.parent.mkdir()
+    row = "X,2024-01-02,10,11,9,10.5,10.5,100"
+    header = "HisseKodu,Tarih,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis,Hacim"
+    path.write_text("\n".join([header, row, row]) + "\n")
+    reader, candles, _ = read(path)
+    assert len(candles) == 2 and not reader.monotonic
