@@ -155,3 +155,13 @@ def test_two_qcluster_workers_on_redis_share_an_all_markets_job(data_root, tmp_p
     assert len(workers) == 2, workers  # both processes took files
     assert job.rows_read == summary.rows and job.counts_add_up
     assert MarketData.objects.count() == job.rows_inserted == summary.rows - summary.defects
+
+
+def test_in_process_threads_share_a_job_without_reading_a_file_twice(data_root):
+    summary = samples.write_sample_folder(data_root / "DATA", seed=3, tickers=2, days=200, defect_every=30)
+    job = services.import_job_start(job=services.import_job_create(path="DATA", batch_size=50), workers=3)
+    assert job.status == ImportStatus.SUCCEEDED and job.counts_add_up
+    assert job.rows_read == summary.rows and job.rows_rejected == summary.defects
+    files = ImportFile.objects.filter(job__parent=job)
+    assert set(files.values_list("attempts", flat=True)) == {1}
+    assert MarketData.objects.count() == job.rows_inserted
