@@ -32,7 +32,8 @@ migrate: install
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
-	$(MANAGE) enrich_assets
+	$(MANAGE) generate_sample_data $(SAMPLE_DIR)
+	$(MANAGE) import_market_data $(SAMPLE_DIR)
 
 demo: demo-setup
 	@echo
@@ -69,6 +70,7 @@ bench: install
 	$(PYTHON) bench/bench_providers.py 500
 	$(PYTHON) bench/bench_features.py
 	$(PYTHON) bench/bench_corrections.py
+	$(PYTHON) bench/bench_import.py
 
 # Stop the embedded server (it stops by itself when its last process exits
 # normally; a process killed by a signal leaves it running for the next one).

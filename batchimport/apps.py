@@ -3,3 +3,15 @@ from django.apps import AppConfig
 
 class BatchimportConfig(AppConfig):
     name = "batchimport"
+    verbose_name = "Batch import: scraper CSV files into market_data"
+
+    def ready(self) -> None:
+        from batchimport.services.pipeline import import_step
+        from etl import pipeline
+
+        pipeline.register_step(
+            "import",
+            order=20,
+            run=import_step,
+            description="Import scraper CSV files into market_data (runs when the options carry a path).",
+        )

@@ -1,0 +1,258 @@
+"""Operators' console for imports: start, watch, cancel, retry, rejects, dead letters."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from batchimport import services
+from batchimport.forms import StartImportForm
+from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, RejectedRow
+from batchimport.services.paths import data_root
+from etl.errors import DomainError
+
+
+def _progress_bar(obj) -> str:
+    percent = obj.percent or (100.0 if obj.status in TERMINAL else 0.0)
+    css = "import-running" if obj.status == "running" else ""
+    return format_html(
+        '<progress class="{}" max="100" value="{}" style="width:8em"></progress> {}%', css, f"{percent:.0f}",
+        f"{percent:.0f}",
+    )  # fmt: skip
+
+
+class ImportFileInline(admin.TabularInline):
+    model = ImportFile
+    extra = 0
+    can_delete = False
+    fields = ["relpath", "status", "layout", "timeframe", "rows_read", "rows_inserted", "rows_duplicates",
+              "rows_updated", "rows_rejected", "attempts", "error"]  # fmt: skip
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    change_list_template = "admin/batchimport/importjob/change_list.html"
+    list_display = ["id", "kind", "market", "status", "progress", "files_summary", "rows_read", "rows_inserted",
+                    "rows_rejected", "rate", "sla", "started_at", "requested_by"]  # fmt: skip
+    list_filter = ["status", "kind", "market", "sla_breached"]
+    search_fields = ["path", "requested_by", "schedule_name"]
+    readonly_fields = [f.name for f in ImportJob._meta.fields]
+    inlines = [ImportFileInline]
+    actions = ["cancel_jobs", "retry_jobs"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, obj: ImportJob) -> str:
+        return _progress_bar(obj)
+
+    @admin.display(description="files")
+    def files_summary(self, obj: ImportJob) -> str:
+        return f"{obj.files_done}/{obj.files_total} ({obj.files_skipped} skipped, {obj.files_failed} failed)"
+
+    @admin.display(description="rows/s")
+    def rate(self, obj: ImportJob) -> str:
+        return f"{obj.rows_per_second:,.0f}" if obj.rows_per_second else "—"
+
+    @admin.display(description="SLA")
+    def sla(self, obj: ImportJob) -> str:
+        color = {"breached": "#ba2121", "at risk": "#c77700"}.get(obj.sla_state, "#417505")
+        return format_html('<span style="color:{}">{} ({} min)</span>', color, obj.sla_state, obj.sla_minutes)
+
+    def get_urls(self):
+        return [
+            path("start/", self.admin_site.admin_view(self.start_view), name="batchimport_importjob_start"),
+            *super().get_urls(),
+        ]
+
+    def start_view(self, request):
+        if not request.user.has_perm("batchimport.start_import"):
+            self.message_user(request, "You need the 'Can start imports' permission.", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:batchimport_importjob_changelist"))
+        form = StartImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            d = form.cleaned_data
+            try:
+                target = _save_upload(d["upload"], d["market"]) if d.get("upload") else d["folder"]
+                job = services.import_job_create(
+                    path=target, market=d["market"] or None, batch_size=d["batch_size"], overwrite=d["overwrite"],
+                    max_concurrency=d["workers"], requested_by=request.user.get_username(),
+                )  # fmt: skip
+                services.import_job_start(job=job, workers=d["workers"], queue=True)
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"Import job {job.pk} queued ({job.files_total} files).", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:batchimport_importjob_change", args=[job.pk]))
+        context = {**self.admin_site.each_context(request), "form": form, "title": "Start an import",
+                   "opts": self.model._meta, "data_root": data_root()}  # fmt: skip
+        return render(request, "admin/batchimport/importjob/start.html", context)
+
+    @admin.action(description="Cancel selected imports", permissions=["cancel"])
+    def cancel_jobs(self, request, queryset):
+        self._each(request, queryset, lambda job: services.import_job_cancel(job=job), "cancelled")
+
+    @admin.action(description="Retry failed files of selected imports", permissions=["retry"])
+    def retry_jobs(self, request, queryset):
+        self._each(request, queryset, lambda job: services.import_job_retry(job=job, workers=job.max_concurrency),
+                   "queued again")  # fmt: skip
+
+    def _each(self, request, queryset, fn, done: str) -> None:
+        for job in queryset:
+            try:
+                fn(job)
+            except DomainError as exc:
+                self.message_user(request, f"Job {job.pk}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"Job {job.pk} {done}.", messages.SUCCESS)
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("batchimport.cancel_import")
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("batchimport.retry_import")
+
+
+def _save_upload(upload, market: str) -> str:
+    """Store an uploaded file under DATA_ROOT/uploads/<MARKET>/ (name sanitised) and return its path."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", upload.name).lstrip(".") or "upload.csv"
+    folder = data_root() / "uploads" / market
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    with open(target, "wb") as handle:
+        for chunk in upload.chunks():
+            handle.write(chunk)
+    return str(target)
+
+
+@admin.register(ImportFile)
+class ImportFileAdmin(admin.ModelAdmin):
+    list_display = ["relpath", "job", "market", "status", "layout", "timeframe", "rows_read", "rows_inserted",
+                    "rows_duplicates", "rows_updated", "rows_rejected", "attempts", "finished_at"]  # fmt: skip
+    list_filter = ["status", "market", "layout"]
+    search_fields = ["relpath", "ticker", "sha256"]
+    readonly_fields = [f.name for f in ImportFile._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ReasonFilter(admin.SimpleListFilter):
+    title = "reason"
+    parameter_name = "reason_kind"
+    KINDS = {
+        "unparseable": "unparseable ",
+        "high_low": "high ",
+        "open_outside": "open ",
+        "close_outside": "close ",
+        "negative": "negative ",
+        "duplicate": "duplicate",
+        "fields": "expected ",
+    }
+
+    def lookups(self, request, model_admin):
+        return [(k, k.replace("_", " ")) for k in self.KINDS]
+
+    def queryset(self, request, queryset):
+        prefix = self.KINDS.get(self.value() or "")
+        return queryset.filter(reason__startswith=prefix) if prefix else queryset
+
+
+@admin.register(RejectedRow)
+class RejectedRowAdmin(admin.ModelAdmin):
+    list_display = ["file", "line", "reason", "field", "raw_text", "job"]
+    list_filter = [ReasonFilter, "file__market", "job"]
+    search_fields = ["reason", "raw", "file__relpath"]
+    list_select_related = ["file"]
+    readonly_fields = ["file", "job", "line", "raw", "reason", "field", "created_at"]
+    actions = ["download_csv"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="raw")
+    def raw_text(self, obj: RejectedRow) -> str:
+        return obj.raw[:80]
+
+    @admin.action(description="Download selected rows as CSV")
+    def download_csv(self, request, queryset):
+        return _csv_response(queryset.select_related("file").order_by("file_id", "line"))
+
+    def get_urls(self):
+        return [
+            path("download/", self.admin_site.admin_view(self.download_view), name="batchimport_rejectedrow_download"),
+            *super().get_urls(),
+        ]
+
+    def download_view(self, request):
+        """All rows matching the change list's filters, as CSV."""
+        changelist = self.get_changelist_instance(request)
+        return _csv_response(changelist.get_queryset(request).select_related("file").order_by("file_id", "line"))
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_response(queryset) -> StreamingHttpResponse:
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(["file", "line", "reason", "field", "raw", "job"])
+        for r in queryset.iterator(chunk_size=2000):
+            yield writer.writerow([r.file.relpath, r.line, r.reason, r.field, r.raw, r.job_id])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="rejected_rows.csv"'
+    return response
+
+
+@admin.register(ImportDeadLetter)
+class ImportDeadLetterAdmin(admin.ModelAdmin):
+    list_display = ["id", "ref", "attempts", "short_error", "created_at", "resubmitted_at", "resolved_at"]
+    list_filter = [("resubmitted_at", admin.EmptyFieldListFilter), ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["ref", "error"]
+    readonly_fields = ["kind", "ref", "payload", "error", "attempts", "created_at", "resubmitted_at", "resolved_at"]
+    actions = ["resubmit"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="error")
+    def short_error(self, obj) -> str:
+        return obj.error[:100]
+
+    @admin.action(description="Resubmit selected files", permissions=["retry"])
+    def resubmit(self, request, queryset):
+        for letter in queryset:
+            try:
+                job = services.dead_letter_resubmit(dead_letter=letter)
+            except DomainError as exc:
+                self.message_user(request, f"{letter.ref}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"{letter.ref} queued again in job {job.pk}.", messages.SUCCESS)
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("batchimport.retry_import")

@@ -1,0 +1,211 @@
+"""The batch-processing API (the old system's paths). Views parse, call one service, render."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from batchimport import selectors, services
+from batchimport.api import serializers as s
+from batchimport.models import MarketKey
+from batchimport.parsing import FOLDER_MARKETS
+from etl.api.permissions import StaffWithPermission
+from etl.errors import DomainError
+from etl.models import DeadLetter
+
+# the folder name of each market under the scraper's DATA folder
+MARKET_FOLDERS = {"BIST": "BIST", "CRYPTO": "Crypto", "NASDAQ": "NASDAQ", "NYSE": "NYSE"}
+
+
+def _user(request) -> str:
+    return request.user.get_username()
+
+
+def _accepted(job) -> Response:
+    return Response(selectors.job_status(job=job), status=status.HTTP_202_ACCEPTED)
+
+
+class MarketImportView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = ("batchimport.start_import",)
+
+    @extend_schema(request=s.MarketImportSerializer, responses={202: dict})
+    def post(self, request, market: str):
+        key = FOLDER_MARKETS.get(market.upper())
+        if not key:
+            raise DomainError(
+                f"unknown market {market!r}: use one of {', '.join(MarketKey.values)}", code="unknown_market"
+            )
+        body = s.MarketImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        job = services.import_job_create(
+            path=d.get("dataPath") or MARKET_FOLDERS[key],
+            market=key,
+            batch_size=d.get("batchSize"),
+            sla_minutes=d.get("slaTarget"),
+            max_concurrency=d["maxConcurrency"],
+            max_attempts=d["maxAttempts"],
+            overwrite=d["overwrite"],
+            requested_by=_user(request),
+        )
+        services.import_job_start(job=job, workers=job.max_concurrency, queue=True)
+        return _accepted(job)
+
+
+class AllMarketsImportView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = ("batchimport.start_import",)
+
+    @extend_schema(request=s.AllMarketsImportSerializer, responses={202: dict})
+    def post(self, request):
+        body = s.AllMarketsImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        job = services.import_job_create(
+            path=d["stockScrapperDataPath"],
+            all_markets=True,
+            run_in_parallel=d["runMarketsInParallel"],
+            max_concurrency=d["globalMaxConcurrency"],
+            sla_minutes=d.get("globalSlaTarget"),
+            batch_size=d.get("batchSize"),
+            overwrite=d["overwrite"],
+            requested_by=_user(request),
+        )
+        services.import_job_start(job=job, workers=job.max_concurrency, queue=True)
+        return _accepted(job)
+
+
+def _job(job_id: int):
+    from batchimport.models import ImportJob
+
+    return get_object_or_404(ImportJob, pk=job_id)
+
+
+class JobStatusView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, job_id: int):
+        return Response(selectors.job_status(job=_job(job_id)))
+
+
+class JobCancelView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = ("batchimport.cancel_import",)
+
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request, job_id: int):
+        return Response(selectors.job_status(job=services.import_job_cancel(job=_job(job_id))))
+
+
+class JobRetryView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = ("batchimport.retry_import",)
+
+    @extend_schema(request=s.RetrySerializer, responses={202: dict})
+    def post(self, request, job_id: int):
+        body = s.RetrySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = _job(job_id)
+        job = services.import_job_retry(
+            job=job, max_attempts=body.validated_data.get("maxRetries"), workers=job.max_concurrency, queue=True
+        )
+        return _accepted(job)
+
+
+class MonitoringStatsView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        from rest_framework import serializers as drf
+
+        dates = drf.DateField(required=False, allow_null=True)
+        try:
+            start = (
+                dates.to_internal_value(request.query_params["startDate"])
+                if request.query_params.get("startDate")
+                else None
+            )
+            end = (
+                dates.to_internal_value(request.query_params["endDate"])
+                if request.query_params.get("endDate")
+                else None
+            )
+        except drf.ValidationError:
+            raise DomainError("startDate and endDate must be dates (YYYY-MM-DD)", code="invalid_date") from None
+        if start and end and start > end:
+            raise DomainError("startDate is after endDate", code="invalid_range")
+        return Response(selectors.monitoring_stats(start=start, end=end))
+
+
+class DeadLetterPagination(PageNumberPagination):
+    page_query_param = "page"
+    page_size_query_param = "pageSize"
+    page_size = 50
+    max_page_size = 500
+
+
+class DeadLetterQueueView(APIView):
+    @extend_schema(responses={200: s.DeadLetterSerializer(many=True)})
+    def get(self, request):
+        paginator = DeadLetterPagination()
+        qs = DeadLetter.objects.filter(kind="import_file").order_by("-created_at", "-id")
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(s.DeadLetterSerializer(page, many=True).data)
+
+
+class DeadLetterResubmitView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = ("batchimport.retry_import",)
+
+    @extend_schema(request=None, responses={202: dict})
+    def post(self, request, letter_id: int):
+        letter = get_object_or_404(DeadLetter, pk=letter_id)
+        return _accepted(services.dead_letter_resubmit(dead_letter=letter))
+
+
+class HealthView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response(selectors.health())
+
+
+class AllMarketsScheduleView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = ("batchimport.schedule_import",)
+
+    @extend_schema(request=s.ScheduleSerializer, responses={201: dict})
+    def post(self, request):
+        body = s.ScheduleSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        req = d["importRequest"] or {}
+        options = {
+            "run_in_parallel": req.get("runMarketsInParallel", True),
+            "max_concurrency": req.get("globalMaxConcurrency", 2),
+            "batch_size": req.get("batchSize"),
+        }
+        schedule = services.import_schedule_create(
+            name=d["name"], path=req.get("stockScrapperDataPath", "."), cron=d["cronExpression"], tz=d["timeZone"],
+            options=options,
+        )  # fmt: skip
+        return Response(
+            {"id": schedule.pk, "name": schedule.name, "cron": schedule.cron, "timeZone": d["timeZone"],
+             "nextRun": schedule.next_run},
+            status=status.HTTP_201_CREATED,
+        )  # fmt: skip
+
+
+class ScheduleDeleteView(APIView):
+    permission_classes = [StaffWithPermission]
+    required_perms = ("batchimport.schedule_import",)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, schedule_id: int):
+        services.import_schedule_delete(schedule_id=schedule_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,759 @@
+"""Reading the scraper's CSV files: layout detection, field parsing, validation.
+
+Pure Python, no ORM, streaming: a file is read line by line and every data row
+comes out either as a `Candle` (ready for COPY) or a `Reject` (line, raw text,
+reason). Memory does not grow with the file: only a small look-ahead buffer is
+kept to tell the timeframe from the data.
+
+Time rules (see docs/import.md):
+- daily and longer bars are keyed by their trading date at 00:00 UTC (an
+  aware stamp such as yfinance's `2022-01-03 00:00:00-05:00` keeps its local
+  date), so the same day from two sources lands on the same key;
+- intraday bars are converted to UTC exactly; naive intraday stamps are read
+  in the market's time zone (`tz`), epoch stamps are UTC already.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+
+class Layout(StrEnum):
+    BIST_DETAILED = "bist_detailed"
+    STANDARD = "standard"
+    YAHOO = "yahoo"
+    BINANCE = "binance"
+    INVESTING_TR = "investing_tr"
+
+
+class FileFormatError(ValueError):
+    """The file as a whole cannot be read (empty, not UTF-8, unknown layout).
+    Retrying does not help: the import sends it to the dead-letter list."""
+
+
+class Candle(NamedTuple):
+    """One valid row, in the staging table's column order. Numbers are text
+    (exact; cast to numeric by PostgreSQL)."""
+
+    line: int
+    ts: datetime
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    adj_close: str | None
+    extra: dict | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    line: int
+    raw: str
+    reason: str
+    field: str = ""
+
+
+# Folder names the scraper uses -> the market key of an import job.
+FOLDER_MARKETS = {"BIST": "BIST", "CRYPTO": "CRYPTO", "NASDAQ": "NASDAQ", "NYSE": "NYSE"}
+# Market key of a job -> the venue code stored in market_data.market (etl's Market.code).
+MARKET_VENUES = {"BIST": "BIST", "CRYPTO": "BINANCE", "NASDAQ": "NASDAQ", "NYSE": "NYSE"}
+MARKET_TIMEZONES = {
+    "BIST": "Europe/Istanbul",
+    "CRYPTO": "UTC",
+    "NASDAQ": "America/New_York",
+    "NYSE": "America/New_York",
+}
+
+_TICKER_SUFFIXES = ("_historical", "_hist", "_daily", "_data")
+
+BIST_DETAILED_MARKERS = {"HGDG_HS_KODU", "END_ENDEKS_KODU", "DD_DOVIZ_KODU", "SERMAYE"}
+STANDARD_HEADER = [
+    "HisseKodu",
+    "Tarih",
+    "AcilisFiyati",
+    "EnYuksek",
+    "EnDusuk",
+    "KapanisFiyati",
+    "DuzeltilmisKapanis",
+    "Hacim",
+]
+BINANCE_COLUMNS = [
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_base_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+]
+INVESTING_HEADER = ["Tarih", "Şimdi", "Açılış", "Yüksek", "Düşük", "Hac.", "Fark %"]
+
+# BIST detailed columns kept in market_data.extra (source column -> key).
+BIST_EXTRA = {
+    "DuzeltilmisKapanis": "close_adj",
+    "AcilisFiyati": "vwap_adj",
+    "EnDusuk": "low_adj",
+    "EnYuksek": "high_adj",
+    "DOLAR_BAZLI_FIYAT": "close_usd",
+    "DOLAR_HACIM": "turnover_usd",
+    "SERMAYE": "paid_in_capital_try",
+    "PD": "market_cap_try",
+    "PD_USD": "market_cap_usd",
+    "HAO_PD": "free_float_market_cap_try",
+    "HAO_PD_USD": "free_float_market_cap_usd",
+    "DD_DEGER": "usdtry",
+    "END_DEGER": "xu100",
+}
+
+TIMEFRAMES = [
+    (60, "1m"),
+    (180, "3m"),
+    (300, "5m"),
+    (900, "15m"),
+    (1800, "30m"),
+    (3600, "1h"),
+    (7200, "2h"),
+    (14400, "4h"),
+    (21600, "6h"),
+    (43200, "12h"),
+]
+INTRADAY_LIMIT = 20 * 3600  # a smallest gap of 20 h or more is daily (DST gives 23 h)
+
+
+def ticker_from_filename(name: str) -> str:
+    """`AGROT_historical.csv` -> `AGROT`: upper-cased stem without the scraper's suffixes."""
+    stem = Path(name).stem
+    lowered = stem.lower()
+    for suffix in _TICKER_SUFFIXES:
+        if lowered.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem.strip().upper()
+
+
+def market_from_path(path: str | os.PathLike) -> str | None:
+    """The market key from the nearest folder named BIST, Crypto, NASDAQ or NYSE."""
+    for part in reversed(Path(path).parts[:-1]):
+        market = FOLDER_MARKETS.get(part.upper())
+        if market:
+            return market
+    return None
+
+
+# ---------------------------------------------------------------- numbers
+
+_SUFFIXES = {"K": Decimal(1_000), "M": Decimal(1_000_000), "B": Decimal(1_000_000_000)}
+_EN_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+
+
+class FieldError(ValueError):
+    pass
+
+
+def _finite(value: Decimal, text: str) -> Decimal:
+    if not value.is_finite():
+        raise FieldError(f"{text!r} is not a finite number")
+    return value
+
+
+def parse_number(text: str) -> Decimal:
+    """A number as English-style exports write it: `4.56E9`, `1,234.5`, `4006500.0`."""
+    try:
+        return _finite(Decimal(text), text)
+    except InvalidOperation:
+        pass
+    s = text.strip().replace(" ", "")
+    if not s:
+        raise FieldError("empty")
+    if _EN_THOUSANDS.match(s):
+        s = s.replace(",", "")
+    elif "," in s and "." in s:
+        # both separators: the last one is the decimal point
+        s = s.replace(",", "") if s.rfind(".") > s.rfind(",") else s.replace(".", "").replace(",", ".")
+    elif "," in s:
+        s = s.replace(",", ".")
+    try:
+        return _finite(Decimal(s), text)
+    except InvalidOperation:
+        raise FieldError(f"{text!r} is not a number") from None
+
+
+def parse_number_tr(text: str) -> Decimal:
+    """A number as the Turkish investing.com export writes it: `.` groups thousands,
+    `,` is the decimal point, `K/M/B` multiply, a trailing `%` is dropped:
+    `12,410` -> 12.41, `1.234,5` -> 1234.5, `94,52M` -> 94520000, `1,64%` -> 1.64."""
+    s = text.strip().replace(" ", "")
+    if not s:
+        raise FieldError("empty")
+    if s == "-":
+        raise FieldError("'-' (no value)")
+    factor = None
+    if s[-1] == "%":
+        s = s[:-1]
+    elif s[-1].upper() in _SUFFIXES:
+        factor = _SUFFIXES[s[-1].upper()]
+        s = s[:-1]
+    s = s.replace(".", "").replace(",", ".")
+    try:
+        value = _finite(Decimal(s), text)
+    except InvalidOperation:
+        raise FieldError(f"{text!r} is not a number") from None
+    return value * factor if factor is not None else value
+
+
+def _float_or_none(text: str) -> float | None:
+    if not text or not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = float(parse_number(text))
+        except FieldError:
+            return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+# ---------------------------------------------------------------- timestamps
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO (`2024-01-03`, `2022-01-03 00:00:00-05:00`, `...Z`), `dd-mm-yyyy`,
+    `dd.mm.yyyy`, `dd/mm/yyyy`, or epoch seconds/ms/µs (10/13/16 digits).
+    Returns a naive datetime (local) or an aware one (the text carried an offset)."""
+    s = text.strip()
+    if not s:
+        raise FieldError("empty")
+    if s.isdigit():
+        n = len(s)
+        if n == 13:
+            return datetime.fromtimestamp(int(s) / 1000, UTC)
+        if n == 16:
+            value = int(s)
+            return datetime.fromtimestamp(value // 1_000_000, UTC).replace(microsecond=value % 1_000_000)
+        if n == 10:
+            return datetime.fromtimestamp(int(s), UTC)
+        raise FieldError(f"{text!r} is not a date (epoch with {n} digits)")
+    try:
+        if len(s) >= 10 and s[2] in "-./" and s[5] == s[2]:
+            date_part, _, time_part = s.partition(" ")
+            base = datetime(int(date_part[6:10]), int(date_part[3:5]), int(date_part[0:2]))
+            if time_part:
+                t = datetime.strptime(time_part[:8], "%H:%M:%S" if time_part.count(":") == 2 else "%H:%M")
+                base = base.replace(hour=t.hour, minute=t.minute, second=t.second)
+            return base
+        return datetime.fromisoformat(s)
+    except ValueError:
+        raise FieldError(f"{text!r} is not a date") from None
+
+
+_fromiso = datetime.fromisoformat
+
+
+def timeframe_from_gaps(stamps: list[datetime]) -> str | None:
+    """The bar size from the smallest gap between distinct timestamps, or None
+    when there are fewer than two."""
+    ordered = sorted(set(stamps))
+    gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:], strict=False)]
+    gaps = [g for g in gaps if g > 0]
+    if not gaps:
+        return None
+    gap = min(gaps)
+    if gap >= 27 * 86400:
+        return "1mo"
+    if gap >= 6 * 86400:
+        return "1w"
+    if gap >= INTRADAY_LIMIT:
+        return "1d"
+    for seconds, label in TIMEFRAMES:
+        if gap <= seconds * 1.05:
+            return label if gap >= seconds * 0.95 else f"{int(gap // 60)}m" if gap >= 60 else f"{int(gap)}s"
+    return f"{int(gap // 3600)}h"
+
+
+def is_daily(timeframe: str) -> bool:
+    return timeframe in ("1d", "1w", "1mo")
+
+
+# ---------------------------------------------------------------- layouts
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutSpec:
+    layout: Layout
+    has_header: bool
+    delimiter: str
+    columns: tuple[str, ...]
+    skip_index: bool = False
+
+
+def _norm(name: str) -> str:
+    return name.strip().strip('"').strip("\ufeff").strip()
+
+
+def detect_layout(first_line: str) -> LayoutSpec:
+    """The layout from the first line of the file (header, or first data row for
+    header-less Binance archives)."""
+    line = first_line.lstrip("\ufeff").rstrip("\r\n")
+    if not line.strip():
+        raise FileFormatError("the first line is empty: no header")
+    delimiter = ";" if line.count(";") > line.count(",") else ","
+    fields = [_norm(f) for f in next(csv.reader([line], delimiter=delimiter))]
+    upper = {f.upper() for f in fields}
+    if upper & BIST_DETAILED_MARKERS:
+        return LayoutSpec(Layout.BIST_DETAILED, True, delimiter, tuple(fields))
+    if fields[:1] == ["Tarih"] and "Şimdi" in fields:
+        return LayoutSpec(Layout.INVESTING_TR, True, delimiter, tuple(fields))
+    if {"HisseKodu", "Tarih", "KapanisFiyati"} <= set(fields):
+        return LayoutSpec(Layout.STANDARD, True, delimiter, tuple(fields))
+    lowered = [f.lower() for f in fields]
+    skip_index = bool(lowered) and lowered[0] in ("", "unnamed: 0", "index")
+    names = lowered[1:] if skip_index else lowered
+    if names[:1] in (["date"], ["datetime"]) and {"open", "high", "low", "close"} <= set(names):
+        return LayoutSpec(Layout.YAHOO, True, delimiter, tuple(names), skip_index)
+    if names[:1] == ["open_time"]:
+        return LayoutSpec(Layout.BINANCE, True, delimiter, tuple(names), skip_index)
+    if len(fields) == 12 and fields[0].isdigit() and len(fields[0]) in (10, 13, 16):
+        return LayoutSpec(Layout.BINANCE, False, delimiter, tuple(BINANCE_COLUMNS))
+    raise FileFormatError(
+        f"unknown layout: header {line[:120]!r} matches none of BIST detailed, STANDARD, "
+        "Yahoo/yfinance, Binance klines, investing.com"
+    )
+
+
+# Each row parser takes the fields and returns (ts, o, h, l, c, v, adj, extra);
+# it raises FieldError naming the field.
+
+
+def _field(fields: list[str], index: int, name: str, parse=parse_number) -> Decimal:
+    try:
+        return parse(fields[index])
+    except FieldError as exc:
+        raise FieldError(f"{name}: {exc}") from None
+
+
+class _RowParser:
+    """Column positions resolved once per file; `__call__` is the hot path."""
+
+    def __init__(self, spec: LayoutSpec):
+        self.spec = spec
+        cols = list(spec.columns)
+        self.width = len(cols) + (1 if spec.skip_index else 0)
+        off = 1 if spec.skip_index else 0
+
+        def pos(*names: str, required: bool = True) -> int | None:
+            for name in names:
+                for i, col in enumerate(cols):
+                    if col == name or col.lower() == name.lower():
+                        return i + off
+            if required:
+                raise FileFormatError(f"{spec.layout} header lacks column {names[0]!r}")
+            return None
+
+        layout = spec.layout
+        self.number = parse_number_tr if layout == Layout.INVESTING_TR else parse_number
+        if layout == Layout.BIST_DETAILED:
+            # See docs/import.md: unadjusted traded prices as OHLC, the weighted
+            # average price as an approximate open, turnover (TRY) as volume.
+            self.names = ("Tarih", "HG_AOF", "HG_MAX", "HG_MIN", "HG_KAPANIS", "HG_HACIM", "DuzeltilmisKapanis")
+            self.extra_cols = [
+                (p, key) for col, key in BIST_EXTRA.items() if (p := pos(col, required=False)) is not None
+            ]
+        elif layout == Layout.STANDARD:
+            self.names = (
+                "Tarih",
+                "AcilisFiyati",
+                "EnYuksek",
+                "EnDusuk",
+                "KapanisFiyati",
+                "Hacim",
+                "DuzeltilmisKapanis",
+            )
+            self.extra_cols = []
+        elif layout == Layout.YAHOO:
+            date_col = "datetime" if "datetime" in cols else "date"
+            self.names = (date_col, "open", "high", "low", "close", "volume", "adj close")
+            self.extra_cols = [
+                (p, key)
+                for col, key in (("dividends", "dividends"), ("stock splits", "stock_splits"))
+                if (p := pos(col, required=False)) is not None
+            ]
+        elif layout == Layout.BINANCE:
+            self.names = ("open_time", "open", "high", "low", "close", "volume", None)
+            self.extra_cols = [
+                (p, key)
+                for col, key in (
+                    ("quote_volume", "quote_volume"),
+                    ("count", "trades"),
+                    ("taker_buy_base_volume", "taker_buy_base_volume"),
+                    ("taker_buy_quote_volume", "taker_buy_quote_volume"),
+                )
+                if (p := pos(col, required=False)) is not None
+            ]
+        else:  # investing.com
+            self.names = ("Tarih", "Açılış", "Yüksek", "Düşük", "Şimdi", "Hac.", None)
+            self.extra_cols = [(p, "change_pct") for p in [pos("Fark %", required=False)] if p is not None]
+        self.positions = [pos(n) if n else None for n in self.names[:6]]
+        self.adj_pos = pos(self.names[6], required=False) if self.names[6] else None
+        self.is_bist = layout == Layout.BIST_DETAILED
+        self.is_investing = layout == Layout.INVESTING_TR
+        # set once the timeframe is known (see CsvFileReader._read)
+        self.daily = False
+        self.utc_naive = False
+        self.drop_zero_extra = layout == Layout.YAHOO
+
+    def extra(self, fields: list[str]) -> dict | None:
+        extra = {}
+        if self.is_investing:
+            for i, key in self.extra_cols:
+                try:
+                    extra[key] = float(parse_number_tr(fields[i]))
+                except FieldError:
+                    pass
+        else:
+            for i, key in self.extra_cols:
+                value = _float_or_none(fields[i])
+                if value is not None and not (self.drop_zero_extra and value == 0):
+                    extra[key] = value
+        if self.is_bist:
+            extra["open_is_vwap"] = True
+            extra["volume_unit"] = "TRY"
+        return extra or None
+
+    def fast(self, fields: list[str]):
+        """The common case at C speed: plain numbers and an ISO or epoch date
+        that pass validation. Returns the row with the numbers as their
+        original text (PostgreSQL casts them exactly), or None when the row
+        needs the careful path, which also explains a rejection."""
+        p0, p1, p2, p3, p4, p5 = self.positions
+        o_s, h_s, l_s, c_s, v_s = fields[p1], fields[p2], fields[p3], fields[p4], fields[p5]
+        try:
+            o, h, lo, c, v = float(o_s), float(h_s), float(l_s), float(c_s), float(v_s)
+            ts_s = fields[p0]
+            # Build the final UTC stamp in one C call where the text allows it
+            # (datetime.replace/astimezone cost several times more per row).
+            if ts_s.isdigit():
+                ts = parse_timestamp(ts_s)
+            elif self.daily and ts_s[4:5] == "-":
+                ts = _fromiso(ts_s[:10] + "T00:00:00+00:00")  # the date as written, at 00:00 UTC
+            elif self.utc_naive and len(ts_s) == 19:
+                ts = _fromiso(ts_s + "+00:00")
+            else:
+                ts = _fromiso(ts_s)
+        except (ValueError, FieldError):
+            return None
+        total = o + h + lo + c + v
+        if total - total != 0:  # nan or inf somewhere
+            return None
+        if not (0 <= lo <= o <= h < PRICE_LIMIT and lo <= c <= h and 0 <= v < VOLUME_LIMIT):
+            return None
+        adj_s = None
+        if self.adj_pos is not None:
+            adj_s = fields[self.adj_pos]
+            if adj_s.strip():
+                try:
+                    a = float(adj_s)
+                except ValueError:
+                    return None
+                if a - a != 0 or not -PRICE_LIMIT < a < PRICE_LIMIT:
+                    return None
+            else:
+                adj_s = None
+        return ts, o_s, h_s, l_s, c_s, v_s, adj_s, self.extra(fields) if self.extra_cols else None
+
+    def __call__(self, fields: list[str]):
+        """The careful path: every field through the layout's number rules,
+        errors naming the column. Numbers come back as normalised text."""
+        p = self.positions
+        names = self.names
+        try:
+            ts = parse_timestamp(fields[p[0]])
+        except FieldError as exc:
+            raise FieldError(f"{names[0]}: {exc}") from None
+        number = self.number
+        o = _field(fields, p[1], names[1], number)
+        h = _field(fields, p[2], names[2], number)
+        lo = _field(fields, p[3], names[3], number)
+        c = _field(fields, p[4], names[4], number)
+        v = _field(fields, p[5], names[5], number)
+        adj = None
+        if self.adj_pos is not None and fields[self.adj_pos].strip():
+            adj = _field(fields, self.adj_pos, names[6], number)
+        return ts, o, h, lo, c, v, adj, self.extra(fields) if self.extra_cols else None
+
+
+# numeric(28, 10) holds 18 integer digits, numeric(30, 8) 22
+PRICE_LIMIT = 1e18
+VOLUME_LIMIT = 1e22
+
+
+def validate(o: Decimal, h: Decimal, lo: Decimal, c: Decimal, v: Decimal) -> str | None:
+    """The reason a candle is impossible, or None."""
+    if o < 0 or h < 0 or lo < 0 or c < 0:
+        return "negative price"
+    if v < 0:
+        return f"negative volume {v}"
+    if max(o, h, lo, c) >= PRICE_LIMIT or v >= VOLUME_LIMIT:
+        return "value too large (prices below 10^18, volume below 10^22)"
+    if h < lo:
+        return f"high {h} < low {lo}"
+    if not lo <= o <= h:
+        return f"open {o} outside [low {lo}, high {h}]"
+    if not lo <= c <= h:
+        return f"close {c} outside [low {lo}, high {h}]"
+    return None
+
+
+# ---------------------------------------------------------------- reading a file
+
+
+@dataclass(frozen=True, slots=True)
+class FileMeta:
+    layout: Layout
+    ticker: str
+    market: str | None
+    timeframe: str
+
+
+class CsvFileReader:
+    """Iterate a file as `Candle`/`Reject` items, streaming.
+
+    `meta` is set once the first rows have been read; `bytes_read` grows as
+    the file is consumed (for progress); `monotonic` stays True while
+    timestamps only ever move one way (then no row can repeat an earlier one
+    and the loader skips its duplicate check).
+
+    Candle prices and volume are text: the original number when it is plain,
+    else the normalised value (`12,410` -> `12.410` in the Turkish export);
+    PostgreSQL casts them to numeric exactly.
+    """
+
+    LOOKAHEAD = 64
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        tz: str | None = None,
+        market: str | None = None,
+        ticker: str | None = None,
+        timeframe: str | None = None,
+    ):
+        self.path = Path(path)
+        self.market = market or market_from_path(self.path)
+        self.ticker = ticker or ticker_from_filename(self.path.name)
+        self.tz = ZoneInfo(tz or MARKET_TIMEZONES.get(self.market or "", "UTC"))
+        self.timeframe = timeframe
+        self.meta: FileMeta | None = None
+        self.rows_read = 0
+        self.monotonic = True
+        self._handle = None
+        self._bytes_done = 0
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes consumed so far (to the read-ahead block while reading)."""
+        if self._handle is not None and not self._handle.closed:
+            return self._handle.buffer.tell()
+        return self._bytes_done
+
+    def __iter__(self) -> Iterator[Candle | Reject]:
+        try:
+            handle = open(self.path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise FileFormatError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+        self._handle = handle
+        with handle:
+            try:
+                yield from self._read(handle)
+            except UnicodeDecodeError as exc:
+                raise FileFormatError(f"{self.path.name}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+            self._bytes_done = handle.buffer.tell()
+
+    def _read(self, handle) -> Iterator[Candle | Reject]:
+        lines: Iterator[str] = handle
+        first = next(lines, None)
+        skipped = 1
+        while first is not None and not first.strip():
+            first = next(lines, None)
+            skipped += 1
+        if first is None:
+            raise FileFormatError(f"{self.path.name}: the file is empty")
+        spec = detect_layout(first)
+        parser = _RowParser(spec)
+        if spec.has_header:
+            line_offset = skipped
+        else:
+            lines = _chain_first(first, lines)
+            line_offset = skipped - 1
+        delimiter = spec.delimiter
+
+        def split(text: str) -> list[str]:
+            # plain lines are split directly; quoted ones go through csv (one line each:
+            # no layout we read puts line breaks inside a field)
+            if '"' in text:
+                return next(csv.reader([text], delimiter=delimiter))
+            return text.rstrip("\r\n").split(delimiter)
+
+        # Look ahead a few rows to learn the timeframe, then stream.
+        number = line_offset
+        pending: list = []
+        stamps: list[datetime] = []
+        for text in lines:
+            number += 1
+            item = self._parse(split(text), number, parser)
+            if item is None:
+                continue
+            pending.append(item)
+            if type(item) is tuple:
+                stamps.append(item[1])
+                if len(stamps) >= self.LOOKAHEAD:
+                    break
+        timeframe = self.timeframe or self._timeframe(stamps)
+        self.meta = FileMeta(layout=spec.layout, ticker=self.ticker, market=self.market, timeframe=timeframe)
+        daily = is_daily(timeframe)
+        tz = self.tz
+        local_zone = tz if str(tz) not in ("UTC", "Etc/UTC") else None
+        parser.daily, parser.utc_naive = daily, local_zone is None
+        previous: datetime | None = None
+        direction = 0
+        new = tuple.__new__
+
+        def final(ts: datetime) -> datetime:
+            if ts.tzinfo is UTC and not (daily and (ts.hour or ts.minute or ts.second or ts.microsecond)):
+                return ts  # already final (the fast path builds it so)
+            if daily:
+                return datetime(ts.year, ts.month, ts.day, 0, 0, 0, 0, UTC)
+            if ts.tzinfo is None:
+                if local_zone is None:
+                    return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond, UTC)
+                return ts.replace(tzinfo=local_zone).astimezone(UTC)
+            return ts.astimezone(UTC)
+
+        def order(ts: datetime) -> None:
+            nonlocal previous, direction
+            if previous is not None:
+                step = 1 if ts > previous else -1 if ts < previous else 0
+                if step == 0 or (direction and step != direction):
+                    self.monotonic = False
+                direction = direction or step
+            previous = ts
+
+        for item in pending:
+            if type(item) is tuple:
+                ts = final(item[1])
+                order(ts)
+                item = new(Candle, (item[0], ts, *item[2:]))
+            yield item
+        pending.clear()
+        parse = self._parse
+        fast = None if spec.layout == Layout.INVESTING_TR else parser.fast
+        width = parser.width
+        for text in lines:
+            number += 1
+            fields = text.rstrip("\r\n").split(delimiter) if '"' not in text else split(text)
+            # the hot path: a well-formed row goes straight through
+            if fast is not None and len(fields) == width:
+                parsed = fast(fields)
+                if parsed is not None:
+                    self.rows_read += 1
+                    ts = parsed[0]
+                    if ts.tzinfo is not UTC or daily and (ts.hour or ts.minute or ts.second or ts.microsecond):
+                        ts = final(ts)
+                    if previous is not None and self.monotonic:
+                        if ts > previous:
+                            if direction != 1:
+                                order(ts)
+                        elif ts < previous:
+                            if direction != -1:
+                                order(ts)
+                        else:
+                            self.monotonic = False
+                    elif previous is None:
+                        order(ts)
+                    previous = ts
+                    yield new(Candle, (number, ts, *parsed[1:]))
+                    continue
+            item = parse(fields, number, parser)
+            if item is None:
+                continue
+            if type(item) is tuple:
+                ts = final(item[1])
+                order(ts)
+                item = new(Candle, (item[0], ts, *item[2:]))
+            yield item
+
+    def _parse(self, fields: list[str], line: int, parser: _RowParser):
+        """One row by the careful path: a tuple (line, ts, o, h, l, c, v, adj,
+        extra), a Reject, or None for a blank line."""
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            return None  # blank lines (trailing ones especially) are not rows
+        self.rows_read += 1
+        delimiter = parser.spec.delimiter
+        if len(fields) != parser.width:
+            return Reject(line, delimiter.join(fields), f"expected {parser.width} fields, found {len(fields)}")
+        try:
+            ts, o, h, lo, c, v, adj, extra = parser(fields)
+        except FieldError as exc:
+            name = str(exc).split(":", 1)[0]
+            return Reject(line, delimiter.join(fields), f"unparseable {exc}", name)
+        reason = validate(o, h, lo, c, v)
+        if reason is not None:
+            return Reject(line, delimiter.join(fields), reason)
+        return (line, ts, str(o), str(h), str(lo), str(c), str(v), None if adj is None else str(adj), extra)
+
+    def _timeframe(self, stamps: list[datetime]) -> str:
+        aware = [s if s.tzinfo is None else s.astimezone(UTC).replace(tzinfo=None) for s in stamps]
+        found = timeframe_from_gaps(aware)
+        if found:
+            return found
+        if not stamps or all(s.hour == 0 and s.minute == 0 and s.second == 0 for s in stamps):
+            return "1d"
+        raise FileFormatError(
+            f"{self.path.name}: one intraday row only, the timeframe cannot be told; give it explicitly"
+        )
+
+
+def _chain_first(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def iter_file(path: str | os.PathLike, **kwargs) -> Iterator[Candle | Reject]:
+    """Shortcut: every item of a file (see `CsvFileReader`)."""
+    return iter(CsvFileReader(path, **kwargs))
+
+
+__all__ = [
+    "Candle",
+    "CsvFileReader",
+    "FileFormatError",
+    "FileMeta",
+    "Layout",
+    "Reject",
+    "detect_layout",
+    "iter_file",
+    "market_from_path",
+    "parse_number",
+    "parse_number_tr",
+    "parse_timestamp",
+    "ticker_from_filename",
+    "timeframe_from_gaps",
+    "validate",
+]

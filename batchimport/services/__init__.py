@@ -1,0 +1,41 @@
+"""The import's services: every door (admin, API, command, task) calls these."""
+
+from batchimport.services.jobs import (
+    backoff_minutes,
+    dead_letter_resubmit,
+    file_claim,
+    import_job_cancel,
+    import_job_create,
+    import_job_retry,
+    import_job_start,
+    import_job_work,
+    job_finish,
+    running_import_exists,
+    sla_check,
+)
+from batchimport.services.loader import FileResult, file_load, fingerprint
+from batchimport.services.paths import path_resolve
+from batchimport.services.pipeline import import_step
+from batchimport.services.schedules import import_schedule_create, import_schedule_delete, scheduled_import_run
+
+__all__ = [
+    "FileResult",
+    "backoff_minutes",
+    "dead_letter_resubmit",
+    "file_claim",
+    "file_load",
+    "fingerprint",
+    "import_job_cancel",
+    "import_job_create",
+    "import_job_retry",
+    "import_job_start",
+    "import_job_work",
+    "import_schedule_create",
+    "import_schedule_delete",
+    "import_step",
+    "job_finish",
+    "path_resolve",
+    "running_import_exists",
+    "scheduled_import_run",
+    "sla_check",
+]

@@ -1,0 +1,585 @@
+"""Import jobs: create, start (in-process or on django-q2 workers), claim files,
+retry with backoff, dead-letter, cancel, retry a job, finish and SLA."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from batchimport import metrics
+from batchimport.models import (
+    ALL_MARKETS_SLA_MINUTES,
+    MARKET_PRIORITY,
+    SLA_MINUTES,
+    TERMINAL,
+    ImportFile,
+    ImportJob,
+    ImportStatus,
+    MarketKey,
+    RejectedRow,
+)
+from batchimport.parsing import FOLDER_MARKETS, FileFormatError, market_from_path, ticker_from_filename
+from batchimport.services import loader
+from batchimport.services.paths import data_root, path_resolve, relative_to_root
+from etl.errors import ConflictError, DomainError
+from etl.models import DeadLetter
+from etl.progress import Cancelled
+
+log = logging.getLogger(__name__)
+
+LOCK_NAMESPACE = 73_001  # pg advisory lock class for "a worker is reading this import file"
+DEFAULT_BATCH_SIZE = 50_000
+BACKOFF_CAP_MINUTES = 30
+CSV_SUFFIXES = (".csv", ".txt")
+# Errors that retrying cannot fix: straight to the dead-letter list.
+PERMANENT_ERRORS = (FileFormatError, FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError)
+DEAD_LETTER_KIND = "import_file"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkResult:
+    job_id: int
+    worker: str
+    files_processed: int
+    rows_read: int
+
+
+def backoff_minutes(attempt: int) -> int:
+    """1, 2, 4, 8, 16, 30, 30 … minutes after the 1st, 2nd, 3rd … failure."""
+    return min(2 ** max(0, attempt - 1), BACKOFF_CAP_MINUTES)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+# ---------------------------------------------------------------- create
+
+
+def _market_key(value: str) -> str:
+    key = FOLDER_MARKETS.get(str(value).strip().upper())
+    if not key:
+        raise DomainError(f"unknown market {value!r}: use one of BIST, CRYPTO, NASDAQ, NYSE", code="unknown_market")
+    return key
+
+
+def _market_folders(root: Path) -> dict[str, Path]:
+    found = {}
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            key = FOLDER_MARKETS.get(child.name.upper())
+            if key and child.is_dir() and key not in found:
+                found[key] = child
+    return found
+
+
+def _list_files(path: Path) -> tuple[list[Path], list[str]]:
+    """CSV files below `path` (or `path` itself), and the ones refused because
+    a symlink leads outside the data root."""
+    root = data_root()
+    if path.is_file():
+        return [path], []
+    files, refused = [], []
+    for candidate in sorted(path.rglob("*")):
+        if candidate.suffix.lower() not in CSV_SUFFIXES:
+            continue
+        resolved = candidate.resolve()
+        if root not in resolved.parents:
+            refused.append(f"{candidate.name}: links outside the data root")
+            continue
+        if resolved.is_file():
+            files.append(resolved)
+    return files, refused
+
+
+def _add_files(job: ImportJob, files: list[Path]) -> int:
+    priority = MARKET_PRIORITY.index(job.market) if job.market in MARKET_PRIORITY else 0
+    rows = [
+        ImportFile(
+            job=job,
+            path=str(p),
+            relpath=relative_to_root(p),
+            market=job.market,
+            ticker=ticker_from_filename(p.name),
+            size=p.stat().st_size,
+            priority=priority,
+        )
+        for p in files
+    ]
+    ImportFile.objects.bulk_create(rows, ignore_conflicts=True)
+    return sum(r.size or 0 for r in rows)
+
+
+@transaction.atomic
+def import_job_create(
+    *,
+    path: str,
+    market: str | None = None,
+    all_markets: bool = False,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    run_in_parallel: bool = True,
+    max_concurrency: int = 2,
+    max_attempts: int = 4,
+    sla_minutes: int | None = None,
+    requested_by: str = "",
+    schedule_name: str = "",
+) -> ImportJob:
+    """An import job for a market folder (or a file), or an all-markets job with
+    one child per market folder found; lists the files. Refuses paths outside
+    DATA_ROOT and folders whose market cannot be told."""
+    resolved = path_resolve(path=path)
+    if batch_size is not None and batch_size < 1:
+        raise DomainError("batch size must be at least 1", code="invalid_batch_size")
+    common = {
+        "batch_size": batch_size or DEFAULT_BATCH_SIZE,
+        "overwrite": overwrite,
+        "max_attempts": max(1, max_attempts),
+        "max_concurrency": max(1, max_concurrency),
+        "requested_by": requested_by,
+        "schedule_name": schedule_name,
+    }
+    folders = _market_folders(resolved) if not market else {}
+    if market or not (all_markets or folders):
+        key = _market_key(market) if market else market_from_path(resolved / "x")
+        if not key:
+            raise DomainError(
+                f"cannot tell the market of {relative_to_root(resolved)!r}: name a market "
+                "(BIST, CRYPTO, NASDAQ, NYSE) or use a folder named after one",
+                code="market_unknown",
+            )
+        return _market_job(resolved, key, sla_minutes=sla_minutes, parent=None, **common)
+    if not folders:
+        raise DomainError(
+            f"{relative_to_root(resolved)!r} has no BIST, Crypto, NASDAQ or NYSE folder", code="no_market_folders"
+        )
+    parent = ImportJob.objects.create(
+        kind=ImportJob.Kind.ALL_MARKETS,
+        path=str(resolved),
+        run_in_parallel=run_in_parallel,
+        sla_minutes=sla_minutes or ALL_MARKETS_SLA_MINUTES,
+        **common,
+    )
+    total_files = total_bytes = 0
+    for key in MARKET_PRIORITY:
+        if key in folders:
+            child = _market_job(folders[key], key, sla_minutes=None, parent=parent, **common)
+            total_files += child.files_total
+            total_bytes += child.progress_total or 0
+    ImportJob.objects.filter(pk=parent.pk).update(files_total=total_files, progress_total=total_bytes)
+    parent.refresh_from_db()
+    return parent
+
+
+def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: ImportJob | None, **common) -> ImportJob:
+    files, refused = _list_files(folder)
+    job = ImportJob.objects.create(
+        kind=ImportJob.Kind.MARKET,
+        market=key,
+        parent=parent,
+        path=str(folder),
+        sla_minutes=sla_minutes or SLA_MINUTES[MarketKey(key)],
+        files_total=len(files),
+        error="; ".join(refused),
+        **common,
+    )
+    job.progress_total = _add_files(job, files)
+    ImportJob.objects.filter(pk=job.pk).update(progress_total=job.progress_total)
+    return job
+
+
+# ---------------------------------------------------------------- start and work
+
+
+def _enqueue(job_id: int) -> None:
+    """One django-q2 task per file still to do: each claims whichever file is
+    next (SKIP LOCKED), so every worker of every cluster gets a share, and a
+    cluster's prefetch cannot hoard the whole job."""
+    from django_q.tasks import async_task
+
+    job = ImportJob.objects.get(pk=job_id)
+    waiting = ImportFile.objects.filter(Q(job=job) | Q(job__parent=job), status=ImportStatus.QUEUED).count()
+    for _ in range(max(1, waiting)):
+        async_task("batchimport.tasks.import_job_work", job_id, 1, group="batchimport")
+
+
+def import_job_start(
+    *, job: ImportJob, workers: int = 1, queue: bool = False, on_batch: Callable[[int], None] | None = None
+) -> ImportJob:
+    """Run the job on the django-q2 cluster(s) (`queue`: as many workers as
+    the clusters have share it), or here, in `workers` threads. Each worker
+    claims files until none is left."""
+    workers = max(1, workers)
+    if queue:
+        transaction.on_commit(partial(_enqueue, job.pk))
+        return job
+    if workers == 1:
+        import_job_work(job_id=job.pk, on_batch=on_batch)
+    else:
+
+        def run() -> None:
+            try:
+                import_job_work(job_id=job.pk, on_batch=on_batch)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=run, name=f"import-{job.pk}-{i}") for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    job.refresh_from_db()
+    return job
+
+
+def _job_family(job: ImportJob) -> list[ImportJob]:
+    """The market jobs whose files a worker may claim, in priority order."""
+    if job.kind == ImportJob.Kind.MARKET:
+        return [job]
+    children = sorted(job.children.all(), key=lambda c: MARKET_PRIORITY.index(c.market))
+    if job.run_in_parallel:
+        return children
+    # in priority order: only the first market that still has work
+    for child in children:
+        if child.files.exclude(status__in=TERMINAL).exists():
+            return [child]
+    return []
+
+
+# One row at a time: locking a batch of candidates would hide them all from
+# the other workers claiming at the same moment.
+CLAIM_QUEUED_SQL = """
+SELECT id FROM import_files
+WHERE job_id = ANY(%s) AND status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+  AND id <> ALL(%s)
+ORDER BY priority, id
+LIMIT 1
+FOR UPDATE SKIP LOCKED
+"""
+CLAIM_ORPHAN_SQL = """
+SELECT id FROM import_files
+WHERE job_id = ANY(%s) AND status = 'running' AND id <> ALL(%s)
+ORDER BY priority, id
+LIMIT 1
+FOR UPDATE SKIP LOCKED
+"""
+
+
+def file_claim(*, job: ImportJob, worker: str) -> ImportFile | None:
+    """Claim the next file of the job. `FOR UPDATE SKIP LOCKED` keeps two
+    workers off the same row; the session advisory lock taken here is held
+    while the file is read, so a file left `running` by a dead worker (its
+    session, and so its lock, is gone) is claimed again, and a live one is not."""
+    family = _job_family(job)
+    if not family:
+        return None
+    job_ids = [j.pk for j in family]
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            for sql in (CLAIM_QUEUED_SQL, CLAIM_ORPHAN_SQL):
+                tried: list[int] = []
+                while True:
+                    cur.execute(sql, [job_ids, tried])
+                    row = cur.fetchone()
+                    if row is None:
+                        break
+                    file_id = row[0]
+                    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, file_id])
+                    if not cur.fetchone()[0]:
+                        tried.append(file_id)  # a live worker is reading it (or just let it go)
+                        continue
+                    ImportFile.objects.filter(pk=file_id).update(
+                        status=ImportStatus.RUNNING,
+                        attempts=F("attempts") + 1,
+                        claimed_by=worker[:100],
+                        started_at=timezone.now(),
+                        finished_at=None,
+                        progress_done=0,
+                        progress_total=None,
+                    )
+                    return ImportFile.objects.select_related("job").get(pk=file_id)
+    return None
+
+
+def _release(file_id: int) -> None:
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, file_id])
+    except Exception:  # the session is gone, and the lock with it
+        log.warning("could not release the lock of import file %s", file_id, exc_info=True)
+
+
+def _mark_started(job: ImportJob) -> None:
+    now = timezone.now()
+    ids = [job.pk, *job.children.values_list("pk", flat=True), *([job.parent_id] if job.parent_id else [])]
+    ImportJob.objects.filter(pk__in=ids, status=ImportStatus.QUEUED).update(status=ImportStatus.RUNNING)
+    ImportJob.objects.filter(pk__in=ids, started_at__isnull=True).update(started_at=now)
+
+
+def import_job_work(
+    *,
+    job_id: int,
+    worker: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    max_files: int | None = None,
+) -> WorkResult:
+    """One worker's loop: claim a file, load it, record the outcome, until no
+    file of the job is left to claim (or `max_files` were done). Safe to run
+    in many processes at once."""
+    worker = worker or worker_name()
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status in TERMINAL:
+        return WorkResult(job_id=job_id, worker=worker, files_processed=0, rows_read=0)
+    _mark_started(job)
+    processed = rows = 0
+    while True:
+        job.refresh_from_db(fields=["cancel_requested", "status"])
+        if job.cancel_requested or job.status in TERMINAL:
+            break
+        claimed = file_claim(job=job, worker=worker)
+        if claimed is None:
+            break
+        try:
+            result = _process(claimed, on_batch=on_batch)
+            rows += result.rows_read if result else 0
+        finally:
+            _release(claimed.pk)
+        processed += 1
+        job_finish(job_id=claimed.job_id)
+        if max_files is not None and processed >= max_files:
+            break
+    job_finish(job_id=job.pk)
+    return WorkResult(job_id=job_id, worker=worker, files_processed=processed, rows_read=rows)
+
+
+def _process(import_file: ImportFile, *, on_batch) -> loader.FileResult | None:
+    job = import_file.job
+    try:
+        return loader.file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
+    except Cancelled:
+        _file_stop(import_file, status=ImportStatus.CANCELLED, error="cancelled by an operator")
+    except PERMANENT_ERRORS as exc:
+        _dead_letter(import_file, error=_error_text(exc))
+    except Exception as exc:  # anything else may be passing (database, disk): retry later
+        log.exception("import file %s failed (attempt %s)", import_file.relpath, import_file.attempts)
+        if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
+            connection.close()  # a broken session: the next query opens a new one (its locks died with it)
+        if import_file.attempts >= job.max_attempts:
+            _dead_letter(import_file, error=f"gave up after {import_file.attempts} attempts: {_error_text(exc)}")
+        else:
+            _schedule_retry(import_file, error=_error_text(exc))
+    return None
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return str(exc) or type(exc).__name__
+
+
+def _file_stop(import_file: ImportFile, *, status: str, error: str, **extra) -> None:
+    """A file that ends without loading: its partial rejects go (its counts stay zero)."""
+    with transaction.atomic():
+        RejectedRow.objects.filter(file=import_file).delete()
+        ImportFile.objects.filter(pk=import_file.pk).update(
+            status=status, error=error[:2000], finished_at=timezone.now(), **extra
+        )
+    metrics.import_files.labels(status="retry_scheduled" if status == ImportStatus.QUEUED else status).inc()
+
+
+def _dead_letter(import_file: ImportFile, *, error: str) -> None:
+    with transaction.atomic():
+        _file_stop(import_file, status=ImportStatus.DEAD_LETTERED, error=error)
+        DeadLetter.objects.create(
+            kind=DEAD_LETTER_KIND,
+            ref=import_file.relpath[:200],
+            payload={"file_id": import_file.pk, "job_id": import_file.job_id, "market": import_file.market},
+            error=error,
+            attempts=import_file.attempts,
+        )
+
+
+def _schedule_retry(import_file: ImportFile, *, error: str) -> None:
+    delay = timedelta(minutes=backoff_minutes(import_file.attempts))
+    when = timezone.now() + delay
+    _file_stop(import_file, status=ImportStatus.QUEUED, error=f"attempt {import_file.attempts}: {error}",
+               next_attempt_at=when)  # fmt: skip
+    root_id = import_file.job.parent_id or import_file.job_id
+    transaction.on_commit(partial(_schedule_work_at, root_id, when))
+
+
+def _schedule_work_at(job_id: int, when) -> None:
+    """A one-off django-q2 schedule wakes a worker when the retry is due."""
+    from django_q.models import Schedule
+
+    Schedule.objects.create(
+        name=f"import-retry-{job_id}-{when:%Y%m%d%H%M%S%f}",
+        func="batchimport.tasks.import_job_work",
+        args=repr(job_id),
+        schedule_type=Schedule.ONCE,
+        next_run=when,
+        repeats=-1,
+    )
+
+
+# ---------------------------------------------------------------- finish, SLA
+
+
+def job_finish(*, job_id: int) -> ImportJob:
+    """Close the job when all its files (or child jobs) are done: status, finish
+    time, rate and SLA breach. Then its parent. Idempotent."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status in TERMINAL:
+        return job
+    if job.kind == ImportJob.Kind.ALL_MARKETS:
+        items = job.children.all()
+    else:
+        items = job.files.all()
+    tally = dict(items.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    if any(status not in TERMINAL for status in tally):
+        return job
+    dead = tally.get(ImportStatus.DEAD_LETTERED, 0) + tally.get(ImportStatus.FAILED, 0)
+    cancelled = tally.get(ImportStatus.CANCELLED, 0)
+    if job.cancel_requested or cancelled:
+        status, error = ImportStatus.CANCELLED, "cancelled by an operator"
+    elif dead:
+        what = "market job(s)" if job.kind == ImportJob.Kind.ALL_MARKETS else "file(s)"
+        status, error = ImportStatus.FAILED, f"{dead} {what} failed or dead-lettered"
+    else:
+        status, error = ImportStatus.SUCCEEDED, job.error
+    now = timezone.now()
+    started = job.started_at or now
+    seconds = max((now - started).total_seconds(), 1e-6)
+    breached = job.sla_breached or now - started > timedelta(minutes=job.sla_minutes)
+    if job.kind == ImportJob.Kind.ALL_MARKETS:
+        files_failed = sum(job.children.values_list("files_failed", flat=True))
+    else:
+        files_failed = dead + cancelled
+    ImportJob.objects.filter(pk=job.pk).exclude(status__in=TERMINAL).update(
+        status=status,
+        files_failed=files_failed,
+        finished_at=now,
+        started_at=started,
+        error=error,
+        sla_breached=breached,
+        rate_per_second=round(job.rows_read / seconds, 1),
+        progress_done=F("progress_total"),
+    )
+    if job.parent_id:
+        job_finish(job_id=job.parent_id)
+    job.refresh_from_db()
+    return job
+
+
+def sla_check(*, now=None) -> int:
+    """Flag running jobs past their SLA; returns how many were newly flagged."""
+    now = now or timezone.now()
+    flagged = 0
+    for job in ImportJob.objects.filter(status=ImportStatus.RUNNING, sla_breached=False, started_at__isnull=False):
+        if now > job.started_at + timedelta(minutes=job.sla_minutes):
+            flagged += ImportJob.objects.filter(pk=job.pk, sla_breached=False).update(sla_breached=True)
+    return flagged
+
+
+# ---------------------------------------------------------------- cancel, retry, resubmit
+
+
+def _family_ids(job: ImportJob) -> list[int]:
+    return [job.pk, *job.children.values_list("pk", flat=True)]
+
+
+@transaction.atomic
+def import_job_cancel(*, job: ImportJob) -> ImportJob:
+    """Ask the job to stop: queued files are cancelled now, files being read
+    stop after their current batch."""
+    if job.status in TERMINAL:
+        raise ConflictError(f"import job {job.pk} has already ended ({job.status})")
+    ids = _family_ids(job)
+    ImportJob.objects.filter(pk__in=ids).update(cancel_requested=True)
+    files = ImportFile.objects.filter(job_id__in=ids)
+    files.filter(status=ImportStatus.RUNNING).update(cancel_requested=True)
+    files.filter(status=ImportStatus.QUEUED).update(
+        status=ImportStatus.CANCELLED, finished_at=timezone.now(), error="cancelled by an operator"
+    )
+    for child_id in ids[1:]:
+        job_finish(job_id=child_id)
+    return job_finish(job_id=job.pk)
+
+
+@transaction.atomic
+def import_job_retry(*, job: ImportJob, max_attempts: int | None = None, workers: int = 1, queue: bool = True
+                     ) -> ImportJob:  # fmt: skip
+    """Queue again the files of an ended job that did not succeed (failed,
+    dead-lettered, cancelled), as a new attempt of the same job."""
+    if job.status not in TERMINAL:
+        raise ConflictError(f"import job {job.pk} is still {job.status}; cancel it or wait")
+    ids = _family_ids(job)
+    files = ImportFile.objects.filter(
+        job_id__in=ids, status__in=[ImportStatus.FAILED, ImportStatus.DEAD_LETTERED, ImportStatus.CANCELLED]
+    )
+    file_ids = list(files.values_list("pk", flat=True))
+    if not file_ids:
+        raise ConflictError(f"import job {job.pk} has no failed, dead-lettered or cancelled file to retry")
+    _requeue(file_ids)
+    update = {"attempt": F("attempt") + 1}
+    if max_attempts:
+        update["max_attempts"] = max_attempts
+    ImportJob.objects.filter(pk__in=ids).update(**update)
+    job.refresh_from_db()
+    return import_job_start(job=job, workers=workers, queue=queue)
+
+
+def _requeue(file_ids: list[int]) -> None:
+    """Put files back in the queue and reopen their jobs (and the parent)."""
+    files = ImportFile.objects.filter(pk__in=file_ids)
+    job_ids = set(files.values_list("job_id", flat=True))
+    job_ids |= set(ImportJob.objects.filter(pk__in=job_ids, parent__isnull=False).values_list("parent_id", flat=True))
+    files.update(
+        status=ImportStatus.QUEUED, attempts=0, next_attempt_at=None, cancel_requested=False, error="",
+        finished_at=None,
+    )  # fmt: skip
+    ImportJob.objects.filter(pk__in=job_ids).update(
+        status=ImportStatus.RUNNING, finished_at=None, cancel_requested=False, error="", sla_breached=False,
+        started_at=timezone.now(), files_failed=0,
+    )  # fmt: skip
+    DeadLetter.objects.filter(
+        kind=DEAD_LETTER_KIND, payload__file_id__in=file_ids, resolved_at__isnull=True, resubmitted_at__isnull=True
+    ).update(resubmitted_at=timezone.now())
+
+
+@transaction.atomic
+def dead_letter_resubmit(*, dead_letter: DeadLetter, queue: bool = True) -> ImportJob:
+    """Queue the dead-lettered file again in its job."""
+    if dead_letter.kind != DEAD_LETTER_KIND:
+        raise DomainError(f"dead letter {dead_letter.pk} is not an import file ({dead_letter.kind})")
+    if dead_letter.resubmitted_at or dead_letter.resolved_at:
+        raise ConflictError(f"dead letter {dead_letter.pk} was already resubmitted or resolved")
+    file_id = dead_letter.payload.get("file_id")
+    import_file = ImportFile.objects.select_related("job").filter(pk=file_id).first()
+    if import_file is None:
+        raise DomainError(f"dead letter {dead_letter.pk}: import file {file_id} no longer exists")
+    if import_file.status != ImportStatus.DEAD_LETTERED:
+        raise ConflictError(f"import file {file_id} is {import_file.status}, not dead-lettered")
+    _requeue([import_file.pk])
+    root = import_file.job.parent or import_file.job
+    root.refresh_from_db()
+    return import_job_start(job=root, queue=queue)
+
+
+def running_import_exists(*, schedule_name: str = "") -> bool:
+    """Is an import (of this schedule, or any when blank) queued or running?"""
+    q = Q(status__in=[ImportStatus.QUEUED, ImportStatus.RUNNING], parent__isnull=True)
+    if schedule_name:
+        q &= Q(schedule_name=schedule_name)
+    return ImportJob.objects.filter(q).exists()

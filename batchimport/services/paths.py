@@ -1,0 +1,44 @@
+"""Import paths are confined to settings.DATA_ROOT (symlinks resolved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from etl.errors import DomainError
+
+
+def data_root() -> Path:
+    return Path(settings.DATA_ROOT).resolve()
+
+
+def path_resolve(*, path: str | Path, must_exist: bool = True) -> Path:
+    """`path` (relative to DATA_ROOT, or absolute inside it) resolved, or a
+    DomainError (HTTP 400) when it points outside — through `..`, an absolute
+    path elsewhere or a symlink leading out — or does not exist."""
+    text = str(path).strip()
+    if not text:
+        raise DomainError("path is required", code="path_required")
+    root = data_root()
+    candidate = Path(text)
+    if not candidate.is_absolute():
+        # relative to DATA_ROOT; or, when only that exists, to the working folder
+        # (`make demo` passes var/data/sample), still confined below
+        in_root, in_cwd = root / candidate, Path.cwd() / candidate
+        candidate = in_cwd if not in_root.exists() and in_cwd.exists() else in_root
+    resolved = candidate.resolve(strict=False)
+    if resolved != root and root not in resolved.parents:
+        raise DomainError(
+            f"path {text!r} is outside the data root {root} (imports may only read below it)", code="path_outside_root"
+        )
+    if must_exist and not resolved.exists():
+        raise DomainError(f"path {text!r} does not exist under the data root {root}", code="path_not_found")
+    return resolved
+
+
+def relative_to_root(path: Path) -> str:
+    try:
+        return str(path.relative_to(data_root()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,87 @@
+"""Recurring imports (django-q2 cron schedules that never overlap) and the SLA check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from batchimport import samples, services, tasks
+from batchimport.models import ImportJob, ImportStatus
+from batchimport.parsing import Layout
+from batchimport.services.schedules import next_run_at
+from etl.errors import DomainError
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def folder(data_root):
+    samples.write_file(data_root / "DATA" / "NYSE" / "KO.csv", Layout.STANDARD, ticker="KO", rows=5)
+    return data_root
+
+
+def test_next_run_is_computed_in_the_schedule_time_zone():
+    after = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
+    assert next_run_at("0 2 * * *", "Europe/Istanbul", after=after) == datetime(2024, 7, 1, 23, 0, tzinfo=UTC)
+    assert next_run_at("0 2 * * *", "America/New_York", after=after) == datetime(2024, 7, 2, 6, 0, tzinfo=UTC)
+
+
+def test_scheduled_run_starts_an_import_and_skips_while_one_is_running(folder, django_capture_on_commit_callbacks):
+    schedule = services.import_schedule_create(name="nightly", path="DATA", cron="0 2 * * *", tz="UTC")
+    kwargs = eval(schedule.kwargs)  # noqa: S307 - the repr we wrote, as django-q2 reads it
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tasks.scheduled_import(**kwargs)
+    assert first["skipped"] is False
+    job = ImportJob.objects.get(pk=first["job_id"])
+    assert job.kind == "all_markets" and job.schedule_name == "batchimport:nightly" and job.requested_by == "schedule"
+    assert OrmQ.objects.count() == 1  # handed to the workers
+    second = tasks.scheduled_import(**kwargs)
+    assert second == {"skipped": True, "reason": "the previous run of this schedule is still in progress"}
+    services.import_job_cancel(job=job)
+    assert tasks.scheduled_import(**kwargs)["skipped"] is False
+
+
+def test_schedule_refuses_bad_input(folder):
+    with pytest.raises(DomainError, match="cron"):
+        services.import_schedule_create(name="x", path="DATA", cron="nightly")
+    with pytest.raises(DomainError, match="time zone"):
+        services.import_schedule_create(name="x", path="DATA", cron="0 2 * * *", tz="Mars/Base")
+    with pytest.raises(DomainError, match="outside the data root"):
+        services.import_schedule_create(name="x", path="/etc", cron="0 2 * * *")
+    services.import_schedule_create(name="x", path="DATA", cron="0 2 * * *")
+    with pytest.raises(DomainError, match="already exists"):
+        services.import_schedule_create(name="x", path="DATA", cron="0 3 * * *")
+    assert Schedule.objects.filter(func="batchimport.tasks.scheduled_import").count() == 1
+
+
+def test_sla_check_flags_running_jobs_past_their_target(folder):
+    job = services.import_job_create(path="DATA/NYSE", sla_minutes=25)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING, started_at=timezone.now())
+    assert services.sla_check(now=timezone.now() + timedelta(minutes=24)) == 0
+    assert services.sla_check(now=timezone.now() + timedelta(minutes=26)) == 1
+    job.refresh_from_db()
+    assert job.sla_breached and job.sla_state == "breached"
+    assert services.sla_check(now=timezone.now() + timedelta(minutes=30)) == 0  # flagged once
+
+
+def test_finished_job_past_its_sla_is_marked_breached(folder):
+    job = services.import_job_create(path="DATA/NYSE", sla_minutes=20)
+    ImportJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(minutes=21))
+    job = services.import_job_start(job=job)
+    assert job.status == ImportStatus.SUCCEEDED and job.sla_breached
+
+
+def test_sla_check_schedule_is_created_by_its_migration():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("batchimport.migrations.0003_fill_sla_schedule")
+    Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it
+    migration.create(apps, None)
+    migration.create(apps, None)  # idempotent
+    schedule = Schedule.objects.get(name="batchimport:sla-check")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("batchimport.tasks.sla_check", "I", 5)
