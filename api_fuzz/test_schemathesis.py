@@ -64,7 +64,12 @@ def staff_token(django_user_model) -> str:
 
 
 schema = _load_schema()
-PUBLIC_PATHS = {"/api/etl/health", "/api/auth/token/", "/api/etl/asset-class-correction/health"}
+PUBLIC_PATHS = {
+    "/api/etl/health",
+    "/api/auth/token/",
+    "/api/etl/asset-class-correction/health",
+    "/api/batch-processing/health",
+}
 ANON = settings(FUZZ, max_examples=5)
 
 

@@ -6,7 +6,7 @@ import re
 
 from rest_framework import serializers
 
-from etl.models import DeadLetter
+from etl.api.serializers import DeadLetterSerializer  # noqa: F401 (re-exported for the views)
 
 _DURATION = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
 
@@ -58,9 +58,3 @@ class ScheduleSerializer(serializers.Serializer):
     importRequest = AllMarketsImportSerializer(required=False, default=dict)
     cronExpression = serializers.CharField()
     timeZone = serializers.CharField(required=False, default="UTC")
-
-
-class DeadLetterSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = DeadLetter
-        fields = ["id", "kind", "ref", "payload", "error", "attempts", "created_at", "resubmitted_at", "resolved_at"]

@@ -12,6 +12,7 @@ from enrichment.models import AssetEnrichmentRun
 from enrichment.providers import status as provider_status
 from enrichment.services import assets, discovery, mapping
 from etl.api.permissions import StaffWithPermission
+from etl.api.serializers import DeadLetterSerializer
 from etl.models import DeadLetter, SymbolMapping
 
 PERM = ("enrichment.run_enrichment",)
@@ -47,12 +48,6 @@ class RunSerializer(serializers.ModelSerializer):
             "enriched", "partial", "failed", "dead_lettered", "progress_done", "progress_total", "percent",
             "eta_seconds", "error",
         ]  # fmt: skip
-
-
-class DeadLetterSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = DeadLetter
-        fields = ["id", "kind", "ref", "payload", "error", "attempts", "created_at", "resubmitted_at", "resolved_at"]
 
 
 class ResubmitRequestSerializer(serializers.Serializer):

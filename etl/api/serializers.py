@@ -3,7 +3,16 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, SymbolMapping, TradingSession
+from etl.models import (
+    AssetClass,
+    DataProvider,
+    DeadLetter,
+    Market,
+    MarketData,
+    Symbol,
+    SymbolMapping,
+    TradingSession,
+)
 
 
 class AssetClassSerializer(serializers.ModelSerializer):
@@ -170,3 +179,11 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()), required=False, help_text="field -> messages"
     )
+
+
+class DeadLetterSerializer(serializers.ModelSerializer):
+    """Work that failed for good (imports, enrichment): one shape for every app."""
+
+    class Meta:
+        model = DeadLetter
+        fields = ["id", "kind", "ref", "payload", "error", "attempts", "created_at", "resubmitted_at", "resolved_at"]

@@ -48,6 +48,18 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/etl/enrichment-dead-letters/resubmit"): "enrichment.run_enrichment",
     ("POST", "/api/etl/discover-symbols"): "enrichment.run_enrichment",
     ("POST", "/api/etl/symbol-mappings/{pk}/validate"): "enrichment.run_enrichment",
+    # batch import
+    ("POST", "/api/batch-processing/markets/{market}/import"): "batchimport.start_import",
+    ("POST", "/api/batch-processing/all-markets/import"): "batchimport.start_import",
+    ("GET", "/api/batch-processing/jobs/{job_id}/status"): AUTH,
+    ("POST", "/api/batch-processing/jobs/{job_id}/cancel"): "batchimport.cancel_import",
+    ("POST", "/api/batch-processing/jobs/{job_id}/retry"): "batchimport.retry_import",
+    ("GET", "/api/batch-processing/monitoring/stats"): AUTH,
+    ("GET", "/api/batch-processing/dead-letter-queue"): AUTH,
+    ("POST", "/api/batch-processing/dead-letter-queue/{letter_id}/resubmit"): "batchimport.retry_import",
+    ("GET", "/api/batch-processing/health"): PUBLIC,
+    ("POST", "/api/batch-processing/schedules/all-markets"): "batchimport.schedule_import",
+    ("DELETE", "/api/batch-processing/schedules/{schedule_id}"): "batchimport.schedule_import",
     # corrections
     ("GET", "/api/etl/asset-class-correction/analyze"): AUTH,
     ("POST", "/api/etl/asset-class-correction/preview"): "corrections.view_correctionrun",
@@ -73,7 +85,7 @@ def endpoints() -> list[tuple[str, str]]:
 
 def concrete(path: str) -> str:
     """A callable URL for a path template: ids that do not exist, codes that do."""
-    return re.sub(r"\{[^}]+\}", lambda m: "999999" if m.group(0) in ("{pk}", "{id}") else "XNOPE", path)
+    return re.sub(r"\{[^}]+\}", lambda m: "999999" if m.group(0).endswith(("pk}", "id}")) else "XNOPE", path)
 
 
 def call(client, method: str, path: str):
