@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import generics, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -148,13 +148,13 @@ class DeadLetterPagination(PageNumberPagination):
     max_page_size = 500
 
 
-class DeadLetterQueueView(APIView):
-    @extend_schema(responses={200: s.DeadLetterSerializer(many=True)})
-    def get(self, request):
-        paginator = DeadLetterPagination()
-        qs = DeadLetter.objects.filter(kind="import_file").order_by("-created_at", "-id")
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(s.DeadLetterSerializer(page, many=True).data)
+class DeadLetterQueueView(generics.ListAPIView):
+    """Import files that failed for good, newest first (paged: page, pageSize)."""
+
+    serializer_class = s.DeadLetterSerializer
+    pagination_class = DeadLetterPagination
+    filter_backends: list = []
+    queryset = DeadLetter.objects.filter(kind="import_file").order_by("-created_at", "-id")
 
 
 class DeadLetterResubmitView(APIView):
