@@ -6,12 +6,21 @@ class BatchimportConfig(AppConfig):
     verbose_name = "Batch import: scraper CSV files into market_data"
 
     def ready(self) -> None:
+        from batchimport import dashboard
         from batchimport.services.pipeline import import_step
         from etl import pipeline
+        from etl.dashboard import register_panel
 
         pipeline.register_step(
             "import",
             order=20,
             run=import_step,
             description="Import scraper CSV files into market_data (runs when the options carry a path).",
+        )
+        register_panel(
+            "import_sla",
+            title="Import SLA (7 days)",
+            order=40,
+            template="admin/dashboard/import_sla.html",
+            context=dashboard.sla_context,
         )
