@@ -6,7 +6,7 @@ class EtlConfig(AppConfig):
     verbose_name = "ETL core: reference data, symbols, market data"
 
     def ready(self) -> None:
-        from etl import dashboard, dashboard_panels, pipeline, retention, services
+        from etl import dashboard, dashboard_panels, metrics, pipeline, retention, services
         from etl.services import retention as retention_services
 
         pipeline.register_step(
@@ -30,5 +30,6 @@ class EtlConfig(AppConfig):
             template="admin/dashboard/queue.html",
             context=dashboard_panels.queue_context,
         )
+        metrics.register_collectors()
         retention.register_pruner("task_results", retention_services.prune_task_results)
         retention.register_pruner("dead_letters_resolved", retention_services.prune_resolved_dead_letters)

@@ -1,5 +1,86 @@
-"""Prometheus metrics of the core, defined once."""
+"""Prometheus metrics of the core, defined once.
 
-from prometheus_client import Counter
+Run metrics are read from the run tables at scrape time rather than counted in
+memory: the work happens in django-q2 worker processes, often on other hosts,
+and only the web process serves /metrics. The tables are the one place every
+process writes to, so the figures are the same whichever process is scraped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.apps import apps
+from django.db import connection
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+log = logging.getLogger(__name__)
 
 bootstrap_runs = Counter("etl_bootstrap_runs_total", "Reference-data bootstrap runs", ["result"])
+
+DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200)
+TERMINAL = ("succeeded", "failed", "cancelled", "skipped")
+
+
+def run_kind(model) -> str:
+    """The low-cardinality `kind` label of a run model (its `metrics_kind`)."""
+    return getattr(model, "metrics_kind", model._meta.model_name)
+
+
+class RunCollector:
+    """mytrader_runs_total{kind,status}, mytrader_run_duration_seconds{kind}
+    (finished runs) and the core's data-integrity gauges."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from etl.models import RunRecord
+
+        runs = CounterMetricFamily("mytrader_runs", "Runs recorded, by kind and status", labels=["kind", "status"])
+        durations = HistogramMetricFamily("mytrader_run_duration_seconds", "Duration of finished runs", labels=["kind"])
+        try:
+            for model in apps.get_models():
+                if not issubclass(model, RunRecord):
+                    continue
+                kind, table = run_kind(model), model._meta.db_table
+                with connection.cursor() as cur:
+                    cur.execute(f"SELECT status, count(*) FROM {connection.ops.quote_name(table)} GROUP BY status")  # noqa: S608
+                    for status, n in cur.fetchall():
+                        runs.add_metric([kind, status], n)
+                    buckets = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in DURATION_BUCKETS)
+                    cur.execute(
+                        f"SELECT {buckets}, count(*), coalesce(sum(d), 0) FROM ("  # noqa: S608
+                        f" SELECT extract(epoch FROM finished_at - started_at) AS d FROM {connection.ops.quote_name(table)}"
+                        f" WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) t"
+                    )
+                    *counts, total, total_sum = cur.fetchone()
+                durations.add_metric(
+                    [kind],
+                    [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS, counts, strict=True)] + [("+Inf", total)],
+                    float(total_sum),
+                )
+            yield runs
+            yield durations
+            yield from self._integrity()
+        except Exception:  # a scrape must answer even when the database does not
+            log.exception("run metrics could not be read")
+
+    def _integrity(self):
+        unlinked = GaugeMetricFamily("mytrader_candles_without_symbol", "Candles in market_data with no symbol")
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM market_data WHERE symbol_id IS NULL")
+            unlinked.add_metric([], cur.fetchone()[0])
+        yield unlinked
+
+
+_registered = False
+
+
+def register_collectors() -> None:
+    """Called once from EtlConfig.ready()."""
+    global _registered
+    if not _registered:
+        REGISTRY.register(RunCollector())
+        _registered = True
