@@ -1,0 +1,43 @@
+"""Fixtures for the etl tests: reference data and candles made in code."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from etl import services
+from etl.models import MarketData
+
+
+@pytest.fixture
+def reference_data(db):
+    services.reference_data_bootstrap()
+
+
+@pytest.fixture
+def make_candles():
+    """make_candles([(ticker, market), ...], bars=3): daily candles, unlinked."""
+
+    def make(pairs, *, bars: int = 3, start: datetime = datetime(2024, 1, 2, tzinfo=UTC), asset_class=None):
+        rows = [
+            MarketData(
+                ticker=ticker,
+                market=market,
+                timeframe="1d",
+                ts=start + timedelta(days=i),
+                open=Decimal("10"),
+                high=Decimal("12"),
+                low=Decimal("9"),
+                close=Decimal("11"),
+                volume=Decimal("1000"),
+                asset_class=asset_class,
+            )
+            for ticker, market in pairs
+            for i in range(bars)
+        ]
+        MarketData.objects.bulk_create(rows)
+        return rows
+
+    return make
