@@ -9,10 +9,15 @@ from etl.services.reference import (  # noqa: F401
     reference_data_bootstrap,
     reference_data_validate,
 )
-from etl.services.symbols import (  # noqa: F401, E402
+from etl.services.symbols import (  # noqa: F401
+    IssueCode,
+    SymbolIssue,
+    SymbolValidationResult,
     SyncPlanEntry,
     SyncResult,
     candles_without_symbol_count,
     symbols_sync,
     symbols_sync_step,
+    symbols_validate_cleanup,
+    symbols_validate_step,
 )

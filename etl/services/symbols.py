@@ -333,3 +333,252 @@ def symbols_sync_step(*, options: dict[str, Any], progress: ProgressReporter | N
     summary = result.to_dict()
     summary.pop("planned")
     return summary
+
+
+# ---------------------------------------------------------------------------
+# Validation and clean-up
+
+
+class IssueCode:
+    WHITESPACE = "whitespace"
+    CASE_VARIANT = "case_variant"
+    INACTIVE_MARKET = "inactive_market"
+    ACTIVE_WITHOUT_DATA = "active_without_data"
+    UNLINKED_CANDLES = "unlinked_candles"
+
+    ALL = (WHITESPACE, CASE_VARIANT, INACTIVE_MARKET, ACTIVE_WITHOUT_DATA, UNLINKED_CANDLES)
+    # Deactivating symbols without candles is only done when asked by name:
+    # a symbol added by hand may be waiting for its first provider fetch.
+    DEFAULT_FIXES = (WHITESPACE, CASE_VARIANT, INACTIVE_MARKET, UNLINKED_CANDLES)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolIssue:
+    code: str
+    message: str
+    ticker: str
+    market: str
+    symbol_id: int | None = None
+    rows: int = 1
+    fixed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolValidationResult:
+    fix: bool
+    run_ref: str
+    issues: list[SymbolIssue]
+    counts: dict[str, int]
+    fixed: dict[str, int]
+    corrections_recorded: int
+
+    @property
+    def ok(self) -> bool:
+        return all(i.fixed for i in self.issues)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "issue_count": len(self.issues)}
+
+
+ISSUES_LISTED = 500
+
+_VARIANT_SQL = """
+SELECT s.market_id, m.code, upper(regexp_replace(s.ticker, '\\s', '', 'g')) AS canon,
+       array_agg(s.id ORDER BY (s.ticker = upper(regexp_replace(s.ticker, '\\s', '', 'g'))) DESC, s.id),
+       array_agg(s.ticker ORDER BY (s.ticker = upper(regexp_replace(s.ticker, '\\s', '', 'g'))) DESC, s.id)
+FROM symbols s JOIN markets m ON m.id = s.market_id
+WHERE s.is_active AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s))
+GROUP BY 1, 2, 3
+HAVING count(*) > 1 OR bool_or(s.ticker <> upper(regexp_replace(s.ticker, '\\s', '', 'g')))
+ORDER BY 2, 3
+"""
+
+
+def _variant_code(ticker: str) -> str:
+    return IssueCode.WHITESPACE if normalize_ticker(ticker) != ticker.upper() else IssueCode.CASE_VARIANT
+
+
+def symbols_validate_cleanup(
+    *,
+    fix: bool = False,
+    fixes: Sequence[str] | None = None,
+    symbol_ids: Sequence[int] | None = None,
+    requested_by: str = "",
+) -> SymbolValidationResult:
+    """Report symbols with stray whitespace or case variants of one ticker,
+    active symbols on inactive markets or without candles, and candles
+    without a symbol. With `fix`, repair the kinds named in `fixes` (default
+    `IssueCode.DEFAULT_FIXES`) and record every change in `data_corrections`.
+    `symbol_ids` limits the symbol checks to those symbols."""
+    from uuid import uuid4
+
+    from etl.models import DataCorrection
+
+    wanted = set(fixes if fixes is not None else IssueCode.DEFAULT_FIXES) if fix else set()
+    unknown = wanted - set(IssueCode.ALL)
+    if unknown:
+        raise DomainError(f"unknown fix {sorted(unknown)}; choose from {list(IssueCode.ALL)}", code="invalid_fix")
+    run_ref = f"symbol-cleanup:{uuid4().hex[:12]}"
+    issues: list[SymbolIssue] = []
+    audit: list[DataCorrection] = []
+
+    def record(**kw: Any) -> None:
+        audit.append(DataCorrection(kind="symbol_cleanup", run_ref=run_ref, created_by=requested_by, **kw))
+
+    scope = {"ids": list(symbol_ids) if symbol_ids is not None else None}
+    with transaction.atomic(), connection.cursor() as cur:
+        # 1. Whitespace and case variants: one active symbol per canonical ticker and market.
+        cur.execute(_VARIANT_SQL, scope)
+        renames: list[tuple[int, str]] = []
+        merges: list[tuple[int, int, str, str]] = []
+        for _market_id, market_code, canon, ids, tickers in cur.fetchall():
+            keeper_id, keeper_ticker = ids[0], tickers[0]
+            if keeper_ticker != canon:
+                code = _variant_code(keeper_ticker)
+                do = code in wanted
+                issues.append(
+                    SymbolIssue(code, f"{keeper_ticker!r} should be {canon!r}", canon, market_code, keeper_id, 1, do)
+                )
+                if do:
+                    renames.append((keeper_id, canon))
+                    record(
+                        table_name="symbols", ticker=canon, market=market_code, field="ticker",
+                        old_value=keeper_ticker, new_value=canon, detail={"symbol_id": keeper_id},
+                    )  # fmt: skip
+            for dup_id, dup_ticker in zip(ids[1:], tickers[1:], strict=True):
+                code = _variant_code(dup_ticker)
+                do = code in wanted
+                issues.append(
+                    SymbolIssue(code, f"{dup_ticker!r} duplicates {canon!r}", canon, market_code, dup_id, 1, do)
+                )
+                if do:
+                    merges.append((dup_id, keeper_id, canon, market_code))
+        if merges:
+            dups, keepers = [m[0] for m in merges], [m[1] for m in merges]
+            cur.execute(
+                "SELECT m.dup, count(md.id) FROM unnest(%s::bigint[]) AS m(dup)"
+                " LEFT JOIN market_data md ON md.symbol_id = m.dup GROUP BY m.dup",
+                [dups],
+            )
+            moved = dict(cur.fetchall())
+            cur.execute(
+                "UPDATE market_data md SET symbol_id = m.keeper"
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS m(dup, keeper) WHERE md.symbol_id = m.dup",
+                [dups, keepers],
+            )
+            cur.execute("UPDATE symbols SET is_active = FALSE, updated_at = now() WHERE id = ANY(%s)", [dups])
+            for dup_id, keeper_id, canon, market_code in merges:
+                record(
+                    table_name="symbols", ticker=canon, market=market_code, field="symbol_id",
+                    old_value=str(dup_id), new_value=str(keeper_id), row_count=moved.get(dup_id, 0),
+                    detail={"merged_into": keeper_id, "deactivated": dup_id, "candles_relinked": moved.get(dup_id, 0)},
+                )  # fmt: skip
+        if renames:
+            cur.execute(
+                "UPDATE symbols s SET ticker = v.ticker, updated_at = now()"
+                " FROM unnest(%s::bigint[], %s::text[]) AS v(id, ticker) WHERE s.id = v.id",
+                [[i for i, _ in renames], [t for _, t in renames]],
+            )
+
+        # 2. Active symbols on inactive markets.
+        cur.execute(
+            "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
+            " WHERE s.is_active AND NOT m.is_active AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s))"
+            " ORDER BY m.code, s.ticker",
+            scope,
+        )
+        _deactivate(
+            cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, "market {market} is inactive", wanted, issues, record
+        )
+
+        # 3. Active symbols without a single candle.
+        cur.execute(
+            "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
+            " WHERE s.is_active AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.symbol_id = s.id)"
+            " AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s)) ORDER BY m.code, s.ticker",
+            scope,
+        )
+        _deactivate(
+            cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, "active without candles", wanted, issues, record
+        )
+
+    # 4. Candles without a symbol (outside the transaction: the sync commits per batch).
+    if symbol_ids is None:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT ticker, market, count(*) FROM market_data WHERE symbol_id IS NULL"
+                " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+            )
+            unlinked = cur.fetchall()
+        if unlinked:
+            linked_by_sync = 0
+            if IssueCode.UNLINKED_CANDLES in wanted:
+                sync = symbols_sync()
+                linked_by_sync = sync.candles_linked
+                record(
+                    table_name="market_data", field="symbol_id", old_value=None, new_value="linked by symbol sync",
+                    row_count=sync.candles_linked,
+                    detail={"symbols_created": sync.symbols_created, "still_unlinked": sync.candles_without_symbol},
+                )  # fmt: skip
+            remaining = _unlinked_pairs() if linked_by_sync else set()
+            for ticker, market, n in unlinked:
+                fixed = linked_by_sync > 0 and (ticker, market) not in remaining
+                issues.append(
+                    SymbolIssue(
+                        IssueCode.UNLINKED_CANDLES, f"{n} candle(s) without a symbol", ticker, market, None, n, fixed
+                    )
+                )
+
+    DataCorrection.objects.bulk_create(audit)
+    counts = {code: 0 for code in IssueCode.ALL}
+    fixed_counts = {code: 0 for code in IssueCode.ALL}
+    for issue in issues:
+        counts[issue.code] += 1
+        fixed_counts[issue.code] += issue.fixed
+    return SymbolValidationResult(
+        fix=fix,
+        run_ref=run_ref if audit else "",
+        issues=issues[:ISSUES_LISTED],
+        counts=counts,
+        fixed=fixed_counts,
+        corrections_recorded=len(audit),
+    )
+
+
+def _unlinked_pairs() -> set[tuple[str, str]]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT DISTINCT ticker, market FROM market_data WHERE symbol_id IS NULL")
+        return set(cur.fetchall())
+
+
+def _deactivate(cur, rows, code: str, message: str, wanted: set[str], issues: list, record) -> None:
+    do = code in wanted
+    for symbol_id, ticker, market in rows:
+        issues.append(SymbolIssue(code, message.format(market=market), ticker, market, symbol_id, 1, do))
+        if do:
+            record(
+                table_name="symbols", ticker=ticker, market=market, field="is_active",
+                old_value="True", new_value="False", detail={"symbol_id": symbol_id, "reason": code},
+            )  # fmt: skip
+    if do and rows:
+        cur.execute(
+            "UPDATE symbols SET is_active = FALSE, updated_at = now() WHERE id = ANY(%s)", [[r[0] for r in rows]]
+        )
+
+
+def symbols_validate_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
+    """Pipeline step "validate": report symbol problems (fix them when the
+    pipeline option `clean_symbols` is set) and the data-integrity status."""
+    from etl.selectors import integrity_status
+
+    result = symbols_validate_cleanup(
+        fix=bool(options.get("clean_symbols", False)), requested_by=options.get("requested_by", "pipeline")
+    )
+    status = integrity_status()
+    return {
+        "issues": result.counts,
+        "fixed": result.fixed,
+        "corrections_recorded": result.corrections_recorded,
+        "candles_without_symbol": status["overall"]["candles_without_symbol"],
+        "overall_quality": status["overall"]["overall_quality"],
+    }
