@@ -1,5 +1,18 @@
 """Writes and runs of the core. One module per sub-domain; import from here."""
 
+from etl.services.pipeline import (  # noqa: F401, E402
+    PipelineResult,
+    ScheduleResult,
+    StepOutcome,
+    next_occurrence,
+    pipeline_cancel,
+    pipeline_execute,
+    pipeline_in_progress,
+    pipeline_plan,
+    pipeline_queue,
+    pipeline_run,
+    pipeline_schedule,
+)
 from etl.services.reference import (  # noqa: F401
     BootstrapResult,
     Problem,
