@@ -150,3 +150,52 @@ def integrity_status() -> dict[str, Any]:
         "markets": per_market,
         "weights": QUALITY_WEIGHTS,
     }
+
+
+def symbol_sync_status() -> dict[str, Any]:
+    """What symbol sync has left to do and what it did last."""
+    from etl.models import PipelineStepRun, RunStatus, Symbol
+
+    with connection.cursor() as cur:
+        # Both served by the partial index market_data_unlinked.
+        cur.execute("SELECT count(*), count(DISTINCT (ticker, market)) FROM market_data WHERE symbol_id IS NULL")
+        without_symbol, pairs = cur.fetchone()
+        cur.execute(
+            "SELECT source, count(*), count(*) FILTER (WHERE is_active),"
+            " count(*) FILTER (WHERE inference_confidence < 0.85) FROM symbols GROUP BY 1 ORDER BY 1"
+        )
+        by_source = {src: {"total": n, "active": a, "low_confidence": low} for src, n, a, low in cur.fetchall()}
+    last = (
+        PipelineStepRun.objects.filter(name="sync", status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED])
+        .order_by("-finished_at")
+        .first()
+    )
+    return {
+        "candles_without_symbol": without_symbol,
+        "unsynced_pairs": pairs,
+        "in_sync": without_symbol == 0,
+        "symbols": {"total": Symbol.objects.count(), "by_source": by_source},
+        "candles_total_estimate": table_row_estimate("market_data"),
+        "last_sync": None
+        if last is None
+        else {
+            "pipeline_run": last.run_id,
+            "status": last.status,
+            "finished_at": last.finished_at,
+            "duration_seconds": last.duration_seconds,
+            "counts": last.counts,
+            "error": last.error,
+        },
+    }
+
+
+def pipeline_history(*, status: str | None = None, trigger: str | None = None):
+    """Pipeline runs, newest first, with their steps."""
+    from etl.models import PipelineRun
+
+    runs = PipelineRun.objects.prefetch_related("step_runs")
+    if status:
+        runs = runs.filter(status=status)
+    if trigger:
+        runs = runs.filter(trigger=trigger)
+    return runs
