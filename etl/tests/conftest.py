@@ -41,3 +41,18 @@ def make_candles():
         return rows
 
     return make
+
+
+@pytest.fixture
+def pipeline_locked(db):
+    """Another session holds the pipeline's advisory lock (a run in progress elsewhere)."""
+    import psycopg
+    from django.db import connection
+
+    from etl.services.pipeline import PIPELINE_LOCK_KEY
+
+    s = connection.settings_dict
+    other = psycopg.connect(host=s["HOST"], port=s["PORT"] or 5432, user=s["USER"], dbname=s["NAME"])
+    other.execute("SELECT pg_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
+    yield other
+    other.close()

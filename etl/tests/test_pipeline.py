@@ -5,12 +5,11 @@ import threading
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from etl import pipeline, services
 from etl.errors import ConflictError, DomainError
 from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
-from etl.services.pipeline import PIPELINE_LOCK_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -120,30 +119,29 @@ def test_cancel_requested_stops_before_the_next_step(registry, reference_data):
     assert result.steps[1].status == RunStatus.CANCELLED
 
 
-def test_start_while_locked_is_a_conflict_and_schedule_skips(reference_data, caplog):
-    import psycopg
-    from django.conf import settings
+def test_start_while_locked_is_a_conflict_and_schedule_skips(reference_data, pipeline_locked, caplog):
+    with pytest.raises(ConflictError) as exc:
+        services.pipeline_run()
+    assert exc.value.status_code == 409
+    assert not PipelineRun.objects.exists()
+    with caplog.at_level("WARNING", logger="etl.pipeline"):
+        skipped = services.pipeline_run(trigger="schedule", requested_by="schedule:nightly")
+    assert skipped.status == RunStatus.SKIPPED
+    assert "in progress" in skipped.error
+    assert "skipped" in caplog.text
+    with pytest.raises(ConflictError):
+        services.pipeline_queue()
 
-    db = settings.DATABASES["default"]
-    other = psycopg.connect(
-        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=connection.settings_dict["NAME"]
-    )
-    try:
-        other.execute("SELECT pg_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
-        with pytest.raises(ConflictError) as exc:
-            services.pipeline_run()
-        assert exc.value.status_code == 409
-        assert not PipelineRun.objects.exists()
-        with caplog.at_level("WARNING", logger="etl.pipeline"):
-            skipped = services.pipeline_run(trigger="schedule", requested_by="schedule:nightly")
-        assert skipped.status == RunStatus.SKIPPED
-        assert "in progress" in skipped.error
-        assert "skipped" in caplog.text
-        with pytest.raises(ConflictError):
-            services.pipeline_queue()
-    finally:
-        other.close()
-    assert services.pipeline_run().ok  # the lock is free again
+
+def test_queued_run_finding_the_lock_taken_is_skipped(reference_data, pipeline_locked):
+    run = PipelineRun.objects.create(steps_requested=["sync"])
+    result = services.pipeline_execute(run_id=run.pk)
+    assert result.status == RunStatus.SKIPPED
+
+
+def test_lock_is_released_after_a_run(reference_data):
+    services.pipeline_run(steps=["sync"])
+    assert services.pipeline_run(steps=["sync"]).ok
 
 
 def test_stale_running_row_is_closed_when_the_next_run_starts(reference_data):
