@@ -387,9 +387,11 @@ SELECT s.market_id, m.code, upper(regexp_replace(s.ticker, '\\s', '', 'g')) AS c
        array_agg(s.id ORDER BY (s.ticker = upper(regexp_replace(s.ticker, '\\s', '', 'g'))) DESC, s.id),
        array_agg(s.ticker ORDER BY (s.ticker = upper(regexp_replace(s.ticker, '\\s', '', 'g'))) DESC, s.id)
 FROM symbols s JOIN markets m ON m.id = s.market_id
-WHERE s.is_active AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s))
+WHERE s.is_active
 GROUP BY 1, 2, 3
-HAVING count(*) > 1 OR bool_or(s.ticker <> upper(regexp_replace(s.ticker, '\\s', '', 'g')))
+HAVING (count(*) > 1 OR bool_or(s.ticker <> upper(regexp_replace(s.ticker, '\\s', '', 'g'))))
+   -- a selection takes in every variant of the tickers it touches
+   AND (%(ids)s::bigint[] IS NULL OR bool_or(s.id = ANY(%(ids)s)))
 ORDER BY 2, 3
 """
 
