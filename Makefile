@@ -31,6 +31,8 @@ migrate: install
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
+	$(MANAGE) run_pipeline --continue-on-failure
+	$(MANAGE) integrity_status
 
 demo: demo-setup
 	@echo
@@ -64,4 +66,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	@echo "no benchmarks yet"
+	$(PYTHON) bench/bench_sync.py

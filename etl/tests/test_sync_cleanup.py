@@ -82,3 +82,11 @@ def test_scope_limits_checks_to_selected_symbols(messy):
 def test_unknown_fix_is_refused(messy):
     with pytest.raises(DomainError, match="unknown fix"):
         services.symbols_validate_cleanup(fix=True, fixes=["nope"])
+
+
+def test_scoped_clean_takes_in_every_variant_of_the_selected_ticker(messy):
+    result = services.symbols_validate_cleanup(fix=True, symbol_ids=[messy["lower"].pk])
+    assert result.fixed["case_variant"] == 1
+    assert not Symbol.objects.get(pk=messy["lower"].pk).is_active
+    assert Symbol.objects.get(pk=messy["canon"].pk).is_active
+    assert result.counts["whitespace"] == 0  # GARAN was not selected

@@ -13,13 +13,19 @@ class Command(JsonCommand):
         return selectors.integrity_status()
 
     def render(self, summary: dict[str, Any]) -> None:
-        cols = ("candles", "candles_without_symbol", "symbol_coverage", "asset_class_consistency")
-        cols += ("enrichment_coverage", "overall_quality")
+        cols = {
+            "candles": "candles",
+            "candles_without_symbol": "no symbol",
+            "symbol_coverage": "coverage %",
+            "asset_class_consistency": "class ok %",
+            "enrichment_coverage": "enriched %",
+            "overall_quality": "quality",
+        }
         self.stdout.write(f"data integrity: {summary['status']}")
-        self.stdout.write(f"{'market':<14}" + "".join(f"{c:>24}" for c in cols))
+        self.stdout.write(f"{'market':<14}" + "".join(f"{c:>12}" for c in cols.values()))
         rows = [*summary["markets"].items(), ("ALL", summary["overall"])]
         for name, ind in rows:
-            cells = "".join(f"{'-' if ind[c] is None else ind[c]:>24}" for c in cols)
+            cells = "".join(f"{'-' if ind[c] is None else ind[c]:>12}" for c in cols)
             self.stdout.write(f"{name:<14}{cells}")
         for check in summary["checks"]:
             mark = "ok " if check["ok"] else "!! "

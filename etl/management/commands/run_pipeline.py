@@ -54,7 +54,8 @@ class Command(JsonCommand):
             return
         took = f" in {sr.duration_seconds:.1f}s" if sr.duration_seconds is not None else ""
         detail = f": {sr.error}" if sr.error else ""
-        counts = f" {json.dumps(sr.counts, default=str)[:300]}" if sr.counts else ""
+        scalars = [f"{k}={v}" for k, v in sr.counts.items() if isinstance(v, int | float | str) and v is not False]
+        counts = f" ({', '.join(scalars)[:300]})" if scalars else ""
         self._progress_to.write(f"[{sr.name}] {sr.status}{took}{detail}{counts}")
 
     def render(self, summary: dict[str, Any]) -> None:
