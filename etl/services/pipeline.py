@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from etl.errors import ConflictError, DomainError
+from etl.metrics import pipeline_runs, pipeline_step_seconds
 from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
 from etl.pipeline import PipelineStep, registered_steps
 from etl.progress import Cancelled, ProgressReporter
@@ -201,6 +202,7 @@ def pipeline_execute(*, run_id: int, console: bool = False, on_step: StepCallbac
 
 def _skip(run: PipelineRun, message: str) -> PipelineResult:
     logger.warning("pipeline run #%s (%s) skipped: %s", run.pk, run.trigger, message)
+    pipeline_runs.labels(status=RunStatus.SKIPPED, trigger=run.trigger).inc()
     now = timezone.now()
     PipelineRun.objects.filter(pk=run.pk).update(
         status=RunStatus.SKIPPED, error=f"skipped: {message}", started_at=now, finished_at=now
@@ -288,6 +290,7 @@ def _execute(
                     finish(sr, RunStatus.SUCCEEDED, counts=counts)
             finally:
                 progress.close()
+                pipeline_step_seconds.labels(step=name).observe(sr.duration_seconds or 0.0)
 
     errors = [f"step {n} failed" for n in failed]
     if timed_out:
@@ -308,6 +311,7 @@ def _execute(
         "continue_on_failure": run.continue_on_failure,
     }
     run.save(update_fields=["status", "error", "finished_at", "summary"])
+    pipeline_runs.labels(status=status, trigger=run.trigger).inc()
     logger.info("pipeline run #%s %s in %.1fs", run.pk, status, clock() - started)
     return _result(run)
 

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 
 from etl.errors import DomainError
 from etl.inference import KNOWN_ETFS, Inference, canonical_market, infer_symbol, normalize_ticker
+from etl.metrics import candles_linked, symbols_created
 from etl.models import AssetClass, Market, Symbol, SymbolSource
 from etl.progress import ProgressReporter
 
@@ -306,6 +307,8 @@ def symbols_sync(
         batch = pairs[start : start + batch_size]
         c, u, n = _write_batch(batch, fill_existing=not skip_existing)
         created, updated, linked, batches = created + c, updated + u, linked + n, batches + 1
+        symbols_created.inc(c)
+        candles_linked.inc(n)
         if progress is not None:
             progress.advance(sum(p.candles for p in batch))
     return result(
