@@ -56,3 +56,20 @@ def pipeline_locked(db):
     other.execute("SELECT pg_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
     yield other
     other.close()
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """A copy of the step registry that a test may add to; restored afterwards."""
+    from etl import pipeline
+
+    monkeypatch.setattr(pipeline, "_REGISTRY", dict(pipeline._REGISTRY))
+    return pipeline
+
+
+@pytest.fixture
+def etl_steps_only(registry):
+    """Only the steps etl registers itself, whatever other apps are installed."""
+    for name in [n for n in registry._REGISTRY if n not in ("bootstrap", "sync", "validate")]:
+        del registry._REGISTRY[name]
+    return registry

@@ -7,25 +7,18 @@ import time
 import pytest
 from django.db import connections
 
-from etl import pipeline, services
+from etl import services
 from etl.errors import ConflictError, DomainError
 from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def registry(monkeypatch):
-    """The real registry (bootstrap, sync, validate, ...) plus steps a test adds, restored afterwards."""
-    monkeypatch.setattr(pipeline, "_REGISTRY", dict(pipeline._REGISTRY))
-    return pipeline
-
-
 def boom(*, options, progress=None):
     raise RuntimeError("provider down")
 
 
-def test_default_run_executes_registered_steps_in_order_and_records_them(reference_data, make_candles):
+def test_default_run_executes_registered_steps_in_order_and_records_them(etl_steps_only, reference_data, make_candles):
     make_candles([("BTCUSDT", "BINANCE"), ("THYAO", "BIST")])
     seen = []
     result = services.pipeline_run(requested_by="alice", on_step=lambda sr: seen.append((sr.name, sr.status)))
@@ -71,7 +64,8 @@ def test_failing_step_without_continue_skips_the_rest(registry, reference_data):
     assert result.steps[2].error == "not run: step correct failed"
 
 
-def test_unregistered_and_optionless_steps_are_skipped(registry, reference_data):
+def test_unregistered_and_optionless_steps_are_skipped(etl_steps_only, reference_data):
+    registry = etl_steps_only
     registry.register_step("import", order=20, run=boom)  # would fail if it ran
     result = services.pipeline_run(steps=["import", "enrich", "sync"])
     by_name = {s.name: s for s in result.steps}

@@ -65,7 +65,8 @@ def test_sync_symbols_async_queues_a_task(staff, reference_data):
     assert enqueue.call_args.kwargs["venues"] == ["BIST"]
 
 
-def test_execute_full_pipeline_with_seed_switches_and_history(staff, reference_data, make_candles):
+def test_execute_full_pipeline_with_seed_switches_and_history(staff, etl_steps_only, reference_data, make_candles):
+    etl_steps_only.register_step("enrich", order=50, run=lambda *, options, progress=None: {"enriched": 0})
     make_candles([("ETHUSDT", "BINANCE")])
     body = {
         "executeSymbolSync": True,
@@ -79,14 +80,13 @@ def test_execute_full_pipeline_with_seed_switches_and_history(staff, reference_d
     assert r.status_code == 200, r.content
     data = r.json()
     statuses = {s["name"]: s["status"] for s in data["steps"]}
-    assert statuses["bootstrap"] == statuses["sync"] == statuses["validate"] == "succeeded"
-    assert statuses["enrich"] in ("succeeded", "skipped")  # skipped until the enrichment app registers it
+    assert statuses == {"bootstrap": "succeeded", "sync": "succeeded", "enrich": "succeeded", "validate": "succeeded"}
     run = PipelineRun.objects.get(pk=data["run_id"])
     assert (run.trigger, run.max_seconds, run.continue_on_failure) == ("api", 7200, True)
     assert run.requested_by.startswith("user")
     history = staff.get("/api/etl/execution-history").json()
     assert history["count"] == 1
-    assert [s["name"] for s in history["results"][0]["steps"]][:2] == ["bootstrap", "sync"]
+    assert [s["name"] for s in history["results"][0]["steps"]] == ["bootstrap", "sync", "enrich", "validate"]
     detail = staff.get(f"/api/etl/execution-history/{run.pk}").json()
     assert detail["status"] == data["status"]
     assert staff.get("/api/etl/execution-history?status=failed").json()["count"] == 0

@@ -6,7 +6,6 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from etl import pipeline
 from etl.models import DataCorrection, Market, PipelineRun, Symbol
 
 pytestmark = pytest.mark.django_db
@@ -40,13 +39,11 @@ def test_run_pipeline_prints_progress_per_step_and_records(reference_data, make_
     assert (run_.trigger, run_.max_seconds, run_.steps_requested) == ("command", 300, ["sync", "validate"])
 
 
-def test_run_pipeline_json_keeps_stdout_clean_and_fails_nonzero(monkeypatch, reference_data):
-    monkeypatch.setattr(pipeline, "_REGISTRY", dict(pipeline._REGISTRY))
-
+def test_run_pipeline_json_keeps_stdout_clean_and_fails_nonzero(registry, reference_data):
     def boom(*, options, progress=None):
         raise ValueError("bad row")
 
-    pipeline.register_step("correct", order=40, run=boom)
+    registry.register_step("correct", order=40, run=boom)
     out, err = StringIO(), StringIO()
     with pytest.raises(CommandError):
         call_command(
