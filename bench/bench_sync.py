@@ -4,9 +4,10 @@ same work (`INSERT … SELECT DISTINCT … ON CONFLICT` + `UPDATE … FROM`).
 1,000,000 candles carrying 50,000 (ticker, market) pairs with no symbol, over
 BINANCE, BIST, NASDAQ and NYSE. Runs in a scratch database
 (<your database>_bench_sync) created and dropped by the script. Rounds
-alternate which side goes first; the best time of each side is compared.
+alternate which side goes first; the best time of each side is compared
+(the machine is shared, so single runs vary a lot).
 
-    .venv/bin/python bench/bench_sync.py [--candles 1000000] [--pairs 50000] [--rounds 2]
+    .venv/bin/python bench/bench_sync.py [--candles 1000000] [--pairs 50000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def reset() -> None:
     execute("UPDATE market_data SET symbol_id = NULL WHERE symbol_id IS NOT NULL")
     execute("DELETE FROM symbols")
     vacuum()
+    # Start each timed run from a fresh checkpoint, so neither side pays for the other's WAL.
+    execute("CHECKPOINT")
 
 
 def run_ours() -> tuple[float, int, int]:
@@ -113,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candles", type=int, default=1_000_000)
     parser.add_argument("--pairs", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     bars = max(1, args.candles // args.pairs)
 
