@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from uuid import uuid4
 
 from django.db import connection, transaction
 
 from etl.errors import DomainError
 from etl.inference import KNOWN_ETFS, Inference, canonical_market, infer_symbol, normalize_ticker
 from etl.metrics import candles_linked, symbols_created
-from etl.models import AssetClass, Market, Symbol, SymbolSource
+from etl.models import AssetClass, DataCorrection, Market, Symbol, SymbolSource
 from etl.progress import ProgressReporter
+from etl.selectors import integrity_status
 
 # Serialises the write phase of concurrent syncs, batch by batch
 # (pg_advisory_xact_lock key). Uniqueness does not depend on it — ON CONFLICT
@@ -415,10 +417,6 @@ def symbols_validate_cleanup(
     without a symbol. With `fix`, repair the kinds named in `fixes` (default
     `IssueCode.DEFAULT_FIXES`) and record every change in `data_corrections`.
     `symbol_ids` limits the symbol checks to those symbols."""
-    from uuid import uuid4
-
-    from etl.models import DataCorrection
-
     wanted = set(fixes if fixes is not None else IssueCode.DEFAULT_FIXES) if fix else set()
     unknown = wanted - set(IssueCode.ALL)
     if unknown:
@@ -556,7 +554,16 @@ def _unlinked_pairs() -> set[tuple[str, str]]:
         return set(cur.fetchall())
 
 
-def _deactivate(cur, rows, code: str, message: str, wanted: set[str], issues: list, record) -> None:
+def _deactivate(
+    cur,
+    rows: list[tuple[int, str, str]],
+    code: str,
+    message: str,
+    wanted: set[str],
+    issues: list[SymbolIssue],
+    record: Callable[..., None],
+) -> None:
+    """Report each row as an issue; deactivate them all at once when this kind is to be fixed."""
     do = code in wanted
     for symbol_id, ticker, market in rows:
         issues.append(SymbolIssue(code, message.format(market=market), ticker, market, symbol_id, 1, do))
@@ -574,8 +581,6 @@ def _deactivate(cur, rows, code: str, message: str, wanted: set[str], issues: li
 def symbols_validate_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
     """Pipeline step "validate": report symbol problems (fix them when the
     pipeline option `clean_symbols` is set) and the data-integrity status."""
-    from etl.selectors import integrity_status
-
     result = symbols_validate_cleanup(
         fix=bool(options.get("clean_symbols", False)), requested_by=options.get("requested_by", "pipeline")
     )
