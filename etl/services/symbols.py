@@ -31,6 +31,7 @@ from etl.selectors import integrity_status
 # deadlock, and a waiting sync finds the work done instead.
 SYNC_LOCK_KEY = 72_030
 UNRESOLVED_LISTED = 100
+ANALYZE_AFTER = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,7 @@ WHERE md.ticker = v.raw_ticker AND md.market = v.raw_market AND {condition}
 """
 
 
-def _write_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, int, int]:
+def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, int]:
     values = [
         [p.inference.ticker for p in batch],
         [p.market_id for p in batch],
@@ -221,15 +222,6 @@ def _write_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, i
         [p.inference.quote_currency for p in batch],
         [p.inference.confidence for p in batch],
     ]
-    link = [
-        [p.raw_ticker for p in batch],
-        [p.raw_market for p in batch],
-        [p.inference.ticker for p in batch],
-        [p.market_id for p in batch],
-    ]
-    # With skip_existing the candles are the unlinked ones; otherwise also
-    # relink candles that point at another symbol than their pair's.
-    condition = "md.symbol_id IS DISTINCT FROM s.id" if fill_existing else "md.symbol_id IS NULL"
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
         cur.execute(_INSERT_SQL, [SymbolSource.DISCOVERED, *values])
@@ -238,9 +230,23 @@ def _write_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, i
         if fill_existing:
             cur.execute(_FILL_SQL, values)
             updated = cur.rowcount
+    return created, updated
+
+
+def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
+    link = [
+        [p.raw_ticker for p in batch],
+        [p.raw_market for p in batch],
+        [p.inference.ticker for p in batch],
+        [p.market_id for p in batch],
+    ]
+    # With skip_existing the candles are the unlinked ones; otherwise also
+    # relink candles that point at another symbol than their pair's.
+    condition = "md.symbol_id IS DISTINCT FROM s.id" if relink else "md.symbol_id IS NULL"
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
         cur.execute(_LINK_SQL.format(condition=condition), link)
-        linked = cur.rowcount
-    return created, updated, linked
+        return cur.rowcount
 
 
 def candles_without_symbol_count() -> int:
@@ -264,10 +270,11 @@ def symbols_sync(
     none and link every candle to its symbol. Each batch of `batch_size` pairs
     commits on its own; the run stops between batches after `max_seconds`.
 
+    Every missing symbol is created first, then the candles are linked.
     `skip_existing=False` also re-reads pairs whose candles are already
     linked: it fills empty inferred fields of their symbols and relinks
     candles that point elsewhere. `dry_run` lists what would be created and
-    writes nothing."""
+    writes nothing. `batches` counts the link batches done."""
     if batch_size < 1:
         raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
     started = clock()
@@ -300,16 +307,34 @@ def symbols_sync(
 
     if progress is not None:
         progress.set_total(sum(p.candles for p in pairs))
-    created = updated = linked = batches = 0
+    batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+    created = updated = linked = done = 0
     timed_out = False
-    for start in range(0, len(pairs), batch_size):
-        if max_seconds is not None and clock() - started >= max_seconds:
+
+    def out_of_time() -> bool:
+        return max_seconds is not None and clock() - started >= max_seconds
+
+    # Phase 1: every missing symbol, before any candle points at one.
+    for batch in batches:
+        if out_of_time():
             timed_out = True
             break
-        batch = pairs[start : start + batch_size]
-        c, u, n = _write_batch(batch, fill_existing=not skip_existing)
-        created, updated, linked, batches = created + c, updated + u, linked + n, batches + 1
-        symbols_created.inc(c)
+        c, u = _insert_batch(batch, fill_existing=not skip_existing)
+        created, updated = created + c, updated + u
+    symbols_created.inc(created)
+    if created > ANALYZE_AFTER:
+        # The link phase's deferred foreign-key checks look symbols up by id
+        # with a plan cached from the table's statistics; planned on stale
+        # "symbols is tiny" figures they scan it once per candle.
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE symbols")
+    # Phase 2: link candles, one batch of pairs per transaction.
+    for batch in batches if not timed_out else []:
+        if out_of_time():
+            timed_out = True
+            break
+        n = _link_batch(batch, relink=not skip_existing)
+        linked, done = linked + n, done + 1
         candles_linked.inc(n)
         if progress is not None:
             progress.advance(sum(p.candles for p in batch))
@@ -319,7 +344,7 @@ def symbols_sync(
         symbols_updated=updated,
         candles_linked=linked,
         candles_without_symbol=candles_without_symbol_count(),
-        batches=batches,
+        batches=done,
         timed_out=timed_out,
     )
 

@@ -119,14 +119,16 @@ def test_market_missing_from_reference_data_is_unresolved(db, make_candles):
 
 def test_max_processing_time_stops_between_batches(reference_data, make_candles):
     make_candles([(f"T{i:03d}", "NASDAQ") for i in range(10)], bars=1)
+    # One tick per clock reading: start 0, four insert batches at 1-4, link batches from 5.
     ticks = iter(range(100))
-    result = services.symbols_sync(batch_size=3, max_seconds=2, clock=lambda: next(ticks))
+    result = services.symbols_sync(batch_size=3, max_seconds=6, clock=lambda: next(ticks))
     assert result.timed_out
-    assert result.batches == 1
-    assert result.symbols_created == 3
+    assert (result.symbols_created, result.batches, result.candles_linked) == (10, 1, 3)
     rest = services.symbols_sync(batch_size=3)
-    assert rest.symbols_created == 7
-    assert rest.candles_without_symbol == 0
+    assert (rest.symbols_created, rest.candles_linked, rest.candles_without_symbol) == (0, 7, 0)
+    ticks = iter(range(100))
+    early = services.symbols_sync(batch_size=3, max_seconds=2, clock=lambda: next(ticks))
+    assert (early.timed_out, early.batches) == (False, 0)  # nothing left to do
 
 
 def test_batch_size_must_be_positive(reference_data):
