@@ -166,3 +166,13 @@ def test_two_concurrent_syncs_create_each_symbol_once(make_candles):
         cur.execute("SELECT count(*) FROM (SELECT ticker, market_id FROM symbols GROUP BY 1, 2 HAVING count(*) > 1) d")
         assert cur.fetchone()[0] == 0
     assert services.candles_without_symbol_count() == 0
+
+
+def test_large_sync_refreshes_symbol_statistics_before_linking(reference_data, make_candles):
+    """The deferred FK checks of the link phase are planned from these figures."""
+    make_candles([(f"Q{i:04d}", "NASDAQ") for i in range(1100)], bars=1)
+    result = services.symbols_sync(batch_size=500)
+    assert (result.symbols_created, result.batches, result.candles_without_symbol) == (1100, 3, 0)
+    with connection.cursor() as cur:
+        cur.execute("SELECT reltuples FROM pg_class WHERE relname = 'symbols'")
+        assert cur.fetchone()[0] >= 1100
