@@ -51,8 +51,9 @@ def pipeline_locked(db):
 
     from etl.services.pipeline import PIPELINE_LOCK_KEY
 
-    s = connection.settings_dict
-    other = psycopg.connect(host=s["HOST"], port=s["PORT"] or 5432, user=s["USER"], dbname=s["NAME"])
+    # The backend's own parameters, so this also works against the embedded server.
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")})
     other.execute("SELECT pg_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
     yield other
     other.close()
