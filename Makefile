@@ -33,7 +33,8 @@ demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
 	$(MANAGE) generate_sample_data $(SAMPLE_DIR)
-	$(MANAGE) import_market_data $(SAMPLE_DIR)
+	$(MANAGE) run_pipeline --continue-on-failure --path $(SAMPLE_DIR)
+	$(MANAGE) integrity_status
 
 demo: demo-setup
 	@echo
@@ -71,6 +72,7 @@ bench: install
 	$(PYTHON) bench/bench_features.py
 	$(PYTHON) bench/bench_corrections.py
 	$(PYTHON) bench/bench_import.py
+	$(PYTHON) bench/bench_sync.py
 
 # Stop the embedded server (it stops by itself when its last process exits
 # normally; a process killed by a signal leaves it running for the next one).

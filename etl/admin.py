@@ -210,3 +210,275 @@ class DeadLetterAdmin(admin.ModelAdmin):
 def message_domain_error(modeladmin: admin.ModelAdmin, request: HttpRequest, exc: DomainError) -> None:
     """How every admin action shows a refused request."""
     modeladmin.message_user(request, exc.message, messages.ERROR)
+
+
+# ---------------------------------------------------------------------------
+# Pipeline runs, symbol sync and symbol clean-up
+
+
+from django.utils.html import format_html, format_html_join  # noqa: E402
+
+from etl import selectors  # noqa: E402
+from etl.models import PipelineRun, PipelineStepRun, RunStatus  # noqa: E402
+from etl.pipeline import registered_steps  # noqa: E402
+
+STATUS_COLOURS = {
+    RunStatus.SUCCEEDED: "#2e7d32",
+    RunStatus.FAILED: "#c62828",
+    RunStatus.RUNNING: "#1565c0",
+    RunStatus.QUEUED: "#757575",
+    RunStatus.SKIPPED: "#9e9e9e",
+    RunStatus.CANCELLED: "#ef6c00",
+}
+
+
+def _chip(name: str, status: str):
+    colour = STATUS_COLOURS.get(status, "#757575")
+    return format_html(
+        '<span title="{}" style="background:{};color:#fff;padding:1px 6px;border-radius:8px;margin-right:2px">'
+        "{}</span>",
+        status,
+        colour,
+        name,
+    )
+
+
+class PipelineStepRunInline(admin.TabularInline):
+    model = PipelineStepRun
+    extra = 0
+    can_delete = False
+    fields = ("order", "name", "status", "started_at", "finished_at", "duration", "counts", "error")
+    readonly_fields = fields
+
+    @admin.display(description="seconds")
+    def duration(self, obj: PipelineStepRun):
+        return None if obj.duration_seconds is None else round(obj.duration_seconds, 2)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "status", "trigger", "requested_by", "started_at", "duration", "steps", "short_error")
+    list_filter = ("status", "trigger")
+    search_fields = ("requested_by", "error")
+    date_hierarchy = "created_at"
+    fields = (
+        "status",
+        "trigger",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+        "steps_requested",
+        "options",
+        "continue_on_failure",
+        "max_seconds",
+        "cancel_requested",
+        "error",
+        "summary",
+        "timeline",
+    )
+    readonly_fields = fields
+    inlines = [PipelineStepRunInline]
+    change_list_template = "admin/etl/pipelinerun/change_list.html"
+    actions = ["cancel_runs", "run_again"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("step_runs")
+
+    @admin.display(description="seconds")
+    def duration(self, obj: PipelineRun):
+        return None if obj.duration_seconds is None else round(obj.duration_seconds, 1)
+
+    @admin.display(description="steps")
+    def steps(self, obj: PipelineRun):
+        return format_html_join("", "{}", ((_chip(s.name, s.status),) for s in obj.step_runs.all()))
+
+    @admin.display(description="error")
+    def short_error(self, obj: PipelineRun) -> str:
+        return obj.error[:120]
+
+    @admin.display(description="timeline")
+    def timeline(self, obj: PipelineRun):
+        """One bar per step, placed and sized by when it ran within the run."""
+        steps = list(obj.step_runs.all())
+        if not obj.started_at or not steps:
+            return "-"
+        end = obj.finished_at or max((s.finished_at or obj.started_at) for s in steps)
+        total = max((end - obj.started_at).total_seconds(), 1e-6)
+        rows = []
+        for s in steps:
+            start = ((s.started_at or obj.started_at) - obj.started_at).total_seconds()
+            length = (s.duration_seconds or 0.0) if s.started_at else 0.0
+            left, width = 100 * start / total, max(100 * length / total, 0.5)
+            rows.append((s.name, s.status, f"{left:.2f}", f"{width:.2f}", STATUS_COLOURS.get(s.status, "#757575"),
+                         f"{length:.2f}s"))  # fmt: skip
+        return format_html(
+            '<div style="min-width:480px">{}</div>',
+            format_html_join(
+                "",
+                '<div style="display:flex;align-items:center;margin:2px 0"><span style="width:90px">{}</span>'
+                '<span style="flex:1;position:relative;height:14px;background:#eee">'
+                '<span title="{}" style="position:absolute;left:{}%;width:{}%;height:14px;background:{}"></span>'
+                '</span><span style="width:70px;text-align:right">{}</span></div>',
+                rows,
+            ),
+        )
+
+    def has_run_permission(self, request) -> bool:
+        return request.user.has_perm("etl.run_pipeline")
+
+    @admin.action(description="Cancel selected runs", permissions=["run"])
+    def cancel_runs(self, request, queryset):
+        n = sum(services.pipeline_cancel(run=run) for run in queryset)
+        self.message_user(request, f"Asked {n} run(s) to stop.", messages.SUCCESS)
+
+    @admin.action(description="Run again with the same steps and options (background)", permissions=["run"])
+    def run_again(self, request, queryset):
+        for run in queryset[:1]:
+            try:
+                new = services.pipeline_queue(
+                    steps=run.steps_requested or None,
+                    options=run.options,
+                    continue_on_failure=run.continue_on_failure,
+                    max_seconds=run.max_seconds,
+                    trigger="admin",
+                    requested_by=request.user.get_username(),
+                )
+            except DomainError as exc:
+                message_domain_error(self, request, exc)
+                return
+            self.message_user(request, f"Queued pipeline run #{new.pk}.", messages.SUCCESS)
+
+    def get_urls(self):
+        extra = [
+            path("run/", self.admin_site.admin_view(self.run_view), name="etl_pipeline_run"),
+            path("sync-symbols/", self.admin_site.admin_view(self.sync_view), name="etl_symbols_sync"),
+        ]
+        return extra + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "integrity": selectors.integrity_status()}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def run_view(self, request: HttpRequest):
+        """Choose steps and options, then run now or queue (the same services as the API and command)."""
+        changelist = reverse("admin:etl_pipelinerun_changelist")
+        if not request.user.has_perm("etl.run_pipeline"):
+            self.message_user(request, "You need the 'run the ETL pipeline' permission.", messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        if request.method == "POST":
+            p = request.POST
+            try:
+                minutes = float(p["max_minutes"]) if p.get("max_minutes") else None
+            except ValueError:
+                self.message_user(request, "Maximum minutes must be a number.", messages.ERROR)
+                return HttpResponseRedirect(request.path)
+            kwargs = {
+                "steps": p.getlist("steps") or None,
+                "options": {"path": p["path"]} if p.get("path") else {},
+                "continue_on_failure": p.get("continue_on_failure") == "on",
+                "max_seconds": round(minutes * 60) if minutes else None,
+                "trigger": "admin",
+                "requested_by": request.user.get_username(),
+            }
+            try:
+                if p.get("background") == "on":
+                    run = services.pipeline_queue(**kwargs)
+                    self.message_user(request, f"Queued pipeline run #{run.pk}.", messages.SUCCESS)
+                    return HttpResponseRedirect(changelist)
+                result = services.pipeline_run(**kwargs)
+            except DomainError as exc:
+                message_domain_error(self, request, exc)
+                return HttpResponseRedirect(changelist)
+            level = messages.SUCCESS if result.ok else messages.WARNING
+            self.message_user(request, f"Pipeline run #{result.run_id}: {result.status}. {result.error}".strip(), level)
+            return HttpResponseRedirect(reverse("admin:etl_pipelinerun_change", args=[result.run_id]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Run the ETL pipeline",
+            "steps": registered_steps(),
+            "running": services.pipeline_in_progress(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/etl/pipeline_run_form.html", context)
+
+    def sync_view(self, request: HttpRequest):
+        """Symbol sync: a dry run shows the plan; a real run reports its counts."""
+        changelist = reverse("admin:etl_pipelinerun_changelist")
+        if not request.user.has_perm("etl.sync_symbols"):
+            self.message_user(request, "You need the 'synchronise symbols' permission.", messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Synchronise symbols",
+            "status": selectors.symbol_sync_status(),
+            "opts": self.model._meta,
+        }
+        if request.method == "POST":
+            p = request.POST
+            result = services.symbols_sync(
+                venues=[v for v in p.getlist("venues") if v] or None,
+                asset_classes=[c for c in p.getlist("asset_classes") if c] or None,
+                dry_run=p.get("dry_run") == "on",
+            )
+            if result.dry_run:
+                return TemplateResponse(request, "admin/etl/symbols_sync.html", {**context, "result": result})
+            self.message_user(
+                request,
+                f"Symbol sync: {result.symbols_created} created, {result.candles_linked} candles linked, "
+                f"{result.candles_without_symbol} still without a symbol, "
+                f"{result.unresolved_count} pair(s) unresolved.",
+                messages.SUCCESS if result.candles_without_symbol == 0 else messages.WARNING,
+            )
+            return HttpResponseRedirect(changelist)
+        return TemplateResponse(request, "admin/etl/symbols_sync.html", context)
+
+
+admin.site.unregister(Symbol)
+
+
+@admin.register(Symbol)
+class SymbolCleanupAdmin(SymbolAdmin):
+    """The symbol admin plus validate / clean actions on the selected symbols."""
+
+    actions = ["validate_symbols", "clean_symbols"]
+
+    def has_clean_permission(self, request) -> bool:
+        return request.user.has_perm("etl.clean_symbols")
+
+    @admin.action(description="Validate selected symbols")
+    def validate_symbols(self, request, queryset):
+        report = services.symbols_validate_cleanup(symbol_ids=list(queryset.values_list("pk", flat=True)))
+        if not report.issues:
+            self.message_user(request, "No problems found in the selected symbols.", messages.SUCCESS)
+        for issue in report.issues:
+            self.message_user(request, f"{issue.code}: {issue.ticker}@{issue.market} {issue.message}", messages.WARNING)
+
+    @admin.action(description="Clean selected symbols (trim, merge case variants, deactivate)", permissions=["clean"])
+    def clean_symbols(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        fixes = [c for c in services.IssueCode.ALL if c != services.IssueCode.UNLINKED_CANDLES]
+        if request.POST.get("confirm") != "yes":
+            report = services.symbols_validate_cleanup(symbol_ids=ids)
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Clean symbols",
+                "report": report,
+                "ids": ids,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/etl/symbols_clean_confirm.html", context)
+        result = services.symbols_validate_cleanup(
+            fix=True, fixes=fixes, symbol_ids=ids, requested_by=request.user.get_username()
+        )
+        fixed = sum(result.fixed.values())
+        self.message_user(
+            request,
+            f"Fixed {fixed} problem(s); {result.corrections_recorded} change(s) recorded in the audit trail.",
+            messages.SUCCESS,
+        )

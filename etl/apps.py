@@ -33,3 +33,15 @@ class EtlConfig(AppConfig):
         metrics.register_collectors()
         retention.register_pruner("task_results", retention_services.prune_task_results)
         retention.register_pruner("dead_letters_resolved", retention_services.prune_resolved_dead_letters)
+        pipeline.register_step(
+            "sync",
+            order=30,
+            run=services.symbols_sync_step,
+            description="Create a symbol for every (ticker, market) in market_data and link every candle.",
+        )
+        pipeline.register_step(
+            "validate",
+            order=70,
+            run=services.symbols_validate_step,
+            description="Check symbols (clean them with option clean_symbols) and report data integrity.",
+        )

@@ -12,12 +12,19 @@ import logging
 
 from django.apps import apps
 from django.db import connection
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 log = logging.getLogger(__name__)
 
 bootstrap_runs = Counter("etl_bootstrap_runs_total", "Reference-data bootstrap runs", ["result"])
+
+pipeline_runs = Counter("etl_pipeline_runs_total", "Pipeline runs by final status", ["status", "trigger"])
+pipeline_step_seconds = Histogram(
+    "etl_pipeline_step_seconds", "Pipeline step duration", ["step"], buckets=(1, 5, 30, 60, 300, 900, 3600, 14400)
+)
+symbols_created = Counter("etl_symbols_created_total", "Symbols created by symbol sync")
+candles_linked = Counter("etl_candles_linked_total", "Candles linked to their symbol by symbol sync")
 
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200)
 TERMINAL = ("succeeded", "failed", "cancelled", "skipped")
@@ -44,15 +51,16 @@ class RunCollector:
             for model in apps.get_models():
                 if not issubclass(model, RunRecord):
                     continue
-                kind, table = run_kind(model), model._meta.db_table
+                # Table names come from our own models, never from input.
+                kind, table = run_kind(model), connection.ops.quote_name(model._meta.db_table)
                 with connection.cursor() as cur:
-                    cur.execute(f"SELECT status, count(*) FROM {connection.ops.quote_name(table)} GROUP BY status")  # noqa: S608
+                    cur.execute(f"SELECT status, count(*) FROM {table} GROUP BY status")  # noqa: S608
                     for status, n in cur.fetchall():
                         runs.add_metric([kind, status], n)
                     buckets = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in DURATION_BUCKETS)
                     cur.execute(
                         f"SELECT {buckets}, count(*), coalesce(sum(d), 0) FROM ("  # noqa: S608
-                        f" SELECT extract(epoch FROM finished_at - started_at) AS d FROM {connection.ops.quote_name(table)}"
+                        f" SELECT extract(epoch FROM finished_at - started_at) AS d FROM {table}"
                         f" WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) t"
                     )
                     *counts, total, total_sum = cur.fetchone()

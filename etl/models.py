@@ -362,3 +362,61 @@ class RunRecord(models.Model):
         from django.utils import timezone
 
         return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+
+class PipelineTrigger(models.TextChoices):
+    API = "api"
+    ADMIN = "admin"
+    COMMAND = "command"
+    SCHEDULE = "schedule"
+    TASK = "task"
+
+
+class PipelineRun(RunRecord):
+    """One run of the orchestrator: the execution history operators read."""
+
+    trigger = models.CharField(max_length=16, choices=PipelineTrigger.choices, default=PipelineTrigger.COMMAND)
+    steps_requested = models.JSONField(default=list, blank=True, help_text="Empty: every default step")
+    options = models.JSONField(default=dict, blank=True)
+    continue_on_failure = models.BooleanField(default=False)
+    max_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum execution time")
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "pipeline_runs"
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("run_pipeline", "Can run the ETL pipeline"),
+            ("schedule_pipeline", "Can schedule the ETL pipeline"),
+            ("sync_symbols", "Can synchronise symbols"),
+            ("clean_symbols", "Can validate and clean symbols"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pipeline #{self.pk} {self.status}"
+
+
+class PipelineStepRun(models.Model):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="step_runs")
+    name = models.CharField(max_length=40)
+    order = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "pipeline_step_runs"
+        ordering = ["run", "order", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="uniq_step_run_name")]
+        indexes = [models.Index(fields=["name", "-finished_at"], name="step_run_name_finished")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not (self.started_at and self.finished_at):
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

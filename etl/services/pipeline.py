@@ -1,0 +1,403 @@
+"""The orchestrator: runs the registered pipeline steps in order and records
+every run and step as the execution history.
+
+Steps come from `etl.pipeline`'s registry (each app registers its own from
+`AppConfig.ready()`), so this module never imports another app. One
+pipeline runs at a time across every process and host: the run holds a
+PostgreSQL session advisory lock, which the server releases by itself if
+the process dies, so a crash never leaves the pipeline locked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from etl.errors import ConflictError, DomainError
+from etl.metrics import pipeline_runs, pipeline_step_seconds
+from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
+from etl.pipeline import PipelineStep, registered_steps
+from etl.progress import Cancelled, ProgressReporter
+
+logger = logging.getLogger("etl.pipeline")
+
+PIPELINE_LOCK_KEY = 72_100
+# Every step the design names, in its order; a named step that no installed
+# app has registered yet is recorded as skipped rather than refused.
+CANONICAL_STEPS = ("bootstrap", "import", "sync", "correct", "enrich", "features", "validate")
+# Options without which a step has nothing to do: it is skipped, not failed.
+REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {"import": ("path",)}
+
+StepCallback = Callable[[PipelineStepRun], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    name: str
+    status: str
+    duration_seconds: float | None
+    counts: dict[str, Any]
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineResult:
+    run_id: int
+    status: str
+    duration_seconds: float | None
+    error: str
+    steps: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == RunStatus.SUCCEEDED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _result(run: PipelineRun) -> PipelineResult:
+    steps = [
+        StepOutcome(s.name, s.status, s.duration_seconds, s.counts, s.error)
+        for s in run.step_runs.order_by("order", "id")
+    ]
+    return PipelineResult(run.pk, run.status, run.duration_seconds, run.error, steps)
+
+
+def pipeline_plan(steps: Sequence[str] | None = None) -> list[tuple[str, int, PipelineStep | None]]:
+    """(name, order, registered step or None) in run order. No names: every
+    registered default step. Unknown names are refused."""
+    registry = {s.name: s for s in registered_steps()}
+    if not steps:
+        return [(s.name, s.order, s) for s in registry.values() if s.default]
+    names = list(dict.fromkeys(n.strip().lower() for n in steps if n.strip()))
+    unknown = [n for n in names if n not in registry and n not in CANONICAL_STEPS]
+    if unknown:
+        known = sorted(set(registry) | set(CANONICAL_STEPS))
+        raise DomainError(f"unknown pipeline step(s) {unknown}; known steps: {known}", code="unknown_step")
+    plan = []
+    for n in names:
+        step = registry.get(n)
+        order = step.order if step else (CANONICAL_STEPS.index(n) + 1) * 10
+        plan.append((n, order, step))
+    return sorted(plan, key=lambda p: (p[1], p[0]))
+
+
+@contextmanager
+def _pipeline_lock() -> Iterator[bool]:
+    """Try the advisory lock on this connection; yield whether we hold it."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
+        acquired = cur.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", [PIPELINE_LOCK_KEY])
+
+
+def pipeline_in_progress() -> PipelineRun | None:
+    return PipelineRun.objects.filter(status=RunStatus.RUNNING).order_by("-started_at").first()
+
+
+def _busy_message() -> str:
+    current = pipeline_in_progress()
+    return f"pipeline run #{current.pk} is in progress" if current else "another pipeline run is in progress"
+
+
+def _validate(max_seconds: float | None) -> None:
+    if max_seconds is not None and max_seconds <= 0:
+        raise DomainError("maximum execution time must be positive", code="invalid_max_time")
+
+
+def pipeline_run(
+    *,
+    steps: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    continue_on_failure: bool = False,
+    max_seconds: int | None = None,
+    trigger: str = PipelineTrigger.COMMAND,
+    requested_by: str = "",
+    console: bool = False,
+    on_step: StepCallback | None = None,
+) -> PipelineResult:
+    """Run the pipeline now, in this process, and record it. Raises
+    `ConflictError` when another run holds the lock; a scheduled run is
+    recorded as skipped instead, and logged."""
+    _validate(max_seconds)
+    plan = pipeline_plan(steps)
+    fields = {
+        "trigger": trigger,
+        "requested_by": requested_by,
+        "steps_requested": [p[0] for p in plan] if steps else [],
+        "options": _jsonable(options or {}),
+        "continue_on_failure": continue_on_failure,
+        "max_seconds": max_seconds,
+    }
+    with _pipeline_lock() as acquired:
+        if not acquired:
+            message = _busy_message()
+            if trigger != PipelineTrigger.SCHEDULE:
+                raise ConflictError(f"{message}; try again when it has finished", code="pipeline_running")
+            return _skip(PipelineRun.objects.create(**fields), message)
+        run = PipelineRun.objects.create(**fields)
+        return _execute(run, plan, console=console, on_step=on_step)
+
+
+def pipeline_queue(
+    *,
+    steps: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    continue_on_failure: bool = False,
+    max_seconds: int | None = None,
+    trigger: str = PipelineTrigger.API,
+    requested_by: str = "",
+) -> PipelineRun:
+    """Record a queued run and hand it to the workers once committed.
+    Refused with `ConflictError` when a run is in progress now."""
+    _validate(max_seconds)
+    plan = pipeline_plan(steps)
+    with _pipeline_lock() as acquired:
+        if not acquired:
+            raise ConflictError(f"{_busy_message()}; try again when it has finished", code="pipeline_running")
+    run = PipelineRun.objects.create(
+        trigger=trigger,
+        requested_by=requested_by,
+        steps_requested=[p[0] for p in plan] if steps else [],
+        options=_jsonable(options or {}),
+        continue_on_failure=continue_on_failure,
+        max_seconds=max_seconds,
+    )
+    from django_q.tasks import async_task
+
+    transaction.on_commit(partial(async_task, "etl.tasks.pipeline_execute", run.pk, group="etl-pipeline"))
+    return run
+
+
+def pipeline_execute(*, run_id: int, console: bool = False, on_step: StepCallback | None = None) -> PipelineResult:
+    """Run a queued run (the worker's side of `pipeline_queue`). If another
+    run holds the lock, this one is recorded as skipped."""
+    run = PipelineRun.objects.get(pk=run_id)
+    if run.status != RunStatus.QUEUED:
+        # Delivered twice (django-q2 retries a task that outlives `retry`): already handled.
+        return _result(run)
+    with _pipeline_lock() as acquired:
+        if not acquired:
+            return _skip(run, _busy_message())
+        plan = pipeline_plan(run.steps_requested or None)
+        return _execute(run, plan, console=console, on_step=on_step)
+
+
+def _skip(run: PipelineRun, message: str) -> PipelineResult:
+    logger.warning("pipeline run #%s (%s) skipped: %s", run.pk, run.trigger, message)
+    pipeline_runs.labels(status=RunStatus.SKIPPED, trigger=run.trigger).inc()
+    now = timezone.now()
+    PipelineRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.SKIPPED, error=f"skipped: {message}", started_at=now, finished_at=now
+    )
+    run.refresh_from_db()
+    return _result(run)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _execute(
+    run: PipelineRun,
+    plan: list[tuple[str, int, PipelineStep | None]],
+    *,
+    console: bool,
+    on_step: StepCallback | None,
+    clock: Callable[[], float] = time.monotonic,
+) -> PipelineResult:
+    # We hold the lock, so a run still marked running was cut off (its process died).
+    PipelineRun.objects.filter(status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED, error="interrupted: its process ended before it finished", finished_at=timezone.now()
+    )
+    started = clock()
+    run.status, run.started_at = RunStatus.RUNNING, timezone.now()
+    run.save(update_fields=["status", "started_at"])
+    step_runs = PipelineStepRun.objects.bulk_create(
+        [PipelineStepRun(run=run, name=name, order=order) for name, order, _ in plan]
+    )
+    logger.info("pipeline run #%s started: %s", run.pk, [p[0] for p in plan])
+    failed: list[str] = []
+    timed_out = cancelled = False
+
+    def finish(sr: PipelineStepRun, status: str, *, error: str = "", counts: dict | None = None) -> None:
+        sr.status, sr.error, sr.finished_at = status, error, timezone.now()
+        sr.started_at = sr.started_at or sr.finished_at
+        if counts is not None:
+            sr.counts = counts
+        sr.save(update_fields=["status", "error", "finished_at", "started_at", "counts"])
+        if on_step:
+            on_step(sr)
+
+    for (name, _order, step), sr in zip(plan, step_runs, strict=True):
+        remaining = None if run.max_seconds is None else run.max_seconds - (clock() - started)
+        missing = [o for o in REQUIRED_OPTIONS.get(name, ()) if not run.options.get(o)]
+        if cancelled:
+            finish(sr, RunStatus.CANCELLED, error="the run was cancelled")
+        elif step is None:
+            finish(sr, RunStatus.SKIPPED, error="not available: no installed app registers this step")
+        elif missing:
+            finish(sr, RunStatus.SKIPPED, error=f"needs option(s) {missing}")
+        elif failed and not run.continue_on_failure:
+            finish(sr, RunStatus.SKIPPED, error=f"not run: step {failed[0]} failed")
+        elif remaining is not None and remaining <= 0:
+            timed_out = True
+            finish(sr, RunStatus.SKIPPED, error="not run: maximum execution time reached")
+        elif PipelineRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+            cancelled = True
+            finish(sr, RunStatus.CANCELLED, error="the run was cancelled")
+        else:
+            sr.status, sr.started_at = RunStatus.RUNNING, timezone.now()
+            sr.save(update_fields=["status", "started_at"])
+            if on_step:
+                on_step(sr)
+            options = {**run.options, "requested_by": run.requested_by or f"pipeline:{run.pk}"}
+            if remaining is not None:
+                options["max_seconds"] = remaining
+            progress = ProgressReporter(run, label=name, bar=console)
+            try:
+                counts = step.run(options=options, progress=progress)
+            except Cancelled as exc:
+                cancelled = True
+                finish(sr, RunStatus.CANCELLED, error=str(exc))
+            except Exception as exc:  # a failing step is recorded, never fatal to the history
+                logger.exception("pipeline run #%s: step %s failed", run.pk, name)
+                failed.append(name)
+                finish(sr, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
+            else:
+                counts = _jsonable(counts if isinstance(counts, dict) else {"result": counts})
+                skipped = counts.pop("skipped", None) if isinstance(counts, dict) else None
+                if skipped:
+                    finish(sr, RunStatus.SKIPPED, error=str(skipped), counts=counts)
+                else:
+                    finish(sr, RunStatus.SUCCEEDED, counts=counts)
+            finally:
+                progress.close()
+                pipeline_step_seconds.labels(step=name).observe(sr.duration_seconds or 0.0)
+
+    errors = [f"step {n} failed" for n in failed]
+    if timed_out:
+        errors.append(f"maximum execution time ({run.max_seconds}s) reached")
+    if cancelled:
+        status = RunStatus.CANCELLED
+    elif errors:
+        status = RunStatus.FAILED
+    else:
+        status = RunStatus.SUCCEEDED
+    step_status = {sr.name: sr.status for sr in step_runs}
+    run.status, run.error, run.finished_at = status, "; ".join(errors), timezone.now()
+    run.summary = {
+        "steps": step_status,
+        "failed": failed,
+        "skipped": [n for n, s in step_status.items() if s == RunStatus.SKIPPED],
+        "timed_out": timed_out,
+        "continue_on_failure": run.continue_on_failure,
+    }
+    run.save(update_fields=["status", "error", "finished_at", "summary"])
+    pipeline_runs.labels(status=status, trigger=run.trigger).inc()
+    logger.info("pipeline run #%s %s in %.1fs", run.pk, status, clock() - started)
+    return _result(run)
+
+
+def pipeline_cancel(*, run: PipelineRun) -> bool:
+    """Ask a queued or running run to stop between batches/steps."""
+    return bool(
+        PipelineRun.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+            cancel_requested=True
+        )
+    )
+
+
+# ---------------------------------------------------------------------------
+# Recurring runs (a django-q2 schedule)
+
+
+def next_occurrence(cron: str, tz: str, *, after: datetime | None = None) -> datetime:
+    """The next time the cron expression fires in zone `tz`, in UTC."""
+    from croniter import croniter
+
+    zone = ZoneInfo(tz)
+    base = (after or timezone.now()).astimezone(zone)
+    return croniter(cron, base).get_next(datetime).astimezone(ZoneInfo("UTC"))
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleResult:
+    schedule_id: int
+    name: str
+    cron: str
+    timezone: str
+    next_run: datetime
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pipeline_schedule(
+    *,
+    cron: str,
+    tz: str = "UTC",
+    name: str = "",
+    steps: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    continue_on_failure: bool = True,
+    max_seconds: int | None = None,
+) -> ScheduleResult:
+    """Create (or, same name, replace) a django-q2 schedule that runs the
+    pipeline at the cron expression's times in zone `tz`.
+
+    django-q2 evaluates cron in the server's zone (UTC); the scheduled task
+    re-aims the schedule's next run in `tz` each time it fires, so a
+    02:00 Europe/Istanbul run stays at 02:00 local across DST changes."""
+    from croniter import croniter
+    from django_q.models import Schedule
+
+    if not croniter.is_valid(cron):
+        raise DomainError(f"cron: {cron!r} is not a valid cron expression", code="invalid_cron")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DomainError(f"timezone: {tz!r} is not an IANA time zone", code="invalid_timezone") from None
+    _validate(max_seconds)
+    plan = pipeline_plan(steps)
+    name = name or f"pipeline {cron} {tz}"
+    kwargs = {
+        "schedule_name": name,
+        "cron": cron,
+        "tz": tz,
+        "steps": [p[0] for p in plan] if steps else None,
+        "options": _jsonable(options or {}),
+        "continue_on_failure": continue_on_failure,
+        "max_seconds": max_seconds,
+    }
+    next_run = next_occurrence(cron, tz)
+    schedule, created = Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": "etl.tasks.pipeline_scheduled",
+            "schedule_type": Schedule.CRON,
+            "cron": cron,
+            "kwargs": repr(kwargs),
+            "repeats": -1,
+            "next_run": next_run,
+        },
+    )
+    return ScheduleResult(schedule.pk, name, cron, tz, next_run, created)

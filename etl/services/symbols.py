@@ -1,0 +1,619 @@
+"""Symbol synchronisation: every (ticker, market) in `market_data` gets a
+symbol, and every candle gets linked to it.
+
+The work is set-based. One GROUP BY finds the distinct unlinked pairs; the
+pure `etl.inference` module reads each *pair* (tens of thousands at most,
+never each candle); then, batch by batch, one `INSERT … SELECT DISTINCT ON …
+ON CONFLICT DO NOTHING` creates the missing symbols and one `UPDATE
+market_data … FROM symbols` links the candles.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from uuid import uuid4
+
+from django.db import connection, transaction
+
+from etl.errors import DomainError
+from etl.inference import KNOWN_ETFS, Inference, canonical_market, infer_symbol, normalize_ticker
+from etl.metrics import candles_linked, symbols_created
+from etl.models import AssetClass, DataCorrection, Market, Symbol, SymbolSource
+from etl.progress import ProgressReporter
+from etl.selectors import integrity_status
+
+# Serialises the write phase of concurrent syncs, batch by batch
+# (pg_advisory_xact_lock key). Uniqueness does not depend on it — ON CONFLICT
+# does that — but two UPDATEs over the same candles in different orders could
+# deadlock, and a waiting sync finds the work done instead.
+SYNC_LOCK_KEY = 72_030
+UNRESOLVED_LISTED = 100
+ANALYZE_AFTER = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlanEntry:
+    """One symbol the sync creates (or, in a dry run, would create)."""
+
+    ticker: str
+    market: str
+    asset_class: str | None
+    base_currency: str
+    quote_currency: str
+    confidence: float
+    reason: str
+    candles: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    dry_run: bool
+    pairs_found: int
+    symbols_created: int
+    symbols_updated: int
+    candles_linked: int
+    candles_without_symbol: int
+    filtered_out: int
+    unresolved_count: int
+    batches: int
+    timed_out: bool
+    duration_seconds: float
+    unresolved: list[dict[str, Any]] = field(default_factory=list)
+    planned: list[SyncPlanEntry] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Pair:
+    raw_ticker: str
+    raw_market: str
+    candles: int
+    inference: Inference
+    market_id: int
+    asset_class_id: int | None
+
+
+def _matches_class(asset_class: str | None, wanted: Sequence[str]) -> bool:
+    # "STOCK" in a filter means every stock class (STOCK_BIST, STOCK_NASDAQ, ...).
+    if asset_class is None:
+        return False
+    return any(asset_class == w or asset_class.startswith(w + "_") for w in wanted)
+
+
+def _discover(*, skip_existing: bool) -> list[tuple[str, str, int]]:
+    with connection.cursor() as cur:
+        if skip_existing:
+            # Served by the partial index market_data_unlinked.
+            cur.execute("SELECT ticker, market, count(*) FROM market_data WHERE symbol_id IS NULL GROUP BY 1, 2")
+        else:
+            cur.execute("SELECT ticker, market, count(*) FROM market_data GROUP BY 1, 2")
+        return cur.fetchall()
+
+
+def _known_etfs() -> frozenset[str]:
+    listed = Symbol.objects.filter(asset_class__code="ETF").values_list("ticker", flat=True)
+    return KNOWN_ETFS | {normalize_ticker(t) for t in listed}
+
+
+def _plan(
+    rows: Iterable[tuple[str, str, int]],
+    *,
+    asset_classes: Sequence[str] | None,
+    venues: Sequence[str] | None,
+) -> tuple[list[_Pair], list[dict[str, Any]], int]:
+    markets = {m.code: m for m in Market.objects.select_related("default_asset_class")}
+    class_ids = dict(AssetClass.objects.values_list("code", "id"))
+    other_markets = {
+        code: (m.default_asset_class.code if m.default_asset_class else None, m.currency) for code, m in markets.items()
+    }
+    etfs = _known_etfs()
+    wanted_venues = {canonical_market(v) or normalize_ticker(v) for v in venues or ()}
+    wanted_classes = [normalize_ticker(c) for c in asset_classes or ()]
+    pairs: list[_Pair] = []
+    unresolved: list[dict[str, Any]] = []
+    filtered = 0
+    for raw_ticker, raw_market, candles in rows:
+        inf = infer_symbol(raw_ticker, raw_market, known_etfs=etfs, other_markets=other_markets)
+        market = markets.get(inf.market or "")
+        if not inf.resolved or market is None:
+            reason = inf.reason if not inf.resolved else f"market {inf.market} is not in the reference data"
+            unresolved.append({"ticker": raw_ticker, "market": raw_market, "candles": candles, "reason": reason})
+            continue
+        if wanted_venues and inf.market not in wanted_venues:
+            filtered += 1
+            continue
+        if wanted_classes and not _matches_class(inf.asset_class, wanted_classes):
+            filtered += 1
+            continue
+        pairs.append(_Pair(raw_ticker, raw_market, candles, inf, market.id, class_ids.get(inf.asset_class or "")))
+    # Same order in every concurrent sync, so their batches meet the same rows in the same order.
+    pairs.sort(key=lambda p: (p.market_id, p.inference.ticker, p.raw_market, p.raw_ticker))
+    unresolved.sort(key=lambda u: -u["candles"])
+    return pairs, unresolved, filtered
+
+
+def _existing_keys(pairs: Sequence[_Pair]) -> set[tuple[str, int]]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT s.ticker, s.market_id FROM symbols s"
+            " JOIN unnest(%s::text[], %s::bigint[]) AS v(ticker, market_id)"
+            " ON s.ticker = v.ticker AND s.market_id = v.market_id",
+            [[p.inference.ticker for p in pairs], [p.market_id for p in pairs]],
+        )
+        return set(cur.fetchall())
+
+
+def _plan_entries(pairs: Sequence[_Pair], market_codes: dict[int, str]) -> list[SyncPlanEntry]:
+    existing = _existing_keys(pairs)
+    by_key: dict[tuple[str, int], SyncPlanEntry] = {}
+    for p in pairs:
+        key = (p.inference.ticker, p.market_id)
+        if key in existing:
+            continue
+        prev = by_key.get(key)
+        inf = p.inference
+        by_key[key] = SyncPlanEntry(
+            ticker=inf.ticker,
+            market=market_codes[p.market_id],
+            asset_class=inf.asset_class,
+            base_currency=inf.base_currency,
+            quote_currency=inf.quote_currency,
+            confidence=inf.confidence,
+            reason=inf.reason,
+            candles=p.candles + (prev.candles if prev else 0),
+        )
+    return list(by_key.values())
+
+
+_INSERT_SQL = """
+INSERT INTO symbols (
+    ticker, market_id, asset_class_id, base_currency, quote_currency, inference_confidence,
+    source, is_active, name, sector, industry, country, description, website, category,
+    created_at, updated_at
+)
+SELECT DISTINCT ON (v.ticker, v.market_id)
+    v.ticker, v.market_id, v.asset_class_id, v.base, v.quote, v.confidence,
+    %s, TRUE, '', '', '', '', '', '', '', now(), now()
+FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[])
+    AS v(ticker, market_id, asset_class_id, base, quote, confidence)
+ORDER BY v.ticker, v.market_id, v.confidence DESC
+ON CONFLICT (ticker, market_id) DO NOTHING
+"""
+
+# Fills only what is empty: operators' edits and enrichment results stay.
+_FILL_SQL = """
+UPDATE symbols s SET
+    asset_class_id = COALESCE(s.asset_class_id, v.asset_class_id),
+    base_currency = CASE WHEN s.base_currency = '' THEN v.base ELSE s.base_currency END,
+    quote_currency = CASE WHEN s.quote_currency = '' THEN v.quote ELSE s.quote_currency END,
+    inference_confidence = COALESCE(s.inference_confidence, v.confidence),
+    updated_at = now()
+FROM (
+    SELECT DISTINCT ON (ticker, market_id) *
+    FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::float8[])
+        AS u(ticker, market_id, asset_class_id, base, quote, confidence)
+    ORDER BY ticker, market_id, confidence DESC
+) v
+WHERE s.ticker = v.ticker AND s.market_id = v.market_id
+  AND ((s.asset_class_id IS NULL AND v.asset_class_id IS NOT NULL)
+       OR (s.base_currency = '' AND v.base <> '')
+       OR (s.quote_currency = '' AND v.quote <> ''))
+"""
+
+_LINK_SQL = """
+UPDATE market_data md SET symbol_id = s.id
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS v(raw_ticker, raw_market, ticker, market_id)
+JOIN symbols s ON s.ticker = v.ticker AND s.market_id = v.market_id
+WHERE md.ticker = v.raw_ticker AND md.market = v.raw_market AND {condition}
+"""
+
+
+def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, int]:
+    values = [
+        [p.inference.ticker for p in batch],
+        [p.market_id for p in batch],
+        [p.asset_class_id for p in batch],
+        [p.inference.base_currency for p in batch],
+        [p.inference.quote_currency for p in batch],
+        [p.inference.confidence for p in batch],
+    ]
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
+        cur.execute(_INSERT_SQL, [SymbolSource.DISCOVERED, *values])
+        created = cur.rowcount
+        updated = 0
+        if fill_existing:
+            cur.execute(_FILL_SQL, values)
+            updated = cur.rowcount
+    return created, updated
+
+
+def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
+    link = [
+        [p.raw_ticker for p in batch],
+        [p.raw_market for p in batch],
+        [p.inference.ticker for p in batch],
+        [p.market_id for p in batch],
+    ]
+    # With skip_existing the candles are the unlinked ones; otherwise also
+    # relink candles that point at another symbol than their pair's.
+    condition = "md.symbol_id IS DISTINCT FROM s.id" if relink else "md.symbol_id IS NULL"
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
+        cur.execute(_LINK_SQL.format(condition=condition), link)
+        return cur.rowcount
+
+
+def candles_without_symbol_count() -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM market_data WHERE symbol_id IS NULL")
+        return cur.fetchone()[0]
+
+
+def symbols_sync(
+    *,
+    batch_size: int = 1000,
+    asset_classes: Sequence[str] | None = None,
+    venues: Sequence[str] | None = None,
+    skip_existing: bool = True,
+    max_seconds: float | None = None,
+    dry_run: bool = False,
+    progress: ProgressReporter | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SyncResult:
+    """Create a symbol for every (ticker, market) in `market_data` that has
+    none and link every candle to its symbol. Each batch of `batch_size` pairs
+    commits on its own; the run stops between batches after `max_seconds`.
+
+    Every missing symbol is created first, then the candles are linked.
+    `skip_existing=False` also re-reads pairs whose candles are already
+    linked: it fills empty inferred fields of their symbols and relinks
+    candles that point elsewhere. `dry_run` lists what would be created and
+    writes nothing. `batches` counts the link batches done."""
+    if batch_size < 1:
+        raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
+    started = clock()
+    rows = _discover(skip_existing=skip_existing)
+    pairs, unresolved, filtered = _plan(rows, asset_classes=asset_classes, venues=venues)
+    market_codes = dict(Market.objects.values_list("id", "code"))
+
+    def result(**kw: Any) -> SyncResult:
+        return SyncResult(
+            pairs_found=len(rows),
+            filtered_out=filtered,
+            unresolved_count=len(unresolved),
+            unresolved=unresolved[:UNRESOLVED_LISTED],
+            duration_seconds=round(clock() - started, 3),
+            **kw,
+        )
+
+    if dry_run:
+        planned = _plan_entries(pairs, market_codes) if pairs else []
+        return result(
+            dry_run=True,
+            symbols_created=0,
+            symbols_updated=0,
+            candles_linked=0,
+            candles_without_symbol=candles_without_symbol_count(),
+            batches=0,
+            timed_out=False,
+            planned=planned,
+        )
+
+    if progress is not None:
+        progress.set_total(sum(p.candles for p in pairs))
+    batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+    created = updated = linked = done = 0
+    timed_out = False
+
+    def out_of_time() -> bool:
+        return max_seconds is not None and clock() - started >= max_seconds
+
+    # Phase 1: every missing symbol, before any candle points at one.
+    for batch in batches:
+        if out_of_time():
+            timed_out = True
+            break
+        c, u = _insert_batch(batch, fill_existing=not skip_existing)
+        created, updated = created + c, updated + u
+    symbols_created.inc(created)
+    if created > ANALYZE_AFTER:
+        # The link phase's deferred foreign-key checks look symbols up by id
+        # with a plan cached from the table's statistics; planned on stale
+        # "symbols is tiny" figures they scan it once per candle.
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE symbols")
+    # Phase 2: link candles, one batch of pairs per transaction.
+    for batch in batches if not timed_out else []:
+        if out_of_time():
+            timed_out = True
+            break
+        n = _link_batch(batch, relink=not skip_existing)
+        linked, done = linked + n, done + 1
+        candles_linked.inc(n)
+        if progress is not None:
+            progress.advance(sum(p.candles for p in batch))
+    return result(
+        dry_run=False,
+        symbols_created=created,
+        symbols_updated=updated,
+        candles_linked=linked,
+        candles_without_symbol=candles_without_symbol_count(),
+        batches=done,
+        timed_out=timed_out,
+    )
+
+
+def symbols_sync_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
+    """Pipeline step "sync": options batch_size, asset_classes, venues,
+    skip_existing, max_seconds (the orchestrator passes the time left)."""
+    result = symbols_sync(
+        batch_size=int(options.get("batch_size") or 1000),
+        asset_classes=options.get("asset_classes") or None,
+        venues=options.get("venues") or None,
+        skip_existing=bool(options.get("skip_existing", True)),
+        max_seconds=options.get("max_seconds"),
+        progress=progress,
+    )
+    summary = result.to_dict()
+    summary.pop("planned")
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# Validation and clean-up
+
+
+class IssueCode:
+    WHITESPACE = "whitespace"
+    CASE_VARIANT = "case_variant"
+    INACTIVE_MARKET = "inactive_market"
+    ACTIVE_WITHOUT_DATA = "active_without_data"
+    UNLINKED_CANDLES = "unlinked_candles"
+
+    ALL = (WHITESPACE, CASE_VARIANT, INACTIVE_MARKET, ACTIVE_WITHOUT_DATA, UNLINKED_CANDLES)
+    # Deactivating symbols without candles is only done when asked by name:
+    # a symbol added by hand may be waiting for its first provider fetch.
+    DEFAULT_FIXES = (WHITESPACE, CASE_VARIANT, INACTIVE_MARKET, UNLINKED_CANDLES)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolIssue:
+    code: str
+    message: str
+    ticker: str
+    market: str
+    symbol_id: int | None = None
+    rows: int = 1
+    fixed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolValidationResult:
+    fix: bool
+    run_ref: str
+    issues: list[SymbolIssue]
+    counts: dict[str, int]
+    fixed: dict[str, int]
+    corrections_recorded: int
+
+    @property
+    def ok(self) -> bool:
+        return all(i.fixed for i in self.issues)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "issue_count": len(self.issues)}
+
+
+ISSUES_LISTED = 500
+
+_VARIANT_SQL = """
+SELECT s.market_id, m.code, upper(regexp_replace(s.ticker, '\\s', '', 'g')) AS canon,
+       array_agg(s.id ORDER BY (s.ticker = upper(regexp_replace(s.ticker, '\\s', '', 'g'))) DESC, s.id),
+       array_agg(s.ticker ORDER BY (s.ticker = upper(regexp_replace(s.ticker, '\\s', '', 'g'))) DESC, s.id)
+FROM symbols s JOIN markets m ON m.id = s.market_id
+WHERE s.is_active
+GROUP BY 1, 2, 3
+HAVING (count(*) > 1 OR bool_or(s.ticker <> upper(regexp_replace(s.ticker, '\\s', '', 'g'))))
+   -- a selection takes in every variant of the tickers it touches
+   AND (%(ids)s::bigint[] IS NULL OR bool_or(s.id = ANY(%(ids)s)))
+ORDER BY 2, 3
+"""
+
+
+def _variant_code(ticker: str) -> str:
+    return IssueCode.WHITESPACE if normalize_ticker(ticker) != ticker.upper() else IssueCode.CASE_VARIANT
+
+
+def symbols_validate_cleanup(
+    *,
+    fix: bool = False,
+    fixes: Sequence[str] | None = None,
+    symbol_ids: Sequence[int] | None = None,
+    requested_by: str = "",
+) -> SymbolValidationResult:
+    """Report symbols with stray whitespace or case variants of one ticker,
+    active symbols on inactive markets or without candles, and candles
+    without a symbol. With `fix`, repair the kinds named in `fixes` (default
+    `IssueCode.DEFAULT_FIXES`) and record every change in `data_corrections`.
+    `symbol_ids` limits the symbol checks to those symbols."""
+    wanted = set(fixes if fixes is not None else IssueCode.DEFAULT_FIXES) if fix else set()
+    unknown = wanted - set(IssueCode.ALL)
+    if unknown:
+        raise DomainError(f"unknown fix {sorted(unknown)}; choose from {list(IssueCode.ALL)}", code="invalid_fix")
+    run_ref = f"symbol-cleanup:{uuid4().hex[:12]}"
+    issues: list[SymbolIssue] = []
+    audit: list[DataCorrection] = []
+
+    def record(**kw: Any) -> None:
+        audit.append(DataCorrection(kind="symbol_cleanup", run_ref=run_ref, created_by=requested_by, **kw))
+
+    scope = {"ids": list(symbol_ids) if symbol_ids is not None else None}
+    with transaction.atomic(), connection.cursor() as cur:
+        # 1. Whitespace and case variants: one active symbol per canonical ticker and market.
+        cur.execute(_VARIANT_SQL, scope)
+        renames: list[tuple[int, str]] = []
+        merges: list[tuple[int, int, str, str]] = []
+        for _market_id, market_code, canon, ids, tickers in cur.fetchall():
+            keeper_id, keeper_ticker = ids[0], tickers[0]
+            if keeper_ticker != canon:
+                code = _variant_code(keeper_ticker)
+                do = code in wanted
+                issues.append(
+                    SymbolIssue(code, f"{keeper_ticker!r} should be {canon!r}", canon, market_code, keeper_id, 1, do)
+                )
+                if do:
+                    renames.append((keeper_id, canon))
+                    record(
+                        table_name="symbols", ticker=canon, market=market_code, field="ticker",
+                        old_value=keeper_ticker, new_value=canon, detail={"symbol_id": keeper_id},
+                    )  # fmt: skip
+            for dup_id, dup_ticker in zip(ids[1:], tickers[1:], strict=True):
+                code = _variant_code(dup_ticker)
+                do = code in wanted
+                issues.append(
+                    SymbolIssue(code, f"{dup_ticker!r} duplicates {canon!r}", canon, market_code, dup_id, 1, do)
+                )
+                if do:
+                    merges.append((dup_id, keeper_id, canon, market_code))
+        if merges:
+            dups, keepers = [m[0] for m in merges], [m[1] for m in merges]
+            cur.execute(
+                "SELECT m.dup, count(md.id) FROM unnest(%s::bigint[]) AS m(dup)"
+                " LEFT JOIN market_data md ON md.symbol_id = m.dup GROUP BY m.dup",
+                [dups],
+            )
+            moved = dict(cur.fetchall())
+            cur.execute(
+                "UPDATE market_data md SET symbol_id = m.keeper"
+                " FROM unnest(%s::bigint[], %s::bigint[]) AS m(dup, keeper) WHERE md.symbol_id = m.dup",
+                [dups, keepers],
+            )
+            cur.execute("UPDATE symbols SET is_active = FALSE, updated_at = now() WHERE id = ANY(%s)", [dups])
+            for dup_id, keeper_id, canon, market_code in merges:
+                record(
+                    table_name="symbols", ticker=canon, market=market_code, field="symbol_id",
+                    old_value=str(dup_id), new_value=str(keeper_id), row_count=moved.get(dup_id, 0),
+                    detail={"merged_into": keeper_id, "deactivated": dup_id, "candles_relinked": moved.get(dup_id, 0)},
+                )  # fmt: skip
+        if renames:
+            cur.execute(
+                "UPDATE symbols s SET ticker = v.ticker, updated_at = now()"
+                " FROM unnest(%s::bigint[], %s::text[]) AS v(id, ticker) WHERE s.id = v.id",
+                [[i for i, _ in renames], [t for _, t in renames]],
+            )
+
+        # 2. Active symbols on inactive markets.
+        cur.execute(
+            "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
+            " WHERE s.is_active AND NOT m.is_active AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s))"
+            " ORDER BY m.code, s.ticker",
+            scope,
+        )
+        _deactivate(
+            cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, "market {market} is inactive", wanted, issues, record
+        )
+
+        # 3. Active symbols without a single candle.
+        cur.execute(
+            "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
+            " WHERE s.is_active AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.symbol_id = s.id)"
+            " AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s)) ORDER BY m.code, s.ticker",
+            scope,
+        )
+        _deactivate(
+            cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, "active without candles", wanted, issues, record
+        )
+
+    # 4. Candles without a symbol (outside the transaction: the sync commits per batch).
+    if symbol_ids is None:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT ticker, market, count(*) FROM market_data WHERE symbol_id IS NULL"
+                " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+            )
+            unlinked = cur.fetchall()
+        if unlinked:
+            linked_by_sync = 0
+            if IssueCode.UNLINKED_CANDLES in wanted:
+                sync = symbols_sync()
+                linked_by_sync = sync.candles_linked
+                record(
+                    table_name="market_data", field="symbol_id", old_value=None, new_value="linked by symbol sync",
+                    row_count=sync.candles_linked,
+                    detail={"symbols_created": sync.symbols_created, "still_unlinked": sync.candles_without_symbol},
+                )  # fmt: skip
+            remaining = _unlinked_pairs() if linked_by_sync else set()
+            for ticker, market, n in unlinked:
+                fixed = linked_by_sync > 0 and (ticker, market) not in remaining
+                issues.append(
+                    SymbolIssue(
+                        IssueCode.UNLINKED_CANDLES, f"{n} candle(s) without a symbol", ticker, market, None, n, fixed
+                    )
+                )
+
+    DataCorrection.objects.bulk_create(audit)
+    counts = {code: 0 for code in IssueCode.ALL}
+    fixed_counts = {code: 0 for code in IssueCode.ALL}
+    for issue in issues:
+        counts[issue.code] += 1
+        fixed_counts[issue.code] += issue.fixed
+    return SymbolValidationResult(
+        fix=fix,
+        run_ref=run_ref if audit else "",
+        issues=issues[:ISSUES_LISTED],
+        counts=counts,
+        fixed=fixed_counts,
+        corrections_recorded=len(audit),
+    )
+
+
+def _unlinked_pairs() -> set[tuple[str, str]]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT DISTINCT ticker, market FROM market_data WHERE symbol_id IS NULL")
+        return set(cur.fetchall())
+
+
+def _deactivate(
+    cur,
+    rows: list[tuple[int, str, str]],
+    code: str,
+    message: str,
+    wanted: set[str],
+    issues: list[SymbolIssue],
+    record: Callable[..., None],
+) -> None:
+    """Report each row as an issue; deactivate them all at once when this kind is to be fixed."""
+    do = code in wanted
+    for symbol_id, ticker, market in rows:
+        issues.append(SymbolIssue(code, message.format(market=market), ticker, market, symbol_id, 1, do))
+        if do:
+            record(
+                table_name="symbols", ticker=ticker, market=market, field="is_active",
+                old_value="True", new_value="False", detail={"symbol_id": symbol_id, "reason": code},
+            )  # fmt: skip
+    if do and rows:
+        cur.execute(
+            "UPDATE symbols SET is_active = FALSE, updated_at = now() WHERE id = ANY(%s)", [[r[0] for r in rows]]
+        )
+
+
+def symbols_validate_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
+    """Pipeline step "validate": report symbol problems (fix them when the
+    pipeline option `clean_symbols` is set) and the data-integrity status."""
+    result = symbols_validate_cleanup(
+        fix=bool(options.get("clean_symbols", False)), requested_by=options.get("requested_by", "pipeline")
+    )
+    status = integrity_status()
+    return {
+        "issues": result.counts,
+        "fixed": result.fixed,
+        "corrections_recorded": result.corrections_recorded,
+        "candles_without_symbol": status["overall"]["candles_without_symbol"],
+        "overall_quality": status["overall"]["overall_quality"],
+    }
