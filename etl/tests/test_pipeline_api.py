@@ -52,7 +52,7 @@ def test_sync_symbols_with_seed_options(staff, reference_data, make_candles):
 def test_sync_symbols_bad_input_is_400(staff, reference_data):
     r = staff.post("/api/etl/sync-symbols", {"batchSize": 0}, format="json")
     assert r.status_code == 400
-    assert "batch_size" in r.json()
+    assert "batch_size" in r.json()["errors"]
     r = staff.post("/api/etl/sync-symbols", {"maxProcessingTime": "soon"}, format="json")
     assert r.status_code == 400
 

@@ -39,6 +39,15 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/etl/bootstrap-status"): AUTH,
     ("POST", "/api/etl/bootstrap-reference-data"): "etl.bootstrap_reference_data",
     ("POST", "/api/etl/validate-reference-data"): "etl.view_market",
+    # symbol sync and the pipeline
+    ("POST", "/api/etl/execute-full-pipeline"): "etl.run_pipeline",
+    ("POST", "/api/etl/sync-symbols"): "etl.sync_symbols",
+    ("GET", "/api/etl/status"): AUTH,
+    ("GET", "/api/etl/symbol-sync-status"): AUTH,
+    ("GET", "/api/etl/execution-history"): AUTH,
+    ("GET", "/api/etl/execution-history/{pk}"): AUTH,
+    ("POST", "/api/etl/validate-cleanup-symbols"): "etl.clean_symbols",
+    ("POST", "/api/etl/schedule-recurring"): "etl.schedule_pipeline",
     # enrichment: provider side
     ("POST", "/api/etl/enrich-assets"): "enrichment.run_enrichment",
     ("GET", "/api/etl/enrichment-status"): AUTH,
