@@ -19,6 +19,28 @@ def _summary(errors, prefix: str = "") -> list[str]:
     return [f"{prefix}{errors}"]
 
 
+def _flatten(errors, prefix: str = "") -> dict[str, list[str]]:
+    """{"steps": {"0": ["too long"]}, "n": "bad"} -> {"steps.0": ["too long"], "n": ["bad"]}:
+    every key a field path, every value a list of messages, as the schema says."""
+    if isinstance(errors, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in errors.items():
+            for path, messages in _flatten(value, f"{prefix}.{key}" if prefix else str(key)).items():
+                out.setdefault(path, []).extend(messages)
+        return out
+    if isinstance(errors, list) and any(isinstance(e, dict | list) for e in errors):
+        out = {}
+        for i, value in enumerate(errors):
+            if isinstance(value, dict | list):
+                for path, messages in _flatten(value, f"{prefix}.{i}" if prefix else str(i)).items():
+                    out.setdefault(path, []).extend(messages)
+            else:
+                out.setdefault(prefix or "non_field_errors", []).append(str(value))
+        return out
+    messages = errors if isinstance(errors, list) else [errors]
+    return {prefix or "non_field_errors": [str(m) for m in messages]}
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return Response({"detail": exc.message, "code": exc.code}, status=exc.status_code)
@@ -29,7 +51,7 @@ def exception_handler(exc, context):
         response.data = {
             "detail": "Invalid input: " + "; ".join(_summary(exc.detail)),
             "code": "invalid",
-            "errors": exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail},
+            "errors": _flatten(exc.detail),
         }
     else:
         codes = exc.get_codes()

@@ -113,7 +113,7 @@ class ScheduleRequestSerializer(serializers.Serializer):
 
 
 class PipelineStepRunSerializer(serializers.ModelSerializer):
-    duration_seconds = serializers.FloatField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = PipelineStepRun
@@ -122,7 +122,7 @@ class PipelineStepRunSerializer(serializers.ModelSerializer):
 
 class PipelineRunSerializer(serializers.ModelSerializer):
     steps = PipelineStepRunSerializer(source="step_runs", many=True, read_only=True)
-    duration_seconds = serializers.FloatField(read_only=True)
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = PipelineRun

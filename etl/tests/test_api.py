@@ -183,3 +183,17 @@ def test_queue_broker_follows_redis_url(redis_url, broker_key):
     keys = json.loads(out.stdout)
     assert broker_key in keys
     assert ({"orm", "redis"} - {broker_key}).isdisjoint(keys)
+
+
+def test_validation_errors_are_flattened_to_field_paths():
+    """Found by schemathesis: nested and plain-string errors broke the documented shape."""
+    from rest_framework.exceptions import ValidationError
+    from rest_framework.test import APIRequestFactory
+
+    from etl.api.exceptions import exception_handler
+
+    context = {"request": APIRequestFactory().get("/")}
+    exc = ValidationError({"steps": {"0": ["too long"]}, "max_minutes": "must be positive", "x": [{"y": ["bad"]}]})
+    body = exception_handler(exc, context).data
+    assert body["errors"] == {"steps.0": ["too long"], "max_minutes": ["must be positive"], "x.0.y": ["bad"]}
+    assert body["code"] == "invalid"
