@@ -7,6 +7,7 @@ class EtlConfig(AppConfig):
 
     def ready(self) -> None:
         from etl import dashboard, dashboard_panels, metrics, pipeline, retention, services
+        from etl.services import integrity as integrity_services
         from etl.services import retention as retention_services
 
         pipeline.register_step(
@@ -24,6 +25,20 @@ class EtlConfig(AppConfig):
             context=dashboard_panels.runs_context,
         )
         dashboard.register_panel(
+            "integrity",
+            title="Data integrity",
+            order=10,
+            template="admin/dashboard/integrity.html",
+            context=dashboard_panels.integrity_context,
+        )
+        dashboard.register_panel(
+            "pipeline",
+            title="Pipeline runs",
+            order=15,
+            template="admin/dashboard/pipeline.html",
+            context=dashboard_panels.pipeline_context,
+        )
+        dashboard.register_panel(
             "queue",
             title="Task queue",
             order=90,
@@ -32,6 +47,7 @@ class EtlConfig(AppConfig):
         )
         metrics.register_collectors()
         retention.register_pruner("task_results", retention_services.prune_task_results)
+        retention.register_pruner("integrity_snapshots", integrity_services.prune_integrity_snapshots)
         retention.register_pruner("dead_letters_resolved", retention_services.prune_resolved_dead_letters)
         pipeline.register_step(
             "sync",

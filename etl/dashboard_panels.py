@@ -72,3 +72,67 @@ def queue_context(request: HttpRequest) -> dict[str, Any]:
             "schedules": reverse("admin:django_q_schedule_changelist"),
         },
     }
+
+
+def integrity_context(request: HttpRequest) -> dict[str, Any]:
+    """Current indicators (from the latest snapshot, cheap) with links, and
+    their trend over the last 30 days as a plotly figure."""
+    from etl.models import IntegritySnapshot, MarketData, Symbol
+
+    latest = IntegritySnapshot.objects.filter(market="").order_by("-taken_at").first()
+    markets = []
+    if latest is not None:
+        markets = list(IntegritySnapshot.objects.filter(taken_at=latest.taken_at).exclude(market="").order_by("market"))
+    since = timezone.now() - timedelta(days=30)
+    points = list(
+        IntegritySnapshot.objects.filter(market="", taken_at__gte=since)
+        .order_by("taken_at")
+        .values("taken_at", "overall_quality", "symbol_coverage", "enrichment_coverage", "asset_class_consistency")
+    )
+    series = [
+        ("overall_quality", "overall quality"),
+        ("symbol_coverage", "symbol coverage %"),
+        ("asset_class_consistency", "asset-class consistency %"),
+        ("enrichment_coverage", "enrichment coverage %"),
+    ]
+    figure = {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": label,
+                "x": [p["taken_at"].isoformat() for p in points],
+                "y": [p[key] for p in points],
+            }
+            for key, label in series
+        ],
+        "layout": {
+            "margin": {"l": 40, "r": 10, "t": 10, "b": 40},
+            "yaxis": {"range": [0, 105]},
+            "legend": {"orientation": "h"},
+            "height": 260,
+        },
+    }
+    return {
+        "latest": latest,
+        "markets": markets,
+        "figure": figure if points else None,
+        "urls": {
+            "unlinked": _changelist(MarketData, "symbol__isnull=True"),
+            "symbols": _changelist(Symbol),
+            "not_enriched": _changelist(Symbol, "enriched_at__isnull=True"),
+            "snapshots": _changelist(IntegritySnapshot),
+        },
+    }
+
+
+def pipeline_context(request: HttpRequest) -> dict[str, Any]:
+    """The last pipeline runs with their steps."""
+    from etl.models import PipelineRun
+
+    runs = PipelineRun.objects.prefetch_related("step_runs").order_by("-created_at", "-id")[:6]
+    return {
+        "runs": runs,
+        "url": _changelist(PipelineRun),
+        "failed_url": _changelist(PipelineRun, "status__exact=failed"),
+    }

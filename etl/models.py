@@ -420,3 +420,25 @@ class PipelineStepRun(models.Model):
         if not (self.started_at and self.finished_at):
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class IntegritySnapshot(models.Model):
+    """The data-integrity indicators at one moment, overall (market '') and per
+    market: what the dashboard draws as trends over time."""
+
+    taken_at = models.DateTimeField(db_index=True)
+    market = models.CharField(max_length=32, blank=True, help_text="blank: all markets")
+    candles = models.BigIntegerField()
+    candles_without_symbol = models.BigIntegerField()
+    symbol_coverage = models.FloatField(null=True)
+    asset_class_consistency = models.FloatField(null=True)
+    enrichment_coverage = models.FloatField(null=True)
+    overall_quality = models.FloatField(null=True)
+
+    class Meta:
+        db_table = "integrity_snapshots"
+        ordering = ["-taken_at", "market"]
+        indexes = [models.Index(fields=["market", "taken_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.market or 'all'} @ {self.taken_at:%Y-%m-%d %H:%M}: quality {self.overall_quality}"

@@ -151,4 +151,10 @@ SCHEDULES: list[dict] = [
         "cron": "30 3 * * *",
         "cluster": None,
     },
+    {
+        "name": "integrity-snapshot",
+        "func": "etl.tasks.integrity_snapshot",
+        "cron": "0 * * * *",
+        "cluster": None,
+    },
 ]

@@ -50,3 +50,7 @@ def pipeline_scheduled(
         trigger="schedule",
         requested_by=f"schedule:{schedule_name}",
     ).status
+
+
+def integrity_snapshot() -> int:
+    return services.integrity_snapshot_take()

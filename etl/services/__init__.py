@@ -1,5 +1,6 @@
 """Writes and runs of the core. One module per sub-domain; import from here."""
 
+from etl.services.integrity import integrity_snapshot_take  # noqa: F401,E402
 from etl.services.pipeline import (  # noqa: F401, E402
     PipelineResult,
     ScheduleResult,

@@ -24,6 +24,7 @@ from etl.metrics import candles_linked, symbols_created
 from etl.models import AssetClass, DataCorrection, Market, Symbol, SymbolSource
 from etl.progress import ProgressReporter
 from etl.selectors import integrity_status
+from etl.services.integrity import integrity_snapshot_take
 
 # Serialises the write phase of concurrent syncs, batch by batch
 # (pg_advisory_xact_lock key). Uniqueness does not depend on it — ON CONFLICT
@@ -610,6 +611,7 @@ def symbols_validate_step(*, options: dict[str, Any], progress: ProgressReporter
         fix=bool(options.get("clean_symbols", False)), requested_by=options.get("requested_by", "pipeline")
     )
     status = integrity_status()
+    integrity_snapshot_take()  # every validated run adds a point to the dashboard's trends
     return {
         "issues": result.counts,
         "fixed": result.fixed,

@@ -26,7 +26,7 @@ def test_bootstrap_endpoint_needs_staff_with_permission(api_anon, api_client_for
     allowed = api_client_for(staff=True, perms=("etl.bootstrap_reference_data",))
     response = allowed.post(BOOTSTRAP, {}, format="json")
     assert response.status_code == 200
-    assert response.json()["total_created"] == 37
+    assert response.json()["total_created"] == 38
     assert allowed.post(BOOTSTRAP, {}, format="json").json()["total_created"] == 0
 
 
@@ -166,11 +166,11 @@ def test_bootstrap_task_runs_on_the_queue(monkeypatch):
 
     monkeypatch.setattr(Conf, "SYNC", True)  # the cluster runs it in-process
     task_id = async_task("etl.tasks.reference_data_bootstrap", False)
-    assert result(task_id)["total_created"] == 37
+    assert result(task_id)["total_created"] == 38
     assert Market.objects.count() == 5
 
 
-@pytest.mark.parametrize(("redis_url", "broker_key"), [("", "orm"), ("redis://127.0.0.1:6379/9", "redis")])
+@pytest.mark.parametrize(("redis_url", "broker_key"), [("", "orm"), ("redis://127.0.0.1:6389/9", "redis")])
 def test_queue_broker_follows_redis_url(redis_url, broker_key):
     import json
     import os

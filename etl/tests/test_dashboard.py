@@ -48,3 +48,24 @@ def test_running_work_shows_progress(admin_client):
     page = admin_client.get("/admin/").content.decode()
     assert f"#{run.pk}" in page
     assert "25.0 %" in page
+
+
+def test_integrity_panel_draws_the_trend_from_snapshots(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from etl.models import MarketData
+    from etl.services import integrity_snapshot_take
+
+    services.reference_data_bootstrap()
+    MarketData.objects.create(
+        ticker="AAPL", market="NASDAQ", timeframe="1d", ts=timezone.now(), open=1, high=2, low=1, close=2, volume=5
+    )
+    integrity_snapshot_take(at=timezone.now() - timedelta(hours=2))
+    integrity_snapshot_take()
+    page = admin_client.get("/admin/").content.decode()
+    assert 'data-figure="integrity-figure"' in page
+    assert 'id="integrity-figure"' in page
+    assert "candles without symbol" in page
+    assert "symbol__isnull=True" in page  # the number links to the candles behind it
