@@ -16,7 +16,7 @@ def test_login_form_rejects_a_wrong_password(page, live_server, operator):
 def test_dashboard_renders_without_console_errors(logged_in, live_server, shot):
     page = logged_in
     assert "MyTrader Data Integrity" in page.title()
-    shot(page, "dashboard")
+    shot(page, "dashboard-empty")
     assert page.console_errors == []
 
 
@@ -26,3 +26,13 @@ def test_api_docs_render_offline(logged_in, live_server, shot):
     page.wait_for_selector(".swagger-ui .opblock", timeout=15_000)
     shot(page, "api-docs")
     assert page.console_errors == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="no /favicon.ico: Chromium requests it on the first page of every visit and logs the 404 in the "
+    "console (the page fixture leaves that one error to this test)",
+)
+def test_site_serves_a_favicon(page, live_server):
+    response = page.goto(f"{live_server.url}/favicon.ico")
+    assert response.status == 200
