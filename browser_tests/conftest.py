@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -49,25 +48,16 @@ def browser():
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-def _is_favicon(url: str) -> bool:
-    return urlsplit(url).path == "/favicon.ico"
-
-
 def _on_console(page, msg) -> None:
     if msg.type != "error":
         return
     where = (msg.location or {}).get("url") or ""
-    if _is_favicon(where):
-        # Chromium asks every new page's host for /favicon.ico, and the site has none (a 404
-        # logged in the console). One test, test_console.py::test_site_serves_a_favicon,
-        # owns that bug; counted here it would fail every test at random moments.
-        return
     # a 404's console line does not name the URL: add where it came from
     page.console_errors.append(f"{msg.text} [{where}]" if where else msg.text)
 
 
 def _on_response(page, response) -> None:
-    if response.status >= 400 and not _is_favicon(response.url):
+    if response.status >= 400:
         page.console_errors.append(f"HTTP {response.status} {response.url}")
 
 

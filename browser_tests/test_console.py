@@ -28,11 +28,6 @@ def test_api_docs_render_offline(logged_in, live_server, shot):
     assert page.console_errors == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no /favicon.ico: Chromium requests it on the first page of every visit and logs the 404 in the "
-    "console (the page fixture leaves that one error to this test)",
-)
 def test_site_serves_a_favicon(page, live_server):
     response = page.goto(f"{live_server.url}/favicon.ico")
     assert response.status == 200

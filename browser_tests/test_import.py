@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser_tests.helpers import ConsoleErrors, assert_no_console_errors, messages, wait_until
+from browser_tests.helpers import assert_no_console_errors, messages, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -13,12 +13,6 @@ def _int(text: str) -> int:
     return int(text.replace(",", "").strip())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConsoleErrors,
-    reason="templates/admin/batchimport/importjob/change_list.html reloads the list with an inline <script>, "
-    "which the site's CSP (script-src 'self') blocks: a console error on every import list, and no live reload",
-)
 def test_start_an_import_and_watch_it_reach_100_percent(logged_in, live_server, sample_folder, shot):
     from batchimport.models import ImportJob, RejectedRow
     from etl.models import MarketData
@@ -36,7 +30,7 @@ def test_start_an_import_and_watch_it_reach_100_percent(logged_in, live_server, 
     job = ImportJob.objects.get()
     assert job.market == "NASDAQ" and job.requested_by == "operator"
 
-    # The list: its progress bar, read (the list's own reload is what the xfail is about) until 100 %.
+    # The list: its progress bar, read until 100 %.
     page.goto(f"{live_server.url}/admin/batchimport/importjob/")
     row = page.locator(f'#result_list tr:has(input.action-select[value="{job.pk}"])')
 
