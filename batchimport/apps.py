@@ -7,9 +7,13 @@ class BatchimportConfig(AppConfig):
 
     def ready(self) -> None:
         from batchimport import dashboard
+        from batchimport.metrics_collectors import ImportCollector
         from batchimport.services.pipeline import import_step
         from etl import pipeline
         from etl.dashboard import register_panel
+        from etl.metrics import register_collector
+
+        register_collector("batchimport.sla", ImportCollector())
 
         pipeline.register_step(
             "import",

@@ -29,7 +29,11 @@ class EnrichmentConfig(AppConfig):
             description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
         )
         from enrichment import dashboard
+        from enrichment.metrics_collectors import ProviderCollector
         from etl.dashboard import register_panel
+        from etl.metrics import register_collector
+
+        register_collector("enrichment.providers", ProviderCollector())
 
         register_panel(
             "providers",

@@ -76,19 +76,33 @@ class RunCollector:
             log.exception("run metrics could not be read")
 
     def _integrity(self):
+        from etl.models import IntegritySnapshot
+
         unlinked = GaugeMetricFamily("mytrader_candles_without_symbol", "Candles in market_data with no symbol")
         with connection.cursor() as cur:
+            # Served by the partial index market_data_unlinked.
             cur.execute("SELECT count(*) FROM market_data WHERE symbol_id IS NULL")
             unlinked.add_metric([], cur.fetchone()[0])
         yield unlinked
+        latest = IntegritySnapshot.objects.filter(market="").order_by("-taken_at").first()
+        quality = GaugeMetricFamily(
+            "mytrader_data_quality_score", "Overall data quality 0-100 (latest integrity snapshot)"
+        )
+        if latest is not None and latest.overall_quality is not None:
+            quality.add_metric([], latest.overall_quality)
+        yield quality
 
 
-_registered = False
+_registered: set[str] = set()
+
+
+def register_collector(name: str, collector) -> None:
+    """Register a scrape-time collector once per process (apps call it from ready())."""
+    if name not in _registered:
+        REGISTRY.register(collector)
+        _registered.add(name)
 
 
 def register_collectors() -> None:
     """Called once from EtlConfig.ready()."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(RunCollector())
-        _registered = True
+    register_collector("etl.runs", RunCollector())

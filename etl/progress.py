@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db import models
 
+from etl.logcontext import _current as _current_run
+
 
 class Cancelled(Exception):
     """The run was cancelled by an operator; raised between batches."""
@@ -62,6 +64,10 @@ class ProgressReporter:
             )
             self._bar.start()
             self._task = self._bar.add_task(label or "working", total=total)
+        # Every log line written while this reporter is open carries the run.
+        self._run_token = None
+        if run is not None:
+            self._run_token = _current_run.set((type(run)._meta.model_name, str(run.pk)))
         if run is not None and total is not None:
             self._update_run(progress_total=total)
 
@@ -102,6 +108,12 @@ class ProgressReporter:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+        if self._run_token is not None:
+            try:
+                _current_run.reset(self._run_token)
+            except ValueError:  # closed from another context than it was opened in
+                pass
+            self._run_token = None
 
     def _update_run(self, **fields: Any) -> None:
         if self.run is None:

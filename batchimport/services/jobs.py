@@ -32,6 +32,7 @@ from batchimport.models import (
 from batchimport.parsing import FOLDER_MARKETS, FileFormatError, market_from_path, ticker_from_filename
 from batchimport.services import loader
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
+from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
 from etl.models import DeadLetter
 from etl.progress import Cancelled
@@ -466,16 +467,24 @@ def job_finish(*, job_id: int) -> ImportJob:
         files_failed = sum(job.children.values_list("files_failed", flat=True))
     else:
         files_failed = dead + cancelled
-    ImportJob.objects.filter(pk=job.pk).exclude(status__in=TERMINAL).update(
-        status=status,
-        files_failed=files_failed,
-        finished_at=now,
-        started_at=started,
-        error=error,
-        sla_breached=breached,
-        rate_per_second=round(job.rows_read / seconds, 1),
-        progress_done=F("progress_total"),
+    finished = (
+        ImportJob.objects.filter(pk=job.pk)
+        .exclude(status__in=TERMINAL)
+        .update(
+            status=status,
+            files_failed=files_failed,
+            finished_at=now,
+            started_at=started,
+            error=error,
+            sla_breached=breached,
+            rate_per_second=round(job.rows_read / seconds, 1),
+            progress_done=F("progress_total"),
+        )
     )
+    if finished and status == ImportStatus.FAILED:  # once: only the call that finished the job alerts
+        alert_critical(
+            f"Import job #{job.pk} ({job.market or job.kind}) failed: {error}", run_type="import", run_id=job.pk
+        )
     if job.parent_id:
         job_finish(job_id=job.parent_id)
     job.refresh_from_db()

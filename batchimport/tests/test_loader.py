@@ -321,3 +321,14 @@ def test_counts_add_up_for_any_mix_of_rows(data_root, kinds):
     assert job.rows_read == expected_rows
     assert job.rows_rejected == expected_rejects == RejectedRow.objects.filter(job=job).count()
     assert job.rows_inserted == MarketData.objects.filter(ticker="X").count() == expected_rows - expected_rejects
+
+
+def test_a_failed_import_mails_the_admins_once(data_root, settings, mailoutbox):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    (data_root / "NYSE").mkdir()
+    (data_root / "NYSE" / "JUNK.csv").write_text("foo,bar\n1,2\n")
+    job = run("NYSE")
+    assert job.status == ImportStatus.FAILED
+    assert [m.subject for m in mailoutbox] == [
+        f"[Django] CRITICAL: Import job #{job.pk} (NYSE) failed: 1 file(s) failed or dead-lettered"
+    ]

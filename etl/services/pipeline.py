@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
 from etl.metrics import pipeline_runs, pipeline_step_seconds
 from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
@@ -313,6 +314,8 @@ def _execute(
     run.save(update_fields=["status", "error", "finished_at", "summary"])
     pipeline_runs.labels(status=status, trigger=run.trigger).inc()
     logger.info("pipeline run #%s %s in %.1fs", run.pk, status, clock() - started)
+    if status == RunStatus.FAILED:
+        alert_critical(f"Pipeline run #{run.pk} failed: {run.error}", run_type="pipeline", run_id=run.pk)
     return _result(run)
 
 

@@ -232,3 +232,20 @@ def test_scheduled_task_runs_and_reaims_the_schedule(reference_data):
     run = PipelineRun.objects.get()
     assert (run.trigger, run.requested_by) == ("schedule", "schedule:nightly")
     assert Schedule.objects.get(name="nightly").next_run.year > 2000
+
+
+def test_a_failed_run_mails_the_admins(registry, reference_data, settings, mailoutbox):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    registry.register_step("correct", order=40, run=boom)
+    result = services.pipeline_run(steps=["sync", "correct"], continue_on_failure=True)
+    assert result.status == RunStatus.FAILED
+    assert len(mailoutbox) == 1
+    mail = mailoutbox[0]
+    assert mail.to == ["ops@example.com"]
+    assert f"Pipeline run #{result.run_id} failed: step correct failed" in mail.subject
+
+
+def test_a_successful_run_mails_nobody(etl_steps_only, reference_data, settings, mailoutbox):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    assert services.pipeline_run(steps=["sync"]).ok
+    assert mailoutbox == []

@@ -43,3 +43,18 @@ def test_prune_command_reports_counts_as_json():
     call_command("prune_old_data", "--days", "30", "--json", stdout=out)
     summary = json.loads(out.getvalue())
     assert summary["ok"] and summary["days"] == 30 and summary["deleted"]["task_results"] == 1
+
+
+def test_progress_reporter_puts_its_run_on_every_log_line():
+    from django.apps import apps
+
+    from etl.logcontext import current_run
+    from etl.models import RunRecord
+    from etl.progress import ProgressReporter
+
+    model = next(m for m in apps.get_models() if issubclass(m, RunRecord))
+    run = model.objects.create(status="running")
+    assert current_run() is None
+    with ProgressReporter(run, total=10):
+        assert current_run() == (model._meta.model_name, str(run.pk))
+    assert current_run() is None
