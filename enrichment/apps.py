@@ -34,6 +34,11 @@ class EnrichmentConfig(AppConfig):
         from etl.metrics import register_collector
 
         register_collector("enrichment.providers", ProviderCollector())
+        from enrichment import retention
+        from etl.retention import register_pruner
+
+        register_pruner("enrichment_fetch_log", retention.prune_fetch_log)
+        register_pruner("enrichment_compute_log", retention.prune_compute_log)
 
         register_panel(
             "providers",

@@ -158,6 +158,8 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # Logs, task results and finished backups older than this are pruned daily.
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+# A validated correction's backup is kept at least this long, for a late rollback.
+CORRECTION_ROLLBACK_WINDOW_DAYS = env.int("CORRECTION_ROLLBACK_WINDOW_DAYS", default=30)
 
 # Imports may read only below this folder (symlinks resolved).
 DATA_ROOT = env.path("DATA_ROOT", default=str(BASE_DIR / "var" / "data"))

@@ -40,3 +40,18 @@ def test_enrich_assets_refuses_a_body_that_is_not_an_object(api_client_for):
     response = api_client_for(staff=True, perms=PERM).post("/api/etl/enrich-assets", [None, None], format="json")
     assert response.status_code == 400
     assert response.json()["detail"] == "Invalid input: non_field_errors: Expected a JSON object of options."
+
+
+def test_old_fetch_log_rows_are_pruned():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from enrichment.models import FetchLog
+    from etl.services import retention_prune
+
+    old = FetchLog.objects.create(provider="BINANCE", endpoint="klines", attempt=1, outcome="ok", duration_ms=5)
+    FetchLog.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=100))
+    FetchLog.objects.create(provider="BINANCE", endpoint="klines", attempt=1, outcome="ok", duration_ms=5)
+    assert retention_prune(days=90).deleted["enrichment_fetch_log"] == 1
+    assert FetchLog.objects.count() == 1
