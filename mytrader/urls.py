@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
+from django.utils.functional import lazy
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
@@ -11,7 +12,8 @@ admin.site.index_title = "Operations console"
 urlpatterns = [
     path("admin/", admin.site.urls),
     # Browsers ask every host for /favicon.ico.
-    path("favicon.ico", RedirectView.as_view(url=static("etl/favicon.svg"), permanent=True)),
+    # Resolved per request: in production the static URL needs collectstatic's manifest.
+    path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("etl/favicon.svg"), permanent=True)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file, so the CSP needs no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
