@@ -64,10 +64,7 @@ class ProgressReporter:
             )
             self._bar.start()
             self._task = self._bar.add_task(label or "working", total=total)
-        # Every log line written while this reporter is open carries the run.
         self._run_token = None
-        if run is not None:
-            self._run_token = _current_run.set((type(run)._meta.model_name, str(run.pk)))
         if run is not None and total is not None:
             self._update_run(progress_total=total)
 
@@ -123,6 +120,9 @@ class ProgressReporter:
             setattr(self.run, name, value)
 
     def __enter__(self) -> ProgressReporter:
+        # Used as a context manager, every log line written inside carries the run.
+        if self.run is not None:
+            self._run_token = _current_run.set((type(self.run)._meta.model_name, str(self.run.pk)))
         return self
 
     def __exit__(self, *exc) -> None:

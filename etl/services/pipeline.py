@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
+from etl.logcontext import run_context
 from etl.metrics import pipeline_runs, pipeline_step_seconds
 from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
 from etl.pipeline import PipelineStep, registered_steps
@@ -154,7 +155,8 @@ def pipeline_run(
                 raise ConflictError(f"{message}; try again when it has finished", code="pipeline_running")
             return _skip(PipelineRun.objects.create(**fields), message)
         run = PipelineRun.objects.create(**fields)
-        return _execute(run, plan, console=console, on_step=on_step)
+        with run_context("pipeline", run.pk):  # every log line of every step names this run
+            return _execute(run, plan, console=console, on_step=on_step)
 
 
 def pipeline_queue(
@@ -198,7 +200,8 @@ def pipeline_execute(*, run_id: int, console: bool = False, on_step: StepCallbac
         if not acquired:
             return _skip(run, _busy_message())
         plan = pipeline_plan(run.steps_requested or None)
-        return _execute(run, plan, console=console, on_step=on_step)
+        with run_context("pipeline", run.pk):  # every log line of every step names this run
+            return _execute(run, plan, console=console, on_step=on_step)
 
 
 def _skip(run: PipelineRun, message: str) -> PipelineResult:

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Success
 
+from etl import services
 from etl.models import DeadLetter
 from etl.services import retention_prune
 
@@ -54,7 +55,19 @@ def test_progress_reporter_puts_its_run_on_every_log_line():
 
     model = next(m for m in apps.get_models() if issubclass(m, RunRecord))
     run = model.objects.create(status="running")
-    assert current_run() is None
+    before = current_run()
     with ProgressReporter(run, total=10):
         assert current_run() == (model._meta.model_name, str(run.pk))
-    assert current_run() is None
+    assert current_run() == before
+
+
+def test_pipeline_log_lines_carry_the_pipeline_run(caplog):
+    from etl.logcontext import RunContextFilter
+    from etl.models import PipelineRun
+
+    caplog.handler.addFilter(RunContextFilter())
+    with caplog.at_level("INFO", logger="etl.pipeline"):
+        result = services.pipeline_run(steps=["sync"])
+    tagged = [r for r in caplog.records if r.name == "etl.pipeline"]
+    assert tagged and all(r.run_id == str(result.run_id) and r.run_type == "pipeline" for r in tagged)
+    assert PipelineRun.objects.filter(pk=result.run_id).exists()
