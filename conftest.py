@@ -51,3 +51,17 @@ def api_client_for(make_user):
         return client
 
     return make
+
+
+def child_database_url() -> str:
+    """DATABASE_URL for a child process (a worker a test starts and kills) that
+    must reach the test database, on a real server or on the embedded one
+    (which listens on a unix socket: the host is that folder, passed as a
+    connection option because django-environ keeps an encoded path as a name)."""
+    from urllib.parse import urlencode
+
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    query = urlencode({"host": params.get("host") or "127.0.0.1", "port": params.get("port") or 5432})
+    return f"postgres://{params.get('user') or 'postgres'}@/{params['dbname']}?{query}"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from batchimport import samples, services
 from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
 from batchimport.parsing import Layout
+from conftest import child_database_url
 from etl.models import MarketData
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -28,9 +28,13 @@ REDIS_URL = os.environ.get("IMPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
 
 
 def child_env(data_root: Path, **extra: str) -> dict[str, str]:
-    db = connection.settings_dict
-    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = {**os.environ, "DATABASE_URL": url, "DATA_ROOT": str(data_root), "DEBUG": "on", "LOG_LEVEL": "INFO"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": child_database_url(),
+        "DATA_ROOT": str(data_root),
+        "DEBUG": "on",
+        "LOG_LEVEL": "INFO",
+    }
     env.pop("REDIS_URL", None)
     env.update(extra)
     return env

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F
 
+from conftest import child_database_url
 from corrections import services
 from corrections.models import CorrectionBackup, CorrectionRun, Phase
 from corrections.selectors import is_interrupted
@@ -30,8 +31,7 @@ BATCH = 1_000
 
 
 def _dsn() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return child_database_url()
 
 
 def _wait_for(predicate, *, timeout: float = 60.0, what: str) -> None:
@@ -51,7 +51,6 @@ def _columns_but_asset_class() -> str:
         return cur.fetchone()[0]
 
 
-@pytest.mark.skipif(not os.environ.get("DATABASE_URL"), reason="the child process needs DATABASE_URL")
 def test_sigkill_mid_batch_then_resume_ends_like_an_uninterrupted_run():
     reference_data_bootstrap()
     for ticker, market, cls, value in [

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from django.conf import settings
-from django.db import connection
 
+from conftest import child_database_url
 from enrichment import sources
 from enrichment.models import BackfillState, MarketDataV2
 from enrichment.services.backfill import backfill_plan, backfill_run
@@ -115,7 +115,7 @@ def test_a_worker_killed_mid_backfill_is_resumed_without_gaps_or_duplicates(coun
     start, end = span(2100)
     state = backfill_plan(symbol=btc, timeframe="15m", source="market_data", start=start, end=end, chunk_bars=100)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mytrader.settings", "PYTHONPATH": str(settings.BASE_DIR),
-           "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}"}  # fmt: skip
+           "DATABASE_URL": child_database_url()}  # fmt: skip
     worker = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("backfill_worker.py")), str(state.pk), "0.3"],
         cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

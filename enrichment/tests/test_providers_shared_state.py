@@ -12,9 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from werkzeug import Response
 
+from conftest import child_database_url
 from enrichment.models import CircuitState, FetchLog
 from enrichment.providers import circuit, clock, get_client
 from enrichment.providers.base import ProviderError
@@ -28,10 +28,9 @@ WORKER = Path(__file__).with_name("provider_worker.py")
 
 def run_workers(*argsets: tuple[str, dict]) -> list[dict]:
     """Start one worker process per argset at the same moment; wait for all."""
-    db = connection.settings_dict
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": child_database_url(),
         "LOG_LEVEL": "WARNING",
     }
     procs = [
