@@ -27,7 +27,6 @@ symbols_created = Counter("etl_symbols_created_total", "Symbols created by symbo
 candles_linked = Counter("etl_candles_linked_total", "Candles linked to their symbol by symbol sync")
 
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200)
-TERMINAL = ("succeeded", "failed", "cancelled", "skipped")
 
 
 def run_kind(model) -> str:
