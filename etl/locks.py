@@ -1,0 +1,135 @@
+"""Every PostgreSQL advisory lock the project takes, in one registry.
+
+A lock is named by two 32-bit integers, ``(namespace, item)``: the namespace
+says what kind of thing is guarded, the item which one (0 for a lock with a
+single instance, an id, or a CRC-32 of a text key). Modules never write
+``pg_advisory_*`` themselves: they take an ``AdvisoryLock`` from here, so two
+modules can never pick the same number for different things, and an operator
+reading ``pg_locks`` can look the namespace up in ``LOCKS``.
+
+Scope matters under a connection pooler. Transaction-level locks
+(``pg_advisory_xact_lock``) work behind PgBouncer in any pool mode. Session-level
+locks are held across transactions on one server connection, so they need
+PgBouncer's ``pool_mode = session`` (or a direct connection) for the connection
+that takes them; each such lock says why it must outlive a transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from django.db import connection
+
+
+class LockScope(enum.StrEnum):
+    TRANSACTION = "transaction"
+    SESSION = "session"
+
+
+@dataclass(frozen=True, slots=True)
+class AdvisoryLock:
+    name: str
+    namespace: int
+    scope: LockScope
+    guards: str
+
+    def key(self, item: int | str = 0) -> tuple[int, int]:
+        """The two int4 arguments of pg_advisory_*(int, int) for this item."""
+        if isinstance(item, str):
+            item = zlib.crc32(item.encode()) - 2**31
+        if not -(2**31) <= item < 2**31:
+            item = zlib.crc32(str(item).encode()) - 2**31
+        return self.namespace, item
+
+
+BOOTSTRAP = AdvisoryLock(
+    "bootstrap", 72_001, LockScope.TRANSACTION, "reference-data bootstrap: one at a time across hosts"
+)
+SYMBOL_SYNC = AdvisoryLock(
+    "symbol_sync", 72_030, LockScope.TRANSACTION, "symbol sync and cleanup: one writer of symbols at a time"
+)
+PIPELINE = AdvisoryLock(
+    "pipeline",
+    72_100,
+    LockScope.SESSION,
+    "one pipeline run at a time; held for the whole run (many transactions), released by the server if the"
+    " process dies",
+)
+PROVIDER_RATE = AdvisoryLock(
+    "provider_rate", 72_006, LockScope.TRANSACTION, "a provider's rate-limit window (item: provider code)"
+)
+FEATURE_SERIES = AdvisoryLock(
+    "feature_series",
+    72_200,
+    LockScope.TRANSACTION,
+    "market_data_v2 writes of one series (item: 'symbol_id:timeframe')",
+)
+FEATURE_SCHEDULE = AdvisoryLock(
+    "feature_schedule",
+    72_210,
+    LockScope.SESSION,
+    "one scheduled feature run per market (item: market code); held for the whole run",
+)
+CORRECTION = AdvisoryLock(
+    "correction",
+    72_300,
+    LockScope.SESSION,
+    "one correction execute or rollback at a time; held across its batch transactions",
+)
+IMPORT_FILE = AdvisoryLock(
+    "import_file",
+    73_001,
+    LockScope.SESSION,
+    "a worker is reading this import file (item: file id); dies with the worker's session, so an orphaned"
+    " file can be claimed again",
+)
+
+LOCKS: tuple[AdvisoryLock, ...] = (
+    BOOTSTRAP,
+    SYMBOL_SYNC,
+    PIPELINE,
+    PROVIDER_RATE,
+    FEATURE_SERIES,
+    FEATURE_SCHEDULE,
+    CORRECTION,
+    IMPORT_FILE,
+)
+
+
+def xact_lock(lock: AdvisoryLock, item: int | str = 0) -> None:
+    """Wait for the lock until the current transaction ends."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock.key(item))
+
+
+def try_xact_lock(lock: AdvisoryLock, item: int | str = 0) -> bool:
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", lock.key(item))
+        return bool(cur.fetchone()[0])
+
+
+def try_session_lock(lock: AdvisoryLock, item: int | str = 0) -> bool:
+    """Take a session lock if free; the caller must call ``session_unlock``."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", lock.key(item))
+        return bool(cur.fetchone()[0])
+
+
+def session_unlock(lock: AdvisoryLock, item: int | str = 0) -> None:
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock(%s, %s)", lock.key(item))
+
+
+@contextmanager
+def session_lock(lock: AdvisoryLock, item: int | str = 0) -> Iterator[bool]:
+    """Try a session lock; yield whether it is held; release it on exit."""
+    acquired = try_session_lock(lock, item)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            session_unlock(lock, item)
