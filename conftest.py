@@ -6,6 +6,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
+from etl.services import reference_data_bootstrap
+
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
@@ -14,6 +16,12 @@ def _fast_password_hashing(settings):
     # Login lockout needs a request; the test client's login() has none. The
     # lockout's own tests switch it back on.
     settings.AXES_ENABLED = False
+
+
+@pytest.fixture
+def reference_data(db) -> None:
+    """The reference data (asset classes, markets, sessions, providers) as bootstrap writes it."""
+    reference_data_bootstrap()
 
 
 @pytest.fixture

@@ -9,14 +9,8 @@ import pytest
 from django.db import connection
 
 from etl.models import AssetClass, Market, Symbol
-from etl.services import reference_data_bootstrap
 
 _ts_offsets = itertools.count()
-
-
-@pytest.fixture
-def reference(db) -> None:
-    reference_data_bootstrap()
 
 
 def add_symbol(ticker: str, market: str, asset_class: str | None) -> Symbol:
@@ -49,7 +43,7 @@ def market_data_checksum() -> str:
 
 
 @pytest.fixture
-def world(reference) -> Callable[[], dict[str, Symbol]]:
+def world(reference_data) -> Callable[[], dict[str, Symbol]]:
     """A small mixed table: BIST folder names, nulls, empties, right values,
     orphans and a symbol without a class."""
     thyao = add_symbol("THYAO", "BIST", "STOCK_BIST")

@@ -50,7 +50,7 @@ def test_analyze_warns_when_orphans_exceed_ten_percent(world):
     assert any("more than 10 %" in w for w in report.warnings)
 
 
-def test_analyze_of_an_empty_table_is_all_zero(reference):
+def test_analyze_of_an_empty_table_is_all_zero(reference_data):
     report = services.correction_analyze()
     assert report.totals.total == 0 and report.quality_score == 100.0 and report.warnings == []
 

@@ -82,7 +82,7 @@ def expected_counts(built) -> dict[str, int]:
 
 @PROFILE
 @given(symbol_specs=symbols_st, candle_specs=candles_st)
-def test_analyze_counts_match_a_direct_count(reference, symbol_specs, candle_specs):
+def test_analyze_counts_match_a_direct_count(reference_data, symbol_specs, candle_specs):
     with transaction.atomic():
         built = build(symbol_specs, candle_specs)
         report = services.correction_analyze(sample_size=1)
@@ -101,7 +101,9 @@ def test_analyze_counts_match_a_direct_count(reference, symbol_specs, candle_spe
     scope=st.sampled_from(list(Scope)),
     batch_size=st.integers(min_value=1, max_value=12),
 )
-def test_execute_then_rollback_leaves_market_data_identical(reference, symbol_specs, candle_specs, scope, batch_size):
+def test_execute_then_rollback_leaves_market_data_identical(
+    reference_data, symbol_specs, candle_specs, scope, batch_size
+):
     with transaction.atomic():
         build(symbol_specs, candle_specs)
         before = market_data_checksum()

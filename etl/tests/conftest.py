@@ -7,13 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from etl import services
 from etl.models import MarketData
-
-
-@pytest.fixture
-def reference_data(db):
-    services.reference_data_bootstrap()
 
 
 @pytest.fixture
