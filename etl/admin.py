@@ -6,8 +6,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from etl import services
+from etl.admin_tools import admin_each
 from etl.errors import DomainError
 from etl.models import (
+    ApiToken,
     AssetClass,
     DataCorrection,
     DataProvider,
@@ -18,6 +20,7 @@ from etl.models import (
     SymbolMapping,
     TradingSession,
 )
+from etl.services.tokens import api_token_issue, api_token_revoke
 
 AUDIT_FIELDS = ("created_at", "updated_at")
 
@@ -482,3 +485,39 @@ class SymbolCleanupAdmin(SymbolAdmin):
             f"Fixed {fixed} problem(s); {result.corrections_recorded} change(s) recorded in the audit trail.",
             messages.SUCCESS,
         )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Issue (services.tokens.api_token_issue: the key is shown once) and revoke
+    (api_token_revoke) API tokens; a token is never edited or deleted, only revoked."""
+
+    list_display = ("name", "user", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "user__username", "prefix")
+    fields = ("user", "name", "expires_at")
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("user", "name", "expires_at", "prefix", "created_at", "revoked_at", "last_used_at") if obj else ()
+
+    def get_fields(self, request, obj=None):
+        return self.get_readonly_fields(request, obj) if obj else self.fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        issued = api_token_issue(
+            username=obj.user.username, name=obj.name, expires_at=obj.expires_at, issued_by=request.user.username
+        )
+        obj.pk = issued.token.pk
+        self.message_user(
+            request,
+            f"Token issued. Copy the key now, it is not shown again: {issued.key}",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        admin_each(self, request, queryset, lambda t: api_token_revoke(token=t), "revoked")

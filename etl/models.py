@@ -442,3 +442,25 @@ class IntegritySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.market or 'all'} @ {self.taken_at:%Y-%m-%d %H:%M}: quality {self.overall_quality}"
+
+
+class ApiToken(models.Model):
+    """A named API token a staff member issued, with an optional expiry. Only a
+    SHA-256 of the key is stored: the key itself is shown once, when issued."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="what the token is for, e.g. 'nightly import script'")
+    prefix = models.CharField(max_length=8, help_text="the key's first characters, to recognise it")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="blank: never expires")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_tokens"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…, {self.user})"

@@ -175,8 +175,8 @@ PROVIDER_API_KEYS = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Token first, so an anonymous request gets 401 with a WWW-Authenticate header.
-        "rest_framework.authentication.TokenAuthentication",
+        # Tokens first, so an anonymous request gets 401 with a WWW-Authenticate header.
+        "etl.api.authentication.BearerTokenAuthentication",  # Bearer <key> or Token <key>
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -21,6 +21,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("etl.Market", "validate_reference_data"): READ_ONLY,
     ("etl.PipelineRun", "cancel_runs"): "run",
     ("etl.PipelineRun", "run_again"): "run",
+    ("etl.ApiToken", "revoke"): "change",
     ("etl.Symbol", "validate_symbols"): READ_ONLY,
     ("etl.Symbol", "clean_symbols"): "clean",
     ("batchimport.ImportJob", "cancel_jobs"): "cancel",
