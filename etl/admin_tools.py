@@ -33,3 +33,18 @@ def admin_each(
             model_admin.message_user(request, f"{name} {obj.pk}: {exc.message}", refused_level)
         else:
             model_admin.message_user(request, f"{name} {obj.pk}: {done.format(r=outcome, obj=obj)}", messages.SUCCESS)
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """Admin of a record of what was done (a run, a backup, an audit row, a dead
+    letter, a log line): nobody deletes one by hand, not even a superuser. Rows
+    go only through their services' actions, and old ones through the retention
+    schedule's rules (etl.services.retention)."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions

@@ -51,7 +51,7 @@ class OptionsSerializer(SeedAliasMixin, serializers.Serializer):
 
 class PreviewSerializer(OptionsSerializer):
     run_id = RunField(required=False, allow_null=True, help_text="preview this run's options (and record it)")
-    page = serializers.IntegerField(min_value=1, default=1)
+    page = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
     page_size = serializers.IntegerField(min_value=1, max_value=1000, default=50)
 
 

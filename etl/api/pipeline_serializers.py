@@ -19,6 +19,10 @@ def snake_case_keys(data: Any) -> dict[str, Any]:
     return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in data.items()}
 
 
+# The longest time limit a pipeline run may ask for (the old guides plan 2-4 h runs).
+MAX_RUN_SECONDS = 7 * 24 * 3600
+
+
 class SyncSymbolsRequestSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(default=1000, min_value=1, max_value=1_000_000)
     asset_class_filter = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
@@ -50,7 +54,7 @@ class PipelineRequestSerializer(serializers.Serializer):
     continue_on_failure = serializers.BooleanField(required=False)
     continue_on_component_failure = serializers.BooleanField(required=False, help_text="seed name")
     max_execution_time = serializers.DurationField(required=False, help_text='"HH:MM:SS"')
-    max_minutes = serializers.FloatField(required=False, min_value=0.01)
+    max_minutes = serializers.FloatField(required=False, min_value=0.01, max_value=MAX_RUN_SECONDS / 60)
     path = serializers.CharField(required=False, help_text="Import step: file or folder under the data root")
     options = serializers.DictField(required=False, help_text="Step options, e.g. batch_size, clean_symbols")
     run_async = serializers.BooleanField(default=False, help_text="Queue on the workers and return 202")
@@ -86,6 +90,8 @@ class PipelineRequestSerializer(serializers.Serializer):
             max_seconds = round(d["max_minutes"] * 60)
         if max_seconds is not None and max_seconds <= 0:
             raise serializers.ValidationError({"max_execution_time": "must be positive"})
+        if max_seconds is not None and max_seconds > MAX_RUN_SECONDS:
+            raise serializers.ValidationError({"max_execution_time": f"at most {MAX_RUN_SECONDS} s (7 days)"})
         options = dict(d.get("options") or {})
         if d.get("path"):
             options["path"] = d["path"]
