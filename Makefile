@@ -83,3 +83,4 @@ db-stop:
 alerts-test:
 	promtool check rules ops/prometheus/alerts.yml
 	cd ops/prometheus && promtool test rules alerts_test.yml
+	ops/alertmanager/test-routes.sh
