@@ -87,6 +87,9 @@ IMPORT_FILE = AdvisoryLock(
     "a worker is reading this import file (item: file id); dies with the worker's session, so an orphaned"
     " file can be claimed again",
 )
+METRICS = AdvisoryLock(
+    "metrics", 72_400, LockScope.TRANSACTION, "one scrape at a time folds metric_deltas into metric_totals"
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -97,6 +100,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     FEATURE_SCHEDULE,
     CORRECTION,
     IMPORT_FILE,
+    METRICS,
 )
 
 

@@ -23,8 +23,9 @@ def test_every_metric_the_alerts_use_is_exported(client):
     body = client.get("/metrics").content.decode()
     used = set(re.findall(r"\b(mytrader_[a-z_]+)", RULES.read_text()))
     assert used, "the rules name no metric?"
-    exported = {line.split()[2] for line in body.splitlines() if line.startswith("# TYPE ")}
-    exported |= {n + "_total" for n in exported}
+    types = dict(line.split()[2:4] for line in body.splitlines() if line.startswith("# TYPE "))
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
+    exported = set(types) | {name + suffix for name, typ in types.items() for suffix in suffixes.get(typ, ())}
     missing = sorted(used - exported)
     assert not missing, f"alert rules read metrics nobody exports: {missing}"
 
