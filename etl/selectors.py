@@ -21,33 +21,6 @@ def table_row_estimate(table: str, *, exact_below: int = 200_000) -> int:
         return estimate
 
 
-def health_check() -> dict[str, Any]:
-    """Database and queue broker reachability, and the worker clusters seen."""
-    checks: dict[str, Any] = {}
-    try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT 1")
-        checks["database"] = {"ok": True}
-    except Exception as exc:  # any failure to reach the database is "down"
-        checks["database"] = {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-    try:
-        from django_q.brokers import get_broker
-
-        broker = get_broker()
-        ok = bool(broker.ping())
-        checks["queue"] = {"ok": ok, "broker": type(broker).__name__, "queued": broker.queue_size() if ok else None}
-    except Exception as exc:
-        checks["queue"] = {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-    try:
-        from django_q.status import Stat
-
-        checks["workers"] = {"clusters": len(Stat.get_all())}
-    except Exception:
-        checks["workers"] = {"clusters": None}
-    healthy = checks["database"]["ok"] and checks["queue"]["ok"]
-    return {"status": "healthy" if healthy else "unhealthy", "checks": checks}
-
-
 # ---------------------------------------------------------------------------
 # Data-integrity status (docs/pipeline.md has the formula)
 
