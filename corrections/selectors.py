@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connection
 
 from corrections.models import CorrectionRun, Phase, Scope
+from etl import locks
 
 ORPHAN_WARNING_PERCENT = 10.0
 
@@ -260,15 +261,7 @@ def rollback_preflight(*, run: CorrectionRun, sample_size: int = 20) -> dict[str
 
 def correction_lock_held() -> bool:
     """Is some session executing or rolling back a correction right now?"""
-    from corrections.services import LOCK_KEY
-
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = %s AND objid = %s AND objsubid = 1",
-            [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF],
-        )
-        return cur.fetchone()[0] > 0
+    return locks.is_held(locks.CORRECTION)
 
 
 def is_interrupted(run: CorrectionRun) -> bool:

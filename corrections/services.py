@@ -31,14 +31,11 @@ from corrections.selectors import (
     rows_needing_change,
     scope_for,
 )
+from etl import locks
 from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
 from etl.progress import Cancelled, ProgressReporter
 
-# One execute or rollback at a time, across processes: two runs writing the
-# same candles would back up each other's values. A session-level advisory
-# lock dies with its connection, so a killed process never leaves it behind.
-LOCK_KEY = 0x41C0_0001
 MAX_BATCH_SIZE = 1_000_000
 MAX_CONFLICT_SAMPLES = 50
 
@@ -171,17 +168,15 @@ class RollbackResult:
 
 @contextmanager
 def _exclusive() -> Iterator[None]:
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
-        if not cur.fetchone()[0]:
+    """One execute or rollback at a time, across processes: two runs writing the
+    same candles would back up each other's values. A session lock dies with its
+    connection, so a killed process never leaves it behind."""
+    with locks.session_lock(locks.CORRECTION) as acquired:
+        if not acquired:
             raise ConflictError(
                 "Another correction is executing or rolling back right now; try again when it ends.", code="busy"
             )
-    try:
         yield
-    finally:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
 
 
 def _save(run: CorrectionRun, **fields: Any) -> None:

@@ -13,17 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from etl import locks
 from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
@@ -34,7 +35,6 @@ from etl.progress import Cancelled, ProgressReporter
 
 logger = logging.getLogger("etl.pipeline")
 
-PIPELINE_LOCK_KEY = 72_100
 # Every step the design names, in its order; a named step that no installed
 # app has registered yet is recorded as skipped rather than refused.
 CANONICAL_STEPS = ("bootstrap", "import", "sync", "correct", "enrich", "features", "validate")
@@ -96,18 +96,9 @@ def pipeline_plan(steps: Sequence[str] | None = None) -> list[tuple[str, int, Pi
     return sorted(plan, key=lambda p: (p[1], p[0]))
 
 
-@contextmanager
-def _pipeline_lock() -> Iterator[bool]:
-    """Try the advisory lock on this connection; yield whether we hold it."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
-        acquired = cur.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", [PIPELINE_LOCK_KEY])
+def _pipeline_lock() -> AbstractContextManager[bool]:
+    """Try the pipeline's session lock on this connection; yield whether we hold it."""
+    return locks.session_lock(locks.PIPELINE)
 
 
 def pipeline_in_progress() -> PipelineRun | None:

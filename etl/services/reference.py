@@ -5,16 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 
+from etl import locks
 from etl import reference_data as ref
 from etl.metrics import bootstrap_runs
 from etl.models import AssetClass, DataProvider, Market, Symbol, TradingSession
 from etl.selectors import table_row_estimate
-
-# Serialises bootstraps across processes and hosts (pg_advisory_xact_lock key).
-BOOTSTRAP_LOCK_KEY = 72_001
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +67,7 @@ def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
         created[name], updated[name], unchanged[name] = counts
 
     with transaction.atomic():
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [BOOTSTRAP_LOCK_KEY])
+        locks.xact_lock(locks.BOOTSTRAP)  # serialises bootstraps across processes and hosts
 
         existing = {(o.code,): o for o in AssetClass.objects.all()}
         record("asset_classes", _sync_rows(AssetClass, ref.ASSET_CLASSES, ("code",), overwrite, existing))

@@ -18,6 +18,7 @@ from uuid import uuid4
 
 from django.db import connection, transaction
 
+from etl import locks
 from etl.errors import DomainError
 from etl.inference import KNOWN_ETFS, Inference, canonical_market, infer_symbol, normalize_ticker
 from etl.metrics import candles_linked, symbols_created
@@ -26,11 +27,6 @@ from etl.progress import ProgressReporter
 from etl.selectors import integrity_status
 from etl.services.integrity import integrity_snapshot_take
 
-# Serialises the write phase of concurrent syncs, batch by batch
-# (pg_advisory_xact_lock key). Uniqueness does not depend on it — ON CONFLICT
-# does that — but two UPDATEs over the same candles in different orders could
-# deadlock, and a waiting sync finds the work done instead.
-SYNC_LOCK_KEY = 72_030
 UNRESOLVED_LISTED = 100
 ANALYZE_AFTER = 1000
 
@@ -214,6 +210,13 @@ WHERE md.ticker = v.raw_ticker AND md.market = v.raw_market AND {condition}
 """
 
 
+def _sync_lock() -> None:
+    """Serialise the write phase of concurrent syncs, batch by batch. Uniqueness does
+    not depend on it (ON CONFLICT does that), but two UPDATEs over the same candles in
+    different orders could deadlock, and a waiting sync finds the work done instead."""
+    locks.xact_lock(locks.SYMBOL_SYNC)
+
+
 def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, int]:
     values = [
         [p.inference.ticker for p in batch],
@@ -224,7 +227,7 @@ def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, 
         [p.inference.confidence for p in batch],
     ]
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
+        _sync_lock()
         cur.execute(_INSERT_SQL, [SymbolSource.DISCOVERED, *values])
         created = cur.rowcount
         updated = 0
@@ -245,7 +248,7 @@ def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
     # relink candles that point at another symbol than their pair's.
     condition = "md.symbol_id IS DISTINCT FROM s.id" if relink else "md.symbol_id IS NULL"
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
+        _sync_lock()
         cur.execute(_LINK_SQL.format(condition=condition), link)
         return cur.rowcount
 

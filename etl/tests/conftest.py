@@ -43,12 +43,12 @@ def pipeline_locked(db):
     import psycopg
     from django.db import connection
 
-    from etl.services.pipeline import PIPELINE_LOCK_KEY
+    from etl import locks
 
     # The backend's own parameters, so this also works against the embedded server.
     params = connection.get_connection_params()
     other = psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")})
-    other.execute("SELECT pg_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
+    other.execute("SELECT pg_advisory_lock(%s, %s)", locks.PIPELINE.key())
     yield other
     other.close()
 
