@@ -18,6 +18,7 @@ from django.db import connection
 
 from corrections.models import CorrectionRun, Phase, Scope
 from etl import locks
+from etl.errors import DomainError
 
 ORPHAN_WARNING_PERCENT = 10.0
 
@@ -47,8 +48,6 @@ SCOPE_SQL = {
 
 def scope_for(*, only_null: bool, overwrite_mismatched: bool) -> Scope:
     if only_null and overwrite_mismatched:
-        from etl.errors import DomainError
-
         raise DomainError(
             "only_null and overwrite_mismatched exclude each other: choose one scope", code="invalid_options"
         )
@@ -197,7 +196,6 @@ def _changes_sql(scope: Scope, *, id_high: int | None = None) -> tuple[str, list
 def correction_preview_page(*, scope: Scope, page: int = 1, page_size: int = 50) -> PreviewPage:
     """The exact changes execute would make now, grouped by (ticker, market,
     from -> to), one page of groups, with totals. Reads only."""
-    from etl.errors import DomainError
 
     if page < 1 or not 1 <= page_size <= 1000:
         raise DomainError("page must be >= 1 and page_size between 1 and 1000", code="invalid_page")

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -28,6 +27,7 @@ from corrections.selectors import (
     asset_class_analysis,
     correction_preview_page,
     is_interrupted,
+    operational_metrics,
     rows_needing_change,
     scope_for,
 )
@@ -35,6 +35,7 @@ from etl import locks
 from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
 from etl.progress import Cancelled, ProgressReporter
+from etl.queue import queue_on_commit
 
 MAX_BATCH_SIZE = 1_000_000
 MAX_CONFLICT_SAMPLES = 50
@@ -426,7 +427,6 @@ def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
 
 def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
     """Queue execute on a django-q2 worker once the caller's transaction commits."""
-    from django_q.tasks import async_task
 
     if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED, Phase.EXECUTING):
         raise ConflictError(f"Correction {run.pk} is {run.get_phase_display()} and cannot execute.", code="bad_phase")
@@ -434,7 +434,7 @@ def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
     if run.status == RunStatus.RUNNING and not is_interrupted(run):
         raise ConflictError(f"Correction {run.pk} is already running.", code="busy")
     _save(run, status=RunStatus.QUEUED)
-    transaction.on_commit(partial(async_task, "corrections.tasks.correction_execute", run.pk, group="corrections"))
+    queue_on_commit("corrections.tasks.correction_execute", run.pk, group="corrections")
     return run
 
 
@@ -670,7 +670,6 @@ def correction_rollback(
 def correction_metrics() -> dict[str, Any]:
     """Operational figures for the metrics endpoint; refreshes the gauges
     from a count of the table as it is now."""
-    from corrections.selectors import operational_metrics
 
     report = asset_class_analysis(sample_size=0)
     _record_analysis(report)

@@ -340,14 +340,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def run_again(self, request, queryset):
         for run in queryset[:1]:
             try:
-                new = services.pipeline_queue(
-                    steps=run.steps_requested or None,
-                    options=run.options,
-                    continue_on_failure=run.continue_on_failure,
-                    max_seconds=run.max_seconds,
-                    trigger="admin",
-                    requested_by=request.user.get_username(),
-                )
+                new = services.pipeline_rerun(run=run, requested_by=request.user.get_username())
             except DomainError as exc:
                 message_domain_error(self, request, exc)
                 return

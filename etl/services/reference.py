@@ -7,11 +7,13 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django_q.models import Schedule
 
 from etl import locks
 from etl import reference_data as ref
 from etl.metrics import bootstrap_runs
 from etl.models import AssetClass, DataProvider, Market, Symbol, TradingSession
+from etl.queue import QueuedTask, queue_on_commit
 from etl.selectors import table_row_estimate
 
 
@@ -95,10 +97,14 @@ def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
     return result
 
 
+def reference_data_bootstrap_queue(*, overwrite: bool = False) -> QueuedTask:
+    """Queue `reference_data_bootstrap` on the workers once the caller's transaction commits."""
+    return queue_on_commit("etl.tasks.reference_data_bootstrap", overwrite, group="etl")
+
+
 def _ensure_schedules(rows: list[dict], overwrite: bool) -> tuple[int, int, int]:
     """django-q2 schedules the product needs, keyed by name; an operator's
     edits in the admin are kept unless `overwrite`."""
-    from django_q.models import Schedule
 
     created = updated = 0
     for row in rows:

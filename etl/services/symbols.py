@@ -24,6 +24,7 @@ from etl.inference import KNOWN_ETFS, Inference, canonical_market, infer_symbol,
 from etl.metrics import candles_linked, symbols_created
 from etl.models import AssetClass, DataCorrection, Market, Symbol, SymbolSource
 from etl.progress import ProgressReporter
+from etl.queue import QueuedTask, queue_on_commit
 from etl.selectors import integrity_status
 from etl.services.integrity import integrity_snapshot_take
 
@@ -351,6 +352,14 @@ def symbols_sync(
         batches=done,
         timed_out=timed_out,
     )
+
+
+def symbols_sync_queue(**options: Any) -> QueuedTask:
+    """Queue `symbols_sync(**options)` on the workers once the caller's transaction
+    commits. Bad options are refused here, before anything is queued."""
+    if int(options.get("batch_size", 1000)) < 1:
+        raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
+    return queue_on_commit("etl.tasks.symbols_sync", group="etl", **options)
 
 
 def symbols_sync_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django_q.conf import Conf
+from django_q.tasks import result
 
 from etl import services
 from etl.models import Market, MarketData
@@ -161,12 +162,15 @@ def test_domain_errors_render_as_400_and_409_json():
     assert (clash.status_code, clash.data["code"]) == (409, "conflict")
 
 
-def test_bootstrap_task_runs_on_the_queue(monkeypatch):
-    from django_q.tasks import async_task, result
-
+def test_bootstrap_task_runs_on_the_queue_and_is_found_by_its_task_id(
+    monkeypatch, api_client_for, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr(Conf, "SYNC", True)  # the cluster runs it in-process
-    task_id = async_task("etl.tasks.reference_data_bootstrap", False)
-    assert result(task_id)["total_created"] == 38
+    client = api_client_for(superuser=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(BOOTSTRAP, {"run_async": True}, format="json")
+    assert response.status_code == 202
+    assert result(response.json()["task_id"])["total_created"] == 38
     assert Market.objects.count() == 5
 
 

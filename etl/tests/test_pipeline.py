@@ -10,6 +10,7 @@ from django.db import connections
 from etl import services
 from etl.errors import ConflictError, DomainError
 from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
+from etl.timeparse import cron_next_run
 
 pytestmark = pytest.mark.django_db
 
@@ -149,7 +150,7 @@ def test_stale_running_row_is_closed_when_the_next_run_starts(reference_data):
 def test_queued_run_executes_once(reference_data, django_capture_on_commit_callbacks):
     from unittest import mock
 
-    with mock.patch("django_q.tasks.async_task") as enqueue, django_capture_on_commit_callbacks(execute=True):
+    with mock.patch("etl.queue.async_task") as enqueue, django_capture_on_commit_callbacks(execute=True):
         run = services.pipeline_queue(steps=["sync"], requested_by="bob")
     assert enqueue.call_args.args == ("etl.tasks.pipeline_execute", run.pk)
     assert run.status == RunStatus.QUEUED
@@ -206,8 +207,8 @@ def test_schedule_creates_a_django_q_cron_schedule_in_its_zone(reference_data):
     assert not again.created
     assert Schedule.objects.filter(name="nightly").count() == 1
     # New York: 01:30 EST is 06:30 UTC in winter, 05:30 UTC in summer.
-    winter = services.next_occurrence("30 1 * * *", "America/New_York", after=datetime(2025, 1, 10, tzinfo=UTC))
-    summer = services.next_occurrence("30 1 * * *", "America/New_York", after=datetime(2025, 7, 10, tzinfo=UTC))
+    winter = cron_next_run("30 1 * * *", "America/New_York", after=datetime(2025, 1, 10, tzinfo=UTC))
+    summer = cron_next_run("30 1 * * *", "America/New_York", after=datetime(2025, 7, 10, tzinfo=UTC))
     assert (winter.hour, summer.hour) == (6, 5)
 
 

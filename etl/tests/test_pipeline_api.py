@@ -57,12 +57,17 @@ def test_sync_symbols_bad_input_is_400(staff, reference_data):
     assert r.status_code == 400
 
 
-def test_sync_symbols_async_queues_a_task(staff, reference_data):
-    with mock.patch("etl.api.pipeline_views.async_task", return_value="t-1") as enqueue:
+def test_sync_symbols_async_queues_a_task_on_commit(staff, reference_data, django_capture_on_commit_callbacks):
+    with mock.patch("etl.queue.async_task") as enqueue, django_capture_on_commit_callbacks() as callbacks:
         r = staff.post("/api/etl/sync-symbols", {"runAsync": True, "venueFilter": ["BIST"]}, format="json")
-    assert (r.status_code, r.json()) == (202, {"task_id": "t-1"})
+        assert not enqueue.called  # nothing reaches the workers before the commit
+    for callback in callbacks:
+        callback()
+    assert r.status_code == 202
     assert enqueue.call_args.args == ("etl.tasks.symbols_sync",)
     assert enqueue.call_args.kwargs["venues"] == ["BIST"]
+    # The answer's task id is the name the task is queued under (django-q2 finds a task by either).
+    assert r.json() == {"task_id": enqueue.call_args.kwargs["task_name"]}
 
 
 def test_execute_full_pipeline_with_seed_switches_and_history(staff, etl_steps_only, reference_data, make_candles):
@@ -108,7 +113,7 @@ def test_execute_full_pipeline_unknown_step_is_400(staff, reference_data):
 
 
 def test_execute_full_pipeline_async_returns_202_queued(staff, reference_data, django_capture_on_commit_callbacks):
-    with mock.patch("django_q.tasks.async_task") as enqueue, django_capture_on_commit_callbacks(execute=True):
+    with mock.patch("etl.queue.async_task") as enqueue, django_capture_on_commit_callbacks(execute=True):
         r = staff.post("/api/etl/execute-full-pipeline", {"runAsync": True, "steps": ["sync"]}, format="json")
     assert r.status_code == 202
     assert r.json()["status"] == "queued"
