@@ -35,7 +35,14 @@ class BootstrapResult:
         return {**asdict(self), "total_created": self.total_created, "total_updated": self.total_updated}
 
 
-def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, existing: dict) -> tuple[int, int, int]:
+@dataclass(frozen=True, slots=True)
+class _TableCounts:
+    created: int
+    updated: int
+    unchanged: int
+
+
+def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, existing: dict) -> _TableCounts:
     """Create rows missing by `key`; with `overwrite`, reset differing fields."""
     to_create, to_update, fields_changed = [], [], set()
     for row in rows:
@@ -55,7 +62,7 @@ def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, e
     model.objects.bulk_create(to_create)
     if to_update:
         model.objects.bulk_update(to_update, sorted(fields_changed | {"updated_at"}))
-    return len(to_create), len(to_update), len(rows) - len(to_create) - len(to_update)
+    return _TableCounts(len(to_create), len(to_update), len(rows) - len(to_create) - len(to_update))
 
 
 def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
@@ -65,8 +72,8 @@ def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
     updated: dict[str, int] = {}
     unchanged: dict[str, int] = {}
 
-    def record(name: str, counts: tuple[int, int, int]) -> None:
-        created[name], updated[name], unchanged[name] = counts
+    def record(name: str, counts: _TableCounts) -> None:
+        created[name], updated[name], unchanged[name] = counts.created, counts.updated, counts.unchanged
 
     with transaction.atomic():
         locks.xact_lock(locks.BOOTSTRAP)  # serialises bootstraps across processes and hosts
@@ -102,7 +109,7 @@ def reference_data_bootstrap_queue(*, overwrite: bool = False) -> QueuedTask:
     return queue_on_commit("etl.tasks.reference_data_bootstrap", overwrite, group="etl")
 
 
-def _ensure_schedules(rows: list[dict], overwrite: bool) -> tuple[int, int, int]:
+def _ensure_schedules(rows: list[dict], overwrite: bool) -> _TableCounts:
     """django-q2 schedules the product needs, keyed by name; an operator's
     edits in the admin are kept unless `overwrite`."""
 
@@ -115,7 +122,7 @@ def _ensure_schedules(rows: list[dict], overwrite: bool) -> tuple[int, int, int]
         elif overwrite and any(getattr(schedule, k) != v for k, v in row.items()):
             Schedule.objects.filter(pk=schedule.pk).update(schedule_type=Schedule.CRON, **row)
             updated += 1
-    return created, updated, len(rows) - created - updated
+    return _TableCounts(created, updated, len(rows) - created - updated)
 
 
 @dataclass(frozen=True, slots=True)
