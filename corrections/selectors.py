@@ -257,6 +257,27 @@ def rollback_preflight(*, run: CorrectionRun, sample_size: int = 20) -> dict[str
     return {**counts, "conflict_samples": samples}
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackRefusal:
+    """Why a run cannot be rolled back; `reason` completes "Cannot be rolled back: …"."""
+
+    code: str
+    reason: str
+
+
+def rollback_refusal(*, run: CorrectionRun) -> RollbackRefusal | None:
+    """The one rule for which runs may be rolled back, read by the rollback service
+    and by the admin's confirmation page alike. None: it may."""
+    if run.phase == Phase.ROLLED_BACK:
+        when = f"{run.rolled_back_at:%Y-%m-%d %H:%M} UTC" if run.rolled_back_at else "an unknown date"
+        return RollbackRefusal(
+            "already_rolled_back", f"already rolled back on {when} by {run.rolled_back_by or 'unknown'}"
+        )
+    if run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
+        return RollbackRefusal("bad_phase", "never executed: there is nothing to roll back")
+    return None
+
+
 def correction_lock_held() -> bool:
     """Is some session executing or rolling back a correction right now?"""
     return locks.is_held(locks.CORRECTION)

@@ -28,6 +28,7 @@ from corrections.selectors import (
     correction_preview_page,
     is_interrupted,
     operational_metrics,
+    rollback_refusal,
     rows_needing_change,
     scope_for,
 )
@@ -564,93 +565,29 @@ def correction_rollback(
 ) -> RollbackResult:
     """Restore every backed-up candle's old value, batch by batch. A candle
     whose asset class changed again after the run is a conflict: reported,
-    and restored only with force. A run is rolled back once."""
+    and restored only with force. A run is rolled back once (`rollback_refusal`)."""
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("A rollback needs a reason.", code="reason_required")
     started = time.monotonic()
     with _exclusive():
         run.refresh_from_db()
-        if run.phase == Phase.ROLLED_BACK:
-            raise ConflictError(
-                f"Correction {run.pk} was already rolled back on {run.rolled_back_at:%Y-%m-%d %H:%M} UTC "
-                f"by {run.rolled_back_by or 'unknown'}.",
-                code="already_rolled_back",
-            )
-        if run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
-            raise ConflictError(f"Correction {run.pk} never executed: there is nothing to roll back.", code="bad_phase")
+        refusal = rollback_refusal(run=run)
+        if refusal is not None:
+            raise ConflictError(f"Correction {run.pk}: {refusal.reason}.", code=refusal.code)
         metrics.operations_started.labels("rollback").inc()
-        if run.phase != Phase.ROLLING_BACK:
-            _save(
-                run,
-                phase=Phase.ROLLING_BACK,
-                rollback_last_id=-1,
-                rows_restored=0,
-                rollback_conflicts=0,
-                rollback_report={
-                    "groups": {},
-                    "forced_groups": {},
-                    "conflicts": 0,
-                    "conflicts_restored": 0,
-                    "missing": 0,
-                    "conflict_samples": [],
-                },
-            )
-        _save(
-            run,
-            status=RunStatus.RUNNING,
-            rollback_reason=reason,
-            rollback_force=force,
-            rolled_back_by=requested_by,
-            cancel_requested=False,
-            error="",
-            finished_at=None,
-        )
-        state = run.rollback_report
-        step = batch_size or run.batch_size
-        highest = run.backups.aggregate(m=Max("market_data_id"))["m"]
+        _start_rollback(run, reason=reason, requested_by=requested_by, force=force)
         done_before = run.rows_restored
-        reporter = ProgressReporter(run, total=run.rows_updated, label=f"rollback {run.pk}")
-        reporter.done = run.rows_restored
-        outcome = RunStatus.SUCCEEDED
-        try:
-            while highest is not None and run.rollback_last_id < highest:
-                _check_cancel(run)
-                high = _batch_end(
-                    table_sql=NEXT_BACKUP_SQL, params=[run.pk], after=run.rollback_last_id, size=step, ceiling=highest
-                )
-                reporter.advance(_rollback_batch(run, run.rollback_last_id + 1, high, state), check_cancel=False)
-        except Cancelled:
-            outcome = RunStatus.CANCELLED
-        except BaseException as exc:
-            reporter.close()
-            _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
-            metrics.operations_completed.labels("rollback", "failed").inc()
-            raise
-        reporter.close()
+        outcome = _rollback_batches(run, step=batch_size or run.batch_size)
         elapsed = time.monotonic() - started
         if outcome == RunStatus.CANCELLED:
             _save(run, status=RunStatus.CANCELLED, finished_at=timezone.now())
         else:
-            with transaction.atomic():
-                detail = {"run_id": run.pk, "reason": reason}
-                _audit_groups(state["groups"], kind="asset_class_rollback", run=run, detail=detail)
-                _audit_groups(
-                    state["forced_groups"],
-                    kind="asset_class_rollback_forced",
-                    run=run,
-                    detail={**detail, "forced": True},
-                )
-                _save(
-                    run,
-                    phase=Phase.ROLLED_BACK,
-                    status=RunStatus.SUCCEEDED,
-                    rolled_back_at=timezone.now(),
-                    finished_at=timezone.now(),
-                )
+            _finish_rollback(run, reason=reason)
         metrics.records_processed.labels("rollback").inc(run.rows_restored - done_before)
         metrics.operation_duration.labels("rollback").observe(elapsed)
         metrics.operations_completed.labels("rollback", str(outcome)).inc()
+        state = run.rollback_report
         return RollbackResult(
             run_id=run.pk,
             status=str(run.status),
@@ -661,6 +598,81 @@ def correction_rollback(
             missing=state["missing"],
             conflict_samples=state["conflict_samples"],
             seconds=round(elapsed, 3),
+        )
+
+
+def _start_rollback(run: CorrectionRun, *, reason: str, requested_by: str, force: bool) -> None:
+    """Mark the run rolling back; a fresh rollback starts its report, a resumed one keeps it."""
+    if run.phase != Phase.ROLLING_BACK:
+        _save(
+            run,
+            phase=Phase.ROLLING_BACK,
+            rollback_last_id=-1,
+            rows_restored=0,
+            rollback_conflicts=0,
+            rollback_report={
+                "groups": {},
+                "forced_groups": {},
+                "conflicts": 0,
+                "conflicts_restored": 0,
+                "missing": 0,
+                "conflict_samples": [],
+            },
+        )
+    _save(
+        run,
+        status=RunStatus.RUNNING,
+        rollback_reason=reason,
+        rollback_force=force,
+        rolled_back_by=requested_by,
+        cancel_requested=False,
+        error="",
+        finished_at=None,
+    )
+
+
+def _rollback_batches(run: CorrectionRun, *, step: int) -> str:
+    """Restore batch by batch from where the run stands; SUCCEEDED or CANCELLED.
+    A failure marks the run failed and is raised."""
+    highest = run.backups.aggregate(m=Max("market_data_id"))["m"]
+    reporter = ProgressReporter(run, total=run.rows_updated, label=f"rollback {run.pk}")
+    reporter.done = run.rows_restored
+    try:
+        while highest is not None and run.rollback_last_id < highest:
+            _check_cancel(run)
+            high = _batch_end(
+                table_sql=NEXT_BACKUP_SQL, params=[run.pk], after=run.rollback_last_id, size=step, ceiling=highest
+            )
+            restored = _rollback_batch(run, run.rollback_last_id + 1, high, run.rollback_report)
+            reporter.advance(restored, check_cancel=False)
+    except Cancelled:
+        outcome = RunStatus.CANCELLED
+    except BaseException as exc:
+        reporter.close()
+        _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        metrics.operations_completed.labels("rollback", "failed").inc()
+        raise
+    else:
+        outcome = RunStatus.SUCCEEDED
+    reporter.close()
+    return outcome
+
+
+def _finish_rollback(run: CorrectionRun, *, reason: str) -> None:
+    """Write the audit trail of what was restored and mark the run rolled back, in one transaction."""
+    state = run.rollback_report
+    with transaction.atomic():
+        detail = {"run_id": run.pk, "reason": reason}
+        _audit_groups(state["groups"], kind="asset_class_rollback", run=run, detail=detail)
+        _audit_groups(
+            state["forced_groups"], kind="asset_class_rollback_forced", run=run, detail={**detail, "forced": True}
+        )
+        _save(
+            run,
+            phase=Phase.ROLLED_BACK,
+            status=RunStatus.SUCCEEDED,
+            rolled_back_at=timezone.now(),
+            finished_at=timezone.now(),
         )
 
 

@@ -4,9 +4,10 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
-from corrections import services
+from corrections import selectors, services
 from corrections.models import CorrectionRun, Phase
 from corrections.tests.conftest import market_data_checksum
+from etl.errors import ConflictError
 from etl.models import DataCorrection, MarketData
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +114,18 @@ def test_staff_without_rollback_permission_has_no_rollback_action(client, make_u
     assert page.status_code == 200
     actions = [choice[0] for choice in page.context["action_form"].fields["action"].choices]
     assert "preview_runs" in actions and "rollback_runs" not in actions and "execute_runs" not in actions
+
+
+def test_confirmation_page_and_rollback_service_refuse_by_the_same_rule(admin_client, world):
+    never_executed = services.correction_run_create(requested_by="alice")
+    refusal = selectors.rollback_refusal(run=never_executed)
+    assert (refusal.code, refusal.reason) == ("bad_phase", "never executed: there is nothing to roll back")
+    page = admin_client.post(CHANGELIST, {ACTION_CHECKBOX_NAME: [never_executed.pk], "action": "rollback_runs"})
+    assert f"Cannot be rolled back: {refusal.reason}.".encode() in page.content
+    with pytest.raises(ConflictError) as refused:
+        services.correction_rollback(run=never_executed, reason="oops", requested_by="bob")
+    assert (refused.value.code, refused.value.message) == (
+        "bad_phase",
+        f"Correction {never_executed.pk}: {refusal.reason}.",
+    )
+    assert selectors.rollback_refusal(run=executed_run()) is None
