@@ -4,8 +4,9 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from etl import services
+from etl import selectors, services
 from etl.errors import DomainError
 from etl.models import (
     AssetClass,
@@ -14,10 +15,14 @@ from etl.models import (
     DeadLetter,
     Market,
     MarketData,
+    PipelineRun,
+    PipelineStepRun,
+    RunStatus,
     Symbol,
     SymbolMapping,
     TradingSession,
 )
+from etl.pipeline import registered_steps
 
 AUDIT_FIELDS = ("created_at", "updated_at")
 
@@ -216,12 +221,6 @@ def message_domain_error(modeladmin: admin.ModelAdmin, request: HttpRequest, exc
 # Pipeline runs, symbol sync and symbol clean-up
 
 
-from django.utils.html import format_html, format_html_join  # noqa: E402
-
-from etl import selectors  # noqa: E402
-from etl.models import PipelineRun, PipelineStepRun, RunStatus  # noqa: E402
-from etl.pipeline import registered_steps  # noqa: E402
-
 STATUS_COLOURS = {
     RunStatus.SUCCEEDED: "#2e7d32",
     RunStatus.FAILED: "#c62828",
@@ -314,8 +313,8 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             start = ((s.started_at or obj.started_at) - obj.started_at).total_seconds()
             length = (s.duration_seconds or 0.0) if s.started_at else 0.0
             left, width = 100 * start / total, max(100 * length / total, 0.5)
-            rows.append((s.name, s.status, f"{left:.2f}", f"{width:.2f}", STATUS_COLOURS.get(s.status, "#757575"),
-                         f"{length:.2f}s"))  # fmt: skip
+            colour = STATUS_COLOURS.get(s.status, "#757575")
+            rows.append((s.name, s.status, f"{left:.2f}", f"{width:.2f}", colour, f"{length:.2f}s"))
         return format_html(
             '<div style="min-width:480px">{}</div>',
             format_html_join(

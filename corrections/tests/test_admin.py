@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
+from django_q.conf import Conf
 
 from corrections import selectors, services
 from corrections.models import CorrectionRun, Phase
@@ -55,8 +56,6 @@ def test_new_analysis_rejects_a_bad_batch_size(admin_client, world):
 
 
 def test_preview_execute_validate_actions(admin_client, world, monkeypatch, django_capture_on_commit_callbacks):
-    from django_q.conf import Conf
-
     monkeypatch.setattr(Conf, "SYNC", True)
     run = services.correction_run_create(requested_by="alice", overwrite_mismatched=True)
     data = {ACTION_CHECKBOX_NAME: [run.pk]}

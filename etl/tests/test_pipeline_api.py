@@ -3,6 +3,7 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
 
 from etl.models import DataCorrection, Market, PipelineRun, Symbol
 
@@ -155,7 +156,6 @@ def test_schedule_recurring_creates_then_updates(staff, reference_data):
 
 def test_queued_run_documents_its_unknown_duration_as_null():
     """Found by schemathesis: a queued run has no duration yet, and the schema must say so."""
-    from drf_spectacular.generators import SchemaGenerator
 
     schema = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
     for name in ("PipelineRun", "PipelineStepRun"):
