@@ -52,7 +52,7 @@ def health_check() -> dict[str, Any]:
 # Data-integrity status (docs/pipeline.md has the formula)
 
 QUALITY_WEIGHTS = {"symbol_coverage": 0.4, "asset_class_consistency": 0.3, "enrichment_coverage": 0.3}
-# The operators' health goals (seed: the ETL operations guide).
+# The operators' health goals (from the old system's ETL operations guide).
 HEALTH_GOALS = {
     "candles_without_symbol": ("==", 0),
     "symbol_coverage": (">=", 90.0),

@@ -64,7 +64,7 @@ def test_analyze_rejects_a_bad_sample_size(api_client_for, world):
     assert response.status_code == 400 and "sample_size" in response.json()["errors"]
 
 
-def test_preview_with_seed_option_names_writes_nothing(api_client_for, world):
+def test_preview_with_old_system_option_names_writes_nothing(api_client_for, world):
     before = market_data_checksum()
     client = api_client_for(staff=True, perms=VIEW)
     response = client.post(f"{BASE}/preview", {"onlyProcessNullAssetClass": True, "pageSize": 1}, format="json")

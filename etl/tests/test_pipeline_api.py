@@ -40,7 +40,7 @@ def staff(api_client_for):
     )
 
 
-def test_sync_symbols_with_seed_options(staff, reference_data, make_candles):
+def test_sync_symbols_with_old_system_options(staff, reference_data, make_candles):
     make_candles([("BTCUSDT", "BINANCE"), ("AAPL", "NASDAQ"), ("THYAO", "BIST")])
     body = {"batchSize": 500, "assetClassFilter": ["CRYPTO", "STOCK"], "venueFilter": ["BINANCE", "NASDAQ"]}
     data = staff.post("/api/etl/sync-symbols", {**body, "maxProcessingTime": "01:00:00"}, format="json").json()
@@ -71,7 +71,7 @@ def test_sync_symbols_async_queues_a_task_on_commit(staff, reference_data, djang
     assert r.json() == {"task_id": enqueue.call_args.kwargs["task_name"]}
 
 
-def test_execute_full_pipeline_with_seed_switches_and_history(staff, etl_steps_only, reference_data, make_candles):
+def test_execute_full_pipeline_with_old_switches_and_history(staff, etl_steps_only, reference_data, make_candles):
     etl_steps_only.register_step("enrich", order=50, run=lambda *, options, progress=None: {"enriched": 0})
     make_candles([("ETHUSDT", "BINANCE")])
     body = {
