@@ -48,7 +48,7 @@ class ExecuteFullPipelineView(APIView):
         """services.pipeline_run, or pipeline_queue with run_async."""
         params = ps.PipelineRequestSerializer(data=ps.snake_case_keys(request.data))
         params.is_valid(raise_exception=True)
-        kwargs = params.service_kwargs([name for name, _, _ in services.pipeline_plan()])
+        kwargs = params.service_kwargs([planned.name for planned in services.pipeline_plan()])
         if params.validated_data["run_async"]:
             run = services.pipeline_queue(trigger="api", requested_by=_requester(request), **kwargs)
             return Response(ps.PipelineRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -3,6 +3,7 @@
 from etl.services.integrity import integrity_snapshot_take
 from etl.services.pipeline import (
     PipelineResult,
+    PlannedStep,
     ScheduleResult,
     StepOutcome,
     pipeline_cancel,
@@ -43,6 +44,7 @@ from etl.services.symbols import (
 __all__ = [
     "integrity_snapshot_take",
     "PipelineResult",
+    "PlannedStep",
     "ScheduleResult",
     "StepOutcome",
     "pipeline_cancel",

@@ -79,12 +79,19 @@ def _result(run: PipelineRun) -> PipelineResult:
     return PipelineResult(run.pk, run.status, run.duration_seconds, run.error, steps)
 
 
-def pipeline_plan(steps: Sequence[str] | None = None) -> list[tuple[str, int, PipelineStep | None]]:
-    """(name, order, registered step or None) in run order. No names: every
-    registered default step. Unknown names are refused."""
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    name: str
+    order: int
+    step: PipelineStep | None  # None: no installed app registers a step of this name
+
+
+def pipeline_plan(steps: Sequence[str] | None = None) -> list[PlannedStep]:
+    """The steps in run order. No names: every registered default step.
+    Unknown names are refused."""
     registry = {s.name: s for s in registered_steps()}
     if not steps:
-        return [(s.name, s.order, s) for s in registry.values() if s.default]
+        return [PlannedStep(s.name, s.order, s) for s in registry.values() if s.default]
     names = list(dict.fromkeys(n.strip().lower() for n in steps if n.strip()))
     unknown = [n for n in names if n not in registry and n not in CANONICAL_STEPS]
     if unknown:
@@ -94,8 +101,8 @@ def pipeline_plan(steps: Sequence[str] | None = None) -> list[tuple[str, int, Pi
     for n in names:
         step = registry.get(n)
         order = step.order if step else (CANONICAL_STEPS.index(n) + 1) * 10
-        plan.append((n, order, step))
-    return sorted(plan, key=lambda p: (p[1], p[0]))
+        plan.append(PlannedStep(n, order, step))
+    return sorted(plan, key=lambda p: (p.order, p.name))
 
 
 def _pipeline_lock() -> AbstractContextManager[bool]:
@@ -136,7 +143,7 @@ def pipeline_run(
     fields = {
         "trigger": trigger,
         "requested_by": requested_by,
-        "steps_requested": [p[0] for p in plan] if steps else [],
+        "steps_requested": [p.name for p in plan] if steps else [],
         "options": _jsonable(options or {}),
         "continue_on_failure": continue_on_failure,
         "max_seconds": max_seconds,
@@ -171,7 +178,7 @@ def pipeline_queue(
     run = PipelineRun.objects.create(
         trigger=trigger,
         requested_by=requested_by,
-        steps_requested=[p[0] for p in plan] if steps else [],
+        steps_requested=[p.name for p in plan] if steps else [],
         options=_jsonable(options or {}),
         continue_on_failure=continue_on_failure,
         max_seconds=max_seconds,
@@ -240,7 +247,7 @@ class _NotRun:
 
 def _execute(
     run: PipelineRun,
-    plan: list[tuple[str, int, PipelineStep | None]],
+    plan: list[PlannedStep],
     *,
     console: bool,
     on_step: StepCallback | None,
@@ -249,17 +256,17 @@ def _execute(
     """Run the plan's steps in order under the pipeline lock, recording each; then close the run."""
     state = _RunState(started=clock())
     step_runs = _start(run, plan)
-    for (name, _order, step), step_run in zip(plan, step_runs, strict=True):
+    for planned, step_run in zip(plan, step_runs, strict=True):
         remaining = None if run.max_seconds is None else run.max_seconds - (clock() - state.started)
-        not_run = _not_run(run, name, step, state, remaining)
+        not_run = _not_run(run, planned.name, planned.step, state, remaining)
         if not_run is not None:
             _finish_step(step_run, not_run.status, error=not_run.error, on_step=on_step)
         else:
-            _run_step(run, step, step_run, state, remaining=remaining, console=console, on_step=on_step)
+            _run_step(run, planned.step, step_run, state, remaining=remaining, console=console, on_step=on_step)
     return _close(run, step_runs, state, elapsed=clock() - state.started)
 
 
-def _start(run: PipelineRun, plan: list[tuple[str, int, PipelineStep | None]]) -> list[PipelineStepRun]:
+def _start(run: PipelineRun, plan: list[PlannedStep]) -> list[PipelineStepRun]:
     """Mark the run running and record its steps as pending."""
     # We hold the lock, so a run still marked running was cut off (its process died).
     PipelineRun.objects.filter(status=RunStatus.RUNNING).update(
@@ -267,10 +274,8 @@ def _start(run: PipelineRun, plan: list[tuple[str, int, PipelineStep | None]]) -
     )
     run.status, run.started_at = RunStatus.RUNNING, timezone.now()
     run.save(update_fields=["status", "started_at"])
-    logger.info("pipeline run #%s started: %s", run.pk, [p[0] for p in plan])
-    return PipelineStepRun.objects.bulk_create(
-        [PipelineStepRun(run=run, name=name, order=order) for name, order, _ in plan]
-    )
+    logger.info("pipeline run #%s started: %s", run.pk, [p.name for p in plan])
+    return PipelineStepRun.objects.bulk_create([PipelineStepRun(run=run, name=p.name, order=p.order) for p in plan])
 
 
 def _not_run(
@@ -433,7 +438,7 @@ def pipeline_schedule(
         "schedule_name": name,
         "cron": cron,
         "tz": tz,
-        "steps": [p[0] for p in plan] if steps else None,
+        "steps": [p.name for p in plan] if steps else None,
         "options": _jsonable(options or {}),
         "continue_on_failure": continue_on_failure,
         "max_seconds": max_seconds,
