@@ -1,4 +1,4 @@
-"""Prometheus metrics of the correction (the seed's names), defined once.
+"""Prometheus metrics of the correction (the old system's names), defined once.
 
 prometheus_client adds `_total` to counters, so `assetclass_operations_started`
 is exported as `assetclass_operations_started_total`. The label is the

@@ -15,6 +15,8 @@ from django.db import connection
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from etl.models import IntegritySnapshot, RunRecord
+
 log = logging.getLogger(__name__)
 
 bootstrap_runs = Counter("etl_bootstrap_runs_total", "Reference-data bootstrap runs", ["result"])
@@ -42,8 +44,6 @@ class RunCollector:
         return []
 
     def collect(self):
-        from etl.models import RunRecord
-
         runs = CounterMetricFamily("mytrader_runs", "Runs recorded, by kind and status", labels=["kind", "status"])
         durations = HistogramMetricFamily("mytrader_run_duration_seconds", "Duration of finished runs", labels=["kind"])
         try:
@@ -75,8 +75,6 @@ class RunCollector:
             log.exception("run metrics could not be read")
 
     def _integrity(self):
-        from etl.models import IntegritySnapshot
-
         unlinked = GaugeMetricFamily("mytrader_candles_without_symbol", "Candles in market_data with no symbol")
         with connection.cursor() as cur:
             # Served by the partial index market_data_unlinked.

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
+from django_q.brokers import get_broker
+from django_q.status import Stat
+
+from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
 
 
 def table_row_estimate(table: str, *, exact_below: int = 200_000) -> int:
@@ -31,16 +35,12 @@ def health_check() -> dict[str, Any]:
     except Exception as exc:  # any failure to reach the database is "down"
         checks["database"] = {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
     try:
-        from django_q.brokers import get_broker
-
         broker = get_broker()
         ok = bool(broker.ping())
         checks["queue"] = {"ok": ok, "broker": type(broker).__name__, "queued": broker.queue_size() if ok else None}
     except Exception as exc:
         checks["queue"] = {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
     try:
-        from django_q.status import Stat
-
         checks["workers"] = {"clusters": len(Stat.get_all())}
     except Exception:
         checks["workers"] = {"clusters": None}
@@ -52,7 +52,7 @@ def health_check() -> dict[str, Any]:
 # Data-integrity status (docs/pipeline.md has the formula)
 
 QUALITY_WEIGHTS = {"symbol_coverage": 0.4, "asset_class_consistency": 0.3, "enrichment_coverage": 0.3}
-# The operators' health goals (seed: the ETL operations guide).
+# The operators' health goals (from the old system's ETL operations guide).
 HEALTH_GOALS = {
     "candles_without_symbol": ("==", 0),
     "symbol_coverage": (">=", 90.0),
@@ -154,7 +154,6 @@ def integrity_status() -> dict[str, Any]:
 
 def symbol_sync_status() -> dict[str, Any]:
     """What symbol sync has left to do and what it did last."""
-    from etl.models import PipelineStepRun, RunStatus, Symbol
 
     with connection.cursor() as cur:
         # Both served by the partial index market_data_unlinked.
@@ -191,7 +190,6 @@ def symbol_sync_status() -> dict[str, Any]:
 
 def pipeline_history(*, status: str | None = None, trigger: str | None = None):
     """Pipeline runs, newest first, with their steps."""
-    from etl.models import PipelineRun
 
     runs = PipelineRun.objects.prefetch_related("step_runs")
     if status:
