@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from batchimport.markets import MARKET_KEYS
 from etl.models import DeadLetter, RunRecord
 
 
@@ -30,17 +31,8 @@ TERMINAL = (
 )
 
 
-class MarketKey(models.TextChoices):
-    BIST = "BIST"
-    CRYPTO = "CRYPTO"
-    NASDAQ = "NASDAQ"
-    NYSE = "NYSE"
-
-
-# Priority order of the all-markets job and the SLA per market (minutes), from the old system.
-MARKET_PRIORITY = [MarketKey.BIST, MarketKey.CRYPTO, MarketKey.NASDAQ, MarketKey.NYSE]
-SLA_MINUTES = {MarketKey.BIST: 45, MarketKey.CRYPTO: 20, MarketKey.NASDAQ: 25, MarketKey.NYSE: 25}
-ALL_MARKETS_SLA_MINUTES = 120
+# The markets' keys as model choices (the table is batchimport.markets.MARKETS).
+MarketKey = models.TextChoices("MarketKey", [(key, key) for key in MARKET_KEYS])
 
 
 class RowCounts(models.Model):

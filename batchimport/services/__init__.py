@@ -8,13 +8,15 @@ from batchimport.services.jobs import (
     import_job_create,
     import_job_retry,
     import_job_start,
+    import_job_submit,
     import_job_work,
     job_finish,
+    market_key_parse,
     running_import_exists,
     sla_check,
 )
 from batchimport.services.loader import FileResult, file_load, fingerprint
-from batchimport.services.paths import path_resolve
+from batchimport.services.paths import path_resolve, upload_store
 from batchimport.services.pipeline import import_step
 from batchimport.services.schedules import import_schedule_create, import_schedule_delete, scheduled_import_run
 
@@ -29,13 +31,16 @@ __all__ = [
     "import_job_create",
     "import_job_retry",
     "import_job_start",
+    "import_job_submit",
     "import_job_work",
     "import_schedule_create",
     "import_schedule_delete",
     "import_step",
     "job_finish",
+    "market_key_parse",
     "path_resolve",
     "running_import_exists",
     "scheduled_import_run",
     "sla_check",
+    "upload_store",
 ]
