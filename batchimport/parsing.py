@@ -620,6 +620,8 @@ class CsvFileReader:
     def __iter__(self) -> Iterator[Candle | Reject]:
         try:
             handle = open(self.path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise  # not the file's fault: the import retries it (the share may be missing on this host)
         except OSError as exc:
             raise FileFormatError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
         self._handle = handle

@@ -3,11 +3,13 @@ retry with backoff, dead-letter, cancel, retry a job, finish and SLA."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -36,6 +38,7 @@ from batchimport.services.paths import data_root, path_resolve, relative_to_root
 from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
 from etl.locks import IMPORT_FILE, session_unlock, try_session_lock
+from etl.logcontext import current_run, run_context
 from etl.models import DeadLetter
 from etl.progress import Cancelled
 
@@ -44,8 +47,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 50_000
 BACKOFF_CAP_MINUTES = 30
 CSV_SUFFIXES = (".csv", ".txt")
-# Errors that retrying cannot fix: straight to the dead-letter list.
-PERMANENT_ERRORS = (FileFormatError, FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError)
+# Errors that retrying cannot fix: straight to the dead-letter list. A missing
+# file is not one of them: on a host whose share is not mounted (yet), or while
+# the scraper rewrites the file, it is retried with backoff first.
+PERMANENT_ERRORS = (FileFormatError, IsADirectoryError, PermissionError)
 DEAD_LETTER_KIND = "import_file"
 
 
@@ -112,7 +117,6 @@ def _add_files(job: ImportJob, files: list[Path]) -> int:
     rows = [
         ImportFile(
             job=job,
-            path=str(p),
             relpath=relative_to_root(p),
             market=job.market,
             ticker=ticker_from_filename(p.name),
@@ -168,7 +172,7 @@ def import_job_create(
         raise DomainError(f"{relative_to_root(resolved)!r} has no {FOLDERS_TEXT} folder", code="no_market_folders")
     parent = ImportJob.objects.create(
         kind=ImportJob.Kind.ALL_MARKETS,
-        path=str(resolved),
+        path=relative_to_root(resolved),
         run_in_parallel=run_in_parallel,
         sla_minutes=sla_minutes or ALL_MARKETS_SLA_MINUTES,
         **common,
@@ -189,7 +193,7 @@ def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: Impo
         kind=ImportJob.Kind.MARKET,
         market=key,
         parent=parent,
-        path=str(folder),
+        path=relative_to_root(folder),
         sla_minutes=sla_minutes or market_spec(key).sla_minutes,
         files_total=len(files),
         error="; ".join(refused),
@@ -226,20 +230,30 @@ def import_job_start(
     if workers == 1:
         import_job_work(job_id=job.pk, on_batch=on_batch)
     else:
-
-        def run() -> None:
-            try:
-                import_job_work(job_id=job.pk, on_batch=on_batch)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=run, name=f"import-{job.pk}-{i}") for i in range(workers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_threads(job.pk, workers=workers, on_batch=on_batch)
     job.refresh_from_db()
     return job
+
+
+def _run_threads(job_id: int, *, workers: int, on_batch: Callable[[int], None] | None) -> None:
+    """`workers` threads share the job. Each runs in a copy of the caller's
+    context, so the run context of the log lines (etl.logcontext) follows
+    them: a new thread would otherwise start with none."""
+
+    def run() -> None:
+        try:
+            import_job_work(job_id=job_id, on_batch=on_batch)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(run,), name=f"import-{job_id}-{number}")
+        for number in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def import_job_submit(
@@ -359,6 +373,16 @@ def import_job_work(
     job = ImportJob.objects.get(pk=job_id)
     if job.status in TERMINAL:
         return WorkResult(job_id=job_id, worker=worker, files_processed=0, rows_read=0)
+    # a worker's task: its log lines name the import (under a pipeline run they keep naming the pipeline)
+    scope = run_context("import", job_id) if current_run() is None else nullcontext()
+    with scope:
+        return _work_loop(job, worker=worker, on_batch=on_batch, max_files=max_files)
+
+
+def _work_loop(
+    job: ImportJob, *, worker: str, on_batch: Callable[[int], None] | None, max_files: int | None
+) -> WorkResult:
+    job_id = job.pk
     _mark_started(job)
     processed = rows = 0
     while True:

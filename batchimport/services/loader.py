@@ -27,6 +27,7 @@ from batchimport import metrics
 from batchimport.markets import market_spec
 from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
 from batchimport.parsing import Candle, CsvFileReader, Reject
+from batchimport.services.paths import data_root
 from etl.models import DataCorrection
 from etl.progress import ProgressReporter
 
@@ -137,7 +138,7 @@ def fingerprint(path: Path) -> tuple[int, str]:
 
 def _unchanged_since_success(import_file: ImportFile, size: int, sha256: str) -> bool:
     return (
-        ImportFile.objects.filter(path=import_file.path, size=size, sha256=sha256, status=ImportStatus.SUCCEEDED)
+        ImportFile.objects.filter(relpath=import_file.relpath, size=size, sha256=sha256, status=ImportStatus.SUCCEEDED)
         .exclude(pk=import_file.pk)
         .exists()
     )
@@ -208,7 +209,7 @@ def file_load(
     and the job's counts. Returns the file's result; raises `Cancelled`,
     `FileFormatError`/`OSError` (the caller decides retry or dead letter)."""
     started = time.monotonic()
-    path = Path(import_file.path)
+    path = data_root() / import_file.relpath  # this host's mount point of the share
     size, sha256 = fingerprint(path)
     ImportFile.objects.filter(pk=import_file.pk).update(size=size, sha256=sha256)
     import_file.size, import_file.sha256 = size, sha256
