@@ -32,6 +32,12 @@ class Migration(migrations.Migration):
             model_name='importfile',
             name='import_file_fingerprint',
         ),
+        # a default only so that the reverse can add the column back to existing rows
+        migrations.AlterField(
+            model_name='importfile',
+            name='path',
+            field=models.CharField(max_length=500, default=''),
+        ),
         migrations.RunPython(migrations.RunPython.noop, fill_file_path),
         migrations.RemoveField(
             model_name='importfile',
