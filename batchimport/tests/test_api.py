@@ -6,7 +6,7 @@ from datetime import UTC
 
 import pytest
 from django_q.conf import Conf
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from batchimport import samples, services
 from batchimport.models import ImportJob, ImportStatus
@@ -80,8 +80,6 @@ def test_market_import_runs_and_reports_status(nyse, api_client_for, sync_q, dja
 def test_all_markets_import_queues_one_task_per_worker(data_root, api_client_for, django_capture_on_commit_callbacks):
     samples.write_sample_folder(data_root / "DATA", tickers=1, days=10)
     client = api_client_for(staff=True, perms=START)
-    from django_q.models import OrmQ
-
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"{BASE}/all-markets/import",

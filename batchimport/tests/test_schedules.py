@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 
 import pytest
+from django.apps import apps
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
@@ -77,10 +79,6 @@ def test_finished_job_past_its_sla_is_marked_breached(folder):
 
 
 def test_sla_check_schedule_is_created_by_its_migration():
-    from importlib import import_module
-
-    from django.apps import apps
-
     migration = import_module("batchimport.migrations.0003_fill_sla_schedule")
     Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it
     migration.create(apps, None)

@@ -11,12 +11,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 
-import psycopg
 import pytest
 from django.apps import apps
 from django.db import connection
@@ -27,7 +27,7 @@ from batchimport import samples, services
 from batchimport.models import ImportFile, ImportJob, ImportStatus
 from batchimport.parsing import Layout
 from conftest import child_database_url
-from etl.locks import IMPORT_FILE
+from etl.locks import IMPORT_FILE, session_lock
 from etl.logcontext import RunContextFilter, run_context
 from etl.models import DeadLetter, MarketData
 
@@ -145,13 +145,25 @@ def test_sweep_requeues_a_file_whose_worker_is_gone_and_leaves_a_live_one(
     ImportFile.objects.filter(pk__in=[files["DEAD"].pk, files["LIVE"].pk]).update(
         status=ImportStatus.RUNNING, attempts=1, claimed_by="host-b:4242:1"
     )
-    live_worker = psycopg.connect(child_database_url(), autocommit=True)  # another host's session
+    holding, done = threading.Event(), threading.Event()
+
+    def live_worker() -> None:  # another host's session, reading LIVE
+        try:
+            with session_lock(IMPORT_FILE, files["LIVE"].pk):
+                holding.set()
+                done.wait(30)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=live_worker)
+    worker.start()
     try:
-        live_worker.execute("SELECT pg_advisory_lock(%s, %s)", IMPORT_FILE.key(files["LIVE"].pk))
+        assert holding.wait(30)
         with django_capture_on_commit_callbacks(execute=True):
             result = services.orphaned_files_requeue()
     finally:
-        live_worker.close()
+        done.set()
+        worker.join()
     assert (result.files_requeued, result.jobs_woken) == (1, (job.pk,))
     status = dict(ImportFile.objects.values_list("ticker", "status"))
     assert status == {"DEAD": ImportStatus.QUEUED, "LIVE": ImportStatus.RUNNING, "WAIT": ImportStatus.QUEUED}
