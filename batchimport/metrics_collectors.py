@@ -7,6 +7,8 @@ import logging
 from django.db.models import Count
 from prometheus_client.core import CounterMetricFamily
 
+from batchimport.models import ImportJob
+
 log = logging.getLogger(__name__)
 
 
@@ -15,8 +17,6 @@ class ImportCollector:
         return []
 
     def collect(self):
-        from batchimport.models import ImportJob
-
         try:
             breaches = CounterMetricFamily(
                 "mytrader_import_sla_breaches", "Market import jobs that ran past their SLA", labels=["market"]
