@@ -5,6 +5,8 @@ from django.utils.functional import lazy
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from mytrader.metrics import metrics_view
+
 admin.site.site_header = "MyTrader Data Integrity"
 admin.site.site_title = "MyTrader Data Integrity"
 admin.site.index_title = "Operations console"
@@ -23,5 +25,6 @@ urlpatterns = [
     path("api/", include("batchimport.api.urls")),
     path("api/", include("corrections.api.urls")),
     path("api/", include("enrichment.api.urls")),
-    path("", include("django_prometheus.urls")),
+    # Prometheus scrapes this; only with the token or from an allowed network.
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]
