@@ -26,7 +26,7 @@ export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
 .PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools test-embedded lint format \
-	bench bench-providers bench-features bench-corrections bench-import bench-sync db-stop
+	messages bench bench-providers bench-features bench-corrections bench-import bench-sync db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
 # versions); production installs requirements.txt only (see docs/deploy.md).
@@ -110,6 +110,12 @@ test-tools:
 # The whole suite once more on the embedded server (no DATABASE_URL).
 test-embedded: install
 	env -u DATABASE_URL EMBEDDED_PG_DATA=$(CURDIR)/var/pgdata-test CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Refresh the Turkish catalogue from the marked strings, then compile it (needs
+# gettext's msgfmt). The compiled .mo is committed, so installing needs no gettext.
+messages: install
+	$(MANAGE) makemessages -l tr --no-location $(foreach dir,.venv var staticfiles bench api_fuzz browser_tests,-i "$(dir)/*")
+	$(MANAGE) compilemessages -l tr -i .venv -i var
 
 lint: install
 	$(BIN)/ruff check .

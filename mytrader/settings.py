@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "batchimport",
     "corrections",
     "enrichment",
+    "mytrader.accounts",
 ]
 
 MIDDLEWARE = [
@@ -47,9 +48,12 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language); an operator's own choice overrides it below.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mytrader.middleware.OperatorPreferenceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -137,6 +141,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+LANGUAGES = [("en", "English"), ("tr", "Türkçe")]
+# The project's own catalogue (operator-facing strings); Django ships its own Turkish.
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Stored and computed in UTC; shown in the operator's zone (mytrader.accounts).
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
