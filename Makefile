@@ -25,7 +25,7 @@ INSTALL_TEST_TOOLS ?= auto
 export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
-.PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools test-embedded lint format \
+.PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
 	messages bench bench-providers bench-features bench-corrections bench-import bench-sync db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
@@ -90,7 +90,18 @@ test-suite:
 	else \
 	  echo "SKIPPED alert-rule tests: promtool/amtool not found (install Debian's prometheus and prometheus-alertmanager)"; \
 	fi
+	@$(MAKE) --no-print-directory containers-check
 	@$(MAKE) --no-print-directory lint
+
+# The container files, as far as this machine allows (no Docker engine is needed):
+# hadolint on the Dockerfile and `docker-compose config` when they are installed.
+containers-check:
+	@if command -v hadolint >/dev/null; then hadolint Dockerfile; \
+	else echo "SKIPPED Dockerfile lint: hadolint not found (not in Debian's archive: see docs/deploy.md)"; fi
+	@if command -v docker-compose >/dev/null; then compose=docker-compose; \
+	elif docker compose version >/dev/null 2>&1; then compose="docker compose"; fi; \
+	if [ -n "$$compose" ]; then SECRET_KEY=check POSTGRES_PASSWORD=check $$compose -f compose.yaml config -q && echo "compose.yaml is valid"; \
+	else echo "SKIPPED compose.yaml check: docker-compose not found (install Debian's docker-compose)"; fi
 
 # Install the missing test commands from Debian's packages, when this user may.
 test-tools:
@@ -98,6 +109,7 @@ test-tools:
 	[ -n "$(CHROMIUM)" ] || missing+=(chromium); \
 	[ -n "$(PROMTOOL)" ] || missing+=(prometheus); \
 	[ -n "$(AMTOOL)" ] || missing+=(prometheus-alertmanager); \
+	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing+=(docker-compose); \
 	[ $${#missing[@]} -gt 0 ] && [ "$(INSTALL_TEST_TOOLS)" != no ] || exit 0; \
 	if [ "$$(id -u)" -eq 0 ]; then sudo_cmd=""; elif sudo -n true 2>/dev/null; then sudo_cmd=sudo; \
 	else echo "not root and no password-less sudo: not installing $${missing[*]}"; exit 0; fi; \
