@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 from django.db import connection
 from django.http import QueryDict
 from rest_framework import serializers
+from rest_framework.parsers import FormParser, JSONParser
 
 from etl.models import DataProvider
 
@@ -396,3 +397,27 @@ def old_names_add(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str
         else:
             out[old] = value
     return out
+
+
+class CurlJsonFormParser(FormParser):
+    """`application/x-www-form-urlencoded` as curl sends it for `-d '{"batchSize": 500}'`
+    without `-H Content-Type` (the old guides' one-liners do that): a body that is a
+    JSON object is read as JSON; any other body as the form it is. Goes before
+    FormParser in DEFAULT_PARSER_CLASSES."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read()
+        if raw.lstrip()[:1] == b"{":
+            return JSONParser().parse(_Replay(raw), "application/json", parser_context)
+        return super().parse(_Replay(raw), media_type, parser_context)
+
+
+class _Replay:
+    """A read-once body handed on to another parser."""
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+    def read(self, *args) -> bytes:
+        raw, self.raw = self.raw, b""
+        return raw

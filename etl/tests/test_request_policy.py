@@ -13,6 +13,7 @@ from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
 from etl.api.request_policy import (
+    CurlJsonFormParser,
     IdField,
     PolicySerializer,
     PolicyValidationError,
@@ -335,3 +336,31 @@ def test_old_response_names_are_added_as_copies_of_ours():
         },
     )
     assert out == {**data, "SymbolsAdded": 3, "MarketDataRecordsWithoutSymbols": 0, "SymbolCoverage": 95.5}
+
+
+class CurlBodyView(PipelineLikeView):
+    parser_classes = [CurlJsonFormParser]
+
+
+def curl_post(raw: str):
+    request = factory.generic("POST", "/x", raw, content_type="application/x-www-form-urlencoded")
+    return CurlBodyView.as_view()(request)
+
+
+def test_curl_json_without_content_type_is_read_as_json():
+    response = curl_post('{"batchSize": 500, "executeInParallel": true}')
+    assert response.status_code == 202
+    assert response.data["received"]["batch_size"] == 500
+    assert list(response.data["ignored_options"]) == ["executeInParallel"]
+
+
+def test_a_real_form_body_stays_a_form():
+    response = curl_post("batchSize=7&assetClassFilter=CRYPTO&assetClassFilter=STOCK")
+    assert response.status_code == 202
+    assert response.data["received"]["batch_size"] == 7
+    assert response.data["received"]["asset_class_filter"] == ["CRYPTO", "STOCK"]
+
+
+def test_broken_json_in_a_form_body_is_a_400():
+    response = curl_post('{"batchSize": ')
+    assert response.status_code == 400 and response.data["code"] == "parse_error"
