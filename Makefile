@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
 # Without DATABASE_URL the project runs its own embedded PostgreSQL (var/pgdata).
 SHELL := /bin/bash
-PY ?= python3.11
+# The newest supported Python the machine has (3.11 to 3.13).
+PY ?= $(firstword $(foreach py,python3.13 python3.12 python3.11,$(shell $(py) -c "" 2>/dev/null && echo $(py))))
 VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
@@ -9,25 +10,42 @@ MANAGE := $(PYTHON) manage.py
 SAMPLE_DIR ?= var/data/sample
 DEMO_USER ?= admin
 DEMO_PASSWORD ?= admin-demo-password
+UV_COMPILE := uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+
+# System commands some tests need (empty: not installed). `make test` installs the
+# missing ones from Debian's packages when it can (root, or sudo without a password)
+# and otherwise skips their tests with one line each. To see what a machine without
+# them gets: make test CHROMIUM= PROMTOOL= AMTOOL= INSTALL_TEST_TOOLS=no
+CHROMIUM ?= $(shell command -v chromium)
+PROMTOOL ?= $(shell command -v promtool)
+AMTOOL ?= $(shell command -v amtool)
+INSTALL_TEST_TOOLS ?= auto
 
 # Development defaults; production sets DEBUG=off and a SECRET_KEY (see README).
 export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
-.PHONY: alerts-test install migrate demo demo-setup serve worker test test-embedded lint format bench db-stop
+.PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
+	messages bench bench-providers bench-features bench-corrections bench-import bench-sync db-stop
 
-$(BIN)/activate: requirements.txt
-	@command -v $(PY) >/dev/null || { echo "Python 3.11 is required ($(PY) not found)"; exit 1; }
+# Development installs the development lock (runtime + tests + lint, same
+# versions); production installs requirements.txt only (see docs/deploy.md).
+$(BIN)/activate: requirements.txt requirements-dev.txt
+	@[ -n "$(PY)" ] || { echo "Python 3.11, 3.12 or 3.13 is required (none of python3.13, python3.12, python3.11 found)"; exit 1; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $(BIN)/activate
 
 install: $(BIN)/activate
 
+# Re-pin both locks after editing requirements.in or requirements-dev.in (uv: `pip install uv`).
+lock:
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
+
 migrate: install
 	$(MANAGE) migrate --noinput
-	$(MANAGE) createcachetable
 
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
@@ -52,12 +70,63 @@ serve:
 worker: install
 	$(MANAGE) qcluster
 
+# Everything CI checks (about 10 minutes on an idle 2-core machine): the whole
+# suite; when it ran against a PostgreSQL server, once more on the embedded one
+# (minus the browser and fuzz tests, which exercise the web layer only); the
+# alert-rule tests; lint.
 test: install
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-tools
+	@$(MAKE) --no-print-directory test-suite
+
+test-suite:
+	CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(PYTEST_ARGS)
+	@if [ -n "$$DATABASE_URL" ]; then \
+	  echo "== the suite once more on the embedded PostgreSQL"; \
+	  $(MAKE) --no-print-directory test-embedded PYTEST_ARGS='-m "not browser and not fuzz"'; \
+	fi
+	@if [ -n "$(PROMTOOL)" ] && [ -n "$(AMTOOL)" ]; then \
+	  $(MAKE) --no-print-directory alerts-test; \
+	else \
+	  echo "SKIPPED alert-rule tests: promtool/amtool not found (install Debian's prometheus and prometheus-alertmanager)"; \
+	fi
+	@$(MAKE) --no-print-directory containers-check
+	@$(MAKE) --no-print-directory lint
+
+# The container files, as far as this machine allows (no Docker engine is needed):
+# hadolint on the Dockerfile and `docker-compose config` when they are installed.
+containers-check:
+	@if command -v hadolint >/dev/null; then hadolint Dockerfile; \
+	else echo "SKIPPED Dockerfile lint: hadolint not found (not in Debian's archive: see docs/deploy.md)"; fi
+	@if command -v docker-compose >/dev/null; then compose=docker-compose; \
+	elif docker compose version >/dev/null 2>&1; then compose="docker compose"; fi; \
+	if [ -n "$$compose" ]; then SECRET_KEY=check POSTGRES_PASSWORD=check $$compose -f compose.yaml config -q && echo "compose.yaml is valid"; \
+	else echo "SKIPPED compose.yaml check: docker-compose not found (install Debian's docker-compose)"; fi
+
+# Install the missing test commands from Debian's packages, when this user may.
+test-tools:
+	@missing=(); \
+	[ -n "$(CHROMIUM)" ] || missing+=(chromium); \
+	[ -n "$(PROMTOOL)" ] || missing+=(prometheus); \
+	[ -n "$(AMTOOL)" ] || missing+=(prometheus-alertmanager); \
+	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing+=(docker-compose); \
+	[ $${#missing[@]} -gt 0 ] && [ "$(INSTALL_TEST_TOOLS)" != no ] || exit 0; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo_cmd=""; elif sudo -n true 2>/dev/null; then sudo_cmd=sudo; \
+	else echo "not root and no password-less sudo: not installing $${missing[*]}"; exit 0; fi; \
+	command -v apt-get >/dev/null || { echo "no apt-get: not installing $${missing[*]}"; exit 0; }; \
+	echo "== apt-get install $${missing[*]} (commands the tests use)"; \
+	$$sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $$sudo_cmd apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null \
+	  || echo "apt-get install $${missing[*]} failed: their tests will be skipped"
 
 # The whole suite once more on the embedded server (no DATABASE_URL).
 test-embedded: install
-	env -u DATABASE_URL EMBEDDED_PG_DATA=$(CURDIR)/var/pgdata-test $(BIN)/pytest -q $(PYTEST_ARGS)
+	env -u DATABASE_URL EMBEDDED_PG_DATA=$(CURDIR)/var/pgdata-test CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Refresh the Turkish catalogue from the marked strings, then compile it (needs
+# gettext's msgfmt). The compiled .mo is committed, so installing needs no gettext.
+messages: install
+	$(MANAGE) makemessages -l tr --no-location $(foreach dir,.venv var staticfiles bench api_fuzz browser_tests,-i "$(dir)/*")
+	$(MANAGE) compilemessages -l tr -i .venv -i var
 
 lint: install
 	$(BIN)/ruff check .
@@ -67,11 +136,22 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install
+# Each benchmark migrates first: some write to the configured database.
+bench: bench-providers bench-features bench-corrections bench-import bench-sync
+
+bench-providers: migrate
 	$(PYTHON) bench/bench_providers.py 500
+
+bench-features: migrate
 	$(PYTHON) bench/bench_features.py
+
+bench-corrections: migrate
 	$(PYTHON) bench/bench_corrections.py
+
+bench-import: migrate
 	$(PYTHON) bench/bench_import.py
+
+bench-sync: migrate
 	$(PYTHON) bench/bench_sync.py
 
 # Stop the embedded server (it stops by itself when its last process exits

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect, StreamingHttpResponse
@@ -15,24 +14,34 @@ from batchimport import services
 from batchimport.forms import StartImportForm
 from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, RejectedRow
 from batchimport.services.paths import data_root
+from etl.admin_tools import admin_each
 from etl.errors import DomainError
 
 
 def _progress_bar(obj) -> str:
     percent = obj.percent or (100.0 if obj.status in TERMINAL else 0.0)
     css = "import-running" if obj.status == "running" else ""
-    return format_html(
-        '<progress class="{}" max="100" value="{}" style="width:8em"></progress> {}%', css, f"{percent:.0f}",
-        f"{percent:.0f}",
-    )  # fmt: skip
+    shown = f"{percent:.0f}"
+    return format_html('<progress class="{}" max="100" value="{}" style="width:8em"></progress> {}%', css, shown, shown)
 
 
 class ImportFileInline(admin.TabularInline):
     model = ImportFile
     extra = 0
     can_delete = False
-    fields = ["relpath", "status", "layout", "timeframe", "rows_read", "rows_inserted", "rows_duplicates",
-              "rows_updated", "rows_rejected", "attempts", "error"]  # fmt: skip
+    fields = [
+        "relpath",
+        "status",
+        "layout",
+        "timeframe",
+        "rows_read",
+        "rows_inserted",
+        "rows_duplicates",
+        "rows_updated",
+        "rows_rejected",
+        "attempts",
+        "error",
+    ]
     readonly_fields = fields
     show_change_link = True
 
@@ -43,8 +52,21 @@ class ImportFileInline(admin.TabularInline):
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
     change_list_template = "admin/batchimport/importjob/change_list.html"
-    list_display = ["id", "kind", "market", "status", "progress", "files_summary", "rows_read", "rows_inserted",
-                    "rows_rejected", "rate", "sla", "started_at", "requested_by"]  # fmt: skip
+    list_display = [
+        "id",
+        "kind",
+        "market",
+        "status",
+        "progress",
+        "files_summary",
+        "rows_read",
+        "rows_inserted",
+        "rows_rejected",
+        "rate",
+        "sla",
+        "started_at",
+        "requested_by",
+    ]
     list_filter = ["status", "kind", "market", "sla_breached"]
     search_fields = ["path", "requested_by", "schedule_name"]
     readonly_fields = [f.name for f in ImportJob._meta.fields]
@@ -81,6 +103,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         ]
 
     def start_view(self, request):
+        """The "Start an import" form -> services.import_job_submit (an upload is stored first)."""
         if not request.user.has_perm("batchimport.start_import"):
             self.message_user(request, "You need the 'Can start imports' permission.", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:batchimport_importjob_changelist"))
@@ -88,38 +111,52 @@ class ImportJobAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             d = form.cleaned_data
             try:
-                target = _save_upload(d["upload"], d["market"]) if d.get("upload") else d["folder"]
-                job = services.import_job_create(
-                    path=target, market=d["market"] or None, batch_size=d["batch_size"], overwrite=d["overwrite"],
-                    max_concurrency=d["workers"], requested_by=request.user.get_username(),
-                )  # fmt: skip
-                services.import_job_start(job=job, workers=d["workers"], queue=True)
+                target = services.upload_store(upload=d["upload"], market=d["market"]) if d["upload"] else d["folder"]
+                job = services.import_job_submit(
+                    path=target,
+                    market=d["market"] or None,
+                    batch_size=d["batch_size"],
+                    overwrite=d["overwrite"],
+                    max_concurrency=d["workers"],
+                    requested_by=request.user.get_username(),
+                )
             except DomainError as exc:
                 form.add_error(None, exc.message)
             else:
                 self.message_user(request, f"Import job {job.pk} queued ({job.files_total} files).", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:batchimport_importjob_change", args=[job.pk]))
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Start an import",
-                   "opts": self.model._meta, "data_root": data_root()}  # fmt: skip
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Start an import",
+            "opts": self.model._meta,
+            "data_root": data_root(),
+        }
         return render(request, "admin/batchimport/importjob/start.html", context)
 
     @admin.action(description="Cancel selected imports", permissions=["cancel"])
     def cancel_jobs(self, request, queryset):
-        self._each(request, queryset, lambda job: services.import_job_cancel(job=job), "cancelled")
+        """services.import_job_cancel on each selected job."""
+        admin_each(
+            self,
+            request,
+            queryset,
+            lambda job: services.import_job_cancel(job=job),
+            "cancelled.",
+            refused_level=messages.WARNING,
+        )
 
     @admin.action(description="Retry failed files of selected imports", permissions=["retry"])
     def retry_jobs(self, request, queryset):
-        self._each(request, queryset, lambda job: services.import_job_retry(job=job, workers=job.max_concurrency),
-                   "queued again")  # fmt: skip
-
-    def _each(self, request, queryset, fn, done: str) -> None:
-        for job in queryset:
-            try:
-                fn(job)
-            except DomainError as exc:
-                self.message_user(request, f"Job {job.pk}: {exc.message}", messages.WARNING)
-            else:
-                self.message_user(request, f"Job {job.pk} {done}.", messages.SUCCESS)
+        """services.import_job_retry on each selected job (queued on commit)."""
+        admin_each(
+            self,
+            request,
+            queryset,
+            lambda job: services.import_job_retry(job=job, workers=job.max_concurrency),
+            "queued again.",
+            refused_level=messages.WARNING,
+        )
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("batchimport.cancel_import")
@@ -128,22 +165,23 @@ class ImportJobAdmin(admin.ModelAdmin):
         return request.user.has_perm("batchimport.retry_import")
 
 
-def _save_upload(upload, market: str) -> str:
-    """Store an uploaded file under DATA_ROOT/uploads/<MARKET>/ (name sanitised) and return its path."""
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", upload.name).lstrip(".") or "upload.csv"
-    folder = data_root() / "uploads" / market
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    with open(target, "wb") as handle:
-        for chunk in upload.chunks():
-            handle.write(chunk)
-    return str(target)
-
-
 @admin.register(ImportFile)
 class ImportFileAdmin(admin.ModelAdmin):
-    list_display = ["relpath", "job", "market", "status", "layout", "timeframe", "rows_read", "rows_inserted",
-                    "rows_duplicates", "rows_updated", "rows_rejected", "attempts", "finished_at"]  # fmt: skip
+    list_display = [
+        "relpath",
+        "job",
+        "market",
+        "status",
+        "layout",
+        "timeframe",
+        "rows_read",
+        "rows_inserted",
+        "rows_duplicates",
+        "rows_updated",
+        "rows_rejected",
+        "attempts",
+        "finished_at",
+    ]
     list_filter = ["status", "market", "layout"]
     search_fields = ["relpath", "ticker", "sha256"]
     readonly_fields = [f.name for f in ImportFile._meta.fields]
@@ -246,13 +284,15 @@ class ImportDeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resubmit selected files", permissions=["retry"])
     def resubmit(self, request, queryset):
-        for letter in queryset:
-            try:
-                job = services.dead_letter_resubmit(dead_letter=letter)
-            except DomainError as exc:
-                self.message_user(request, f"{letter.ref}: {exc.message}", messages.WARNING)
-            else:
-                self.message_user(request, f"{letter.ref} queued again in job {job.pk}.", messages.SUCCESS)
+        """services.dead_letter_resubmit on each selected letter (queued on commit)."""
+        admin_each(
+            self,
+            request,
+            queryset,
+            lambda letter: services.dead_letter_resubmit(dead_letter=letter),
+            "{obj.ref} queued again in job {r.pk}.",
+            refused_level=messages.WARNING,
+        )
 
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("batchimport.retry_import")

@@ -6,6 +6,8 @@ class BatchimportConfig(AppConfig):
     verbose_name = "Batch import: scraper CSV files into market_data"
 
     def ready(self) -> None:
+        # Imported here, not at the top: apps.py is loaded before the app
+        # registry is ready, and these modules import models.
         from batchimport import dashboard
         from batchimport.metrics_collectors import ImportCollector
         from batchimport.services.pipeline import import_step

@@ -10,7 +10,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from batchimport.models import SLA_MINUTES, ImportJob, ImportStatus
+from batchimport.markets import MARKETS
+from batchimport.models import ImportJob, ImportStatus
 
 
 def sla_context(request: HttpRequest) -> dict[str, Any]:
@@ -26,7 +27,8 @@ def sla_context(request: HttpRequest) -> dict[str, Any]:
     }
     url = reverse("admin:batchimport_importjob_changelist")
     markets = []
-    for market, sla in SLA_MINUTES.items():
+    for spec in MARKETS:
+        market, sla = spec.key, spec.sla_minutes
         row = rows.get(market, {"total": 0, "breached": 0, "failed": 0})
         compliance = None if not row["total"] else 100.0 * (row["total"] - row["breached"]) / row["total"]
         markets.append(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from django import forms
 
+from batchimport.markets import MARKETS
 from batchimport.models import MarketKey
 
-MARKET_CHOICES = [("", "All markets (folder with BIST/, Crypto/, NASDAQ/, NYSE/)"), *MarketKey.choices]
+MARKET_CHOICES = [
+    ("", f"All markets (folder with {', '.join(spec.folder + '/' for spec in MARKETS)})"),
+    *MarketKey.choices,
+]
 
 
 class StartImportForm(forms.Form):

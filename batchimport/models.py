@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from batchimport.markets import MARKET_KEYS
 from etl.models import DeadLetter, RunRecord
 
 
@@ -30,17 +31,8 @@ TERMINAL = (
 )
 
 
-class MarketKey(models.TextChoices):
-    BIST = "BIST"
-    CRYPTO = "CRYPTO"
-    NASDAQ = "NASDAQ"
-    NYSE = "NYSE"
-
-
-# Priority order of the all-markets job and the SLA per market (minutes), from the old system.
-MARKET_PRIORITY = [MarketKey.BIST, MarketKey.CRYPTO, MarketKey.NASDAQ, MarketKey.NYSE]
-SLA_MINUTES = {MarketKey.BIST: 45, MarketKey.CRYPTO: 20, MarketKey.NASDAQ: 25, MarketKey.NYSE: 25}
-ALL_MARKETS_SLA_MINUTES = 120
+# The markets' keys as model choices (the table is batchimport.markets.MARKETS).
+MarketKey = models.TextChoices("MarketKey", [(key, key) for key in MARKET_KEYS])
 
 
 class RowCounts(models.Model):
@@ -79,7 +71,9 @@ class ImportJob(RunRecord, RowCounts):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MARKET)
     market = models.CharField(max_length=16, choices=MarketKey.choices, blank=True)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
-    path = models.CharField(max_length=500, help_text="Folder or file, resolved, under DATA_ROOT")
+    path = models.CharField(
+        max_length=500, help_text="Folder or file, relative to DATA_ROOT ('.' for DATA_ROOT itself)"
+    )
     batch_size = models.PositiveIntegerField(default=50_000)
     max_concurrency = models.PositiveSmallIntegerField(default=2)
     overwrite = models.BooleanField(default=False, help_text="Overwrite stored candles whose values differ")
@@ -143,7 +137,7 @@ class ImportFile(RunRecord, RowCounts):
 
     status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True)
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="files")
-    path = models.CharField(max_length=500)
+    # Relative, so that a worker on any host finds the file below its own DATA_ROOT (the share's mount point).
     relpath = models.CharField(max_length=500, help_text="Relative to DATA_ROOT")
     market = models.CharField(max_length=16, choices=MarketKey.choices)
     ticker = models.CharField(max_length=32, blank=True)
@@ -159,10 +153,10 @@ class ImportFile(RunRecord, RowCounts):
     class Meta:
         db_table = "import_files"
         ordering = ["job", "priority", "id"]
-        constraints = [models.UniqueConstraint(fields=["job", "path"], name="uniq_import_file_job_path")]
+        constraints = [models.UniqueConstraint(fields=["job", "relpath"], name="uniq_import_file_job_relpath")]
         indexes = [
             models.Index(fields=["job", "status"]),
-            models.Index(fields=["path", "size", "sha256"], name="import_file_fingerprint"),
+            models.Index(fields=["relpath", "size", "sha256"], name="import_file_fingerprint"),
         ]
 
     def __str__(self) -> str:

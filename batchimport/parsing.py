@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from batchimport.markets import market_named
+
 
 class Layout(StrEnum):
     BIST_DETAILED = "bist_detailed"
@@ -63,17 +65,6 @@ class Reject:
     reason: str
     field: str = ""
 
-
-# Folder names the scraper uses -> the market key of an import job.
-FOLDER_MARKETS = {"BIST": "BIST", "CRYPTO": "CRYPTO", "NASDAQ": "NASDAQ", "NYSE": "NYSE"}
-# Market key of a job -> the venue code stored in market_data.market (etl's Market.code).
-MARKET_VENUES = {"BIST": "BIST", "CRYPTO": "BINANCE", "NASDAQ": "NASDAQ", "NYSE": "NYSE"}
-MARKET_TIMEZONES = {
-    "BIST": "Europe/Istanbul",
-    "CRYPTO": "UTC",
-    "NASDAQ": "America/New_York",
-    "NYSE": "America/New_York",
-}
 
 _TICKER_SUFFIXES = ("_historical", "_hist", "_daily", "_data")
 
@@ -148,11 +139,11 @@ def ticker_from_filename(name: str) -> str:
 
 
 def market_from_path(path: str | os.PathLike) -> str | None:
-    """The market key from the nearest folder named BIST, Crypto, NASDAQ or NYSE."""
+    """The market key from the nearest folder named after a market (BIST, Crypto, ...)."""
     for part in reversed(Path(path).parts[:-1]):
-        market = FOLDER_MARKETS.get(part.upper())
-        if market:
-            return market
+        spec = market_named(part)
+        if spec:
+            return spec.key
     return None
 
 
@@ -531,6 +522,54 @@ class FileMeta:
     timeframe: str
 
 
+class _TimeKeeper:
+    """Turns parsed stamps into final UTC keys and watches the file's order:
+    `monotonic` stays True while timestamps only ever move one way."""
+
+    __slots__ = ("daily", "local_zone", "previous", "direction", "monotonic")
+
+    def __init__(self, *, daily: bool, tz: ZoneInfo):
+        self.daily = daily
+        self.local_zone = tz if str(tz) not in ("UTC", "Etc/UTC") else None
+        self.previous: datetime | None = None
+        self.direction = 0
+        self.monotonic = True
+
+    def final(self, ts: datetime) -> datetime:
+        daily = self.daily
+        if ts.tzinfo is UTC and not (daily and (ts.hour or ts.minute or ts.second or ts.microsecond)):
+            return ts  # already final (the fast path builds it so)
+        if daily:
+            return datetime(ts.year, ts.month, ts.day, 0, 0, 0, 0, UTC)
+        if ts.tzinfo is None:
+            if self.local_zone is None:
+                return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond, UTC)
+            return ts.replace(tzinfo=self.local_zone).astimezone(UTC)
+        return ts.astimezone(UTC)
+
+    def order(self, ts: datetime) -> None:
+        if not self.monotonic:
+            return  # once broken, the order no longer matters
+        previous = self.previous
+        if previous is not None:
+            step = 1 if ts > previous else -1 if ts < previous else 0
+            if step == 0 or (self.direction and step != self.direction):
+                self.monotonic = False
+            self.direction = self.direction or step
+        self.previous = ts
+
+
+def _splitter(delimiter: str):
+    def split(text: str) -> list[str]:
+        # plain lines are split directly; quoted ones go through csv (one line each:
+        # no layout we read puts line breaks inside a field)
+        if '"' in text:
+            return next(csv.reader([text], delimiter=delimiter))
+        return text.rstrip("\r\n").split(delimiter)
+
+    return split
+
+
 class CsvFileReader:
     """Iterate a file as `Candle`/`Reject` items, streaming.
 
@@ -558,13 +597,18 @@ class CsvFileReader:
         self.path = Path(path)
         self.market = market or market_from_path(self.path)
         self.ticker = ticker or ticker_from_filename(self.path.name)
-        self.tz = ZoneInfo(tz or MARKET_TIMEZONES.get(self.market or "", "UTC"))
+        spec = market_named(self.market or "")
+        self.tz = ZoneInfo(tz or (spec.timezone if spec else "UTC"))
         self.timeframe = timeframe
         self.meta: FileMeta | None = None
         self.rows_read = 0
-        self.monotonic = True
+        self._keeper: _TimeKeeper | None = None
         self._handle = None
         self._bytes_done = 0
+
+    @property
+    def monotonic(self) -> bool:
+        return self._keeper is None or self._keeper.monotonic
 
     @property
     def bytes_read(self) -> int:
@@ -576,6 +620,8 @@ class CsvFileReader:
     def __iter__(self) -> Iterator[Candle | Reject]:
         try:
             handle = open(self.path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise  # not the file's fault: the import retries it (the share may be missing on this host)
         except OSError as exc:
             raise FileFormatError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
         self._handle = handle
@@ -587,6 +633,20 @@ class CsvFileReader:
             self._bytes_done = handle.buffer.tell()
 
     def _read(self, handle) -> Iterator[Candle | Reject]:
+        """Detect the layout, look ahead to learn the timeframe, then stream."""
+        spec, lines, number = self._open_layout(handle)
+        parser = _RowParser(spec)
+        split = _splitter(spec.delimiter)
+        pending, number = self._lookahead(lines, number, parser, split)
+        keeper = self._settle(spec, parser, pending)
+        for item in pending:
+            yield self._finalised(item, keeper)
+        pending.clear()
+        yield from self._stream(lines, number, parser, keeper, split)
+
+    def _open_layout(self, handle) -> tuple[LayoutSpec, Iterator[str], int]:
+        """The layout from the first non-blank line, the lines still to read
+        and the number of the line before the first data row."""
         lines: Iterator[str] = handle
         first = next(lines, None)
         skipped = 1
@@ -596,25 +656,14 @@ class CsvFileReader:
         if first is None:
             raise FileFormatError(f"{self.path.name}: the file is empty")
         spec = detect_layout(first)
-        parser = _RowParser(spec)
         if spec.has_header:
-            line_offset = skipped
-        else:
-            lines = _chain_first(first, lines)
-            line_offset = skipped - 1
-        delimiter = spec.delimiter
+            return spec, lines, skipped
+        return spec, _chain_first(first, lines), skipped - 1
 
-        def split(text: str) -> list[str]:
-            # plain lines are split directly; quoted ones go through csv (one line each:
-            # no layout we read puts line breaks inside a field)
-            if '"' in text:
-                return next(csv.reader([text], delimiter=delimiter))
-            return text.rstrip("\r\n").split(delimiter)
-
-        # Look ahead a few rows to learn the timeframe, then stream.
-        number = line_offset
+    def _lookahead(self, lines: Iterator[str], number: int, parser: _RowParser, split) -> tuple[list, int]:
+        """The first rows (up to LOOKAHEAD timestamps), parsed but not final yet."""
         pending: list = []
-        stamps: list[datetime] = []
+        stamps = 0
         for text in lines:
             number += 1
             item = self._parse(split(text), number, parser)
@@ -622,82 +671,52 @@ class CsvFileReader:
                 continue
             pending.append(item)
             if type(item) is tuple:
-                stamps.append(item[1])
-                if len(stamps) >= self.LOOKAHEAD:
+                stamps += 1
+                if stamps >= self.LOOKAHEAD:
                     break
+        return pending, number
+
+    def _settle(self, spec: LayoutSpec, parser: _RowParser, pending: list) -> _TimeKeeper:
+        """The timeframe is known now: set `meta` and tune the parser's fast path."""
+        stamps = [item[1] for item in pending if type(item) is tuple]
         timeframe = self.timeframe or self._timeframe(stamps)
         self.meta = FileMeta(layout=spec.layout, ticker=self.ticker, market=self.market, timeframe=timeframe)
-        daily = is_daily(timeframe)
-        tz = self.tz
-        local_zone = tz if str(tz) not in ("UTC", "Etc/UTC") else None
-        parser.daily, parser.utc_naive = daily, local_zone is None
-        previous: datetime | None = None
-        direction = 0
+        keeper = _TimeKeeper(daily=is_daily(timeframe), tz=self.tz)
+        parser.daily, parser.utc_naive = keeper.daily, keeper.local_zone is None
+        self._keeper = keeper
+        return keeper
+
+    @staticmethod
+    def _finalised(item, keeper: _TimeKeeper):
+        """A careful-path item with its final stamp (a Reject as it is)."""
+        if type(item) is not tuple:
+            return item
+        ts = keeper.final(item[1])
+        keeper.order(ts)
+        return tuple.__new__(Candle, (item[0], ts, *item[2:]))
+
+    def _stream(self, lines: Iterator[str], number: int, parser: _RowParser, keeper: _TimeKeeper, split):
+        """The rest of the file: the hot path for well-formed rows, the careful one otherwise."""
         new = tuple.__new__
-
-        def final(ts: datetime) -> datetime:
-            if ts.tzinfo is UTC and not (daily and (ts.hour or ts.minute or ts.second or ts.microsecond)):
-                return ts  # already final (the fast path builds it so)
-            if daily:
-                return datetime(ts.year, ts.month, ts.day, 0, 0, 0, 0, UTC)
-            if ts.tzinfo is None:
-                if local_zone is None:
-                    return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond, UTC)
-                return ts.replace(tzinfo=local_zone).astimezone(UTC)
-            return ts.astimezone(UTC)
-
-        def order(ts: datetime) -> None:
-            nonlocal previous, direction
-            if previous is not None:
-                step = 1 if ts > previous else -1 if ts < previous else 0
-                if step == 0 or (direction and step != direction):
-                    self.monotonic = False
-                direction = direction or step
-            previous = ts
-
-        for item in pending:
-            if type(item) is tuple:
-                ts = final(item[1])
-                order(ts)
-                item = new(Candle, (item[0], ts, *item[2:]))
-            yield item
-        pending.clear()
-        parse = self._parse
-        fast = None if spec.layout == Layout.INVESTING_TR else parser.fast
+        delimiter = parser.spec.delimiter
+        fast = None if parser.spec.layout == Layout.INVESTING_TR else parser.fast
         width = parser.width
+        final, order, daily = keeper.final, keeper.order, keeper.daily
         for text in lines:
             number += 1
             fields = text.rstrip("\r\n").split(delimiter) if '"' not in text else split(text)
-            # the hot path: a well-formed row goes straight through
-            if fast is not None and len(fields) == width:
-                parsed = fast(fields)
-                if parsed is not None:
-                    self.rows_read += 1
-                    ts = parsed[0]
-                    if ts.tzinfo is not UTC or daily and (ts.hour or ts.minute or ts.second or ts.microsecond):
-                        ts = final(ts)
-                    if previous is not None and self.monotonic:
-                        if ts > previous:
-                            if direction != 1:
-                                order(ts)
-                        elif ts < previous:
-                            if direction != -1:
-                                order(ts)
-                        else:
-                            self.monotonic = False
-                    elif previous is None:
-                        order(ts)
-                    previous = ts
-                    yield new(Candle, (number, ts, *parsed[1:]))
-                    continue
-            item = parse(fields, number, parser)
-            if item is None:
-                continue
-            if type(item) is tuple:
-                ts = final(item[1])
+            parsed = fast(fields) if fast is not None and len(fields) == width else None
+            if parsed is not None:
+                self.rows_read += 1
+                ts = parsed[0]
+                if ts.tzinfo is not UTC or daily and (ts.hour or ts.minute or ts.second or ts.microsecond):
+                    ts = final(ts)
                 order(ts)
-                item = new(Candle, (item[0], ts, *item[2:]))
-            yield item
+                yield new(Candle, (number, ts, *parsed[1:]))
+                continue
+            item = self._parse(fields, number, parser)
+            if item is not None:
+                yield self._finalised(item, keeper)
 
     def _parse(self, fields: list[str], line: int, parser: _RowParser):
         """One row by the careful path: a tuple (line, ts, o, h, l, c, v, adj,

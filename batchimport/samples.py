@@ -167,9 +167,21 @@ class _Writer:
             close_time = str(int(v["date"]) + step - 1) if v["date"].isdigit() else v["date"]
             quote = f"{bar.volume * bar.close:.8f}"
             return ",".join(
-                [v["date"], v["open"], v["high"], v["low"], v["close"], v["volume"], close_time, quote, "1234",
-                 f"{bar.volume / 2:.8f}", f"{bar.volume * bar.close / 2:.8f}", "0"]
-            )  # fmt: skip
+                [
+                    v["date"],
+                    v["open"],
+                    v["high"],
+                    v["low"],
+                    v["close"],
+                    v["volume"],
+                    close_time,
+                    quote,
+                    "1234",
+                    f"{bar.volume / 2:.8f}",
+                    f"{bar.volume * bar.close / 2:.8f}",
+                    "0",
+                ]
+            )
         if layout == Layout.INVESTING_TR:
             d = self.delimiter
             fields = [v["date"], v["close"], v["open"], v["high"], v["low"], v["volume"], "1,64%"]
@@ -181,12 +193,41 @@ class _Writer:
         ms = int(bar.day.replace(tzinfo=UTC).timestamp() * 1000)
         turnover = f"{bar.volume * bar.close:.2f}"
         return ",".join(
-            [self.ticker, v["date"], f"{bar.close * 0.95:.4f}", f"{float(vwap) * 0.95:.4f}", f"{bar.low * 0.95:.4f}",
-             f"{bar.high * 0.95:.4f}", turnover, "XU100", str(ms), "4", "9123.45", "USD", "A", str(ms), str(usd),
-             f"{bar.close / usd:.4f}", "0.0123", f"{bar.volume * bar.close / usd:.2f}", "4.56E9", v["close"], vwap,
-             v["low"], v["high"], "1.2E11", "3.7E9", "4.1E10", "1.26E9", v["volume"], f"{bar.low / usd:.4f}",
-             f"{bar.high / usd:.4f}", f"{float(vwap) / usd:.4f}", self.ticker]
-        )  # fmt: skip
+            [
+                self.ticker,
+                v["date"],
+                f"{bar.close * 0.95:.4f}",
+                f"{float(vwap) * 0.95:.4f}",
+                f"{bar.low * 0.95:.4f}",
+                f"{bar.high * 0.95:.4f}",
+                turnover,
+                "XU100",
+                str(ms),
+                "4",
+                "9123.45",
+                "USD",
+                "A",
+                str(ms),
+                str(usd),
+                f"{bar.close / usd:.4f}",
+                "0.0123",
+                f"{bar.volume * bar.close / usd:.2f}",
+                "4.56E9",
+                v["close"],
+                vwap,
+                v["low"],
+                v["high"],
+                "1.2E11",
+                "3.7E9",
+                "4.1E10",
+                "1.26E9",
+                v["volume"],
+                f"{bar.low / usd:.4f}",
+                f"{bar.high / usd:.4f}",
+                f"{float(vwap) / usd:.4f}",
+                self.ticker,
+            ]
+        )
 
 
 def write_file(
@@ -212,8 +253,9 @@ def write_file(
     in one of the `DEFECTS` ways (a duplicate repeats the previous good row)."""
     rng = random.Random(seed)
     start = start or datetime(2020, 1, 1)
-    writer = _Writer(layout, ticker, delimiter=delimiter if layout == Layout.INVESTING_TR else ",",
-                     index_column=index_column)  # fmt: skip
+    writer = _Writer(
+        layout, ticker, delimiter=delimiter if layout == Layout.INVESTING_TR else ",", index_column=index_column
+    )
     if layout == Layout.BINANCE and with_header:
         writer.delimiter = "header"
     summary = FileSummary(path=path, layout=layout)
@@ -274,8 +316,9 @@ NASDAQ_TICKERS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "CALM
 NYSE_TICKERS = ["JPM", "KO", "XOM", "IBM", "WMT", "DIS", "GE", "ORCL"]
 
 
-def write_sample_folder(root: Path, *, seed: int = 42, tickers: int = 4, days: int = 250,
-                        defect_every: int = 50) -> SampleSummary:  # fmt: skip
+def write_sample_folder(
+    root: Path, *, seed: int = 42, tickers: int = 4, days: int = 250, defect_every: int = 50
+) -> SampleSummary:
     """A scraper DATA folder (BIST/, Crypto/, NASDAQ/, NYSE/) with every layout,
     `tickers` files per market, and one defective row in every `defect_every`."""
     root = Path(root)
@@ -288,9 +331,16 @@ def write_sample_folder(root: Path, *, seed: int = 42, tickers: int = 4, days: i
         n += 1
         kw.setdefault("start", start)
         files.append(
-            write_file(root / folder / name, layout, ticker=ticker, rows=days, seed=seed * 1000 + n,
-                       defect_every=defect_every, **kw)
-        )  # fmt: skip
+            write_file(
+                root / folder / name,
+                layout,
+                ticker=ticker,
+                rows=days,
+                seed=seed * 1000 + n,
+                defect_every=defect_every,
+                **kw,
+            )
+        )
 
     bist_layouts = [
         (Layout.BIST_DETAILED, "{t}.csv", {}),
@@ -329,8 +379,9 @@ def write_sample_folder(root: Path, *, seed: int = 42, tickers: int = 4, days: i
     return SampleSummary(root=root, files=tuple(files))
 
 
-def write_standard_rows(path: Path, *, rows: int, ticker: str = "BENCH", seed: int = 7,
-                        step: timedelta = timedelta(minutes=1)) -> int:  # fmt: skip
+def write_standard_rows(
+    path: Path, *, rows: int, ticker: str = "BENCH", seed: int = 7, step: timedelta = timedelta(minutes=1)
+) -> int:
     """A big STANDARD-layout file, quickly (benchmark input): no defects, minute bars."""
     rng = random.Random(seed)
     moment = datetime(2020, 1, 1)

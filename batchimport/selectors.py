@@ -70,9 +70,13 @@ def monitoring_stats(*, start: date | None = None, end: date | None = None) -> d
     jobs = ImportJob.objects.filter(_day_bounds(start, end), parent__isnull=True)
     by_status = dict(jobs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     totals = jobs.aggregate(
-        read=Sum("rows_read"), inserted=Sum("rows_inserted"), rejected=Sum("rows_rejected"),
-        duplicates=Sum("rows_duplicates"), updated=Sum("rows_updated"), rate=Avg("rate_per_second"),
-    )  # fmt: skip
+        read=Sum("rows_read"),
+        inserted=Sum("rows_inserted"),
+        rejected=Sum("rows_rejected"),
+        duplicates=Sum("rows_duplicates"),
+        updated=Sum("rows_updated"),
+        rate=Avg("rate_per_second"),
+    )
     ended = jobs.filter(status__in=TERMINAL)
     market_jobs = ImportJob.objects.filter(_day_bounds(start, end), kind=ImportJob.Kind.MARKET, status__in=TERMINAL)
     sla_total = market_jobs.count()

@@ -18,3 +18,7 @@ def scheduled_import(name: str, path: str, tz: str = "UTC", options: dict | None
 
 def sla_check() -> int:
     return services.sla_check()
+
+
+def orphaned_files_requeue() -> int:
+    return services.orphaned_files_requeue().files_requeued

@@ -1,8 +1,10 @@
 """Real-browser tests: Playwright driving Debian's Chromium against a live server.
 
 Playwright cannot download its own browser here, so the tests use the system
-Chromium (`.ci/run` installs the `chromium` package when it is missing).
-Screenshots go to `artifacts/screenshots/`.
+Chromium: `make test` installs Debian's `chromium` package when it is missing
+and it may; without it these tests are skipped with one line saying so.
+`CHROMIUM_PATH` names the browser (empty: none). Screenshots go to
+`artifacts/screenshots/`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,32 @@ from pathlib import Path
 
 import pytest
 
+_LEFT_OUT = pytest.StashKey[int]()
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ["CHROMIUM_PATH"] if "CHROMIUM_PATH" in os.environ else shutil.which("chromium") or ""
+HERE = Path(__file__).resolve().parent
+NO_CHROMIUM = "Chromium not found: install Debian's chromium package (or set CHROMIUM_PATH)"
+
+
+def _chromium_missing() -> bool:
+    return not CHROMIUM or not os.access(CHROMIUM, os.X_OK)
+
+
+def pytest_collection_modifyitems(config, items):
+    # Without a browser these tests are left out with one line in the summary
+    # (a skip inside a fixture would print one line per test file).
+    if not _chromium_missing():
+        return
+    left_out = [item for item in items if HERE in item.path.parents]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+        config.stash[_LEFT_OUT] = len(left_out)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if config.stash.get(_LEFT_OUT, 0):
+        terminalreporter.write_line(f"SKIPPED {config.stash[_LEFT_OUT]} browser tests: {NO_CHROMIUM}", yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -132,8 +158,9 @@ def sample_folder(data_root, sync_queue) -> dict:
 
     call_command("bootstrap_reference_data", stdout=StringIO())
     out = StringIO()
-    call_command("generate_sample_data", str(data_root / "sample"), "--tickers", "2", "--days", "60", "--json",
-                 stdout=out)  # fmt: skip
+    call_command(
+        "generate_sample_data", str(data_root / "sample"), "--tickers", "2", "--days", "60", "--json", stdout=out
+    )
     return json.loads(out.getvalue())
 
 
@@ -147,6 +174,13 @@ def pipeline_data(sample_folder, data_root) -> dict:
     from django.core.management import call_command
 
     out = StringIO()
-    call_command("run_pipeline", "--continue-on-failure", "--path", str(data_root / "sample"), "--json",
-                 stdout=out, stderr=StringIO())  # fmt: skip
+    call_command(
+        "run_pipeline",
+        "--continue-on-failure",
+        "--path",
+        str(data_root / "sample"),
+        "--json",
+        stdout=out,
+        stderr=StringIO(),
+    )
     return json.loads(out.getvalue())

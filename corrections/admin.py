@@ -14,7 +14,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from corrections import selectors, services
-from corrections.models import CorrectionRun, Phase, Scope
+from corrections.models import CorrectionRun, Scope
+from etl.admin_tools import admin_each
 from etl.errors import DomainError
 
 COUNT_COLUMNS = ("total", "correct", "null", "empty", "mismatched", "orphan", "unclassified")
@@ -211,27 +212,27 @@ class CorrectionRunAdmin(admin.ModelAdmin):
 
     # ------------------------------------------------------------ actions
 
-    def _each(self, request, queryset, call, done: str) -> None:
-        for run in queryset:
-            try:
-                outcome = call(run)
-            except DomainError as exc:
-                self.message_user(request, f"Correction {run.pk}: {exc.message}", messages.ERROR)
-            else:
-                self.message_user(request, f"Correction {run.pk}: {done.format(r=outcome)}", messages.SUCCESS)
-
     @admin.action(description="Preview the changes of selected runs", permissions=["view"])
     def preview_runs(self, request, queryset):
-        self._each(
+        admin_each(
+            self,
             request,
             queryset,
             lambda run: services.correction_preview(run=run),
             "{r.total_rows} candles would change in {r.total_groups} groups.",
+            label="Correction",
         )
 
     @admin.action(description="Execute selected runs (background)", permissions=["execute"])
     def execute_runs(self, request, queryset):
-        self._each(request, queryset, lambda run: services.correction_execute_queue(run=run), "queued.")
+        admin_each(
+            self,
+            request,
+            queryset,
+            lambda run: services.correction_execute_queue(run=run),
+            "queued.",
+            label="Correction",
+        )
 
     @admin.action(description="Validate selected runs", permissions=["execute"])
     def validate_runs(self, request, queryset):
@@ -253,7 +254,14 @@ class CorrectionRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs after their current batch", permissions=["execute"])
     def cancel_runs(self, request, queryset):
-        self._each(request, queryset, lambda run: services.correction_cancel(run=run), "cancel requested.")
+        admin_each(
+            self,
+            request,
+            queryset,
+            lambda run: services.correction_cancel(run=run),
+            "cancel requested.",
+            label="Correction",
+        )
 
     @admin.action(description="Roll back selected runs…", permissions=["rollback"])
     def rollback_runs(self, request, queryset):
@@ -281,18 +289,9 @@ class CorrectionRunAdmin(admin.ModelAdmin):
             return None
         rows = []
         for run in runs:
-            refusal = None
-            if run.phase == Phase.ROLLED_BACK:
-                refusal = "already rolled back"
-            elif run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
-                refusal = "never executed: nothing to roll back"
-            rows.append(
-                {
-                    "run": run,
-                    "refusal": refusal,
-                    "preflight": None if refusal else selectors.rollback_preflight(run=run),
-                }
-            )
+            refusal = selectors.rollback_refusal(run=run)
+            preflight = None if refusal else selectors.rollback_preflight(run=run)
+            rows.append({"run": run, "refusal": refusal, "preflight": preflight})
         context = {
             **self.admin_site.each_context(request),
             "title": "Are you sure?",

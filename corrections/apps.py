@@ -1,14 +1,17 @@
 from django.apps import AppConfig
 
+from etl import pipeline
+from etl.retention import register_pruner
+
 
 class CorrectionsConfig(AppConfig):
     name = "corrections"
     verbose_name = "Asset-class corrections"
 
     def ready(self) -> None:
+        # Imported here, not at the top: they import models, which Django only
+        # allows once the app registry is ready (AppRegistryNotReady otherwise).
         from corrections import retention, services
-        from etl import pipeline
-        from etl.retention import register_pruner
 
         pipeline.register_step(
             "correct",

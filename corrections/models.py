@@ -24,7 +24,7 @@ class Phase(models.TextChoices):
 
 
 class Scope(models.TextChoices):
-    """Which candles execute changes (the seed's options, made one choice)."""
+    """Which candles execute changes (the old system's options, made one choice)."""
 
     NULL = "null", "only NULL (--only-null)"
     MISSING = "missing", "NULL or empty (default)"

@@ -8,13 +8,14 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from corrections.models import CorrectionBackup, CorrectionRun, Phase
+
 
 def prune_correction_backups(cutoff) -> int:
     """Delete the backups of runs that were validated (or rolled back) and
     finished before both `cutoff` and the rollback window
     (CORRECTION_ROLLBACK_WINDOW_DAYS). A run that was only executed keeps its
     backup: it has not been checked, so it may still need rolling back."""
-    from corrections.models import CorrectionBackup, CorrectionRun, Phase
 
     window_end = timezone.now() - timedelta(days=settings.CORRECTION_ROLLBACK_WINDOW_DAYS)
     before = min(cutoff, window_end)

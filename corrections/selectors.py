@@ -17,6 +17,8 @@ from typing import Any
 from django.db import connection
 
 from corrections.models import CorrectionRun, Phase, Scope
+from etl import locks
+from etl.errors import DomainError
 
 ORPHAN_WARNING_PERCENT = 10.0
 
@@ -46,8 +48,6 @@ SCOPE_SQL = {
 
 def scope_for(*, only_null: bool, overwrite_mismatched: bool) -> Scope:
     if only_null and overwrite_mismatched:
-        from etl.errors import DomainError
-
         raise DomainError(
             "only_null and overwrite_mismatched exclude each other: choose one scope", code="invalid_options"
         )
@@ -196,7 +196,6 @@ def _changes_sql(scope: Scope, *, id_high: int | None = None) -> tuple[str, list
 def correction_preview_page(*, scope: Scope, page: int = 1, page_size: int = 50) -> PreviewPage:
     """The exact changes execute would make now, grouped by (ticker, market,
     from -> to), one page of groups, with totals. Reads only."""
-    from etl.errors import DomainError
 
     if page < 1 or not 1 <= page_size <= 1000:
         raise DomainError("page must be >= 1 and page_size between 1 and 1000", code="invalid_page")
@@ -258,17 +257,30 @@ def rollback_preflight(*, run: CorrectionRun, sample_size: int = 20) -> dict[str
     return {**counts, "conflict_samples": samples}
 
 
+@dataclass(frozen=True, slots=True)
+class RollbackRefusal:
+    """Why a run cannot be rolled back; `reason` completes "Cannot be rolled back: …"."""
+
+    code: str
+    reason: str
+
+
+def rollback_refusal(*, run: CorrectionRun) -> RollbackRefusal | None:
+    """The one rule for which runs may be rolled back, read by the rollback service
+    and by the admin's confirmation page alike. None: it may."""
+    if run.phase == Phase.ROLLED_BACK:
+        when = f"{run.rolled_back_at:%Y-%m-%d %H:%M} UTC" if run.rolled_back_at else "an unknown date"
+        return RollbackRefusal(
+            "already_rolled_back", f"already rolled back on {when} by {run.rolled_back_by or 'unknown'}"
+        )
+    if run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
+        return RollbackRefusal("bad_phase", "never executed: there is nothing to roll back")
+    return None
+
+
 def correction_lock_held() -> bool:
     """Is some session executing or rolling back a correction right now?"""
-    from corrections.services import LOCK_KEY
-
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = %s AND objid = %s AND objsubid = 1",
-            [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF],
-        )
-        return cur.fetchone()[0] > 0
+    return locks.is_held(locks.CORRECTION)
 
 
 def is_interrupted(run: CorrectionRun) -> bool:

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -28,17 +27,17 @@ from corrections.selectors import (
     asset_class_analysis,
     correction_preview_page,
     is_interrupted,
+    operational_metrics,
+    rollback_refusal,
     rows_needing_change,
     scope_for,
 )
+from etl import locks
 from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
 from etl.progress import Cancelled, ProgressReporter
+from etl.queue import queue_on_commit
 
-# One execute or rollback at a time, across processes: two runs writing the
-# same candles would back up each other's values. A session-level advisory
-# lock dies with its connection, so a killed process never leaves it behind.
-LOCK_KEY = 0x41C0_0001
 MAX_BATCH_SIZE = 1_000_000
 MAX_CONFLICT_SAMPLES = 50
 
@@ -171,17 +170,15 @@ class RollbackResult:
 
 @contextmanager
 def _exclusive() -> Iterator[None]:
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
-        if not cur.fetchone()[0]:
+    """One execute or rollback at a time, across processes: two runs writing the
+    same candles would back up each other's values. A session lock dies with its
+    connection, so a killed process never leaves it behind."""
+    with locks.session_lock(locks.CORRECTION) as acquired:
+        if not acquired:
             raise ConflictError(
                 "Another correction is executing or rolling back right now; try again when it ends.", code="busy"
             )
-    try:
         yield
-    finally:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
 
 
 def _save(run: CorrectionRun, **fields: Any) -> None:
@@ -431,7 +428,6 @@ def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
 
 def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
     """Queue execute on a django-q2 worker once the caller's transaction commits."""
-    from django_q.tasks import async_task
 
     if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED, Phase.EXECUTING):
         raise ConflictError(f"Correction {run.pk} is {run.get_phase_display()} and cannot execute.", code="bad_phase")
@@ -439,7 +435,7 @@ def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
     if run.status == RunStatus.RUNNING and not is_interrupted(run):
         raise ConflictError(f"Correction {run.pk} is already running.", code="busy")
     _save(run, status=RunStatus.QUEUED)
-    transaction.on_commit(partial(async_task, "corrections.tasks.correction_execute", run.pk, group="corrections"))
+    queue_on_commit("corrections.tasks.correction_execute", run.pk, group="corrections")
     return run
 
 
@@ -569,93 +565,29 @@ def correction_rollback(
 ) -> RollbackResult:
     """Restore every backed-up candle's old value, batch by batch. A candle
     whose asset class changed again after the run is a conflict: reported,
-    and restored only with force. A run is rolled back once."""
+    and restored only with force. A run is rolled back once (`rollback_refusal`)."""
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("A rollback needs a reason.", code="reason_required")
     started = time.monotonic()
     with _exclusive():
         run.refresh_from_db()
-        if run.phase == Phase.ROLLED_BACK:
-            raise ConflictError(
-                f"Correction {run.pk} was already rolled back on {run.rolled_back_at:%Y-%m-%d %H:%M} UTC "
-                f"by {run.rolled_back_by or 'unknown'}.",
-                code="already_rolled_back",
-            )
-        if run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
-            raise ConflictError(f"Correction {run.pk} never executed: there is nothing to roll back.", code="bad_phase")
+        refusal = rollback_refusal(run=run)
+        if refusal is not None:
+            raise ConflictError(f"Correction {run.pk}: {refusal.reason}.", code=refusal.code)
         metrics.operations_started.labels("rollback").inc()
-        if run.phase != Phase.ROLLING_BACK:
-            _save(
-                run,
-                phase=Phase.ROLLING_BACK,
-                rollback_last_id=-1,
-                rows_restored=0,
-                rollback_conflicts=0,
-                rollback_report={
-                    "groups": {},
-                    "forced_groups": {},
-                    "conflicts": 0,
-                    "conflicts_restored": 0,
-                    "missing": 0,
-                    "conflict_samples": [],
-                },
-            )
-        _save(
-            run,
-            status=RunStatus.RUNNING,
-            rollback_reason=reason,
-            rollback_force=force,
-            rolled_back_by=requested_by,
-            cancel_requested=False,
-            error="",
-            finished_at=None,
-        )
-        state = run.rollback_report
-        step = batch_size or run.batch_size
-        highest = run.backups.aggregate(m=Max("market_data_id"))["m"]
+        _start_rollback(run, reason=reason, requested_by=requested_by, force=force)
         done_before = run.rows_restored
-        reporter = ProgressReporter(run, total=run.rows_updated, label=f"rollback {run.pk}")
-        reporter.done = run.rows_restored
-        outcome = RunStatus.SUCCEEDED
-        try:
-            while highest is not None and run.rollback_last_id < highest:
-                _check_cancel(run)
-                high = _batch_end(
-                    table_sql=NEXT_BACKUP_SQL, params=[run.pk], after=run.rollback_last_id, size=step, ceiling=highest
-                )
-                reporter.advance(_rollback_batch(run, run.rollback_last_id + 1, high, state), check_cancel=False)
-        except Cancelled:
-            outcome = RunStatus.CANCELLED
-        except BaseException as exc:
-            reporter.close()
-            _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
-            metrics.operations_completed.labels("rollback", "failed").inc()
-            raise
-        reporter.close()
+        outcome = _rollback_batches(run, step=batch_size or run.batch_size)
         elapsed = time.monotonic() - started
         if outcome == RunStatus.CANCELLED:
             _save(run, status=RunStatus.CANCELLED, finished_at=timezone.now())
         else:
-            with transaction.atomic():
-                detail = {"run_id": run.pk, "reason": reason}
-                _audit_groups(state["groups"], kind="asset_class_rollback", run=run, detail=detail)
-                _audit_groups(
-                    state["forced_groups"],
-                    kind="asset_class_rollback_forced",
-                    run=run,
-                    detail={**detail, "forced": True},
-                )
-                _save(
-                    run,
-                    phase=Phase.ROLLED_BACK,
-                    status=RunStatus.SUCCEEDED,
-                    rolled_back_at=timezone.now(),
-                    finished_at=timezone.now(),
-                )
+            _finish_rollback(run, reason=reason)
         metrics.records_processed.labels("rollback").inc(run.rows_restored - done_before)
         metrics.operation_duration.labels("rollback").observe(elapsed)
         metrics.operations_completed.labels("rollback", str(outcome)).inc()
+        state = run.rollback_report
         return RollbackResult(
             run_id=run.pk,
             status=str(run.status),
@@ -669,13 +601,87 @@ def correction_rollback(
         )
 
 
+def _start_rollback(run: CorrectionRun, *, reason: str, requested_by: str, force: bool) -> None:
+    """Mark the run rolling back; a fresh rollback starts its report, a resumed one keeps it."""
+    if run.phase != Phase.ROLLING_BACK:
+        _save(
+            run,
+            phase=Phase.ROLLING_BACK,
+            rollback_last_id=-1,
+            rows_restored=0,
+            rollback_conflicts=0,
+            rollback_report={
+                "groups": {},
+                "forced_groups": {},
+                "conflicts": 0,
+                "conflicts_restored": 0,
+                "missing": 0,
+                "conflict_samples": [],
+            },
+        )
+    _save(
+        run,
+        status=RunStatus.RUNNING,
+        rollback_reason=reason,
+        rollback_force=force,
+        rolled_back_by=requested_by,
+        cancel_requested=False,
+        error="",
+        finished_at=None,
+    )
+
+
+def _rollback_batches(run: CorrectionRun, *, step: int) -> str:
+    """Restore batch by batch from where the run stands; SUCCEEDED or CANCELLED.
+    A failure marks the run failed and is raised."""
+    highest = run.backups.aggregate(m=Max("market_data_id"))["m"]
+    reporter = ProgressReporter(run, total=run.rows_updated, label=f"rollback {run.pk}")
+    reporter.done = run.rows_restored
+    try:
+        while highest is not None and run.rollback_last_id < highest:
+            _check_cancel(run)
+            high = _batch_end(
+                table_sql=NEXT_BACKUP_SQL, params=[run.pk], after=run.rollback_last_id, size=step, ceiling=highest
+            )
+            restored = _rollback_batch(run, run.rollback_last_id + 1, high, run.rollback_report)
+            reporter.advance(restored, check_cancel=False)
+    except Cancelled:
+        outcome = RunStatus.CANCELLED
+    except BaseException as exc:
+        reporter.close()
+        _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        metrics.operations_completed.labels("rollback", "failed").inc()
+        raise
+    else:
+        outcome = RunStatus.SUCCEEDED
+    reporter.close()
+    return outcome
+
+
+def _finish_rollback(run: CorrectionRun, *, reason: str) -> None:
+    """Write the audit trail of what was restored and mark the run rolled back, in one transaction."""
+    state = run.rollback_report
+    with transaction.atomic():
+        detail = {"run_id": run.pk, "reason": reason}
+        _audit_groups(state["groups"], kind="asset_class_rollback", run=run, detail=detail)
+        _audit_groups(
+            state["forced_groups"], kind="asset_class_rollback_forced", run=run, detail={**detail, "forced": True}
+        )
+        _save(
+            run,
+            phase=Phase.ROLLED_BACK,
+            status=RunStatus.SUCCEEDED,
+            rolled_back_at=timezone.now(),
+            finished_at=timezone.now(),
+        )
+
+
 # ---------------------------------------------------------------- metrics
 
 
 def correction_metrics() -> dict[str, Any]:
     """Operational figures for the metrics endpoint; refreshes the gauges
     from a count of the table as it is now."""
-    from corrections.selectors import operational_metrics
 
     report = asset_class_analysis(sample_size=0)
     _record_analysis(report)

@@ -4,8 +4,9 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from etl import services
+from etl import selectors, services
 from etl.admin_tools import admin_each
 from etl.errors import DomainError
 from etl.models import (
@@ -16,10 +17,14 @@ from etl.models import (
     DeadLetter,
     Market,
     MarketData,
+    PipelineRun,
+    PipelineStepRun,
+    RunStatus,
     Symbol,
     SymbolMapping,
     TradingSession,
 )
+from etl.pipeline import registered_steps
 from etl.services.tokens import api_token_issue, api_token_revoke
 
 AUDIT_FIELDS = ("created_at", "updated_at")
@@ -219,12 +224,6 @@ def message_domain_error(modeladmin: admin.ModelAdmin, request: HttpRequest, exc
 # Pipeline runs, symbol sync and symbol clean-up
 
 
-from django.utils.html import format_html, format_html_join  # noqa: E402
-
-from etl import selectors  # noqa: E402
-from etl.models import PipelineRun, PipelineStepRun, RunStatus  # noqa: E402
-from etl.pipeline import registered_steps  # noqa: E402
-
 STATUS_COLOURS = {
     RunStatus.SUCCEEDED: "#2e7d32",
     RunStatus.FAILED: "#c62828",
@@ -317,8 +316,8 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             start = ((s.started_at or obj.started_at) - obj.started_at).total_seconds()
             length = (s.duration_seconds or 0.0) if s.started_at else 0.0
             left, width = 100 * start / total, max(100 * length / total, 0.5)
-            rows.append((s.name, s.status, f"{left:.2f}", f"{width:.2f}", STATUS_COLOURS.get(s.status, "#757575"),
-                         f"{length:.2f}s"))  # fmt: skip
+            colour = STATUS_COLOURS.get(s.status, "#757575")
+            rows.append((s.name, s.status, f"{left:.2f}", f"{width:.2f}", colour, f"{length:.2f}s"))
         return format_html(
             '<div style="min-width:480px">{}</div>',
             format_html_join(
@@ -343,14 +342,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def run_again(self, request, queryset):
         for run in queryset[:1]:
             try:
-                new = services.pipeline_queue(
-                    steps=run.steps_requested or None,
-                    options=run.options,
-                    continue_on_failure=run.continue_on_failure,
-                    max_seconds=run.max_seconds,
-                    trigger="admin",
-                    requested_by=request.user.get_username(),
-                )
+                new = services.pipeline_rerun(run=run, requested_by=request.user.get_username())
             except DomainError as exc:
                 message_domain_error(self, request, exc)
                 return

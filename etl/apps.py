@@ -1,12 +1,16 @@
 from django.apps import AppConfig
 
+from etl import dashboard, pipeline, retention
+
 
 class EtlConfig(AppConfig):
     name = "etl"
     verbose_name = "ETL core: reference data, symbols, market data"
 
     def ready(self) -> None:
-        from etl import dashboard, dashboard_panels, metrics, pipeline, retention, services
+        # Imported here, not at the top: these modules import models, which Django
+        # only allows once the app registry is ready (AppRegistryNotReady otherwise).
+        from etl import dashboard_panels, metrics, services
         from etl.services import integrity as integrity_services
         from etl.services import retention as retention_services
 

@@ -9,8 +9,10 @@ from django.apps import apps
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.models import Failure, Schedule, Success
 
-from etl.models import RunRecord, RunStatus
+from etl.models import IntegritySnapshot, MarketData, PipelineRun, RunRecord, RunStatus, Symbol
 
 
 def _changelist(model, query: str = "") -> str | None:
@@ -51,8 +53,6 @@ def runs_context(request: HttpRequest) -> dict[str, Any]:
 
 def queue_context(request: HttpRequest) -> dict[str, Any]:
     """Queue depth, failed tasks and schedules of django-q2."""
-    from django_q.brokers import get_broker
-    from django_q.models import Failure, Schedule, Success
 
     since = timezone.now() - timedelta(hours=24)
     try:
@@ -77,7 +77,6 @@ def queue_context(request: HttpRequest) -> dict[str, Any]:
 def integrity_context(request: HttpRequest) -> dict[str, Any]:
     """Current indicators (from the latest snapshot, cheap) with links, and
     their trend over the last 30 days as a plotly figure."""
-    from etl.models import IntegritySnapshot, MarketData, Symbol
 
     latest = IntegritySnapshot.objects.filter(market="").order_by("-taken_at").first()
     markets = []
@@ -128,7 +127,6 @@ def integrity_context(request: HttpRequest) -> dict[str, Any]:
 
 def pipeline_context(request: HttpRequest) -> dict[str, Any]:
     """The last pipeline runs with their steps."""
-    from etl.models import PipelineRun
 
     runs = PipelineRun.objects.prefetch_related("step_runs").order_by("-created_at", "-id")[:6]
     return {

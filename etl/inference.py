@@ -175,37 +175,56 @@ def infer_symbol(
         base = t[:-3]
         return Inference(base, "BIST", "STOCK_BIST", base, "TRY", 0.95, "Yahoo .IS suffix: Borsa Istanbul")
 
-    if venue == "BINANCE":
-        pair = split_crypto_pair(t)
-        if pair:
-            return Inference(t, venue, "CRYPTO", pair[0], pair[1], 0.95, f"crypto pair {pair[0]}/{pair[1]}")
-        return Inference(t, venue, "CRYPTO", t, "", 0.6, "crypto venue, no known quote asset")
+    if venue in _VENUE_RULES:
+        return _VENUE_RULES[venue](t, venue, known_etfs)
+    return _infer_without_market(t, market)
 
-    if venue == "FOREX_MARKET":
-        pair = split_fx_pair(t)
-        if pair:
-            base, quote = pair
-            asset_class = "COMMODITY" if base in METALS else "FOREX"
-            return Inference(base + quote, venue, asset_class, base, quote, 0.95, f"currency pair {base}/{quote}")
-        return Inference(t, venue, "FOREX", "", "", 0.5, "FX market, ticker is not a currency pair")
 
-    if venue == "BIST":
-        if _BIST_INDEX.match(t):
-            return Inference(t, venue, "INDICES", "", "TRY", 0.9, "Borsa Istanbul index code")
-        if _BIST_TICKER.match(t):
-            return Inference(t, venue, "STOCK_BIST", t, "TRY", 0.85, "Borsa Istanbul equity ticker")
-        return Inference(t, venue, "STOCK_BIST", t, "TRY", 0.6, "Borsa Istanbul market, unusual ticker")
+def _infer_binance(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
+    pair = split_crypto_pair(t)
+    if pair:
+        return Inference(t, venue, "CRYPTO", pair[0], pair[1], 0.95, f"crypto pair {pair[0]}/{pair[1]}")
+    return Inference(t, venue, "CRYPTO", t, "", 0.6, "crypto venue, no known quote asset")
 
-    if venue in ("NASDAQ", "NYSE"):
-        default_class, currency = MARKET_DEFAULTS[venue]
-        if t in known_etfs:
-            return Inference(t, venue, "ETF", t, currency, 0.95, "known ETF")
-        if t.startswith("^"):
-            return Inference(t, venue, "INDICES", "", currency, 0.85, "Yahoo index symbol")
-        if _US_TICKER.match(t):
-            return Inference(t, venue, default_class, t, currency, 0.85, f"{venue} equity ticker")
-        return Inference(t, venue, default_class, t, currency, 0.6, f"{venue} market, unusual ticker")
 
+def _infer_forex(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
+    pair = split_fx_pair(t)
+    if pair:
+        base, quote = pair
+        asset_class = "COMMODITY" if base in METALS else "FOREX"
+        return Inference(base + quote, venue, asset_class, base, quote, 0.95, f"currency pair {base}/{quote}")
+    return Inference(t, venue, "FOREX", "", "", 0.5, "FX market, ticker is not a currency pair")
+
+
+def _infer_bist(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
+    if _BIST_INDEX.match(t):
+        return Inference(t, venue, "INDICES", "", "TRY", 0.9, "Borsa Istanbul index code")
+    if _BIST_TICKER.match(t):
+        return Inference(t, venue, "STOCK_BIST", t, "TRY", 0.85, "Borsa Istanbul equity ticker")
+    return Inference(t, venue, "STOCK_BIST", t, "TRY", 0.6, "Borsa Istanbul market, unusual ticker")
+
+
+def _infer_us(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
+    default_class, currency = MARKET_DEFAULTS[venue]
+    if t in known_etfs:
+        return Inference(t, venue, "ETF", t, currency, 0.95, "known ETF")
+    if t.startswith("^"):
+        return Inference(t, venue, "INDICES", "", currency, 0.85, "Yahoo index symbol")
+    if _US_TICKER.match(t):
+        return Inference(t, venue, default_class, t, currency, 0.85, f"{venue} equity ticker")
+    return Inference(t, venue, default_class, t, currency, 0.6, f"{venue} market, unusual ticker")
+
+
+_VENUE_RULES = {
+    "BINANCE": _infer_binance,
+    "FOREX_MARKET": _infer_forex,
+    "BIST": _infer_bist,
+    "NASDAQ": _infer_us,
+    "NYSE": _infer_us,
+}
+
+
+def _infer_without_market(t: str, market: str | None) -> Inference:
     # No usable market: only a shape no other market shares is enough.
     pair = split_crypto_pair(t)
     if pair and pair[1] in STABLECOIN_QUOTES:

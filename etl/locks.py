@@ -137,3 +137,16 @@ def session_lock(lock: AdvisoryLock, item: int | str = 0) -> Iterator[bool]:
     finally:
         if acquired:
             session_unlock(lock, item)
+
+
+def is_held(lock: AdvisoryLock, item: int | str = 0) -> bool:
+    """Does any session (this one included) hold the lock right now? Read from pg_locks,
+    where a two-key advisory lock shows as classid = namespace, objid = item, objsubid = 2."""
+    namespace, key = lock.key(item)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objid = %s AND objsubid = 2",
+            [namespace, key & 0xFFFFFFFF],  # oid columns: the int4 item read as unsigned
+        )
+        return cur.fetchone()[0] > 0

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 
 
 def validate_timezone(value: str) -> None:
@@ -359,7 +360,6 @@ class RunRecord(models.Model):
     def duration_seconds(self) -> float | None:
         if not self.started_at:
             return None
-        from django.utils import timezone
 
         return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db import connection
 
+from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
+
 
 def table_row_estimate(table: str, *, exact_below: int = 200_000) -> int:
     """Row count from the planner's statistics, exact when the table is small
@@ -25,7 +27,7 @@ def table_row_estimate(table: str, *, exact_below: int = 200_000) -> int:
 # Data-integrity status (docs/pipeline.md has the formula)
 
 QUALITY_WEIGHTS = {"symbol_coverage": 0.4, "asset_class_consistency": 0.3, "enrichment_coverage": 0.3}
-# The operators' health goals (seed: the ETL operations guide).
+# The operators' health goals (from the old system's ETL operations guide).
 HEALTH_GOALS = {
     "candles_without_symbol": ("==", 0),
     "symbol_coverage": (">=", 90.0),
@@ -127,7 +129,6 @@ def integrity_status() -> dict[str, Any]:
 
 def symbol_sync_status() -> dict[str, Any]:
     """What symbol sync has left to do and what it did last."""
-    from etl.models import PipelineStepRun, RunStatus, Symbol
 
     with connection.cursor() as cur:
         # Both served by the partial index market_data_unlinked.
@@ -164,7 +165,6 @@ def symbol_sync_status() -> dict[str, Any]:
 
 def pipeline_history(*, status: str | None = None, trigger: str | None = None):
     """Pipeline runs, newest first, with their steps."""
-    from etl.models import PipelineRun
 
     runs = PipelineRun.objects.prefetch_related("step_runs")
     if status:

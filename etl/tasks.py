@@ -26,30 +26,10 @@ def pipeline_execute(run_id: int) -> str:
     return services.pipeline_execute(run_id=run_id).status
 
 
-def pipeline_scheduled(
-    *,
-    schedule_name: str,
-    cron: str,
-    tz: str,
-    steps: list[str] | None = None,
-    options: dict[str, Any] | None = None,
-    continue_on_failure: bool = True,
-    max_seconds: int | None = None,
-) -> str:
-    """Fired by the django-q2 schedule. First re-aims the schedule at the next
-    occurrence in its own zone (django-q2 computes cron in UTC), then runs;
-    a run already in progress makes this one a logged, recorded skip."""
-    from django_q.models import Schedule
-
-    Schedule.objects.filter(name=schedule_name).update(next_run=services.next_occurrence(cron, tz))
-    return services.pipeline_run(
-        steps=steps,
-        options=options,
-        continue_on_failure=continue_on_failure,
-        max_seconds=max_seconds,
-        trigger="schedule",
-        requested_by=f"schedule:{schedule_name}",
-    ).status
+def pipeline_scheduled(**schedule: Any) -> str:
+    """Fired by a django-q2 schedule that `pipeline_schedule` wrote; its kwargs are
+    `pipeline_scheduled_run`'s."""
+    return services.pipeline_scheduled_run(**schedule).status
 
 
 def integrity_snapshot() -> int:

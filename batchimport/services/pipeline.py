@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchimport.services.jobs import import_job_create, import_job_start
+from batchimport.services.jobs import import_job_submit
 
 
 def import_step(*, options: dict[str, Any], progress=None) -> dict[str, Any]:
@@ -12,15 +12,17 @@ def import_step(*, options: dict[str, Any], progress=None) -> dict[str, Any]:
     path = options.get("path")
     if not path:
         return {"skipped": True, "reason": "no path in the pipeline options"}
-    job = import_job_create(
+    on_batch = (lambda n: progress.advance(n)) if progress is not None else None
+    job = import_job_submit(
+        queue=False,
+        workers=int(options.get("workers", 1)),
+        on_batch=on_batch,
         path=path,
         market=options.get("market") or None,
         batch_size=options.get("batch_size"),
         overwrite=bool(options.get("overwrite", False)),
         requested_by=str(options.get("requested_by", "pipeline")),
     )
-    on_batch = (lambda n: progress.advance(n)) if progress is not None else None
-    job = import_job_start(job=job, workers=int(options.get("workers", 1)), on_batch=on_batch)
     return {
         "job_id": job.pk,
         "status": job.status,

@@ -3,36 +3,28 @@ start while an import of the same schedule is still running."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.db import transaction
-from django.utils import timezone
+from django_q.models import Schedule
 
-from batchimport.services.jobs import import_job_create, import_job_start, running_import_exists
+from batchimport.services.jobs import import_job_submit, running_import_exists
 from batchimport.services.paths import path_resolve
 from etl.errors import DomainError
+from etl.timeparse import cron_next_run
 
 SCHEDULE_FUNC = "batchimport.tasks.scheduled_import"
 SCHEDULE_PREFIX = "batchimport:"
 
 
-def next_run_at(cron: str, tz: str, *, after: datetime | None = None) -> datetime:
-    """The next time `cron` fires in time zone `tz`, in UTC."""
-    zone = ZoneInfo(tz)
-    start = (after or timezone.now()).astimezone(zone)
-    return croniter(cron, start).get_next(datetime).astimezone(ZoneInfo("UTC"))
-
-
 @transaction.atomic
-def import_schedule_create(*, name: str, path: str, cron: str, tz: str = "UTC",
-                           options: dict[str, Any] | None = None):  # fmt: skip
+def import_schedule_create(
+    *, name: str, path: str, cron: str, tz: str = "UTC", options: dict[str, Any] | None = None
+) -> Schedule:
     """A django-q2 cron schedule that runs an import of `path` (all markets
     unless `options["market"]`); the next run is computed in `tz`."""
-    from django_q.models import Schedule
-
     if not croniter.is_valid(cron or ""):
         raise DomainError(f"{cron!r} is not a valid cron expression", code="invalid_cron")
     try:
@@ -48,14 +40,13 @@ def import_schedule_create(*, name: str, path: str, cron: str, tz: str = "UTC",
         name=full_name, func=SCHEDULE_FUNC, kwargs=repr(kwargs), schedule_type=Schedule.CRON, cron=cron, repeats=-1
     )
     # django-q2 computed the first run in UTC on save; put it right for `tz`
-    schedule.next_run = next_run_at(cron, tz)
+    schedule.next_run = cron_next_run(cron, tz)
     Schedule.objects.filter(pk=schedule.pk).update(next_run=schedule.next_run)
     return schedule
 
 
 def import_schedule_delete(*, schedule_id: int) -> None:
-    from django_q.models import Schedule
-
+    """Delete an import schedule (404 when there is none with this id)."""
     deleted, _ = Schedule.objects.filter(pk=schedule_id, func=SCHEDULE_FUNC).delete()
     if not deleted:
         raise DomainError(f"no import schedule {schedule_id}", code="not_found", status_code=404)
@@ -65,24 +56,20 @@ def scheduled_import_run(*, name: str, path: str, tz: str = "UTC", options: dict
     """What a schedule runs: skip when the previous run is still going, else
     create the job and hand it to the workers. Then put the schedule's next
     run right in its own time zone (django-q2 computes cron in UTC)."""
-    from django_q.models import Schedule
-
     options = options or {}
     schedule = Schedule.objects.filter(name=name).first()
     if schedule is not None and schedule.cron:
-        Schedule.objects.filter(pk=schedule.pk).update(next_run=next_run_at(schedule.cron, tz))
+        Schedule.objects.filter(pk=schedule.pk).update(next_run=cron_next_run(schedule.cron, tz))
     if running_import_exists(schedule_name=name):
         return {"skipped": True, "reason": "the previous run of this schedule is still in progress"}
-    with transaction.atomic():
-        job = import_job_create(
-            path=path,
-            market=options.get("market"),
-            all_markets=not options.get("market"),
-            batch_size=options.get("batch_size"),
-            run_in_parallel=options.get("run_in_parallel", True),
-            max_concurrency=options.get("max_concurrency", 2),
-            requested_by="schedule",
-            schedule_name=name,
-        )
-        import_job_start(job=job, workers=job.max_concurrency, queue=True)
+    job = import_job_submit(
+        path=path,
+        market=options.get("market"),
+        all_markets=not options.get("market"),
+        batch_size=options.get("batch_size"),
+        run_in_parallel=options.get("run_in_parallel", True),
+        max_concurrency=options.get("max_concurrency", 2),
+        requested_by="schedule",
+        schedule_name=name,
+    )
     return {"skipped": False, "job_id": job.pk}

@@ -6,7 +6,7 @@ from datetime import UTC
 
 import pytest
 from django_q.conf import Conf
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from batchimport import samples, services
 from batchimport.models import ImportJob, ImportStatus
@@ -80,15 +80,17 @@ def test_market_import_runs_and_reports_status(nyse, api_client_for, sync_q, dja
 def test_all_markets_import_queues_one_task_per_worker(data_root, api_client_for, django_capture_on_commit_callbacks):
     samples.write_sample_folder(data_root / "DATA", tickers=1, days=10)
     client = api_client_for(staff=True, perms=START)
-    from django_q.models import OrmQ
-
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"{BASE}/all-markets/import",
-            {"stockScrapperDataPath": "DATA", "runMarketsInParallel": False, "globalMaxConcurrency": 3,
-             "globalSlaTarget": "02:00:00"},
+            {
+                "stockScrapperDataPath": "DATA",
+                "runMarketsInParallel": False,
+                "globalMaxConcurrency": 3,
+                "globalSlaTarget": "02:00:00",
+            },
             format="json",
-        )  # fmt: skip
+        )
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["kind"] == "all_markets" and len(body["markets"]) == 4 and body["slaMinutes"] == 120
@@ -163,10 +165,14 @@ def test_schedules_create_and_delete(nyse, api_client_for):
     client = api_client_for(staff=True, perms=("batchimport.schedule_import",))
     response = client.post(
         f"{BASE}/schedules/all-markets",
-        {"name": "nightly", "importRequest": {"stockScrapperDataPath": "DATA"}, "cronExpression": "0 2 * * *",
-         "timeZone": "Europe/Istanbul"},
+        {
+            "name": "nightly",
+            "importRequest": {"stockScrapperDataPath": "DATA"},
+            "cronExpression": "0 2 * * *",
+            "timeZone": "Europe/Istanbul",
+        },
         format="json",
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.content
     schedule = Schedule.objects.get(pk=response.json()["id"])
     assert schedule.cron == "0 2 * * *" and schedule.func == "batchimport.tasks.scheduled_import"

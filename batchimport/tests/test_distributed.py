@@ -44,9 +44,13 @@ def spawn(code: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     script = "import django; django.setup()\n" + code
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-c", script], cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-c", script],
+            cwd=PROJECT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -67,15 +71,23 @@ def stored(market: str) -> set[tuple]:
 def test_worker_killed_mid_file_then_resumed_gives_the_uninterrupted_rows(data_root, tmp_path):
     rows = 120_000
     for market in ("NYSE", "NASDAQ"):  # the same content twice: NASDAQ is the uninterrupted reference
-        samples.write_file(data_root / market / "KO.csv", Layout.STANDARD, ticker="KO", rows=rows, seed=11,
-                           start=datetime(1990, 1, 1), defect_every=97)  # fmt: skip
+        samples.write_file(
+            data_root / market / "KO.csv",
+            Layout.STANDARD,
+            ticker="KO",
+            rows=rows,
+            seed=11,
+            start=datetime(1990, 1, 1),
+            defect_every=97,
+        )
     reference = services.import_job_start(job=services.import_job_create(path="NASDAQ"))
     assert reference.status == ImportStatus.SUCCEEDED
 
     job = services.import_job_create(path="NYSE", batch_size=500)
     log = tmp_path / "worker.log"
-    worker = spawn(f"from batchimport import services\nservices.import_job_work(job_id={job.pk})", child_env(data_root),
-                   log)  # fmt: skip
+    worker = spawn(
+        f"from batchimport import services\nservices.import_job_work(job_id={job.pk})", child_env(data_root), log
+    )
     f = job.files.get()
     wait_for(lambda: ImportFile.objects.get(pk=f.pk).progress_done >= 2000, 60, "the worker to stage some batches")
     os.killpg(worker.pid, signal.SIGKILL)
@@ -116,7 +128,7 @@ def test_two_qcluster_workers_on_redis_share_an_all_markets_job(data_root, tmp_p
             "from django.core.management import call_command\ncall_command('qcluster')",
             env,
             tmp_path / f"qcluster{i}.log",
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     try:

@@ -330,5 +330,5 @@ def test_a_failed_import_mails_the_admins_once(data_root, settings, mailoutbox):
     job = run("NYSE")
     assert job.status == ImportStatus.FAILED
     assert [m.subject for m in mailoutbox] == [
-        f"[Django] CRITICAL: Import job #{job.pk} (NYSE) failed: 1 file(s) failed or dead-lettered"
+        f"[MyTrader] CRITICAL: Import job #{job.pk} (NYSE) failed: 1 file(s) failed or dead-lettered"
     ]

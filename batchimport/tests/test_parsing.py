@@ -288,8 +288,9 @@ def test_quoted_thousands_separators(tmp_path):
 def test_binance_klines(tmp_path, with_header, epoch_us):
     path = tmp_path / "Crypto" / "BTC.csv"
     start = datetime(2025, 1, 6) if epoch_us else datetime(2021, 11, 29)
-    samples.write_file(path, Layout.BINANCE, ticker="BTC", rows=6, with_header=with_header, epoch_us=epoch_us,
-                       start=start)  # fmt: skip
+    samples.write_file(
+        path, Layout.BINANCE, ticker="BTC", rows=6, with_header=with_header, epoch_us=epoch_us, start=start
+    )
     reader, candles, rejects = read(path)
     assert reader.meta.layout == Layout.BINANCE and len(candles) == 6 and not rejects
     assert reader.meta.market == "CRYPTO" and reader.meta.timeframe == "1d"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 
 import pytest
+from django.apps import apps
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from batchimport import samples, services, tasks
 from batchimport.models import ImportJob, ImportStatus
 from batchimport.parsing import Layout
-from batchimport.services.schedules import next_run_at
 from etl.errors import DomainError
+from etl.timeparse import cron_next_run
 
 pytestmark = pytest.mark.django_db
 
@@ -23,10 +25,12 @@ def folder(data_root):
     return data_root
 
 
-def test_next_run_is_computed_in_the_schedule_time_zone():
+def test_next_run_is_computed_in_the_schedule_time_zone(folder):
     after = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
-    assert next_run_at("0 2 * * *", "Europe/Istanbul", after=after) == datetime(2024, 7, 1, 23, 0, tzinfo=UTC)
-    assert next_run_at("0 2 * * *", "America/New_York", after=after) == datetime(2024, 7, 2, 6, 0, tzinfo=UTC)
+    assert cron_next_run("0 2 * * *", "Europe/Istanbul", after=after) == datetime(2024, 7, 1, 23, 0, tzinfo=UTC)
+    assert cron_next_run("0 2 * * *", "America/New_York", after=after) == datetime(2024, 7, 2, 6, 0, tzinfo=UTC)
+    schedule = services.import_schedule_create(name="ist", path="DATA", cron="0 2 * * *", tz="Europe/Istanbul")
+    assert Schedule.objects.get(pk=schedule.pk).next_run == cron_next_run("0 2 * * *", "Europe/Istanbul")
 
 
 def test_scheduled_run_starts_an_import_and_skips_while_one_is_running(folder, django_capture_on_commit_callbacks):
@@ -75,10 +79,6 @@ def test_finished_job_past_its_sla_is_marked_breached(folder):
 
 
 def test_sla_check_schedule_is_created_by_its_migration():
-    from importlib import import_module
-
-    from django.apps import apps
-
     migration = import_module("batchimport.migrations.0003_fill_sla_schedule")
     Schedule.objects.filter(name=migration.NAME).delete()  # a transactional test may have flushed it
     migration.create(apps, None)

@@ -1,4 +1,4 @@
-"""Request bodies of the correction API. snake_case, and the seed's camelCase
+"""Request bodies of the correction API. snake_case, and the old system's camelCase
 names (batchSize, onlyProcessNullAssetClass, validateAfterEachBatch,
 createBackup, correctionId) are accepted too so old clients keep working."""
 
@@ -11,7 +11,7 @@ from rest_framework import serializers
 from corrections.models import CorrectionRun
 from corrections.services import MAX_BATCH_SIZE
 
-SEED_ALIASES = {
+OLD_SYSTEM_NAMES = {
     "batchSize": "batch_size",
     "onlyProcessNullAssetClass": "only_null",
     "overwriteMismatched": "overwrite_mismatched",
@@ -23,10 +23,10 @@ SEED_ALIASES = {
 }
 
 
-class SeedAliasMixin:
+class OldSystemNamesMixin:
     def to_internal_value(self, data: Any) -> Any:
         if hasattr(data, "items"):
-            data = {SEED_ALIASES.get(key, key): value for key, value in data.items()}
+            data = {OLD_SYSTEM_NAMES.get(key, key): value for key, value in data.items()}
         return super().to_internal_value(data)
 
 
@@ -39,7 +39,7 @@ class AnalyzeQuerySerializer(serializers.Serializer):
     sample_size = serializers.IntegerField(min_value=0, max_value=100, default=5)
 
 
-class OptionsSerializer(SeedAliasMixin, serializers.Serializer):
+class OptionsSerializer(OldSystemNamesMixin, serializers.Serializer):
     only_null = serializers.BooleanField(default=False)
     overwrite_mismatched = serializers.BooleanField(default=False)
 
@@ -68,11 +68,11 @@ class ExecuteSerializer(OptionsSerializer):
         return value
 
 
-class RunSerializer(SeedAliasMixin, serializers.Serializer):
+class RunSerializer(OldSystemNamesMixin, serializers.Serializer):
     run_id = RunField(required=False, allow_null=True)
 
 
-class RollbackSerializer(SeedAliasMixin, serializers.Serializer):
+class RollbackSerializer(OldSystemNamesMixin, serializers.Serializer):
     run_id = RunField()
     reason = serializers.CharField(max_length=2000)
     force = serializers.BooleanField(default=False, help_text="also restore rows changed after the run")

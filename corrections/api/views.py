@@ -1,4 +1,4 @@
-"""The seed's endpoints under /api/etl/asset-class-correction/. Each parses its
+"""The old system's endpoints under /api/etl/asset-class-correction/. Each parses its
 input, calls one service and returns its result."""
 
 from __future__ import annotations

@@ -3,10 +3,12 @@ from __future__ import annotations
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
+from django_q.conf import Conf
 
-from corrections import services
+from corrections import selectors, services
 from corrections.models import CorrectionRun, Phase
 from corrections.tests.conftest import market_data_checksum
+from etl.errors import ConflictError
 from etl.models import DataCorrection, MarketData
 
 pytestmark = pytest.mark.django_db
@@ -54,8 +56,6 @@ def test_new_analysis_rejects_a_bad_batch_size(admin_client, world):
 
 
 def test_preview_execute_validate_actions(admin_client, world, monkeypatch, django_capture_on_commit_callbacks):
-    from django_q.conf import Conf
-
     monkeypatch.setattr(Conf, "SYNC", True)
     run = services.correction_run_create(requested_by="alice", overwrite_mismatched=True)
     data = {ACTION_CHECKBOX_NAME: [run.pk]}
@@ -113,3 +113,18 @@ def test_staff_without_rollback_permission_has_no_rollback_action(client, make_u
     assert page.status_code == 200
     actions = [choice[0] for choice in page.context["action_form"].fields["action"].choices]
     assert "preview_runs" in actions and "rollback_runs" not in actions and "execute_runs" not in actions
+
+
+def test_confirmation_page_and_rollback_service_refuse_by_the_same_rule(admin_client, world):
+    never_executed = services.correction_run_create(requested_by="alice")
+    refusal = selectors.rollback_refusal(run=never_executed)
+    assert (refusal.code, refusal.reason) == ("bad_phase", "never executed: there is nothing to roll back")
+    page = admin_client.post(CHANGELIST, {ACTION_CHECKBOX_NAME: [never_executed.pk], "action": "rollback_runs"})
+    assert f"Cannot be rolled back: {refusal.reason}.".encode() in page.content
+    with pytest.raises(ConflictError) as refused:
+        services.correction_rollback(run=never_executed, reason="oops", requested_by="bob")
+    assert (refused.value.code, refused.value.message) == (
+        "bad_phase",
+        f"Correction {never_executed.pk}: {refusal.reason}.",
+    )
+    assert selectors.rollback_refusal(run=executed_run()) is None

@@ -6,6 +6,7 @@ from corrections import services
 from corrections.models import CorrectionRun, Phase, Scope
 from corrections.selectors import correction_preview_page
 from corrections.tests.conftest import add_candles, add_symbol, market_data_checksum
+from etl.errors import DomainError
 
 pytestmark = pytest.mark.django_db
 
@@ -101,15 +102,11 @@ def test_preview_writes_no_candle_and_marks_the_run_previewed(world):
 
 
 def test_preview_refuses_bad_paging(world):
-    from etl.errors import DomainError
-
     with pytest.raises(DomainError, match="page_size"):
         correction_preview_page(scope=Scope.ALL, page_size=0)
 
 
 def test_only_null_and_overwrite_exclude_each_other(world):
-    from etl.errors import DomainError
-
     with pytest.raises(DomainError, match="exclude each other"):
         services.correction_run_create(requested_by="x", only_null=True, overwrite_mismatched=True)
 

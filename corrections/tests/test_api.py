@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django_q.conf import Conf
 
 from corrections import services
 from corrections.models import CorrectionRun, Phase
@@ -63,7 +64,7 @@ def test_analyze_rejects_a_bad_sample_size(api_client_for, world):
     assert response.status_code == 400 and "sample_size" in response.json()["errors"]
 
 
-def test_preview_with_seed_option_names_writes_nothing(api_client_for, world):
+def test_preview_with_old_system_option_names_writes_nothing(api_client_for, world):
     before = market_data_checksum()
     client = api_client_for(staff=True, perms=VIEW)
     response = client.post(f"{BASE}/preview", {"onlyProcessNullAssetClass": True, "pageSize": 1}, format="json")
@@ -101,8 +102,6 @@ def test_execute_synchronously(api_client_for, world):
 def test_execute_queues_on_commit_and_the_worker_runs_it(
     api_client_for, world, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from django_q.conf import Conf
-
     monkeypatch.setattr(Conf, "SYNC", True)
     client = api_client_for(staff=True, perms=EXECUTE)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -215,8 +214,6 @@ def test_schema_lists_the_endpoints(api_client_for):
 
 
 def test_an_interrupted_run_can_be_queued_again_but_a_live_one_cannot(api_client_for, world, monkeypatch):
-    from django_q.conf import Conf
-
     monkeypatch.setattr(Conf, "SYNC", True)
     run = services.correction_run_create(requested_by="alice", overwrite_mismatched=True)
     CorrectionRun.objects.filter(pk=run.pk).update(phase=Phase.EXECUTING, status="running", id_low=0, id_high=-1)

@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from corrections import tasks
 from corrections.models import CorrectionRun, Phase
 from corrections.tests.conftest import market_data_checksum
 from etl.models import MarketData
@@ -82,8 +83,6 @@ def test_validate_failure_exits_non_zero(world):
 
 
 def test_scheduled_task_runs_a_whole_pass(world):
-    from corrections import tasks
-
     summary = tasks.correct_scheduled(overwrite_mismatched=True)
     assert summary["rows_updated"] == 75 and summary["validated"] is True
     assert CorrectionRun.objects.get(pk=summary["run_id"]).requested_by == "schedule"

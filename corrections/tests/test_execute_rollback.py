@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from prometheus_client import REGISTRY
 
 from corrections import services
 from corrections.models import CorrectionBackup, CorrectionRun, Phase
 from corrections.tests.conftest import market_data_checksum
 from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
+from etl.pipeline import get_step
 
 pytestmark = pytest.mark.django_db
 
@@ -279,8 +281,6 @@ def test_rollback_of_an_interrupted_run_restores_what_it_changed(world):
 
 
 def test_pipeline_step_runs_analyze_execute_validate(world):
-    from etl.pipeline import get_step
-
     step = get_step("correct")
     assert step.order == 40
     summary = step.run(options={}, progress=None)
@@ -300,8 +300,6 @@ def test_batches_hold_batch_size_rows_across_id_gaps(world):
 
 
 def test_metrics_count_operations_and_records(world):
-    from prometheus_client import REGISTRY
-
     def sample(name: str, **labels) -> float:
         return REGISTRY.get_sample_value(name, labels) or 0.0
 

@@ -52,7 +52,9 @@ class PipelineRequestSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=40), required=False, help_text="Default: every default step"
     )
     continue_on_failure = serializers.BooleanField(required=False)
-    continue_on_component_failure = serializers.BooleanField(required=False, help_text="seed name")
+    continue_on_component_failure = serializers.BooleanField(
+        required=False, help_text="The old system's name for continue_on_failure"
+    )
     max_execution_time = serializers.DurationField(required=False, help_text='"HH:MM:SS"')
     max_minutes = serializers.FloatField(required=False, min_value=0.01, max_value=MAX_RUN_SECONDS / 60)
     path = serializers.CharField(required=False, help_text="Import step: file or folder under the data root")

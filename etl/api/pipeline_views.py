@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from django_q.tasks import async_task
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
@@ -27,12 +26,13 @@ class SyncSymbolsView(APIView):
         request=ps.SyncSymbolsRequestSerializer, responses={200: dict, 202: QueuedSerializer, 400: ErrorSerializer}
     )
     def post(self, request):
+        """services.symbols_sync, or symbols_sync_queue with run_async."""
         params = ps.SyncSymbolsRequestSerializer(data=ps.snake_case_keys(request.data))
         params.is_valid(raise_exception=True)
         kwargs = params.service_kwargs()
         if params.validated_data["run_async"]:
-            task_id = async_task("etl.tasks.symbols_sync", group="etl", **kwargs)
-            return Response({"task_id": task_id}, status=status.HTTP_202_ACCEPTED)
+            queued = services.symbols_sync_queue(**kwargs)
+            return Response({"task_id": queued.task_id}, status=status.HTTP_202_ACCEPTED)
         return Response(services.symbols_sync(**kwargs).to_dict())
 
 
@@ -45,9 +45,10 @@ class ExecuteFullPipelineView(APIView):
         responses={200: dict, 202: ps.PipelineRunSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
     )
     def post(self, request):
+        """services.pipeline_run, or pipeline_queue with run_async."""
         params = ps.PipelineRequestSerializer(data=ps.snake_case_keys(request.data))
         params.is_valid(raise_exception=True)
-        kwargs = params.service_kwargs([name for name, _, _ in services.pipeline_plan()])
+        kwargs = params.service_kwargs([planned.name for planned in services.pipeline_plan()])
         if params.validated_data["run_async"]:
             run = services.pipeline_queue(trigger="api", requested_by=_requester(request), **kwargs)
             return Response(ps.PipelineRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

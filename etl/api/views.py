@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django_q.tasks import async_task
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -71,12 +70,13 @@ class BootstrapReferenceDataView(APIView):
         responses={200: s.BootstrapResultSerializer, 202: s.QueuedSerializer, 400: s.ErrorSerializer},
     )
     def post(self, request):
+        """services.reference_data_bootstrap, or reference_data_bootstrap_queue with run_async."""
         params = s.BootstrapRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         overwrite = params.validated_data["overwrite"]
         if params.validated_data["run_async"]:
-            task_id = async_task("etl.tasks.reference_data_bootstrap", overwrite, group="etl")
-            return Response({"task_id": task_id}, status=status.HTTP_202_ACCEPTED)
+            queued = services.reference_data_bootstrap_queue(overwrite=overwrite)
+            return Response({"task_id": queued.task_id}, status=status.HTTP_202_ACCEPTED)
         return Response(services.reference_data_bootstrap(overwrite=overwrite).to_dict())
 
 

@@ -13,17 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db import connection, transaction
+from croniter import croniter
 from django.utils import timezone
+from django_q.models import Schedule
 
+from etl import locks
 from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
@@ -31,10 +32,11 @@ from etl.metrics import pipeline_runs, pipeline_step_seconds
 from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
 from etl.pipeline import PipelineStep, registered_steps
 from etl.progress import Cancelled, ProgressReporter
+from etl.queue import queue_on_commit
+from etl.timeparse import cron_next_run
 
 logger = logging.getLogger("etl.pipeline")
 
-PIPELINE_LOCK_KEY = 72_100
 # Every step the design names, in its order; a named step that no installed
 # app has registered yet is recorded as skipped rather than refused.
 CANONICAL_STEPS = ("bootstrap", "import", "sync", "correct", "enrich", "features", "validate")
@@ -77,12 +79,19 @@ def _result(run: PipelineRun) -> PipelineResult:
     return PipelineResult(run.pk, run.status, run.duration_seconds, run.error, steps)
 
 
-def pipeline_plan(steps: Sequence[str] | None = None) -> list[tuple[str, int, PipelineStep | None]]:
-    """(name, order, registered step or None) in run order. No names: every
-    registered default step. Unknown names are refused."""
+@dataclass(frozen=True, slots=True)
+class PlannedStep:
+    name: str
+    order: int
+    step: PipelineStep | None  # None: no installed app registers a step of this name
+
+
+def pipeline_plan(steps: Sequence[str] | None = None) -> list[PlannedStep]:
+    """The steps in run order. No names: every registered default step.
+    Unknown names are refused."""
     registry = {s.name: s for s in registered_steps()}
     if not steps:
-        return [(s.name, s.order, s) for s in registry.values() if s.default]
+        return [PlannedStep(s.name, s.order, s) for s in registry.values() if s.default]
     names = list(dict.fromkeys(n.strip().lower() for n in steps if n.strip()))
     unknown = [n for n in names if n not in registry and n not in CANONICAL_STEPS]
     if unknown:
@@ -92,22 +101,13 @@ def pipeline_plan(steps: Sequence[str] | None = None) -> list[tuple[str, int, Pi
     for n in names:
         step = registry.get(n)
         order = step.order if step else (CANONICAL_STEPS.index(n) + 1) * 10
-        plan.append((n, order, step))
-    return sorted(plan, key=lambda p: (p[1], p[0]))
+        plan.append(PlannedStep(n, order, step))
+    return sorted(plan, key=lambda p: (p.order, p.name))
 
 
-@contextmanager
-def _pipeline_lock() -> Iterator[bool]:
-    """Try the advisory lock on this connection; yield whether we hold it."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
-        acquired = cur.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", [PIPELINE_LOCK_KEY])
+def _pipeline_lock() -> AbstractContextManager[bool]:
+    """Try the pipeline's session lock on this connection; yield whether we hold it."""
+    return locks.session_lock(locks.PIPELINE)
 
 
 def pipeline_in_progress() -> PipelineRun | None:
@@ -143,7 +143,7 @@ def pipeline_run(
     fields = {
         "trigger": trigger,
         "requested_by": requested_by,
-        "steps_requested": [p[0] for p in plan] if steps else [],
+        "steps_requested": [p.name for p in plan] if steps else [],
         "options": _jsonable(options or {}),
         "continue_on_failure": continue_on_failure,
         "max_seconds": max_seconds,
@@ -178,15 +178,25 @@ def pipeline_queue(
     run = PipelineRun.objects.create(
         trigger=trigger,
         requested_by=requested_by,
-        steps_requested=[p[0] for p in plan] if steps else [],
+        steps_requested=[p.name for p in plan] if steps else [],
         options=_jsonable(options or {}),
         continue_on_failure=continue_on_failure,
         max_seconds=max_seconds,
     )
-    from django_q.tasks import async_task
-
-    transaction.on_commit(partial(async_task, "etl.tasks.pipeline_execute", run.pk, group="etl-pipeline"))
+    queue_on_commit("etl.tasks.pipeline_execute", run.pk, group="etl-pipeline")
     return run
+
+
+def pipeline_rerun(*, run: PipelineRun, requested_by: str, trigger: str = PipelineTrigger.ADMIN) -> PipelineRun:
+    """Queue a new run with the steps and options of `run` (see `pipeline_queue`)."""
+    return pipeline_queue(
+        steps=run.steps_requested or None,
+        options=run.options,
+        continue_on_failure=run.continue_on_failure,
+        max_seconds=run.max_seconds,
+        trigger=trigger,
+        requested_by=requested_by,
+    )
 
 
 def pipeline_execute(*, run_id: int, console: bool = False, on_step: StepCallback | None = None) -> PipelineResult:
@@ -219,87 +229,138 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+@dataclass(slots=True)
+class _RunState:
+    """What the steps so far decide for the ones after them (mutable, internal)."""
+
+    started: float
+    failed: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _NotRun:
+    status: str
+    error: str
+
+
 def _execute(
     run: PipelineRun,
-    plan: list[tuple[str, int, PipelineStep | None]],
+    plan: list[PlannedStep],
     *,
     console: bool,
     on_step: StepCallback | None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PipelineResult:
+    """Run the plan's steps in order under the pipeline lock, recording each; then close the run."""
+    state = _RunState(started=clock())
+    step_runs = _start(run, plan)
+    for planned, step_run in zip(plan, step_runs, strict=True):
+        remaining = None if run.max_seconds is None else run.max_seconds - (clock() - state.started)
+        not_run = _not_run(run, planned.name, planned.step, state, remaining)
+        if not_run is not None:
+            _finish_step(step_run, not_run.status, error=not_run.error, on_step=on_step)
+        else:
+            _run_step(run, planned.step, step_run, state, remaining=remaining, console=console, on_step=on_step)
+    return _close(run, step_runs, state, elapsed=clock() - state.started)
+
+
+def _start(run: PipelineRun, plan: list[PlannedStep]) -> list[PipelineStepRun]:
+    """Mark the run running and record its steps as pending."""
     # We hold the lock, so a run still marked running was cut off (its process died).
     PipelineRun.objects.filter(status=RunStatus.RUNNING).update(
         status=RunStatus.FAILED, error="interrupted: its process ended before it finished", finished_at=timezone.now()
     )
-    started = clock()
     run.status, run.started_at = RunStatus.RUNNING, timezone.now()
     run.save(update_fields=["status", "started_at"])
-    step_runs = PipelineStepRun.objects.bulk_create(
-        [PipelineStepRun(run=run, name=name, order=order) for name, order, _ in plan]
-    )
-    logger.info("pipeline run #%s started: %s", run.pk, [p[0] for p in plan])
-    failed: list[str] = []
-    timed_out = cancelled = False
+    logger.info("pipeline run #%s started: %s", run.pk, [p.name for p in plan])
+    return PipelineStepRun.objects.bulk_create([PipelineStepRun(run=run, name=p.name, order=p.order) for p in plan])
 
-    def finish(sr: PipelineStepRun, status: str, *, error: str = "", counts: dict | None = None) -> None:
-        sr.status, sr.error, sr.finished_at = status, error, timezone.now()
-        sr.started_at = sr.started_at or sr.finished_at
-        if counts is not None:
-            sr.counts = counts
-        sr.save(update_fields=["status", "error", "finished_at", "started_at", "counts"])
-        if on_step:
-            on_step(sr)
 
-    for (name, _order, step), sr in zip(plan, step_runs, strict=True):
-        remaining = None if run.max_seconds is None else run.max_seconds - (clock() - started)
-        missing = [o for o in REQUIRED_OPTIONS.get(name, ()) if not run.options.get(o)]
-        if cancelled:
-            finish(sr, RunStatus.CANCELLED, error="the run was cancelled")
-        elif step is None:
-            finish(sr, RunStatus.SKIPPED, error="not available: no installed app registers this step")
-        elif missing:
-            finish(sr, RunStatus.SKIPPED, error=f"needs option(s) {missing}")
-        elif failed and not run.continue_on_failure:
-            finish(sr, RunStatus.SKIPPED, error=f"not run: step {failed[0]} failed")
-        elif remaining is not None and remaining <= 0:
-            timed_out = True
-            finish(sr, RunStatus.SKIPPED, error="not run: maximum execution time reached")
-        elif PipelineRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
-            cancelled = True
-            finish(sr, RunStatus.CANCELLED, error="the run was cancelled")
-        else:
-            sr.status, sr.started_at = RunStatus.RUNNING, timezone.now()
-            sr.save(update_fields=["status", "started_at"])
-            if on_step:
-                on_step(sr)
-            options = {**run.options, "requested_by": run.requested_by or f"pipeline:{run.pk}"}
-            if remaining is not None:
-                options["max_seconds"] = remaining
-            progress = ProgressReporter(run, label=name, bar=console)
-            try:
-                counts = step.run(options=options, progress=progress)
-            except Cancelled as exc:
-                cancelled = True
-                finish(sr, RunStatus.CANCELLED, error=str(exc))
-            except Exception as exc:  # a failing step is recorded, never fatal to the history
-                logger.exception("pipeline run #%s: step %s failed", run.pk, name)
-                failed.append(name)
-                finish(sr, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000])
-            else:
-                counts = _jsonable(counts if isinstance(counts, dict) else {"result": counts})
-                skipped = counts.pop("skipped", None) if isinstance(counts, dict) else None
-                if skipped:
-                    finish(sr, RunStatus.SKIPPED, error=str(skipped), counts=counts)
-                else:
-                    finish(sr, RunStatus.SUCCEEDED, counts=counts)
-            finally:
-                progress.close()
-                pipeline_step_seconds.labels(step=name).observe(sr.duration_seconds or 0.0)
+def _not_run(
+    run: PipelineRun, name: str, step: PipelineStep | None, state: _RunState, remaining: float | None
+) -> _NotRun | None:
+    """Why this step is not run (skipped or cancelled), or None to run it."""
+    missing = [o for o in REQUIRED_OPTIONS.get(name, ()) if not run.options.get(o)]
+    if state.cancelled:
+        return _NotRun(RunStatus.CANCELLED, "the run was cancelled")
+    if step is None:
+        return _NotRun(RunStatus.SKIPPED, "not available: no installed app registers this step")
+    if missing:
+        return _NotRun(RunStatus.SKIPPED, f"needs option(s) {missing}")
+    if state.failed and not run.continue_on_failure:
+        return _NotRun(RunStatus.SKIPPED, f"not run: step {state.failed[0]} failed")
+    if remaining is not None and remaining <= 0:
+        state.timed_out = True
+        return _NotRun(RunStatus.SKIPPED, "not run: maximum execution time reached")
+    if PipelineRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+        state.cancelled = True
+        return _NotRun(RunStatus.CANCELLED, "the run was cancelled")
+    return None
 
-    errors = [f"step {n} failed" for n in failed]
-    if timed_out:
+
+def _finish_step(
+    step_run: PipelineStepRun,
+    status: str,
+    *,
+    error: str = "",
+    counts: dict | None = None,
+    on_step: StepCallback | None,
+) -> None:
+    step_run.status, step_run.error, step_run.finished_at = status, error, timezone.now()
+    step_run.started_at = step_run.started_at or step_run.finished_at
+    if counts is not None:
+        step_run.counts = counts
+    step_run.save(update_fields=["status", "error", "finished_at", "started_at", "counts"])
+    if on_step:
+        on_step(step_run)
+
+
+def _run_step(
+    run: PipelineRun,
+    step: PipelineStep,
+    step_run: PipelineStepRun,
+    state: _RunState,
+    *,
+    remaining: float | None,
+    console: bool,
+    on_step: StepCallback | None,
+) -> None:
+    """Run one step with the run's options and record how it ended; a failure is recorded, never raised."""
+    step_run.status, step_run.started_at = RunStatus.RUNNING, timezone.now()
+    step_run.save(update_fields=["status", "started_at"])
+    if on_step:
+        on_step(step_run)
+    options = {**run.options, "requested_by": run.requested_by or f"pipeline:{run.pk}"}
+    if remaining is not None:
+        options["max_seconds"] = remaining
+    progress = ProgressReporter(run, label=step_run.name, bar=console)
+    try:
+        counts = step.run(options=options, progress=progress)
+    except Cancelled as exc:
+        state.cancelled = True
+        _finish_step(step_run, RunStatus.CANCELLED, error=str(exc), on_step=on_step)
+    except Exception as exc:  # a failing step is recorded, never fatal to the history
+        logger.exception("pipeline run #%s: step %s failed", run.pk, step_run.name)
+        state.failed.append(step_run.name)
+        _finish_step(step_run, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], on_step=on_step)
+    else:
+        counts = _jsonable(counts if isinstance(counts, dict) else {"result": counts})
+        skipped = counts.pop("skipped", None) if isinstance(counts, dict) else None
+        status = RunStatus.SKIPPED if skipped else RunStatus.SUCCEEDED
+        _finish_step(step_run, status, error=str(skipped) if skipped else "", counts=counts, on_step=on_step)
+    finally:
+        progress.close()
+        pipeline_step_seconds.labels(step=step_run.name).observe(step_run.duration_seconds or 0.0)
+
+
+def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState, *, elapsed: float) -> PipelineResult:
+    """Record the run's outcome and summary, count it, and alert when it failed."""
+    errors = [f"step {n} failed" for n in state.failed]
+    if state.timed_out:
         errors.append(f"maximum execution time ({run.max_seconds}s) reached")
-    if cancelled:
+    if state.cancelled:
         status = RunStatus.CANCELLED
     elif errors:
         status = RunStatus.FAILED
@@ -309,14 +370,14 @@ def _execute(
     run.status, run.error, run.finished_at = status, "; ".join(errors), timezone.now()
     run.summary = {
         "steps": step_status,
-        "failed": failed,
+        "failed": state.failed,
         "skipped": [n for n, s in step_status.items() if s == RunStatus.SKIPPED],
-        "timed_out": timed_out,
+        "timed_out": state.timed_out,
         "continue_on_failure": run.continue_on_failure,
     }
     run.save(update_fields=["status", "error", "finished_at", "summary"])
     pipeline_runs.labels(status=status, trigger=run.trigger).inc()
-    logger.info("pipeline run #%s %s in %.1fs", run.pk, status, clock() - started)
+    logger.info("pipeline run #%s %s in %.1fs", run.pk, status, elapsed)
     if status == RunStatus.FAILED:
         alert_critical(f"Pipeline run #{run.pk} failed: {run.error}", run_type="pipeline", run_id=run.pk)
     return _result(run)
@@ -333,15 +394,6 @@ def pipeline_cancel(*, run: PipelineRun) -> bool:
 
 # ---------------------------------------------------------------------------
 # Recurring runs (a django-q2 schedule)
-
-
-def next_occurrence(cron: str, tz: str, *, after: datetime | None = None) -> datetime:
-    """The next time the cron expression fires in zone `tz`, in UTC."""
-    from croniter import croniter
-
-    zone = ZoneInfo(tz)
-    base = (after or timezone.now()).astimezone(zone)
-    return croniter(cron, base).get_next(datetime).astimezone(ZoneInfo("UTC"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,9 +425,6 @@ def pipeline_schedule(
     django-q2 evaluates cron in the server's zone (UTC); the scheduled task
     re-aims the schedule's next run in `tz` each time it fires, so a
     02:00 Europe/Istanbul run stays at 02:00 local across DST changes."""
-    from croniter import croniter
-    from django_q.models import Schedule
-
     if not croniter.is_valid(cron):
         raise DomainError(f"cron: {cron!r} is not a valid cron expression", code="invalid_cron")
     try:
@@ -389,12 +438,12 @@ def pipeline_schedule(
         "schedule_name": name,
         "cron": cron,
         "tz": tz,
-        "steps": [p[0] for p in plan] if steps else None,
+        "steps": [p.name for p in plan] if steps else None,
         "options": _jsonable(options or {}),
         "continue_on_failure": continue_on_failure,
         "max_seconds": max_seconds,
     }
-    next_run = next_occurrence(cron, tz)
+    next_run = cron_next_run(cron, tz)
     schedule, created = Schedule.objects.update_or_create(
         name=name,
         defaults={
@@ -407,3 +456,27 @@ def pipeline_schedule(
         },
     )
     return ScheduleResult(schedule.pk, name, cron, tz, next_run, created)
+
+
+def pipeline_scheduled_run(
+    *,
+    schedule_name: str,
+    cron: str,
+    tz: str,
+    steps: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    continue_on_failure: bool = True,
+    max_seconds: int | None = None,
+) -> PipelineResult:
+    """What a `pipeline_schedule` schedule fires: first re-aim the schedule at its
+    next occurrence in its own zone (django-q2 computes cron in UTC), then run;
+    a run already in progress makes this one a logged, recorded skip."""
+    Schedule.objects.filter(name=schedule_name).update(next_run=cron_next_run(cron, tz))
+    return pipeline_run(
+        steps=steps,
+        options=options,
+        continue_on_failure=continue_on_failure,
+        max_seconds=max_seconds,
+        trigger=PipelineTrigger.SCHEDULE,
+        requested_by=f"schedule:{schedule_name}",
+    )

@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django_q.models import Schedule
 
+from etl import locks
 from etl import reference_data as ref
 from etl.metrics import bootstrap_runs
 from etl.models import AssetClass, DataProvider, Market, Symbol, TradingSession
+from etl.queue import QueuedTask, queue_on_commit
 from etl.selectors import table_row_estimate
-
-# Serialises bootstraps across processes and hosts (pg_advisory_xact_lock key).
-BOOTSTRAP_LOCK_KEY = 72_001
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,14 @@ class BootstrapResult:
         return {**asdict(self), "total_created": self.total_created, "total_updated": self.total_updated}
 
 
-def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, existing: dict) -> tuple[int, int, int]:
+@dataclass(frozen=True, slots=True)
+class _TableCounts:
+    created: int
+    updated: int
+    unchanged: int
+
+
+def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, existing: dict) -> _TableCounts:
     """Create rows missing by `key`; with `overwrite`, reset differing fields."""
     to_create, to_update, fields_changed = [], [], set()
     for row in rows:
@@ -55,7 +62,7 @@ def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, e
     model.objects.bulk_create(to_create)
     if to_update:
         model.objects.bulk_update(to_update, sorted(fields_changed | {"updated_at"}))
-    return len(to_create), len(to_update), len(rows) - len(to_create) - len(to_update)
+    return _TableCounts(len(to_create), len(to_update), len(rows) - len(to_create) - len(to_update))
 
 
 def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
@@ -65,12 +72,11 @@ def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
     updated: dict[str, int] = {}
     unchanged: dict[str, int] = {}
 
-    def record(name: str, counts: tuple[int, int, int]) -> None:
-        created[name], updated[name], unchanged[name] = counts
+    def record(name: str, counts: _TableCounts) -> None:
+        created[name], updated[name], unchanged[name] = counts.created, counts.updated, counts.unchanged
 
     with transaction.atomic():
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [BOOTSTRAP_LOCK_KEY])
+        locks.xact_lock(locks.BOOTSTRAP)  # serialises bootstraps across processes and hosts
 
         existing = {(o.code,): o for o in AssetClass.objects.all()}
         record("asset_classes", _sync_rows(AssetClass, ref.ASSET_CLASSES, ("code",), overwrite, existing))
@@ -98,10 +104,14 @@ def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
     return result
 
 
-def _ensure_schedules(rows: list[dict], overwrite: bool) -> tuple[int, int, int]:
+def reference_data_bootstrap_queue(*, overwrite: bool = False) -> QueuedTask:
+    """Queue `reference_data_bootstrap` on the workers once the caller's transaction commits."""
+    return queue_on_commit("etl.tasks.reference_data_bootstrap", overwrite, group="etl")
+
+
+def _ensure_schedules(rows: list[dict], overwrite: bool) -> _TableCounts:
     """django-q2 schedules the product needs, keyed by name; an operator's
     edits in the admin are kept unless `overwrite`."""
-    from django_q.models import Schedule
 
     created = updated = 0
     for row in rows:
@@ -112,7 +122,7 @@ def _ensure_schedules(rows: list[dict], overwrite: bool) -> tuple[int, int, int]
         elif overwrite and any(getattr(schedule, k) != v for k, v in row.items()):
             Schedule.objects.filter(pk=schedule.pk).update(schedule_type=Schedule.CRON, **row)
             updated += 1
-    return created, updated, len(rows) - created - updated
+    return _TableCounts(created, updated, len(rows) - created - updated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django_q.models import Failure, Success
 
+from etl.models import DeadLetter
 from etl.retention import registered_pruners
 
 
@@ -32,14 +34,10 @@ def retention_prune(*, days: int | None = None) -> PruneResult:
 
 
 def prune_task_results(cutoff) -> int:
-    from django_q.models import Failure, Success
-
     return (
         Success.objects.filter(stopped__lt=cutoff).delete()[0] + Failure.objects.filter(stopped__lt=cutoff).delete()[0]
     )
 
 
 def prune_resolved_dead_letters(cutoff) -> int:
-    from etl.models import DeadLetter
-
     return DeadLetter.objects.filter(resolved_at__lt=cutoff).delete()[0]

@@ -18,19 +18,16 @@ from uuid import uuid4
 
 from django.db import connection, transaction
 
+from etl import locks
 from etl.errors import DomainError
 from etl.inference import KNOWN_ETFS, Inference, canonical_market, infer_symbol, normalize_ticker
 from etl.metrics import candles_linked, symbols_created
 from etl.models import AssetClass, DataCorrection, Market, Symbol, SymbolSource
 from etl.progress import ProgressReporter
+from etl.queue import QueuedTask, queue_on_commit
 from etl.selectors import integrity_status
 from etl.services.integrity import integrity_snapshot_take
 
-# Serialises the write phase of concurrent syncs, batch by batch
-# (pg_advisory_xact_lock key). Uniqueness does not depend on it — ON CONFLICT
-# does that — but two UPDATEs over the same candles in different orders could
-# deadlock, and a waiting sync finds the work done instead.
-SYNC_LOCK_KEY = 72_030
 UNRESOLVED_LISTED = 100
 ANALYZE_AFTER = 1000
 
@@ -79,6 +76,27 @@ class _Pair:
     asset_class_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class _SyncPlan:
+    pairs: list[_Pair]
+    unresolved: list[dict[str, Any]]
+    filtered_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchWrite:
+    created: int
+    updated: int
+
+
+@dataclass(frozen=True, slots=True)
+class _PhaseOutcome:
+    rows: int
+    batches: int
+    timed_out: bool
+    updated: int = 0
+
+
 def _matches_class(asset_class: str | None, wanted: Sequence[str]) -> bool:
     # "STOCK" in a filter means every stock class (STOCK_BIST, STOCK_NASDAQ, ...).
     if asset_class is None:
@@ -106,7 +124,8 @@ def _plan(
     *,
     asset_classes: Sequence[str] | None,
     venues: Sequence[str] | None,
-) -> tuple[list[_Pair], list[dict[str, Any]], int]:
+) -> _SyncPlan:
+    """Infer each pair's symbol and keep those the filters let through, in a stable order."""
     markets = {m.code: m for m in Market.objects.select_related("default_asset_class")}
     class_ids = dict(AssetClass.objects.values_list("code", "id"))
     other_markets = {
@@ -135,7 +154,7 @@ def _plan(
     # Same order in every concurrent sync, so their batches meet the same rows in the same order.
     pairs.sort(key=lambda p: (p.market_id, p.inference.ticker, p.raw_market, p.raw_ticker))
     unresolved.sort(key=lambda u: -u["candles"])
-    return pairs, unresolved, filtered
+    return _SyncPlan(pairs=pairs, unresolved=unresolved, filtered_out=filtered)
 
 
 def _existing_keys(pairs: Sequence[_Pair]) -> set[tuple[str, int]]:
@@ -214,7 +233,14 @@ WHERE md.ticker = v.raw_ticker AND md.market = v.raw_market AND {condition}
 """
 
 
-def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, int]:
+def _sync_lock() -> None:
+    """Serialise the write phase of concurrent syncs, batch by batch. Uniqueness does
+    not depend on it (ON CONFLICT does that), but two UPDATEs over the same candles in
+    different orders could deadlock, and a waiting sync finds the work done instead."""
+    locks.xact_lock(locks.SYMBOL_SYNC)
+
+
+def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrite:
     values = [
         [p.inference.ticker for p in batch],
         [p.market_id for p in batch],
@@ -224,14 +250,14 @@ def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> tuple[int, 
         [p.inference.confidence for p in batch],
     ]
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
+        _sync_lock()
         cur.execute(_INSERT_SQL, [SymbolSource.DISCOVERED, *values])
         created = cur.rowcount
         updated = 0
         if fill_existing:
             cur.execute(_FILL_SQL, values)
             updated = cur.rowcount
-    return created, updated
+    return _BatchWrite(created=created, updated=updated)
 
 
 def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
@@ -245,7 +271,7 @@ def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
     # relink candles that point at another symbol than their pair's.
     condition = "md.symbol_id IS DISTINCT FROM s.id" if relink else "md.symbol_id IS NULL"
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [SYNC_LOCK_KEY])
+        _sync_lock()
         cur.execute(_LINK_SQL.format(condition=condition), link)
         return cur.rowcount
 
@@ -280,48 +306,56 @@ def symbols_sync(
         raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
     started = clock()
     rows = _discover(skip_existing=skip_existing)
-    pairs, unresolved, filtered = _plan(rows, asset_classes=asset_classes, venues=venues)
-    market_codes = dict(Market.objects.values_list("id", "code"))
+    plan = _plan(rows, asset_classes=asset_classes, venues=venues)
 
-    def result(**kw: Any) -> SyncResult:
+    def result(created: _PhaseOutcome, linked: _PhaseOutcome, **kw: Any) -> SyncResult:
         return SyncResult(
             pairs_found=len(rows),
-            filtered_out=filtered,
-            unresolved_count=len(unresolved),
-            unresolved=unresolved[:UNRESOLVED_LISTED],
+            filtered_out=plan.filtered_out,
+            unresolved_count=len(plan.unresolved),
+            unresolved=plan.unresolved[:UNRESOLVED_LISTED],
+            symbols_created=created.rows,
+            symbols_updated=created.updated,
+            candles_linked=linked.rows,
+            candles_without_symbol=candles_without_symbol_count(),
+            batches=linked.batches,
+            timed_out=created.timed_out or linked.timed_out,
             duration_seconds=round(clock() - started, 3),
             **kw,
         )
 
     if dry_run:
-        planned = _plan_entries(pairs, market_codes) if pairs else []
-        return result(
-            dry_run=True,
-            symbols_created=0,
-            symbols_updated=0,
-            candles_linked=0,
-            candles_without_symbol=candles_without_symbol_count(),
-            batches=0,
-            timed_out=False,
-            planned=planned,
-        )
-
-    if progress is not None:
-        progress.set_total(sum(p.candles for p in pairs))
-    batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
-    created = updated = linked = done = 0
-    timed_out = False
+        nothing = _PhaseOutcome(rows=0, batches=0, timed_out=False)
+        market_codes = dict(Market.objects.values_list("id", "code"))
+        planned = _plan_entries(plan.pairs, market_codes) if plan.pairs else []
+        return result(nothing, nothing, dry_run=True, planned=planned)
 
     def out_of_time() -> bool:
         return max_seconds is not None and clock() - started >= max_seconds
 
-    # Phase 1: every missing symbol, before any candle points at one.
+    if progress is not None:
+        progress.set_total(sum(p.candles for p in plan.pairs))
+    batches = [plan.pairs[i : i + batch_size] for i in range(0, len(plan.pairs), batch_size)]
+    created = _create_symbols(batches, fill_existing=not skip_existing, out_of_time=out_of_time)
+    if created.timed_out:
+        linked = _PhaseOutcome(rows=0, batches=0, timed_out=False)
+    else:
+        linked = _link_candles(batches, relink=not skip_existing, out_of_time=out_of_time, progress=progress)
+    return result(created, linked, dry_run=False)
+
+
+def _create_symbols(
+    batches: list[list[_Pair]], *, fill_existing: bool, out_of_time: Callable[[], bool]
+) -> _PhaseOutcome:
+    """Phase 1: every missing symbol, before any candle points at one."""
+    created = updated = done = 0
+    timed_out = False
     for batch in batches:
         if out_of_time():
             timed_out = True
             break
-        c, u = _insert_batch(batch, fill_existing=not skip_existing)
-        created, updated = created + c, updated + u
+        write = _insert_batch(batch, fill_existing=fill_existing)
+        created, updated, done = created + write.created, updated + write.updated, done + 1
     symbols_created.inc(created)
     if created > ANALYZE_AFTER:
         # The link phase's deferred foreign-key checks look symbols up by id
@@ -329,25 +363,35 @@ def symbols_sync(
         # "symbols is tiny" figures they scan it once per candle.
         with connection.cursor() as cur:
             cur.execute("ANALYZE symbols")
-    # Phase 2: link candles, one batch of pairs per transaction.
-    for batch in batches if not timed_out else []:
+    return _PhaseOutcome(rows=created, batches=done, timed_out=timed_out, updated=updated)
+
+
+def _link_candles(
+    batches: list[list[_Pair]],
+    *,
+    relink: bool,
+    out_of_time: Callable[[], bool],
+    progress: ProgressReporter | None,
+) -> _PhaseOutcome:
+    """Phase 2: link candles, one batch of pairs per transaction."""
+    linked = done = 0
+    for batch in batches:
         if out_of_time():
-            timed_out = True
-            break
-        n = _link_batch(batch, relink=not skip_existing)
+            return _PhaseOutcome(rows=linked, batches=done, timed_out=True)
+        n = _link_batch(batch, relink=relink)
         linked, done = linked + n, done + 1
         candles_linked.inc(n)
         if progress is not None:
             progress.advance(sum(p.candles for p in batch))
-    return result(
-        dry_run=False,
-        symbols_created=created,
-        symbols_updated=updated,
-        candles_linked=linked,
-        candles_without_symbol=candles_without_symbol_count(),
-        batches=done,
-        timed_out=timed_out,
-    )
+    return _PhaseOutcome(rows=linked, batches=done, timed_out=False)
+
+
+def symbols_sync_queue(**options: Any) -> QueuedTask:
+    """Queue `symbols_sync(**options)` on the workers once the caller's transaction
+    commits. Bad options are refused here, before anything is queued."""
+    if int(options.get("batch_size", 1000)) < 1:
+        raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
+    return queue_on_commit("etl.tasks.symbols_sync", group="etl", **options)
 
 
 def symbols_sync_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
@@ -431,6 +475,29 @@ def _variant_code(ticker: str) -> str:
     return IssueCode.WHITESPACE if normalize_ticker(ticker) != ticker.upper() else IssueCode.CASE_VARIANT
 
 
+@dataclass(slots=True)
+class _Cleanup:
+    """What one validation/clean-up run has found and will record (internal, mutable)."""
+
+    run_ref: str
+    requested_by: str
+    wanted: set[str]
+    scope: dict[str, Any]
+    issues: list[SymbolIssue] = field(default_factory=list)
+    audit: list[DataCorrection] = field(default_factory=list)
+
+    def record(self, **kw: Any) -> None:
+        self.audit.append(
+            DataCorrection(kind="symbol_cleanup", run_ref=self.run_ref, created_by=self.requested_by, **kw)
+        )
+
+    def report(self, code: str, message: str, ticker: str, market: str, symbol_id: int | None, rows: int = 1) -> bool:
+        """Add an issue; whether this kind is to be fixed."""
+        fixed = code in self.wanted
+        self.issues.append(SymbolIssue(code, message, ticker, market, symbol_id, rows, fixed))
+        return fixed
+
+
 def symbols_validate_cleanup(
     *,
     fix: bool = False,
@@ -441,136 +508,171 @@ def symbols_validate_cleanup(
     """Report symbols with stray whitespace or case variants of one ticker,
     active symbols on inactive markets or without candles, and candles
     without a symbol. With `fix`, repair the kinds named in `fixes` (default
-    `IssueCode.DEFAULT_FIXES`) and record every change in `data_corrections`.
-    `symbol_ids` limits the symbol checks to those symbols."""
+    `IssueCode.DEFAULT_FIXES`) and record every change in `data_corrections`,
+    in the same transaction as the change. `symbol_ids` limits the symbol
+    checks to those symbols."""
+    cleanup = _Cleanup(
+        run_ref=f"symbol-cleanup:{uuid4().hex[:12]}",
+        requested_by=requested_by,
+        wanted=_wanted_fixes(fix=fix, fixes=fixes),
+        scope={"ids": list(symbol_ids) if symbol_ids is not None else None},
+    )
+    with transaction.atomic(), connection.cursor() as cur:
+        _clean_variants(cur, cleanup)
+        _clean_inactive_market(cur, cleanup)
+        _clean_without_candles(cur, cleanup)
+        DataCorrection.objects.bulk_create(cleanup.audit)
+    if symbol_ids is None:
+        _clean_unlinked_candles(cleanup)
+    return _validation_result(fix=fix, cleanup=cleanup)
+
+
+def _wanted_fixes(*, fix: bool, fixes: Sequence[str] | None) -> set[str]:
     wanted = set(fixes if fixes is not None else IssueCode.DEFAULT_FIXES) if fix else set()
     unknown = wanted - set(IssueCode.ALL)
     if unknown:
         raise DomainError(f"unknown fix {sorted(unknown)}; choose from {list(IssueCode.ALL)}", code="invalid_fix")
-    run_ref = f"symbol-cleanup:{uuid4().hex[:12]}"
-    issues: list[SymbolIssue] = []
-    audit: list[DataCorrection] = []
+    return wanted
 
-    def record(**kw: Any) -> None:
-        audit.append(DataCorrection(kind="symbol_cleanup", run_ref=run_ref, created_by=requested_by, **kw))
 
-    scope = {"ids": list(symbol_ids) if symbol_ids is not None else None}
-    with transaction.atomic(), connection.cursor() as cur:
-        # 1. Whitespace and case variants: one active symbol per canonical ticker and market.
-        cur.execute(_VARIANT_SQL, scope)
-        renames: list[tuple[int, str]] = []
-        merges: list[tuple[int, int, str, str]] = []
-        for _market_id, market_code, canon, ids, tickers in cur.fetchall():
-            keeper_id, keeper_ticker = ids[0], tickers[0]
-            if keeper_ticker != canon:
-                code = _variant_code(keeper_ticker)
-                do = code in wanted
-                issues.append(
-                    SymbolIssue(code, f"{keeper_ticker!r} should be {canon!r}", canon, market_code, keeper_id, 1, do)
+def _clean_variants(cur, cleanup: _Cleanup) -> None:
+    """Whitespace and case variants: one active symbol per canonical ticker and market.
+    The keeper is renamed to the canonical ticker; the others' candles move to it."""
+    cur.execute(_VARIANT_SQL, cleanup.scope)
+    renames: list[tuple[int, str]] = []
+    merges: list[_Merge] = []
+    for _market_id, market_code, canon, ids, tickers in cur.fetchall():
+        keeper_id, keeper_ticker = ids[0], tickers[0]
+        if keeper_ticker != canon:
+            message = f"{keeper_ticker!r} should be {canon!r}"
+            if cleanup.report(_variant_code(keeper_ticker), message, canon, market_code, keeper_id):
+                renames.append((keeper_id, canon))
+                cleanup.record(
+                    table_name="symbols",
+                    ticker=canon,
+                    market=market_code,
+                    field="ticker",
+                    old_value=keeper_ticker,
+                    new_value=canon,
+                    detail={"symbol_id": keeper_id},
                 )
-                if do:
-                    renames.append((keeper_id, canon))
-                    record(
-                        table_name="symbols", ticker=canon, market=market_code, field="ticker",
-                        old_value=keeper_ticker, new_value=canon, detail={"symbol_id": keeper_id},
-                    )  # fmt: skip
-            for dup_id, dup_ticker in zip(ids[1:], tickers[1:], strict=True):
-                code = _variant_code(dup_ticker)
-                do = code in wanted
-                issues.append(
-                    SymbolIssue(code, f"{dup_ticker!r} duplicates {canon!r}", canon, market_code, dup_id, 1, do)
-                )
-                if do:
-                    merges.append((dup_id, keeper_id, canon, market_code))
-        if merges:
-            dups, keepers = [m[0] for m in merges], [m[1] for m in merges]
-            cur.execute(
-                "SELECT m.dup, count(md.id) FROM unnest(%s::bigint[]) AS m(dup)"
-                " LEFT JOIN market_data md ON md.symbol_id = m.dup GROUP BY m.dup",
-                [dups],
-            )
-            moved = dict(cur.fetchall())
-            cur.execute(
-                "UPDATE market_data md SET symbol_id = m.keeper"
-                " FROM unnest(%s::bigint[], %s::bigint[]) AS m(dup, keeper) WHERE md.symbol_id = m.dup",
-                [dups, keepers],
-            )
-            cur.execute("UPDATE symbols SET is_active = FALSE, updated_at = now() WHERE id = ANY(%s)", [dups])
-            for dup_id, keeper_id, canon, market_code in merges:
-                record(
-                    table_name="symbols", ticker=canon, market=market_code, field="symbol_id",
-                    old_value=str(dup_id), new_value=str(keeper_id), row_count=moved.get(dup_id, 0),
-                    detail={"merged_into": keeper_id, "deactivated": dup_id, "candles_relinked": moved.get(dup_id, 0)},
-                )  # fmt: skip
-        if renames:
-            cur.execute(
-                "UPDATE symbols s SET ticker = v.ticker, updated_at = now()"
-                " FROM unnest(%s::bigint[], %s::text[]) AS v(id, ticker) WHERE s.id = v.id",
-                [[i for i, _ in renames], [t for _, t in renames]],
-            )
-
-        # 2. Active symbols on inactive markets.
+        for dup_id, dup_ticker in zip(ids[1:], tickers[1:], strict=True):
+            message = f"{dup_ticker!r} duplicates {canon!r}"
+            if cleanup.report(_variant_code(dup_ticker), message, canon, market_code, dup_id):
+                merges.append(_Merge(dup_id, keeper_id, canon, market_code))
+    if merges:
+        _merge_duplicates(cur, merges, cleanup)
+    if renames:
         cur.execute(
-            "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
-            " WHERE s.is_active AND NOT m.is_active AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s))"
-            " ORDER BY m.code, s.ticker",
-            scope,
-        )
-        _deactivate(
-            cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, "market {market} is inactive", wanted, issues, record
+            "UPDATE symbols s SET ticker = v.ticker, updated_at = now()"
+            " FROM unnest(%s::bigint[], %s::text[]) AS v(id, ticker) WHERE s.id = v.id",
+            [[i for i, _ in renames], [t for _, t in renames]],
         )
 
-        # 3. Active symbols without a single candle.
+
+@dataclass(frozen=True, slots=True)
+class _Merge:
+    duplicate_id: int
+    keeper_id: int
+    ticker: str
+    market: str
+
+
+def _merge_duplicates(cur, merges: list[_Merge], cleanup: _Cleanup) -> None:
+    """Relink the duplicates' candles to their keepers and deactivate the duplicates."""
+    dups, keepers = [m.duplicate_id for m in merges], [m.keeper_id for m in merges]
+    cur.execute(
+        "SELECT m.dup, count(md.id) FROM unnest(%s::bigint[]) AS m(dup)"
+        " LEFT JOIN market_data md ON md.symbol_id = m.dup GROUP BY m.dup",
+        [dups],
+    )
+    moved = dict(cur.fetchall())
+    cur.execute(
+        "UPDATE market_data md SET symbol_id = m.keeper"
+        " FROM unnest(%s::bigint[], %s::bigint[]) AS m(dup, keeper) WHERE md.symbol_id = m.dup",
+        [dups, keepers],
+    )
+    cur.execute("UPDATE symbols SET is_active = FALSE, updated_at = now() WHERE id = ANY(%s)", [dups])
+    for merge in merges:
+        relinked = moved.get(merge.duplicate_id, 0)
+        cleanup.record(
+            table_name="symbols",
+            ticker=merge.ticker,
+            market=merge.market,
+            field="symbol_id",
+            old_value=str(merge.duplicate_id),
+            new_value=str(merge.keeper_id),
+            row_count=relinked,
+            detail={"merged_into": merge.keeper_id, "deactivated": merge.duplicate_id, "candles_relinked": relinked},
+        )
+
+
+def _clean_inactive_market(cur, cleanup: _Cleanup) -> None:
+    cur.execute(
+        "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
+        " WHERE s.is_active AND NOT m.is_active AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s))"
+        " ORDER BY m.code, s.ticker",
+        cleanup.scope,
+    )
+    _deactivate(cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, "market {market} is inactive", cleanup)
+
+
+def _clean_without_candles(cur, cleanup: _Cleanup) -> None:
+    cur.execute(
+        "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
+        " WHERE s.is_active AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.symbol_id = s.id)"
+        " AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s)) ORDER BY m.code, s.ticker",
+        cleanup.scope,
+    )
+    _deactivate(cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, "active without candles", cleanup)
+
+
+def _clean_unlinked_candles(cleanup: _Cleanup) -> None:
+    """Candles without a symbol, linked by the symbol sync when that fix is wanted.
+    Outside the clean-up's transaction: the sync commits batch by batch, and its
+    audit row is written (in its own transaction) once it has run."""
+    with connection.cursor() as cur:
         cur.execute(
-            "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
-            " WHERE s.is_active AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.symbol_id = s.id)"
-            " AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s)) ORDER BY m.code, s.ticker",
-            scope,
+            "SELECT ticker, market, count(*) FROM market_data WHERE symbol_id IS NULL"
+            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
         )
-        _deactivate(
-            cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, "active without candles", wanted, issues, record
+        unlinked = cur.fetchall()
+    if not unlinked:
+        return
+    linked_by_sync = 0
+    if IssueCode.UNLINKED_CANDLES in cleanup.wanted:
+        sync = symbols_sync()
+        linked_by_sync = sync.candles_linked
+        cleanup.record(
+            table_name="market_data",
+            field="symbol_id",
+            old_value=None,
+            new_value="linked by symbol sync",
+            row_count=sync.candles_linked,
+            detail={"symbols_created": sync.symbols_created, "still_unlinked": sync.candles_without_symbol},
+        )
+        DataCorrection.objects.bulk_create(cleanup.audit[-1:])
+    remaining = _unlinked_pairs() if linked_by_sync else set()
+    for ticker, market, n in unlinked:
+        fixed = linked_by_sync > 0 and (ticker, market) not in remaining
+        cleanup.issues.append(
+            SymbolIssue(IssueCode.UNLINKED_CANDLES, f"{n} candle(s) without a symbol", ticker, market, None, n, fixed)
         )
 
-    # 4. Candles without a symbol (outside the transaction: the sync commits per batch).
-    if symbol_ids is None:
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT ticker, market, count(*) FROM market_data WHERE symbol_id IS NULL"
-                " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
-            )
-            unlinked = cur.fetchall()
-        if unlinked:
-            linked_by_sync = 0
-            if IssueCode.UNLINKED_CANDLES in wanted:
-                sync = symbols_sync()
-                linked_by_sync = sync.candles_linked
-                record(
-                    table_name="market_data", field="symbol_id", old_value=None, new_value="linked by symbol sync",
-                    row_count=sync.candles_linked,
-                    detail={"symbols_created": sync.symbols_created, "still_unlinked": sync.candles_without_symbol},
-                )  # fmt: skip
-            remaining = _unlinked_pairs() if linked_by_sync else set()
-            for ticker, market, n in unlinked:
-                fixed = linked_by_sync > 0 and (ticker, market) not in remaining
-                issues.append(
-                    SymbolIssue(
-                        IssueCode.UNLINKED_CANDLES, f"{n} candle(s) without a symbol", ticker, market, None, n, fixed
-                    )
-                )
 
-    DataCorrection.objects.bulk_create(audit)
+def _validation_result(*, fix: bool, cleanup: _Cleanup) -> SymbolValidationResult:
     counts = {code: 0 for code in IssueCode.ALL}
     fixed_counts = {code: 0 for code in IssueCode.ALL}
-    for issue in issues:
+    for issue in cleanup.issues:
         counts[issue.code] += 1
         fixed_counts[issue.code] += issue.fixed
     return SymbolValidationResult(
         fix=fix,
-        run_ref=run_ref if audit else "",
-        issues=issues[:ISSUES_LISTED],
+        run_ref=cleanup.run_ref if cleanup.audit else "",
+        issues=cleanup.issues[:ISSUES_LISTED],
         counts=counts,
         fixed=fixed_counts,
-        corrections_recorded=len(audit),
+        corrections_recorded=len(cleanup.audit),
     )
 
 
@@ -580,25 +682,22 @@ def _unlinked_pairs() -> set[tuple[str, str]]:
         return set(cur.fetchall())
 
 
-def _deactivate(
-    cur,
-    rows: list[tuple[int, str, str]],
-    code: str,
-    message: str,
-    wanted: set[str],
-    issues: list[SymbolIssue],
-    record: Callable[..., None],
-) -> None:
+def _deactivate(cur, rows: list[tuple[int, str, str]], code: str, message: str, cleanup: _Cleanup) -> None:
     """Report each row as an issue; deactivate them all at once when this kind is to be fixed."""
-    do = code in wanted
+    fixing = code in cleanup.wanted
     for symbol_id, ticker, market in rows:
-        issues.append(SymbolIssue(code, message.format(market=market), ticker, market, symbol_id, 1, do))
-        if do:
-            record(
-                table_name="symbols", ticker=ticker, market=market, field="is_active",
-                old_value="True", new_value="False", detail={"symbol_id": symbol_id, "reason": code},
-            )  # fmt: skip
-    if do and rows:
+        cleanup.report(code, message.format(market=market), ticker, market, symbol_id)
+        if fixing:
+            cleanup.record(
+                table_name="symbols",
+                ticker=ticker,
+                market=market,
+                field="is_active",
+                old_value="True",
+                new_value="False",
+                detail={"symbol_id": symbol_id, "reason": code},
+            )
+    if fixing and rows:
         cur.execute(
             "UPDATE symbols SET is_active = FALSE, updated_at = now() WHERE id = ANY(%s)", [[r[0] for r in rows]]
         )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
+from django.db import connection
 
+from etl import locks, pipeline
 from etl.models import MarketData
 
 
@@ -40,15 +43,11 @@ def make_candles():
 @pytest.fixture
 def pipeline_locked(db):
     """Another session holds the pipeline's advisory lock (a run in progress elsewhere)."""
-    import psycopg
-    from django.db import connection
-
-    from etl.services.pipeline import PIPELINE_LOCK_KEY
 
     # The backend's own parameters, so this also works against the embedded server.
     params = connection.get_connection_params()
     other = psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")})
-    other.execute("SELECT pg_advisory_lock(%s)", [PIPELINE_LOCK_KEY])
+    other.execute("SELECT pg_advisory_lock(%s, %s)", locks.PIPELINE.key())
     yield other
     other.close()
 
@@ -56,7 +55,6 @@ def pipeline_locked(db):
 @pytest.fixture
 def registry(monkeypatch):
     """A copy of the step registry that a test may add to; restored afterwards."""
-    from etl import pipeline
 
     monkeypatch.setattr(pipeline, "_REGISTRY", dict(pipeline._REGISTRY))
     return pipeline

@@ -15,18 +15,28 @@ def reference():
     services.reference_data_bootstrap()
 
 
-def test_every_admin_changelist_add_and_change_page_renders(admin_client, reference):
-    for model in admin.site._registry:
+def test_every_admin_changelist_add_and_change_page_renders(admin_client, admin_user, rf, reference):
+    request = rf.get("/admin/")
+    request.user = admin_user
+    refused_add = set()
+    for model, model_admin in admin.site._registry.items():
         opts = model._meta
         response = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
         assert response.status_code == 200, f"{opts.label} changelist"
-        # Read-only admins answer 403 on add; everything else renders.
+        # The add page renders exactly when the admin allows adding (even a superuser
+        # cannot add to a history or audit table): 200, or 403 — never another answer.
+        can_add = model_admin.has_add_permission(request)
         add = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add"))
-        assert add.status_code in (200, 403), f"{opts.label} add"
+        assert add.status_code == (200 if can_add else 403), f"{opts.label} add"
+        if not can_add:
+            refused_add.add(opts.label)
         obj = model._default_manager.first()
         if obj is not None:
             change = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
             assert change.status_code == 200, f"{opts.label} change"
+    # The read-only admins of this app and corrections' runs (started from "New analysis").
+    assert {"etl.PipelineRun", "etl.DataCorrection", "corrections.CorrectionRun"} <= refused_add
+    assert {"etl.Market", "etl.Symbol", "etl.AssetClass"}.isdisjoint(refused_add)
 
 
 def test_admin_index_is_titled_for_the_product(admin_client):

@@ -51,7 +51,7 @@ def test_a_failed_run_mails_every_admin_and_posts_nothing_without_a_webhook(admi
     assert result == alerts.NotifyResult(mailed=True, posted=False)
     [mail] = mailoutbox
     assert mail.to == ["ops@example.com", "lead@example.com"]
-    assert mail.subject == "[Django] CRITICAL: Correction run #7 failed: deadlock detected"
+    assert mail.subject == "[MyTrader] CRITICAL: Correction run #7 failed: deadlock detected"
     assert "Run: correction #7" in mail.body
     assert "Details: https://mytrader.example.com/admin/corrections/correctionrun/7/change/" in mail.body
 
@@ -59,7 +59,7 @@ def test_a_failed_run_mails_every_admin_and_posts_nothing_without_a_webhook(admi
 def test_a_multi_line_error_keeps_the_subject_to_its_first_line(admins, mailoutbox):
     notify_correction_failed(summary="Feature run #3 failed: 2 series failed\nBTC 1h: NaN close\nETH 1h: gap")
     [mail] = mailoutbox
-    assert mail.subject == "[Django] CRITICAL: Feature run #3 failed: 2 series failed"
+    assert mail.subject == "[MyTrader] CRITICAL: Feature run #3 failed: 2 series failed"
     assert "BTC 1h: NaN close\nETH 1h: gap" in mail.body
 
 
@@ -142,7 +142,7 @@ def test_a_mail_server_that_refuses_is_logged_and_slack_still_gets_the_post(
 def test_the_former_name_notifies_the_same_way(httpserver, slack, mailoutbox):
     httpserver.expect_oneshot_request(slack, method="POST").respond_with_data("ok")
     alerts.alert_critical("Pipeline run #9 failed: step sync failed", run_type="pipeline", run_id=9)
-    assert [m.subject for m in mailoutbox] == ["[Django] CRITICAL: Pipeline run #9 failed: step sync failed"]
+    assert [m.subject for m in mailoutbox] == ["[MyTrader] CRITICAL: Pipeline run #9 failed: step sync failed"]
     assert len(httpserver.log) == 1
 
 

@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django_q.conf import Conf
+from django_q.tasks import result
+from rest_framework.exceptions import ValidationError
+from rest_framework.test import APIRequestFactory
 
 from etl import services
-from etl.models import Market, MarketData
+from etl.api.exceptions import exception_handler
+from etl.errors import ConflictError, DomainError
+from etl.models import DataProvider, Market, MarketData
 
 pytestmark = pytest.mark.django_db
 
@@ -61,8 +71,6 @@ def test_bootstrap_status_and_validation(api_anon, api_client_for, reference):
 
 
 def test_validation_reports_enabled_provider_without_key(reference, settings):
-    from etl.models import DataProvider
-
     DataProvider.objects.filter(code="POLYGON").update(is_enabled=True)
     settings.PROVIDER_API_KEYS = {**settings.PROVIDER_API_KEYS, "POLYGON": ""}
     problems = services.reference_data_validate().problems
@@ -126,8 +134,6 @@ def test_market_data_filters_and_cursor_pagination(api_client_for):
 
 
 def test_schema_is_valid_openapi3(api_anon, api_client_for):
-    from django.core.management import call_command
-
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
     assert api_anon.get("/api/schema/").status_code == 401
     schema = api_client_for().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
@@ -149,10 +155,6 @@ def test_metrics_endpoint_answers(client):
 
 
 def test_domain_errors_render_as_400_and_409_json():
-    from rest_framework.test import APIRequestFactory
-
-    from etl.api.exceptions import exception_handler
-    from etl.errors import ConflictError, DomainError
 
     context = {"request": APIRequestFactory().get("/")}
     bad = exception_handler(DomainError("market 'XX' is unknown", code="unknown_market"), context)
@@ -161,22 +163,20 @@ def test_domain_errors_render_as_400_and_409_json():
     assert (clash.status_code, clash.data["code"]) == (409, "conflict")
 
 
-def test_bootstrap_task_runs_on_the_queue(monkeypatch):
-    from django_q.tasks import async_task, result
-
+def test_bootstrap_task_runs_on_the_queue_and_is_found_by_its_task_id(
+    monkeypatch, api_client_for, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr(Conf, "SYNC", True)  # the cluster runs it in-process
-    task_id = async_task("etl.tasks.reference_data_bootstrap", False)
-    assert result(task_id)["total_created"] == 38
+    client = api_client_for(superuser=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(BOOTSTRAP, {"run_async": True}, format="json")
+    assert response.status_code == 202
+    assert result(response.json()["task_id"])["total_created"] == 38
     assert Market.objects.count() == 5
 
 
 @pytest.mark.parametrize(("redis_url", "broker_key"), [("", "orm"), ("redis://127.0.0.1:6389/9", "redis")])
 def test_queue_broker_follows_redis_url(redis_url, broker_key):
-    import json
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "REDIS_URL": redis_url, "DEBUG": "on"}
     code = "import json; from mytrader import settings as s; print(json.dumps(sorted(s.Q_CLUSTER)))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -187,10 +187,6 @@ def test_queue_broker_follows_redis_url(redis_url, broker_key):
 
 def test_validation_errors_are_flattened_to_field_paths():
     """Found by schemathesis: nested and plain-string errors broke the documented shape."""
-    from rest_framework.exceptions import ValidationError
-    from rest_framework.test import APIRequestFactory
-
-    from etl.api.exceptions import exception_handler
 
     context = {"request": APIRequestFactory().get("/")}
     exc = ValidationError({"steps": {"0": ["too long"]}, "max_minutes": "must be positive", "x": [{"y": ["bad"]}]})

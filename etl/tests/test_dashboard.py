@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.apps import apps
+from django.utils import timezone
 
 from etl import dashboard, services
+from etl.models import MarketData, RunRecord
+from etl.services import integrity_snapshot_take
 
 pytestmark = pytest.mark.django_db
 
@@ -38,9 +44,6 @@ def test_a_broken_panel_shows_its_error_and_the_page_still_renders(admin_client,
 
 
 def test_running_work_shows_progress(admin_client):
-    from django.apps import apps
-
-    from etl.models import RunRecord
 
     # Any run model will do; etl does not know the other apps by name.
     model = next(m for m in apps.get_models() if issubclass(m, RunRecord))
@@ -51,12 +54,6 @@ def test_running_work_shows_progress(admin_client):
 
 
 def test_integrity_panel_draws_the_trend_from_snapshots(admin_client):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from etl.models import MarketData
-    from etl.services import integrity_snapshot_take
 
     services.reference_data_bootstrap()
     MarketData.objects.create(

@@ -3,13 +3,17 @@ from __future__ import annotations
 import ast
 import threading
 import time
+from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 from django.db import connections
+from django_q.models import Schedule
 
-from etl import services
+from etl import services, tasks
 from etl.errors import ConflictError, DomainError
 from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
+from etl.timeparse import cron_next_run
 
 pytestmark = pytest.mark.django_db
 
@@ -147,13 +151,10 @@ def test_stale_running_row_is_closed_when_the_next_run_starts(reference_data):
 
 
 def test_queued_run_executes_once(reference_data, django_capture_on_commit_callbacks):
-    from unittest import mock
-
-    with mock.patch("django_q.tasks.async_task") as enqueue, django_capture_on_commit_callbacks(execute=True):
+    with mock.patch("etl.queue.async_task") as enqueue, django_capture_on_commit_callbacks(execute=True):
         run = services.pipeline_queue(steps=["sync"], requested_by="bob")
     assert enqueue.call_args.args == ("etl.tasks.pipeline_execute", run.pk)
     assert run.status == RunStatus.QUEUED
-    from etl import tasks
 
     assert tasks.pipeline_execute(run.pk) == RunStatus.SUCCEEDED
     # A second delivery of the same task does not run it again.
@@ -194,9 +195,6 @@ def test_two_concurrent_starts_exactly_one_runs(registry):
 
 
 def test_schedule_creates_a_django_q_cron_schedule_in_its_zone(reference_data):
-    from datetime import UTC, datetime
-
-    from django_q.models import Schedule
 
     result = services.pipeline_schedule(cron="0 2 * * *", tz="Europe/Istanbul", name="nightly")
     schedule = Schedule.objects.get(pk=result.schedule_id)
@@ -206,8 +204,8 @@ def test_schedule_creates_a_django_q_cron_schedule_in_its_zone(reference_data):
     assert not again.created
     assert Schedule.objects.filter(name="nightly").count() == 1
     # New York: 01:30 EST is 06:30 UTC in winter, 05:30 UTC in summer.
-    winter = services.next_occurrence("30 1 * * *", "America/New_York", after=datetime(2025, 1, 10, tzinfo=UTC))
-    summer = services.next_occurrence("30 1 * * *", "America/New_York", after=datetime(2025, 7, 10, tzinfo=UTC))
+    winter = cron_next_run("30 1 * * *", "America/New_York", after=datetime(2025, 1, 10, tzinfo=UTC))
+    summer = cron_next_run("30 1 * * *", "America/New_York", after=datetime(2025, 7, 10, tzinfo=UTC))
     assert (winter.hour, summer.hour) == (6, 5)
 
 
@@ -221,9 +219,6 @@ def test_schedule_rejects_bad_cron_and_zone(kwargs, match):
 
 
 def test_scheduled_task_runs_and_reaims_the_schedule(reference_data):
-    from django_q.models import Schedule
-
-    from etl import tasks
 
     services.pipeline_schedule(cron="0 2 * * *", tz="Europe/Istanbul", name="nightly", steps=["sync"])
     Schedule.objects.filter(name="nightly").update(next_run="2000-01-01T00:00:00Z")

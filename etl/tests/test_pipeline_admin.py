@@ -36,7 +36,7 @@ def test_run_pipeline_from_the_admin_now_and_in_background(admin_client, referen
     assert r.status_code == 302 and r.url == reverse("admin:etl_pipelinerun_change", args=[run.pk])
     assert (run.status, run.trigger, run.max_seconds) == (RunStatus.SUCCEEDED, "admin", 300)
     assert MarketData.objects.filter(symbol__isnull=True).count() == 0
-    with mock.patch("django_q.tasks.async_task"):
+    with mock.patch("etl.queue.async_task"):
         r = admin_client.post(url, {"steps": ["sync"], "background": "on"})
     assert PipelineRun.objects.filter(status=RunStatus.QUEUED).count() == 1
     r = admin_client.post(url, {"steps": ["teleport"]}, follow=True)
@@ -55,7 +55,7 @@ def test_cancel_and_run_again_actions(admin_client, reference_data):
     admin_client.post(url, {"action": "cancel_runs", ACTION_CHECKBOX_NAME: [queued.pk]})
     queued.refresh_from_db()
     assert queued.cancel_requested
-    with mock.patch("django_q.tasks.async_task"):
+    with mock.patch("etl.queue.async_task"):
         admin_client.post(url, {"action": "run_again", ACTION_CHECKBOX_NAME: [queued.pk]})
     again = PipelineRun.objects.exclude(pk=queued.pk).get()
     assert (again.steps_requested, again.options, again.trigger) == (["sync"], {"batch_size": 10}, "admin")

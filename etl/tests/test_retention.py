@@ -5,12 +5,15 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.apps import apps
 from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Success
 
 from etl import services
-from etl.models import DeadLetter
+from etl.logcontext import RunContextFilter, current_run
+from etl.models import DeadLetter, PipelineRun, RunRecord
+from etl.progress import ProgressReporter
 from etl.services import retention_prune
 
 pytestmark = pytest.mark.django_db
@@ -47,11 +50,6 @@ def test_prune_command_reports_counts_as_json():
 
 
 def test_progress_reporter_puts_its_run_on_every_log_line():
-    from django.apps import apps
-
-    from etl.logcontext import current_run
-    from etl.models import RunRecord
-    from etl.progress import ProgressReporter
 
     model = next(m for m in apps.get_models() if issubclass(m, RunRecord))
     run = model.objects.create(status="running")
@@ -62,9 +60,6 @@ def test_progress_reporter_puts_its_run_on_every_log_line():
 
 
 def test_pipeline_log_lines_carry_the_pipeline_run(caplog):
-    from etl.logcontext import RunContextFilter
-    from etl.models import PipelineRun
-
     caplog.handler.addFilter(RunContextFilter())
     with caplog.at_level("INFO", logger="etl.pipeline"):
         result = services.pipeline_run(steps=["sync"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
 from etl import services
 from etl.errors import DomainError
@@ -90,3 +91,20 @@ def test_scoped_clean_takes_in_every_variant_of_the_selected_ticker(messy):
     assert not Symbol.objects.get(pk=messy["lower"].pk).is_active
     assert Symbol.objects.get(pk=messy["canon"].pk).is_active
     assert result.counts["whitespace"] == 0  # GARAN was not selected
+
+
+def test_a_failed_audit_write_undoes_the_clean_up(messy):
+    """The audit rows are written in the clean-up's own transaction: when the audit
+    table refuses them, the symbols are left as they were and nothing is recorded."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'audit table refuses writes'; END $$"
+        )
+        cur.execute("CREATE TRIGGER refuse_audit BEFORE INSERT ON data_corrections EXECUTE FUNCTION refuse_audit()")
+    with pytest.raises(Exception, match="audit table refuses writes"):
+        services.symbols_validate_cleanup(fix=True, fixes=["whitespace", "case_variant"], requested_by="alice")
+    assert Symbol.objects.get(pk=messy["spaced"].pk).ticker == " GARAN "
+    assert Symbol.objects.get(pk=messy["lower"].pk).is_active
+    assert MarketData.objects.filter(ticker="THYAO", symbol=messy["lower"]).count() == 2
+    assert DataCorrection.objects.count() == 0

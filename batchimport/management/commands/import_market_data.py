@@ -7,7 +7,10 @@ import threading
 import time
 from typing import Any
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
 from batchimport import services
+from batchimport.markets import MARKET_KEYS
 from batchimport.models import ImportJob
 from etl.commands import JsonCommand
 
@@ -16,23 +19,27 @@ class _Bar:
     """Files, rows, rate and ETA on the terminal, redrawn from the job row at
     most twice a second (workers call it after each batch)."""
 
-    def __init__(self, job: ImportJob, enabled: bool):
-        self.job_id = job.pk
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.job_id: int | None = None
         self._lock = threading.Lock()
         self._last = 0.0
-        self.progress = None
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        self.progress: Progress | None = None
 
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>5.1f}%"),
-                TextColumn("{task.fields[detail]}"),
-                TimeRemainingColumn(),
-            )
-            self.task = self.progress.add_task(f"import #{job.pk}", total=job.progress_total or 1, detail="")
-            self.progress.start()
+    def start(self, job: ImportJob) -> None:
+        """Called with the created job before its first file is read."""
+        self.job_id = job.pk
+        if not self.enabled:
+            return
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn("{task.fields[detail]}"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.progress.add_task(f"import #{job.pk}", total=job.progress_total or 1, detail="")
+        self.progress.start()
 
     def __call__(self, _n: int = 0) -> None:
         if self.progress is None or time.monotonic() - self._last < 0.5:
@@ -47,7 +54,7 @@ class _Bar:
         self.progress.update(self.task, completed=job.progress_done, detail=detail)
 
     def close(self) -> None:
-        if self.progress is not None:
+        if self.progress is not None and self.job_id is not None:
             self._draw(ImportJob.objects.get(pk=self.job_id))
             self.progress.stop()
 
@@ -57,7 +64,7 @@ class Command(JsonCommand):
 
     def add_command_arguments(self, parser) -> None:
         parser.add_argument("path")
-        parser.add_argument("--market", choices=["BIST", "CRYPTO", "NASDAQ", "NYSE"], type=str.upper)
+        parser.add_argument("--market", choices=MARKET_KEYS, type=str.upper)
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument("--workers", type=int, default=1, help="files read side by side")
         parser.add_argument("--queue", action="store_true", help="hand the job to django-q2 workers and return")
@@ -65,23 +72,26 @@ class Command(JsonCommand):
         parser.add_argument("--sequential", action="store_true", help="all markets one after another (priority)")
 
     def run(self, **options: Any) -> dict[str, Any]:
-        job = services.import_job_create(
-            path=options["path"],
-            market=options["market"],
-            batch_size=options["batch_size"],
-            overwrite=options["overwrite"],
-            run_in_parallel=not options["sequential"],
-            max_concurrency=options["workers"],
-            requested_by="command",
-        )
-        if options["queue"]:
-            services.import_job_start(job=job, workers=options["workers"], queue=True)
-            return {"job_id": job.pk, "status": "queued", "files": job.files_total}
-        bar = _Bar(job, enabled=not options["json"] and sys.stderr.isatty())
+        """services.import_job_submit: queued, or run here with a progress bar."""
+        bar = _Bar(enabled=not options["json"] and sys.stderr.isatty())
         try:
-            job = services.import_job_start(job=job, workers=options["workers"], on_batch=bar)
+            job = services.import_job_submit(
+                queue=options["queue"],
+                workers=options["workers"],
+                on_start=bar.start,
+                on_batch=bar,
+                path=options["path"],
+                market=options["market"],
+                batch_size=options["batch_size"],
+                overwrite=options["overwrite"],
+                run_in_parallel=not options["sequential"],
+                max_concurrency=options["workers"],
+                requested_by="command",
+            )
         finally:
             bar.close()
+        if options["queue"]:
+            return {"job_id": job.pk, "status": "queued", "files": job.files_total}
         summary = {
             "job_id": job.pk,
             "status": job.status,

@@ -43,6 +43,9 @@ class Command(JsonCommand):
         parser.add_argument("--samples", type=int, default=5, help="sample candles per category (analyze)")
 
     def run(self, **o: Any) -> dict[str, Any]:
+        """Each sub-command calls its one service: analyze → correction_run_create, preview →
+        correction_preview, execute → correction_execute, validate → correction_validate,
+        rollback → correction_rollback, cancel → correction_cancel; status reads a selector."""
         action = o["action"]
         options = {
             "only_null": o["only_null"],

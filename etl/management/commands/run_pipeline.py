@@ -22,6 +22,7 @@ class Command(JsonCommand):
         )
 
     def run(self, **options: Any) -> dict[str, Any]:
+        """Parse steps and --option values, then one call: services.pipeline_run."""
         step_options: dict[str, Any] = {}
         for item in options["option"]:
             key, sep, raw = item.partition("=")

@@ -24,6 +24,7 @@ class Command(JsonCommand):
         parser.add_argument("--max-minutes", type=float, help="stop between batches after this long")
 
     def run(self, **options: Any) -> dict[str, Any]:
+        """services.symbols_sync, with a progress bar on a terminal."""
         max_minutes = options["max_minutes"]
         with ProgressReporter(label="linking candles", bar=not options["json"]) as progress:
             result = services.symbols_sync(
