@@ -1,12 +1,11 @@
-"""Fixtures for the provider side: reference data whose providers point at a
-local pytest-httpserver on 127.0.0.1, fake API keys, fast retry settings."""
+"""Fixtures the three sub-domains' tests share: reference data whose providers point at
+a local pytest-httpserver on 127.0.0.1, fake API keys, fast retry settings."""
 
 from __future__ import annotations
 
 import pytest
 
 from etl.models import DataProvider
-from etl.services import reference_data_bootstrap
 
 API_KEYS = {
     "YAHOO_FINANCE": "",
@@ -38,10 +37,10 @@ def fake_sleep() -> FakeSleep:
 
 
 @pytest.fixture
-def providers(db, httpserver, settings):
-    """Every provider enabled, keyed and pointing at the local server."""
+def providers(reference_data, httpserver, settings):
+    """Every provider enabled, keyed and pointing at the local server (fast password hashing
+    and AXES_ENABLED=False come from the root conftest's autouse fixture)."""
     settings.PROVIDER_API_KEYS = dict(API_KEYS)
-    reference_data_bootstrap()
     DataProvider.objects.update(base_url=httpserver.url_for("").rstrip("/"), is_enabled=True, timeout_seconds=2.0)
     return {p.code: p for p in DataProvider.objects.all()}
 
@@ -50,9 +49,3 @@ def providers(db, httpserver, settings):
 def client_options(fake_sleep) -> dict:
     """Fast retries: three attempts, millisecond backoff, no real sleeping."""
     return {"max_attempts": 3, "backoff_base": 0.001, "backoff_max": 0.01, "sleep": fake_sleep}
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Test users are created by the dozen; PBKDF2's deliberate slowness buys nothing here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -41,12 +41,22 @@ def test_incremental_tail_is_bit_identical_to_full_recompute_on_series_with_gaps
             np.testing.assert_array_equal(values, full[name][emit_from:], err_msg=f"{name} from {emit_from}")
 
 
+# A start on an 8-hour boundary, so that funding lands on every 32nd 15m bar (the
+# fixture's default start is not on one: its series carry no funding at all).
+FUNDING_ALIGNED_START = 59_027 * 28_800
+
+
 def test_incremental_reads_only_the_tail_it_needs():
-    data = random_candles(5000, seed=9)
+    data = random_candles(5000, seed=9, start=FUNDING_ALIGNED_START)
+    assert np.flatnonzero(~np.isnan(data["funding_rate"]))[:3].tolist() == [0, 32, 64]
     start = context_start(data["funding_rate"], 4900, timeframe_seconds=900, bars_per_day=None)
-    # 89 earlier funding observations, 8 hours (32 bars) apart, decide it here.
-    assert 4900 - start == 89 * 32 or 4900 - start < 89 * 32 + 32
-    assert start > 2000
+    # The 89 funding observations before row 4900 (the last at 4896, 32 bars apart) decide it:
+    # the percentile window is 90 observations, the row's own included.
+    assert start == 4896 - 88 * 32
+    full = compute_features(data, timeframe_seconds=900)
+    tail, _ = incremental(data, 4900, full)
+    np.testing.assert_array_equal(tail["funding_rate_percentile"], full["funding_rate_percentile"][4900:])
+    assert not np.isnan(full["funding_rate_percentile"][4896])
 
 
 def test_state_is_what_continues_the_recursion():
