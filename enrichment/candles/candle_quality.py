@@ -194,8 +194,17 @@ def daily_metrics(
     """One row per day from the first bar's day to the last: expected and actual bars,
     completeness, counts of each flag, mean score. Days are the market's local dates
     (UTC dates for daily and longer bars, whose ts is the date itself)."""
-    columns = ["day", "expected_bars", "actual_bars", "completeness", "gaps", "volume_anomalies",
-               "ohlc_inconsistencies", "outside_session", "avg_quality_score"]  # fmt: skip
+    columns = [
+        "day",
+        "expected_bars",
+        "actual_bars",
+        "completeness",
+        "gaps",
+        "volume_anomalies",
+        "ohlc_inconsistencies",
+        "outside_session",
+        "avg_quality_score",
+    ]
     ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
     if len(ts_seconds) == 0:
         return pd.DataFrame(columns=columns)
@@ -239,8 +248,16 @@ def daily_metrics(
     )
     result = grouped.reindex(expected.index.union(grouped.index))
     result["expected_bars"] = expected.reindex(result.index).fillna(0).astype(np.int64)
-    result = result.fillna({"actual_bars": 0, "actual_expected": 0, "gaps": 0, "volume_anomalies": 0,
-                            "ohlc_inconsistencies": 0, "outside_session": 0})  # fmt: skip
+    result = result.fillna(
+        {
+            "actual_bars": 0,
+            "actual_expected": 0,
+            "gaps": 0,
+            "volume_anomalies": 0,
+            "ohlc_inconsistencies": 0,
+            "outside_session": 0,
+        }
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         result["completeness"] = np.where(
             result["expected_bars"] > 0,

@@ -16,7 +16,7 @@ Three rules shape the code:
   of operations over exactly the values in its window, aligned to global row
   numbers (`_window_kernel`), so it does not depend on where the array started;
   recursive values (ATR, EMA, RSI averages) are the same sequential recursion
-  whether they start at the seed or at a stored state. The loops are compiled
+  whether they start at their first value (the warm-up seed) or at a stored state. The loops are compiled
   with numba (TA-Lib's speed and arithmetic). A caller passes the context rows
   before `emit_from` (at least
   `LOOKBACK_BARS` of them, and `FUNDING_WINDOW` funding observations) and the
@@ -111,13 +111,26 @@ def compute_features(
     out["rolling_volume_20"] = vol_20
     horizons = horizon_bars(timeframe_seconds=timeframe_seconds, bars_per_day=bars_per_day)
     row = _row_features(
-        close, high, low, volume, _col(data, "taker_buy_volume"), _col(data, "liquidations"),
-        _col(data, "open_interest"), pos, horizons["return_1h"] or 0, horizons["return_1d"] or 0,
-        sma_20, sma_50, close_std_20, vol_20,
-        _rolling_extreme(high, w, row_offset, 1), _rolling_extreme(low, w, row_offset, 2), w,
+        close,
+        high,
+        low,
+        volume,
+        _col(data, "taker_buy_volume"),
+        _col(data, "liquidations"),
+        _col(data, "open_interest"),
+        pos,
+        horizons["return_1h"] or 0,
+        horizons["return_1d"] or 0,
+        sma_20,
+        sma_50,
+        close_std_20,
+        vol_20,
+        _rolling_extreme(high, w, row_offset, 1),
+        _rolling_extreme(low, w, row_offset, 2),
+        w,
         _rolling_sum((high + low + close) / 3.0 * volume, 20, pos, row_offset),
         _rolling_sum(volume, 20, pos, row_offset),
-    )  # fmt: skip
+    )
     out.update(zip(_ROW_FEATURES, row, strict=True))
     out["long_short_ratio"] = _col(data, "long_short_account_ratio").copy()
     out["exchange_inflow"] = _col(data, "exchange_netflow").copy()
@@ -132,15 +145,44 @@ def compute_features(
 
 
 _ROW_FEATURES = (
-    "return_1h", "return_1d", "bb_upper_20", "bb_lower_20", "trend_direction", "market_structure",
-    "volume_spike_score", "vwap_20", "hl_range", "delta", "buy_sell_ratio", "liquidation_intensity",
+    "return_1h",
+    "return_1d",
+    "bb_upper_20",
+    "bb_lower_20",
+    "trend_direction",
+    "market_structure",
+    "volume_spike_score",
+    "vwap_20",
+    "hl_range",
+    "delta",
+    "buy_sell_ratio",
+    "liquidation_intensity",
     "open_interest_change",
-)  # fmt: skip
+)
 
 
 @njit(cache=True, error_model="numpy")
-def _row_features(close, high, low, volume, taker_buy, liq, oi, pos, k_hour, k_day, sma_20, sma_50, std_20,
-                  vol_20, hh, ll, w, pv, vsum):  # pragma: no cover - compiled  # fmt: skip
+def _row_features(
+    close,
+    high,
+    low,
+    volume,
+    taker_buy,
+    liq,
+    oi,
+    pos,
+    k_hour,
+    k_day,
+    sma_20,
+    sma_50,
+    std_20,
+    vol_20,
+    hh,
+    ll,
+    w,
+    pv,
+    vsum,
+):  # pragma: no cover - compiled
     """The features that combine a row's own inputs with values computed before, in one pass:
     returns over the horizons (k bars back in the stretch; k = 0: undefined), Bollinger bands,
     trend (close, SMA20 and SMA50 stacked), market structure (the last w bars' highest high and

@@ -103,8 +103,17 @@ class ProviderStatusAdmin(ReadOnly):
 
 @admin.register(FetchLog)
 class FetchLogAdmin(ReadOnly):
-    list_display = ("created_at", "provider", "endpoint", "symbol", "attempt", "status_code", "outcome",
-                    "duration_ms", "bytes")  # fmt: skip
+    list_display = (
+        "created_at",
+        "provider",
+        "endpoint",
+        "symbol",
+        "attempt",
+        "status_code",
+        "outcome",
+        "duration_ms",
+        "bytes",
+    )
     list_filter = ("provider", "outcome", "endpoint")
     search_fields = ("symbol", "error")
     date_hierarchy = "created_at"

@@ -328,9 +328,18 @@ def _dead_letter(symbol: Symbol, outcome_error: str, options: EnrichOptions, sou
 def _score(symbol: Symbol, reports: dict[str, SourceReport], options: EnrichOptions, now: datetime):
     values = {
         f: getattr(symbol, f)
-        for f in ("name", "sector", "industry", "country", "quote_currency", "market_cap", "description", "website",
-                  "category")
-    }  # fmt: skip
+        for f in (
+            "name",
+            "sector",
+            "industry",
+            "country",
+            "quote_currency",
+            "market_cap",
+            "description",
+            "website",
+            "category",
+        )
+    }
     return metadata_score.quality_score(
         values=values,
         kind={"crypto": "crypto", "fx": "fx", "bist": "stock", "us": "stock"}.get(symbol_kind(symbol), "other"),

@@ -294,8 +294,19 @@ def test_admin_runs_fetch_log_and_circuits_pages(thyao, admin_client):
 # -- command, task, pipeline ------------------------------------------------------------------------
 def test_command_json_summary(thyao, serve_thyao, fast):
     out = StringIO()
-    call_command("enrich_assets", "--source", "YAHOO_FINANCE", "--source", "LOCAL", "--symbols", "THYAO", "--json",
-                 "--concurrency", "1", stdout=out)  # fmt: skip
+    call_command(
+        "enrich_assets",
+        "--source",
+        "YAHOO_FINANCE",
+        "--source",
+        "LOCAL",
+        "--symbols",
+        "THYAO",
+        "--json",
+        "--concurrency",
+        "1",
+        stdout=out,
+    )
     summary = json.loads(out.getvalue())
     assert summary["ok"] and summary["enriched"] == 1 and summary["sources"] == ["YAHOO_FINANCE", "LOCAL"]
 

@@ -76,10 +76,20 @@ def insert_market_data(symbol, data: dict, *, timeframe: str = "15m", rows: slic
 
     frame = candle_frame(data, rows)
     objs = [
-        MarketData(ticker=symbol.ticker, market=symbol.market.code, timeframe=timeframe, ts=r.ts, open=r.open,
-                   high=r.high, low=r.low, close=r.close, volume=r.volume, symbol=symbol,
-                   extra={"taker_buy_volume": r.taker_buy_volume} if "taker_buy_volume" in frame else None)
+        MarketData(
+            ticker=symbol.ticker,
+            market=symbol.market.code,
+            timeframe=timeframe,
+            ts=r.ts,
+            open=r.open,
+            high=r.high,
+            low=r.low,
+            close=r.close,
+            volume=r.volume,
+            symbol=symbol,
+            extra={"taker_buy_volume": r.taker_buy_volume} if "taker_buy_volume" in frame else None,
+        )
         for r in frame.itertuples()
-    ]  # fmt: skip
+    ]
     MarketData.objects.bulk_create(objs, batch_size=5000)
     return len(objs)

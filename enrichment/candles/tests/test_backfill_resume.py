@@ -68,8 +68,9 @@ def test_backfill_goes_chunk_by_chunk_and_records_its_progress(counting):
     assert counting.calls[2][0] == first.last_completed_ts  # resumed exactly where it stopped
     assert MarketDataV2.objects.filter(symbol=btc, features_revision__isnull=False).count() == 1000
     # Widening the end keeps the progress; the next run fetches only the new part.
-    state = backfill_plan(symbol=btc, timeframe="15m", source="market_data", start=start,
-                          end=end + timedelta(days=1), chunk_bars=300)  # fmt: skip
+    state = backfill_plan(
+        symbol=btc, timeframe="15m", source="market_data", start=start, end=end + timedelta(days=1), chunk_bars=300
+    )
     assert state.state == "pending" and state.last_completed_ts == end
 
 
@@ -115,12 +116,19 @@ def test_a_worker_killed_mid_backfill_is_resumed_without_gaps_or_duplicates(coun
     insert_market_data(btc, random_candles(2000, seed=33, gaps=10))
     start, end = span(2100)
     state = backfill_plan(symbol=btc, timeframe="15m", source="market_data", start=start, end=end, chunk_bars=100)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mytrader.settings", "PYTHONPATH": str(settings.BASE_DIR),
-           "DATABASE_URL": child_database_url()}  # fmt: skip
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mytrader.settings",
+        "PYTHONPATH": str(settings.BASE_DIR),
+        "DATABASE_URL": child_database_url(),
+    }
     worker = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("backfill_worker.py")), str(state.pk), "0.3"],
-        cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while BackfillState.objects.get(pk=state.pk).chunks_done < 4:

@@ -87,8 +87,16 @@ def test_row_flags_and_score():
     c = np.array([10.5, 10, 10, 10, 10])
     v = np.array([100.0, 100, 0, 5000, 100])
     spike = np.array([np.nan, 1, 0, 50, 1])
-    flags, score = row_quality(open_=o, high=h, low=low, close=c, volume=v, volume_spike_score=spike,
-                               missing=np.array([0, 0, 0, 0, 3]), expected=np.array([True] * 4 + [False]))  # fmt: skip
+    flags, score = row_quality(
+        open_=o,
+        high=h,
+        low=low,
+        close=c,
+        volume=v,
+        volume_spike_score=spike,
+        missing=np.array([0, 0, 0, 0, 3]),
+        expected=np.array([True] * 4 + [False]),
+    )
     assert QualityFlag.names(flags[0]) == [] and score[0] == 1.0
     assert QualityFlag.names(flags[1]) == ["ohlc_inconsistent"] and score[1] == 0.5
     assert QualityFlag.names(flags[2]) == ["volume_anomaly"]  # no volume while the market is open
@@ -101,8 +109,7 @@ def test_daily_completeness_is_measured_against_the_sessions():
     del bars[30]
     ts = seconds(bars)
     flags = np.where(missing_before(ts, NASDAQ, 900) > 0, int(QualityFlag.GAP_BEFORE), 0)
-    metrics = daily_metrics(ts_seconds=ts, flags=flags, score=np.ones(len(ts)), calendar=NASDAQ,
-                            timeframe_seconds=900)  # fmt: skip
+    metrics = daily_metrics(ts_seconds=ts, flags=flags, score=np.ones(len(ts)), calendar=NASDAQ, timeframe_seconds=900)
     by_day = metrics.set_index("day")
     assert list(by_day.index.astype(str)) == ["2024-01-19", "2024-01-20", "2024-01-21", "2024-01-22"]
     assert by_day.loc[pd.Timestamp("2024-01-19").date(), "completeness"] == 1.0
@@ -119,8 +126,16 @@ def test_metrics_and_row_flags_are_stored_for_a_stock():
     del bars[30]
     n = len(bars)
     close = 100 + np.arange(n, dtype=float)
-    frame = pd.DataFrame({"ts": pd.DatetimeIndex(bars).tz_convert("UTC"), "open": close, "high": close + 1,
-                          "low": close - 1, "close": close, "volume": np.full(n, 1000.0)})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex(bars).tz_convert("UTC"),
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": np.full(n, 1000.0),
+        }
+    )
     frame.loc[40, "high"] = frame.loc[40, "low"] - 1  # an inconsistent bar
     candles_upsert(symbol=aapl, timeframe="15m", frame=frame, source="market_data")
     features_compute(symbol=aapl, timeframe="15m")

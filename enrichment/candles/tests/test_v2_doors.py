@@ -189,8 +189,14 @@ def test_a_scheduled_run_skips_while_the_previous_one_still_works(btc):
 
 def test_admin_pages_render(admin_client, computed):
     status = EnrichmentStatus.objects.get(symbol=computed)
-    for name in ("marketdatav2", "enrichmentstatus", "featurerun", "enrichmentcomputelog", "dataqualitymetric",
-                 "backfillstate"):  # fmt: skip
+    for name in (
+        "marketdatav2",
+        "enrichmentstatus",
+        "featurerun",
+        "enrichmentcomputelog",
+        "dataqualitymetric",
+        "backfillstate",
+    ):
         assert admin_client.get(reverse(f"admin:enrichment_{name}_changelist")).status_code == 200, name
     page = admin_client.get(reverse("admin:enrichment_chart", args=[status.pk]))
     assert page.status_code == 200
@@ -230,8 +236,9 @@ def test_admin_backfill_action(admin_client, btc, django_capture_on_commit_callb
     end = (pd.Timestamp(1_700_000_000, unit="s", tz="UTC") + pd.Timedelta(days=10)).to_pydatetime()
     state = backfill_plan(symbol=btc, timeframe="15m", source="market_data", start=start, end=end)
     with django_capture_on_commit_callbacks(execute=True):
-        admin_client.post(reverse("admin:enrichment_backfillstate_changelist"),
-                          {"action": "run_now", "_selected_action": [state.pk]})  # fmt: skip
+        admin_client.post(
+            reverse("admin:enrichment_backfillstate_changelist"), {"action": "run_now", "_selected_action": [state.pk]}
+        )
     state.refresh_from_db()
     assert state.state == "done" and MarketDataV2.objects.filter(symbol=btc).count() == 300
 

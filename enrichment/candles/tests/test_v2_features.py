@@ -147,8 +147,11 @@ def test_incremental_equals_full_on_a_stock_with_sessions_and_a_holiday():
 
     aapl = make_symbol("AAPL", "NASDAQ", "STOCK_NASDAQ")
     days = [d for d in pd.bdate_range("2024-01-02", "2024-02-09") if d != pd.Timestamp("2024-01-15")]  # MLK day
-    stamps = [pd.Timestamp(f"{d.date()} 09:30", tz="America/New_York") + pd.Timedelta(minutes=15 * i)
-              for d in days for i in range(26)]  # fmt: skip
+    stamps = [
+        pd.Timestamp(f"{d.date()} 09:30", tz="America/New_York") + pd.Timedelta(minutes=15 * i)
+        for d in days
+        for i in range(26)
+    ]
     data = random_candles(len(stamps), seed=28)
     frame = pd.DataFrame({k: v for k, v in data.items() if k != "ts"})
     frame.insert(0, "ts", pd.DatetimeIndex(stamps).tz_convert("UTC"))

@@ -37,15 +37,29 @@ def klines_handler(request):
 
 def funding_handler(request):
     start, end = int(request.args["startTime"]), int(request.args["endTime"])
-    rows = [{"symbol": "BTCUSDT", "fundingTime": t0_ms() + h * HOUR_MS + 5, "fundingRate": f"{0.0001 * (h + 1):.6f}",
-             "markPrice": "60000"} for h in range(0, BARS, 8)]  # fmt: skip
+    rows = [
+        {
+            "symbol": "BTCUSDT",
+            "fundingTime": t0_ms() + h * HOUR_MS + 5,
+            "fundingRate": f"{0.0001 * (h + 1):.6f}",
+            "markPrice": "60000",
+        }
+        for h in range(0, BARS, 8)
+    ]
     return Response(json.dumps([r for r in rows if start <= r["fundingTime"] <= end]), content_type="application/json")
 
 
 def oi_handler(request):
     start, end = int(request.args["startTime"]), int(request.args["endTime"])
-    rows = [{"symbol": "BTCUSDT", "sumOpenInterest": str(1000.0 + h), "sumOpenInterestValue": "1",
-             "timestamp": t0_ms() + h * HOUR_MS} for h in range(BARS)]  # fmt: skip
+    rows = [
+        {
+            "symbol": "BTCUSDT",
+            "sumOpenInterest": str(1000.0 + h),
+            "sumOpenInterestValue": "1",
+            "timestamp": t0_ms() + h * HOUR_MS,
+        }
+        for h in range(BARS)
+    ]
     return Response(json.dumps([r for r in rows if start <= r["timestamp"] <= end]), content_type="application/json")
 
 
@@ -101,8 +115,9 @@ def test_fallback_skips_disabled_providers(btc, binance, httpserver):
 
 
 def test_backfill_from_binance_fills_market_data_v2_in_chunks_with_features(btc, binance):
-    state = backfill_plan(symbol=btc, timeframe="1h", source="BINANCE", start=T0, end=T0 + timedelta(hours=BARS),
-                          chunk_bars=20)  # fmt: skip
+    state = backfill_plan(
+        symbol=btc, timeframe="1h", source="BINANCE", start=T0, end=T0 + timedelta(hours=BARS), chunk_bars=20
+    )
     result = backfill_run(state=state)
     assert result.status == "done" and result.rows_written == BARS
     assert BackfillState.objects.get(pk=state.pk).chunks_done == 4

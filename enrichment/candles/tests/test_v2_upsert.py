@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from django.db import connection
 
+from enrichment.candles.feature_list import FEATURE_COLUMNS, FEATURES, STATE_COLUMNS
+from enrichment.candles.models import CANDLE_COLUMNS
 from enrichment.candles.services.candle_upsert import AMENDMENT_KIND, binary_copy_payload, candles_upsert
 from enrichment.candles.tests.feature_fixtures import candle_frame, make_symbol, random_candles
 from enrichment.models import MarketDataV2
@@ -110,3 +112,13 @@ def test_binary_copy_payload_round_trips_through_postgres():
             copy.write(payload)
         cur.execute("SELECT extract(epoch FROM ts)::bigint, a, b FROM t_copy ORDER BY ts")
         assert cur.fetchall() == [(0, 1.5, -0.0), (1_700_000_000, None, 1e300)]
+
+
+def test_market_data_v2_has_a_column_for_every_feature_and_state_and_no_other_float():
+    assert FEATURE_COLUMNS == (*FEATURES, *STATE_COLUMNS)
+    floats = [
+        f.name
+        for f in MarketDataV2._meta.concrete_fields
+        if f.get_internal_type() == "FloatField" and f.name not in CANDLE_COLUMNS and f.name != "quality_score"
+    ]
+    assert tuple(floats) == FEATURE_COLUMNS
