@@ -182,6 +182,72 @@ def row_quality(
     return flags, np.maximum(score, 0.0)
 
 
+# data_quality_metrics' columns, in the order daily_metrics returns them.
+DAILY_COLUMNS = (
+    "day",
+    "expected_bars",
+    "actual_bars",
+    "completeness",
+    "gaps",
+    "volume_anomalies",
+    "ohlc_inconsistencies",
+    "outside_session",
+    "avg_quality_score",
+)
+COUNTED_FLAGS = {
+    "gaps": QualityFlag.GAP_BEFORE,
+    "volume_anomalies": QualityFlag.VOLUME_ANOMALY,
+    "ohlc_inconsistencies": QualityFlag.OHLC_INCONSISTENT,
+    "outside_session": QualityFlag.OUTSIDE_SESSION,
+}
+
+
+def _local_days(values: np.ndarray, zone: str) -> np.ndarray:
+    idx = pd.DatetimeIndex(pd.to_datetime(values, unit="s", utc=True)).tz_convert(zone)
+    return np.asarray(idx.date)
+
+
+def _expected_per_day(
+    ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_seconds: int, zone: str, *, from_day_start: bool
+) -> pd.Series:
+    """Expected bars per day, counted from the start of the first day (or from the series'
+    first bar when there is nothing before it) up to the last bar seen: later ones are not due yet."""
+    start_day = _local_days(ts_seconds[:1], zone)[0]
+    first = int(pd.Timestamp(start_day, tz=zone).timestamp()) if from_day_start else int(ts_seconds[0])
+    last = int(ts_seconds[-1])
+    anchor = int(ts_seconds[0]) % timeframe_seconds
+    grid = np.arange(first - (first - anchor) % timeframe_seconds, last + 1, timeframe_seconds, dtype=np.int64)
+    grid = grid[grid >= first]
+    grid_expected = expected_mask(grid, calendar, timeframe_seconds)
+    return pd.Series(grid_expected.astype(np.int64)).groupby(_local_days(grid, zone)).sum()
+
+
+def _seen_per_day(
+    ts_seconds: np.ndarray,
+    flags: np.ndarray,
+    score: np.ndarray,
+    calendar: MarketCalendar,
+    timeframe_seconds: int,
+    zone: str,
+) -> pd.DataFrame:
+    """Per day: bars seen, of them expected ones, each flag's count, mean score."""
+    row_expected = expected_mask(ts_seconds, calendar, timeframe_seconds)
+    frame = pd.DataFrame(
+        {
+            "day": _local_days(ts_seconds, zone),
+            "actual": row_expected.astype(np.int64),
+            **{name: (flags & int(flag)) > 0 for name, flag in COUNTED_FLAGS.items()},
+            "score": score,
+        }
+    )
+    return frame.groupby("day").agg(
+        actual_bars=("actual", "size"),
+        actual_expected=("actual", "sum"),
+        **{name: (name, "sum") for name in COUNTED_FLAGS},
+        avg_quality_score=("score", "mean"),
+    )
+
+
 def daily_metrics(
     *,
     ts_seconds: np.ndarray,
@@ -194,70 +260,16 @@ def daily_metrics(
     """One row per day from the first bar's day to the last: expected and actual bars,
     completeness, counts of each flag, mean score. Days are the market's local dates
     (UTC dates for daily and longer bars, whose ts is the date itself)."""
-    columns = [
-        "day",
-        "expected_bars",
-        "actual_bars",
-        "completeness",
-        "gaps",
-        "volume_anomalies",
-        "ohlc_inconsistencies",
-        "outside_session",
-        "avg_quality_score",
-    ]
+    columns = list(DAILY_COLUMNS)
     ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
     if len(ts_seconds) == 0:
         return pd.DataFrame(columns=columns)
     zone = "UTC" if timeframe_seconds >= DAY else calendar.timezone
-
-    def local_day(values: np.ndarray) -> np.ndarray:
-        idx = pd.DatetimeIndex(pd.to_datetime(values, unit="s", utc=True)).tz_convert(zone)
-        return np.asarray(idx.date)
-
-    # Expected bars are counted from the start of the first day (or from the series' first
-    # bar when there is nothing before it) up to the last bar seen: later ones are not due yet.
-    start_day = local_day(ts_seconds[:1])[0]
-    first = int(pd.Timestamp(start_day, tz=zone).timestamp()) if from_day_start else int(ts_seconds[0])
-    last = int(ts_seconds[-1])
-    anchor = int(ts_seconds[0]) % timeframe_seconds
-    grid = np.arange(first - (first - anchor) % timeframe_seconds, last + 1, timeframe_seconds, dtype=np.int64)
-    grid = grid[grid >= first]
-    grid_expected = expected_mask(grid, calendar, timeframe_seconds)
-    expected = pd.Series(grid_expected.astype(np.int64)).groupby(local_day(grid)).sum()
-
-    row_expected = expected_mask(ts_seconds, calendar, timeframe_seconds)
-    frame = pd.DataFrame(
-        {
-            "day": local_day(ts_seconds),
-            "actual": row_expected.astype(np.int64),
-            "gaps": (flags & int(QualityFlag.GAP_BEFORE)) > 0,
-            "volume_anomalies": (flags & int(QualityFlag.VOLUME_ANOMALY)) > 0,
-            "ohlc_inconsistencies": (flags & int(QualityFlag.OHLC_INCONSISTENT)) > 0,
-            "outside_session": (flags & int(QualityFlag.OUTSIDE_SESSION)) > 0,
-            "score": score,
-        }
-    )
-    grouped = frame.groupby("day").agg(
-        actual_bars=("actual", "size"),
-        actual_expected=("actual", "sum"),
-        gaps=("gaps", "sum"),
-        volume_anomalies=("volume_anomalies", "sum"),
-        ohlc_inconsistencies=("ohlc_inconsistencies", "sum"),
-        outside_session=("outside_session", "sum"),
-        avg_quality_score=("score", "mean"),
-    )
+    expected = _expected_per_day(ts_seconds, calendar, timeframe_seconds, zone, from_day_start=from_day_start)
+    grouped = _seen_per_day(ts_seconds, flags, score, calendar, timeframe_seconds, zone)
     result = grouped.reindex(expected.index.union(grouped.index))
     result["expected_bars"] = expected.reindex(result.index).fillna(0).astype(np.int64)
-    result = result.fillna(
-        {
-            "actual_bars": 0,
-            "actual_expected": 0,
-            "gaps": 0,
-            "volume_anomalies": 0,
-            "ohlc_inconsistencies": 0,
-            "outside_session": 0,
-        }
-    )
+    result = result.fillna({"actual_bars": 0, "actual_expected": 0, **dict.fromkeys(COUNTED_FLAGS, 0)})
     with np.errstate(invalid="ignore", divide="ignore"):
         result["completeness"] = np.where(
             result["expected_bars"] > 0,
@@ -265,6 +277,6 @@ def daily_metrics(
             np.nan,
         )
     result = result.reset_index(names="day")
-    for col in ("actual_bars", "gaps", "volume_anomalies", "ohlc_inconsistencies", "outside_session"):
+    for col in ("actual_bars", *COUNTED_FLAGS):
         result[col] = result[col].astype(np.int64)
     return result[columns]

@@ -90,26 +90,12 @@ def compute_features(
     # True range: the first bar of a stretch has no previous close, so TR = high - low.
     tr, gains, losses = _true_range_moves(high, low, close, prev_close, breaks & (pos == 0))
 
-    state = state or {}
     segments = _segments(breaks, n)
-    out["atr_14"] = _recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1, segments, breaks, emit_from, state.get("atr_14"))
-    out["ema_20"] = _recursive(
-        close, EMA_PERIOD, False, EMA_PERIOD - 1, segments, breaks, emit_from, state.get("ema_20")
-    )
-    # RSI's averages start one bar later: the first bar of a stretch has no change.
-    avg_gain = _recursive(
-        gains, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_gain"), skip=1
-    )
-    avg_loss = _recursive(
-        losses, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_loss"), skip=1
-    )
-    out["rsi_avg_gain"], out["rsi_avg_loss"] = avg_gain, avg_loss
-    out["rsi_14"] = _rsi_kernel(avg_gain, avg_loss)
-
-    w = STRUCTURE_WINDOW
+    out.update(_recursive_features(close, tr, gains, losses, segments, breaks, emit_from, state or {}))
     vol_20 = _rolling_mean(volume, 20, pos, row_offset)
     out["rolling_volume_20"] = vol_20
     horizons = horizon_bars(timeframe_seconds=timeframe_seconds, bars_per_day=bars_per_day)
+    w = STRUCTURE_WINDOW
     row = _row_features(
         close,
         high,
@@ -142,6 +128,26 @@ def compute_features(
 
 
 # --- building blocks -------------------------------------------------------
+
+
+def _recursive_features(close, tr, gains, losses, segments, breaks, emit_from: int, state: Mapping[str, float]):
+    """ATR, EMA and RSI with its two averages: the recursions, continued from `state`."""
+    out = {
+        "atr_14": _recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1, segments, breaks, emit_from, state.get("atr_14")),
+        "ema_20": _recursive(
+            close, EMA_PERIOD, False, EMA_PERIOD - 1, segments, breaks, emit_from, state.get("ema_20")
+        ),
+    }
+    # RSI's averages start one bar later: the first bar of a stretch has no change.
+    avg_gain = _recursive(
+        gains, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_gain"), skip=1
+    )
+    avg_loss = _recursive(
+        losses, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_loss"), skip=1
+    )
+    out["rsi_avg_gain"], out["rsi_avg_loss"] = avg_gain, avg_loss
+    out["rsi_14"] = _rsi_kernel(avg_gain, avg_loss)
+    return out
 
 
 _ROW_FEATURES = (

@@ -27,18 +27,14 @@ from enrichment.candles.services.series_refs import timeframe_parse
 from etl.models import Market, Symbol
 
 WRITE_COLUMNS = (*FEATURE_COLUMNS, "quality_score", "quality_flags")
-# data_quality_metrics' columns, with the array type each is sent as.
-METRIC_COLUMNS = {
-    "day": "date[]",
-    "expected_bars": "int[]",
-    "actual_bars": "int[]",
-    "completeness": "float8[]",
-    "gaps": "int[]",
-    "volume_anomalies": "int[]",
-    "ohlc_inconsistencies": "int[]",
-    "outside_session": "int[]",
-    "avg_quality_score": "float8[]",
-}
+# data_quality_metrics' columns (candle_quality.DAILY_COLUMNS), with the array type each is sent as.
+METRIC_COLUMNS = dict(
+    zip(
+        candle_quality.DAILY_COLUMNS,
+        ("date[]", "int[]", "int[]", "float8[]", "int[]", "int[]", "int[]", "int[]", "float8[]"),
+        strict=True,
+    )
+)
 SERIES = "symbol_id = %s AND timeframe = %s"
 
 
