@@ -12,7 +12,7 @@ from enrichment.assets.services.discovery import symbols_discover
 from enrichment.assets.services.enrich import assets_enrich, enrich_step
 from enrichment.assets.services.enrich_options import EnrichOptions
 from enrichment.models import AssetEnrichmentResult, AssetEnrichmentRun, CircuitState
-from enrichment.providers.tests import payloads as p
+from enrichment.providers.tests import payloads
 from etl.errors import DomainError
 from etl.models import AssetClass, DataProvider, DeadLetter, Market, Symbol, SymbolMapping
 
@@ -40,10 +40,10 @@ def btc(providers):
 
 def serve_aapl(httpserver):
     httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_json(
-        p.yahoo_chart("AAPL", start=p.T0, bars=1, long_name="Apple Inc.")
+        payloads.yahoo_chart("AAPL", start=payloads.T0, bars=1, long_name="Apple Inc.")
     )
-    httpserver.expect_request("/v3/reference/tickers/AAPL").respond_with_json(p.polygon_ticker())
-    overview = p.av_overview("AAPL") | {
+    httpserver.expect_request("/v3/reference/tickers/AAPL").respond_with_json(payloads.polygon_ticker())
+    overview = payloads.av_overview("AAPL") | {
         "Name": "Apple Inc",
         "Sector": "TECHNOLOGY",
         "Industry": "ELECTRONIC COMPUTERS",
@@ -139,12 +139,16 @@ def test_local_catalogue_file_is_read(providers, settings, tmp_path):
 
 def test_a_crypto_pair_uses_its_mappings(btc, httpserver):
     httpserver.expect_request("/fapi/v1/exchangeInfo").respond_with_json(
-        p.binance_exchange_info([("BTCUSDT", "BTC", "USDT")])
+        payloads.binance_exchange_info([("BTCUSDT", "BTC", "USDT")])
     )
     httpserver.expect_request("/v8/finance/chart/BTC-USD").respond_with_json(
-        p.yahoo_chart("BTC-USD", start=p.T0, bars=1, long_name="Bitcoin USD", instrument="CRYPTOCURRENCY", tz="UTC")
+        payloads.yahoo_chart(
+            "BTC-USD", start=payloads.T0, bars=1, long_name="Bitcoin USD", instrument="CRYPTOCURRENCY", tz="UTC"
+        )
     )
-    httpserver.expect_request("/v1/cryptocurrency/info", query_string="symbol=BTC").respond_with_json(p.cmc_info())
+    httpserver.expect_request("/v1/cryptocurrency/info", query_string="symbol=BTC").respond_with_json(
+        payloads.cmc_info()
+    )
     httpserver.expect_request("/v2/aggs/ticker/X:BTCUSD/range/1/day/0/0").respond_with_json({})
     DataProvider.objects.filter(code__in=["ALPHA_VANTAGE", "POLYGON"]).update(is_enabled=False)
     result = assets_enrich(options=EnrichOptions(concurrency=1), client_options=FAST)
@@ -164,7 +168,7 @@ def test_a_crypto_pair_uses_its_mappings(btc, httpserver):
 def test_all_sources_failing_dead_letters_once_and_resubmit_after_recovery_enriches(aapl, httpserver):
     httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_data("down", status=500)
     httpserver.expect_request("/v3/reference/tickers/AAPL").respond_with_data("down", status=503)
-    httpserver.expect_request("/query").respond_with_json(p.AV_NOTE)
+    httpserver.expect_request("/query").respond_with_json(payloads.AV_NOTE)
     options = EnrichOptions(concurrency=1, max_retries=2)
     first = assets_enrich(options=options, client_options=FAST)
     assert (first.partial, first.dead_lettered) == (1, 1)  # local reference data only
@@ -229,7 +233,7 @@ def test_concurrent_workers_give_the_same_result(providers, httpserver):
     serve_aapl(httpserver)
     symbols = [make_symbol(t, "NASDAQ", "STOCK_NASDAQ") for t in ("AAPL", "MSFT", "NVDA", "AMZN")]
     httpserver.expect_request("/v8/finance/chart/MSFT").respond_with_json(
-        p.yahoo_chart("MSFT", start=p.T0, bars=1, long_name="Microsoft")
+        payloads.yahoo_chart("MSFT", start=payloads.T0, bars=1, long_name="Microsoft")
     )
     result = assets_enrich(
         options=EnrichOptions(concurrency=3, batch_size=2, sources=("YAHOO_FINANCE",)), client_options=FAST
@@ -241,7 +245,9 @@ def test_concurrent_workers_give_the_same_result(providers, httpserver):
 
 def test_discovery_creates_listed_symbols_once(providers, httpserver, client_options):
     httpserver.expect_request("/fapi/v1/exchangeInfo").respond_with_json(
-        p.binance_exchange_info([("BTCUSDT", "BTC", "USDT"), ("ETHUSDT", "ETH", "USDT"), ("ETHBTC", "ETH", "BTC")])
+        payloads.binance_exchange_info(
+            [("BTCUSDT", "BTC", "USDT"), ("ETHUSDT", "ETH", "USDT"), ("ETHBTC", "ETH", "BTC")]
+        )
     )
     make_symbol("BTCUSDT", "BINANCE", "CRYPTO")
     first = symbols_discover(client_options=client_options)
@@ -295,7 +301,7 @@ def test_resubmit_keeps_each_letters_options(providers, httpserver):
             payload={"symbol_id": symbol.pk, "options": {"sources": sources, "concurrency": 1, "max_retries": 1}},
         )
     httpserver.expect_request("/v8/finance/chart/BBB").respond_with_json(
-        p.yahoo_chart("BBB", start=p.T0, bars=1, long_name="Bee Corp")
+        payloads.yahoo_chart("BBB", start=payloads.T0, bars=1, long_name="Bee Corp")
     )
     out = StringIO()
     call_command("enrich_assets", "--resubmit-dead-letters", stdout=out)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from enrichment.conftest import API_KEYS
 from enrichment.models import AssetEnrichmentRun, CircuitState, FetchLog
 from enrichment.providers import circuit
-from enrichment.providers.tests import payloads as p
+from enrichment.providers.tests import payloads
 from etl.models import AssetClass, DataProvider, DeadLetter, Market, Symbol, SymbolMapping
 from etl.pipeline import get_step
 
@@ -31,8 +31,8 @@ def thyao(providers):
 @pytest.fixture
 def serve_thyao(httpserver):
     httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_json(
-        p.yahoo_chart(
-            "THYAO.IS", start=p.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY", tz="Europe/Istanbul"
+        payloads.yahoo_chart(
+            "THYAO.IS", start=payloads.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY", tz="Europe/Istanbul"
         )
     )
 
@@ -165,7 +165,7 @@ def test_dead_letters_list_and_resubmit(thyao, httpserver, api_client_for, fast)
     assert [d["ref"] for d in letters] == ["THYAO@BIST"]
     httpserver.clear()
     httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_json(
-        p.yahoo_chart("THYAO.IS", start=p.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY")
+        payloads.yahoo_chart("THYAO.IS", start=payloads.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY")
     )
     response = client.post(reverse("etl-enrichment-dead-letters-resubmit"), {"ids": [letters[0]["id"]]}, format="json")
     assert response.status_code == 200 and response.json()["resolved"] == 1
@@ -174,9 +174,31 @@ def test_dead_letters_list_and_resubmit(thyao, httpserver, api_client_for, fast)
     assert again.status_code == 400 and again.json()["code"] == "nothing_to_resubmit"
 
 
+def test_async_resubmit_queues_after_commit_and_refuses_when_nothing_is_open(
+    thyao, httpserver, api_client_for, fast, q_sync, django_capture_on_commit_callbacks
+):
+    httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_data("down", status=500)
+    client = api_client_for(staff=True, perms=(PERM,))
+    options = {"sources": ["YAHOO_FINANCE"], "concurrency": 1, "max_retries": 1, "selection": "all"}
+    client.post(reverse("etl-enrich-assets"), options, format="json")
+    httpserver.clear()
+    httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_json(
+        payloads.yahoo_chart("THYAO.IS", start=payloads.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY")
+    )
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = client.post(reverse("etl-enrichment-dead-letters-resubmit"), {"run_async": True}, format="json")
+    assert response.status_code == 202 and response.json() == {"status": "queued", "dead_letters": 1}
+    # Queued once, on commit: nothing ran while the request's transaction was open.
+    assert len(queued) == 1 and DeadLetter.objects.get().resolved_at is None
+    queued[0]()
+    assert DeadLetter.objects.get().resolved_at is not None
+    again = client.post(reverse("etl-enrichment-dead-letters-resubmit"), {"run_async": True}, format="json")
+    assert again.status_code == 400 and again.json()["code"] == "nothing_to_resubmit"
+
+
 def test_discover_endpoint(providers, httpserver, api_client_for, fast):
     httpserver.expect_request("/fapi/v1/exchangeInfo").respond_with_json(
-        p.binance_exchange_info([("SOLUSDT", "SOL", "USDT")])
+        payloads.binance_exchange_info([("SOLUSDT", "SOL", "USDT")])
     )
     response = api_client_for(staff=True, perms=(PERM,)).post(reverse("etl-discover-symbols"), {}, format="json")
     assert response.status_code == 200 and response.json()["created"] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from enrichment.assets.services.mapping import mapping_infer, mapping_validate, mappings_ensure, provider_symbol_for
-from enrichment.providers.tests import payloads as p
+from enrichment.providers.tests import payloads
 from etl.errors import DomainError
 from etl.models import AssetClass, DataProvider, Market, Symbol, SymbolMapping
 
@@ -66,9 +66,9 @@ def test_ensure_stores_defaults_once_and_keeps_manual_edits(providers):
 
 def test_validation_against_the_provider_records_the_answer(providers, httpserver, client_options):
     httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_json(
-        p.yahoo_chart("THYAO.IS", start=p.T0, bars=1, currency="TRY", tz="Europe/Istanbul")
+        payloads.yahoo_chart("THYAO.IS", start=payloads.T0, bars=1, currency="TRY", tz="Europe/Istanbul")
     )
-    httpserver.expect_request("/v8/finance/chart/NOPE.IS").respond_with_json(p.yahoo_not_found(), status=404)
+    httpserver.expect_request("/v8/finance/chart/NOPE.IS").respond_with_json(payloads.yahoo_not_found(), status=404)
     thyao = sym("THYAO", "BIST", "STOCK_BIST")
     nope = sym("NOPE", "BIST", "STOCK_BIST")
     mappings_ensure()

@@ -15,7 +15,7 @@ from enrichment.candles.services.backfill import backfill_plan, backfill_run
 from enrichment.candles.source_registry import get_source, source_codes
 from enrichment.candles.tests.feature_fixtures import make_symbol
 from enrichment.models import BackfillState, MarketDataV2
-from enrichment.providers.tests import payloads as p
+from enrichment.providers.tests import payloads
 from etl.models import DataProvider, SymbolMapping
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -30,7 +30,7 @@ def t0_ms() -> int:
 def klines_handler(request):
     """Klines as Binance pages them: bars in [startTime, endTime], at most `limit`."""
     start, end, limit = (int(request.args[k]) for k in ("startTime", "endTime", "limit"))
-    rows = [p.binance_kline(t0_ms() + i * HOUR_MS, i) for i in range(BARS)]
+    rows = [payloads.binance_kline(t0_ms() + i * HOUR_MS, i) for i in range(BARS)]
     rows = [r for r in rows if start <= r[0] <= end][:limit]
     return Response(json.dumps(rows), content_type="application/json")
 
@@ -99,7 +99,7 @@ def test_fallback_goes_to_the_next_provider_when_the_first_refuses(btc, httpserv
         {"code": -1121, "msg": "Invalid symbol."}, status=400
     )
     httpserver.expect_request("/v8/finance/chart/BTC-USD").respond_with_json(
-        p.yahoo_chart("BTC-USD", start=T0, bars=5, instrument="CRYPTOCURRENCY", tz="UTC")
+        payloads.yahoo_chart("BTC-USD", start=T0, bars=5, instrument="CRYPTOCURRENCY", tz="UTC")
     )
     frame = get_source("auto").fetch(symbol=btc, timeframe="1d", start=T0, end=T0 + timedelta(days=5))
     assert len(frame) == 5 and frame["close"].iloc[0] == 100.25
@@ -108,7 +108,7 @@ def test_fallback_goes_to_the_next_provider_when_the_first_refuses(btc, httpserv
 def test_fallback_skips_disabled_providers(btc, binance, httpserver):
     DataProvider.objects.filter(code="BINANCE").update(is_enabled=False)
     httpserver.expect_request("/v8/finance/chart/BTC-USD").respond_with_json(
-        p.yahoo_chart("BTC-USD", start=T0, bars=3, instrument="CRYPTOCURRENCY", tz="UTC")
+        payloads.yahoo_chart("BTC-USD", start=T0, bars=3, instrument="CRYPTOCURRENCY", tz="UTC")
     )
     frame = get_source("auto").fetch(symbol=btc, timeframe="1d", start=T0, end=T0 + timedelta(days=3))
     assert len(frame) == 3 and np.isnan(frame["funding_rate"]).all()

@@ -15,7 +15,7 @@ from werkzeug import Response
 from enrichment.models import FetchLog
 from enrichment.providers.clients import get_client
 from enrichment.providers.errors import ProviderError
-from enrichment.providers.tests import payloads as p
+from enrichment.providers.tests import payloads
 
 pytestmark = pytest.mark.django_db
 
@@ -34,16 +34,20 @@ CASES = [
     Case(
         "YAHOO_FINANCE",
         "/v8/finance/chart/NVDA",
-        lambda c: c.fetch_candles(provider_symbol="NVDA", timeframe="1d", start=p.T0, end=p.T0 + timedelta(days=1)),
-        p.yahoo_chart("NVDA", start=p.T0, bars=2),
+        lambda c: c.fetch_candles(
+            provider_symbol="NVDA", timeframe="1d", start=payloads.T0, end=payloads.T0 + timedelta(days=1)
+        ),
+        payloads.yahoo_chart("NVDA", start=payloads.T0, bars=2),
         "malformed",
         False,
     ),
     Case(
         "BINANCE",
         "/fapi/v1/klines",
-        lambda c: c.fetch_candles(provider_symbol="BTCUSDT", timeframe="1h", start=p.T0, end=p.T0 + timedelta(hours=1)),
-        [p.binance_kline(int(p.T0.timestamp() * 1000) + i * 3_600_000, i) for i in range(2)],
+        lambda c: c.fetch_candles(
+            provider_symbol="BTCUSDT", timeframe="1h", start=payloads.T0, end=payloads.T0 + timedelta(hours=1)
+        ),
+        [payloads.binance_kline(int(payloads.T0.timestamp() * 1000) + i * 3_600_000, i) for i in range(2)],
         "malformed",
         False,
     ),
@@ -51,7 +55,7 @@ CASES = [
         "POLYGON",
         "/v3/reference/tickers/AAPL",
         lambda c: c.fetch_asset_info(provider_symbol="AAPL"),
-        p.polygon_ticker(),
+        payloads.polygon_ticker(),
         "empty",
         True,
     ),
@@ -59,7 +63,7 @@ CASES = [
         "COINMARKETCAP",
         "/v1/cryptocurrency/info",
         lambda c: c.fetch_asset_info(provider_symbol="BTC"),
-        p.cmc_info(),
+        payloads.cmc_info(),
         "malformed",
         False,
     ),
@@ -67,7 +71,7 @@ CASES = [
         "ALPHA_VANTAGE",
         "/query",
         lambda c: c.fetch_asset_info(provider_symbol="IBM"),
-        p.av_overview(),
+        payloads.av_overview(),
         "empty",
         True,
     ),
@@ -135,8 +139,8 @@ def test_an_empty_object(providers, httpserver, opts, case):
 @pytest.mark.parametrize(
     ("case", "note"),
     [
-        (CASES[4], p.AV_NOTE),
-        (CASES[3], p.cmc_error(1008, "You've exceeded your API Key's HTTP request rate limit.")),
+        (CASES[4], payloads.AV_NOTE),
+        (CASES[3], payloads.cmc_error(1008, "You've exceeded your API Key's HTTP request rate limit.")),
     ],
     ids=["ALPHA_VANTAGE", "COINMARKETCAP"],
 )

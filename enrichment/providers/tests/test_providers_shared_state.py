@@ -21,7 +21,7 @@ from enrichment.providers.clients import get_client
 from enrichment.providers.errors import ProviderError
 from enrichment.providers.fallback import call_with_fallback, candles_fetch_with_fallback
 from enrichment.providers.ratelimit import rate_limit_acquire, rate_limit_budget
-from enrichment.providers.tests import payloads as p
+from enrichment.providers.tests import payloads
 from etl.models import DataProvider, Market, Symbol
 
 WORKER = Path(__file__).with_name("provider_worker.py")
@@ -73,7 +73,9 @@ def test_two_worker_processes_stay_within_the_budget_counted_at_the_server(provi
     def handler(request):
         with lock:
             arrivals.append(time.monotonic())
-        return Response(json.dumps(p.yahoo_chart("NVDA", start=p.T0, bars=1)), content_type="application/json")
+        return Response(
+            json.dumps(payloads.yahoo_chart("NVDA", start=payloads.T0, bars=1)), content_type="application/json"
+        )
 
     httpserver.expect_request("/v8/finance/chart/NVDA").respond_with_handler(handler)
     # 600 a minute is 10 per one-second window; two workers want 16 calls each.
@@ -168,7 +170,9 @@ def test_circuit_is_shared_between_processes_and_recovers(providers, httpserver,
 
     def handler(request):
         if healthy["on"]:
-            return Response(json.dumps(p.yahoo_chart("NVDA", start=p.T0, bars=1)), content_type="application/json")
+            return Response(
+                json.dumps(payloads.yahoo_chart("NVDA", start=payloads.T0, bars=1)), content_type="application/json"
+            )
         return Response("down", status=500)
 
     httpserver.expect_request("/v8/finance/chart/NVDA").respond_with_handler(handler)
@@ -181,17 +185,17 @@ def test_circuit_is_shared_between_processes_and_recovers(providers, httpserver,
         client.fetch_asset_info(provider_symbol="NVDA")
     assert err.value.reason == "circuit_open" and len(httpserver.log) == 3
     # Candle work for NVDA falls back to the next candle provider by priority (Polygon) at once.
-    start_ms, end_ms = int(p.T0.timestamp() * 1000), int((p.T0 + timedelta(days=1)).timestamp() * 1000)
+    start_ms, end_ms = int(payloads.T0.timestamp() * 1000), int((payloads.T0 + timedelta(days=1)).timestamp() * 1000)
     httpserver.expect_request(f"/v2/aggs/ticker/NVDA/range/1/day/{start_ms}/{end_ms}").respond_with_json(
-        p.polygon_aggs(p.T0, 2)
+        payloads.polygon_aggs(payloads.T0, 2)
     )
     DataProvider.objects.filter(code="BINANCE").update(is_enabled=False)
     nvda = Symbol.objects.create(ticker="NVDA", market=Market.objects.get(code="NASDAQ"))
     code, candles = candles_fetch_with_fallback(
         provider_symbols={"YAHOO_FINANCE": nvda.ticker, "POLYGON": nvda.ticker},
         timeframe="1d",
-        start=p.T0,
-        end=p.T0 + timedelta(days=1),
+        start=payloads.T0,
+        end=payloads.T0 + timedelta(days=1),
         client_options=client_options,
     )
     assert code == "POLYGON" and len(candles) == 2
@@ -211,7 +215,7 @@ def test_an_open_circuit_falls_back_to_the_next_provider_by_priority(providers, 
     for _ in range(3):
         circuit.circuit_record_failure("BINANCE", error="down")
     httpserver.expect_request("/v8/finance/chart/BTC-USD").respond_with_json(
-        p.yahoo_chart("BTC-USD", start=p.T0, bars=2, step=timedelta(hours=1), instrument="CRYPTOCURRENCY")
+        payloads.yahoo_chart("BTC-USD", start=payloads.T0, bars=2, step=timedelta(hours=1), instrument="CRYPTOCURRENCY")
     )
     btc = Symbol.objects.create(
         ticker="BTCUSDT", market=Market.objects.get(code="BINANCE"), base_currency="BTC", quote_currency="USDT"
@@ -219,8 +223,8 @@ def test_an_open_circuit_falls_back_to_the_next_provider_by_priority(providers, 
     code, candles = candles_fetch_with_fallback(
         provider_symbols={"BINANCE": btc.ticker, "YAHOO_FINANCE": "BTC-USD"},
         timeframe="1h",
-        start=p.T0,
-        end=p.T0 + timedelta(hours=1),
+        start=payloads.T0,
+        end=payloads.T0 + timedelta(hours=1),
         client_options=client_options,
     )
     assert code == "YAHOO_FINANCE" and len(candles) == 2
