@@ -38,7 +38,7 @@ from batchimport import services as import_services
 from batchimport.models import ImportJob
 from corrections.models import CorrectionRun, Phase
 from enrichment.models import AssetEnrichmentRun
-from enrichment.tests import payloads
+from enrichment.providers.tests import payloads
 from etl.models import AssetClass, DataProvider, Market, MarketData, PipelineRun, RunStatus, Symbol, TradingSession
 from etl.services import reference_data_bootstrap
 from etl.services.tokens import api_token_issue

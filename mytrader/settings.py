@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import warnings
 from pathlib import Path
 
 import environ
@@ -190,6 +191,36 @@ PROVIDER_API_KEYS = {
     "BINANCE": env("BINANCE_API_KEY", default=""),
     "POLYGON": env("POLYGON_API_KEY", default=""),
 }
+
+
+# Enrichment providers ---------------------------------------------------------------
+# The provider clients' tunables (docs/providers.md). A value that is not a number is
+# ignored with a warning, as it always was: a typo must not stop the site from starting.
+def _enrichment_number(name: str, default: int | float) -> int | float:
+    raw = env.str(f"ENRICHMENT_{name}", default="")
+    if not raw:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        warnings.warn(f"ignoring ENRICHMENT_{name}={raw!r}: not a {type(default).__name__}", stacklevel=1)
+        return default
+
+
+ENRICHMENT_MAX_ATTEMPTS = _enrichment_number("MAX_ATTEMPTS", 3)
+ENRICHMENT_BACKOFF_BASE = _enrichment_number("BACKOFF_BASE", 0.5)
+ENRICHMENT_BACKOFF_MAX = _enrichment_number("BACKOFF_MAX", 30.0)
+ENRICHMENT_MAX_RETRY_AFTER = _enrichment_number("MAX_RETRY_AFTER", 60.0)
+ENRICHMENT_CONNECT_TIMEOUT = _enrichment_number("CONNECT_TIMEOUT", 3.05)
+ENRICHMENT_RATE_WINDOW_SECONDS = _enrichment_number("RATE_WINDOW_SECONDS", 60.0)
+ENRICHMENT_RATE_MAX_WAIT = _enrichment_number("RATE_MAX_WAIT", 120.0)
+ENRICHMENT_CIRCUIT_FAILURE_THRESHOLD = _enrichment_number("CIRCUIT_FAILURE_THRESHOLD", 3)
+ENRICHMENT_CIRCUIT_RECOVERY_SECONDS = _enrichment_number("CIRCUIT_RECOVERY_SECONDS", 300.0)
+ENRICHMENT_CIRCUIT_SUCCESS_THRESHOLD = _enrichment_number("CIRCUIT_SUCCESS_THRESHOLD", 1)
+ENRICHMENT_CIRCUIT_PROBE_TIMEOUT = _enrichment_number("CIRCUIT_PROBE_TIMEOUT", 120.0)
+# A CSV of known symbol metadata; empty: DATA_ROOT/sample/catalogue.csv.
+ENRICHMENT_CATALOGUE = env("ENRICHMENT_CATALOGUE", default="")
+# End of enrichment providers ---------------------------------------------------------
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
