@@ -35,7 +35,7 @@ from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, Re
 from batchimport.parsing import FileFormatError, market_from_path, ticker_from_filename
 from batchimport.services.loader import FileResult, file_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
-from etl.alerts import alert_critical
+from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.locks import IMPORT_FILE, session_unlock, try_session_lock
 from etl.logcontext import current_run, run_context
@@ -522,8 +522,8 @@ def job_finish(*, job_id: int) -> ImportJob:
         )
     )
     if finished and status == ImportStatus.FAILED:  # once: only the call that finished the job alerts
-        alert_critical(
-            f"Import job #{job.pk} ({job.market or job.kind}) failed: {error}", run_type="import", run_id=job.pk
+        run_failure_notify(
+            kind="import", run_id=job.pk, summary=f"Import job #{job.pk} ({job.market or job.kind}) failed: {error}"
         )
     if job.parent_id:
         job_finish(job_id=job.parent_id)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from etl import locks
-from etl.alerts import alert_critical
+from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
 from etl.metrics import pipeline_runs, pipeline_step_seconds
@@ -379,7 +379,7 @@ def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState,
     pipeline_runs.labels(status=status, trigger=run.trigger).inc()
     logger.info("pipeline run #%s %s in %.1fs", run.pk, status, elapsed)
     if status == RunStatus.FAILED:
-        alert_critical(f"Pipeline run #{run.pk} failed: {run.error}", run_type="pipeline", run_id=run.pk)
+        run_failure_notify(kind="pipeline", run_id=run.pk, summary=f"Pipeline run #{run.pk} failed: {run.error}")
     return _result(run)
 
 
