@@ -33,7 +33,6 @@ from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
 from etl.pipeline import PipelineStep, registered_steps
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
-from etl.timeparse import cron_next_run
 
 logger = logging.getLogger("etl.pipeline")
 
@@ -422,9 +421,10 @@ def pipeline_schedule(
     """Create (or, same name, replace) a django-q2 schedule that runs the
     pipeline at the cron expression's times in zone `tz`.
 
-    django-q2 evaluates cron in the server's zone (UTC); the scheduled task
-    re-aims the schedule's next run in `tz` each time it fires, so a
-    02:00 Europe/Istanbul run stays at 02:00 local across DST changes."""
+    django-q2 evaluates cron in the server's zone (UTC); every save of the
+    row, the scheduler's after each run included, re-aims its next run in `tz`
+    (`etl.services.schedules`), so a 02:00 Europe/Istanbul run stays at 02:00
+    local from the first run on, across DST changes."""
     if not croniter.is_valid(cron):
         raise DomainError(f"cron: {cron!r} is not a valid cron expression", code="invalid_cron")
     try:
@@ -443,7 +443,6 @@ def pipeline_schedule(
         "continue_on_failure": continue_on_failure,
         "max_seconds": max_seconds,
     }
-    next_run = cron_next_run(cron, tz)
     schedule, created = Schedule.objects.update_or_create(
         name=name,
         defaults={
@@ -452,9 +451,10 @@ def pipeline_schedule(
             "cron": cron,
             "kwargs": repr(kwargs),
             "repeats": -1,
-            "next_run": next_run,
         },
     )
+    # What was stored, not what we meant to store: the answer is the row.
+    next_run = Schedule.objects.values_list("next_run", flat=True).get(pk=schedule.pk)
     return ScheduleResult(schedule.pk, name, cron, tz, next_run, created)
 
 
@@ -468,10 +468,9 @@ def pipeline_scheduled_run(
     continue_on_failure: bool = True,
     max_seconds: int | None = None,
 ) -> PipelineResult:
-    """What a `pipeline_schedule` schedule fires: first re-aim the schedule at its
-    next occurrence in its own zone (django-q2 computes cron in UTC), then run;
-    a run already in progress makes this one a logged, recorded skip."""
-    Schedule.objects.filter(name=schedule_name).update(next_run=cron_next_run(cron, tz))
+    """What a `pipeline_schedule` schedule fires (the scheduler has already aimed
+    its next run in `tz`); a run already in progress makes this one a logged,
+    recorded skip."""
     return pipeline_run(
         steps=steps,
         options=options,

@@ -218,7 +218,7 @@ def test_schedule_rejects_bad_cron_and_zone(kwargs, match):
         services.pipeline_schedule(**kwargs)
 
 
-def test_scheduled_task_runs_and_reaims_the_schedule(reference_data):
+def test_scheduled_task_runs_the_pipeline_as_the_schedule(reference_data):
 
     services.pipeline_schedule(cron="0 2 * * *", tz="Europe/Istanbul", name="nightly", steps=["sync"])
     Schedule.objects.filter(name="nightly").update(next_run="2000-01-01T00:00:00Z")
@@ -226,7 +226,6 @@ def test_scheduled_task_runs_and_reaims_the_schedule(reference_data):
     assert tasks.pipeline_scheduled(**kwargs) == RunStatus.SUCCEEDED
     run = PipelineRun.objects.get()
     assert (run.trigger, run.requested_by) == ("schedule", "schedule:nightly")
-    assert Schedule.objects.get(name="nightly").next_run.year > 2000
 
 
 def test_a_failed_run_mails_the_admins(registry, reference_data, settings, mailoutbox):
