@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -44,7 +45,6 @@ from etl.progress import Cancelled
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 50_000
 BACKOFF_CAP_MINUTES = 30
 CSV_SUFFIXES = (".csv", ".txt")
 # Errors that retrying cannot fix: straight to the dead-letter list. A missing
@@ -151,7 +151,7 @@ def import_job_create(
     if batch_size is not None and batch_size < 1:
         raise DomainError("batch size must be at least 1", code="invalid_batch_size")
     common = {
-        "batch_size": batch_size or DEFAULT_BATCH_SIZE,
+        "batch_size": batch_size or settings.BATCH_SIZE_MARKET_DATA,
         "overwrite": overwrite,
         "max_attempts": max(1, max_attempts),
         "max_concurrency": max(1, max_concurrency),
