@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
@@ -741,4 +743,23 @@ def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None =
     if executed.status == RunStatus.SUCCEEDED:
         validation = correction_validate(run=run)
         summary.update(validated=validation.ok, quality_score=validation.quality_score)
+        summary["warnings"] = _sla_warnings(seconds=executed.seconds, quality_score=validation.quality_score)
     return summary
+
+
+def _sla_warnings(*, seconds: float, quality_score: float) -> list[str]:
+    """The old system's correction SLA (CORRECTION_SLA_* settings): what this run breached."""
+    warnings = []
+    if seconds > settings.CORRECTION_SLA_MAX_SECONDS:
+        warnings.append(f"correction SLA: took {seconds:.0f}s (limit {settings.CORRECTION_SLA_MAX_SECONDS}s)")
+    if quality_score < settings.CORRECTION_SLA_MIN_QUALITY:
+        warnings.append(f"correction SLA: quality {quality_score} (needs >= {settings.CORRECTION_SLA_MIN_QUALITY:g})")
+    day = CorrectionRun.objects.filter(finished_at__gte=timezone.now() - timedelta(hours=24))
+    finished = day.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED]).count()
+    failed = day.filter(status=RunStatus.FAILED).count()
+    if finished and failed / finished > settings.CORRECTION_SLA_MAX_ERROR_RATE:
+        warnings.append(
+            f"correction SLA: {failed} of {finished} runs failed in 24 h"
+            f" (limit {settings.CORRECTION_SLA_MAX_ERROR_RATE:.0%})"
+        )
+    return warnings

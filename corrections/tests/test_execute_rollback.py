@@ -297,6 +297,15 @@ def test_pipeline_step_narrowed_to_null_with_the_old_option_leaves_the_rest(worl
     assert sorted(set(values("GARAN")), key=str) == ["", "  ", "STOCK_BIST"]
 
 
+def test_pipeline_step_records_breaches_of_the_correction_sla(world, settings):
+    settings.CORRECTION_SLA_MIN_QUALITY, settings.CORRECTION_SLA_MAX_SECONDS = 101.0, -1
+    warnings = get_step("correct").run(options={}, progress=None)["warnings"]
+    assert [w.split(":")[1].split()[0] for w in warnings] == ["took", "quality"]
+    settings.CORRECTION_SLA_MIN_QUALITY, settings.CORRECTION_SLA_MAX_SECONDS = 0.0, 7200
+    CorrectionRun.objects.update(status=RunStatus.FAILED)  # 1 of 2 runs failed today: 50 % > 5 %
+    assert "runs failed in 24 h" in get_step("correct").run(options={}, progress=None)["warnings"][0]
+
+
 def test_pipeline_step_keeps_the_null_or_empty_scope_when_asked(world):
     summary = get_step("correct").run(options={"overwrite_mismatched": False}, progress=None)
     assert (summary["scope"], summary["rows_updated"]) == ("missing", 35)
