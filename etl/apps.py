@@ -57,6 +57,7 @@ class EtlConfig(AppConfig):
             schedule_services.schedule_keep_zone, sender="django_q.Schedule", dispatch_uid="etl_schedule_zone"
         )
         retention.register_pruner("task_results", retention_services.prune_task_results)
+        retention.register_pruner("pipeline_runs", retention_services.prune_pipeline_runs)
         retention.register_pruner("integrity_snapshots", integrity_services.prune_integrity_snapshots)
         retention.register_pruner("dead_letters_resolved", retention_services.prune_resolved_dead_letters)
         pipeline.register_step(
