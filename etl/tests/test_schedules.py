@@ -76,3 +76,9 @@ def test_any_schedule_naming_a_zone_is_re_aimed_and_others_are_left_to_django_q(
     assert stored("london") == datetime(2026, 10, 25, 9, 0, tzinfo=UTC)  # 09:00 GMT
     assert stored("utc") == datetime(2026, 10, 25, 9, 0, tzinfo=UTC)
     assert {zoned.pk, plain.pk} == set(Schedule.objects.values_list("pk", flat=True))
+
+
+def test_bootstrap_creates_the_daily_enrichment_run_at_the_old_settings_time(reference_data):
+    schedule = Schedule.objects.get(name="enrichment-daily")
+    assert (schedule.func, schedule.cron) == ("etl.tasks.pipeline_scheduled", "30 1 * * *")
+    assert eval(schedule.kwargs)["steps"] == ["enrich", "features"]  # noqa: S307 - the repr bootstrap wrote
