@@ -51,7 +51,7 @@ demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
 	$(MANAGE) generate_sample_data $(SAMPLE_DIR)
-	$(MANAGE) run_pipeline --continue-on-failure --path $(SAMPLE_DIR) --option overwrite_mismatched=true
+	$(MANAGE) run_pipeline --continue-on-failure --path $(SAMPLE_DIR)
 	$(MANAGE) integrity_status
 
 demo: demo-setup

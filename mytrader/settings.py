@@ -175,10 +175,42 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-# Logs, task results and finished backups older than this are pruned daily.
-RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+# Logs, task results, runs, jobs, rejected rows and finished backups older than
+# this are pruned daily (the old system kept 30 days).
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 # A validated correction's backup is kept at least this long, for a late rollback.
 CORRECTION_ROLLBACK_WINDOW_DAYS = env.int("CORRECTION_ROLLBACK_WINDOW_DAYS", default=30)
+
+# Old system's settings ------------------------------------------------------
+# The environment settings its guides name, each acting here (README "Settings").
+# Off: the pipeline's enrich and features steps are skipped with that reason.
+DATA_ENRICHMENT_ENABLED = env.bool("DATA_ENRICHMENT_ENABLED", default=True)
+# The daily enrichment pipeline schedule's time (UTC), created by bootstrap.
+ENRICHMENT_SCHEDULE_HOUR = env.int("ENRICHMENT_SCHEDULE_HOUR", default=1)
+ENRICHMENT_SCHEDULE_MINUTE = env.int("ENRICHMENT_SCHEDULE_MINUTE", default=30)
+if not (0 <= ENRICHMENT_SCHEDULE_HOUR <= 23 and 0 <= ENRICHMENT_SCHEDULE_MINUTE <= 59):
+    raise environ.ImproperlyConfigured("ENRICHMENT_SCHEDULE_HOUR must be 0-23 and ENRICHMENT_SCHEDULE_MINUTE 0-59")
+# Series the feature computation works on at once.
+FEATURE_COMPUTATION_WORKERS = env.int("FEATURE_COMPUTATION_WORKERS", default=4)
+# Rows per batch of an import (staging COPY, progress and cancel points) unless a job says otherwise.
+BATCH_SIZE_MARKET_DATA = env.int("BATCH_SIZE_MARKET_DATA", default=50_000)
+# Quality gates of the validate step (fractions, as the old guide wrote them).
+MIN_QUALITY_SCORE = env.float("MIN_QUALITY_SCORE", default=0.85)
+MIN_DATA_COMPLETENESS = env.float("MIN_DATA_COMPLETENESS", default=0.95)
+# Per-gate severity over the defaults, e.g. "enrichment_coverage=error,overall_quality=off".
+QUALITY_GATE_SEVERITY = env.dict("QUALITY_GATE_SEVERITY", default="") or {}
+if set(QUALITY_GATE_SEVERITY.values()) - {"error", "warning", "off"}:
+    raise environ.ImproperlyConfigured("QUALITY_GATE_SEVERITY: each severity must be error, warning or off")
+# Check each candle's OHLC consistency as it is written to market_data_v2.
+VALIDATE_ON_INSERT = env.bool("VALIDATE_ON_INSERT", default=True)
+# Signs Binance requests that need a key pair; market data needs neither.
+BINANCE_API_SECRET = env("BINANCE_API_SECRET", default="")
+# Correction runs' SLA (the old system's monitoring options): beyond them the
+# pipeline's correct step records a warning.
+CORRECTION_SLA_MAX_SECONDS = env.int("CORRECTION_SLA_MAX_SECONDS", default=7200)
+CORRECTION_SLA_MAX_ERROR_RATE = env.float("CORRECTION_SLA_MAX_ERROR_RATE", default=0.05)
+CORRECTION_SLA_MIN_QUALITY = env.float("CORRECTION_SLA_MIN_QUALITY", default=90.0)
+# End of the old system's settings -------------------------------------------
 
 # Imports may read only below this folder (symlinks resolved).
 DATA_ROOT = env.path("DATA_ROOT", default=str(BASE_DIR / "var" / "data"))

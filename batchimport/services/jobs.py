@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -35,7 +36,7 @@ from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, Re
 from batchimport.parsing import FileFormatError, market_from_path, ticker_from_filename
 from batchimport.services.loader import FileResult, file_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
-from etl.alerts import alert_critical
+from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.locks import IMPORT_FILE, session_unlock, try_session_lock
 from etl.logcontext import current_run, run_context
@@ -44,7 +45,6 @@ from etl.progress import Cancelled
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 50_000
 BACKOFF_CAP_MINUTES = 30
 CSV_SUFFIXES = (".csv", ".txt")
 # Errors that retrying cannot fix: straight to the dead-letter list. A missing
@@ -151,7 +151,7 @@ def import_job_create(
     if batch_size is not None and batch_size < 1:
         raise DomainError("batch size must be at least 1", code="invalid_batch_size")
     common = {
-        "batch_size": batch_size or DEFAULT_BATCH_SIZE,
+        "batch_size": batch_size or settings.BATCH_SIZE_MARKET_DATA,
         "overwrite": overwrite,
         "max_attempts": max(1, max_attempts),
         "max_concurrency": max(1, max_concurrency),
@@ -522,8 +522,8 @@ def job_finish(*, job_id: int) -> ImportJob:
         )
     )
     if finished and status == ImportStatus.FAILED:  # once: only the call that finished the job alerts
-        alert_critical(
-            f"Import job #{job.pk} ({job.market or job.kind}) failed: {error}", run_type="import", run_id=job.pk
+        run_failure_notify(
+            kind="import", run_id=job.pk, summary=f"Import job #{job.pk} ({job.market or job.kind}) failed: {error}"
         )
     if job.parent_id:
         job_finish(job_id=job.parent_id)
