@@ -320,6 +320,11 @@ ADMINS = [tuple(a.split(":", 1)) for a in env.list("ADMINS", default=[])]
 # A failed run of any kind also posts to this Slack incoming webhook, when set (etl.alerts).
 SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", default="")
 
+# Health (etl.health): when a quiet worker, an old queued task or a run without progress turns it `degraded`.
+HEALTH_WORKER_STALE_SECONDS = env.int("HEALTH_WORKER_STALE_SECONDS", default=60)
+HEALTH_QUEUE_AGE_SECONDS = env.int("HEALTH_QUEUE_AGE_SECONDS", default=600)
+HEALTH_RUN_STALL_MINUTES = env.int("HEALTH_RUN_STALL_MINUTES", default=15)
+
 # The API's input guard (etl.api.guard): what no request may exceed.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1048576)
 API_MAX_STRING_LENGTH = env.int("API_MAX_STRING_LENGTH", default=4096)
