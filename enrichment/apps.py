@@ -21,10 +21,11 @@ class EnrichmentConfig(AppConfig):
         from enrichment.assets.services.enrich import enrich_step
         from enrichment.candles.services.feature_compute import compute_log_prune
         from enrichment.candles.services.feature_runs import features_step
-        from enrichment.providers.collector import ProviderCollector
+        from enrichment.providers.collector import ProviderCollector, circuits_health
         from enrichment.providers.dashboard import providers_context
         from enrichment.providers.fetch_log import fetch_log_prune
         from etl.dashboard import register_panel
+        from etl.health import register_health_check
         from etl.metrics import register_collector
         from etl.pipeline import register_step
         from etl.retention import register_pruner
@@ -42,6 +43,7 @@ class EnrichmentConfig(AppConfig):
             description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
         )
         register_collector("enrichment.providers", ProviderCollector())
+        register_health_check("provider_circuits", circuits_health)
         register_pruner("enrichment_fetch_log", fetch_log_prune)
         register_pruner("enrichment_compute_log", compute_log_prune)
         register_panel(

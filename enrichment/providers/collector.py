@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from django.db.models import Count
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from enrichment.providers import circuit
-from enrichment.providers.models import FetchLog
+from etl.event_triggers import EventTrigger
+from etl.events import DbCounter
 from etl.models import DataProvider
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,33 @@ log = logging.getLogger(__name__)
 CIRCUIT_CODES = {"closed": 0, "open": 1, "half_open": 2}
 
 
+# Counted as each attempt is logged (a row trigger on the fetch log), so the daily prune of
+# old log rows never lowers it.
+provider_requests = DbCounter(
+    "mytrader_provider_requests_total", "Provider HTTP attempts by outcome", ["provider", "outcome"]
+)
+EVENT_TRIGGERS = (
+    EventTrigger(
+        table="enrichment_fetch_log",
+        family="mytrader_provider_requests",
+        when="NEW.attempt >= 1",
+        labels=(("provider", "NEW.provider"), ("outcome", "NEW.outcome")),
+        events="INSERT",
+    ),
+)
+
+
+def circuits_health(now) -> dict:
+    """Health check: degraded while any provider's circuit is open."""
+    opened = [
+        code for code in DataProvider.objects.values_list("code", flat=True) if circuit.circuit_state(code) == "open"
+    ]
+    return {"ok": not opened, "open": opened}
+
+
 class ProviderCollector:
+    event_triggers = EVENT_TRIGGERS
+
     def describe(self):
         return []
 
@@ -27,13 +53,6 @@ class ProviderCollector:
             )
             for code in DataProvider.objects.values_list("code", flat=True):
                 state.add_metric([code], CIRCUIT_CODES.get(str(circuit.circuit_state(code)), 0))
-            requests = CounterMetricFamily(
-                "mytrader_provider_requests", "Provider HTTP attempts by outcome", labels=["provider", "outcome"]
-            )
-            rows = FetchLog.objects.filter(attempt__gte=1).values("provider", "outcome").annotate(n=Count("id"))
-            for row in rows:
-                requests.add_metric([row["provider"], row["outcome"]], row["n"])
             yield state
-            yield requests
         except Exception:  # a scrape must answer even when the database does not
             log.exception("provider metrics could not be read")

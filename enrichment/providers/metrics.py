@@ -1,7 +1,9 @@
 """Prometheus metrics of the provider layer, defined once (low-cardinality labels:
-provider code and outcome word, never a symbol)."""
+provider code and outcome word, never a symbol). Counted in the database
+(etl.events), so a call made in any worker process shows at the web's /metrics."""
 
-from prometheus_client import Counter, Histogram
+from etl.events import DbCounter as Counter
+from etl.events import DbHistogram as Histogram
 
 provider_requests = Counter(
     "enrichment_provider_requests_total", "Provider HTTP attempts by outcome", ["provider", "outcome"]

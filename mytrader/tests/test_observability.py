@@ -18,6 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from batchimport.models import ImportJob
+from enrichment.providers.models import FetchLog
 from etl import services
 from etl.models import IntegritySnapshot, PipelineRun
 from etl.services import retention_prune
@@ -88,8 +89,6 @@ def counters(client) -> dict[tuple[str, str], float]:
         key: value
         for key, value in {**got.get("counter", {}), **got.get("histogram", {})}.items()
         if not key[0].endswith("_created")
-        # enrichment's collector still counts fetch-log rows until it moves to etl.events (see the report).
-        and not key[0].startswith("mytrader_provider_requests")
     }
 
 
@@ -129,11 +128,18 @@ def test_no_exported_counter_decreases_when_runs_change_state_are_retried_and_pr
     assert final[("mytrader_import_sla_breaches_total", '{market="BIST"}')] == 2
     assert final[("mytrader_import_jobs_started_total", '{market="BIST"}')] == 2
 
+    FetchLog.objects.bulk_create(
+        [FetchLog(provider="YAHOO_FINANCE", endpoint="chart", duration_ms=1, attempt=1, outcome="ok")] * 3
+    )
+    final = step()
+    assert final[("mytrader_provider_requests_total", '{outcome="ok",provider="YAHOO_FINANCE"}')] == 3
+
     retention_prune(days=0)
     step()
     # Even the rows the events came from going away leaves the counts alone.
     PipelineRun.objects.all().delete()
     ImportJob.objects.all().delete()
+    FetchLog.objects.all().delete()
     assert step() == final | seen[-1]
 
 
