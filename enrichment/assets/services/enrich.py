@@ -39,6 +39,7 @@ from enrichment.providers.base import INFO_FIELDS
 from enrichment.providers.clients import get_client
 from enrichment.providers.errors import FailureReason, ProviderError
 from enrichment.providers.fallback import providers_in_priority
+from etl.alerts import run_failure_notify
 from etl.errors import DomainError
 from etl.models import DeadLetter, RunStatus, Symbol, SymbolMapping
 from etl.progress import Cancelled, ProgressReporter
@@ -500,6 +501,8 @@ def assets_enrich(
         AssetEnrichmentRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
         )
+        summary = f"Asset enrichment run #{run.pk} failed: {type(exc).__name__}: {exc}"
+        run_failure_notify(kind="asset_enrichment", run_id=run.pk, summary=summary)
         raise
     finally:
         if progress is None:

@@ -20,6 +20,7 @@ from enrichment.candles.services.feature_compute import features_compute
 from enrichment.candles.services.schedules import schedules_ensure
 from enrichment.candles.services.series_refs import symbols_from_params, timeframe_parse
 from enrichment.candles.source_registry import get_source
+from etl.alerts import run_failure_notify
 from etl.errors import DomainError
 from etl.locks import FEATURE_SCHEDULE, session_lock
 from etl.models import MarketData, RunStatus, Symbol
@@ -167,15 +168,20 @@ def feature_run_execute(*, run: FeatureRun, progress_bar: bool = False) -> RunRe
         FeatureRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
         )
+        run_failure_notify(kind="features", run_id=run.pk, summary=f"Feature run #{run.pk} failed: {exc}")
         raise
     finally:
         reporter.close()
+    failed = bool(result.failed and not result.rows_computed)
     FeatureRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.FAILED if result.failed and not result.rows_computed else RunStatus.SUCCEEDED,
+        status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
         finished_at=timezone.now(),
         result=result.to_dict(),
         error="\n".join(result.errors),
     )
+    if failed:
+        summary = f"Feature run #{run.pk} failed: {result.failed} series failed"
+        run_failure_notify(kind="features", run_id=run.pk, summary=summary)
     run.refresh_from_db()
     return result
 
