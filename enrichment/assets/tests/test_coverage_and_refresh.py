@@ -16,6 +16,7 @@ from enrichment.assets import tasks
 from enrichment.assets.selectors import enrichment_coverage
 from enrichment.assets.services.refresh_schedule import REFRESH_SCHEDULE, refresh_schedule_ensure
 from etl.models import AssetClass, Market, Symbol
+from etl.selectors import integrity_status
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +86,9 @@ def test_the_refresh_task_asks_again_only_for_stale_symbols(reference_data):
     out = tasks.assets_refresh_stale(options=options)
     assert out["total"] == 1
     assert stale.enrichment_results.count() == 1 and fresh.enrichment_results.count() == 0
+
+
+def test_the_integrity_status_counts_enrichment_coverage_the_same_way(catalogue_of_four):
+    markets = integrity_status()["markets"]
+    assert markets["NASDAQ"]["symbols_enriched"] == 2  # AAPL enriched, CALM partially
+    assert markets["NASDAQ"]["enrichment_coverage"] == 66.67 and markets["BIST"]["enrichment_coverage"] == 0.0
