@@ -36,6 +36,7 @@ from enrichment.assets.services.enrich_options import CATALOGUE, LOCAL_REFERENCE
 from enrichment.assets.services.index_catalogue import catalogue_infos
 from enrichment.assets.services.local_catalogue import local_info
 from enrichment.assets.services.mapping import mapping_infer, mappings_ensure, symbol_kind
+from enrichment.assets.services.refresh_schedule import refresh_schedule_ensure
 from enrichment.providers.base import INFO_FIELDS, AssetInfo
 from enrichment.providers.clients import get_client
 from enrichment.providers.errors import FailureReason, ProviderError
@@ -586,6 +587,7 @@ def enrich_step(*, options: dict, progress: ProgressReporter | None = None) -> d
     """The orchestrator's "enrich" step: never-enriched symbols by default. Offline
     (no network, no keys) it still succeeds: remote providers fail fast behind their
     circuits and the local reference data fills what it can."""
+    refresh_schedule_ensure()
     step_options = {k.removeprefix("enrich_"): v for k, v in (options or {}).items() if k.startswith("enrich_")}
     result = assets_enrich(options=EnrichOptions.from_dict(step_options), requested_by="pipeline", progress=progress)
     return {k: v for k, v in result.to_dict(details=0).items() if k != "symbols"}

@@ -65,7 +65,7 @@ def test_coverage_is_on_the_status_endpoint_and_the_dashboard(catalogue_of_four,
 
 
 def test_the_weekly_refresh_schedule_is_created_once_and_keeps_operator_edits(reference_data):
-    Schedule.objects.filter(name=REFRESH_SCHEDULE).delete()  # post_migrate made it in the test database
+    Schedule.objects.filter(name=REFRESH_SCHEDULE).delete()  # in case the step or post_migrate made it
     assert refresh_schedule_ensure() is True
     schedule = Schedule.objects.get(name=REFRESH_SCHEDULE)
     assert (schedule.cron, schedule.func) == ("0 2 * * 0", "enrichment.assets.tasks.assets_refresh_stale")
@@ -77,9 +77,8 @@ def test_the_weekly_refresh_schedule_is_created_once_and_keeps_operator_edits(re
 
 
 def test_the_refresh_task_asks_again_only_for_stale_symbols(reference_data):
-    schedule_kwargs = ast.literal_eval(
-        str(Schedule.objects.get_or_create(name=REFRESH_SCHEDULE, defaults={"func": "x"})[0].kwargs)
-    )
+    refresh_schedule_ensure()
+    schedule_kwargs = ast.literal_eval(str(Schedule.objects.get(name=REFRESH_SCHEDULE).kwargs))  # as django-q2 does
     fresh = make_symbol("FRESH", "NYSE", "STOCK_NYSE", enriched_at=timezone.now() - timedelta(days=2))
     stale = make_symbol("STALE", "NYSE", "STOCK_NYSE", enriched_at=timezone.now() - timedelta(days=8))
     options = {**schedule_kwargs["options"], "sources": ["LOCAL"], "concurrency": 1}
