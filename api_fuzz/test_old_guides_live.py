@@ -458,15 +458,23 @@ def _provider_answer(request: Request) -> Response:
         symbol = path.rsplit("/", 1)[1]
         chart = payloads.yahoo_chart(symbol, start=datetime(2024, 1, 2, tzinfo=UTC), bars=5, long_name=f"{symbol} Inc.")
         return Response(json.dumps(chart), content_type="application/json")
+    if path == "/v1/test/getcrumb":
+        return Response(payloads.YAHOO_CRUMB, content_type="text/plain")
+    if path == "/v7/finance/quote":
+        symbols = [s for s in request.args.get("symbols", "").split(",") if s]
+        rows = [payloads.yahoo_quote_row(symbol, long_name=f"{symbol} Inc.") for symbol in symbols]
+        return Response(json.dumps(payloads.yahoo_quote(rows)), content_type="application/json")
     if path == "/v1/cryptocurrency/info":
-        symbol = request.args.get("symbol", "BTC").split(",")[0]
-        return Response(json.dumps(payloads.cmc_info(symbol, symbol.title())), content_type="application/json")
+        symbols = [s for s in request.args.get("symbol", "BTC").split(",") if s]
+        data = {s: payloads.cmc_info(s, s.title())["data"][s] for s in symbols}
+        return Response(json.dumps({"status": {"error_code": 0}, "data": data}), content_type="application/json")
     return Response(json.dumps({"error": "not served here"}), status=404, content_type="application/json")
 
 
 @contextmanager
 def fake_providers() -> Iterator[str]:
-    """Yahoo Finance (v8 chart) and CoinMarketCap (v1 info) on 127.0.0.1, in their vendors' shapes."""
+    """Yahoo Finance (v8 chart, v7 quote and its crumb) and CoinMarketCap (v1 info) on 127.0.0.1,
+    in their vendors' shapes."""
     server = HTTPServer(host="127.0.0.1", port=0)
     server.expect_request(re.compile(".*")).respond_with_handler(_provider_answer)
     server.start()

@@ -13,11 +13,19 @@ def _ensure_schedules(**kwargs) -> None:
     schedules_ensure()
 
 
+def _ensure_refresh_schedule(**kwargs) -> None:
+    # Imported when called, as above.
+    from enrichment.assets.services.refresh_schedule import refresh_schedule_ensure
+
+    refresh_schedule_ensure()
+
+
 class EnrichmentConfig(AppConfig):
     name = "enrichment"
 
     def ready(self) -> None:
         # Imported here, not at the top: an AppConfig module is imported before the models exist.
+        from enrichment.assets.dashboard import coverage_context
         from enrichment.assets.services.enrich import enrich_step
         from enrichment.candles.services.feature_compute import compute_log_prune
         from enrichment.candles.services.feature_runs import features_step
@@ -53,5 +61,13 @@ class EnrichmentConfig(AppConfig):
             template="admin/dashboard/providers.html",
             context=providers_context,
         )
+        register_panel(
+            "enrichment_coverage",
+            title="Enrichment coverage",
+            order=55,
+            template="admin/dashboard/enrichment_coverage.html",
+            context=coverage_context,
+        )
+        post_migrate.connect(_ensure_refresh_schedule, sender=self, dispatch_uid="enrichment_refresh_schedule")
         # The default schedules exist once the markets do (after bootstrap; the step ensures them too).
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="enrichment_feature_schedules")

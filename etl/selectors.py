@@ -89,7 +89,8 @@ GROUP BY 1
 _SYMBOL_STATS_SQL = """
 SELECT m.code,
        count(*) FILTER (WHERE s.is_active) AS symbols_active,
-       count(*) FILTER (WHERE s.is_active AND s.enriched_at IS NOT NULL) AS symbols_enriched,
+       -- The old guide's count: enriched, or partially enriched (no live answer yet, name known).
+       count(*) FILTER (WHERE s.is_active AND (s.enriched_at IS NOT NULL OR s.name <> '')) AS symbols_enriched,
        avg(s.data_quality_score) FILTER (WHERE s.is_active) AS mean_quality
 FROM symbols s JOIN markets m ON m.id = s.market_id
 GROUP BY 1

@@ -15,6 +15,11 @@ def assets_enrich(run_id: int) -> dict[str, Any]:
     return enrich.assets_enrich(options=EnrichOptions.from_dict(run.options), run=run).to_dict(details=0)
 
 
+def assets_refresh_stale(options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The weekly schedule's entry: calls enrich.assets_enrich with the schedule's options."""
+    return enrich.assets_enrich(options=EnrichOptions.from_dict(options), requested_by="schedule").to_dict(details=0)
+
+
 def enrichment_dead_letters_resubmit(ids: list[int] | None = None, requested_by: str = "") -> dict[str, Any]:
     """Calls dead_letters.enrichment_dead_letters_resubmit."""
     return dead_letters.enrichment_dead_letters_resubmit(ids=ids, requested_by=requested_by).to_dict()

@@ -111,6 +111,22 @@ class AssetInfo:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class InfoBatch:
+    """What one provider said about many symbols: every symbol asked is in exactly one of
+    `infos` (it answered) and `errors` (why not: unknown to it, or the call failed)."""
+
+    infos: dict[str, AssetInfo]
+    errors: dict[str, ProviderError]
+
+
+def batch_label(provider_symbols: list[str]) -> str:
+    """The fetch log's symbol for a call about many symbols (its column holds 64 characters)."""
+    if len(provider_symbols) == 1:
+        return provider_symbols[0]
+    return f"{provider_symbols[0]}..{provider_symbols[-1]} ({len(provider_symbols)})"[:64]
+
+
 def clean_str(value: Any, *, limit: int | None = None) -> str:
     """Vendors spell "unknown" many ways (None, "None", "-", "")."""
     if value is None:
@@ -200,6 +216,7 @@ class AttemptTarget:
     params: dict[str, Any]
     symbol: str
     weight: int
+    text: bool = False  # the body is plain text (Yahoo's crumb), not JSON
 
 
 class ProviderClient:
@@ -209,6 +226,8 @@ class ProviderClient:
     # What the enrichment and candle services may ask of this client.
     supports_info: ClassVar[bool] = False
     supports_candles: ClassVar[bool] = False
+    # How many symbols one metadata call may carry (1: the vendor's API takes one at a time).
+    info_batch_size: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -268,11 +287,12 @@ class ProviderClient:
         symbol: str = "",
         weight: int = 1,
         url: str | None = None,
+        text: bool = False,
     ) -> Any:
         """GET base_url + path (or an absolute `url` the vendor handed us, like
-        Polygon's next_url) and return the parsed JSON, through the circuit
-        breaker, the shared rate limit and the retry policy. Every attempt is
-        written to the fetch log."""
+        Polygon's next_url) and return the parsed JSON (the body's text with
+        `text`), through the circuit breaker, the shared rate limit and the retry
+        policy. Every attempt is written to the fetch log."""
         try:
             circuit.circuit_before_call(self.code)
         except ProviderError as exc:  # fails fast: logged as attempt 0, never sent
@@ -284,6 +304,7 @@ class ProviderClient:
             params={**(params or {}), **self.auth_params()},
             symbol=symbol,
             weight=weight,
+            text=text,
         )
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
@@ -338,7 +359,7 @@ class ProviderClient:
         try:
             response = self._send(target)
             self._check_status(response, endpoint=target.endpoint)
-            payload = self._read_json(response, endpoint=target.endpoint)
+            payload = response.text if target.text else self._read_json(response, endpoint=target.endpoint)
         except ProviderError as exc:
             self._log_attempt(target, attempt, response, started, outcome=exc.reason, error=exc.message)
             if exc.retryable and self._should_retry(exc) and attempt < self.max_attempts:
@@ -346,6 +367,22 @@ class ProviderClient:
             raise
         self._log_attempt(target, attempt, response, started, outcome="ok", error="")
         return payload
+
+    def send_logged(self, url: str, *, endpoint: str) -> requests.Response:
+        """One GET whose status is not ours to judge (a handshake page that sets a cookie):
+        budget, circuit and fetch log as every call, no status check, no retry."""
+        circuit.circuit_before_call(self.code)
+        target = AttemptTarget(url=url, endpoint=endpoint, params={}, symbol="", weight=1)
+        self._take_budget(1)
+        started = time.monotonic()
+        try:
+            response = self._send(target)
+        except ProviderError as exc:
+            self._log_attempt(target, 1, None, started, outcome=exc.reason, error=exc.message)
+            self._record_failure(exc)
+            raise
+        self._log_attempt(target, 1, response, started, outcome="ok", error="")
+        return response
 
     def _take_budget(self, weight: int) -> None:
         ratelimit.rate_limit_acquire(
@@ -463,6 +500,37 @@ class ProviderClient:
     # -- what subclasses provide ---------------------------------------------------
     def fetch_asset_info(self, *, provider_symbol: str) -> AssetInfo:
         raise ProviderError(f"{self.code} has no asset metadata", permanent=True, reason=FailureReason.UNSUPPORTED)
+
+    def fetch_assets_info(self, *, provider_symbols: list[str]) -> InfoBatch:
+        """Metadata for many symbols, `info_batch_size` to a call. A call that fails marks
+        every symbol it carried with its error; a symbol the answer leaves out is unknown."""
+        wanted = list(dict.fromkeys(provider_symbols))
+        infos: dict[str, AssetInfo] = {}
+        errors: dict[str, ProviderError] = {}
+        for start in range(0, len(wanted), self.info_batch_size):
+            chunk = wanted[start : start + self.info_batch_size]
+            try:
+                found = self.info_chunk(chunk)
+            except ProviderError as exc:
+                errors.update(dict.fromkeys(chunk, exc))
+                continue
+            for provider_symbol in chunk:
+                if provider_symbol in found:
+                    infos[provider_symbol] = found[provider_symbol]
+                else:
+                    errors[provider_symbol] = ProviderError(
+                        f"{self.code}: {provider_symbol} not in the answer",
+                        permanent=True,
+                        reason=FailureReason.NOT_FOUND,
+                    )
+        return InfoBatch(infos=infos, errors=errors)
+
+    def info_chunk(self, provider_symbols: list[str]) -> dict[str, AssetInfo]:
+        """One call's worth of metadata (at most `info_batch_size` symbols), keyed by the
+        symbols asked; raises ProviderError when the call itself fails. Default: one call
+        per symbol, for vendors whose API takes one at a time."""
+        (provider_symbol,) = provider_symbols
+        return {provider_symbol: self.fetch_asset_info(provider_symbol=provider_symbol)}
 
     def validate_symbol(self, *, provider_symbol: str) -> bool:
         """Does the provider know this symbol? Raises ProviderError only when it could not tell."""

@@ -45,6 +45,8 @@ class BinanceClient(ProviderClient):
     code = "BINANCE"
     supports_info = True
     supports_candles = True
+    # exchangeInfo lists every contract: one call (cached on the client) answers them all.
+    info_batch_size = 10_000
 
     _exchange_info: dict[str, Any] | None = None
 
@@ -77,6 +79,13 @@ class BinanceClient(ProviderClient):
             raise ProviderError(
                 f"{self.code}: {provider_symbol} is not listed", permanent=True, reason=FailureReason.NOT_FOUND
             )
+        return self._info(provider_symbol, row)
+
+    def info_chunk(self, provider_symbols: list[str]) -> dict[str, AssetInfo]:
+        listed = {row["symbol"]: row for row in self.list_symbols(trading_only=False)}
+        return {s: self._info(s, listed[s]) for s in provider_symbols if s in listed}
+
+    def _info(self, provider_symbol: str, row: dict[str, Any]) -> AssetInfo:
         sub_types = [clean_str(t) for t in row.get("underlyingSubType") or [] if clean_str(t)]
         return AssetInfo(
             provider=self.code,

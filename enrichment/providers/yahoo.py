@@ -1,15 +1,24 @@
-"""Yahoo Finance v8 chart: candles and the `meta` block (name, currency, exchange, type)."""
+"""Yahoo Finance: v8 chart (candles, and the `meta` block of one symbol) and v7 quote
+(metadata of up to `info_batch_size` symbols in one call).
+
+The quote endpoint wants a session cookie and the "crumb" that goes with it: one GET
+of the cookie page (fc.yahoo.com answers 404 but sets the cookie), one GET of
+/v1/test/getcrumb (plain text), then `crumb=` on every quote call. A 401 "Invalid
+Crumb" means the pair expired: it is fetched once more and the call repeated."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 from enrichment.providers.base import (
     AssetInfo,
     ProviderCandle,
     ProviderClient,
+    batch_label,
     check_timeframe,
+    clean_decimal,
     clean_str,
 )
 from enrichment.providers.errors import FailureReason, ProviderError
@@ -42,14 +51,21 @@ COUNTRIES = {
     "Europe/Paris": "FR",
     "Asia/Tokyo": "JP",
 }
+LISTED = frozenset({"EQUITY", "ETF", "MUTUALFUND"})
+COOKIE_URL = "https://fc.yahoo.com"
 
 
 class YahooClient(ProviderClient):
     code = "YAHOO_FINANCE"
     supports_info = True
     supports_candles = True
+    info_batch_size = 100
+
+    _crumb: str | None = None
 
     def check_payload(self, payload: Any, *, endpoint: str) -> None:
+        if endpoint == "quote":
+            return self._check_quote(payload)
         chart = payload.get("chart") if isinstance(payload, dict) else None
         if not isinstance(chart, dict):
             raise ProviderError(f"{self.code} {endpoint}: no 'chart' in the answer", reason=FailureReason.MALFORMED)
@@ -78,7 +94,7 @@ class YahooClient(ProviderClient):
     def fetch_asset_info(self, *, provider_symbol: str) -> AssetInfo:
         meta = self.chart(provider_symbol=provider_symbol, params={"range": "1d", "interval": "1d"}).get("meta") or {}
         instrument = clean_str(meta.get("instrumentType")).upper()
-        listed = instrument in {"EQUITY", "ETF", "MUTUALFUND"}
+        listed = instrument in LISTED
         return AssetInfo(
             provider=self.code,
             provider_symbol=provider_symbol,
@@ -92,6 +108,57 @@ class YahooClient(ProviderClient):
                 "instrument_type": instrument,
             },
         )
+
+    # -- many symbols at once: v7 quote ----------------------------------------------
+    def _check_quote(self, payload: Any) -> None:
+        answer = payload.get("quoteResponse") if isinstance(payload, dict) else None
+        if not isinstance(answer, dict) or not isinstance(answer.get("result"), list):
+            raise ProviderError(f"{self.code} quote: no 'quoteResponse.result' list", reason=FailureReason.MALFORMED)
+        if answer.get("error"):
+            raise ProviderError(
+                f"{self.code} quote: {clean_str(answer['error'])[:200]}", reason=FailureReason.PROVIDER_ERROR
+            )
+
+    def cookie_url(self) -> str:
+        """Yahoo's cookie page; a proxy or test server in its place serves it at its root."""
+        host = urlparse(self.base_url).hostname or ""
+        return COOKIE_URL if host.endswith("finance.yahoo.com") else f"{self.base_url}/"
+
+    def crumb(self, *, refresh: bool = False) -> str:
+        """The session's crumb, fetched once per client (and again after a 401)."""
+        if self._crumb is None or refresh:
+            self.send_logged(self.cookie_url(), endpoint="cookie")
+            crumb = clean_str(self.get_json("/v1/test/getcrumb", endpoint="crumb", text=True))
+            if not crumb or len(crumb) > 64 or "<" in crumb:
+                raise ProviderError(f"{self.code} crumb: no crumb in the answer", reason=FailureReason.MALFORMED)
+            self._crumb = crumb
+        return self._crumb
+
+    def _quote(self, provider_symbols: list[str], *, refresh: bool = False) -> dict[str, Any]:
+        return self.get_json(
+            "/v7/finance/quote",
+            endpoint="quote",
+            params={"symbols": ",".join(provider_symbols), "crumb": self.crumb(refresh=refresh)},
+            symbol=batch_label(provider_symbols),
+        )
+
+    def info_chunk(self, provider_symbols: list[str]) -> dict[str, AssetInfo]:
+        try:
+            payload = self._quote(provider_symbols)
+        except ProviderError as exc:
+            if exc.status_code != 401:
+                raise
+            payload = self._quote(provider_symbols, refresh=True)  # the crumb expired
+        by_symbol = {
+            clean_str(row.get("symbol")).upper(): row
+            for row in payload["quoteResponse"]["result"]
+            if isinstance(row, dict) and clean_str(row.get("symbol"))
+        }
+        return {
+            asked: quote_info(asked, by_symbol[asked.upper()])
+            for asked in provider_symbols
+            if asked.upper() in by_symbol
+        }
 
     def fetch_candles(
         self, *, provider_symbol: str, timeframe: str, start: datetime, end: datetime
@@ -122,6 +189,25 @@ class YahooClient(ProviderClient):
                     candles[candle.ts] = candle
             chunk_start = chunk_end + timedelta(seconds=1)
         return [candles[ts] for ts in sorted(candles)]
+
+
+def quote_info(provider_symbol: str, row: dict[str, Any]) -> AssetInfo:
+    """One row of a v7 quote answer."""
+    instrument = clean_str(row.get("quoteType")).upper()
+    return AssetInfo(
+        provider=YahooClient.code,
+        provider_symbol=provider_symbol,
+        name=clean_str(row.get("longName") or row.get("shortName"), limit=200),
+        currency=clean_str(row.get("currency")).upper()[:8],
+        country=COUNTRIES.get(clean_str(row.get("exchangeTimezoneName")), "") if instrument in LISTED else "",
+        market_cap=clean_decimal(row.get("marketCap")),
+        category=CATEGORIES.get(instrument, instrument.title()),
+        extra={
+            "exchange": clean_str(row.get("fullExchangeName") or row.get("exchange")),
+            "timezone": clean_str(row.get("exchangeTimezoneName")),
+            "instrument_type": instrument,
+        },
+    )
 
 
 def parse_chart(result: dict[str, Any]) -> list[ProviderCandle]:

@@ -32,10 +32,12 @@ from django_q.tasks import async_task
 from enrichment.assets import metadata_score
 from enrichment.assets.metrics import asset_enrichment_symbols
 from enrichment.assets.models import DEAD_LETTER_KIND, AssetEnrichmentResult, AssetEnrichmentRun
-from enrichment.assets.services.enrich_options import LOCAL_REFERENCE, EnrichOptions
+from enrichment.assets.services.enrich_options import CATALOGUE, LOCAL_REFERENCE, OFFLINE_SOURCES, EnrichOptions
+from enrichment.assets.services.index_catalogue import catalogue_infos
 from enrichment.assets.services.local_catalogue import local_info
 from enrichment.assets.services.mapping import mapping_infer, mappings_ensure, symbol_kind
-from enrichment.providers.base import INFO_FIELDS
+from enrichment.assets.services.refresh_schedule import refresh_schedule_ensure
+from enrichment.providers.base import INFO_FIELDS, AssetInfo
 from enrichment.providers.clients import get_client
 from enrichment.providers.errors import FailureReason, ProviderError
 from enrichment.providers.fallback import providers_in_priority
@@ -76,6 +78,7 @@ class SourceReport:
     provider_symbol: str = ""
     error: str = ""
     values: dict[str, Any] = field(default_factory=dict)
+    data_version: str = ""  # the offline catalogue's package version
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,52 +156,118 @@ def assets_select(*, options: EnrichOptions) -> QuerySet[Symbol]:
 
 
 def sources_resolve(options: EnrichOptions) -> list[str]:
-    """Remote providers able to give metadata, in priority order, then the local reference (if asked)."""
+    """Remote providers able to give metadata, in priority order, then the offline
+    catalogue and the local reference (where asked)."""
     remote = providers_in_priority(capability="info")
     if options.sources is None:
-        return [*remote, LOCAL_REFERENCE]
+        return [*remote, *OFFLINE_SOURCES]
     # Named sources keep the providers' priority order, not the order typed.
     chosen = [code for code in remote if code in options.sources]
-    return [*chosen, LOCAL_REFERENCE] if LOCAL_REFERENCE in options.sources else chosen
+    return [*chosen, *(code for code in OFFLINE_SOURCES if code in options.sources)]
 
 
-# -- one symbol ---------------------------------------------------------------------------------
-def _ask(client, provider_symbol: str) -> SourceReport:
-    try:
-        info = client.fetch_asset_info(provider_symbol=provider_symbol)
-    except ProviderError as exc:
-        if exc.reason in UNKNOWN_SYMBOL:
-            status = SourceStatus.EMPTY
-        elif exc.reason in NOT_ASKED:
-            status = SourceStatus.UNAVAILABLE
-        else:
-            status = SourceStatus.FAILED
-        return SourceReport(status=status, provider_symbol=provider_symbol, error=exc.message)
+# -- asking the sources about a batch -----------------------------------------------------------
+def _failure_report(provider_symbol: str, exc: ProviderError) -> SourceReport:
+    if exc.reason in UNKNOWN_SYMBOL:
+        status = SourceStatus.EMPTY
+    elif exc.reason in NOT_ASKED:
+        status = SourceStatus.UNAVAILABLE
+    else:
+        status = SourceStatus.FAILED
+    return SourceReport(status=status, provider_symbol=provider_symbol, error=exc.message)
+
+
+def _info_report(info: AssetInfo) -> SourceReport:
     values = info.known()
-    return SourceReport(status=_status_of(values), provider_symbol=provider_symbol, values=values)
+    return SourceReport(
+        status=_status_of(values),
+        provider_symbol=info.provider_symbol,
+        values=values,
+        data_version=str(info.extra.get("data_version", "")),
+    )
 
 
 def _status_of(values: dict[str, Any]) -> SourceStatus:
     return SourceStatus.OK if values else SourceStatus.EMPTY
 
 
-def _gather(
-    symbol: Symbol, sources: list[str], mapped: dict[str, str | None], clients: dict, delay: float
-) -> dict[str, SourceReport]:
-    reports: dict[str, SourceReport] = {}
-    for code in sources:
-        if code == LOCAL_REFERENCE:
-            values = local_info(symbol).known()
-            reports[code] = SourceReport(status=_status_of(values), values=values)
-            continue
-        provider_symbol = mapped.get(code)
-        if not provider_symbol:
-            reports[code] = SourceReport(status=SourceStatus.NOT_APPLICABLE)
-            continue
-        reports[code] = _ask(clients[code], provider_symbol)
+def _ask_remote(client, spelled: dict[int, str], delay: float) -> dict[int, SourceReport]:
+    """One provider about every symbol of a batch it has a spelling for, in as few calls as
+    its API allows; each symbol gets its own report (a partly failed batch stays exact)."""
+    answer = client.fetch_assets_info(provider_symbols=list(spelled.values()))
     if delay:
         time.sleep(delay)
-    return reports
+    return {
+        symbol_id: _info_report(answer.infos[provider_symbol])
+        if provider_symbol in answer.infos
+        else _failure_report(provider_symbol, answer.errors[provider_symbol])
+        for symbol_id, provider_symbol in spelled.items()
+    }
+
+
+def _ask_offline(code: str, batch: list[Symbol]) -> dict[int, SourceReport]:
+    if code == LOCAL_REFERENCE:
+        return {s.pk: SourceReport(status=_status_of(v), values=v) for s in batch for v in [local_info(s).known()]}
+    spelled = {s.pk: mapping_infer(symbol=s, provider_code="YAHOO_FINANCE") or s.ticker for s in batch}
+    known = catalogue_infos(list(spelled.values()))
+    unknown = SourceStatus.EMPTY
+    return {
+        pk: _info_report(known[name]) if name in known else SourceReport(status=unknown, provider_symbol=name)
+        for pk, name in spelled.items()
+    }
+
+
+@dataclass(slots=True)
+class _RunClients:
+    """One client per remote source for the whole run (so Binance's exchangeInfo and Yahoo's
+    crumb are fetched once); a source is asked by one thread at a time."""
+
+    options: EnrichOptions
+    client_options: dict | None
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, code: str):
+        if code not in self.clients:
+            extra = {"max_attempts": self.options.max_retries}
+            if self.options.timeout:
+                extra["timeout"] = self.options.timeout
+            self.clients[code] = get_client(code, **extra, **(self.client_options or {}))
+        return self.clients[code]
+
+
+def _ask_source(code: str, batch: list[Symbol], mapped, clients: _RunClients) -> dict[int, SourceReport]:
+    if code in OFFLINE_SOURCES:
+        return _ask_offline(code, batch)
+    spelled = {s.pk: mapped[s.pk][code] for s in batch if mapped[s.pk].get(code)}
+    reports = _ask_remote(clients.get(code), spelled, clients.options.rate_limit_delay) if spelled else {}
+    return {s.pk: reports.get(s.pk, SourceReport(status=SourceStatus.NOT_APPLICABLE)) for s in batch}
+
+
+def _work(batch, sources, mapped, clients: _RunClients) -> list[dict[str, SourceReport]]:
+    """Ask every source about a batch; the remote ones side by side, up to `concurrency`
+    threads, each with its own database connection (the rate limit, circuit and fetch log
+    live in the database)."""
+    remote = [code for code in sources if code not in OFFLINE_SOURCES]
+    by_source: dict[str, dict[int, SourceReport]] = {}
+    workers = min(clients.options.concurrency, len(remote))
+    if workers <= 1:
+        for code in remote:
+            by_source[code] = _ask_source(code, batch, mapped, clients)
+    else:
+
+        def worker(code: str) -> dict[int, SourceReport]:
+            close_old_connections()
+            try:
+                return _ask_source(code, batch, mapped, clients)
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            by_source.update(zip(remote, pool.map(worker, remote), strict=True))
+    for code in sources:
+        if code in OFFLINE_SOURCES:
+            by_source[code] = _ask_source(code, batch, mapped, clients)
+    return [{code: by_source[code][s.pk] for code in sources} for s in batch]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,19 +280,25 @@ class MergedFields:
 
 def _merge(symbol: Symbol, reports: dict[str, SourceReport], *, overwrite: bool) -> MergedFields:
     """New Symbol field values: the first source in priority order that knows a field wins;
-    without `overwrite` only blank fields are filled."""
+    without `overwrite` only blank fields are filled. An offline source (the catalogue, the
+    local reference) fills blank fields only, even with `overwrite`: a run without network
+    must never replace what a live provider said."""
     changes: dict[str, Any] = {}
     for provider_field, symbol_field in FIELD_MAP.items():
-        value = next(
-            (r.values[provider_field] for r in reports.values() if r.values.get(provider_field) not in (None, "")),
-            None,
+        source, value = next(
+            (
+                (code, r.values[provider_field])
+                for code, r in reports.items()
+                if r.values.get(provider_field) not in (None, "")
+            ),
+            (None, None),
         )
         if value is None or (symbol_field == "country" and len(str(value)) != 2):
             continue
         if isinstance(value, str) and symbol_field in LIMITS:
             value = value[: LIMITS[symbol_field]]
         current = getattr(symbol, symbol_field)
-        if current not in (None, "") and not overwrite:
+        if current not in (None, "") and (not overwrite or source in OFFLINE_SOURCES):
             continue
         if current != value:
             changes[symbol_field] = value
@@ -240,25 +315,25 @@ class Verdict:
 
 
 def _verdict(reports: dict[str, SourceReport]) -> Verdict:
-    remote = {k: r for k, r in reports.items() if k != LOCAL_REFERENCE}
+    """A symbol the catalogue knows is not dead-lettered when the live providers fail: it
+    has its static metadata, and every "never enriched" or stale run asks them again."""
+    remote = {k: r for k, r in reports.items() if k not in OFFLINE_SOURCES}
     remote_ok = any(r.status == SourceStatus.OK for r in remote.values())
     remote_bad = any(r.status in DID_NOT_ANSWER for r in remote.values())
     any_data = any(r.status == SourceStatus.OK for r in reports.values())
+    catalogue_ok = CATALOGUE in reports and reports[CATALOGUE].status == SourceStatus.OK
     if remote_ok and not remote_bad:
         outcome = AssetEnrichmentResult.Outcome.ENRICHED
     elif any_data:
         outcome = AssetEnrichmentResult.Outcome.PARTIAL
     else:
         outcome = AssetEnrichmentResult.Outcome.FAILED
-    return Verdict(outcome=outcome, remote_ok=remote_ok, to_dead_letter=not remote_ok and remote_bad)
+    return Verdict(
+        outcome=outcome, remote_ok=remote_ok, to_dead_letter=not remote_ok and remote_bad and not catalogue_ok
+    )
 
 
 # -- the run ---------------------------------------------------------------------------------
-def _clients(sources: list[str], options: EnrichOptions, client_options: dict | None) -> dict:
-    extra = {"max_attempts": options.max_retries, **({"timeout": options.timeout} if options.timeout else {})}
-    return {code: get_client(code, **extra, **(client_options or {})) for code in sources if code != LOCAL_REFERENCE}
-
-
 def _mapped(batch: list[Symbol], sources: list[str]) -> dict[int, dict[str, str | None]]:
     stored = {
         (m.symbol_id, m.provider.code): m.provider_symbol
@@ -268,35 +343,10 @@ def _mapped(batch: list[Symbol], sources: list[str]) -> dict[int, dict[str, str 
         s.pk: {
             code: stored.get((s.pk, code)) or mapping_infer(symbol=s, provider_code=code)
             for code in sources
-            if code != LOCAL_REFERENCE
+            if code not in OFFLINE_SOURCES
         }
         for s in batch
     }
-
-
-def _work(batch, sources, mapped, options, client_options) -> list[dict[str, SourceReport]]:
-    """Ask the providers about a batch; `concurrency` threads, each with its own clients
-    (a requests Session is not shared across threads) and database connection."""
-    if options.concurrency == 1 or len(batch) == 1:
-        clients = _clients(sources, options, client_options)
-        return [_gather(s, sources, mapped[s.pk], clients, options.rate_limit_delay) for s in batch]
-
-    def worker(chunk: list[Symbol]) -> list[dict[str, SourceReport]]:
-        close_old_connections()
-        try:
-            clients = _clients(sources, options, client_options)
-            return [_gather(s, sources, mapped[s.pk], clients, options.rate_limit_delay) for s in chunk]
-        finally:
-            connections.close_all()
-
-    chunks = [batch[i :: options.concurrency] for i in range(options.concurrency)]
-    with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-        results = list(pool.map(worker, chunks))
-    by_symbol = {}
-    for chunk, reports in zip(chunks, results, strict=True):
-        for s, r in zip(chunk, reports, strict=True):
-            by_symbol[s.pk] = r
-    return [by_symbol[s.pk] for s in batch]
 
 
 def _dead_letter(symbol: Symbol, outcome_error: str, options: EnrichOptions, sources: dict) -> bool:
@@ -390,6 +440,7 @@ def _result_row(run: AssetEnrichmentRun, outcome: SymbolOutcome) -> AssetEnrichm
         outcome=outcome.outcome,
         sources={
             k: {"status": r.status, "provider_symbol": r.provider_symbol, "error": r.error}
+            | ({"data_version": r.data_version} if r.data_version else {})
             for k, r in outcome.sources.items()
         },
         fields_updated=list(outcome.fields_updated),
@@ -425,14 +476,14 @@ def _apply(batch, reports_list, options: EnrichOptions, run: AssetEnrichmentRun)
     return outcomes
 
 
-def _batch_enrich(ids: list[int], sources: list[str], options, run, client_options) -> list[SymbolOutcome]:
+def _batch_enrich(ids: list[int], sources: list[str], options, run, clients: _RunClients) -> list[SymbolOutcome]:
     batch = list(Symbol.objects.select_related("market", "asset_class").filter(pk__in=ids).order_by("pk"))
     # Store the inferred spellings (ON CONFLICT DO NOTHING) so the mapping editor shows them.
     mappings_ensure(
         symbols=Symbol.objects.filter(pk__in=[s.pk for s in batch]),
-        provider_codes=[c for c in sources if c != LOCAL_REFERENCE],
+        provider_codes=[c for c in sources if c not in OFFLINE_SOURCES],
     )
-    reports = _work(batch, sources, _mapped(batch, sources), options, client_options)
+    reports = _work(batch, sources, _mapped(batch, sources), clients)
     return _apply(batch, reports, options, run)
 
 
@@ -455,8 +506,9 @@ def _run_batches(
     client_options: dict | None,
 ) -> None:
     """Enrich batch by batch, counting into `tally`; raises Cancelled between batches when asked."""
+    clients = _RunClients(options=options, client_options=client_options)
     for start in range(0, len(ids), options.batch_size):
-        done = _batch_enrich(ids[start : start + options.batch_size], sources, options, run, client_options)
+        done = _batch_enrich(ids[start : start + options.batch_size], sources, options, run, clients)
         tally.outcomes.extend(done)
         for o in done:
             tally.counts[o.outcome] += 1
@@ -538,6 +590,7 @@ def enrich_step(*, options: dict, progress: ProgressReporter | None = None) -> d
     """The orchestrator's "enrich" step: never-enriched symbols by default. Offline
     (no network, no keys) it still succeeds: remote providers fail fast behind their
     circuits and the local reference data fills what it can."""
+    refresh_schedule_ensure()
     step_options = {k.removeprefix("enrich_"): v for k, v in (options or {}).items() if k.startswith("enrich_")}
     result = assets_enrich(options=EnrichOptions.from_dict(step_options), requested_by="pipeline", progress=progress)
     return {k: v for k, v in result.to_dict(details=0).items() if k != "symbols"}

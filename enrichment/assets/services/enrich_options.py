@@ -11,6 +11,10 @@ from etl.models import DataProvider
 
 # The source that is our own reference data and local catalogue (no network).
 LOCAL_REFERENCE = "LOCAL"
+# The offline catalogue of index constituents (pytickersymbols), below every live provider.
+CATALOGUE = "CATALOGUE"
+# Sources that need no network: they only fill blank fields, never replace a value.
+OFFLINE_SOURCES = (CATALOGUE, LOCAL_REFERENCE)
 SELECTIONS = ("never", "stale", "all")
 
 
@@ -18,7 +22,7 @@ SELECTIONS = ("never", "stale", "all")
 class EnrichOptions:
     """What one run does. Names follow the old system's options."""
 
-    sources: tuple[str, ...] | None = None  # provider codes and/or LOCAL_REFERENCE; None: every usable one
+    sources: tuple[str, ...] | None = None  # provider codes and/or OFFLINE_SOURCES; None: every usable one
     selection: str = "never"  # never enriched | stale | all
     stale_days: int = 30
     symbols: tuple[str, ...] = ()  # "TICKER" or "TICKER@MARKET"
@@ -26,7 +30,7 @@ class EnrichOptions:
     concurrency: int = 3
     batch_size: int = 50
     overwrite: bool = False
-    rate_limit_delay: float = 0.0  # seconds between two symbols in one worker
+    rate_limit_delay: float = 0.0  # seconds between two provider calls of one worker
     max_retries: int = 3  # attempts per call
     timeout: float | None = None  # seconds per call; None: the provider record's
     dead_letter: bool = True
@@ -76,7 +80,7 @@ class EnrichOptions:
         if self.timeout is not None and not 0 < self.timeout <= 300:
             problems.append("timeout must be 0-300 seconds")
         if self.sources is not None:
-            known = set(DataProvider.objects.values_list("code", flat=True)) | {LOCAL_REFERENCE}
+            known = set(DataProvider.objects.values_list("code", flat=True)) | set(OFFLINE_SOURCES)
             bad = [s for s in self.sources if s not in known]
             if bad:
                 problems.append(f"unknown source(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")

@@ -39,9 +39,7 @@ def btc(providers):
 
 
 def serve_aapl(httpserver):
-    httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_json(
-        payloads.yahoo_chart("AAPL", start=payloads.T0, bars=1, long_name="Apple Inc.")
-    )
+    payloads.serve_yahoo_quote(httpserver, "AAPL", [payloads.yahoo_quote_row("AAPL", long_name="Apple Inc.")])
     httpserver.expect_request("/v3/reference/tickers/AAPL").respond_with_json(payloads.polygon_ticker())
     overview = payloads.av_overview("AAPL") | {
         "Name": "Apple Inc",
@@ -60,7 +58,15 @@ def test_a_stock_is_enriched_from_every_source_in_priority_order(aapl, httpserve
     serve_aapl(httpserver)
     result = assets_enrich(options=EnrichOptions(concurrency=1), client_options=FAST)
     assert (result.total, result.enriched, result.partial, result.failed) == (1, 1, 0, 0)
-    assert result.sources == ("BINANCE", "YAHOO_FINANCE", "COINMARKETCAP", "ALPHA_VANTAGE", "POLYGON", "LOCAL")
+    assert result.sources == (
+        "BINANCE",
+        "YAHOO_FINANCE",
+        "COINMARKETCAP",
+        "ALPHA_VANTAGE",
+        "POLYGON",
+        "CATALOGUE",
+        "LOCAL",
+    )
     statuses = {k: v.status for k, v in result.outcomes[0].sources.items()}
     assert statuses == {
         "BINANCE": "n/a",  # no mapping for a stock
@@ -68,6 +74,7 @@ def test_a_stock_is_enriched_from_every_source_in_priority_order(aapl, httpserve
         "COINMARKETCAP": "n/a",
         "ALPHA_VANTAGE": "ok",
         "POLYGON": "ok",
+        "CATALOGUE": "ok",  # AAPL is an S&P 500 constituent
         "LOCAL": "ok",
     }
     aapl.refresh_from_db()
@@ -141,14 +148,14 @@ def test_a_crypto_pair_uses_its_mappings(btc, httpserver):
     httpserver.expect_request("/fapi/v1/exchangeInfo").respond_with_json(
         payloads.binance_exchange_info([("BTCUSDT", "BTC", "USDT")])
     )
-    httpserver.expect_request("/v8/finance/chart/BTC-USD").respond_with_json(
-        payloads.yahoo_chart(
-            "BTC-USD", start=payloads.T0, bars=1, long_name="Bitcoin USD", instrument="CRYPTOCURRENCY", tz="UTC"
-        )
+    payloads.serve_yahoo_quote(
+        httpserver,
+        "BTC-USD",
+        [payloads.yahoo_quote_row("BTC-USD", long_name="Bitcoin USD", quote_type="CRYPTOCURRENCY", tz="UTC")],
     )
-    httpserver.expect_request("/v1/cryptocurrency/info", query_string="symbol=BTC").respond_with_json(
-        payloads.cmc_info()
-    )
+    httpserver.expect_request(
+        "/v1/cryptocurrency/info", query_string={"symbol": "BTC", "skip_invalid": "true"}
+    ).respond_with_json(payloads.cmc_info())
     httpserver.expect_request("/v2/aggs/ticker/X:BTCUSD/range/1/day/0/0").respond_with_json({})
     DataProvider.objects.filter(code__in=["ALPHA_VANTAGE", "POLYGON"]).update(is_enabled=False)
     result = assets_enrich(options=EnrichOptions(concurrency=1), client_options=FAST)
@@ -161,15 +168,19 @@ def test_a_crypto_pair_uses_its_mappings(btc, httpserver):
         "BINANCE": "BTCUSDT",
         "YAHOO_FINANCE": "BTC-USD",
         "COINMARKETCAP": "BTC",
+        "CATALOGUE": "BTC-USD",
         "LOCAL": "",
     }
 
 
 def test_all_sources_failing_dead_letters_once_and_resubmit_after_recovery_enriches(aapl, httpserver):
-    httpserver.expect_request("/v8/finance/chart/AAPL").respond_with_data("down", status=500)
+    payloads.serve_yahoo_handshake(httpserver)
+    httpserver.expect_request("/v7/finance/quote").respond_with_data("down", status=500)
     httpserver.expect_request("/v3/reference/tickers/AAPL").respond_with_data("down", status=503)
     httpserver.expect_request("/query").respond_with_json(payloads.AV_NOTE)
-    options = EnrichOptions(concurrency=1, max_retries=2)
+    # Without the offline catalogue (which knows AAPL and would spare it the dead letter).
+    sources = ("YAHOO_FINANCE", "POLYGON", "ALPHA_VANTAGE", "LOCAL")
+    options = EnrichOptions(concurrency=1, max_retries=2, sources=sources)
     first = assets_enrich(options=options, client_options=FAST)
     assert (first.partial, first.dead_lettered) == (1, 1)  # local reference data only
     letter = DeadLetter.objects.get(kind="enrichment")
@@ -179,10 +190,11 @@ def test_all_sources_failing_dead_letters_once_and_resubmit_after_recovery_enric
     assert again.dead_lettered == 0
     letter.refresh_from_db()
     assert DeadLetter.objects.filter(kind="enrichment").count() == 1 and letter.attempts == 2
-    # Every attempt is in the fetch log: 2 runs x (2 Yahoo + 2 Polygon + 2 Alpha Vantage).
+    # Every attempt is in the fetch log: 2 runs x (Yahoo's cookie and crumb + 2 Yahoo quotes
+    # + 2 Polygon + 2 Alpha Vantage).
     from enrichment.models import FetchLog
 
-    assert FetchLog.objects.count() == 12
+    assert FetchLog.objects.count() == 16
     # The providers recover; resubmitting enriches the symbol and resolves the letter.
     httpserver.clear()
     serve_aapl(httpserver)
@@ -206,13 +218,13 @@ def test_offline_the_step_succeeds_and_providers_fail_fast(providers, settings):
         make_symbol(f"COIN{i}USDT", "BINANCE", "CRYPTO")
     out = enrich_step(options={"enrich_concurrency": 1})
     assert out["total"] == 6 and out["partial"] == 6 and out["failed"] == 0
-    assert out["sources"] == ["BINANCE", "YAHOO_FINANCE", "LOCAL"]  # keyless providers are left out
-    assert set(CircuitState.objects.values_list("provider", "state")) == {
-        ("BINANCE", "open"),
-        ("YAHOO_FINANCE", "open"),
-    }
-    later = AssetEnrichmentResult.objects.order_by("symbol_id").last().sources
-    assert later["BINANCE"]["status"] == "unavailable" and later["LOCAL"]["status"] == "ok"
+    assert out["sources"] == ["BINANCE", "YAHOO_FINANCE", "CATALOGUE", "LOCAL"]  # keyless providers are left out
+    # One call per provider for the whole batch of six, not one per symbol.
+    from enrichment.models import FetchLog
+
+    assert sorted(FetchLog.objects.values_list("provider", flat=True)) == ["BINANCE", "YAHOO_FINANCE"]
+    for row in AssetEnrichmentResult.objects.all():
+        assert row.sources["BINANCE"]["status"] == "failed" and row.sources["LOCAL"]["status"] == "ok"
 
 
 def test_options_are_checked_with_clear_messages(providers):
@@ -232,8 +244,15 @@ def test_options_are_checked_with_clear_messages(providers):
 def test_concurrent_workers_give_the_same_result(providers, httpserver):
     serve_aapl(httpserver)
     symbols = [make_symbol(t, "NASDAQ", "STOCK_NASDAQ") for t in ("AAPL", "MSFT", "NVDA", "AMZN")]
-    httpserver.expect_request("/v8/finance/chart/MSFT").respond_with_json(
-        payloads.yahoo_chart("MSFT", start=payloads.T0, bars=1, long_name="Microsoft")
+    httpserver.expect_request(
+        "/v7/finance/quote", query_string={"symbols": "AAPL,MSFT", "crumb": payloads.YAHOO_CRUMB}
+    ).respond_with_json(
+        payloads.yahoo_quote(
+            [
+                payloads.yahoo_quote_row("AAPL", long_name="Apple Inc."),
+                payloads.yahoo_quote_row("MSFT", long_name="Microsoft"),
+            ]
+        )
     )
     result = assets_enrich(
         options=EnrichOptions(concurrency=3, batch_size=2, sources=("YAHOO_FINANCE",)), client_options=FAST
@@ -300,9 +319,7 @@ def test_resubmit_keeps_each_letters_options(providers, httpserver):
             error="e",
             payload={"symbol_id": symbol.pk, "options": {"sources": sources, "concurrency": 1, "max_retries": 1}},
         )
-    httpserver.expect_request("/v8/finance/chart/BBB").respond_with_json(
-        payloads.yahoo_chart("BBB", start=payloads.T0, bars=1, long_name="Bee Corp")
-    )
+    payloads.serve_yahoo_quote(httpserver, "BBB", [payloads.yahoo_quote_row("BBB", long_name="Bee Corp")])
     out = StringIO()
     call_command("enrich_assets", "--resubmit-dead-letters", stdout=out)
     assert "resubmitted 2: 1 resolved, 1 still failing" in out.getvalue()

@@ -28,8 +28,15 @@ def thyao(providers):
     )
 
 
+THYAO_QUOTE = payloads.yahoo_quote_row(
+    "THYAO.IS", long_name="Turk Hava Yollari", currency="TRY", tz="Europe/Istanbul", exchange="IST"
+)
+
+
 @pytest.fixture
 def serve_thyao(httpserver):
+    """Quote (enrichment) and chart (mapping validation)."""
+    payloads.serve_yahoo_quote(httpserver, "THYAO.IS", [THYAO_QUOTE])
     httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_json(
         payloads.yahoo_chart(
             "THYAO.IS", start=payloads.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY", tz="Europe/Istanbul"
@@ -154,7 +161,8 @@ def test_offline_sources_show_unavailable(providers, api_client_for, settings):
 
 
 def test_dead_letters_list_and_resubmit(thyao, httpserver, api_client_for, fast):
-    httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_data("down", status=500)
+    payloads.serve_yahoo_handshake(httpserver)
+    httpserver.expect_request("/v7/finance/quote").respond_with_data("down", status=500)
     client = api_client_for(staff=True, perms=(PERM,))
     client.post(
         reverse("etl-enrich-assets"),
@@ -164,9 +172,7 @@ def test_dead_letters_list_and_resubmit(thyao, httpserver, api_client_for, fast)
     letters = client.get(reverse("etl-enrichment-dead-letters")).json()
     assert [d["ref"] for d in letters] == ["THYAO@BIST"]
     httpserver.clear()
-    httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_json(
-        payloads.yahoo_chart("THYAO.IS", start=payloads.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY")
-    )
+    payloads.serve_yahoo_quote(httpserver, "THYAO.IS", [THYAO_QUOTE])
     response = client.post(reverse("etl-enrichment-dead-letters-resubmit"), {"ids": [letters[0]["id"]]}, format="json")
     assert response.status_code == 200 and response.json()["resolved"] == 1
     assert client.get(reverse("etl-enrichment-dead-letters")).json() == []
@@ -177,14 +183,13 @@ def test_dead_letters_list_and_resubmit(thyao, httpserver, api_client_for, fast)
 def test_async_resubmit_queues_after_commit_and_refuses_when_nothing_is_open(
     thyao, httpserver, api_client_for, fast, q_sync, django_capture_on_commit_callbacks
 ):
-    httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_data("down", status=500)
+    payloads.serve_yahoo_handshake(httpserver)
+    httpserver.expect_request("/v7/finance/quote").respond_with_data("down", status=500)
     client = api_client_for(staff=True, perms=(PERM,))
     options = {"sources": ["YAHOO_FINANCE"], "concurrency": 1, "max_retries": 1, "selection": "all"}
     client.post(reverse("etl-enrich-assets"), options, format="json")
     httpserver.clear()
-    httpserver.expect_request("/v8/finance/chart/THYAO.IS").respond_with_json(
-        payloads.yahoo_chart("THYAO.IS", start=payloads.T0, bars=1, long_name="Turk Hava Yollari", currency="TRY")
-    )
+    payloads.serve_yahoo_quote(httpserver, "THYAO.IS", [THYAO_QUOTE])
     with django_capture_on_commit_callbacks(execute=False) as queued:
         response = client.post(reverse("etl-enrichment-dead-letters-resubmit"), {"run_async": True}, format="json")
     assert response.status_code == 202 and response.json() == {"status": "queued", "dead_letters": 1}

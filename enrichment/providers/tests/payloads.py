@@ -238,3 +238,67 @@ AV_INFORMATION = {
 }
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+# Yahoo v7 quote: the crumb handshake, then one row per symbol it knows (unknown ones are left out).
+YAHOO_CRUMB = "kQ7mZ2p.vX9"
+YAHOO_COOKIE = "A3=d=AQABBGVw2mQCEHt0&S=AQAAAmYq; Path=/; HttpOnly"
+
+
+def yahoo_quote_row(
+    symbol: str,
+    *,
+    long_name: str,
+    currency: str = "USD",
+    quote_type: str = "EQUITY",
+    market_cap: float | None = 2.8e12,
+    tz: str = "America/New_York",
+    exchange: str = "NMS",
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "language": "en-US",
+        "region": "US",
+        "quoteType": quote_type,
+        "typeDisp": quote_type.title(),
+        "quoteSourceName": "Nasdaq Real Time Price",
+        "triggerable": True,
+        "currency": currency,
+        "exchange": exchange,
+        "shortName": long_name[:30],
+        "longName": long_name,
+        "messageBoardId": f"finmb_{symbol}",
+        "exchangeTimezoneName": tz,
+        "exchangeTimezoneShortName": "EDT",
+        "gmtOffSetMilliseconds": -14400000,
+        "market": "us_market",
+        "esgPopulated": False,
+        "regularMarketPrice": 189.84,
+        "fullExchangeName": "NasdaqGS",
+        "sourceInterval": 15,
+        "exchangeDataDelayedBy": 0,
+        "symbol": symbol,
+    }
+    if market_cap is not None:
+        row["marketCap"] = market_cap
+    return row
+
+
+def yahoo_quote(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"quoteResponse": {"result": rows, "error": None}}
+
+
+YAHOO_INVALID_CRUMB = {"finance": {"result": None, "error": {"code": "Unauthorized", "description": "Invalid Crumb"}}}
+
+
+def serve_yahoo_handshake(httpserver) -> None:
+    """The cookie page (a 404 that sets the cookie, as fc.yahoo.com does) and the crumb."""
+    httpserver.expect_request("/").respond_with_data("", status=404, headers={"Set-Cookie": YAHOO_COOKIE})
+    httpserver.expect_request("/v1/test/getcrumb").respond_with_data(YAHOO_CRUMB, content_type="text/plain")
+
+
+def serve_yahoo_quote(httpserver, symbols: str, rows: list[dict[str, Any]]) -> None:
+    """The handshake and one quote answer for `symbols` (comma-separated, as sent)."""
+    serve_yahoo_handshake(httpserver)
+    httpserver.expect_request(
+        "/v7/finance/quote", query_string={"symbols": symbols, "crumb": YAHOO_CRUMB}
+    ).respond_with_json(yahoo_quote(rows))
