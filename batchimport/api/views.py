@@ -211,7 +211,7 @@ class ScheduleDeleteView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[RunListQuery], responses={200: dict}),
+    list=extend_schema(parameters=[RunListQuery], responses={200: dict}, operation_id="runs_import_jobs_list"),
     retrieve=extend_schema(responses={200: dict, 404: ErrorSerializer}),
 )
 class ImportJobViewSet(RunViewSet):
