@@ -201,19 +201,38 @@ def check_reference_data_kept(state: GuideState, response, body) -> list[str]:
     return problems
 
 
+def _finished_status(state: GuideState, response: requests.Response) -> Any:
+    """A 202's run as its Location reports it once finished (what a script polls)."""
+    headers = {"Authorization": f"Bearer {state.token}"}
+    seen: dict[str, Any] = {}
+
+    def finished() -> bool:
+        seen["body"] = requests.get(response.headers["Location"], headers=headers, timeout=30).json()
+        return seen["body"].get("finished_at") is not None
+
+    wait_for(finished, "the queued run")
+    return seen["body"]
+
+
 def check_symbols_synced(state: GuideState, response, body) -> list[str]:
     problems = _ok_status(response, 200, 202)
+    problems += _sync_options_accounted(_example_body(response), body)
+    status = body
     if response.status_code == 202:
-        wait_for(lambda: not MarketData.objects.filter(symbol__isnull=True).exists(), "the queued sync")
+        if "Location" not in response.headers:
+            return [*problems, "a 202 without a Location header for the run's status"]
+        status = _finished_status(state, response)
     orphans = MarketData.objects.filter(symbol__isnull=True).count()
     if orphans:
         problems.append(f"{orphans} market_data rows still have no symbol")
     added = Symbol.objects.count() - state.symbols_before
     state.symbols_before = Symbol.objects.count()
-    problems += _sync_options_accounted(_example_body(response), body)
-    criteria = {"MarketDataRecordsWithoutSymbols": lambda v: v == 0, "Success": lambda v: v is True}
-    criteria["SymbolsAdded"] = (lambda v: v == added) if response.status_code == 200 else None
-    return problems + _old_names_missing(body, criteria)
+    criteria = {
+        "MarketDataRecordsWithoutSymbols": lambda v: v == 0,
+        "Success": lambda v: v is True,
+        "SymbolsAdded": lambda v: v == added,
+    }
+    return problems + _old_names_missing(status, criteria)
 
 
 SYNC_OPTIONS = {"batchSize", "assetClassFilter", "venueFilter", "skipExistingSymbols", "maxProcessingTime"}
@@ -343,7 +362,9 @@ def check_correction_rolled_back(state: GuideState, response, body) -> list[str]
     run = CorrectionRun.objects.filter(pk=state.correction_run_id).first()
     if run is None:
         return [*problems, "example 06 left no correction run to roll back"]
-    wait_for(lambda: CorrectionRun.objects.get(pk=run.pk).phase != Phase.ROLLING_BACK, "the rollback")
+    # The rollback is queued (202): wait until it has run, or failed.
+    wait_for(lambda: CorrectionRun.objects.get(pk=run.pk).phase == Phase.ROLLED_BACK
+             or CorrectionRun.objects.get(pk=run.pk).status == RunStatus.FAILED, "the rollback")  # fmt: skip
     run.refresh_from_db()
     if run.phase != Phase.ROLLED_BACK:
         problems.append(f"the run is {run.phase}, not rolled back")

@@ -66,6 +66,8 @@ class CorrectionRun(RunRecord):
     preview_report = models.JSONField(null=True, blank=True)
     validation_report = models.JSONField(null=True, blank=True)
     rollback_report = models.JSONField(null=True, blank=True)
+    # What the request asked that the run does not act on: {"ignored_options": {name: reason}}.
+    options = models.JSONField(default=dict, blank=True, db_default={})
 
     class Meta:
         db_table = "correction_runs"

@@ -449,6 +449,22 @@ def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
     return run
 
 
+def correction_rollback_queue(
+    *, run: CorrectionRun, reason: str, requested_by: str, force: bool = False
+) -> CorrectionRun:
+    """Queue `correction_rollback` on a django-q2 worker once the caller's
+    transaction commits; what would refuse it there is refused here first."""
+    if not (reason or "").strip():
+        raise DomainError("A rollback needs a reason.", code="reason_required")
+    refusal = rollback_refusal(run=run)
+    if refusal is not None:
+        raise ConflictError(f"Correction {run.pk}: {refusal.reason}.", code=refusal.code)
+    queue_on_commit(
+        "corrections.tasks.correction_rollback", run.pk, reason.strip(), requested_by, force, group="corrections"
+    )
+    return run
+
+
 # ---------------------------------------------------------------- validate
 
 

@@ -262,8 +262,15 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 100,
+    # One pagination across every list (docs/api.md, "One pagination").
+    "DEFAULT_PAGINATION_CLASS": "etl.api.pagination.ApiPagination",
+    # The curl parser goes before FormParser: the old guides' one-liners send JSON as a form.
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "etl.api.request_policy.CurlJsonFormParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "etl.api.exceptions.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env("API_LOGIN_RATE", default="10/min")},
@@ -288,9 +295,10 @@ Q_CLUSTER = {
     "name": "mytrader",
     "workers": env.int("Q_WORKERS", default=2),
     # A task may run for up to `timeout` seconds; `retry` must be longer, or a
-    # slow task is handed to a second worker while the first still runs.
-    "timeout": env.int("Q_TIMEOUT", default=3600),
-    "retry": env.int("Q_RETRY", default=3900),
+    # slow task is handed to a second worker while the first still runs. The
+    # default fits the old guides' longest run (a 4 h pipeline) with a margin.
+    "timeout": env.int("Q_TIMEOUT", default=16200),
+    "retry": env.int("Q_RETRY", default=17100),
     "max_attempts": 1,
     "save_limit": 1000,
     "catch_up": False,

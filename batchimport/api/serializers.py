@@ -1,4 +1,7 @@
-"""Request bodies with the old system's names (camelCase), validated."""
+"""Request bodies of the batch-processing API, under the request policy
+(etl/api/request_policy.py): our snake_case names, the old system's camelCase
+ones (`dataPath`, `batchSize`, `stockScrapperDataPath`, `globalSlaTarget`, ...),
+and its options we accept without acting on them, listed with the reason."""
 
 from __future__ import annotations
 
@@ -6,13 +9,15 @@ import re
 
 from rest_framework import serializers
 
-from etl.api.serializers import DeadLetterSerializer  # noqa: F401 (re-exported for the views)
+from etl.api.request_policy import PolicySerializer
 
 _DURATION = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
+DUPLICATES_ALWAYS_REFUSED = "duplicates are always refused by the unique key and counted (rows_duplicates)"
+FIXED_BACKOFF = "the backoff is fixed: 1, 2, 4 ... minutes up to 30 (the old guide's own table)"
 
 
 class DurationMinutesField(serializers.CharField):
-    """`"00:45:00"` -> 45 (minutes, rounded up)."""
+    """`"00:45:00"` -> 45 (minutes, rounded up); 1 minute to 999 hours."""
 
     def to_internal_value(self, data):
         text = super().to_internal_value(data)
@@ -26,35 +31,59 @@ class DurationMinutesField(serializers.CharField):
         return minutes
 
 
-class MarketImportSerializer(serializers.Serializer):
-    dataPath = serializers.CharField(required=False, help_text="Folder or file under DATA_ROOT; default: the market")
-    batchSize = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
-    slaTarget = DurationMinutesField(required=False)
-    maxConcurrency = serializers.IntegerField(required=False, min_value=1, max_value=32, default=2)
-    maxAttempts = serializers.IntegerField(required=False, min_value=1, max_value=20, default=4)
-    overwrite = serializers.BooleanField(required=False, default=False)
-    enableDuplicateCleanup = serializers.BooleanField(
-        required=False, default=True, help_text="Accepted for compatibility: duplicates are always rejected"
+class MarketImportSerializer(PolicySerializer):
+    data_path = serializers.CharField(
+        required=False, max_length=500, help_text="Folder or file under DATA_ROOT; default: the market"
     )
-
-
-class AllMarketsImportSerializer(serializers.Serializer):
-    stockScrapperDataPath = serializers.CharField(required=False, default=".")
-    runMarketsInParallel = serializers.BooleanField(required=False, default=True)
-    globalMaxConcurrency = serializers.IntegerField(required=False, min_value=1, max_value=32, default=2)
-    globalSlaTarget = DurationMinutesField(required=False)
-    batchSize = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    batch_size = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    sla_target = DurationMinutesField(required=False, help_text='"HH:MM:SS"')
+    max_concurrency = serializers.IntegerField(required=False, min_value=1, max_value=32, default=2)
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=20, default=4)
     overwrite = serializers.BooleanField(required=False, default=False)
 
+    ignored_options = {
+        "market": "the path names the market (markets/{market}/import)",
+        "enableDuplicateCleanup": DUPLICATES_ALWAYS_REFUSED,
+    }
 
-class RetrySerializer(serializers.Serializer):
-    maxRetries = serializers.IntegerField(required=False, min_value=1, max_value=20)
-    initialDelay = serializers.CharField(required=False, help_text="Accepted; the backoff is 1, 2, 4 … min")
-    backoffMultiplier = serializers.FloatField(required=False)
+
+class AllMarketsImportSerializer(PolicySerializer):
+    data_path = serializers.CharField(required=False, default=".", max_length=500, help_text="under DATA_ROOT")
+    run_markets_in_parallel = serializers.BooleanField(required=False, default=True)
+    max_concurrency = serializers.IntegerField(required=False, min_value=1, max_value=32, default=2)
+    sla_target = DurationMinutesField(required=False, help_text='"HH:MM:SS"')
+    batch_size = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    overwrite = serializers.BooleanField(required=False, default=False)
+
+    old_names = {
+        "stockScrapperDataPath": "data_path",
+        "globalMaxConcurrency": "max_concurrency",
+        "globalSlaTarget": "sla_target",
+    }
+    ignored_options = {"enableDuplicateCleanup": DUPLICATES_ALWAYS_REFUSED}
 
 
-class ScheduleSerializer(serializers.Serializer):
-    name = serializers.SlugField(required=False, default="all-markets-daily")
-    importRequest = AllMarketsImportSerializer(required=False, default=dict)
-    cronExpression = serializers.CharField()
-    timeZone = serializers.CharField(required=False, default="UTC")
+class RetrySerializer(PolicySerializer):
+    max_attempts = serializers.IntegerField(required=False, min_value=1, max_value=20)
+
+    old_names = {"maxRetries": "max_attempts"}
+    ignored_options = {"initialDelay": FIXED_BACKOFF, "backoffMultiplier": FIXED_BACKOFF}
+
+
+class ScheduleSerializer(PolicySerializer):
+    name = serializers.SlugField(required=False, default="all-markets-daily", max_length=100)
+    import_request = AllMarketsImportSerializer(required=False)
+    cron = serializers.CharField(max_length=100, help_text='e.g. "0 2 * * *"')
+    timezone = serializers.CharField(required=False, default="UTC", max_length=64, help_text="IANA zone")
+
+    old_names = {"cronExpression": "cron", "timeZone": "timezone"}
+
+
+class StatsQuerySerializer(PolicySerializer):
+    start_date = serializers.DateField(required=False, help_text="YYYY-MM-DD, inclusive")
+    end_date = serializers.DateField(required=False, help_text="YYYY-MM-DD, inclusive")
+
+    def validate(self, attrs):
+        if attrs.get("start_date") and attrs.get("end_date") and attrs["start_date"] > attrs["end_date"]:
+            raise serializers.ValidationError({"start_date": "startDate is after endDate"})
+        return attrs

@@ -1,6 +1,10 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from batchimport.api import views
+
+router = SimpleRouter()
+router.register("runs/import-jobs", views.ImportJobViewSet, basename="import-job-run")
 
 urlpatterns = [
     path("batch-processing/markets/<str:market>/import", views.MarketImportView.as_view(), name="import-market"),
@@ -23,3 +27,4 @@ urlpatterns = [
         name="import-schedule-delete",
     ),
 ]
+urlpatterns += router.urls

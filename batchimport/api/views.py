@@ -1,12 +1,16 @@
-"""The batch-processing API (the old system's paths). Views parse, call one service, render."""
+"""The batch-processing API (the old system's paths) and the import jobs as a
+resource (/api/runs/import-jobs/). Views parse with the request policy, call one
+service, render. Responses are snake_case, with the old `jobId` kept as a copy."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
-from rest_framework import serializers as drf
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,150 +19,149 @@ from batchimport import selectors, services
 from batchimport.api import serializers as s
 from batchimport.markets import market_spec
 from batchimport.models import ImportJob
+from etl.api.pagination import ApiPagination
 from etl.api.permissions import StaffWithPermission
-from etl.errors import DomainError
+from etl.api.request_policy import PolicyViewMixin, old_names_add, snake_name
+from etl.api.runs import RunListQuery, RunViewSet, accepted
+from etl.api.serializers import DeadLetterSerializer, ErrorSerializer
 from etl.health import health_report
 from etl.models import DeadLetter
+
+JOB_STATUS = "import-job-status"
+_CAMEL = re.compile(r"[a-z0-9][A-Z]")
+
+
+def snake_keys(data: Any) -> Any:
+    """The selectors' camelCase keys (`rowsPerSecond`) in the API's snake_case;
+    keys that are data (`BIST`, `queued`) stay as they are."""
+    if isinstance(data, dict):
+        return {
+            (snake_name(k) if isinstance(k, str) and _CAMEL.search(k) else k): snake_keys(v) for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [snake_keys(v) for v in data]
+    return data
+
+
+def job_body(job: ImportJob) -> dict[str, Any]:
+    """A job's status, snake_case, with the old `jobId` the guide's scripts read."""
+    return old_names_add(snake_keys(selectors.job_status(job=job)), {"jobId": "job_id"})
 
 
 def _user(request) -> str:
     return request.user.get_username()
 
 
-def _accepted(job) -> Response:
-    return Response(selectors.job_status(job=job), status=status.HTTP_202_ACCEPTED)
+def _accepted(request, job: ImportJob) -> Response:
+    return accepted(request, job_body(job), url_name=JOB_STATUS, run_id=job.pk)
 
 
-class MarketImportView(APIView):
+class MarketImportView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.start_import",)
 
-    @extend_schema(request=s.MarketImportSerializer, responses={202: dict})
+    @extend_schema(request=s.MarketImportSerializer, responses={202: dict, 400: ErrorSerializer})
     def post(self, request, market: str):
         """POST markets/{market}/import -> services.import_job_submit (queued on commit)."""
         key = services.market_key_parse(market)
-        body = s.MarketImportSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        d = body.validated_data
+        d = self.policy_body(s.MarketImportSerializer).validated_data
         job = services.import_job_submit(
-            path=d.get("dataPath") or market_spec(key).folder,
+            path=d.get("data_path") or market_spec(key).folder,
             market=key,
-            batch_size=d.get("batchSize"),
-            sla_minutes=d.get("slaTarget"),
-            max_concurrency=d["maxConcurrency"],
-            max_attempts=d["maxAttempts"],
+            batch_size=d.get("batch_size"),
+            sla_minutes=d.get("sla_target"),
+            max_concurrency=d["max_concurrency"],
+            max_attempts=d["max_attempts"],
             overwrite=d["overwrite"],
             requested_by=_user(request),
         )
-        return _accepted(job)
+        return _accepted(request, job)
 
 
-class AllMarketsImportView(APIView):
+class AllMarketsImportView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.start_import",)
 
-    @extend_schema(request=s.AllMarketsImportSerializer, responses={202: dict})
+    @extend_schema(request=s.AllMarketsImportSerializer, responses={202: dict, 400: ErrorSerializer})
     def post(self, request):
         """POST all-markets/import -> services.import_job_submit (queued on commit)."""
-        body = s.AllMarketsImportSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        d = body.validated_data
+        d = self.policy_body(s.AllMarketsImportSerializer).validated_data
         job = services.import_job_submit(
-            path=d["stockScrapperDataPath"],
+            path=d["data_path"],
             all_markets=True,
-            run_in_parallel=d["runMarketsInParallel"],
-            max_concurrency=d["globalMaxConcurrency"],
-            sla_minutes=d.get("globalSlaTarget"),
-            batch_size=d.get("batchSize"),
+            run_in_parallel=d["run_markets_in_parallel"],
+            max_concurrency=d["max_concurrency"],
+            sla_minutes=d.get("sla_target"),
+            batch_size=d.get("batch_size"),
             overwrite=d["overwrite"],
             requested_by=_user(request),
         )
-        return _accepted(job)
+        return _accepted(request, job)
 
 
 def _job(job_id: int) -> ImportJob:
     return get_object_or_404(ImportJob, pk=job_id)
 
 
-_DATE = drf.DateField(required=False, allow_null=True)
-
-
-def _date_param(request, name: str):
-    text = request.query_params.get(name)
-    return _DATE.to_internal_value(text) if text else None
-
-
 class JobStatusView(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: dict, 404: ErrorSerializer})
     def get(self, request, job_id: int):
         """GET jobs/{id}/status -> selectors.job_status."""
-        return Response(selectors.job_status(job=_job(job_id)))
+        return Response(job_body(_job(job_id)))
 
 
 class JobCancelView(APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.cancel_import",)
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses={200: dict, 404: ErrorSerializer})
     def post(self, request, job_id: int):
         """POST jobs/{id}/cancel -> services.import_job_cancel."""
-        return Response(selectors.job_status(job=services.import_job_cancel(job=_job(job_id))))
+        return Response(job_body(services.import_job_cancel(job=_job(job_id))))
 
 
-class JobRetryView(APIView):
+def _retry(request, job: ImportJob, max_attempts: int | None) -> Response:
+    job = services.import_job_retry(job=job, max_attempts=max_attempts, workers=job.max_concurrency, queue=True)
+    return _accepted(request, job)
+
+
+class JobRetryView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.retry_import",)
 
-    @extend_schema(request=s.RetrySerializer, responses={202: dict})
+    @extend_schema(request=s.RetrySerializer, responses={202: dict, 400: ErrorSerializer, 404: ErrorSerializer})
     def post(self, request, job_id: int):
         """POST jobs/{id}/retry -> services.import_job_retry (queued on commit)."""
-        body = s.RetrySerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        job = _job(job_id)
-        job = services.import_job_retry(
-            job=job, max_attempts=body.validated_data.get("maxRetries"), workers=job.max_concurrency, queue=True
-        )
-        return _accepted(job)
+        body = self.policy_body(s.RetrySerializer)
+        return _retry(request, _job(job_id), body.validated_data.get("max_attempts"))
 
 
-class MonitoringStatsView(APIView):
-    @extend_schema(responses={200: dict})
+class MonitoringStatsView(PolicyViewMixin, APIView):
+    @extend_schema(parameters=[s.StatsQuerySerializer], responses={200: dict, 400: ErrorSerializer})
     def get(self, request):
         """GET monitoring/stats?startDate=&endDate= -> selectors.monitoring_stats."""
-        try:
-            start, end = _date_param(request, "startDate"), _date_param(request, "endDate")
-        except drf.ValidationError:
-            raise DomainError("startDate and endDate must be dates (YYYY-MM-DD)", code="invalid_date") from None
-        if start and end and start > end:
-            raise DomainError("startDate is after endDate", code="invalid_range")
-        return Response(selectors.monitoring_stats(start=start, end=end))
-
-
-class DeadLetterPagination(PageNumberPagination):
-    page_query_param = "page"
-    page_size_query_param = "pageSize"
-    page_size = 50
-    max_page_size = 500
+        d = self.policy_query(s.StatsQuerySerializer).validated_data
+        return Response(snake_keys(selectors.monitoring_stats(start=d.get("start_date"), end=d.get("end_date"))))
 
 
 class DeadLetterQueueView(generics.ListAPIView):
-    """Import files that failed for good, newest first (paged: page, pageSize)."""
+    """Import files that failed for good, newest first (ApiPagination: page and pageSize as the old system)."""
 
-    serializer_class = s.DeadLetterSerializer
-    pagination_class = DeadLetterPagination
+    serializer_class = DeadLetterSerializer
+    pagination_class = ApiPagination
     filter_backends: list = []
-    queryset = DeadLetter.objects.filter(kind="import_file").order_by("-created_at", "-id")
+    queryset = DeadLetter.objects.filter(kind="import_file")
 
 
 class DeadLetterResubmitView(APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.retry_import",)
 
-    @extend_schema(request=None, responses={202: dict})
+    @extend_schema(request=None, responses={202: dict, 404: ErrorSerializer})
     def post(self, request, letter_id: int):
         """POST dead-letter-queue/{id}/resubmit -> services.dead_letter_resubmit (queued on commit)."""
         letter = get_object_or_404(DeadLetter, pk=letter_id)
-        return _accepted(services.dead_letter_resubmit(dead_letter=letter))
+        return _accepted(request, services.dead_letter_resubmit(dead_letter=letter))
 
 
 class HealthView(APIView):
@@ -179,35 +182,29 @@ class HealthView(APIView):
         return {"ok": imports["status"] == "healthy", **{k: v for k, v in imports.items() if k != "status"}}
 
 
-class AllMarketsScheduleView(APIView):
+class AllMarketsScheduleView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.schedule_import",)
 
-    @extend_schema(request=s.ScheduleSerializer, responses={201: dict})
+    @extend_schema(request=s.ScheduleSerializer, responses={201: dict, 400: ErrorSerializer})
     def post(self, request):
         """POST schedules/all-markets -> services.import_schedule_create."""
-        body = s.ScheduleSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        d = body.validated_data
-        req = d["importRequest"] or {}
+        d = self.policy_body(s.ScheduleSerializer).validated_data
+        req = d.get("import_request") or {}
         options = {
-            "run_in_parallel": req.get("runMarketsInParallel", True),
-            "max_concurrency": req.get("globalMaxConcurrency", 2),
-            "batch_size": req.get("batchSize"),
+            "run_in_parallel": req.get("run_markets_in_parallel", True),
+            "max_concurrency": req.get("max_concurrency", 2),
+            "batch_size": req.get("batch_size"),
         }
         schedule = services.import_schedule_create(
-            name=d["name"],
-            path=req.get("stockScrapperDataPath", "."),
-            cron=d["cronExpression"],
-            tz=d["timeZone"],
-            options=options,
+            name=d["name"], path=req.get("data_path", "."), cron=d["cron"], tz=d["timezone"], options=options
         )
         body = {
             "id": schedule.pk,
             "name": schedule.name,
             "cron": schedule.cron,
-            "timeZone": d["timeZone"],
-            "nextRun": schedule.next_run,
+            "timezone": d["timezone"],
+            "next_run": schedule.next_run,
         }
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -221,3 +218,35 @@ class ScheduleDeleteView(APIView):
         """DELETE schedules/{id} -> services.import_schedule_delete."""
         services.import_schedule_delete(schedule_id=schedule_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[RunListQuery], responses={200: dict}, operation_id="runs_import_jobs_list"),
+    retrieve=extend_schema(responses={200: dict, 404: ErrorSerializer}),
+)
+class ImportJobViewSet(RunViewSet):
+    """Import jobs (top-level: an all-markets job lists its markets): `kind` is market or all_markets."""
+
+    queryset = ImportJob.objects.filter(parent__isnull=True)
+    kind_field = "kind"
+    action_perms = {"cancel": ("batchimport.cancel_import",), "retry": ("batchimport.retry_import",)}
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response([job_body(job) for job in page])
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(job_body(self.get_object()))
+
+    @extend_schema(request=None, responses={200: dict, 404: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """services.import_job_cancel, as the admin's action."""
+        return Response(job_body(services.import_job_cancel(job=self.get_object())))
+
+    @extend_schema(request=s.RetrySerializer, responses={202: dict, 400: ErrorSerializer, 404: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """services.import_job_retry (queued on commit)."""
+        body = self.policy_body(s.RetrySerializer)
+        return _retry(request, self.get_object(), body.validated_data.get("max_attempts"))

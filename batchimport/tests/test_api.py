@@ -70,6 +70,8 @@ def test_market_import_runs_and_reports_status(nyse, api_client_for, sync_q, dja
         )
     assert response.status_code == 202, response.content
     job_id = response.json()["jobId"]
+    assert job_id == response.json()["job_id"] == response.json()["run_id"]
+    assert response["Location"].endswith(f"/api/batch-processing/jobs/{job_id}/status")
     job = ImportJob.objects.get(pk=job_id)
     assert (job.market, job.batch_size, job.sla_minutes, job.requested_by) == ("NYSE", 800, 45, job.requested_by)
     status = api_client_for().get(f"{BASE}/jobs/{job_id}/status").json()
@@ -93,7 +95,7 @@ def test_all_markets_import_queues_one_task_per_worker(data_root, api_client_for
         )
     assert response.status_code == 202, response.content
     body = response.json()
-    assert body["kind"] == "all_markets" and len(body["markets"]) == 4 and body["slaMinutes"] == 120
+    assert body["kind"] == "all_markets" and len(body["markets"]) == 4 and body["sla_minutes"] == 120
     assert OrmQ.objects.count() == 4  # one task per file: every worker of every cluster gets a share
 
 
@@ -143,7 +145,7 @@ def test_stats_and_dead_letter_queue(data_root, api_client_for, sync_q, django_c
     services.import_job_start(job=job)
     client = api_client_for()
     stats = client.get(f"{BASE}/monitoring/stats", {"startDate": "2000-01-01", "endDate": "2100-01-01"}).json()
-    assert stats["jobs"] == 1 and stats["jobsByStatus"] == {"failed": 1}
+    assert stats["jobs"] == 1 and stats["jobs_by_status"] == {"failed": 1}
     assert client.get(f"{BASE}/monitoring/stats", {"startDate": "yesterday"}).status_code == 400
     page = client.get(f"{BASE}/dead-letter-queue", {"page": 1, "pageSize": 10}).json()
     assert page["count"] == 1 and page["results"][0]["ref"] == "NYSE/BAD.csv"
@@ -182,3 +184,33 @@ def test_schedules_create_and_delete(nyse, api_client_for):
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_cron"
     assert client.delete(f"{BASE}/schedules/{schedule.pk}").status_code == 204
     assert client.delete(f"{BASE}/schedules/{schedule.pk}").status_code == 404
+
+
+def test_import_requests_follow_the_policy(nyse, api_client_for, django_capture_on_commit_callbacks):
+    client = api_client_for(staff=True, perms=START)
+    bad = client.post(f"{BASE}/markets/nyse/import", {"dataPth": "DATA/NYSE"}, format="json")
+    assert (bad.status_code, bad.json()["code"], list(bad.json()["errors"])) == (400, "unknown_field", ["dataPth"])
+    with django_capture_on_commit_callbacks():
+        ok = client.post(
+            f"{BASE}/markets/nyse/import",
+            {"data_path": "DATA/NYSE", "market": "NYSE", "enableDuplicateCleanup": True},
+            format="json",
+        )
+    assert ok.status_code == 202
+    assert set(ok.json()["ignored_options"]) == {"market", "enableDuplicateCleanup"}
+    assert "rows_per_second" in ok.json() and "rowsPerSecond" not in ok.json()
+
+
+def test_import_jobs_resource_lists_retrieves_and_cancels(nyse, api_client_for, django_capture_on_commit_callbacks):
+    first = services.import_job_create(path="DATA/NYSE", market="NYSE")
+    second = services.import_job_create(path="DATA/NYSE", market="NYSE", requested_by="ayse")
+    reader = api_client_for()
+    assert [j["job_id"] for j in reader.get("/api/runs/import-jobs/").json()["results"]] == [second.pk, first.pk]
+    assert [j["job_id"] for j in reader.get("/api/runs/import-jobs/?requestedBy=ayse").json()["results"]] == [second.pk]
+    assert reader.get(f"/api/runs/import-jobs/{first.pk}/").json()["jobId"] == first.pk
+    assert reader.get("/api/runs/import-jobs/?kind=market&page=1&pageSize=1").json()["count"] == 2
+    assert reader.post(f"/api/runs/import-jobs/{first.pk}/cancel/").status_code == 403
+    cancelled = api_client_for(staff=True, perms=("batchimport.cancel_import",)).post(
+        f"/api/runs/import-jobs/{first.pk}/cancel/"
+    )
+    assert cancelled.status_code == 200

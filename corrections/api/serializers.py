@@ -1,6 +1,7 @@
-"""Request bodies of the correction API. snake_case, and the old system's camelCase
-names (batchSize, onlyProcessNullAssetClass, validateAfterEachBatch,
-createBackup, correctionId) are accepted too so old clients keep working."""
+"""Request and response shapes of the correction API. Requests follow the
+request policy (etl/api/request_policy.py): snake_case, the old system's
+camelCase, and its own names (onlyProcessNullAssetClass, validateAfterEachBatch,
+correctionId); a run id as 12, "12" or "correction:12"."""
 
 from __future__ import annotations
 
@@ -10,36 +11,29 @@ from rest_framework import serializers
 
 from corrections.models import CorrectionRun
 from corrections.services import MAX_BATCH_SIZE
+from etl.api.request_policy import PolicySerializer, RelatedIdField
 
-OLD_SYSTEM_NAMES = {
-    "batchSize": "batch_size",
+# The old system's names that are not ours in camelCase.
+OLD_NAMES = {
     "onlyProcessNullAssetClass": "only_null",
-    "overwriteMismatched": "overwrite_mismatched",
     "validateAfterEachBatch": "validate_each_batch",
-    "createBackup": "create_backup",
     "correctionId": "run_id",
-    "runId": "run_id",
-    "pageSize": "page_size",
 }
+RUN_ASYNC_HELP = "Default true: queue it and answer 202 with the run; false runs it in the request"
 
 
-class OldSystemNamesMixin:
-    def to_internal_value(self, data: Any) -> Any:
-        if hasattr(data, "items"):
-            data = {OLD_SYSTEM_NAMES.get(key, key): value for key, value in data.items()}
-        return super().to_internal_value(data)
-
-
-class RunField(serializers.PrimaryKeyRelatedField):
+class RunField(RelatedIdField):
     def __init__(self, **kwargs: Any):
-        super().__init__(queryset=CorrectionRun.objects.all(), **kwargs)
+        super().__init__(queryset=CorrectionRun.objects.all(), prefixes=("correction",), **kwargs)
 
 
-class AnalyzeQuerySerializer(serializers.Serializer):
+class AnalyzeQuerySerializer(PolicySerializer):
     sample_size = serializers.IntegerField(min_value=0, max_value=100, default=5)
 
 
-class OptionsSerializer(OldSystemNamesMixin, serializers.Serializer):
+class OptionsSerializer(PolicySerializer):
+    old_names = OLD_NAMES
+
     only_null = serializers.BooleanField(default=False)
     overwrite_mismatched = serializers.BooleanField(default=False)
 
@@ -60,7 +54,7 @@ class ExecuteSerializer(OptionsSerializer):
     batch_size = serializers.IntegerField(min_value=1, max_value=MAX_BATCH_SIZE, default=50_000)
     validate_each_batch = serializers.BooleanField(default=False)
     create_backup = serializers.BooleanField(default=True, help_text="always true: the backup is mandatory")
-    run_async = serializers.BooleanField(default=True)
+    run_async = serializers.BooleanField(default=True, help_text=RUN_ASYNC_HELP)
 
     def validate_create_backup(self, value: bool) -> bool:
         if not value:
@@ -68,11 +62,93 @@ class ExecuteSerializer(OptionsSerializer):
         return value
 
 
-class RunSerializer(OldSystemNamesMixin, serializers.Serializer):
+class RunSerializer(PolicySerializer):
+    old_names = OLD_NAMES
+
     run_id = RunField(required=False, allow_null=True)
 
 
-class RollbackSerializer(OldSystemNamesMixin, serializers.Serializer):
+class RollbackSerializer(PolicySerializer):
+    old_names = OLD_NAMES
+
     run_id = RunField()
     reason = serializers.CharField(max_length=2000)
     force = serializers.BooleanField(default=False, help_text="also restore rows changed after the run")
+    run_async = serializers.BooleanField(default=True, help_text=RUN_ASYNC_HELP)
+
+
+class RunRollbackSerializer(PolicySerializer):
+    """Body of a run's rollback action (the run is in the path)."""
+
+    reason = serializers.CharField(max_length=2000)
+    force = serializers.BooleanField(default=False, help_text="also restore rows changed after the run")
+
+
+# ---------------------------------------------------------------------------
+# Response shapes
+
+
+class CorrectionStatusSerializer(serializers.Serializer):
+    """A correction run as the API shows it (selectors.correction_status)."""
+
+    run_id = serializers.IntegerField()
+    interrupted = serializers.BooleanField(help_text="marked running, but its process is gone: execute resumes it")
+    phase = serializers.CharField()
+    status = serializers.CharField()
+    scope = serializers.CharField()
+    only_null = serializers.BooleanField()
+    overwrite_mismatched = serializers.BooleanField()
+    batch_size = serializers.IntegerField()
+    validate_each_batch = serializers.BooleanField()
+    requested_by = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    executed_at = serializers.DateTimeField(allow_null=True)
+    progress_done = serializers.IntegerField()
+    progress_total = serializers.IntegerField(allow_null=True)
+    percent = serializers.FloatField(allow_null=True)
+    rate_per_second = serializers.FloatField(allow_null=True)
+    eta_seconds = serializers.FloatField(allow_null=True)
+    batches_done = serializers.IntegerField()
+    last_id = serializers.IntegerField(allow_null=True)
+    id_range = serializers.ListField(child=serializers.IntegerField(allow_null=True), min_length=2, max_length=2)
+    rows_updated = serializers.IntegerField()
+    rows_restored = serializers.IntegerField()
+    rollback_conflicts = serializers.IntegerField()
+    rollback_reason = serializers.CharField(allow_blank=True)
+    rolled_back_by = serializers.CharField(allow_blank=True)
+    rolled_back_at = serializers.DateTimeField(allow_null=True)
+    cancel_requested = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    ignored_options = serializers.DictField(child=serializers.CharField())
+
+
+class CorrectionAcceptedSerializer(CorrectionStatusSerializer):
+    location = serializers.URLField(help_text="the run's status (also the Location header)")
+
+
+class ExecuteResultSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField()
+    status = serializers.CharField()
+    phase = serializers.CharField()
+    resumed = serializers.BooleanField()
+    rows_updated = serializers.IntegerField()
+    rows_backed_up = serializers.IntegerField()
+    batches = serializers.IntegerField()
+    seconds = serializers.FloatField()
+    rate_per_second = serializers.FloatField()
+    ignored_options = serializers.DictField(child=serializers.CharField())
+
+
+class RollbackResultSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField()
+    status = serializers.CharField()
+    phase = serializers.CharField()
+    rows_restored = serializers.IntegerField()
+    conflicts = serializers.IntegerField()
+    conflicts_restored = serializers.IntegerField()
+    missing = serializers.IntegerField()
+    conflict_samples = serializers.ListField(child=serializers.DictField())
+    seconds = serializers.FloatField()
+    ignored_options = serializers.DictField(child=serializers.CharField())

@@ -1,8 +1,12 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from corrections.api import views
 
 PREFIX = "etl/asset-class-correction"
+
+router = SimpleRouter()
+router.register("runs/corrections", views.CorrectionRunViewSet, basename="correction-run")
 
 urlpatterns = [
     path(f"{PREFIX}/analyze", views.AnalyzeView.as_view(), name="correction-analyze"),
@@ -15,3 +19,4 @@ urlpatterns = [
     path(f"{PREFIX}/health", views.HealthView.as_view(), name="correction-health"),
     path(f"{PREFIX}/metrics", views.MetricsView.as_view(), name="correction-metrics"),
 ]
+urlpatterns += router.urls

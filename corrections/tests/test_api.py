@@ -159,11 +159,65 @@ def test_rollback_then_second_rollback_is_409(api_client_for, world):
     before = market_data_checksum()
     run = executed_run(overwrite_mismatched=True)
     client = api_client_for(staff=True, perms=ROLLBACK)
-    response = client.post(f"{BASE}/rollback", {"correctionId": run.pk, "reason": "bad data"}, format="json")
+    body = {"correctionId": str(run.pk), "reason": "bad data", "runAsync": False}
+    response = client.post(f"{BASE}/rollback", body, format="json")
     assert response.status_code == 200 and response.json()["rows_restored"] == 75
     assert market_data_checksum() == before
     again = client.post(f"{BASE}/rollback", {"run_id": run.pk, "reason": "again"}, format="json")
     assert again.status_code == 409 and again.json()["code"] == "already_rolled_back"
+
+
+def test_rollback_is_queued_by_default_and_its_status_is_at_its_location(
+    api_client_for, world, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(Conf, "SYNC", True)  # the cluster runs it in-process
+    before = market_data_checksum()
+    run = executed_run(overwrite_mismatched=True)
+    client = api_client_for(staff=True, perms=ROLLBACK)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"{BASE}/rollback", {"correctionId": f"correction:{run.pk}", "reason": "x"}, format="json"
+        )
+    assert response.status_code == 202
+    assert response["Location"].endswith(f"/api/runs/corrections/{run.pk}/")
+    assert client.get(response["Location"]).json()["phase"] == Phase.ROLLED_BACK
+    assert market_data_checksum() == before
+    again = client.post(f"{BASE}/rollback", {"run_id": run.pk, "reason": "again"}, format="json")
+    assert again.status_code == 409  # refused before anything is queued
+
+
+def test_correction_requests_follow_the_policy(api_client_for, world):
+    client = api_client_for(staff=True, perms=EXECUTE)
+    bad = client.post(f"{BASE}/execute", {"batchSize": 10, "onlyNullAsetClass": True}, format="json")
+    assert (bad.status_code, bad.json()["code"], list(bad.json()["errors"])) == (
+        400,
+        "unknown_field",
+        ["onlyNullAsetClass"],
+    )
+    twice = client.post(f"{BASE}/execute", {"batchSize": 10, "batch_size": 20}, format="json")
+    assert twice.json()["code"] == "given_twice"
+    assert not CorrectionRun.objects.exists()
+    assert client.get(f"{BASE}/status?runId=abc").status_code == 400
+
+
+def test_correction_runs_resource_lists_retrieves_and_acts(api_client_for, world, django_capture_on_commit_callbacks):
+    done = executed_run(overwrite_mismatched=True)
+    fresh = services.correction_run_create(requested_by="bob")
+    reader = api_client_for()
+    listed = reader.get("/api/runs/corrections/").json()["results"]
+    assert [r["run_id"] for r in listed] == [fresh.pk, done.pk]
+    assert [r["run_id"] for r in reader.get("/api/runs/corrections/?kind=executed").json()["results"]] == [done.pk]
+    assert [r["run_id"] for r in reader.get("/api/runs/corrections/?requested_by=bob").json()["results"]] == [fresh.pk]
+    assert reader.get(f"/api/runs/corrections/{done.pk}/").json()["rows_updated"] == 75
+    assert reader.post(f"/api/runs/corrections/{fresh.pk}/retry/").status_code == 403
+    with django_capture_on_commit_callbacks():
+        retried = api_client_for(staff=True, perms=EXECUTE).post(f"/api/runs/corrections/{fresh.pk}/retry/")
+    assert (retried.status_code, retried.json()["status"]) == (202, "queued")
+    roller = api_client_for(staff=True, perms=ROLLBACK)
+    assert roller.post(f"/api/runs/corrections/{done.pk}/rollback/", {}, format="json").status_code == 400
+    with django_capture_on_commit_callbacks():
+        rolled = roller.post(f"/api/runs/corrections/{done.pk}/rollback/", {"reason": "undo"}, format="json")
+    assert rolled.status_code == 202
 
 
 def test_rollback_needs_a_reason(api_client_for, world):
@@ -177,7 +231,8 @@ def test_rollback_with_conflicts_reports_them(api_client_for, world):
     run = executed_run(overwrite_mismatched=True)
     MarketData.objects.filter(ticker="THYAO").update(asset_class="ETF")
     client = api_client_for(staff=True, perms=ROLLBACK)
-    body = client.post(f"{BASE}/rollback", {"run_id": run.pk, "reason": "undo"}, format="json").json()
+    body = {"run_id": run.pk, "reason": "undo", "run_async": False}
+    body = client.post(f"{BASE}/rollback", body, format="json").json()
     assert (body["conflicts"], body["conflicts_restored"], body["rows_restored"]) == (30, 0, 45)
     assert len(body["conflict_samples"]) == 30
 

@@ -1,70 +1,94 @@
 """Request and response shapes of the sync, status and pipeline endpoints.
 
-Requests accept snake_case and the old system's camelCase names
-(`batchSize`, `continueOnComponentFailure`, `maxExecutionTime`, ...)."""
+Requests follow the request policy (etl/api/request_policy.py): snake_case and
+the old system's camelCase names (`batchSize`, `continueOnComponentFailure`,
+`maxExecutionTime`, ...); unknown keys are a 400; the old options we do not
+act on come back under `ignored_options`."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
+from etl.api.request_policy import PolicySerializer
 from etl.models import PipelineRun, PipelineStepRun
 
-
-def snake_case_keys(data: Any) -> dict[str, Any]:
-    if not hasattr(data, "items"):
-        return data
-    return {re.sub(r"(?<!^)(?=[A-Z])", "_", k).lower(): v for k, v in data.items()}
-
-
-# The longest time limit a pipeline run may ask for (the old guides plan 2-4 h runs).
-MAX_RUN_SECONDS = 7 * 24 * 3600
+# The longest time limit a run may ask for: the workers' task timeout (Q_TIMEOUT),
+# past which django-q2 would kill it (the old guides plan 2-4 h runs).
+MAX_RUN_SECONDS = int(settings.Q_CLUSTER["timeout"])
+RUN_ASYNC_HELP = "Default true: queue it and answer 202 with the run; false runs it in the request (at most 300 s)"
 
 
-class SyncSymbolsRequestSerializer(serializers.Serializer):
+class SyncSymbolsRequestSerializer(PolicySerializer):
     batch_size = serializers.IntegerField(default=1000, min_value=1, max_value=1_000_000)
-    asset_class_filter = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
-    venue_filter = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
+    asset_class_filter = serializers.ListField(
+        child=serializers.CharField(max_length=32), required=False, max_length=100
+    )
+    venue_filter = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=100)
     skip_existing_symbols = serializers.BooleanField(default=True)
     max_processing_time = serializers.DurationField(required=False, help_text='"HH:MM:SS"')
-    dry_run = serializers.BooleanField(default=False, help_text="List what would be created; write nothing")
-    run_async = serializers.BooleanField(default=False, help_text="Queue it on the workers and return 202")
+    dry_run = serializers.BooleanField(
+        default=False, help_text="List what would be created; write nothing (always in the request)"
+    )
+    run_async = serializers.BooleanField(default=True, help_text=RUN_ASYNC_HELP)
 
-    def service_kwargs(self) -> dict[str, Any]:
+    ignored_options = {
+        "maxConcurrency": "the sync is a few set-based statements; parallel batches would only contend for the "
+        "same index pages",
+        "autoEnrichMetadata": "enrichment is its own step (enrich-assets, or the pipeline's enrich)",
+        "connectionPoolSize": "connections are the server's configuration (CONN_MAX_AGE), not a request's",
+    }
+
+    def validate_max_processing_time(self, value):
+        if value.total_seconds() <= 0 or value.total_seconds() > MAX_RUN_SECONDS:
+            raise serializers.ValidationError(f"must be from 00:00:01 to {MAX_RUN_SECONDS} s")
+        return value
+
+    def step_options(self) -> dict[str, Any]:
+        """The options of the pipeline's sync step (etl.services.symbols_sync_step)."""
         d = self.validated_data
-        limit = d.get("max_processing_time")
-        if limit is not None and limit.total_seconds() <= 0:
-            raise serializers.ValidationError({"max_processing_time": "must be positive"})
         return {
             "batch_size": d["batch_size"],
             "asset_classes": d.get("asset_class_filter") or None,
             "venues": d.get("venue_filter") or None,
             "skip_existing": d["skip_existing_symbols"],
-            "max_seconds": limit.total_seconds() if limit is not None else None,
-            "dry_run": d["dry_run"],
         }
 
+    def max_seconds(self) -> int | None:
+        limit = self.validated_data.get("max_processing_time")
+        return max(1, round(limit.total_seconds())) if limit is not None else None
 
-class PipelineRequestSerializer(serializers.Serializer):
+
+class PipelineRequestSerializer(PolicySerializer):
     steps = serializers.ListField(
-        child=serializers.CharField(max_length=40), required=False, help_text="Default: every default step"
+        child=serializers.CharField(max_length=40),
+        required=False,
+        max_length=20,
+        help_text="Default: every default step",
     )
     continue_on_failure = serializers.BooleanField(required=False)
-    continue_on_component_failure = serializers.BooleanField(
-        required=False, help_text="The old system's name for continue_on_failure"
-    )
     max_execution_time = serializers.DurationField(required=False, help_text='"HH:MM:SS"')
     max_minutes = serializers.FloatField(required=False, min_value=0.01, max_value=MAX_RUN_SECONDS / 60)
-    path = serializers.CharField(required=False, help_text="Import step: file or folder under the data root")
+    path = serializers.CharField(
+        required=False, max_length=1000, help_text="Import step: file or folder under the data root"
+    )
     options = serializers.DictField(required=False, help_text="Step options, e.g. batch_size, clean_symbols")
-    run_async = serializers.BooleanField(default=False, help_text="Queue on the workers and return 202")
+    run_async = serializers.BooleanField(default=True, help_text=RUN_ASYNC_HELP)
     # The old system's switches; applied to the default steps when `steps` is not given.
     execute_reference_data_bootstrap = serializers.BooleanField(required=False)
     execute_symbol_sync = serializers.BooleanField(required=False)
     execute_asset_enrichment = serializers.BooleanField(required=False)
     validate_after_execution = serializers.BooleanField(required=False)
+
+    old_names = {"continueOnComponentFailure": "continue_on_failure"}
+    ignored_options = {
+        "executeInParallel": "the steps depend on each other (import, sync, correct, enrich, validate) and run in "
+        "that order; parallel work happens inside a step",
+        "sendNotificationOnCompletion": "notifications follow the alert rules (docs/alerting.md), not the request",
+        "sendNotificationOnFailure": "notifications follow the alert rules (docs/alerting.md: failed runs page)",
+    }
 
     SWITCHES = {
         "execute_reference_data_bootstrap": "bootstrap",
@@ -93,30 +117,36 @@ class PipelineRequestSerializer(serializers.Serializer):
         if max_seconds is not None and max_seconds <= 0:
             raise serializers.ValidationError({"max_execution_time": "must be positive"})
         if max_seconds is not None and max_seconds > MAX_RUN_SECONDS:
-            raise serializers.ValidationError({"max_execution_time": f"at most {MAX_RUN_SECONDS} s (7 days)"})
+            raise serializers.ValidationError(
+                {"max_execution_time": f"at most {MAX_RUN_SECONDS} s (the workers' task timeout, Q_TIMEOUT)"}
+            )
         options = dict(d.get("options") or {})
         if d.get("path"):
             options["path"] = d["path"]
         return {
             "steps": steps,
             "options": options,
-            "continue_on_failure": d.get("continue_on_failure", d.get("continue_on_component_failure", False)),
+            "continue_on_failure": d.get("continue_on_failure", False),
             "max_seconds": max_seconds,
         }
 
 
-class ValidateCleanupRequestSerializer(serializers.Serializer):
+class ValidateCleanupRequestSerializer(PolicySerializer):
     fix = serializers.BooleanField(default=False, help_text="Repair and record each fix; default: report only")
-    fixes = serializers.ListField(child=serializers.CharField(), required=False, help_text="Issue kinds to repair")
+    fixes = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, max_length=20, help_text="Issue kinds to repair"
+    )
 
 
-class ScheduleRequestSerializer(serializers.Serializer):
+class ScheduleRequestSerializer(PolicySerializer):
+    old_names = {"cronExpression": "cron", "timeZone": "timezone"}
+
     cron = serializers.CharField(max_length=100, help_text='e.g. "0 2 * * *"')
     timezone = serializers.CharField(max_length=64, default="UTC", help_text="IANA zone, e.g. Europe/Istanbul")
     name = serializers.CharField(max_length=100, required=False, default="")
-    steps = serializers.ListField(child=serializers.CharField(max_length=40), required=False)
+    steps = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=20)
     continue_on_failure = serializers.BooleanField(default=True)
-    max_minutes = serializers.FloatField(required=False, min_value=0.01)
+    max_minutes = serializers.FloatField(required=False, min_value=0.01, max_value=MAX_RUN_SECONDS / 60)
     options = serializers.DictField(required=False)
 
 
@@ -151,3 +181,90 @@ class PipelineRunSerializer(serializers.ModelSerializer):
             "summary",
             "steps",
         ]
+
+
+# ---------------------------------------------------------------------------
+# Response shapes (the schema documents every field)
+
+
+class IndicatorsSerializer(serializers.Serializer):
+    candles = serializers.IntegerField()
+    candles_without_symbol = serializers.IntegerField()
+    symbols_active = serializers.IntegerField()
+    symbols_enriched = serializers.IntegerField()
+    symbol_coverage = serializers.FloatField(allow_null=True, help_text="percent")
+    asset_class_consistency = serializers.FloatField(allow_null=True, help_text="percent")
+    enrichment_coverage = serializers.FloatField(allow_null=True, help_text="percent")
+    mean_symbol_quality_score = serializers.FloatField(allow_null=True)
+    overall_quality = serializers.FloatField(allow_null=True, help_text="0-100")
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.FloatField(allow_null=True)
+    goal = serializers.CharField()
+    ok = serializers.BooleanField()
+
+
+class IntegrityStatusSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text='"healthy" when every check is ok, else "attention"')
+    overall = IndicatorsSerializer()
+    checks = HealthCheckSerializer(many=True)
+    markets = serializers.DictField(child=IndicatorsSerializer())
+    weights = serializers.DictField(child=serializers.FloatField())
+    OverallDataQuality = serializers.FloatField(allow_null=True, help_text="old name of overall.overall_quality")
+    SymbolCoverage = serializers.FloatField(allow_null=True, help_text="old name of overall.symbol_coverage")
+    EnrichmentCoverage = serializers.FloatField(allow_null=True, help_text="old name of overall.enrichment_coverage")
+    MarketDataRecordsWithoutSymbols = serializers.IntegerField(help_text="old name of overall.candles_without_symbol")
+
+
+class LastSyncSerializer(serializers.Serializer):
+    pipeline_run = serializers.IntegerField()
+    status = serializers.CharField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+    counts = serializers.DictField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class SymbolSyncStatusSerializer(serializers.Serializer):
+    candles_without_symbol = serializers.IntegerField()
+    unsynced_pairs = serializers.IntegerField()
+    in_sync = serializers.BooleanField()
+    symbols = serializers.DictField(
+        help_text='{"total": n, "by_source": {source: {"total", "active", "low_confidence"}}}'
+    )
+    candles_total_estimate = serializers.IntegerField()
+    last_sync = LastSyncSerializer(allow_null=True)
+
+
+class SymbolIssueSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    symbol_id = serializers.IntegerField(allow_null=True)
+    rows = serializers.IntegerField()
+    fixed = serializers.BooleanField()
+
+
+class SymbolValidationSerializer(serializers.Serializer):
+    fix = serializers.BooleanField()
+    run_ref = serializers.CharField()
+    issues = SymbolIssueSerializer(many=True)
+    counts = serializers.DictField(child=serializers.IntegerField())
+    fixed = serializers.DictField(child=serializers.IntegerField())
+    corrections_recorded = serializers.IntegerField()
+    ok = serializers.BooleanField()
+    issue_count = serializers.IntegerField()
+    ignored_options = serializers.DictField(child=serializers.CharField())
+
+
+class ScheduleResultSerializer(serializers.Serializer):
+    schedule_id = serializers.IntegerField()
+    name = serializers.CharField()
+    cron = serializers.CharField()
+    timezone = serializers.CharField()
+    next_run = serializers.DateTimeField()
+    created = serializers.BooleanField()
+    ignored_options = serializers.DictField(child=serializers.CharField())

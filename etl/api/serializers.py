@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from etl.api.request_policy import PolicySerializer
 from etl.models import (
     AssetClass,
     DataProvider,
@@ -141,9 +142,23 @@ class MarketDataSerializer(serializers.ModelSerializer):
         ]
 
 
-class BootstrapRequestSerializer(serializers.Serializer):
-    overwrite = serializers.BooleanField(default=False, help_text="Reset existing records to the defaults")
-    run_async = serializers.BooleanField(default=False, help_text="Queue it on the workers and return 202")
+class BootstrapRequestSerializer(PolicySerializer):
+    """Body of bootstrap-reference-data (the old `overwriteExisting` is `overwrite`)."""
+
+    overwrite = serializers.BooleanField(required=False, help_text="Reset existing records to the defaults")
+    run_async = serializers.BooleanField(
+        default=True, help_text="Default true: a pipeline run of the step bootstrap (202); false: in the request"
+    )
+
+    old_names = {"overwriteExisting": "overwrite"}
+
+
+class BootstrapQuerySerializer(PolicySerializer):
+    """The old guide's query form: `?overwriteExisting=false`."""
+
+    overwrite = serializers.BooleanField(required=False, help_text="as in the body; the body wins when both say")
+
+    old_names = {"overwriteExisting": "overwrite"}
 
 
 class ProblemSerializer(serializers.Serializer):
@@ -160,15 +175,20 @@ class ValidationReportSerializer(serializers.Serializer):
 
 
 class BootstrapResultSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField(help_text="the pipeline run that recorded it")
     created = serializers.DictField(child=serializers.IntegerField())
     updated = serializers.DictField(child=serializers.IntegerField())
     unchanged = serializers.DictField(child=serializers.IntegerField())
     total_created = serializers.IntegerField()
     total_updated = serializers.IntegerField()
+    ignored_options = serializers.DictField(child=serializers.CharField())
 
 
-class QueuedSerializer(serializers.Serializer):
-    task_id = serializers.CharField()
+class BootstrapStatusSerializer(serializers.Serializer):
+    complete = serializers.BooleanField(help_text="every reference table holds its defaults")
+    tables = serializers.DictField(
+        child=serializers.DictField(), help_text='table -> {"count": n, "missing": [...]} (missing when incomplete)'
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

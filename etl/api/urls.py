@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from etl.api import pipeline_views, views
+from etl.api import pipeline_views, runs, views
 
 router = DefaultRouter()
 router.register("asset-classes", views.AssetClassViewSet)
@@ -10,6 +10,7 @@ router.register("trading-sessions", views.TradingSessionViewSet)
 router.register("data-providers", views.DataProviderViewSet)
 router.register("symbols", views.SymbolViewSet)
 router.register("market-data", views.MarketDataViewSet)
+router.register("runs/pipeline", runs.PipelineRunViewSet, basename="pipeline-run")
 
 urlpatterns = [
     path("etl/bootstrap-reference-data", views.BootstrapReferenceDataView.as_view(), name="etl-bootstrap"),

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -13,75 +12,96 @@ from etl import services
 from etl.api import serializers as s
 from etl.api.filters import MarketDataFilter, SymbolFilter
 from etl.api.permissions import StaffWithPermission
+from etl.api.request_policy import PolicyViewMixin, ignored_options_record
+from etl.api.runs import PipelineRunAcceptedSerializer, accepted, inline_limit, pipeline_run_body
+from etl.errors import DomainError
 from etl.health import health_report
 from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, TradingSession
 
 
 class AssetClassViewSet(viewsets.ReadOnlyModelViewSet):
+    pagination_ordering = ("code", "id")
     queryset = AssetClass.objects.all()
     serializer_class = s.AssetClassSerializer
     filterset_fields = ["code", "is_active"]
 
 
 class MarketViewSet(viewsets.ReadOnlyModelViewSet):
+    pagination_ordering = ("code", "id")
     queryset = Market.objects.select_related("default_asset_class")
     serializer_class = s.MarketSerializer
     filterset_fields = ["code", "is_active"]
 
 
 class TradingSessionViewSet(viewsets.ReadOnlyModelViewSet):
+    pagination_ordering = ("market_id", "id")
     queryset = TradingSession.objects.select_related("market")
     serializer_class = s.TradingSessionSerializer
     filterset_fields = {"market__code": ["exact"], "is_active": ["exact"]}
 
 
 class DataProviderViewSet(viewsets.ReadOnlyModelViewSet):
+    pagination_ordering = ("code", "id")
     queryset = DataProvider.objects.all()
     serializer_class = s.DataProviderSerializer
     filterset_fields = ["code", "is_enabled"]
 
 
 class SymbolViewSet(viewsets.ReadOnlyModelViewSet):
+    pagination_ordering = ("ticker", "id")
     queryset = Symbol.objects.select_related("market", "asset_class").prefetch_related("mappings__provider")
     serializer_class = s.SymbolSerializer
     filterset_class = SymbolFilter
-
-
-class CandleCursorPagination(CursorPagination):
-    ordering = ("ts", "id")
-    page_size = 500
-    page_size_query_param = "page_size"
-    max_page_size = 10_000
 
 
 class MarketDataViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = MarketData.objects.all()
     serializer_class = s.MarketDataSerializer
     filterset_class = MarketDataFilter
-    pagination_class = CandleCursorPagination
+    pagination_ordering = ("ts", "id")  # oldest first: a series reads forward
 
 
-class BootstrapReferenceDataView(APIView):
+class BootstrapReferenceDataView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("etl.bootstrap_reference_data",)
 
     @extend_schema(
+        parameters=[s.BootstrapQuerySerializer],
         request=s.BootstrapRequestSerializer,
-        responses={200: s.BootstrapResultSerializer, 202: s.QueuedSerializer, 400: s.ErrorSerializer},
+        responses={
+            200: s.BootstrapResultSerializer,
+            202: PipelineRunAcceptedSerializer,
+            400: s.ErrorSerializer,
+            409: s.ErrorSerializer,
+        },
     )
     def post(self, request):
-        """services.reference_data_bootstrap, or reference_data_bootstrap_queue with run_async."""
-        params = s.BootstrapRequestSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        overwrite = params.validated_data["overwrite"]
-        if params.validated_data["run_async"]:
-            queued = services.reference_data_bootstrap_queue(overwrite=overwrite)
-            return Response({"task_id": queued.task_id}, status=status.HTTP_202_ACCEPTED)
-        return Response(services.reference_data_bootstrap(overwrite=overwrite).to_dict())
+        """A pipeline run of the one step `bootstrap` (202), or in the request with `runAsync: false`."""
+        body = self.policy_body(s.BootstrapRequestSerializer).validated_data
+        query = self.policy_query(s.BootstrapQuerySerializer).validated_data
+        options = {"overwrite": body.get("overwrite", query.get("overwrite", False))}
+        if body["run_async"]:
+            run = services.pipeline_queue(steps=["bootstrap"], options=options, requested_by=self._user())
+            ignored_options_record(run=run, ignored=self.ignored_options)
+            return accepted(request, pipeline_run_body(run), url_name="pipeline-run-detail", run_id=run.pk)
+        result = services.pipeline_run(
+            steps=["bootstrap"],
+            options=options,
+            trigger="api",
+            requested_by=self._user(),
+            max_seconds=inline_limit(None),
+        )
+        step = next(step for step in result.steps if step.name == "bootstrap")
+        if step.status != "succeeded":
+            raise DomainError(f"bootstrap failed: {step.error or result.error}", code="bootstrap_failed")
+        return Response({"run_id": result.run_id, **step.counts})
+
+    def _user(self) -> str:
+        return self.request.user.get_username()
 
 
 class BootstrapStatusView(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: s.BootstrapStatusSerializer})
     def get(self, request):
         return Response(services.bootstrap_status())
 

@@ -10,14 +10,13 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django_q.conf import Conf
-from django_q.tasks import result
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIRequestFactory
 
 from etl import services
 from etl.api.exceptions import exception_handler
 from etl.errors import ConflictError, DomainError
-from etl.models import DataProvider, Market, MarketData
+from etl.models import DataProvider, Market, MarketData, PipelineRun
 
 pytestmark = pytest.mark.django_db
 
@@ -34,10 +33,23 @@ def test_bootstrap_endpoint_needs_staff_with_permission(api_anon, api_client_for
     assert api_client_for().post(BOOTSTRAP, {}, format="json").status_code == 403
     assert api_client_for(staff=True).post(BOOTSTRAP, {}, format="json").status_code == 403
     allowed = api_client_for(staff=True, perms=("etl.bootstrap_reference_data",))
-    response = allowed.post(BOOTSTRAP, {}, format="json")
+    response = allowed.post(BOOTSTRAP, {"runAsync": False}, format="json")
     assert response.status_code == 200
     assert response.json()["total_created"] == 39
-    assert allowed.post(BOOTSTRAP, {}, format="json").json()["total_created"] == 0
+    assert PipelineRun.objects.get(pk=response.json()["run_id"]).steps_requested == ["bootstrap"]
+    assert allowed.post(BOOTSTRAP, {"runAsync": False}, format="json").json()["total_created"] == 0
+
+
+def test_bootstrap_honours_the_old_overwrite_existing_query_parameter(api_client_for):
+    client = api_client_for(superuser=True)
+    client.post(BOOTSTRAP, {"runAsync": False}, format="json")
+    Market.objects.filter(code="BIST").update(name="edited")
+    kept = client.post(f"{BOOTSTRAP}?overwriteExisting=false", {"runAsync": False}, format="json")
+    assert (kept.status_code, Market.objects.get(code="BIST").name) == (200, "edited")
+    client.post(f"{BOOTSTRAP}?overwriteExisting=true", {"runAsync": False}, format="json")
+    assert Market.objects.get(code="BIST").name != "edited"
+    bad = client.post(f"{BOOTSTRAP}?overwriteExistng=true", {"runAsync": False}, format="json")
+    assert (bad.status_code, bad.json()["code"]) == (400, "unknown_field")
 
 
 def test_bootstrap_endpoint_rejects_bad_input_with_400(api_client_for):
@@ -50,11 +62,13 @@ def test_bootstrap_endpoint_rejects_bad_input_with_400(api_client_for):
     assert body["detail"] == "Invalid input: overwrite: Must be a valid boolean."
 
 
-def test_bootstrap_can_be_queued(api_client_for, settings):
+def test_bootstrap_is_queued_by_default_as_a_pipeline_run(api_client_for, settings):
     client = api_client_for(superuser=True)
-    response = client.post(BOOTSTRAP, {"run_async": True}, format="json")
+    response = client.post(BOOTSTRAP, {}, format="json")
     assert response.status_code == 202
-    assert response.json()["task_id"]
+    run = PipelineRun.objects.get(pk=response.json()["run_id"])
+    assert (run.steps_requested, run.options) == (["bootstrap"], {"overwrite": False})
+    assert response["Location"].endswith(f"/api/runs/pipeline/{run.pk}/")
 
 
 def test_bootstrap_status_and_validation(api_anon, api_client_for, reference):
@@ -163,7 +177,7 @@ def test_domain_errors_render_as_400_and_409_json():
     assert (clash.status_code, clash.data["code"]) == (409, "conflict")
 
 
-def test_bootstrap_task_runs_on_the_queue_and_is_found_by_its_task_id(
+def test_bootstrap_run_runs_on_the_queue_and_its_status_is_at_its_location(
     monkeypatch, api_client_for, django_capture_on_commit_callbacks
 ):
     monkeypatch.setattr(Conf, "SYNC", True)  # the cluster runs it in-process
@@ -171,7 +185,9 @@ def test_bootstrap_task_runs_on_the_queue_and_is_found_by_its_task_id(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(BOOTSTRAP, {"run_async": True}, format="json")
     assert response.status_code == 202
-    assert result(response.json()["task_id"])["total_created"] == 39
+    done = client.get(response["Location"]).json()
+    assert done["status"] == "succeeded"
+    assert done["steps"][0]["counts"]["total_created"] == 39
     assert Market.objects.count() == 5
 
 
