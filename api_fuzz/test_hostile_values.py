@@ -96,7 +96,8 @@ def client(django_user_model) -> Client:
 
 def _assert_no_server_error(response, what: str) -> None:
     assert response.status_code < 500 or response.status_code == 503, f"{what}: {response.status_code}"
-    if response.status_code in (400, 413) and response["Content-Type"].startswith("application/json"):
+    if response.status_code in (400, 404, 413):
+        assert response["Content-Type"].startswith("application/json"), f"{what}: {response['Content-Type']}"
         body = response.json()
         assert "detail" in body and "code" in body, f"{what}: {body}"
 

@@ -103,16 +103,24 @@ def request_check(request: HttpRequest) -> None:
 
 
 class ApiInputGuardMiddleware:
-    """Runs `request_check` on every /api/ request; refusals answer {detail, code, errors}."""
+    """Runs `request_check` on every /api/ request; refusals answer {detail, code, errors}.
+    An /api/ path that matches no route answers 404 in the same shape."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path_info.startswith("/api/"):
-            try:
-                request_check(request)
-            except Refusal as refusal:
-                body = {"detail": refusal.message, "code": refusal.code, "errors": {refusal.field: [refusal.message]}}
-                return JsonResponse(body, status=refusal.status)
-        return self.get_response(request)
+        if not request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        try:
+            request_check(request)
+        except Refusal as refusal:
+            body = {"detail": refusal.message, "code": refusal.code, "errors": {refusal.field: [refusal.message]}}
+            return JsonResponse(body, status=refusal.status)
+        response = self.get_response(request)
+        if response.status_code == 404 and not response.get("Content-Type", "").startswith("application/json"):
+            # No route matched (e.g. `/jobs/abc/status` where an id is expected): Django's HTML page
+            # would break the API's one error shape.
+            detail = f"No API endpoint matches {request.method} {request.path_info}"
+            return JsonResponse({"detail": detail, "code": "not_found"}, status=404)
+        return response
