@@ -4,6 +4,7 @@ retry with backoff, dead-letter, cancel, retry a job, finish and SLA."""
 from __future__ import annotations
 
 import contextvars
+import csv
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -50,7 +51,9 @@ CSV_SUFFIXES = (".csv", ".txt")
 # Errors that retrying cannot fix: straight to the dead-letter list. A missing
 # file is not one of them: on a host whose share is not mounted (yet), or while
 # the scraper rewrites the file, it is retried with backoff first.
-PERMANENT_ERRORS = (FileFormatError, IsADirectoryError, PermissionError)
+# A row the database refuses (DataError: a value out of range, a NUL) fails the
+# same way every time; so does text csv or the codec cannot read.
+PERMANENT_ERRORS = (FileFormatError, IsADirectoryError, PermissionError, DataError, csv.Error, UnicodeError)
 DEAD_LETTER_KIND = "import_file"
 
 
@@ -178,11 +181,16 @@ def import_job_create(
         **common,
     )
     total_files = total_bytes = 0
+    refused = []  # shown on the parent too: it is the job an operator looks at
     for key, folder in folders.items():
         child = _market_job(folder, key, sla_minutes=None, parent=parent, **common)
         total_files += child.files_total
         total_bytes += child.progress_total or 0
-    ImportJob.objects.filter(pk=parent.pk).update(files_total=total_files, progress_total=total_bytes)
+        if child.error:
+            refused.append(f"{key}: {child.error}")
+    ImportJob.objects.filter(pk=parent.pk).update(
+        files_total=total_files, progress_total=total_bytes, error="; ".join(refused)
+    )
     parent.refresh_from_db()
     return parent
 
@@ -496,7 +504,8 @@ def job_finish(*, job_id: int) -> ImportJob:
         status, error = ImportStatus.CANCELLED, "cancelled by an operator"
     elif dead:
         what = "market job(s)" if job.kind == ImportJob.Kind.ALL_MARKETS else "file(s)"
-        status, error = ImportStatus.FAILED, f"{dead} {what} failed or dead-lettered"
+        headline = f"{dead} {what} failed or dead-lettered"
+        status, error = ImportStatus.FAILED, f"{headline}: {_failures_text(job)}"
     else:
         status, error = ImportStatus.SUCCEEDED, job.error
     now = timezone.now()
@@ -523,12 +532,41 @@ def job_finish(*, job_id: int) -> ImportJob:
     )
     if finished and status == ImportStatus.FAILED:  # once: only the call that finished the job alerts
         alert_critical(
-            f"Import job #{job.pk} ({job.market or job.kind}) failed: {error}", run_type="import", run_id=job.pk
+            f"Import job #{job.pk} ({job.market or job.kind}) failed: {headline}", run_type="import", run_id=job.pk
         )
     if job.parent_id:
         job_finish(job_id=job.parent_id)
     job.refresh_from_db()
     return job
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailure:
+    relpath: str
+    status: str
+    error: str
+
+
+FAILURES_NAMED = 20  # in a job's error text; the files list has them all
+
+
+def job_failures(*, job: ImportJob) -> list[FileFailure]:
+    """Every file of the job (and its children) that failed or was dead-lettered, with its reason."""
+    files = ImportFile.objects.filter(
+        Q(job=job) | Q(job__parent=job), status__in=[ImportStatus.FAILED, ImportStatus.DEAD_LETTERED]
+    ).order_by("relpath")
+    return [FileFailure(relpath=f.relpath, status=f.status, error=f.error) for f in files]
+
+
+def _failures_text(job: ImportJob) -> str:
+    """Each failed file and why (the first FAILURES_NAMED), and what a market job refused."""
+    failures = job_failures(job=job)
+    parts = [f"{f.relpath} ({f.error or f.status})" for f in failures[:FAILURES_NAMED]]
+    if len(failures) > FAILURES_NAMED:
+        parts.append(f"and {len(failures) - FAILURES_NAMED} more")
+    if job.kind == ImportJob.Kind.ALL_MARKETS:
+        parts += [f"{child.market}: {child.error}" for child in job.children.all() if child.error and not failures]
+    return "; ".join(parts) or "see the job's files"
 
 
 def sla_check(*, now=None) -> int:
