@@ -275,6 +275,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("wide_dates")
 def test_three_hosts_with_the_share_at_different_mount_points_one_killed_mid_import(data_root, tmp_path):
     refused = _namespaces_refused(tmp_path)
     if refused:
