@@ -87,6 +87,12 @@ IMPORT_FILE = AdvisoryLock(
     "a worker is reading this import file (item: file id); dies with the worker's session, so an orphaned"
     " file can be claimed again",
 )
+IMPORT_START = AdvisoryLock(
+    "import_start",
+    73_010,
+    LockScope.TRANSACTION,
+    "an import job being created: the check that no running job reads the same folder and the new job in one step",
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -97,6 +103,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     FEATURE_SCHEDULE,
     CORRECTION,
     IMPORT_FILE,
+    IMPORT_START,
 )
 
 

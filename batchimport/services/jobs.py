@@ -38,7 +38,7 @@ from batchimport.services.loader import FileResult, file_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
 from etl.alerts import alert_critical
 from etl.errors import ConflictError, DomainError
-from etl.locks import IMPORT_FILE, session_unlock, try_session_lock
+from etl.locks import IMPORT_FILE, IMPORT_START, is_held, session_unlock, try_session_lock, xact_lock
 from etl.logcontext import current_run, run_context
 from etl.models import DeadLetter
 from etl.progress import Cancelled
@@ -153,6 +153,8 @@ def import_job_create(
     resolved = path_resolve(path=path)
     if batch_size is not None and batch_size < 1:
         raise DomainError("batch size must be at least 1", code="invalid_batch_size")
+    xact_lock(IMPORT_START)  # until commit: two requests for one folder see each other's job
+    _refuse_overlapping(relative_to_root(resolved))
     common = {
         "batch_size": batch_size or DEFAULT_BATCH_SIZE,
         "overwrite": overwrite,
@@ -193,6 +195,35 @@ def import_job_create(
     )
     parent.refresh_from_db()
     return parent
+
+
+def _overlaps(first: str, second: str) -> bool:
+    """One path is the other or lies below it (paths relative to DATA_ROOT, '.' for the root)."""
+    if "." in (first, second) or first == second:
+        return True
+    return first.startswith(second.rstrip("/") + "/") or second.startswith(first.rstrip("/") + "/")
+
+
+def _refuse_overlapping(relpath: str) -> None:
+    """A ConflictError naming the running job when one reads this folder (or one
+    inside or around it): two imports of one folder would read every file twice.
+    A job whose process died (files `running` that nobody reads) does not count."""
+    for other in ImportJob.objects.exclude(status__in=TERMINAL).order_by("id"):
+        if not _overlaps(relpath, other.path):
+            continue
+        root = other.parent or other
+        if _dead_running_files(_family_ids(root)) and not _live_files(_family_ids(root)):
+            continue
+        raise ConflictError(
+            f"import job {root.pk} is already {root.status} on {other.path!r}; wait for it or cancel it",
+            code="import_running",
+        )
+
+
+def _live_files(job_ids: list[int]) -> bool:
+    """A file of these jobs is being read by a live process (its lock is held)."""
+    running = ImportFile.objects.filter(job_id__in=job_ids, status=ImportStatus.RUNNING).values_list("pk", flat=True)
+    return any(not _reader_gone(pk) for pk in running)
 
 
 def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: ImportJob | None, **common) -> ImportJob:
@@ -416,7 +447,10 @@ def _work_loop(
 def _process(import_file: ImportFile, *, on_batch) -> FileResult | None:
     job = import_file.job
     try:
-        return file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
+        result = file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
+        if result.status == ImportStatus.SUCCEEDED:
+            _replace_earlier_rejects(import_file)
+        return result
     except Cancelled:
         _file_stop(import_file, status=ImportStatus.CANCELLED, error="cancelled by an operator")
     except PERMANENT_ERRORS as exc:
@@ -430,6 +464,27 @@ def _process(import_file: ImportFile, *, on_batch) -> FileResult | None:
         else:
             _schedule_retry(import_file, error=_error_text(exc))
     return None
+
+
+def _replace_earlier_rejects(import_file: ImportFile) -> int:
+    """A file read again replaces the rejects earlier reads of it left (an
+    interrupted attempt of another job, an older import): one row per line."""
+    deleted, _ = RejectedRow.objects.filter(file__relpath=import_file.relpath).exclude(file_id=import_file.pk).delete()
+    return deleted
+
+
+def _reader_gone(file_id: int) -> bool:
+    """No session (this one included) holds the file's lock: the process that
+    was reading it has died, and PostgreSQL released the lock with its session."""
+    return not is_held(IMPORT_FILE, file_id)
+
+
+def _dead_running_files(job_ids: list[int]) -> list[int]:
+    """The `running` files of these jobs whose reader died (rows being claimed right now are skipped)."""
+    running = ImportFile.objects.select_for_update(skip_locked=True).filter(
+        job_id__in=job_ids, status=ImportStatus.RUNNING
+    )
+    return [pk for pk in running.values_list("pk", flat=True) if _reader_gone(pk)]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -595,6 +650,14 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
     ids = _family_ids(job)
     ImportJob.objects.filter(pk__in=ids).update(cancel_requested=True)
     files = ImportFile.objects.filter(job_id__in=ids)
+    # a file whose reader died stops now: nobody is left to see the request
+    dead = _dead_running_files(ids)
+    RejectedRow.objects.filter(file_id__in=dead).delete()
+    files.filter(pk__in=dead, status=ImportStatus.RUNNING).update(
+        status=ImportStatus.CANCELLED,
+        finished_at=timezone.now(),
+        error="cancelled by an operator (the process reading it had stopped)",
+    )
     files.filter(status=ImportStatus.RUNNING).update(cancel_requested=True)
     files.filter(status=ImportStatus.QUEUED).update(
         status=ImportStatus.CANCELLED, finished_at=timezone.now(), error="cancelled by an operator"
@@ -609,13 +672,15 @@ def import_job_retry(
     *, job: ImportJob, max_attempts: int | None = None, workers: int = 1, queue: bool = True
 ) -> ImportJob:
     """Queue again the files of an ended job that did not succeed (failed,
-    dead-lettered, cancelled), as a new attempt of the same job."""
-    if job.status not in TERMINAL:
-        raise ConflictError(f"import job {job.pk} is still {job.status}; cancel it or wait")
+    dead-lettered, cancelled), as a new attempt of the same job. A job whose
+    process died (a killed command: files `running` that nobody reads) counts
+    as ended: those files and the ones still queued are taken up again."""
     ids = _family_ids(job)
-    files = ImportFile.objects.filter(
-        job_id__in=ids, status__in=[ImportStatus.FAILED, ImportStatus.DEAD_LETTERED, ImportStatus.CANCELLED]
-    )
+    dead = _dead_running_files(ids) if job.status not in TERMINAL else []
+    if job.status not in TERMINAL and not dead:
+        raise ConflictError(f"import job {job.pk} is still {job.status}; cancel it or wait")
+    stopped = [ImportStatus.FAILED, ImportStatus.DEAD_LETTERED, ImportStatus.CANCELLED]
+    files = ImportFile.objects.filter(Q(pk__in=dead) | Q(status__in=stopped), job_id__in=ids)
     file_ids = list(files.values_list("pk", flat=True))
     if not file_ids:
         raise ConflictError(f"import job {job.pk} has no failed, dead-lettered or cancelled file to retry")

@@ -74,6 +74,7 @@ def test_jobs_and_files_store_paths_relative_to_the_data_root(data_root):
     child = job.children.get()
     assert (job.path, child.path) == ("DATA", "DATA/NYSE")
     assert list(ImportFile.objects.values_list("relpath", flat=True)) == ["DATA/NYSE/KO.csv"]
+    services.import_job_cancel(job=job)  # one import of a folder at a time
     assert services.import_job_create(path=".", market="NYSE").path == "."
 
 
