@@ -80,6 +80,12 @@ CORRECTION = AdvisoryLock(
     LockScope.SESSION,
     "one correction execute or rollback at a time; held across its batch transactions",
 )
+CORRECTION_QUEUE = AdvisoryLock(
+    "correction_queue",
+    72_310,
+    LockScope.TRANSACTION,
+    "a correction execute being queued: the check that no other run is active and the mark of this one in one step",
+)
 IMPORT_FILE = AdvisoryLock(
     "import_file",
     73_001,
@@ -102,6 +108,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     FEATURE_SERIES,
     FEATURE_SCHEDULE,
     CORRECTION,
+    CORRECTION_QUEUE,
     IMPORT_FILE,
     IMPORT_START,
 )

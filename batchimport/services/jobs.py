@@ -42,6 +42,7 @@ from etl.locks import IMPORT_FILE, IMPORT_START, is_held, session_unlock, try_se
 from etl.logcontext import current_run, run_context
 from etl.models import DeadLetter
 from etl.progress import Cancelled
+from etl.recovery import connection_reset, write_after_reconnect
 
 log = logging.getLogger(__name__)
 
@@ -457,12 +458,13 @@ def _process(import_file: ImportFile, *, on_batch) -> FileResult | None:
         _dead_letter(import_file, error=_error_text(exc))
     except Exception as exc:  # anything else may be passing (database, disk): retry later
         log.exception("import file %s failed (attempt %s)", import_file.relpath, import_file.attempts)
-        if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
-            connection.close()  # a broken session: the next query opens a new one (its locks died with it)
+        connection_reset()  # a broken session: the next query opens a new one (its locks died with it)
+        what = f"the failure of import file {import_file.relpath}"
         if import_file.attempts >= job.max_attempts:
-            _dead_letter(import_file, error=f"gave up after {import_file.attempts} attempts: {_error_text(exc)}")
+            error = f"gave up after {import_file.attempts} attempts: {_error_text(exc)}"
+            write_after_reconnect(partial(_dead_letter, import_file, error=error), what=what)
         else:
-            _schedule_retry(import_file, error=_error_text(exc))
+            write_after_reconnect(partial(_schedule_retry, import_file, error=_error_text(exc)), what=what)
     return None
 
 
