@@ -28,6 +28,7 @@ from corrections.selectors import (
     AnalyzeReport,
     PreviewPage,
     asset_class_analysis,
+    correction_lock_held,
     correction_preview_page,
     is_interrupted,
     operational_metrics,
@@ -496,6 +497,36 @@ def _active_run(*, exclude: CorrectionRun) -> CorrectionRun | None:
     waiting = Q(phase__in=[Phase.ANALYZED, Phase.PREVIEWED], status=RunStatus.QUEUED, started_at__gt=lost)
     active = Q(phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK])
     return CorrectionRun.objects.exclude(pk=exclude.pk).filter(active | waiting).order_by("id").first()
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    runs_failed: tuple[int, ...]
+
+
+def correction_interrupted_sweep() -> SweepResult:
+    """Mark failed, with the reason, every run still `running` whose process is
+    gone (killed, or its connection lost): no session holds the correction lock.
+    Each stays in its phase, so executing (or rolling back) it again resumes it
+    from its last committed batch. Run every minute by a django-q2 schedule."""
+    if correction_lock_held():
+        return SweepResult(runs_failed=())  # a live execute or rollback: the running run is its
+    stopped = []
+    candidates = CorrectionRun.objects.filter(
+        phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK], status=RunStatus.RUNNING
+    ).values_list("pk", "phase", "last_id", "rollback_last_id")
+    for pk, phase, last_id, rollback_last_id in candidates:
+        verb, last = ("rollback", rollback_last_id) if phase == Phase.ROLLING_BACK else ("execute", last_id)
+        error = (
+            f"its process stopped mid-run (killed, or its database connection lost) after id {last}; "
+            f"{verb} it again to resume from there"
+        )
+        # conditional: a worker that took the lock meanwhile has set its own status
+        if not correction_lock_held() and CorrectionRun.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED, error=error, finished_at=timezone.now()
+        ):
+            stopped.append(pk)
+    return SweepResult(runs_failed=tuple(stopped))
 
 
 # ---------------------------------------------------------------- validate

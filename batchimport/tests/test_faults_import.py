@@ -4,6 +4,7 @@ line costs one line, failures name the file and the reason."""
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from io import StringIO
 
 import pytest
@@ -22,8 +23,6 @@ HEADER = b"Date,Open,High,Low,Close,Adj Close,Volume\n"
 
 
 def rows(count: int) -> list[bytes]:
-    from datetime import date, timedelta
-
     first = date(2020, 1, 1)
     return [f"{first + timedelta(days=n)},10,11,9,10.5,10.4,{1000 + n}\n".encode() for n in range(count)]
 

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 from django.db import OperationalError, connection
-from django_q.models import OrmQ
+from django_q.models import OrmQ, Schedule
 
 from corrections import services
 from corrections.models import CorrectionRun, Phase
+from etl import locks
 from etl.errors import ConflictError
 from etl.models import RunStatus
 from etl.recovery import write_after_reconnect
@@ -107,3 +108,35 @@ def test_write_after_reconnect_backs_off_and_logs_once(caplog):
     assert delays == [0.5, 1.0, 2.0]
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "reconnecting with backoff" in warnings[0].getMessage()
+
+
+@pytest.mark.django_db
+def test_the_sweep_marks_a_run_whose_process_died_failed_with_the_reason(world):
+    run = services.correction_run_create(requested_by="a")
+    CorrectionRun.objects.filter(pk=run.pk).update(phase=Phase.EXECUTING, status=RunStatus.RUNNING, last_id=41)
+    assert services.correction_interrupted_sweep().runs_failed == (run.pk,)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.phase == Phase.EXECUTING
+    assert "its process stopped mid-run" in run.error and "after id 41" in run.error
+    assert services.correction_interrupted_sweep().runs_failed == ()
+
+
+@pytest.mark.django_db
+def test_the_sweep_leaves_a_live_run_alone(world):
+    run = services.correction_run_create(requested_by="a")
+    CorrectionRun.objects.filter(pk=run.pk).update(phase=Phase.EXECUTING, status=RunStatus.RUNNING)
+    with locks.session_lock(locks.CORRECTION) as held:
+        assert held
+        assert services.correction_interrupted_sweep().runs_failed == ()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+@pytest.mark.django_db
+def test_the_sweep_is_scheduled_every_minute():
+    schedule = Schedule.objects.get(name="corrections:interrupted-sweep")
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
+        "corrections.tasks.correction_interrupted_sweep",
+        Schedule.MINUTES,
+        1,
+    )
