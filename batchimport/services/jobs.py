@@ -116,6 +116,15 @@ def _list_files(path: Path) -> tuple[list[Path], list[str]]:
     return files, refused
 
 
+def _size_or_none(path: Path) -> int | None:
+    """The file's size; None when it vanished or cannot be read since it was
+    listed (the worker then records why: retried when missing, dead-lettered when unreadable)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def _add_files(job: ImportJob, files: list[Path]) -> int:
     priority = market_spec(job.market).priority
     rows = [
@@ -124,7 +133,7 @@ def _add_files(job: ImportJob, files: list[Path]) -> int:
             relpath=relative_to_root(p),
             market=job.market,
             ticker=ticker_from_filename(p.name),
-            size=p.stat().st_size,
+            size=_size_or_none(p),
             priority=priority,
         )
         for p in files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -73,11 +74,20 @@ def relative_to_root(path: Path) -> str:
 
 def upload_store(*, upload: UploadedFile, market: str) -> str:
     """Store an uploaded file under DATA_ROOT/uploads/<MARKET>/ (name sanitised); its path there."""
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", upload.name).lstrip(".") or "upload.csv"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", upload.name).lstrip(".")[:200] or "upload.csv"
     folder = data_root() / "uploads" / market
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
-    with open(target, "wb") as handle:
-        for chunk in upload.chunks():
-            handle.write(chunk)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+    except OSError as exc:  # the data folder is full, read-only or not a folder: say so, keep no half file
+        with contextlib.suppress(OSError):
+            target.unlink(missing_ok=True)
+        raise DomainError(
+            f"cannot store the upload under the data root: {exc.strerror or exc}",
+            code="data_root_unwritable",
+            status_code=503,
+        ) from None
     return str(target)
