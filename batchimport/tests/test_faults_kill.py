@@ -8,13 +8,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django_q.models import Schedule
 
 from batchimport import samples, services
-from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
+from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, RejectedRow
 from batchimport.parsing import Layout
 from batchimport.tests.test_distributed import PROJECT, child_env, wait_for
 from etl.models import MarketData
@@ -81,3 +83,54 @@ def test_a_rerun_after_a_killed_command_imports_the_rest_with_rejects_once(data_
     _, summary = killed_import(data_root, tmp_path / "command.log")
     rerun = services.import_job_start(job=services.import_job_create(path="NYSE"))
     assert_exact(rerun, summary)
+
+
+def _cluster(data_root: Path, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=PROJECT,
+            env=child_env(data_root, Q_WORKERS="1"),  # the ORM broker: no Redis needed
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(cluster: subprocess.Popen) -> None:
+    if cluster.poll() is None:
+        os.killpg(cluster.pid, signal.SIGTERM)
+        try:
+            cluster.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+
+
+def test_a_worker_cluster_killed_mid_import_is_replaced_within_two_minutes(data_root, tmp_path):
+    summary = samples.write_file(
+        data_root / "NYSE" / "KO.csv", Layout.YAHOO, ticker="KO", rows=ROWS, step=timedelta(minutes=1), defect_every=60
+    )
+    # the every-minute sweep (data migration 0006; a transactional test may have flushed it)
+    Schedule.objects.update_or_create(
+        name="batchimport:orphan-sweep",
+        defaults={"func": "batchimport.tasks.orphaned_files_requeue", "schedule_type": Schedule.MINUTES, "minutes": 1},
+    )
+    job = services.import_job_create(path="NYSE", batch_size=500)
+    services.import_job_start(job=job, queue=True)  # one task in the ORM queue (autocommit: at once)
+    victim = _cluster(data_root, tmp_path / "victim.log")
+    try:
+        wait_for(lambda: (ImportFile.objects.get(job=job).progress_done or 0) >= ROWS // 3, 120, "a third read")
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+    assert ImportFile.objects.get(job=job).status == ImportStatus.RUNNING
+    killed_at = time.monotonic()
+    replacement = _cluster(data_root, tmp_path / "replacement.log")
+    try:
+        wait_for(lambda: ImportJob.objects.get(pk=job.pk).status in TERMINAL, 120, "the new worker to finish the job")
+    finally:
+        _stop(replacement)
+    assert time.monotonic() - killed_at < 120  # not Q_RETRY (65 minutes)
+    job.refresh_from_db()
+    assert_exact(job, summary)
+    assert ImportFile.objects.get(job=job).attempts == 2
