@@ -46,13 +46,12 @@ lock:
 
 migrate: install
 	$(MANAGE) migrate --noinput
-	$(MANAGE) createcachetable
 
 demo-setup: migrate
 	$(MANAGE) ensure_demo_admin --username $(DEMO_USER) --password $(DEMO_PASSWORD)
 	$(MANAGE) bootstrap_reference_data
 	$(MANAGE) generate_sample_data $(SAMPLE_DIR)
-	$(MANAGE) run_pipeline --continue-on-failure --path $(SAMPLE_DIR) --option overwrite_mismatched=true
+	$(MANAGE) run_pipeline --continue-on-failure --path $(SAMPLE_DIR)
 	$(MANAGE) integrity_status
 
 demo: demo-setup

@@ -8,14 +8,17 @@ class BatchimportConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: apps.py is loaded before the app
         # registry is ready, and these modules import models.
-        from batchimport import dashboard
+        from batchimport import dashboard, retention
         from batchimport.metrics_collectors import ImportCollector
         from batchimport.services.pipeline import import_step
         from etl import pipeline
         from etl.dashboard import register_panel
         from etl.metrics import register_collector
+        from etl.retention import register_pruner
 
         register_collector("batchimport.sla", ImportCollector())
+        register_pruner("import_jobs", retention.prune_import_jobs)
+        register_pruner("rejected_rows", retention.prune_rejected_rows)
 
         pipeline.register_step(
             "import",

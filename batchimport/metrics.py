@@ -1,6 +1,8 @@
-"""Prometheus metrics of the import, defined once (low-cardinality labels)."""
+"""Prometheus metrics of the import, defined once (low-cardinality labels),
+counted in the database (etl.events) so every web process exports what the
+workers counted."""
 
-from prometheus_client import Counter
+from etl.events import DbCounter
 
-import_rows = Counter("batchimport_rows_total", "Rows read by imports, by outcome", ["outcome"])
-import_files = Counter("batchimport_files_total", "Import files finished, by status", ["status"])
+import_rows = DbCounter("batchimport_rows_total", "Rows read by imports, by outcome", ["outcome"])
+import_files = DbCounter("batchimport_files_total", "Import files finished, by status", ["status"])

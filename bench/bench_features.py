@@ -50,7 +50,8 @@ def candles(n: int, seed: int = 1) -> dict[str, np.ndarray]:
 def bench_features(n: int = 100_000) -> None:
     import talib
 
-    from enrichment.features import FEATURES, compute_features, ta_indicators
+    from enrichment.candles.feature_kernels import compute_features, ta_indicators
+    from enrichment.candles.feature_list import FEATURES
 
     data = candles(n)
     compute_features(data, timeframe_seconds=3600)  # warm caches
@@ -106,8 +107,8 @@ def bench_write(n: int = 1_000_000) -> None:
     import pandas as pd
     from django.db import connection, transaction
 
-    from enrichment.models.candles import CANDLE_COLUMNS
-    from enrichment.services.candles import candles_upsert, copy_into
+    from enrichment.candles.models import CANDLE_COLUMNS
+    from enrichment.candles.services.candle_upsert import candles_upsert, copy_into
     from etl.models import Market, Symbol
 
     data = candles(n, seed=2)

@@ -140,7 +140,7 @@ def bulk_create(source: Path, rows: int) -> float:
                     adj_close=Decimal(adj),
                     asset_class="CRYPTO",
                     source_file="bench",
-                )  # fmt: skip
+                )
             )
     MarketData.objects.bulk_create(objs, batch_size=2000)
     return time.perf_counter() - started
@@ -152,6 +152,46 @@ def cleanup(job_ids: list[int]) -> None:
 
     MarketData.objects.filter(ticker__in=BENCH_TICKERS).delete()
     ImportJob.objects.filter(pk__in=job_ids).delete()
+
+
+def report(args, size_mb: float, plain_1: float, plain_2: float, whole: dict, quarter: dict, bc_seconds: float) -> None:
+    plain_seconds = (plain_1 + plain_2) / 2
+    plain_rate = args.rows / plain_seconds
+    whole_rate = args.rows / whole["seconds"]
+    bc_rate = args.sample / bc_seconds
+    print()
+    print(f"file: {args.rows:,} rows, {size_mb:,.1f} MB (STANDARD layout, 1-minute bars)")
+    print(f"{'method':<44} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'vs COPY':>8} {'peak RSS':>9}")
+    lines = [
+        ("plain COPY csv (mean of 2 runs)", args.rows, plain_seconds, plain_rate, 1.0, ""),
+        (
+            "whole import (parse+validate+COPY+upsert)",
+            args.rows,
+            whole["seconds"],
+            whole_rate,
+            whole_rate / plain_rate,
+            f"{whole['maxrss_mb']:.0f} MB",
+        ),
+        (
+            "whole import, file 4x smaller",
+            args.rows // 4,
+            quarter["seconds"],
+            (args.rows // 4) / quarter["seconds"],
+            (args.rows // 4) / quarter["seconds"] / plain_rate,
+            f"{quarter['maxrss_mb']:.0f} MB",
+        ),
+        ("Django bulk_create (sample)", args.sample, bc_seconds, bc_rate, bc_rate / plain_rate, ""),
+    ]
+    for name, rows, seconds, rate, ratio, rss in lines:
+        print(f"{name:<44} {rows:>10,} {seconds:>8.2f} {rate:>10,.0f} {ratio:>7.0%} {rss:>9}")
+    print(f"plain COPY runs: {plain_1:.2f} s and {plain_2:.2f} s")
+    print(f"whole import / plain COPY: {whole_rate / plain_rate:.0%} (target >= 40 %)")
+    print(f"whole import / bulk_create: {whole_rate / bc_rate:.1f}x")
+    growth = whole["maxrss_mb"] - quarter["maxrss_mb"]
+    print(
+        f"peak memory: {quarter['maxrss_mb']:.0f} MB for {args.rows // 4:,} rows, {whole['maxrss_mb']:.0f} MB "
+        f"for {args.rows:,} rows (+{growth:.0f} MB for 4x the rows)"
+    )
 
 
 def main() -> None:
@@ -194,29 +234,7 @@ def main() -> None:
         bc_seconds = bulk_create(big, args.sample)
 
         assert whole["status"] == "succeeded" and whole["inserted"] == args.rows, whole
-        plain_seconds = (plain_1 + plain_2) / 2
-        plain_rate = args.rows / plain_seconds
-        whole_rate = args.rows / whole["seconds"]
-        bc_rate = args.sample / bc_seconds
-        print()
-        print(f"file: {args.rows:,} rows, {size_mb:,.1f} MB (STANDARD layout, 1-minute bars)")
-        print(f"{'method':<44} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'vs COPY':>8} {'peak RSS':>9}")
-        lines = [
-            ("plain COPY csv (mean of 2 runs)", args.rows, plain_seconds, plain_rate, 1.0, ""),
-            ("whole import (parse+validate+COPY+upsert)", args.rows, whole["seconds"], whole_rate,
-             whole_rate / plain_rate, f"{whole['maxrss_mb']:.0f} MB"),
-            ("whole import, file 4x smaller", args.rows // 4, quarter["seconds"], (args.rows // 4) / quarter["seconds"],
-             (args.rows // 4) / quarter["seconds"] / plain_rate, f"{quarter['maxrss_mb']:.0f} MB"),
-            ("Django bulk_create (sample)", args.sample, bc_seconds, bc_rate, bc_rate / plain_rate, ""),
-        ]  # fmt: skip
-        for name, rows, seconds, rate, ratio, rss in lines:
-            print(f"{name:<44} {rows:>10,} {seconds:>8.2f} {rate:>10,.0f} {ratio:>7.0%} {rss:>9}")
-        print(f"plain COPY runs: {plain_1:.2f} s and {plain_2:.2f} s")
-        print(f"whole import / plain COPY: {whole_rate / plain_rate:.0%} (target >= 40 %)")
-        print(f"whole import / bulk_create: {whole_rate / bc_rate:.1f}x")
-        growth = whole["maxrss_mb"] - quarter["maxrss_mb"]
-        print(f"peak memory: {quarter['maxrss_mb']:.0f} MB for {args.rows // 4:,} rows, {whole['maxrss_mb']:.0f} MB "
-              f"for {args.rows:,} rows (+{growth:.0f} MB for 4x the rows)")  # fmt: skip
+        report(args, size_mb, plain_1, plain_2, whole, quarter, bc_seconds)
     finally:
         cleanup(job_ids)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -158,8 +158,9 @@ def sample_folder(data_root, sync_queue) -> dict:
 
     call_command("bootstrap_reference_data", stdout=StringIO())
     out = StringIO()
-    call_command("generate_sample_data", str(data_root / "sample"), "--tickers", "2", "--days", "60", "--json",
-                 stdout=out)  # fmt: skip
+    call_command(
+        "generate_sample_data", str(data_root / "sample"), "--tickers", "2", "--days", "60", "--json", stdout=out
+    )
     return json.loads(out.getvalue())
 
 
@@ -173,6 +174,13 @@ def pipeline_data(sample_folder, data_root) -> dict:
     from django.core.management import call_command
 
     out = StringIO()
-    call_command("run_pipeline", "--continue-on-failure", "--path", str(data_root / "sample"), "--json",
-                 stdout=out, stderr=StringIO())  # fmt: skip
+    call_command(
+        "run_pipeline",
+        "--continue-on-failure",
+        "--path",
+        str(data_root / "sample"),
+        "--json",
+        stdout=out,
+        stderr=StringIO(),
+    )
     return json.loads(out.getvalue())

@@ -19,7 +19,7 @@ def _drawn_paths(page, selector: str) -> int:
 
 
 def test_symbol_chart_draws_candles_and_quality(logged_in, live_server, pipeline_data, shot):
-    from enrichment.models.candles import EnrichmentStatus, MarketDataV2
+    from enrichment.candles.models import EnrichmentStatus, MarketDataV2
 
     assert pipeline_data["status"] == "succeeded", pipeline_data
     status = EnrichmentStatus.objects.select_related("symbol").get(symbol__ticker="AAPL")

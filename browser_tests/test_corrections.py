@@ -20,8 +20,17 @@ def imported(sample_folder, data_root) -> dict[int, str | None]:
     already right). Returns each candle's asset class before any correction."""
     from etl.models import MarketData
 
-    call_command("run_pipeline", "--steps", "import", "sync", "--path", str(data_root / "sample"), "--json",
-                 stdout=StringIO(), stderr=StringIO())  # fmt: skip
+    call_command(
+        "run_pipeline",
+        "--steps",
+        "import",
+        "sync",
+        "--path",
+        str(data_root / "sample"),
+        "--json",
+        stdout=StringIO(),
+        stderr=StringIO(),
+    )
     before = dict(MarketData.objects.values_list("id", "asset_class"))
     assert len(before) > 400 and set(before.values()) == {"BIST", "CRYPTO", "NASDAQ", "NYSE"}
     assert not MarketData.objects.filter(symbol__isnull=True).exists()

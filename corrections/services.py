@@ -37,6 +37,7 @@ from corrections.selectors import (
     scope_for,
 )
 from etl import locks
+from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
 from etl.progress import Cancelled, ProgressReporter
@@ -213,6 +214,12 @@ NEXT_BACKUP_SQL = (
 def _check_cancel(run: CorrectionRun) -> None:
     if CorrectionRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
         raise Cancelled(f"correction {run.pk} was cancelled")
+
+
+def _notify_failed(run: CorrectionRun, *, action: str, exc: BaseException) -> None:
+    """Mail the admins (and Slack) that this run's execute or rollback failed."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    run_failure_notify(kind="correction", run_id=run.pk, summary=f"Correction run #{run.pk} failed: {action}: {detail}")
 
 
 def _record_analysis(report: AnalyzeReport) -> None:
@@ -411,6 +418,7 @@ def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
             reporter.close_quietly()
             _failed(run, exc)
             metrics.operations_completed.labels("execute", "failed").inc()
+            _notify_failed(run, action="execute", exc=exc)
             raise
         reporter.close()
         elapsed = time.monotonic() - started
@@ -742,6 +750,7 @@ def _rollback_batches(run: CorrectionRun, *, step: int) -> str:
         reporter.close_quietly()
         _failed(run, exc)
         metrics.operations_completed.labels("rollback", "failed").inc()
+        _notify_failed(run, action="rollback", exc=exc)
         raise
     else:
         outcome = RunStatus.SUCCEEDED
@@ -788,13 +797,25 @@ def correction_metrics() -> dict[str, Any]:
 # ---------------------------------------------------------------- pipeline
 
 
+def _correct_scope_options(options: dict[str, Any]) -> tuple[bool, bool]:
+    """(only_null, overwrite_mismatched) of the pipeline step: every candle whose class
+    disagrees with its symbol's (null, empty or wrong) unless the request narrows it
+    with `only_null` (the old system's `onlyProcessNullAssetClass`)."""
+    only_null = bool(
+        options.get("only_null", options.get("only_process_null_asset_class", options.get("onlyProcessNullAssetClass")))
+    )
+    overwrite = options.get("overwrite_mismatched", options.get("overwriteMismatched"))
+    return only_null, bool(not only_null if overwrite is None else overwrite)
+
+
 def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
-    """Pipeline step "correct": analyze, execute and validate with safe
-    defaults (fill NULL/empty only unless `overwrite_mismatched` is set)."""
+    """Pipeline step "correct": analyze, execute with backup and validate; by
+    default it fixes every mismatched asset class (see `_correct_scope_options`)."""
+    only_null, overwrite_mismatched = _correct_scope_options(options)
     run = correction_run_create(
         requested_by=str(options.get("requested_by") or "pipeline"),
-        only_null=bool(options.get("only_null", False)),
-        overwrite_mismatched=bool(options.get("overwrite_mismatched", False)),
+        only_null=only_null,
+        overwrite_mismatched=overwrite_mismatched,
         batch_size=int(options.get("batch_size", 50_000)),
         validate_each_batch=bool(options.get("validate_each_batch", False)),
         sample_size=0,
@@ -802,8 +823,32 @@ def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None =
     executed = correction_execute(run=run)
     if progress is not None:
         progress.advance(executed.rows_updated)
-    summary: dict[str, Any] = {"run_id": run.pk, "rows_updated": executed.rows_updated, "status": executed.status}
+    summary: dict[str, Any] = {
+        "run_id": run.pk,
+        "scope": str(run.scope),
+        "rows_updated": executed.rows_updated,
+        "status": executed.status,
+    }
     if executed.status == RunStatus.SUCCEEDED:
         validation = correction_validate(run=run)
         summary.update(validated=validation.ok, quality_score=validation.quality_score)
+        summary["warnings"] = _sla_warnings(seconds=executed.seconds, quality_score=validation.quality_score)
     return summary
+
+
+def _sla_warnings(*, seconds: float, quality_score: float) -> list[str]:
+    """The old system's correction SLA (CORRECTION_SLA_* settings): what this run breached."""
+    warnings = []
+    if seconds > settings.CORRECTION_SLA_MAX_SECONDS:
+        warnings.append(f"correction SLA: took {seconds:.0f}s (limit {settings.CORRECTION_SLA_MAX_SECONDS}s)")
+    if quality_score < settings.CORRECTION_SLA_MIN_QUALITY:
+        warnings.append(f"correction SLA: quality {quality_score} (needs >= {settings.CORRECTION_SLA_MIN_QUALITY:g})")
+    day = CorrectionRun.objects.filter(finished_at__gte=timezone.now() - timedelta(hours=24))
+    finished = day.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED]).count()
+    failed = day.filter(status=RunStatus.FAILED).count()
+    if finished and failed / finished > settings.CORRECTION_SLA_MAX_ERROR_RATE:
+        warnings.append(
+            f"correction SLA: {failed} of {finished} runs failed in 24 h"
+            f" (limit {settings.CORRECTION_SLA_MAX_ERROR_RATE:.0%})"
+        )
+    return warnings

@@ -1,2 +1,4 @@
-# The admin is split like the models: provider side and candle side.
-from enrichment import admin_candles, admin_providers  # noqa: F401
+# Each sub-domain registers its own admin pages.
+from enrichment.assets import admin as assets_admin  # noqa: F401
+from enrichment.candles import admin as candles_admin  # noqa: F401
+from enrichment.providers import admin as providers_admin  # noqa: F401

@@ -1,9 +1,14 @@
+"""The enrichment app: asset metadata (`assets/`), candles and features (`candles/`), and the
+provider HTTP layer under both (`providers/`). Its pipeline steps, dashboard panel, metrics
+collector and retention pruners are registered with etl's registries here."""
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
 def _ensure_schedules(**kwargs) -> None:
-    from enrichment.services.schedules import schedules_ensure
+    # Imported when called: this module is imported before the models exist.
+    from enrichment.candles.services.schedules import schedules_ensure
 
     schedules_ensure()
 
@@ -12,9 +17,17 @@ class EnrichmentConfig(AppConfig):
     name = "enrichment"
 
     def ready(self) -> None:
-        from enrichment.services import features
-        from enrichment.services.assets import enrich_step
+        # Imported here, not at the top: an AppConfig module is imported before the models exist.
+        from enrichment.assets.services.enrich import enrich_step
+        from enrichment.candles.services.feature_compute import compute_log_prune
+        from enrichment.candles.services.feature_runs import features_step
+        from enrichment.providers.collector import ProviderCollector
+        from enrichment.providers.dashboard import providers_context
+        from enrichment.providers.fetch_log import fetch_log_prune
+        from etl.dashboard import register_panel
+        from etl.metrics import register_collector
         from etl.pipeline import register_step
+        from etl.retention import register_pruner
 
         register_step(
             "enrich",
@@ -25,27 +38,18 @@ class EnrichmentConfig(AppConfig):
         register_step(
             "features",
             order=60,
-            run=features.features_step,
+            run=features_step,
             description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
         )
-        from enrichment import dashboard
-        from enrichment.metrics_collectors import ProviderCollector
-        from etl.dashboard import register_panel
-        from etl.metrics import register_collector
-
         register_collector("enrichment.providers", ProviderCollector())
-        from enrichment import retention
-        from etl.retention import register_pruner
-
-        register_pruner("enrichment_fetch_log", retention.prune_fetch_log)
-        register_pruner("enrichment_compute_log", retention.prune_compute_log)
-
+        register_pruner("enrichment_fetch_log", fetch_log_prune)
+        register_pruner("enrichment_compute_log", compute_log_prune)
         register_panel(
             "providers",
             title="Data providers",
             order=60,
             template="admin/dashboard/providers.html",
-            context=dashboard.providers_context,
+            context=providers_context,
         )
         # The default schedules exist once the markets do (after bootstrap; the step ensures them too).
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="enrichment_feature_schedules")

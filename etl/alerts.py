@@ -41,11 +41,6 @@ def run_failure_notify(*, kind: str, run_id: object, summary: str, url: str | No
     return NotifyResult(mailed=mailed, posted=posted)
 
 
-def alert_critical(message: str, *, run_type: str, run_id: object) -> None:
-    """The former name, kept while the pipeline and the import still call it."""
-    run_failure_notify(kind=run_type, run_id=run_id, summary=message)
-
-
 def _mail_admins(*, kind: str, run_id: object, summary: str, url: str | None) -> bool:
     if not settings.ADMINS:
         return False

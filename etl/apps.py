@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import pre_save
 
 from etl import dashboard, pipeline, retention
 
@@ -13,6 +14,7 @@ class EtlConfig(AppConfig):
         from etl import dashboard_panels, metrics, services
         from etl.services import integrity as integrity_services
         from etl.services import retention as retention_services
+        from etl.services import schedules as schedule_services
 
         pipeline.register_step(
             "bootstrap",
@@ -50,7 +52,12 @@ class EtlConfig(AppConfig):
             context=dashboard_panels.queue_context,
         )
         metrics.register_collectors()
+        # Every zoned cron schedule's stored next run is its cron time in its zone (etl.services.schedules).
+        pre_save.connect(
+            schedule_services.schedule_keep_zone, sender="django_q.Schedule", dispatch_uid="etl_schedule_zone"
+        )
         retention.register_pruner("task_results", retention_services.prune_task_results)
+        retention.register_pruner("pipeline_runs", retention_services.prune_pipeline_runs)
         retention.register_pruner("integrity_snapshots", integrity_services.prune_integrity_snapshots)
         retention.register_pruner("dead_letters_resolved", retention_services.prune_resolved_dead_letters)
         pipeline.register_step(

@@ -99,6 +99,9 @@ IMPORT_START = AdvisoryLock(
     LockScope.TRANSACTION,
     "an import job being created: the check that no running job reads the same folder and the new job in one step",
 )
+METRICS = AdvisoryLock(
+    "metrics", 72_400, LockScope.TRANSACTION, "one scrape at a time folds metric_deltas into metric_totals"
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -111,6 +114,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     CORRECTION_QUEUE,
     IMPORT_FILE,
     IMPORT_START,
+    METRICS,
 )
 
 

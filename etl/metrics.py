@@ -1,105 +1,182 @@
 """Prometheus metrics of the core, defined once.
 
-Run metrics are read from the run tables at scrape time rather than counted in
-memory: the work happens in django-q2 worker processes, often on other hosts,
-and only the web process serves /metrics. The tables are the one place every
-process writes to, so the figures are the same whichever process is scraped.
+Counters are counted in the database (`etl.events`): the work happens in
+django-q2 worker processes, often on other hosts, and only web processes serve
+/metrics. States (oldest running run, quality, lag, live workers) are gauges
+read at scrape time, each from an indexed read of a small table.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from django.apps import apps
 from django.db import connection
-from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from django.db.models import Min
+from django.db.models.signals import post_migrate
+from django.utils import timezone
+from django_q.status import Stat
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from etl.models import IntegritySnapshot, RunRecord
+from etl import events
+from etl.event_triggers import NEWEST_FAMILY, event_triggers_install, register_event_trigger
+from etl.events import DbCounter, DbGauge, DbHistogram, run_kind
+from etl.market_lag import expected_close_missed
+from etl.models import IntegritySnapshot, Market, RunRecord
 
 log = logging.getLogger(__name__)
 
-bootstrap_runs = Counter("etl_bootstrap_runs_total", "Reference-data bootstrap runs", ["result"])
-
-pipeline_runs = Counter("etl_pipeline_runs_total", "Pipeline runs by final status", ["status", "trigger"])
-pipeline_step_seconds = Histogram(
+bootstrap_runs = DbCounter("etl_bootstrap_runs_total", "Reference-data bootstrap runs", ["result"])
+pipeline_runs = DbCounter("etl_pipeline_runs_total", "Pipeline runs by final status", ["status", "trigger"])
+pipeline_step_seconds = DbHistogram(
     "etl_pipeline_step_seconds", "Pipeline step duration", ["step"], buckets=(1, 5, 30, 60, 300, 900, 3600, 14400)
 )
-symbols_created = Counter("etl_symbols_created_total", "Symbols created by symbol sync")
-candles_linked = Counter("etl_candles_linked_total", "Candles linked to their symbol by symbol sync")
+symbols_created = DbCounter("etl_symbols_created_total", "Symbols created by symbol sync")
+candles_linked = DbCounter("etl_candles_linked_total", "Candles linked to their symbol by symbol sync")
+# Counted by the run tables' triggers (etl.event_triggers); declared here for their help text.
+runs_finished = DbCounter(
+    "mytrader_runs_total",
+    "Runs that reached a final status, by kind and status (a retried run counts again when it ends again)",
+    ["kind", "status"],
+)
+run_duration = DbHistogram("mytrader_run_duration_seconds", "Duration of finished runs", ["kind"])
+market_data_newest_close = DbGauge(
+    NEWEST_FAMILY, "Close time (Unix seconds) of the newest candle in market_data, per market", ["market"]
+)
 
-DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200)
+DURATION_BUCKETS = events.DURATION_BUCKETS
 
 
-def run_kind(model) -> str:
-    """The low-cardinality `kind` label of a run model (its `metrics_kind`)."""
-    return getattr(model, "metrics_kind", model._meta.model_name)
+def run_models() -> list:
+    return [m for m in apps.get_models() if issubclass(m, RunRecord) and not m._meta.proxy]
 
 
-class RunCollector:
-    """mytrader_runs_total{kind,status}, mytrader_run_duration_seconds{kind}
-    (finished runs) and the core's data-integrity gauges."""
+class EventCollector:
+    """Every counter, gauge and histogram counted through etl.events, from any process."""
 
     def describe(self):
         return []
 
-    def collect(self):
-        runs = CounterMetricFamily("mytrader_runs", "Runs recorded, by kind and status", labels=["kind", "status"])
-        durations = HistogramMetricFamily("mytrader_run_duration_seconds", "Duration of finished runs", labels=["kind"])
+    def collect(self) -> Iterator[Metric]:
         try:
-            for model in apps.get_models():
-                if not issubclass(model, RunRecord):
-                    continue
-                # Table names come from our own models, never from input.
-                kind, table = run_kind(model), connection.ops.quote_name(model._meta.db_table)
-                with connection.cursor() as cur:
-                    cur.execute(f"SELECT status, count(*) FROM {table} GROUP BY status")  # noqa: S608
-                    for status, n in cur.fetchall():
-                        runs.add_metric([kind, status], n)
-                    buckets = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in DURATION_BUCKETS)
-                    cur.execute(
-                        f"SELECT {buckets}, count(*), coalesce(sum(d), 0) FROM ("  # noqa: S608
-                        f" SELECT extract(epoch FROM finished_at - started_at) AS d FROM {table}"
-                        f" WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) t"
-                    )
-                    *counts, total, total_sum = cur.fetchone()
-                durations.add_metric(
-                    [kind],
-                    [(str(float(b)), c) for b, c in zip(DURATION_BUCKETS, counts, strict=True)] + [("+Inf", total)],
-                    float(total_sum),
-                )
-            yield runs
-            yield durations
-            yield from self._integrity()
+            samples = events.metric_samples()
         except Exception:  # a scrape must answer even when the database does not
-            log.exception("run metrics could not be read")
+            log.exception("event metrics could not be read")
+            return
+        yield from events.metric_families(samples)
+        try:
+            yield _market_data_lag([s for s in samples if s.family == NEWEST_FAMILY])
+        except Exception:
+            log.exception("market data lag could not be computed")
 
-    def _integrity(self):
-        unlinked = GaugeMetricFamily("mytrader_candles_without_symbol", "Candles in market_data with no symbol")
-        with connection.cursor() as cur:
-            # Served by the partial index market_data_unlinked.
-            cur.execute("SELECT count(*) FROM market_data WHERE symbol_id IS NULL")
-            unlinked.add_metric([], cur.fetchone()[0])
-        yield unlinked
-        latest = IntegritySnapshot.objects.filter(market="").order_by("-taken_at").first()
-        quality = GaugeMetricFamily(
-            "mytrader_data_quality_score", "Overall data quality 0-100 (latest integrity snapshot)"
-        )
-        if latest is not None and latest.overall_quality is not None:
-            quality.add_metric([], latest.overall_quality)
-        yield quality
+
+class StateCollector:
+    """Gauges of what is the case now: runs in progress, integrity, live workers."""
+
+    def describe(self):
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for part in (_oldest_running, _integrity, _queue_workers):
+            try:
+                yield from part()
+            except Exception:  # one unreadable part must not hide the others
+                log.exception("%s could not be read", part.__name__)
+
+
+def _oldest_running() -> Iterator[Metric]:
+    oldest = GaugeMetricFamily(
+        "mytrader_run_oldest_running_seconds",
+        "Seconds since the oldest running run of each kind started",
+        labels=["kind"],
+    )
+    now = timezone.now()
+    for model in run_models():
+        # Served by the status index: running runs are few.
+        started = model.objects.filter(status="running", started_at__isnull=False).aggregate(m=Min("started_at"))["m"]
+        oldest.add_metric([run_kind(model)], max(0.0, (now - started).total_seconds()) if started else 0.0)
+    yield oldest
+
+
+def _integrity() -> Iterator[Metric]:
+    unlinked = GaugeMetricFamily("mytrader_candles_without_symbol", "Candles in market_data with no symbol")
+    with connection.cursor() as cur:
+        # Served by the partial index market_data_unlinked.
+        cur.execute("SELECT count(*) FROM market_data WHERE symbol_id IS NULL")
+        unlinked.add_metric([], cur.fetchone()[0])
+    yield unlinked
+    quality = GaugeMetricFamily("mytrader_data_quality_score", "Overall data quality 0-100 (latest integrity snapshot)")
+    consistency = GaugeMetricFamily(
+        "mytrader_asset_class_quality_score",
+        "Percent of candles whose asset class equals their symbol's (latest integrity snapshot); no market label: all",
+        labels=["market"],
+    )
+    # The newest snapshot of each market: DISTINCT ON over the (market, taken_at) index.
+    latest = IntegritySnapshot.objects.order_by("market", "-taken_at").distinct("market")
+    for snapshot in latest:
+        if snapshot.market == "":
+            if snapshot.overall_quality is not None:
+                quality.add_metric([], snapshot.overall_quality)
+            if snapshot.asset_class_consistency is not None:
+                consistency.add_metric([], snapshot.asset_class_consistency)  # the overall series has no label
+        elif snapshot.asset_class_consistency is not None:
+            consistency.add_metric([snapshot.market], snapshot.asset_class_consistency)
+    yield quality
+    yield consistency
+
+
+def _queue_workers() -> Iterator[Metric]:
+    workers = GaugeMetricFamily("mytrader_queue_workers", "django-q2 worker processes of the clusters that report")
+    workers.add_metric([], sum(len(stat.workers or []) for stat in Stat.get_all()))
+    yield workers
+
+
+def _market_data_lag(newest: list) -> Metric:
+    lag = GaugeMetricFamily(
+        "mytrader_market_data_lag_seconds",
+        "Seconds since the first bar the market's trading sessions expected and market_data lacks (0: up to date)",
+        labels=["market"],
+    )
+    newest_by_market = {s.labels.get("market"): s.value for s in newest}
+    now = timezone.now()
+    for market in Market.objects.filter(is_active=True).prefetch_related("sessions"):
+        if market.code not in newest_by_market:
+            continue  # no candle stored yet: nothing to lag behind
+        newest_close = datetime.fromtimestamp(newest_by_market[market.code], tz=UTC)
+        missed = expected_close_missed(market=market, newest_close=newest_close, now=now)
+        lag.add_metric([market.code], 0.0 if missed is None else (now - missed).total_seconds())
+    return lag
 
 
 _registered: set[str] = set()
 
 
 def register_collector(name: str, collector) -> None:
-    """Register a scrape-time collector once per process (apps call it from ready())."""
+    """Register a scrape-time collector once per process (apps call it from
+    ready()), with the `event_triggers` (etl.event_triggers.EventTrigger) that
+    count its families, if it declares any."""
     if name not in _registered:
         REGISTRY.register(collector)
         _registered.add(name)
+        _COLLECTORS[name] = collector
+        for trigger in getattr(collector, "event_triggers", ()):
+            register_event_trigger(trigger)
+
+
+_COLLECTORS: dict[str, object] = {}
+
+
+def registered_collectors() -> dict[str, object]:
+    """The database-derived collectors, for a /metrics that builds its own registry."""
+    return dict(_COLLECTORS)
 
 
 def register_collectors() -> None:
     """Called once from EtlConfig.ready()."""
-    register_collector("etl.runs", RunCollector())
+    register_collector("etl.events", EventCollector())
+    register_collector("etl.state", StateCollector())
+    # Once per migrate, after every app's tables exist (post_migrate is sent per app, after them all).
+    post_migrate.connect(event_triggers_install, sender=apps.get_app_config("etl"), dispatch_uid="etl.triggers")

@@ -464,3 +464,57 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…, {self.user})"
+
+
+class MetricTotal(models.Model):
+    """One exported sample of a metric that any process may count (a run
+    finished, a file failed, a provider call): the running total, which only
+    pruning of this table could shrink, and nothing prunes it. Writers never
+    touch it: they append to `MetricDelta`, and a scrape folds those in."""
+
+    class Type(models.TextChoices):
+        COUNTER = "counter"
+        GAUGE = "gauge"
+        HISTOGRAM = "histogram"
+
+    family = models.CharField(max_length=120, help_text="the metric's name, without _total")
+    sample = models.CharField(max_length=140, help_text="the exported sample name (_total, _bucket, _sum, ...)")
+    type = models.CharField(max_length=10, choices=Type.choices)
+    labels = models.JSONField(default=dict, blank=True)
+    op = models.CharField(max_length=3, default="add", help_text="how deltas fold in: add, max or set")
+    value = models.FloatField(default=0)
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        db_table = "metric_totals"
+        ordering = ["family", "sample"]
+        constraints = [models.UniqueConstraint(fields=["sample", "labels"], name="uniq_metric_total_sample")]
+
+    def __str__(self) -> str:
+        return f"{self.sample}{self.labels} = {self.value}"
+
+
+class MetricDelta(models.Model):
+    """An increment (`add`), a high-water mark (`max`) or a new value (`set`)
+    not yet folded into `MetricTotal`. Append-only, so writers in concurrent
+    transactions never wait on one another's counter row."""
+
+    class Op(models.TextChoices):
+        ADD = "add"
+        MAX = "max"
+        SET = "set"
+
+    family = models.CharField(max_length=120)
+    sample = models.CharField(max_length=140)
+    type = models.CharField(max_length=10, choices=MetricTotal.Type.choices)
+    labels = models.JSONField(default=dict, blank=True)
+    op = models.CharField(max_length=3, choices=Op.choices, default=Op.ADD)
+    value = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+
+    class Meta:
+        db_table = "metric_deltas"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.sample}{self.labels} {self.value}"

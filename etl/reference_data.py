@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import time
 
+from django.conf import settings
+
 WEEKDAYS = range(0, 5)  # Monday..Friday
 
 ASSET_CLASSES: list[dict] = [
@@ -149,6 +151,21 @@ SCHEDULES: list[dict] = [
         "name": "retention-prune",
         "func": "etl.tasks.retention_prune",
         "cron": "30 3 * * *",
+        "cluster": None,
+    },
+    {
+        # The old system's daily enrichment (ENRICHMENT_SCHEDULE_HOUR/MINUTE, UTC).
+        "name": "enrichment-daily",
+        "func": "etl.tasks.pipeline_scheduled",
+        "cron": f"{settings.ENRICHMENT_SCHEDULE_MINUTE} {settings.ENRICHMENT_SCHEDULE_HOUR} * * *",
+        "kwargs": repr(
+            {
+                "schedule_name": "enrichment-daily",
+                "cron": f"{settings.ENRICHMENT_SCHEDULE_MINUTE} {settings.ENRICHMENT_SCHEDULE_HOUR} * * *",
+                "tz": "UTC",
+                "steps": ["enrich", "features"],
+            }
+        ),
         "cluster": None,
     },
     {

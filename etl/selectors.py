@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django_q.brokers import get_broker
-from django_q.status import Stat
 
+from etl.inference import infer_symbol
 from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
 
 
@@ -23,29 +22,6 @@ def table_row_estimate(table: str, *, exact_below: int = 200_000) -> int:
             cur.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")  # noqa: S608
             return cur.fetchone()[0]
         return estimate
-
-
-def health_check() -> dict[str, Any]:
-    """Database and queue broker reachability, and the worker clusters seen."""
-    checks: dict[str, Any] = {}
-    try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT 1")
-        checks["database"] = {"ok": True}
-    except Exception as exc:  # any failure to reach the database is "down"
-        checks["database"] = {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-    try:
-        broker = get_broker()
-        ok = bool(broker.ping())
-        checks["queue"] = {"ok": ok, "broker": type(broker).__name__, "queued": broker.queue_size() if ok else None}
-    except Exception as exc:
-        checks["queue"] = {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-    try:
-        checks["workers"] = {"clusters": len(Stat.get_all())}
-    except Exception:
-        checks["workers"] = {"clusters": None}
-    healthy = checks["database"]["ok"] and checks["queue"]["ok"]
-    return {"status": "healthy" if healthy else "unhealthy", "checks": checks}
 
 
 # ---------------------------------------------------------------------------
@@ -150,6 +126,19 @@ def integrity_status() -> dict[str, Any]:
         "markets": per_market,
         "weights": QUALITY_WEIGHTS,
     }
+
+
+def symbol_for_pair(*, ticker: str, market: str) -> Symbol | None:
+    """The symbol that symbol sync links candles of this raw (ticker, market) pair
+    to, with its asset class, or None while there is none."""
+    inferred = infer_symbol(ticker, market)
+    if not inferred.resolved:
+        return None
+    return (
+        Symbol.objects.select_related("asset_class")
+        .filter(ticker=inferred.ticker, market__code=inferred.market)
+        .first()
+    )
 
 
 def symbol_sync_status() -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import warnings
 from pathlib import Path
 
 import environ
@@ -174,10 +175,42 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-# Logs, task results and finished backups older than this are pruned daily.
-RETENTION_DAYS = env.int("RETENTION_DAYS", default=90)
+# Logs, task results, runs, jobs, rejected rows and finished backups older than
+# this are pruned daily (the old system kept 30 days).
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 # A validated correction's backup is kept at least this long, for a late rollback.
 CORRECTION_ROLLBACK_WINDOW_DAYS = env.int("CORRECTION_ROLLBACK_WINDOW_DAYS", default=30)
+
+# Old system's settings ------------------------------------------------------
+# The environment settings its guides name, each acting here (README "Settings").
+# Off: the pipeline's enrich and features steps are skipped with that reason.
+DATA_ENRICHMENT_ENABLED = env.bool("DATA_ENRICHMENT_ENABLED", default=True)
+# The daily enrichment pipeline schedule's time (UTC), created by bootstrap.
+ENRICHMENT_SCHEDULE_HOUR = env.int("ENRICHMENT_SCHEDULE_HOUR", default=1)
+ENRICHMENT_SCHEDULE_MINUTE = env.int("ENRICHMENT_SCHEDULE_MINUTE", default=30)
+if not (0 <= ENRICHMENT_SCHEDULE_HOUR <= 23 and 0 <= ENRICHMENT_SCHEDULE_MINUTE <= 59):
+    raise environ.ImproperlyConfigured("ENRICHMENT_SCHEDULE_HOUR must be 0-23 and ENRICHMENT_SCHEDULE_MINUTE 0-59")
+# Series the feature computation works on at once.
+FEATURE_COMPUTATION_WORKERS = env.int("FEATURE_COMPUTATION_WORKERS", default=4)
+# Rows per batch of an import (staging COPY, progress and cancel points) unless a job says otherwise.
+BATCH_SIZE_MARKET_DATA = env.int("BATCH_SIZE_MARKET_DATA", default=50_000)
+# Quality gates of the validate step (fractions, as the old guide wrote them).
+MIN_QUALITY_SCORE = env.float("MIN_QUALITY_SCORE", default=0.85)
+MIN_DATA_COMPLETENESS = env.float("MIN_DATA_COMPLETENESS", default=0.95)
+# Per-gate severity over the defaults, e.g. "enrichment_coverage=error,overall_quality=off".
+QUALITY_GATE_SEVERITY = env.dict("QUALITY_GATE_SEVERITY", default="") or {}
+if set(QUALITY_GATE_SEVERITY.values()) - {"error", "warning", "off"}:
+    raise environ.ImproperlyConfigured("QUALITY_GATE_SEVERITY: each severity must be error, warning or off")
+# Check each candle's OHLC consistency as it is written to market_data_v2.
+VALIDATE_ON_INSERT = env.bool("VALIDATE_ON_INSERT", default=True)
+# Signs Binance requests that need a key pair; market data needs neither.
+BINANCE_API_SECRET = env("BINANCE_API_SECRET", default="")
+# Correction runs' SLA (the old system's monitoring options): beyond them the
+# pipeline's correct step records a warning.
+CORRECTION_SLA_MAX_SECONDS = env.int("CORRECTION_SLA_MAX_SECONDS", default=7200)
+CORRECTION_SLA_MAX_ERROR_RATE = env.float("CORRECTION_SLA_MAX_ERROR_RATE", default=0.05)
+CORRECTION_SLA_MIN_QUALITY = env.float("CORRECTION_SLA_MIN_QUALITY", default=90.0)
+# End of the old system's settings -------------------------------------------
 
 # Imports may read only below this folder (symlinks resolved).
 DATA_ROOT = env.path("DATA_ROOT", default=str(BASE_DIR / "var" / "data"))
@@ -197,6 +230,36 @@ PROVIDER_API_KEYS = {
     "BINANCE": env("BINANCE_API_KEY", default=""),
     "POLYGON": env("POLYGON_API_KEY", default=""),
 }
+
+
+# Enrichment providers ---------------------------------------------------------------
+# The provider clients' tunables (docs/providers.md). A value that is not a number is
+# ignored with a warning, as it always was: a typo must not stop the site from starting.
+def _enrichment_number(name: str, default: int | float) -> int | float:
+    raw = env.str(f"ENRICHMENT_{name}", default="")
+    if not raw:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        warnings.warn(f"ignoring ENRICHMENT_{name}={raw!r}: not a {type(default).__name__}", stacklevel=1)
+        return default
+
+
+ENRICHMENT_MAX_ATTEMPTS = _enrichment_number("MAX_ATTEMPTS", 3)
+ENRICHMENT_BACKOFF_BASE = _enrichment_number("BACKOFF_BASE", 0.5)
+ENRICHMENT_BACKOFF_MAX = _enrichment_number("BACKOFF_MAX", 30.0)
+ENRICHMENT_MAX_RETRY_AFTER = _enrichment_number("MAX_RETRY_AFTER", 60.0)
+ENRICHMENT_CONNECT_TIMEOUT = _enrichment_number("CONNECT_TIMEOUT", 3.05)
+ENRICHMENT_RATE_WINDOW_SECONDS = _enrichment_number("RATE_WINDOW_SECONDS", 60.0)
+ENRICHMENT_RATE_MAX_WAIT = _enrichment_number("RATE_MAX_WAIT", 120.0)
+ENRICHMENT_CIRCUIT_FAILURE_THRESHOLD = _enrichment_number("CIRCUIT_FAILURE_THRESHOLD", 3)
+ENRICHMENT_CIRCUIT_RECOVERY_SECONDS = _enrichment_number("CIRCUIT_RECOVERY_SECONDS", 300.0)
+ENRICHMENT_CIRCUIT_SUCCESS_THRESHOLD = _enrichment_number("CIRCUIT_SUCCESS_THRESHOLD", 1)
+ENRICHMENT_CIRCUIT_PROBE_TIMEOUT = _enrichment_number("CIRCUIT_PROBE_TIMEOUT", 120.0)
+# A CSV of known symbol metadata; empty: DATA_ROOT/sample/catalogue.csv.
+ENRICHMENT_CATALOGUE = env("ENRICHMENT_CATALOGUE", default="")
+# End of enrichment providers ---------------------------------------------------------
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -263,6 +326,11 @@ EMAIL_SUBJECT_PREFIX = "[MyTrader] "
 ADMINS = [tuple(a.split(":", 1)) for a in env.list("ADMINS", default=[])]
 # A failed run of any kind also posts to this Slack incoming webhook, when set (etl.alerts).
 SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", default="")
+
+# Health (etl.health): when a quiet worker, an old queued task or a run without progress turns it `degraded`.
+HEALTH_WORKER_STALE_SECONDS = env.int("HEALTH_WORKER_STALE_SECONDS", default=60)
+HEALTH_QUEUE_AGE_SECONDS = env.int("HEALTH_QUEUE_AGE_SECONDS", default=600)
+HEALTH_RUN_STALL_MINUTES = env.int("HEALTH_RUN_STALL_MINUTES", default=15)
 
 # The API's input guard (etl.api.guard): what no request may exceed.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1048576)

@@ -17,6 +17,7 @@ from batchimport.markets import market_spec
 from batchimport.models import ImportJob
 from etl.api.permissions import StaffWithPermission
 from etl.errors import DomainError
+from etl.health import health_report
 from etl.models import DeadLetter
 
 
@@ -161,12 +162,21 @@ class DeadLetterResubmitView(APIView):
 
 
 class HealthView(APIView):
-    permission_classes = [AllowAny]
+    """The shared health (etl.health) plus the imports' own: degraded while a
+    running job is past its SLA; 503 when the database or broker is down."""
 
-    @extend_schema(responses={200: dict})
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(responses={200: dict, 503: dict})
     def get(self, request):
-        """GET health -> selectors.health (no authentication)."""
-        return Response(selectors.health())
+        """GET health -> etl.health.health_report with selectors.health (no authentication)."""
+        report = health_report(extra=lambda: {"imports": self.imports_check(selectors.health())})
+        return Response(report.to_dict(), status=report.http_status)
+
+    @staticmethod
+    def imports_check(imports: dict) -> dict:
+        return {"ok": imports["status"] == "healthy", **{k: v for k, v in imports.items() if k != "status"}}
 
 
 class AllMarketsScheduleView(APIView):

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -36,7 +37,7 @@ from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, Re
 from batchimport.parsing import FileFormatError, market_from_path, ticker_from_filename
 from batchimport.services.loader import FileResult, file_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
-from etl.alerts import alert_critical
+from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.locks import IMPORT_FILE, IMPORT_START, is_held, session_unlock, try_session_lock, xact_lock
 from etl.logcontext import current_run, run_context
@@ -46,7 +47,6 @@ from etl.recovery import connection_reset, write_after_reconnect
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 50_000
 BACKOFF_CAP_MINUTES = 30
 CSV_SUFFIXES = (".csv", ".txt")
 # Errors that retrying cannot fix: straight to the dead-letter list. A missing
@@ -166,7 +166,7 @@ def import_job_create(
     xact_lock(IMPORT_START)  # until commit: two requests for one folder see each other's job
     _refuse_overlapping(relative_to_root(resolved))
     common = {
-        "batch_size": batch_size or DEFAULT_BATCH_SIZE,
+        "batch_size": batch_size or settings.BATCH_SIZE_MARKET_DATA,
         "overwrite": overwrite,
         "max_attempts": max(1, max_attempts),
         "max_concurrency": max(1, max_concurrency),
@@ -597,8 +597,8 @@ def job_finish(*, job_id: int) -> ImportJob:
         )
     )
     if finished and status == ImportStatus.FAILED:  # once: only the call that finished the job alerts
-        alert_critical(
-            f"Import job #{job.pk} ({job.market or job.kind}) failed: {headline}", run_type="import", run_id=job.pk
+        run_failure_notify(
+            kind="import", run_id=job.pk, summary=f"Import job #{job.pk} ({job.market or job.kind}) failed: {headline}"
         )
     if job.parent_id:
         job_finish(job_id=job.parent_id)

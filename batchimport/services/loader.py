@@ -30,6 +30,7 @@ from batchimport.parsing import Candle, CsvFileReader, Reject
 from batchimport.services.paths import data_root
 from etl.models import DataCorrection
 from etl.progress import ProgressReporter
+from etl.selectors import symbol_for_pair
 
 # SQL is spelled out in full (no string building), with only bound parameters.
 log = logging.getLogger(__name__)
@@ -56,10 +57,10 @@ VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
 
 INSERT_SQL = """
 INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, adj_close,
-                         asset_class, extra, source_file, import_job_id, created_at, updated_at)
+                         asset_class, symbol_id, extra, source_file, import_job_id, created_at, updated_at)
 SELECT %(ticker)s, %(market)s, %(timeframe)s, ts, open::numeric(28, 10), high::numeric(28, 10),
        low::numeric(28, 10), close::numeric(28, 10), volume::numeric(30, 8), adj_close::numeric(28, 10),
-       %(asset_class)s, extra, %(source_file)s, %(job_id)s, now(), now()
+       %(asset_class)s, %(symbol_id)s, extra, %(source_file)s, %(job_id)s, now(), now()
 FROM import_stage
 ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
 """
@@ -324,11 +325,18 @@ def _load_params(import_file: ImportFile, job: ImportJob, reader: CsvFileReader)
     ImportFile.objects.filter(pk=import_file.pk).update(
         layout=meta.layout if meta else "", timeframe=meta.timeframe if meta else "", ticker=reader.ticker
     )
+    venue = market_spec(import_file.market).venue
+    # A known symbol gives the candle its link and its true asset class, so a clean
+    # import needs no correction; an unknown one keeps the folder's word until sync
+    # creates the symbol and the correct step repairs it (docs/import.md).
+    symbol = symbol_for_pair(ticker=reader.ticker, market=venue)
+    known_class = symbol.asset_class.code if symbol is not None and symbol.asset_class is not None else None
     return {
         "ticker": reader.ticker,
-        "market": market_spec(import_file.market).venue,
+        "market": venue,
         "timeframe": meta.timeframe if meta else "",
-        "asset_class": import_file.market,  # the folder's word, as the scraper wrote it (see docs/import.md)
+        "asset_class": known_class or import_file.market,
+        "symbol_id": symbol.pk if symbol is not None else None,
         "source_file": import_file.relpath[:500],
         "job_id": job.pk,
     }

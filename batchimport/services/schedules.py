@@ -13,7 +13,6 @@ from django_q.models import Schedule
 from batchimport.services.jobs import import_job_submit, running_import_exists
 from batchimport.services.paths import path_resolve
 from etl.errors import DomainError
-from etl.timeparse import cron_next_run
 
 SCHEDULE_FUNC = "batchimport.tasks.scheduled_import"
 SCHEDULE_PREFIX = "batchimport:"
@@ -36,13 +35,10 @@ def import_schedule_create(
     if Schedule.objects.filter(name=full_name).exists():
         raise DomainError(f"a schedule named {name!r} already exists", code="schedule_exists")
     kwargs = {"name": full_name, "path": str(path), "tz": tz, "options": options or {}}
-    schedule = Schedule.objects.create(
+    # The stored next run is the cron time in `tz` (etl re-aims every zoned schedule on save).
+    return Schedule.objects.create(
         name=full_name, func=SCHEDULE_FUNC, kwargs=repr(kwargs), schedule_type=Schedule.CRON, cron=cron, repeats=-1
     )
-    # django-q2 computed the first run in UTC on save; put it right for `tz`
-    schedule.next_run = cron_next_run(cron, tz)
-    Schedule.objects.filter(pk=schedule.pk).update(next_run=schedule.next_run)
-    return schedule
 
 
 def import_schedule_delete(*, schedule_id: int) -> None:
@@ -54,12 +50,9 @@ def import_schedule_delete(*, schedule_id: int) -> None:
 
 def scheduled_import_run(*, name: str, path: str, tz: str = "UTC", options: dict[str, Any] | None = None) -> dict:
     """What a schedule runs: skip when the previous run is still going, else
-    create the job and hand it to the workers. Then put the schedule's next
-    run right in its own time zone (django-q2 computes cron in UTC)."""
+    create the job and hand it to the workers. (The scheduler has already
+    aimed the schedule's next run in `tz`.)"""
     options = options or {}
-    schedule = Schedule.objects.filter(name=name).first()
-    if schedule is not None and schedule.cron:
-        Schedule.objects.filter(pk=schedule.pk).update(next_run=cron_next_run(schedule.cron, tz))
     if running_import_exists(schedule_name=name):
         return {"skipped": True, "reason": "the previous run of this schedule is still in progress"}
     job = import_job_submit(

@@ -18,7 +18,7 @@ from batchimport.parsing import Layout
 from batchimport.services import loader
 from etl import pipeline
 from etl.errors import DomainError
-from etl.models import DataCorrection, DeadLetter, MarketData
+from etl.models import AssetClass, DataCorrection, DeadLetter, Market, MarketData, Symbol
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +65,28 @@ def test_markets_and_asset_class_as_the_folder_says(sample_folder):
     thyao = MarketData.objects.filter(ticker="THYAO").first()
     assert thyao.extra["volume_unit"] == "TRY" and thyao.extra["paid_in_capital_try"] == 4.56e9
     assert thyao.source_file == "DATA/BIST/THYAO.csv" and thyao.timeframe == "1d"
+
+
+def test_a_known_symbol_gives_its_candles_their_link_and_true_asset_class(sample_folder, reference_data):
+    thyao = Symbol.objects.create(
+        ticker="THYAO", market=Market.objects.get(code="BIST"), asset_class=AssetClass.objects.get(code="STOCK_BIST")
+    )
+    run("DATA")
+    assert set(MarketData.objects.filter(ticker="THYAO").values_list("asset_class", "symbol_id")) == {
+        ("STOCK_BIST", thyao.pk)
+    }
+    # A pair without a symbol keeps the folder's word until sync and the correct step.
+    assert set(MarketData.objects.filter(ticker="GARAN").values_list("asset_class", "symbol_id")) == {("BIST", None)}
+
+
+def test_after_sync_a_clean_reimport_needs_no_correction(sample_folder, reference_data, data_root):
+    run("DATA")
+    for name in ("sync", "correct"):
+        pipeline.get_step(name).run(options={}, progress=None)
+    MarketData.objects.all().delete()
+    run("DATA", overwrite=True)
+    assert pipeline.get_step("correct").run(options={}, progress=None)["rows_updated"] == 0
+    assert not MarketData.objects.filter(symbol=None).exists()
 
 
 def _one_file(data_root, rows=20, **kw):

@@ -14,6 +14,7 @@ from corrections.api import serializers as s
 from corrections.models import CorrectionRun, Phase
 from etl.api.permissions import StaffWithPermission
 from etl.errors import DomainError
+from etl.health import health_report
 
 
 def _latest(*phases: str) -> CorrectionRun:
@@ -128,9 +129,9 @@ class HealthView(APIView):
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request):
-        report = selectors.correction_health()
-        code = status.HTTP_503_SERVICE_UNAVAILABLE if report["status"] == "unhealthy" else status.HTTP_200_OK
-        return Response(report, status=code)
+        # The correction's own checks (interrupted or failed run) beside the shared ones.
+        report = health_report(extra=lambda: selectors.correction_health()["checks"])
+        return Response(report.to_dict(), status=report.http_status)
 
 
 class MetricsView(APIView):

@@ -284,10 +284,31 @@ def test_pipeline_step_runs_analyze_execute_validate(world):
     step = get_step("correct")
     assert step.order == 40
     summary = step.run(options={}, progress=None)
-    assert summary["rows_updated"] == 35 and summary["validated"] is True
-    assert set(values("THYAO")) == {"BIST"}  # safe default: mismatches need the explicit option
-    summary = step.run(options={"overwrite_mismatched": True}, progress=None)
-    assert summary["rows_updated"] == 40
+    # By default every class that disagrees with its symbol's: 35 null/empty + 40 folder names.
+    assert (summary["scope"], summary["rows_updated"], summary["validated"]) == ("all", 75, True)
+    assert set(values("THYAO")) == {"STOCK_BIST"} and set(values("AAPL")) == {"STOCK_NASDAQ"}
+    assert step.run(options={}, progress=None)["rows_updated"] == 0
+
+
+def test_pipeline_step_narrowed_to_null_with_the_old_option_leaves_the_rest(world):
+    summary = get_step("correct").run(options={"onlyProcessNullAssetClass": True}, progress=None)
+    assert (summary["scope"], summary["rows_updated"]) == ("null", 28)
+    assert set(values("THYAO")) == {"BIST"} and set(values("BTC")) == {"CRYPTO"}
+    assert sorted(set(values("GARAN")), key=str) == ["", "  ", "STOCK_BIST"]
+
+
+def test_pipeline_step_records_breaches_of_the_correction_sla(world, settings):
+    settings.CORRECTION_SLA_MIN_QUALITY, settings.CORRECTION_SLA_MAX_SECONDS = 101.0, -1
+    warnings = get_step("correct").run(options={}, progress=None)["warnings"]
+    assert [w.split(":")[1].split()[0] for w in warnings] == ["took", "quality"]
+    settings.CORRECTION_SLA_MIN_QUALITY, settings.CORRECTION_SLA_MAX_SECONDS = 0.0, 7200
+    CorrectionRun.objects.update(status=RunStatus.FAILED)  # 1 of 2 runs failed today: 50 % > 5 %
+    assert "runs failed in 24 h" in get_step("correct").run(options={}, progress=None)["warnings"][0]
+
+
+def test_pipeline_step_keeps_the_null_or_empty_scope_when_asked(world):
+    summary = get_step("correct").run(options={"overwrite_mismatched": False}, progress=None)
+    assert (summary["scope"], summary["rows_updated"]) == ("missing", 35)
 
 
 def test_batches_hold_batch_size_rows_across_id_gaps(world):

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("enrichment.api.urls_assets")),
-    path("", include("enrichment.api.urls_features")),
+    path("", include("enrichment.assets.api.urls")),
+    path("", include("enrichment.candles.api.urls")),
 ]

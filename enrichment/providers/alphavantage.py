@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from enrichment.providers.base import AssetInfo, ProviderClient, ProviderError, clean_decimal, clean_str
+from enrichment.providers.base import AssetInfo, ProviderClient, clean_decimal, clean_str
+from enrichment.providers.errors import FailureReason, ProviderError
 
 COUNTRIES = {"USA": "US", "UNITED STATES": "US", "TURKEY": "TR", "UK": "GB", "UNITED KINGDOM": "GB", "CANADA": "CA"}
 
@@ -22,23 +23,23 @@ class AlphaVantageClient(ProviderClient):
 
     def check_payload(self, payload: Any, *, endpoint: str) -> None:
         if not isinstance(payload, dict):
-            raise ProviderError(f"{self.code} {endpoint}: expected an object", reason="malformed")
+            raise ProviderError(f"{self.code} {endpoint}: expected an object", reason=FailureReason.MALFORMED)
         for key in ("Note", "Information"):
             if key in payload:
                 raise ProviderError(
                     f"{self.code} {endpoint}: throttled ({key}: {self.redact(clean_str(payload[key]))[:160]})",
                     retryable=True,
-                    reason="throttled",
+                    reason=FailureReason.THROTTLED,
                 )
         if "Error Message" in payload:
             raise ProviderError(
                 f"{self.code} {endpoint}: {self.redact(clean_str(payload['Error Message']))[:200]}",
                 permanent=True,
-                reason="bad_request",
+                reason=FailureReason.BAD_REQUEST,
             )
         if not payload:
             raise ProviderError(
-                f"{self.code} {endpoint}: empty answer (unknown symbol)", permanent=True, reason="empty"
+                f"{self.code} {endpoint}: empty answer (unknown symbol)", permanent=True, reason=FailureReason.EMPTY
             )
 
     def fetch_asset_info(self, *, provider_symbol: str) -> AssetInfo:

@@ -1,6 +1,6 @@
 """What every provider client shares: the result types, the one error type and
 the HTTP call with its timeouts, retries, shared rate limit, shared circuit
-breaker and fetch log.
+breaker and fetch log. The error type is in `errors.py`.
 
 A vendor module subclasses `ProviderClient`, sets `code`, and turns payloads
 into `ProviderCandle` / `AssetInfo`. It never talks to `requests` directly:
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -29,8 +28,12 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import requests
-from django.conf import settings
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from enrichment.providers import circuit, ratelimit
+from enrichment.providers.config import provider_setting
+from enrichment.providers.errors import NOT_THE_PROVIDERS_FAULT, FailureReason, ProviderError
+from enrichment.providers.fetch_log import fetch_log_write
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,6 @@ class RedactKeysFilter(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(RedactKeysFilter())
 
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
-NOT_THE_PROVIDERS_FAULT = frozenset({"rate_limited", "over_budget", "circuit_open", "unsupported"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,36 +68,6 @@ class ProviderCandle:
     taker_buy_volume: float | None = None
     quote_volume: float | None = None
     trades: int | None = None
-
-
-class ProviderError(Exception):
-    """A provider call that did not give a usable answer.
-
-    `permanent` means asking again will not help (unknown symbol, bad request,
-    bad key); otherwise the failure is transient (throttled, down, slow,
-    broken body, circuit open)."""
-
-    def __init__(
-        self,
-        message: str,
-        permanent: bool = False,
-        *,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-        retryable: bool = False,
-        reason: str = "",
-    ):
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.status_code = status_code
-        self.retry_after = retry_after
-        self.retryable = retryable
-        # A short machine word: throttled, server_error, timeout, not_found, circuit_open, ...
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return self.message
 
 
 # The fields asset enrichment merges, in the order the docs list them.
@@ -184,20 +156,50 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
-def provider_setting(name: str, default: Any) -> Any:
-    """`settings.ENRICHMENT_PROVIDERS[name]`, else the environment variable
-    `ENRICHMENT_<name>`, else the default documented in docs/providers.md."""
-    configured = getattr(settings, "ENRICHMENT_PROVIDERS", {})
-    if name in configured:
-        return configured[name]
-    raw = os.environ.get(f"ENRICHMENT_{name}")
-    if raw is None or raw == "":
-        return default
-    try:
-        return type(default)(raw)
-    except ValueError:
-        logger.warning("ignoring ENRICHMENT_%s=%r: not a %s", name, raw, type(default).__name__)
-        return default
+@dataclass(frozen=True, slots=True)
+class StatusRule:
+    """What an HTTP status means for a provider call. `reason` None: the vendor's
+    `client_error_reason` decides (some answer "unknown symbol" with a 400)."""
+
+    reason: FailureReason | None
+    retryable: bool
+    permanent: bool
+    message: str  # formatted with prefix, status, retry (", Retry-After 5s" or "") and body
+    honours_retry_after: bool = False
+
+
+# The status -> failure table (only 429, 418, 5xx and timeouts are retried).
+_THROTTLED = "{prefix}: HTTP {status} rate limited{retry}"
+_REFUSED_KEY = "{prefix}: HTTP {status}, API key missing or refused"
+STATUS_RULES: dict[int, StatusRule] = {
+    429: StatusRule(FailureReason.THROTTLED, True, False, _THROTTLED, honours_retry_after=True),
+    418: StatusRule(FailureReason.BANNED, True, False, _THROTTLED, honours_retry_after=True),
+    401: StatusRule(FailureReason.UNAUTHORIZED, False, True, _REFUSED_KEY),
+    403: StatusRule(FailureReason.UNAUTHORIZED, False, True, _REFUSED_KEY),
+    404: StatusRule(FailureReason.NOT_FOUND, False, True, "{prefix}: not found (HTTP {status})"),
+}
+SERVER_ERROR_RULE = StatusRule(FailureReason.SERVER_ERROR, True, False, "{prefix}: HTTP {status}")
+CLIENT_ERROR_RULE = StatusRule(None, False, True, "{prefix}: HTTP {status}: {body}")
+
+
+def status_rule(status_code: int) -> StatusRule | None:
+    """The rule for an HTTP status; None for a success."""
+    if status_code in STATUS_RULES:
+        return STATUS_RULES[status_code]
+    if status_code >= 500:
+        return SERVER_ERROR_RULE
+    return CLIENT_ERROR_RULE if status_code >= 400 else None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptTarget:
+    """What one attempt asks for, and the names its fetch-log row carries."""
+
+    url: str
+    endpoint: str
+    params: dict[str, Any]
+    symbol: str
+    weight: int
 
 
 class ProviderClient:
@@ -225,16 +227,14 @@ class ProviderClient:
     ):
         self.provider = provider
         self.base_url = provider.base_url.rstrip("/")
-        self.max_attempts = max_attempts or provider_setting("MAX_ATTEMPTS", 3)
-        self.backoff_base = backoff_base if backoff_base is not None else provider_setting("BACKOFF_BASE", 0.5)
-        self.backoff_max = backoff_max if backoff_max is not None else provider_setting("BACKOFF_MAX", 30.0)
-        self.max_retry_after = (
-            max_retry_after if max_retry_after is not None else provider_setting("MAX_RETRY_AFTER", 60.0)
-        )
+        self.max_attempts = max_attempts or provider_setting("MAX_ATTEMPTS")
+        self.backoff_base = _given_or(backoff_base, "BACKOFF_BASE")
+        self.backoff_max = _given_or(backoff_max, "BACKOFF_MAX")
+        self.max_retry_after = _given_or(max_retry_after, "MAX_RETRY_AFTER")
         self.read_timeout = timeout or provider.timeout_seconds
-        self.connect_timeout = connect_timeout or min(self.read_timeout, provider_setting("CONNECT_TIMEOUT", 3.05))
-        self.rate_window = rate_window or provider_setting("RATE_WINDOW_SECONDS", 60.0)
-        self.rate_max_wait = rate_max_wait if rate_max_wait is not None else provider_setting("RATE_MAX_WAIT", 120.0)
+        self.connect_timeout = connect_timeout or min(self.read_timeout, provider_setting("CONNECT_TIMEOUT"))
+        self.rate_window = rate_window or provider_setting("RATE_WINDOW_SECONDS")
+        self.rate_max_wait = _given_or(rate_max_wait, "RATE_MAX_WAIT")
         self.sleep = sleep
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", "mytrader-data-integrity/1.0")
@@ -273,9 +273,18 @@ class ProviderClient:
         Polygon's next_url) and return the parsed JSON, through the circuit
         breaker, the shared rate limit and the retry policy. Every attempt is
         written to the fetch log."""
-        from enrichment.providers import circuit
-
-        circuit.circuit_before_call(self.code, client=self, endpoint=endpoint, symbol=symbol)
+        try:
+            circuit.circuit_before_call(self.code)
+        except ProviderError as exc:  # fails fast: logged as attempt 0, never sent
+            self._log(endpoint=endpoint, symbol=symbol, attempt=0, outcome=exc.reason, error=exc.message)
+            raise
+        target = AttemptTarget(
+            url=url or f"{self.base_url}{path}",
+            endpoint=endpoint,
+            params={**(params or {}), **self.auth_params()},
+            symbol=symbol,
+            weight=weight,
+        )
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
@@ -284,28 +293,25 @@ class ProviderClient:
             reraise=True,
         )
         try:
-            payload = retrying(
-                self._attempt,
-                url or f"{self.base_url}{path}",
-                endpoint=endpoint,
-                params={**(params or {}), **self.auth_params()},
-                symbol=symbol,
-                weight=weight,
-                counter=[0],
-            )
+            for attempt in retrying:
+                with attempt:
+                    payload = self._attempt(target, attempt=attempt.retry_state.attempt_number)
         except ProviderError as exc:
-            # Our own limits (budget, an open circuit) say nothing about the vendor;
-            # neither does a symbol it does not know or a request it refuses.
-            # Everything else (throttled, down, slow, broken, bad key) counts against it.
-            if exc.reason in NOT_THE_PROVIDERS_FAULT:
-                pass
-            elif exc.permanent and exc.reason != "unauthorized":
-                circuit.circuit_record_success(self.code)
-            else:
-                circuit.circuit_record_failure(self.code, error=exc.message)
+            self._record_failure(exc)
             raise
         circuit.circuit_record_success(self.code)
         return payload
+
+    def _record_failure(self, exc: ProviderError) -> None:
+        """Our own limits say nothing about the vendor; neither does a symbol it does not
+        know or a request it refuses. Everything else (throttled, down, slow, broken,
+        bad key) counts against it."""
+        if exc.reason in NOT_THE_PROVIDERS_FAULT:
+            return
+        if exc.permanent and exc.reason != FailureReason.UNAUTHORIZED:
+            circuit.circuit_record_success(self.code)
+        else:
+            circuit.circuit_record_failure(self.code, error=exc.message)
 
     def _should_retry(self, exc: BaseException) -> bool:
         if not isinstance(exc, ProviderError) or not exc.retryable:
@@ -318,153 +324,152 @@ class ProviderClient:
         retry_after = getattr(exc, "retry_after", None)
         return max(backoff, retry_after) if retry_after else backoff
 
-    def _attempt(self, url: str, *, endpoint: str, params: dict, symbol: str, weight: int, counter: list[int]) -> Any:
-        from enrichment.providers import circuit, ratelimit
-        from enrichment.services.fetch_log import fetch_log_write
-
-        counter[0] += 1
-        attempt = counter[0]
+    def _attempt(self, target: AttemptTarget, *, attempt: int) -> Any:
+        """One attempt: take budget, send, check the status, parse; one fetch-log row either way."""
         try:
-            ratelimit.rate_limit_acquire(
-                provider_code=self.code,
-                budget=self.provider.rate_limit_per_minute,
-                weight=weight,
-                window=self.rate_window,
-                max_wait=self.rate_max_wait,
-                sleep=self.sleep,
-            )
+            self._take_budget(target.weight)
         except ProviderError as exc:
-            fetch_log_write(
-                provider=self.code,
-                endpoint=endpoint,
-                symbol=symbol,
-                status_code=None,
-                duration_ms=0.0,
-                attempt=attempt,
-                size=0,
-                error=exc.message,
-                outcome=exc.reason,
+            self._log(
+                endpoint=target.endpoint, symbol=target.symbol, attempt=attempt, outcome=exc.reason, error=exc.message
             )
             raise
         started = time.monotonic()
-        status_code: int | None = None
-        size = 0
+        response: requests.Response | None = None
         try:
-            try:
-                response = self.session.get(
-                    url,
-                    params=params,
-                    headers=self.auth_headers(),
-                    timeout=(self.connect_timeout, self.read_timeout),
-                )
-            except requests.Timeout as exc:
-                raise ProviderError(
-                    f"{self.code} {endpoint}: timed out ({type(exc).__name__})", retryable=True, reason="timeout"
-                ) from None
-            except requests.RequestException as exc:
-                # Refused connections and DNS failures are not retried (the brief
-                # retries throttling, 5xx and timeouts only) but count against the
-                # circuit, so an unreachable provider is skipped after a few calls.
-                raise ProviderError(
-                    f"{self.code} {endpoint}: {self.redact(type(exc).__name__ + ': ' + str(exc))[:300]}",
-                    reason="unreachable",
-                ) from None
-            status_code = response.status_code
-            size = len(response.content)
-            if status_code in (429, 418):
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                if retry_after:
-                    circuit.provider_block_until(self.code, seconds=retry_after)
-                raise ProviderError(
-                    f"{self.code} {endpoint}: HTTP {status_code} rate limited"
-                    + (f", Retry-After {retry_after:g}s" if retry_after is not None else ""),
-                    status_code=status_code,
-                    retry_after=retry_after,
-                    retryable=True,
-                    reason="throttled" if status_code == 429 else "banned",
-                )
-            if status_code >= 500:
-                raise ProviderError(
-                    f"{self.code} {endpoint}: HTTP {status_code}",
-                    status_code=status_code,
-                    retryable=True,
-                    reason="server_error",
-                )
-            if status_code in (401, 403):
-                raise ProviderError(
-                    f"{self.code} {endpoint}: HTTP {status_code}, API key missing or refused",
-                    permanent=True,
-                    status_code=status_code,
-                    reason="unauthorized",
-                )
-            if status_code == 404:
-                raise ProviderError(
-                    f"{self.code} {endpoint}: not found (HTTP 404)",
-                    permanent=True,
-                    status_code=status_code,
-                    reason="not_found",
-                )
-            if status_code >= 400:
-                raise ProviderError(
-                    f"{self.code} {endpoint}: HTTP {status_code}: {self.redact(response.text[:200])}",
-                    permanent=True,
-                    status_code=status_code,
-                    reason=self.client_error_reason(response),
-                )
-            try:
-                payload = response.json()
-            except ValueError:
-                raise ProviderError(
-                    f"{self.code} {endpoint}: malformed JSON ({size} bytes)",
-                    status_code=status_code,
-                    reason="malformed",
-                ) from None
-            self.check_payload(payload, endpoint=endpoint)
+            response = self._send(target)
+            self._check_status(response, endpoint=target.endpoint)
+            payload = self._read_json(response, endpoint=target.endpoint)
         except ProviderError as exc:
-            fetch_log_write(
-                provider=self.code,
-                endpoint=endpoint,
-                symbol=symbol,
-                status_code=status_code,
-                duration_ms=(time.monotonic() - started) * 1000,
-                attempt=attempt,
-                size=size,
-                error=exc.message,
-                outcome=exc.reason or "error",
-            )
+            self._log_attempt(target, attempt, response, started, outcome=exc.reason, error=exc.message)
             if exc.retryable and self._should_retry(exc) and attempt < self.max_attempts:
-                logger.info("%s %s attempt %d failed, will retry: %s", self.code, endpoint, attempt, exc.message)
+                logger.info("%s %s attempt %d failed, will retry: %s", self.code, target.endpoint, attempt, exc.message)
             raise
+        self._log_attempt(target, attempt, response, started, outcome="ok", error="")
+        return payload
+
+    def _take_budget(self, weight: int) -> None:
+        ratelimit.rate_limit_acquire(
+            provider_code=self.code,
+            budget=self.provider.rate_limit_per_minute,
+            weight=weight,
+            window=self.rate_window,
+            max_wait=self.rate_max_wait,
+            sleep=self.sleep,
+        )
+
+    def _send(self, target: AttemptTarget) -> requests.Response:
+        try:
+            return self.session.get(
+                target.url,
+                params=target.params,
+                headers=self.auth_headers(),
+                timeout=(self.connect_timeout, self.read_timeout),
+            )
+        except requests.Timeout as exc:
+            raise ProviderError(
+                f"{self.code} {target.endpoint}: timed out ({type(exc).__name__})",
+                retryable=True,
+                reason=FailureReason.TIMEOUT,
+            ) from None
+        except requests.RequestException as exc:
+            # Refused connections and DNS failures are not retried (only throttling,
+            # 5xx and timeouts are) but count against the circuit, so an unreachable
+            # provider is skipped after a few calls.
+            raise ProviderError(
+                f"{self.code} {target.endpoint}: {self.redact(type(exc).__name__ + ': ' + str(exc))[:300]}",
+                reason=FailureReason.UNREACHABLE,
+            ) from None
+
+    def _check_status(self, response: requests.Response, *, endpoint: str) -> None:
+        rule = status_rule(response.status_code)
+        if rule is None:
+            return
+        retry_after = None
+        if rule.honours_retry_after:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after:
+                circuit.provider_block_until(self.code, seconds=retry_after)
+        message = rule.message.format(
+            prefix=f"{self.code} {endpoint}",
+            status=response.status_code,
+            retry=f", Retry-After {retry_after:g}s" if retry_after is not None else "",
+            body=self.redact(response.text[:200]) if rule.reason is None else "",
+        )
+        raise ProviderError(
+            message,
+            permanent=rule.permanent,
+            status_code=response.status_code,
+            retry_after=retry_after,
+            retryable=rule.retryable,
+            reason=rule.reason or self.client_error_reason(response),
+        )
+
+    def _read_json(self, response: requests.Response, *, endpoint: str) -> Any:
+        try:
+            payload = response.json()
+        except ValueError:
+            raise ProviderError(
+                f"{self.code} {endpoint}: malformed JSON ({len(response.content)} bytes)",
+                status_code=response.status_code,
+                reason=FailureReason.MALFORMED,
+            ) from None
+        self.check_payload(payload, endpoint=endpoint)
+        return payload
+
+    def _log_attempt(
+        self, target: AttemptTarget, attempt: int, response: requests.Response | None, started: float, **outcome: str
+    ) -> None:
+        self._log(
+            endpoint=target.endpoint,
+            symbol=target.symbol,
+            attempt=attempt,
+            status_code=response.status_code if response is not None else None,
+            duration_ms=(time.monotonic() - started) * 1000,
+            size=len(response.content) if response is not None else 0,
+            **outcome,
+        )
+
+    def _log(
+        self,
+        *,
+        endpoint: str,
+        symbol: str,
+        attempt: int,
+        outcome: str,
+        error: str,
+        status_code: int | None = None,
+        duration_ms: float = 0.0,
+        size: int = 0,
+    ) -> None:
         fetch_log_write(
             provider=self.code,
             endpoint=endpoint,
             symbol=symbol,
             status_code=status_code,
-            duration_ms=(time.monotonic() - started) * 1000,
+            duration_ms=duration_ms,
             attempt=attempt,
             size=size,
-            error="",
-            outcome="ok",
+            error=error,
+            outcome=str(outcome),
         )
-        return payload
 
-    def client_error_reason(self, response: requests.Response) -> str:
+    def client_error_reason(self, response: requests.Response) -> FailureReason:
         """A vendor that answers "unknown symbol" with a 400 says so here ("not_found")."""
-        return "bad_request"
+        return FailureReason.BAD_REQUEST
 
     def check_payload(self, payload: Any, *, endpoint: str) -> None:
         """Vendors that report errors inside HTTP 200 bodies raise here."""
 
     # -- what subclasses provide ---------------------------------------------------
     def fetch_asset_info(self, *, provider_symbol: str) -> AssetInfo:
-        raise ProviderError(f"{self.code} has no asset metadata", permanent=True, reason="unsupported")
+        raise ProviderError(f"{self.code} has no asset metadata", permanent=True, reason=FailureReason.UNSUPPORTED)
 
     def validate_symbol(self, *, provider_symbol: str) -> bool:
         """Does the provider know this symbol? Raises ProviderError only when it could not tell."""
         try:
             self.fetch_asset_info(provider_symbol=provider_symbol)
         except ProviderError as exc:
-            if exc.reason in {"not_found", "empty"}:
+            if exc.reason in {FailureReason.NOT_FOUND, FailureReason.EMPTY}:
                 return False
             raise
         return True
@@ -472,9 +477,18 @@ class ProviderClient:
     def fetch_candles(
         self, *, provider_symbol: str, timeframe: str, start: datetime, end: datetime
     ) -> list[ProviderCandle]:
-        raise ProviderError(f"{self.code} has no candles", permanent=True, reason="unsupported")
+        raise ProviderError(f"{self.code} has no candles", permanent=True, reason=FailureReason.UNSUPPORTED)
+
+
+def _given_or(value: float | None, setting: str) -> float:
+    """An explicit 0 is a real choice (no backoff); only None falls back to the setting."""
+    return value if value is not None else provider_setting(setting)
 
 
 def check_timeframe(timeframe: str) -> None:
     if timeframe not in TIMEFRAMES:
-        raise ProviderError(f"Unsupported timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)}", permanent=True)
+        raise ProviderError(
+            f"Unsupported timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)}",
+            permanent=True,
+            reason=FailureReason.UNSUPPORTED,
+        )

@@ -16,12 +16,12 @@ from enrichment.providers.base import (
     AssetInfo,
     ProviderCandle,
     ProviderClient,
-    ProviderError,
     check_timeframe,
     clean_str,
     to_ms,
     utc_from_ms,
 )
+from enrichment.providers.errors import FailureReason, ProviderError
 
 KLINES_LIMIT = 1500
 FUNDING_LIMIT = 1000
@@ -48,19 +48,19 @@ class BinanceClient(ProviderClient):
 
     _exchange_info: dict[str, Any] | None = None
 
-    def client_error_reason(self, response: requests.Response) -> str:
+    def client_error_reason(self, response: requests.Response) -> FailureReason:
         try:
             code = response.json().get("code")
         except (ValueError, AttributeError):
-            return "bad_request"
-        return "not_found" if code == -1121 else "bad_request"  # -1121: Invalid symbol.
+            return FailureReason.BAD_REQUEST
+        return FailureReason.NOT_FOUND if code == -1121 else FailureReason.BAD_REQUEST  # -1121: Invalid symbol.
 
     # -- listing --------------------------------------------------------------------
     def exchange_info(self) -> dict[str, Any]:
         if self._exchange_info is None:
             payload = self.get_json("/fapi/v1/exchangeInfo", endpoint="exchangeInfo", weight=1)
             if not isinstance(payload, dict) or not isinstance(payload.get("symbols"), list):
-                raise ProviderError(f"{self.code} exchangeInfo: no 'symbols' list", reason="malformed")
+                raise ProviderError(f"{self.code} exchangeInfo: no 'symbols' list", reason=FailureReason.MALFORMED)
             self._exchange_info = payload
         return self._exchange_info
 
@@ -74,7 +74,9 @@ class BinanceClient(ProviderClient):
     def fetch_asset_info(self, *, provider_symbol: str) -> AssetInfo:
         row = next((s for s in self.list_symbols(trading_only=False) if s["symbol"] == provider_symbol), None)
         if row is None:
-            raise ProviderError(f"{self.code}: {provider_symbol} is not listed", permanent=True, reason="not_found")
+            raise ProviderError(
+                f"{self.code}: {provider_symbol} is not listed", permanent=True, reason=FailureReason.NOT_FOUND
+            )
         sub_types = [clean_str(t) for t in row.get("underlyingSubType") or [] if clean_str(t)]
         return AssetInfo(
             provider=self.code,
@@ -96,7 +98,7 @@ class BinanceClient(ProviderClient):
     def _expect_list(self, payload: Any, endpoint: str) -> list:
         if not isinstance(payload, list):
             raise ProviderError(
-                f"{self.code} {endpoint}: expected a list, got {type(payload).__name__}", reason="malformed"
+                f"{self.code} {endpoint}: expected a list, got {type(payload).__name__}", reason=FailureReason.MALFORMED
             )
         return payload
 
@@ -141,7 +143,7 @@ class BinanceClient(ProviderClient):
                     for r in rows
                 ]
             except (TypeError, ValueError, IndexError) as exc:
-                raise ProviderError(f"{self.code} klines: bad row ({exc})", reason="malformed") from None
+                raise ProviderError(f"{self.code} klines: bad row ({exc})", reason=FailureReason.MALFORMED) from None
             out.extend(c for c in page if to_ms(start) <= to_ms(c.ts) <= end_ms)
             if len(rows) < limit or not page:
                 break
@@ -166,7 +168,9 @@ class BinanceClient(ProviderClient):
             try:
                 page = [(int(r["fundingTime"]), float(r["fundingRate"])) for r in rows]
             except (TypeError, ValueError, KeyError) as exc:
-                raise ProviderError(f"{self.code} fundingRate: bad row ({exc})", reason="malformed") from None
+                raise ProviderError(
+                    f"{self.code} fundingRate: bad row ({exc})", reason=FailureReason.MALFORMED
+                ) from None
             out.extend((utc_from_ms(t), rate) for t, rate in page if t <= end_ms)
             if len(rows) < FUNDING_LIMIT or not page:
                 break
@@ -199,7 +203,9 @@ class BinanceClient(ProviderClient):
             try:
                 page = sorted(({**r, "timestamp": int(r["timestamp"])} for r in rows), key=lambda r: r["timestamp"])
             except (TypeError, ValueError, KeyError) as exc:
-                raise ProviderError(f"{self.code} {endpoint}: bad row ({exc})", reason="malformed") from None
+                raise ProviderError(
+                    f"{self.code} {endpoint}: bad row ({exc})", reason=FailureReason.MALFORMED
+                ) from None
             out.extend(r for r in page if to_ms(start) <= r["timestamp"] <= end_ms)
             if len(rows) < STATS_LIMIT or not page:
                 break
@@ -221,7 +227,9 @@ class BinanceClient(ProviderClient):
         try:
             return [(utc_from_ms(r["timestamp"]), float(r["sumOpenInterest"])) for r in rows]
         except (TypeError, ValueError, KeyError) as exc:
-            raise ProviderError(f"{self.code} openInterestHist: bad row ({exc})", reason="malformed") from None
+            raise ProviderError(
+                f"{self.code} openInterestHist: bad row ({exc})", reason=FailureReason.MALFORMED
+            ) from None
 
     def fetch_taker_ratio(
         self, *, provider_symbol: str, period: str, start: datetime, end: datetime
@@ -240,4 +248,6 @@ class BinanceClient(ProviderClient):
                 for r in rows
             ]
         except (TypeError, ValueError, KeyError) as exc:
-            raise ProviderError(f"{self.code} takerlongshortRatio: bad row ({exc})", reason="malformed") from None
+            raise ProviderError(
+                f"{self.code} takerlongshortRatio: bad row ({exc})", reason=FailureReason.MALFORMED
+            ) from None

@@ -1,7 +1,7 @@
 """Per-provider circuit breaker whose state lives in PostgreSQL
 (`enrichment_circuit_state`), so every worker process on every host sees the
 same circuit: closed → open after N consecutive failures → half-open after the
-recovery time → closed after M successes (seed 004: 3, 300 s, 1).
+recovery time → closed after M successes (the old system's 3, 300 s, 1 by default).
 
 Each transition is a short transaction holding the provider's row lock
 (`SELECT … FOR UPDATE`), so two workers failing at once count two failures and
@@ -14,22 +14,23 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 
-from enrichment import metrics_providers as metrics
-from enrichment.models import CircuitState
 from enrichment.providers import clock
-from enrichment.providers.base import ProviderError, provider_setting
+from enrichment.providers import metrics as provider_metrics
+from enrichment.providers.config import provider_setting
+from enrichment.providers.errors import FailureReason, ProviderError
+from enrichment.providers.models import CircuitState
 
 
 def failure_threshold() -> int:
-    return provider_setting("CIRCUIT_FAILURE_THRESHOLD", 3)
+    return provider_setting("CIRCUIT_FAILURE_THRESHOLD")
 
 
 def recovery_seconds() -> float:
-    return provider_setting("CIRCUIT_RECOVERY_SECONDS", 300.0)
+    return provider_setting("CIRCUIT_RECOVERY_SECONDS")
 
 
 def success_threshold() -> int:
-    return provider_setting("CIRCUIT_SUCCESS_THRESHOLD", 1)
+    return provider_setting("CIRCUIT_SUCCESS_THRESHOLD")
 
 
 def _locked(provider: str) -> CircuitState:
@@ -37,7 +38,7 @@ def _locked(provider: str) -> CircuitState:
     return CircuitState.objects.select_for_update().get(provider=provider)
 
 
-def circuit_before_call(provider: str, *, client=None, endpoint: str = "", symbol: str = "") -> str:
+def circuit_before_call(provider: str) -> str:
     """Let a call through (returns the state it runs under) or fail fast with
     a transient ProviderError(reason="circuit_open")."""
     now = clock.now()
@@ -61,28 +62,14 @@ def circuit_before_call(provider: str, *, client=None, endpoint: str = "", symbo
             message = f"{provider}: circuit open after {state.consecutive_failures} failures, retry in {retry_in:.0f}s"
         else:  # half-open: one trial at a time; a trial that never reported back frees the slot after a while
             stale = state.probe_started_at is None or now - state.probe_started_at > timedelta(
-                seconds=provider_setting("CIRCUIT_PROBE_TIMEOUT", 120.0)
+                seconds=provider_setting("CIRCUIT_PROBE_TIMEOUT")
             )
             if stale:
                 state.probe_started_at = now
                 state.save(update_fields=["probe_started_at", "updated_at"])
                 return state.state
             message = f"{provider}: circuit half-open, a trial call is in progress"
-    if client is not None:
-        from enrichment.services.fetch_log import fetch_log_write
-
-        fetch_log_write(
-            provider=provider,
-            endpoint=endpoint,
-            symbol=symbol,
-            status_code=None,
-            duration_ms=0.0,
-            attempt=0,
-            size=0,
-            error=message,
-            outcome="circuit_open",
-        )
-    raise ProviderError(message, reason="circuit_open")
+    raise ProviderError(message, reason=FailureReason.CIRCUIT_OPEN)
 
 
 def circuit_record_success(provider: str) -> None:
@@ -123,15 +110,16 @@ def circuit_record_failure(provider: str, *, error: str) -> None:
             state.state = CircuitState.State.OPEN
             state.opened_at = now
             state.probe_started_at = None
-            metrics.circuit_opened.labels(provider=provider).inc()
+            provider_metrics.circuit_opened.labels(provider=provider).inc()
         state.save()
 
 
-def circuit_reset(provider: str) -> None:
-    """Close the circuit by hand (admin action)."""
-    CircuitState.objects.filter(provider=provider).update(
+def circuits_reset(*, provider_codes: list[str]) -> int:
+    """Close these providers' circuits by hand (admin action); return how many were asked."""
+    CircuitState.objects.filter(provider__in=provider_codes).update(
         state=CircuitState.State.CLOSED, consecutive_failures=0, opened_at=None, probe_started_at=None
     )
+    return len(provider_codes)
 
 
 def provider_block_until(provider: str, *, seconds: float) -> None:

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from enrichment.providers.base import AssetInfo, ProviderClient, ProviderError, clean_str
+from enrichment.providers.base import AssetInfo, ProviderClient, clean_str
+from enrichment.providers.errors import FailureReason, ProviderError
 
 # status.error_code -> (reason, permanent, retryable)
 ERROR_CODES = {
-    1001: ("unauthorized", True, False),
-    1002: ("unauthorized", True, False),
-    1003: ("unauthorized", True, False),
-    1006: ("unauthorized", True, False),
-    1008: ("throttled", False, True),
-    1009: ("throttled", False, False),
-    1010: ("throttled", False, False),
-    1011: ("throttled", False, True),
+    1001: (FailureReason.UNAUTHORIZED, True, False),
+    1002: (FailureReason.UNAUTHORIZED, True, False),
+    1003: (FailureReason.UNAUTHORIZED, True, False),
+    1006: (FailureReason.UNAUTHORIZED, True, False),
+    1008: (FailureReason.THROTTLED, False, True),
+    1009: (FailureReason.THROTTLED, False, False),
+    1010: (FailureReason.THROTTLED, False, False),
+    1011: (FailureReason.THROTTLED, False, True),
 }
 
 
@@ -30,10 +31,10 @@ class CoinMarketCapClient(ProviderClient):
 
     def check_payload(self, payload: Any, *, endpoint: str) -> None:
         if not isinstance(payload, dict) or not isinstance(payload.get("status"), dict):
-            raise ProviderError(f"{self.code} {endpoint}: no 'status' object", reason="malformed")
+            raise ProviderError(f"{self.code} {endpoint}: no 'status' object", reason=FailureReason.MALFORMED)
         code = payload["status"].get("error_code") or 0
         if code:
-            reason, permanent, retryable = ERROR_CODES.get(int(code), ("provider_error", True, False))
+            reason, permanent, retryable = ERROR_CODES.get(int(code), (FailureReason.PROVIDER_ERROR, True, False))
             message = clean_str(payload["status"].get("error_message"))
             raise ProviderError(
                 f"{self.code} {endpoint}: error {code}: {self.redact(message)}",
@@ -52,7 +53,9 @@ class CoinMarketCapClient(ProviderClient):
         if isinstance(entry, list):
             entry = entry[0] if entry else None
         if not isinstance(entry, dict):
-            raise ProviderError(f"{self.code} info: {provider_symbol} unknown", permanent=True, reason="not_found")
+            raise ProviderError(
+                f"{self.code} info: {provider_symbol} unknown", permanent=True, reason=FailureReason.NOT_FOUND
+            )
         urls = entry.get("urls") or {}
         websites = [clean_str(u) for u in urls.get("website") or [] if clean_str(u)]
         return AssetInfo(

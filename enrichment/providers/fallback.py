@@ -3,12 +3,14 @@ provider whose circuit is open fails fast and the next one is asked."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
 
-from enrichment.providers import client_class, get_client
-from enrichment.providers.base import ProviderCandle, ProviderClient, ProviderError
+from enrichment.providers.base import ProviderCandle, ProviderClient
+from enrichment.providers.clients import client_class, get_client
+from enrichment.providers.errors import FailureReason, ProviderError
+from etl.models import DataProvider
 
 T = TypeVar("T")
 
@@ -16,8 +18,6 @@ T = TypeVar("T")
 def providers_in_priority(*, capability: str, codes: list[str] | None = None) -> list[str]:
     """Enabled providers (with their key, where one is needed) able to do `capability`
     ("info" or "candles"), lowest priority number first."""
-    from etl.models import DataProvider
-
     rows = DataProvider.objects.filter(is_enabled=True).order_by("priority", "code")
     if codes is not None:
         rows = rows.filter(code__in=codes)
@@ -46,33 +46,26 @@ def call_with_fallback(
             return code, fn(get_client(code, **(client_options or {})))
         except ProviderError as exc:
             errors.append(f"{code}: {exc.message}")
-    raise ProviderError("; ".join(errors) or "no provider can do this", reason="all_failed")
+    raise ProviderError("; ".join(errors) or "no provider can do this", reason=FailureReason.ALL_FAILED)
 
 
 def candles_fetch_with_fallback(
     *,
-    symbol,
+    provider_symbols: Mapping[str, str],
     timeframe: str,
     start: datetime,
     end: datetime,
     codes: list[str] | None = None,
     client_options: dict | None = None,
 ) -> tuple[str, list[ProviderCandle]]:
-    """Candles for an `etl.models.Symbol` from the first candle provider that has
-    a mapping for it and answers, in priority order."""
-    from enrichment.services.mapping import provider_symbol_for
-
-    usable = []
-    mapped: dict[str, str] = {}
-    for code in providers_in_priority(capability="candles", codes=codes):
-        provider_symbol = provider_symbol_for(symbol=symbol, provider_code=code)
-        if provider_symbol:
-            usable.append(code)
-            mapped[code] = provider_symbol
+    """Candles from the first candle provider, in priority order, that has a spelling of
+    the symbol in `provider_symbols` (provider code -> mapped symbol, from the caller's
+    symbol mapping) and answers."""
+    usable = [code for code in providers_in_priority(capability="candles", codes=codes) if provider_symbols.get(code)]
     return call_with_fallback(
         codes=usable,
         client_options=client_options,
         fn=lambda client: client.fetch_candles(
-            provider_symbol=mapped[client.code], timeframe=timeframe, start=start, end=end
+            provider_symbol=provider_symbols[client.code], timeframe=timeframe, start=start, end=end
         ),
     )

@@ -9,13 +9,13 @@ from enrichment.providers.base import (
     AssetInfo,
     ProviderCandle,
     ProviderClient,
-    ProviderError,
     check_timeframe,
     clean_decimal,
     clean_str,
     to_ms,
     utc_from_ms,
 )
+from enrichment.providers.errors import FailureReason, ProviderError
 
 SPANS = {
     "1m": (1, "minute"),
@@ -38,17 +38,17 @@ class PolygonClient(ProviderClient):
 
     def check_payload(self, payload: Any, *, endpoint: str) -> None:
         if not isinstance(payload, dict):
-            raise ProviderError(f"{self.code} {endpoint}: expected an object", reason="malformed")
+            raise ProviderError(f"{self.code} {endpoint}: expected an object", reason=FailureReason.MALFORMED)
         status = clean_str(payload.get("status")).upper()
         if status in {"ERROR", "NOT_AUTHORIZED"}:
             message = clean_str(payload.get("error") or payload.get("message"))
             raise ProviderError(
                 f"{self.code} {endpoint}: {status} {self.redact(message)}".strip(),
                 permanent=status == "NOT_AUTHORIZED",
-                reason="unauthorized" if status == "NOT_AUTHORIZED" else "provider_error",
+                reason=FailureReason.UNAUTHORIZED if status == "NOT_AUTHORIZED" else "provider_error",
             )
         if status == "NOT_FOUND":
-            raise ProviderError(f"{self.code} {endpoint}: not found", permanent=True, reason="not_found")
+            raise ProviderError(f"{self.code} {endpoint}: not found", permanent=True, reason=FailureReason.NOT_FOUND)
 
     def fetch_candles(
         self, *, provider_symbol: str, timeframe: str, start: datetime, end: datetime
@@ -70,7 +70,9 @@ class PolygonClient(ProviderClient):
                 break
             # next_url carries no key; we add it, so it must point at the provider we trust.
             if not next_url.startswith(self.base_url + "/"):
-                raise ProviderError(f"{self.code} aggs: next_url leaves {self.base_url}", reason="malformed")
+                raise ProviderError(
+                    f"{self.code} aggs: next_url leaves {self.base_url}", reason=FailureReason.MALFORMED
+                )
             payload = self.get_json("", url=next_url, endpoint="aggs", symbol=provider_symbol)
         start_ms, end_ms = to_ms(start), to_ms(end)
         unique = {c.ts: c for c in out if start_ms <= to_ms(c.ts) <= end_ms}
@@ -91,7 +93,7 @@ class PolygonClient(ProviderClient):
                 for r in payload.get("results") or []
             ]
         except (TypeError, ValueError, KeyError) as exc:
-            raise ProviderError(f"{self.code} aggs: bad result ({exc})", reason="malformed") from None
+            raise ProviderError(f"{self.code} aggs: bad result ({exc})", reason=FailureReason.MALFORMED) from None
 
     def fetch_asset_info(self, *, provider_symbol: str) -> AssetInfo:
         payload = self.get_json(
@@ -100,7 +102,9 @@ class PolygonClient(ProviderClient):
         r = payload.get("results")
         if not isinstance(r, dict) or not r:
             raise ProviderError(
-                f"{self.code} ticker_details: no results for {provider_symbol}", permanent=True, reason="empty"
+                f"{self.code} ticker_details: no results for {provider_symbol}",
+                permanent=True,
+                reason=FailureReason.EMPTY,
             )
         locale = clean_str(r.get("locale")).upper()
         return AssetInfo(

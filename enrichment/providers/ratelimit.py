@@ -13,16 +13,13 @@ database clock so that hosts with skewed clocks still agree.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from enrichment.providers.base import ProviderError
-
-# Namespace for pg_advisory_xact_lock(int, int): (namespace, crc32(provider code)).
-LOCK_NAMESPACE = 72_006
+from enrichment.providers.errors import FailureReason, ProviderError
+from etl.locks import PROVIDER_RATE, xact_lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +43,7 @@ def _try_acquire(provider_code: str, limit: int, weight: int, window: float) -> 
         # Grants are short-lived bookkeeping: losing the last few to a crash is
         # harmless, so this transaction does not wait for its WAL flush.
         cur.execute("SET LOCAL synchronous_commit TO OFF")
-        cur.execute(
-            "SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, zlib.crc32(provider_code.encode()) - 2**31]
-        )
+        xact_lock(PROVIDER_RATE, provider_code)
         cur.execute(
             "SELECT clock_timestamp(), (SELECT blocked_until FROM enrichment_circuit_state WHERE provider = %s),"
             " (SELECT COALESCE(SUM(weight), 0) FROM enrichment_rate_grants"
@@ -99,7 +94,7 @@ def rate_limit_acquire(
         raise ProviderError(
             f"{provider_code}: a call of weight {weight} can never fit a budget of {limit} per {window:g}s",
             permanent=True,
-            reason="over_budget",
+            reason=FailureReason.OVER_BUDGET,
         )
     waited = 0.0
     while True:
@@ -109,7 +104,7 @@ def rate_limit_acquire(
         if waited + wait > max_wait:
             raise ProviderError(
                 f"{provider_code}: rate budget exhausted, next slot in {wait:.1f}s (max wait {max_wait:g}s)",
-                reason="rate_limited",
+                reason=FailureReason.RATE_LIMITED,
             )
         sleep(wait)
         waited += wait

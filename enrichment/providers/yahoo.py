@@ -9,10 +9,10 @@ from enrichment.providers.base import (
     AssetInfo,
     ProviderCandle,
     ProviderClient,
-    ProviderError,
     check_timeframe,
     clean_str,
 )
+from enrichment.providers.errors import FailureReason, ProviderError
 
 # Yahoo's interval names, and how much history one request may span for each.
 INTERVALS = {"1m": "1m", "5m": "5m", "15m": "15m", "1h": "60m", "1d": "1d"}
@@ -52,7 +52,7 @@ class YahooClient(ProviderClient):
     def check_payload(self, payload: Any, *, endpoint: str) -> None:
         chart = payload.get("chart") if isinstance(payload, dict) else None
         if not isinstance(chart, dict):
-            raise ProviderError(f"{self.code} {endpoint}: no 'chart' in the answer", reason="malformed")
+            raise ProviderError(f"{self.code} {endpoint}: no 'chart' in the answer", reason=FailureReason.MALFORMED)
         error = chart.get("error")
         if error:
             code = clean_str(error.get("code") if isinstance(error, dict) else error)
@@ -61,11 +61,13 @@ class YahooClient(ProviderClient):
             raise ProviderError(
                 f"{self.code} {endpoint}: {code}: {description}".rstrip(": "),
                 permanent=not_found or code.lower() == "bad request",
-                reason="not_found" if not_found else "provider_error",
+                reason=FailureReason.NOT_FOUND if not_found else "provider_error",
             )
         results = chart.get("result")
         if not results or not isinstance(results, list) or not isinstance(results[0], dict):
-            raise ProviderError(f"{self.code} {endpoint}: empty chart result", permanent=True, reason="empty")
+            raise ProviderError(
+                f"{self.code} {endpoint}: empty chart result", permanent=True, reason=FailureReason.EMPTY
+            )
 
     def chart(self, *, provider_symbol: str, params: dict[str, Any]) -> dict[str, Any]:
         payload = self.get_json(

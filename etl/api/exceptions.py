@@ -50,7 +50,8 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         response.data = {
             "detail": "Invalid input: " + "; ".join(_summary(exc.detail)),
-            "code": "invalid",
+            # A policy error (etl.api.request_policy) names its kind: unknown_field, given_twice, ...
+            "code": getattr(exc, "api_code", "invalid"),
             "errors": _flatten(exc.detail),
         }
     else:

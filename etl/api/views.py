@@ -9,10 +9,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from etl import selectors, services
+from etl import services
 from etl.api import serializers as s
 from etl.api.filters import MarketDataFilter, SymbolFilter
 from etl.api.permissions import StaffWithPermission
+from etl.health import health_report
 from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, TradingSession
 
 
@@ -95,16 +96,16 @@ class ValidateReferenceDataView(APIView):
 
 
 class HealthView(APIView):
-    """Database and queue health; 503 when either is down. No authentication."""
+    """Healthy, degraded (workers, queue, runs or providers need a look) or
+    unhealthy (503: database or queue broker down). No authentication."""
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
     @extend_schema(responses={200: dict, 503: dict})
     def get(self, request):
-        report = selectors.health_check()
-        code = status.HTTP_200_OK if report["status"] == "healthy" else status.HTTP_503_SERVICE_UNAVAILABLE
-        return Response(report, status=code)
+        report = health_report()
+        return Response(report.to_dict(), status=report.http_status)
 
 
 class LoginTokenView(ObtainAuthToken):

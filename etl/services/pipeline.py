@@ -21,11 +21,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule
 
 from etl import locks
-from etl.alerts import alert_critical
+from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
 from etl.metrics import pipeline_runs, pipeline_step_seconds
@@ -33,7 +34,6 @@ from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
 from etl.pipeline import PipelineStep, registered_steps
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
-from etl.timeparse import cron_next_run
 
 logger = logging.getLogger("etl.pipeline")
 
@@ -44,6 +44,11 @@ CANONICAL_STEPS = ("bootstrap", "import", "sync", "correct", "enrich", "features
 REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {"import": ("path",)}
 
 StepCallback = Callable[[PipelineStepRun], None]
+# A run whose steps all succeeded but reported warnings (breached warning gates):
+# its status stays `succeeded`, its summary's `outcome` says this.
+SUCCEEDED_WITH_WARNINGS = "succeeded with warnings"
+# Off by DATA_ENRICHMENT_ENABLED: the old system's switch for its enrichment service.
+ENRICHMENT_STEPS = ("enrich", "features")
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +240,10 @@ class _RunState:
 
     started: float
     failed: list[str] = field(default_factory=list)
+    breaches: list[str] = field(default_factory=list)  # error gates a step reported breached
+    gate_failed: list[str] = field(default_factory=list)  # the steps those gates failed
+    warnings: list[str] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)
     timed_out: bool = False
     cancelled: bool = False
 
@@ -289,6 +298,8 @@ def _not_run(
         return _NotRun(RunStatus.SKIPPED, "not available: no installed app registers this step")
     if missing:
         return _NotRun(RunStatus.SKIPPED, f"needs option(s) {missing}")
+    if name in ENRICHMENT_STEPS and not settings.DATA_ENRICHMENT_ENABLED:
+        return _NotRun(RunStatus.SKIPPED, "not run: DATA_ENRICHMENT_ENABLED is off")
     if state.failed and not run.continue_on_failure:
         return _NotRun(RunStatus.SKIPPED, f"not run: step {state.failed[0]} failed")
     if remaining is not None and remaining <= 0:
@@ -346,18 +357,34 @@ def _run_step(
         state.failed.append(step_run.name)
         _finish_step(step_run, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], on_step=on_step)
     else:
-        counts = _jsonable(counts if isinstance(counts, dict) else {"result": counts})
-        skipped = counts.pop("skipped", None) if isinstance(counts, dict) else None
-        status = RunStatus.SKIPPED if skipped else RunStatus.SUCCEEDED
-        _finish_step(step_run, status, error=str(skipped) if skipped else "", counts=counts, on_step=on_step)
+        _step_done(step_run, counts, state, on_step=on_step)
     finally:
         progress.close()
         pipeline_step_seconds.labels(step=step_run.name).observe(step_run.duration_seconds or 0.0)
 
 
+def _step_done(step_run: PipelineStepRun, counts: Any, state: _RunState, *, on_step: StepCallback | None) -> None:
+    """Record a step that returned. Its counts may say `skipped` (a reason), `breached`
+    (error gates: the step fails) and `warnings` (the run ends succeeded with warnings)."""
+    counts = _jsonable(counts if isinstance(counts, dict) else {"result": counts})
+    skipped = counts.pop("skipped", None)
+    breached = [str(b) for b in counts.get("breached") or []]
+    state.warnings += [f"{step_run.name}: {w}" for w in counts.get("warnings") or []]
+    state.gates += counts.get("gates") or []
+    if breached:
+        state.failed.append(step_run.name)
+        state.gate_failed.append(step_run.name)
+        state.breaches += breached
+        _finish_step(step_run, RunStatus.FAILED, error="; ".join(breached), counts=counts, on_step=on_step)
+        return
+    status = RunStatus.SKIPPED if skipped else RunStatus.SUCCEEDED
+    _finish_step(step_run, status, error=str(skipped) if skipped else "", counts=counts, on_step=on_step)
+
+
 def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState, *, elapsed: float) -> PipelineResult:
     """Record the run's outcome and summary, count it, and alert when it failed."""
-    errors = [f"step {n} failed" for n in state.failed]
+    # A step failed by its gates is named by the gates it breached.
+    errors = [f"step {n} failed" for n in state.failed if n not in state.gate_failed] + state.breaches
     if state.timed_out:
         errors.append(f"maximum execution time ({run.max_seconds}s) reached")
     if state.cancelled:
@@ -374,12 +401,15 @@ def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState,
         "skipped": [n for n, s in step_status.items() if s == RunStatus.SKIPPED],
         "timed_out": state.timed_out,
         "continue_on_failure": run.continue_on_failure,
+        "outcome": SUCCEEDED_WITH_WARNINGS if status == RunStatus.SUCCEEDED and state.warnings else str(status),
+        "warnings": state.warnings,
+        "gates": state.gates,
     }
     run.save(update_fields=["status", "error", "finished_at", "summary"])
     pipeline_runs.labels(status=status, trigger=run.trigger).inc()
     logger.info("pipeline run #%s %s in %.1fs", run.pk, status, elapsed)
     if status == RunStatus.FAILED:
-        alert_critical(f"Pipeline run #{run.pk} failed: {run.error}", run_type="pipeline", run_id=run.pk)
+        run_failure_notify(kind="pipeline", run_id=run.pk, summary=f"Pipeline run #{run.pk} failed: {run.error}")
     return _result(run)
 
 
@@ -422,9 +452,10 @@ def pipeline_schedule(
     """Create (or, same name, replace) a django-q2 schedule that runs the
     pipeline at the cron expression's times in zone `tz`.
 
-    django-q2 evaluates cron in the server's zone (UTC); the scheduled task
-    re-aims the schedule's next run in `tz` each time it fires, so a
-    02:00 Europe/Istanbul run stays at 02:00 local across DST changes."""
+    django-q2 evaluates cron in the server's zone (UTC); every save of the
+    row, the scheduler's after each run included, re-aims its next run in `tz`
+    (`etl.services.schedules`), so a 02:00 Europe/Istanbul run stays at 02:00
+    local from the first run on, across DST changes."""
     if not croniter.is_valid(cron):
         raise DomainError(f"cron: {cron!r} is not a valid cron expression", code="invalid_cron")
     try:
@@ -443,7 +474,6 @@ def pipeline_schedule(
         "continue_on_failure": continue_on_failure,
         "max_seconds": max_seconds,
     }
-    next_run = cron_next_run(cron, tz)
     schedule, created = Schedule.objects.update_or_create(
         name=name,
         defaults={
@@ -452,9 +482,10 @@ def pipeline_schedule(
             "cron": cron,
             "kwargs": repr(kwargs),
             "repeats": -1,
-            "next_run": next_run,
         },
     )
+    # What was stored, not what we meant to store: the answer is the row.
+    next_run = Schedule.objects.values_list("next_run", flat=True).get(pk=schedule.pk)
     return ScheduleResult(schedule.pk, name, cron, tz, next_run, created)
 
 
@@ -468,10 +499,9 @@ def pipeline_scheduled_run(
     continue_on_failure: bool = True,
     max_seconds: int | None = None,
 ) -> PipelineResult:
-    """What a `pipeline_schedule` schedule fires: first re-aim the schedule at its
-    next occurrence in its own zone (django-q2 computes cron in UTC), then run;
-    a run already in progress makes this one a logged, recorded skip."""
-    Schedule.objects.filter(name=schedule_name).update(next_run=cron_next_run(cron, tz))
+    """What a `pipeline_schedule` schedule fires (the scheduler has already aimed
+    its next run in `tz`); a run already in progress makes this one a logged,
+    recorded skip."""
     return pipeline_run(
         steps=steps,
         options=options,

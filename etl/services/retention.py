@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 from django_q.models import Failure, Success
 
-from etl.models import DeadLetter
+from etl.models import DeadLetter, PipelineRun, RunStatus
 from etl.retention import registered_pruners
 
 
@@ -41,3 +42,11 @@ def prune_task_results(cutoff) -> int:
 
 def prune_resolved_dead_letters(cutoff) -> int:
     return DeadLetter.objects.filter(resolved_at__lt=cutoff).delete()[0]
+
+
+def prune_pipeline_runs(cutoff) -> int:
+    """Delete finished pipeline runs (and their steps) created before `cutoff`,
+    keeping the latest run of each trigger (what "last run" pages show)."""
+    latest = PipelineRun.objects.values("trigger").annotate(last=Max("id")).values_list("last", flat=True)
+    old = PipelineRun.objects.filter(created_at__lt=cutoff).exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+    return old.exclude(pk__in=list(latest)).delete()[0]

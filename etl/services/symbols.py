@@ -26,7 +26,7 @@ from etl.models import AssetClass, DataCorrection, Market, Symbol, SymbolSource
 from etl.progress import ProgressReporter
 from etl.queue import QueuedTask, queue_on_commit
 from etl.selectors import integrity_status
-from etl.services.integrity import integrity_snapshot_take
+from etl.services.integrity import integrity_snapshot_take, quality_gates_check
 
 UNRESOLVED_LISTED = 100
 ANALYZE_AFTER = 1000
@@ -711,10 +711,16 @@ def symbols_validate_step(*, options: dict[str, Any], progress: ProgressReporter
     )
     status = integrity_status()
     integrity_snapshot_take()  # every validated run adds a point to the dashboard's trends
+    gates = quality_gates_check(overall=status["overall"], overrides=options.get("gates"))
     return {
         "issues": result.counts,
         "fixed": result.fixed,
         "corrections_recorded": result.corrections_recorded,
         "candles_without_symbol": status["overall"]["candles_without_symbol"],
+        "asset_class_consistency": status["overall"]["asset_class_consistency"],
         "overall_quality": status["overall"]["overall_quality"],
+        **gates.to_dict(),
+        # What the orchestrator acts on: an error gate fails the step, a warning gate warns the run.
+        "breached": [g.describe() for g in gates.errors],
+        "warnings": [g.describe() for g in gates.warnings],
     }

@@ -139,13 +139,6 @@ def test_a_mail_server_that_refuses_is_logged_and_slack_still_gets_the_post(
     assert "could not mail the admins about the failed run" in caplog.text
 
 
-def test_the_former_name_notifies_the_same_way(httpserver, slack, mailoutbox):
-    httpserver.expect_oneshot_request(slack, method="POST").respond_with_data("ok")
-    alerts.alert_critical("Pipeline run #9 failed: step sync failed", run_type="pipeline", run_id=9)
-    assert [m.subject for m in mailoutbox] == ["[MyTrader] CRITICAL: Pipeline run #9 failed: step sync failed"]
-    assert len(httpserver.log) == 1
-
-
 def test_the_failure_is_logged_with_its_run(admins, mailoutbox, caplog):
     caplog.handler.addFilter(RunContextFilter())  # what the console handler does in settings.LOGGING
     with caplog.at_level(logging.ERROR, logger="etl.alerts"):

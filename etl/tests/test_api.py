@@ -36,7 +36,7 @@ def test_bootstrap_endpoint_needs_staff_with_permission(api_anon, api_client_for
     allowed = api_client_for(staff=True, perms=("etl.bootstrap_reference_data",))
     response = allowed.post(BOOTSTRAP, {}, format="json")
     assert response.status_code == 200
-    assert response.json()["total_created"] == 38
+    assert response.json()["total_created"] == 39
     assert allowed.post(BOOTSTRAP, {}, format="json").json()["total_created"] == 0
 
 
@@ -171,7 +171,7 @@ def test_bootstrap_task_runs_on_the_queue_and_is_found_by_its_task_id(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(BOOTSTRAP, {"run_async": True}, format="json")
     assert response.status_code == 202
-    assert result(response.json()["task_id"])["total_created"] == 38
+    assert result(response.json()["task_id"])["total_created"] == 39
     assert Market.objects.count() == 5
 
 

@@ -27,7 +27,7 @@ def test_pipeline_run_pages_show_steps_and_timeline(admin_client, reference_data
 
 
 def test_run_pipeline_from_the_admin_now_and_in_background(admin_client, reference_data, make_candles):
-    make_candles([("THYAO", "BIST")])
+    make_candles([("THYAO", "BIST")], asset_class="STOCK_BIST")
     url = reverse("admin:etl_pipeline_run")
     form = admin_client.get(url)
     assert form.status_code == 200 and b'value="sync"' in form.content

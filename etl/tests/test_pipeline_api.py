@@ -73,7 +73,7 @@ def test_sync_symbols_async_queues_a_task_on_commit(staff, reference_data, djang
 
 def test_execute_full_pipeline_with_old_switches_and_history(staff, etl_steps_only, reference_data, make_candles):
     etl_steps_only.register_step("enrich", order=50, run=lambda *, options, progress=None: {"enriched": 0})
-    make_candles([("ETHUSDT", "BINANCE")])
+    make_candles([("ETHUSDT", "BINANCE")], asset_class="CRYPTO")
     body = {
         "executeSymbolSync": True,
         "executeAssetEnrichment": True,

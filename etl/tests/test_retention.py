@@ -66,3 +66,32 @@ def test_pipeline_log_lines_carry_the_pipeline_run(caplog):
     tagged = [r for r in caplog.records if r.name == "etl.pipeline"]
     assert tagged and all(r.run_id == str(result.run_id) and r.run_type == "pipeline" for r in tagged)
     assert PipelineRun.objects.filter(pk=result.run_id).exists()
+
+
+def _run(trigger: str, age_days: int, status: str = "succeeded") -> PipelineRun:
+    run = PipelineRun.objects.create(trigger=trigger, status=status)
+    PipelineRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(days=age_days))
+    run.step_runs.create(name="sync", order=30, status=status)
+    return run
+
+
+def test_old_pipeline_runs_are_pruned_but_the_latest_of_each_trigger_and_open_ones_stay():
+    gone = _run("api", 40)
+    latest_api = _run("api", 35)
+    only_schedule = _run("schedule", 60)
+    still_running = _run("command", 50, status="running")
+    recent = _run("command", 2)
+    result = retention_prune(days=30)
+    assert result.deleted["pipeline_runs"] == 2  # the run and its step
+    assert set(PipelineRun.objects.values_list("pk", flat=True)) == {
+        latest_api.pk,
+        only_schedule.pk,
+        still_running.pk,
+        recent.pk,
+    }
+    assert not PipelineRun.objects.filter(pk=gone.pk).exists()
+
+
+def test_the_default_window_is_thirty_days(settings):
+    assert settings.RETENTION_DAYS == 30
+    assert retention_prune().days == 30

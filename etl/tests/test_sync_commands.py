@@ -29,7 +29,7 @@ def test_sync_symbols_dry_run_lists_then_real_run_json(reference_data, make_cand
 
 
 def test_run_pipeline_prints_progress_per_step_and_records(reference_data, make_candles):
-    make_candles([("AAPL", "NASDAQ")])
+    make_candles([("AAPL", "NASDAQ")], asset_class="STOCK_NASDAQ")
     out, _ = run("run_pipeline", "--steps", "sync,validate", "--max-minutes", "5")
     assert "[sync] running" in out
     assert "[sync] succeeded" in out

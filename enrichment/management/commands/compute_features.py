@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from enrichment.services import features as service
+from enrichment.candles.services.feature_runs import feature_run_create, feature_run_execute
 from etl.commands import JsonCommand
 
 
@@ -17,10 +17,9 @@ class Command(JsonCommand):
         parser.add_argument("--full", action="store_true", help="recompute every row, not only the stale tail")
 
     def run(self, **options: Any) -> dict[str, Any]:
-        service.symbols_from_params(options["symbol"])  # unknown symbols fail before a run is recorded
-        run = service.feature_run_create(
-            params={"symbols": options["symbol"], "timeframes": options["timeframe"], "full": options["full"]},
-            requested_by="command",
+        """Calls feature_run_create (unknown symbols fail before a run is recorded), then feature_run_execute."""
+        run = feature_run_create(
+            symbols=options["symbol"], timeframes=options["timeframe"], full=options["full"], requested_by="command"
         )
-        result = service.feature_run_execute(run=run, progress_bar=not options["json"]).to_dict()
+        result = feature_run_execute(run=run, progress_bar=not options["json"]).to_dict()
         return {"ok": not (result["failed"] and not result["rows_computed"]), **result}

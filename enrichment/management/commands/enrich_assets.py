@@ -1,8 +1,14 @@
+"""python manage.py enrich_assets [--source CODE] [--symbols T[@M] ...] [--all | --stale-days N] [--discover]
+[--resubmit-dead-letters] [--json]"""
+
 from __future__ import annotations
 
 from typing import Any
 
-from enrichment.services import assets, discovery
+from enrichment.assets.services.dead_letters import enrichment_dead_letters_resubmit
+from enrichment.assets.services.discovery import symbols_discover
+from enrichment.assets.services.enrich import assets_enrich
+from enrichment.assets.services.enrich_options import EnrichOptions
 from etl.commands import JsonCommand
 
 
@@ -27,16 +33,21 @@ class Command(JsonCommand):
         parser.add_argument("--retries", type=int, default=3, help="attempts per provider call")
         parser.add_argument("--timeout", type=float, help="seconds per provider call")
         parser.add_argument("--discover", action="store_true", help="first create symbols listed by Binance")
-        parser.add_argument("--resubmit-dead-letters", action="store_true",
-                            help="only retry the symbols in the enrichment dead-letter table")  # fmt: skip
+        parser.add_argument(
+            "--resubmit-dead-letters",
+            action="store_true",
+            help="only retry the symbols in the enrichment dead-letter table",
+        )
 
     def run(self, **o: Any) -> dict[str, Any]:
+        """Calls assets_enrich (after symbols_discover with --discover), or with
+        --resubmit-dead-letters enrichment_dead_letters_resubmit instead."""
         if o["resubmit_dead_letters"]:
-            return assets.dead_letters_resubmit(requested_by="command").to_dict()
+            return enrichment_dead_letters_resubmit(requested_by="command").to_dict()
         summary: dict[str, Any] = {}
         if o["discover"]:
-            summary["discovery"] = discovery.symbols_discover().to_dict()
-        options = assets.EnrichOptions.from_dict(
+            summary["discovery"] = symbols_discover().to_dict()
+        options = EnrichOptions.from_dict(
             {
                 "sources": o["sources"],
                 "symbols": o["symbols"],
@@ -50,7 +61,7 @@ class Command(JsonCommand):
                 "timeout": o["timeout"],
             }
         )
-        result = assets.assets_enrich(options=options, requested_by="command", bar=not o["json"])
+        result = assets_enrich(options=options, requested_by="command", bar=not o["json"])
         return {**summary, **result.to_dict(details=0 if not o["symbols"] else 50)}
 
     def render(self, summary: dict[str, Any]) -> None:

@@ -1,0 +1,94 @@
+"""Asset enrichment's models: runs and their per-symbol results, and the admin
+proxies over etl's tables (symbols to enrich, the mapping editor, dead letters)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+from etl.models import DeadLetter, RunRecord, Symbol, SymbolMapping
+
+# etl's dead-letter table tells the apps' letters apart by kind; this is ours.
+DEAD_LETTER_KIND = "enrichment"
+
+__all__ = [
+    "DEAD_LETTER_KIND",
+    "AssetEnrichmentRun",
+    "AssetEnrichmentResult",
+    "SymbolForEnrichment",
+    "ProviderMapping",
+    "EnrichmentDeadLetter",
+]
+
+
+class AssetEnrichmentRun(RunRecord):
+    """One asset-enrichment run: what was asked, and the outcome counts."""
+
+    options = models.JSONField(default=dict)
+    symbols_total = models.PositiveIntegerField(default=0)
+    enriched = models.PositiveIntegerField(default=0)
+    partial = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    dead_lettered = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "enrichment_asset_runs"
+        ordering = ["-created_at"]
+        permissions = [("run_enrichment", "Can run asset enrichment and resubmit its dead letters")]
+
+    def __str__(self) -> str:
+        return f"asset enrichment #{self.pk} {self.status}"
+
+
+class AssetEnrichmentResult(models.Model):
+    """The outcome for one symbol in one run, with its quality dimensions."""
+
+    class Outcome(models.TextChoices):
+        ENRICHED = "enriched"
+        PARTIAL = "partial"
+        FAILED = "failed"
+
+    run = models.ForeignKey(AssetEnrichmentRun, on_delete=models.CASCADE, related_name="results")
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="enrichment_results")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    sources = models.JSONField(default=dict, help_text="per source: ok / empty / failed / unavailable, and why")
+    fields_updated = models.JSONField(default=list)
+    quality_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    completeness = models.FloatField(null=True, blank=True)
+    freshness = models.FloatField(null=True, blank=True)
+    agreement = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+
+    class Meta:
+        db_table = "enrichment_asset_results"
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["run", "symbol"], name="uniq_enrichment_result_run_symbol")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.outcome}"
+
+
+# Admin proxies: pages of this app over etl's tables, so the enrichment admin
+# ("enrich selected", mapping editor, dead-letter resubmit) lives here without
+# editing etl/admin.py.
+class SymbolForEnrichment(Symbol):
+    class Meta:
+        proxy = True
+        verbose_name = "symbol enrichment"
+        verbose_name_plural = "symbol enrichment"
+
+
+class ProviderMapping(SymbolMapping):
+    class Meta:
+        proxy = True
+        verbose_name = "provider symbol mapping"
+        verbose_name_plural = "provider symbol mappings (editor)"
+
+
+class EnrichmentDeadLetter(DeadLetter):
+    class Meta:
+        proxy = True
+        verbose_name = "enrichment dead letter"
+        verbose_name_plural = "enrichment dead letters"

@@ -1,0 +1,222 @@
+"""Admin of the candle side: the v2 table, status with charts, runs, logs, quality, backfills."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from enrichment.candles.charts import chart_figures
+from enrichment.candles.models import (
+    BackfillState,
+    DataQualityMetric,
+    EnrichmentComputeLog,
+    EnrichmentStatus,
+    FeatureRun,
+    MarketDataV2,
+)
+from enrichment.candles.services.backfill import backfills_queue
+from enrichment.candles.services.feature_runs import feature_run_queue, feature_runs_cancel
+
+
+class ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(MarketDataV2)
+class MarketDataV2Admin(ReadOnly):
+    list_display = (
+        "symbol",
+        "timeframe",
+        "ts",
+        "close",
+        "volume",
+        "atr_14",
+        "rsi_14",
+        "quality_score",
+        "flags",
+        "revision",
+        "source",
+    )
+    list_filter = ("timeframe", "source", "revision")
+    search_fields = ("symbol__ticker",)
+    raw_id_fields = ("symbol",)
+    list_select_related = ("symbol",)
+    show_full_result_count = False  # counting millions of rows on every page is too slow
+
+    @admin.display(description="flags")
+    def flags(self, obj: MarketDataV2) -> str:
+        return ", ".join(obj.flag_names)
+
+
+@admin.register(EnrichmentStatus)
+class EnrichmentStatusAdmin(ReadOnly):
+    list_display = (
+        "symbol",
+        "timeframe",
+        "state",
+        "rows",
+        "last_ts",
+        "completeness",
+        "avg_quality_score",
+        "last_computed_at",
+        "chart_link",
+    )
+    list_filter = ("state", "timeframe", "symbol__market")
+    search_fields = ("symbol__ticker",)
+    list_select_related = ("symbol", "symbol__market")
+    actions = ["compute_features", "compute_features_full"]
+
+    def has_compute_permission(self, request) -> bool:
+        return request.user.has_perm("enrichment.compute_features")
+
+    @admin.display(description="chart")
+    def chart_link(self, obj: EnrichmentStatus) -> str:
+        return format_html('<a href="{}">chart &amp; quality</a>', reverse("admin:enrichment_chart", args=[obj.pk]))
+
+    def _queue(self, request, queryset, *, full: bool) -> None:
+        symbols = sorted({str(s.symbol_id) for s in queryset})
+        run = feature_run_queue(
+            symbols=symbols,
+            timeframes=sorted({s.timeframe for s in queryset}),
+            full=full,
+            requested_by=request.user.get_username(),
+        )
+        self.message_user(request, f"Queued feature run {run.pk} for {len(symbols)} symbol(s).", messages.SUCCESS)
+
+    @admin.action(description="Compute features (background)", permissions=["compute"])
+    def compute_features(self, request, queryset):
+        """Calls feature_run_queue."""
+        self._queue(request, queryset, full=False)
+
+    @admin.action(description="Recompute all features (background)", permissions=["compute"])
+    def compute_features_full(self, request, queryset):
+        """Calls feature_run_queue (full)."""
+        self._queue(request, queryset, full=True)
+
+    def get_urls(self):
+        extra = [
+            path("<int:pk>/chart/", self.admin_site.admin_view(self.chart_view), name="enrichment_chart"),
+        ]
+        return extra + super().get_urls()
+
+    def chart_view(self, request: HttpRequest, pk: int):
+        """Calls chart_figures."""
+        status = get_object_or_404(EnrichmentStatus.objects.select_related("symbol__market"), pk=pk)
+        figures = chart_figures(symbol=status.symbol, timeframe=status.timeframe)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{status.symbol.ticker}@{status.symbol.market.code} {status.timeframe}",
+            "status": status,
+            "figures": figures,
+            "opts": self.model._meta,
+            "logs": EnrichmentComputeLog.objects.filter(symbol=status.symbol, timeframe=status.timeframe)[:10],
+        }
+        return TemplateResponse(request, "admin/enrichment/chart.html", context)
+
+
+@admin.register(FeatureRun)
+class FeatureRunAdmin(ReadOnly):
+    list_display = ("id", "kind", "status", "requested_by", "created_at", "progress", "duration", "error_short")
+    list_filter = ("kind", "status")
+    readonly_fields = [f.name for f in FeatureRun._meta.fields]
+    actions = ["cancel"]
+
+    def has_compute_permission(self, request) -> bool:
+        return request.user.has_perm("enrichment.compute_features")
+
+    @admin.display(description="progress")
+    def progress(self, obj: FeatureRun) -> str:
+        return f"{obj.progress_done}/{obj.progress_total or '?'}"
+
+    @admin.display(description="seconds")
+    def duration(self, obj: FeatureRun) -> str:
+        return f"{obj.duration_seconds:.1f}" if obj.duration_seconds is not None else ""
+
+    @admin.display(description="error")
+    def error_short(self, obj: FeatureRun) -> str:
+        return obj.error[:100]
+
+    @admin.action(description="Cancel (between batches)", permissions=["compute"])
+    def cancel(self, request, queryset):
+        """Calls feature_runs_cancel."""
+        asked = feature_runs_cancel(runs=queryset)
+        self.message_user(request, f"Asked {asked} run(s) to stop.", messages.SUCCESS)
+
+
+@admin.register(EnrichmentComputeLog)
+class EnrichmentComputeLogAdmin(ReadOnly):
+    list_display = (
+        "created_at",
+        "symbol",
+        "timeframe",
+        "mode",
+        "rows_read",
+        "rows_written",
+        "duration_ms",
+        "succeeded",
+        "run",
+    )
+    list_filter = ("mode", "succeeded", "timeframe")
+    search_fields = ("symbol__ticker",)
+    list_select_related = ("symbol",)
+
+
+@admin.register(DataQualityMetric)
+class DataQualityMetricAdmin(ReadOnly):
+    list_display = (
+        "symbol",
+        "timeframe",
+        "day",
+        "expected_bars",
+        "actual_bars",
+        "completeness",
+        "gaps",
+        "volume_anomalies",
+        "ohlc_inconsistencies",
+        "outside_session",
+        "avg_quality_score",
+    )
+    list_filter = ("timeframe", "symbol__market")
+    search_fields = ("symbol__ticker",)
+    date_hierarchy = "day"
+    list_select_related = ("symbol",)
+
+
+@admin.register(BackfillState)
+class BackfillStateAdmin(ReadOnly):
+    list_display = (
+        "symbol",
+        "timeframe",
+        "source",
+        "state",
+        "percent_done",
+        "last_completed_ts",
+        "attempts",
+        "next_retry_at",
+        "rows_written",
+        "locked_by",
+    )
+    list_filter = ("state", "source", "timeframe")
+    search_fields = ("symbol__ticker",)
+    actions = ["run_now"]
+
+    def has_backfill_permission(self, request) -> bool:
+        return request.user.has_perm("enrichment.run_backfill")
+
+    @admin.display(description="%")
+    def percent_done(self, obj: BackfillState) -> str:
+        return f"{obj.percent:.0f}" if obj.percent is not None else ""
+
+    @admin.action(description="Run backfill now (background)", permissions=["backfill"])
+    def run_now(self, request, queryset):
+        """Calls backfills_queue."""
+        queued = backfills_queue(states=queryset)
+        self.message_user(request, f"Queued {queued} backfill(s).", messages.SUCCESS)

@@ -1,0 +1,284 @@
+"""Candle models: market_data_v2, feature runs, compute log, quality metrics, enrichment status, backfill state."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+from enrichment.candles.candle_quality import QualityFlag
+from enrichment.candles.feature_list import FEATURE_COLUMNS
+from etl.models import RunRecord, Symbol
+
+__all__ = [
+    "CANDLE_COLUMNS",
+    "FEATURE_COLUMNS",
+    "QualityFlag",
+    "MarketDataV2",
+    "FeatureRun",
+    "EnrichmentComputeLog",
+    "DataQualityMetric",
+    "EnrichmentStatus",
+    "BackfillState",
+]
+
+# What a source delivers for one bar; a change in any of them is an amendment.
+CANDLE_COLUMNS: tuple[str, ...] = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "taker_buy_volume",
+    "quote_volume",
+    "trades",
+    "open_interest",
+    "funding_rate",
+    "liquidations",
+    "long_short_account_ratio",
+    "exchange_netflow",
+)
+
+
+def _float(**kw) -> models.FloatField:
+    return models.FloatField(null=True, blank=True, **kw)
+
+
+class MarketDataV2(models.Model):
+    """The enriched candle table. Rows are upserted by (symbol, timeframe, ts); a changed
+    candle bumps `revision` (its amendment is in data_corrections) and clears
+    `features_revision`, which is how the feature step knows where to start."""
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
+    timeframe = models.CharField(max_length=8)
+    ts = models.DateTimeField(help_text="Bar open time, UTC")
+    # Candle (float64: this is the research table; raw decimals stay in market_data).
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField()
+    taker_buy_volume = _float()
+    quote_volume = _float()
+    trades = models.BigIntegerField(null=True, blank=True)
+    open_interest = _float()
+    funding_rate = _float()
+    liquidations = _float()
+    long_short_account_ratio = _float()
+    exchange_netflow = _float()
+    # Features (see docs/features.md) and the recursive state incremental runs continue from.
+    return_1h = _float()
+    return_1d = _float()
+    volatility_20 = _float()
+    volatility_50 = _float()
+    atr_14 = _float()
+    trend_direction = _float(help_text="+1 up, -1 down, 0 neutral")
+    market_structure = _float(help_text="+1 bullish, -1 bearish, 0 range")
+    rolling_volume_20 = _float()
+    delta = _float()
+    buy_sell_ratio = _float()
+    liquidation_intensity = _float()
+    volume_spike_score = _float()
+    long_short_ratio = _float()
+    funding_rate_percentile = _float()
+    exchange_inflow = _float()
+    open_interest_change = _float()
+    rsi_14 = _float()
+    sma_20 = _float()
+    sma_50 = _float()
+    ema_20 = _float()
+    vwap_20 = _float()
+    hl_range = _float()
+    bb_upper_20 = _float()
+    bb_lower_20 = _float()
+    rsi_avg_gain = _float()
+    rsi_avg_loss = _float()
+    # Quality, provenance, revisions.
+    quality_score = _float(help_text="0-1")
+    quality_flags = models.IntegerField(default=0, help_text="bits of QualityFlag")
+    source = models.CharField(max_length=32)
+    revision = models.PositiveIntegerField(default=1)
+    features_revision = models.PositiveIntegerField(
+        null=True, blank=True, help_text="revision the features were computed for; NULL = to compute"
+    )
+    computed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        db_table = "market_data_v2"
+        verbose_name = "market data v2 candle"
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "timeframe", "ts"], name="uniq_market_data_v2_bar"),
+        ]
+        permissions = [
+            ("compute_features", "Can compute features"),
+            ("run_backfill", "Can run a backfill"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.timeframe} {self.ts:%Y-%m-%d %H:%M} r{self.revision}"
+
+    @property
+    def flag_names(self) -> list[str]:
+        return QualityFlag.names(self.quality_flags)
+
+
+class FeatureRun(RunRecord):
+    """One run of the feature step or of a backfill (admin, API, command, schedule)."""
+
+    class Kind(models.TextChoices):
+        COMPUTE = "compute"
+        BACKFILL = "backfill"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.COMPUTE)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        db_table = "feature_runs"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} run {self.pk} ({self.status})"
+
+
+class EnrichmentComputeLog(models.Model):
+    """One feature computation for one symbol and timeframe."""
+
+    class Mode(models.TextChoices):
+        FULL = "full"
+        INCREMENTAL = "incremental"
+        NOTHING = "nothing", "nothing to do"
+
+    run = models.ForeignKey(FeatureRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+")
+    timeframe = models.CharField(max_length=8)
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    rows_read = models.BigIntegerField(default=0)
+    rows_written = models.BigIntegerField(default=0)
+    first_ts = models.DateTimeField(null=True, blank=True)
+    last_ts = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(default=0)
+    succeeded = models.BooleanField(default=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
+
+    class Meta:
+        db_table = "enrichment_compute_log"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["symbol", "timeframe", "-created_at"], name="compute_log_sym_tf")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.timeframe} {self.mode} {self.rows_written} rows"
+
+
+class DataQualityMetric(models.Model):
+    """Quality of one symbol, timeframe and trading day (the market's local date)."""
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
+    timeframe = models.CharField(max_length=8)
+    day = models.DateField()
+    expected_bars = models.IntegerField(help_text="bars the market's sessions say should exist")
+    actual_bars = models.IntegerField()
+    completeness = models.FloatField(null=True, blank=True, help_text="actual expected bars / expected, 0-1")
+    gaps = models.IntegerField(default=0)
+    volume_anomalies = models.IntegerField(default=0)
+    ohlc_inconsistencies = models.IntegerField(default=0)
+    outside_session = models.IntegerField(default=0)
+    avg_quality_score = models.FloatField(null=True, blank=True)
+    computed_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        db_table = "data_quality_metrics"
+        ordering = ["symbol", "timeframe", "-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "timeframe", "day"], name="uniq_quality_metric_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.timeframe} {self.day}: {self.completeness}"
+
+
+class EnrichmentStatus(models.Model):
+    """Where enrichment stands for one symbol and timeframe."""
+
+    class State(models.TextChoices):
+        OK = "ok"
+        PENDING = "pending", "features pending"
+        FAILED = "failed"
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
+    timeframe = models.CharField(max_length=8)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    rows = models.BigIntegerField(default=0)
+    first_ts = models.DateTimeField(null=True, blank=True)
+    last_ts = models.DateTimeField(null=True, blank=True)
+    last_computed_at = models.DateTimeField(null=True, blank=True)
+    avg_quality_score = models.FloatField(null=True, blank=True)
+    completeness = models.FloatField(null=True, blank=True, help_text="over all measured days")
+    last_error = models.TextField(blank=True)
+    source_synced_until = models.DateTimeField(
+        null=True, blank=True, help_text="market_data.updated_at already copied into market_data_v2"
+    )
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        db_table = "enrichment_status"
+        ordering = ["symbol", "timeframe"]
+        verbose_name_plural = "enrichment status"
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "timeframe"], name="uniq_enrichment_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.timeframe}: {self.state}"
+
+
+class BackfillState(models.Model):
+    """Resumable backfill of one symbol, timeframe and source over [range_start, range_end).
+
+    Work advances in chunks; each chunk's rows and the new `last_completed_ts` commit in
+    one transaction, so a worker killed mid-chunk loses that chunk only and the next
+    worker resumes right after `last_completed_ts`."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
+    timeframe = models.CharField(max_length=8)
+    source = models.CharField(max_length=32)
+    range_start = models.DateTimeField()
+    range_end = models.DateTimeField()
+    chunk_bars = models.PositiveIntegerField(default=1000)
+    last_completed_ts = models.DateTimeField(null=True, blank=True, help_text="everything before is stored")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="failed attempts of the current chunk")
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    rows_written = models.BigIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    locked_by = models.CharField(max_length=100, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        db_table = "backfill_state"
+        ordering = ["symbol", "timeframe", "source"]
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "timeframe", "source"], name="uniq_backfill_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.timeframe} {self.source}: {self.state} @ {self.last_completed_ts}"
+
+    @property
+    def percent(self) -> float | None:
+        if not self.last_completed_ts:
+            return 0.0
+        span = (self.range_end - self.range_start).total_seconds()
+        done = (self.last_completed_ts - self.range_start).total_seconds()
+        return None if span <= 0 else max(0.0, min(100.0, 100.0 * done / span))

@@ -1,0 +1,215 @@
+"""Writing candles into market_data_v2: binary COPY into a staging table, then one
+INSERT ... ON CONFLICT that touches only new or changed bars.
+
+An unchanged bar is not written at all (no new row version, no revision bump);
+a changed one gets revision + 1, its features marked stale, and one amendment in
+`data_corrections` with the old and new values of the fields that changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+
+from enrichment.candles.candle_frames import normalise
+from enrichment.candles.models import CANDLE_COLUMNS
+from etl.locks import FEATURE_SERIES, xact_lock
+from etl.models import Symbol
+
+# Columns a source may lack: a bar restated without them keeps what an earlier source gave.
+OHLCV = ("open", "high", "low", "close", "volume")
+SUPPLEMENTARY = tuple(c for c in CANDLE_COLUMNS if c not in OHLCV)
+AMENDMENT_KIND = "candle_amendment"
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    received: int
+    inserted: int
+    updated: int
+    unchanged: int
+    amendments: int
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class StageWrite:
+    inserted: int
+    updated: int
+
+
+def series_lock(*, symbol_id: int, timeframe: str) -> None:
+    """Serialise writers of one series (candle upserts and feature runs) for this transaction."""
+    xact_lock(FEATURE_SERIES, f"{symbol_id}:{timeframe}")
+
+
+def binary_copy_payload(ts: pd.Series | np.ndarray, columns: list[np.ndarray]) -> bytes:
+    """PostgreSQL binary COPY rows (timestamptz, float8, float8, ...), NaN as NULL, built with numpy."""
+    ts_us = _epoch_us(ts) - _PG_EPOCH_US
+    n, k = len(ts_us), 1 + len(columns)
+    values = [ts_us.astype(">i8").view(np.uint8).reshape(n, 8)]
+    valid = [np.ones(n, dtype=bool)]
+    for col in columns:
+        arr = np.asarray(col, dtype=np.float64)
+        values.append(arr.astype(">f8").view(np.uint8).reshape(n, 8))
+        valid.append(~np.isnan(arr))
+    sizes = np.stack([np.where(v, 12, 4) for v in valid], axis=1)
+    row_sizes = 2 + sizes.sum(axis=1)
+    header = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+    row_start = len(header) + np.concatenate([[0], np.cumsum(row_sizes)[:-1]])
+    buf = np.empty(len(header) + int(row_sizes.sum()) + 2, dtype=np.uint8)
+    buf[: len(header)] = np.frombuffer(header, dtype=np.uint8)
+    buf[row_start] = k >> 8
+    buf[row_start + 1] = k & 0xFF
+    field_start = (
+        row_start[:, None]
+        + 2
+        + np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(sizes, axis=1)[:, :-1]], axis=1)
+    )
+    length_8 = np.array([0, 0, 0, 8], dtype=np.uint8)
+    null = np.array([255, 255, 255, 255], dtype=np.uint8)
+    four, eight = np.arange(4), np.arange(8)
+    for j in range(k):
+        ok = valid[j]
+        starts = field_start[:, j]
+        buf[(starts[ok, None] + four)] = length_8
+        buf[(starts[ok, None] + 4 + eight)] = values[j][ok]
+        if not ok.all():
+            buf[(starts[~ok, None] + four)] = null
+    buf[-2:] = 255
+    return buf.tobytes()
+
+
+def _epoch_us(ts) -> np.ndarray:
+    if isinstance(ts, pd.Series):
+        ts = pd.DatetimeIndex(ts)
+    if isinstance(ts, pd.DatetimeIndex):
+        return ts.as_unit("us").asi8.astype(np.int64)
+    return np.asarray(ts).astype("datetime64[us]").astype(np.int64)
+
+
+def copy_into(cursor, *, table: str, columns: list[str], ts, arrays: list[np.ndarray], chunk: int = 8 << 20) -> None:
+    """COPY (ts, *columns) FROM STDIN in binary; the table name and columns are ours, never user input."""
+    payload = binary_copy_payload(ts, arrays)
+    target = ", ".join(["ts", *columns])
+    with cursor.copy(f"COPY {table} ({target}) FROM STDIN (FORMAT BINARY)") as copy:
+        view = memoryview(payload)
+        for offset in range(0, len(payload), chunk):
+            copy.write(view[offset : offset + chunk])
+
+
+def _stage(cursor, frame: pd.DataFrame) -> None:
+    cols = ", ".join(f"{c} float8" for c in CANDLE_COLUMNS)
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS v2_stage (ts timestamptz NOT NULL, {cols}) ON COMMIT DROP")
+    cursor.execute("TRUNCATE v2_stage")
+    copy_into(
+        cursor,
+        table="v2_stage",
+        columns=list(CANDLE_COLUMNS),
+        ts=frame["ts"],
+        arrays=[frame[c].to_numpy(dtype=np.float64) for c in CANDLE_COLUMNS],
+    )
+
+
+def _new_value(col: str, table: str = "market_data_v2", excluded: str = "s") -> str:
+    value = f"{excluded}.{col}::bigint" if col == "trades" else f"{excluded}.{col}"
+    return f"COALESCE({value}, {table}.{col})" if col in SUPPLEMENTARY else value
+
+
+def candles_upsert(
+    *, symbol: Symbol, timeframe: str, frame: pd.DataFrame, source: str, run_ref: str = "", actor: str = ""
+) -> UpsertResult:
+    """Upsert one series' candles (a DataFrame with `ts` and candle columns). Effects: new bars
+    inserted; changed bars updated with revision + 1 and stale features, each with one
+    amendment row; unchanged bars left alone. One transaction."""
+    frame = normalise(frame)
+    if frame.empty:
+        return UpsertResult(received=0, inserted=0, updated=0, unchanged=0, amendments=0)
+    with transaction.atomic(), connection.cursor() as cur:
+        series_lock(symbol_id=symbol.pk, timeframe=timeframe)
+        _stage(cur, frame)
+        amendments = _write_amendments(
+            cur, symbol=symbol, timeframe=timeframe, source=source, run_ref=run_ref, actor=actor
+        )
+        written = _upsert_from_stage(cur, symbol_id=symbol.pk, timeframe=timeframe, source=source)
+    return UpsertResult(
+        received=len(frame),
+        inserted=written.inserted,
+        updated=written.updated,
+        unchanged=len(frame) - written.inserted - written.updated,
+        amendments=amendments,
+        first_ts=frame["ts"].iloc[0].to_pydatetime(),
+        last_ts=frame["ts"].iloc[-1].to_pydatetime(),
+    )
+
+
+def _changed_condition(table: str, excluded: str) -> str:
+    old = ", ".join(f"{table}.{c}" for c in CANDLE_COLUMNS)
+    new = ", ".join(_new_value(c, table, excluded) for c in CANDLE_COLUMNS)
+    return f"({old}) IS DISTINCT FROM ({new})"
+
+
+def _write_amendments(cur, *, symbol: Symbol, timeframe: str, source: str, run_ref: str, actor: str) -> int:
+    fields = ", ".join(f"CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN '{c}' END" for c in CANDLE_COLUMNS)
+    old = ", ".join(
+        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb(m.{c}) END" for c in CANDLE_COLUMNS
+    )
+    new = ", ".join(
+        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb({_new_value(c, 'm')}) END"
+        for c in CANDLE_COLUMNS
+    )
+    cur.execute(
+        f"""
+        INSERT INTO data_corrections
+            (kind, run_ref, table_name, ticker, market, field, old_value, new_value, row_count, detail,
+             created_by, created_at)
+        SELECT %s, %s, 'market_data_v2', %s, %s, concat_ws(',', {fields}),
+               jsonb_strip_nulls(jsonb_build_object({old}))::text,
+               jsonb_strip_nulls(jsonb_build_object({new}))::text,
+               1,
+               jsonb_build_object('symbol_id', m.symbol_id, 'timeframe', m.timeframe, 'ts', m.ts,
+                                  'revision_from', m.revision, 'revision_to', m.revision + 1,
+                                  'source_from', m.source, 'source_to', %s::text),
+               %s, now()
+        FROM v2_stage s
+        JOIN market_data_v2 m ON m.symbol_id = %s AND m.timeframe = %s AND m.ts = s.ts
+        WHERE {_changed_condition("m", "s")}
+        """,  # noqa: S608 - column names are constants of this module
+        [AMENDMENT_KIND, run_ref, symbol.ticker, symbol.market.code, source, actor, symbol.pk, timeframe],
+    )
+    return cur.rowcount
+
+
+def _upsert_from_stage(cur, *, symbol_id: int, timeframe: str, source: str) -> StageWrite:
+    cols = ", ".join(CANDLE_COLUMNS)
+    select = ", ".join(f"s.{c}::bigint" if c == "trades" else f"s.{c}" for c in CANDLE_COLUMNS)
+    updates = ", ".join(f"{c} = {_new_value(c, 'market_data_v2', 'EXCLUDED')}" for c in CANDLE_COLUMNS)
+    cur.execute(
+        f"""
+        WITH up AS (
+            INSERT INTO market_data_v2 (symbol_id, timeframe, ts, {cols}, source, revision, quality_flags,
+                                        created_at, updated_at)
+            SELECT %s, %s, s.ts, {select}, %s, 1, 0, now(), now() FROM v2_stage s
+            ON CONFLICT (symbol_id, timeframe, ts) DO UPDATE SET {updates},
+                source = EXCLUDED.source,
+                revision = market_data_v2.revision + 1,
+                features_revision = NULL,
+                updated_at = now()
+            WHERE {_changed_condition("market_data_v2", "EXCLUDED")}
+            RETURNING (xmax = 0) AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+        """,  # noqa: S608 - column names are constants of this module
+        [symbol_id, timeframe, source],
+    )
+    inserted, updated = cur.fetchone()
+    return StageWrite(inserted=int(inserted), updated=int(updated))

@@ -1,0 +1,220 @@
+"""The feature step: bring candles into market_data_v2, then compute each series'
+features (`feature_compute`); feature runs recorded, queued, executed and cancelled."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from enrichment.candles.local_source import MARKET_DATA_SOURCE, MarketDataSource
+from enrichment.candles.models import EnrichmentStatus, FeatureRun
+from enrichment.candles.services.candle_upsert import candles_upsert
+from enrichment.candles.services.feature_compute import features_compute
+from enrichment.candles.services.schedules import schedules_ensure
+from enrichment.candles.services.series_refs import symbols_from_params, timeframe_parse
+from enrichment.candles.source_registry import get_source
+from etl.errors import DomainError
+from etl.locks import FEATURE_SCHEDULE, session_lock
+from etl.models import MarketData, RunStatus, Symbol
+from etl.progress import Cancelled, ProgressReporter
+
+# Re-read market_data a little before the last watermark: an import that committed late
+# may carry an older updated_at. Re-reading is free: unchanged bars are not written.
+WATERMARK_OVERLAP = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_id: int | None
+    series: int
+    candles_inserted: int
+    candles_updated: int
+    amendments: int
+    rows_computed: int
+    failed: int
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def local_series(
+    *, symbols: list[Symbol] | None = None, timeframes: list[str] | None = None
+) -> list[tuple[Symbol, str]]:
+    """(symbol, timeframe) pairs that have linked candles in market_data."""
+    qs = MarketData.objects.filter(symbol__isnull=False)
+    if symbols:
+        qs = qs.filter(symbol__in=symbols)
+    if timeframes:
+        qs = qs.filter(timeframe__in=timeframes)
+    pairs = sorted(set(qs.values_list("symbol_id", "timeframe").distinct()))
+    by_id = Symbol.objects.select_related("market").in_bulk([p[0] for p in pairs])
+    return [(by_id[sid], tf) for sid, tf in pairs]
+
+
+def candles_sync_local(*, symbol: Symbol, timeframe: str, full: bool = False, run_ref: str = "") -> dict[str, int]:
+    """Copy new and changed market_data candles of one series into market_data_v2."""
+    source = MarketDataSource()
+    status = EnrichmentStatus.objects.filter(symbol=symbol, timeframe=timeframe).first()
+    since = None
+    if not full and status is not None and status.source_synced_until is not None:
+        since = status.source_synced_until - WATERMARK_OVERLAP
+    watermark = source.latest_change(symbol=symbol, timeframe=timeframe)
+    frame = source.fetch(symbol=symbol, timeframe=timeframe, changed_since=since)
+    result = candles_upsert(symbol=symbol, timeframe=timeframe, frame=frame, source=MARKET_DATA_SOURCE, run_ref=run_ref)
+    if watermark is not None:
+        EnrichmentStatus.objects.update_or_create(
+            symbol=symbol, timeframe=timeframe, defaults={"source_synced_until": watermark}
+        )
+    return {"inserted": result.inserted, "updated": result.updated, "amendments": result.amendments}
+
+
+def features_run(
+    *,
+    symbols: list[Symbol] | None = None,
+    timeframes: list[str] | None = None,
+    full: bool = False,
+    source: str = MARKET_DATA_SOURCE,
+    run: FeatureRun | None = None,
+    progress=None,
+) -> RunResult:
+    """The feature step over every linked series (or the ones named): sync candles from
+    the source, then compute features. A failing series is recorded and the rest go on."""
+    for tf in timeframes or []:
+        timeframe_parse(tf)
+    if source != MARKET_DATA_SOURCE:
+        get_source(source)  # unknown codes fail before any work
+    pairs = local_series(symbols=symbols, timeframes=timeframes)
+    if progress is not None:
+        progress.set_total(len(pairs))
+    totals = {"inserted": 0, "updated": 0, "amendments": 0}
+    rows, failed, errors = 0, 0, []
+    run_ref = f"feature_run:{run.pk}" if run else "features"
+    for symbol, tf in pairs:
+        try:
+            if source == MARKET_DATA_SOURCE:
+                for k, v in candles_sync_local(symbol=symbol, timeframe=tf, full=full, run_ref=run_ref).items():
+                    totals[k] += v
+            rows += features_compute(symbol=symbol, timeframe=tf, full=full, run=run).rows_written
+        except DomainError:
+            raise
+        except Exception as exc:  # one bad series must not stop the others; it is logged and counted
+            failed += 1
+            errors.append(f"{symbol} {tf}: {exc}")
+        if progress is not None:
+            progress.advance(1)
+    return RunResult(
+        run_id=run.pk if run else None,
+        series=len(pairs),
+        candles_inserted=totals["inserted"],
+        candles_updated=totals["updated"],
+        amendments=totals["amendments"],
+        rows_computed=rows,
+        failed=failed,
+        errors=errors[:20],
+    )
+
+
+def feature_run_create(*, symbols: list[str], timeframes: list[str], full: bool, requested_by: str) -> FeatureRun:
+    """Record a compute run after checking what it names (DomainError for an unknown symbol
+    or timeframe, before any row is written)."""
+    symbols_from_params(symbols)
+    for timeframe in timeframes:
+        timeframe_parse(timeframe)
+    params = {"symbols": list(symbols), "timeframes": list(timeframes), "full": full}
+    return FeatureRun.objects.create(kind=FeatureRun.Kind.COMPUTE, params=params, requested_by=requested_by)
+
+
+def feature_run_queue(*, symbols: list[str], timeframes: list[str], full: bool, requested_by: str) -> FeatureRun:
+    """Record a compute run and hand it to a django-q2 worker once the row is committed."""
+    run = feature_run_create(symbols=symbols, timeframes=timeframes, full=full, requested_by=requested_by)
+    transaction.on_commit(
+        partial(async_task, "enrichment.candles.tasks.feature_run_execute", run.pk, group="enrichment")
+    )
+    return run
+
+
+def feature_runs_cancel(*, runs: QuerySet[FeatureRun]) -> int:
+    """Ask the queued or running ones among `runs` to stop between series; return how many were asked."""
+    return runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+
+
+def feature_run_execute(*, run: FeatureRun, progress_bar: bool = False) -> RunResult:
+    """Run a queued compute run: status, timings, progress and result on the run record."""
+    FeatureRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=timezone.now())
+    params = run.params or {}
+    symbols = symbols_from_params(params.get("symbols") or [])
+    reporter = ProgressReporter(run, label="features", bar=progress_bar)
+    try:
+        result = features_run(
+            symbols=symbols or None,
+            timeframes=params.get("timeframes") or None,
+            full=bool(params.get("full")),
+            run=run,
+            progress=reporter,
+        )
+    except Cancelled:
+        FeatureRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
+        raise
+    except Exception as exc:
+        FeatureRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
+        )
+        raise
+    finally:
+        reporter.close()
+    FeatureRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.FAILED if result.failed and not result.rows_computed else RunStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+        result=result.to_dict(),
+        error="\n".join(result.errors),
+    )
+    run.refresh_from_db()
+    return result
+
+
+def features_step(*, options: dict, progress=None) -> dict[str, Any]:
+    """Pipeline step "features": sync and compute every linked series from market_data
+    (and make sure the default schedules exist, now that bootstrap has made the markets)."""
+    schedules_ensure()
+    result = features_run(
+        symbols=symbols_from_params(options.get("symbols") or []) or None,
+        timeframes=options.get("timeframes") or None,
+        full=bool(options.get("full_features")),
+        progress=progress,
+    )
+    return result.to_dict()
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRun:
+    """A scheduled run's outcome: its result, or why it skipped itself."""
+
+    result: RunResult | None
+    skipped_because: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.result is None:
+            return {"skipped": True, "reason": self.skipped_because}
+        return self.result.to_dict()
+
+
+def features_scheduled_run(*, market: str | None) -> ScheduledRun:
+    """A scheduled run over one market's symbols (all series without a market). A run that
+    starts while the previous one for the same market still works skips itself: the lock is
+    session-level because the run spans many transactions."""
+    with session_lock(FEATURE_SCHEDULE, market or "all") as acquired:
+        if not acquired:
+            return ScheduledRun(result=None, skipped_because="the previous scheduled run is still going")
+        symbols = [f"{s.pk}" for s in Symbol.objects.filter(market__code=market)] if market else []
+        if market and not symbols:
+            return ScheduledRun(result=None, skipped_because=f"no symbols on {market}")
+        run = feature_run_create(symbols=symbols, timeframes=[], full=False, requested_by="schedule")
+        return ScheduledRun(result=feature_run_execute(run=run))

@@ -1,0 +1,125 @@
+"""Metrics you can alert on: counters counted as events, that only grow
+whatever happens to the rows; gauges for states; all at /metrics."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from etl import events
+from etl.events import DbCounter, DbGauge, DbHistogram
+from etl.market_lag import expected_close_missed
+from etl.models import Market, MarketData, MetricDelta
+
+pytestmark = pytest.mark.django_db
+started = DbCounter("test_operations_started", "Operations started (a test's own)", ["operation"])
+duration = DbHistogram("test_operation_seconds", "Operation duration (a test's own)", ["operation"], buckets=(0.5, 1))
+score = DbGauge("test_quality_score", "Quality (a test's own)")
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+def scrape(client) -> dict[str, dict[tuple[str, str], float]]:
+    """{type: {(sample, labels): value}} of one /metrics answer."""
+    body = client.get("/metrics").content.decode()
+    types: dict[str, str] = {}
+    samples: dict[str, dict[tuple[str, str], float]] = {}
+    for line in body.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split()
+            types[name] = typ
+        elif line and not line.startswith("#"):
+            name, labels, value = SAMPLE.match(line).groups()
+            family = next(f for f in (name, re.sub(r"_(total|bucket|count|sum|created)$", "", name)) if f in types)
+            samples.setdefault(types[family], {})[(name, labels or "")] = float(value)
+    return samples
+
+
+def test_counted_in_one_process_folded_once_and_kept(client):
+    started.labels("analyze").inc()
+    started.labels(operation="analyze").inc(2)
+    duration.labels("analyze").observe(0.7)
+    for _ in range(2):  # a second scrape folds nothing twice
+        body = client.get("/metrics").content.decode()
+        assert "# HELP test_operations_started_total Operations started (a test's own)" in body
+        assert 'test_operations_started_total{operation="analyze"} 3.0' in body
+        assert 'test_operation_seconds_bucket{le="1.0",operation="analyze"} 1.0' in body
+        assert 'test_operation_seconds_bucket{le="0.5",operation="analyze"}' not in body
+        assert 'test_operation_seconds_sum{operation="analyze"} 0.7' in body
+    assert not MetricDelta.objects.exists()
+    assert events.stored_value("test_operations_started_total", operation="analyze") == 3.0
+
+
+def test_a_gauge_exports_the_last_value_set_anywhere(client):
+    score.set(80)
+    score.set(91.5)
+    assert "test_quality_score 91.5" in client.get("/metrics").content.decode()
+
+
+def test_counters_refuse_to_go_down():
+    with pytest.raises(ValueError):
+        started.labels("execute").inc(-1)
+    with pytest.raises(ValueError):
+        events.event_count("mytrader_things", -1)
+
+
+def test_event_count_is_one_line_for_a_service(client):
+    events.event_count("mytrader_files_failed", market="NYSE")
+    assert 'mytrader_files_failed_total{market="NYSE"} 1.0' in client.get("/metrics").content.decode()
+
+
+def test_market_data_lag_reads_the_newest_close_kept_by_the_insert_trigger(client, reference_data):
+    ts = timezone.now().replace(microsecond=0) - timedelta(hours=3)
+    bar = dict(open=1, high=1, low=1, close=1, volume=1)
+    MarketData.objects.create(ticker="BTCUSDT", market="BINANCE", timeframe="1h", ts=ts - timedelta(hours=1), **bar)
+    MarketData.objects.create(ticker="ETHUSDT", market="BINANCE", timeframe="1h", ts=ts, **bar)
+    gauges = scrape(client)["gauge"]
+    lag = gauges[("mytrader_market_data_lag_seconds", '{market="BINANCE"}')]
+    assert 2 * 3600 - 60 < lag < 2 * 3600 + 60  # the newest bar closed an hour after it opened
+    assert ("mytrader_market_data_lag_seconds", '{market="NYSE"}') not in gauges  # no candle, no series
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("newest_close", "now", "missed"),
+    [
+        # NYSE closes 16:00 New York (20:00 UTC in June). Friday's bar is in, Monday before the close:
+        ("2026-06-12T20:00", "2026-06-15T19:00", None),
+        ("2026-06-12T20:00", "2026-06-15T20:30", "2026-06-15T20:00"),
+        # Thursday's bar is the newest, Monday: the first missing close is Friday's.
+        ("2026-06-11T20:00", "2026-06-15T20:30", "2026-06-12T20:00"),
+        # A daily bar stamped at midnight UTC closes the next midnight, after the session.
+        ("2026-06-13T00:00", "2026-06-15T19:00", None),
+    ],
+)
+def test_a_session_market_lags_from_the_first_close_without_a_bar(reference_data, newest_close, now, missed):
+    nyse = Market.objects.prefetch_related("sessions").get(code="NYSE")
+    got = expected_close_missed(market=nyse, newest_close=at(newest_close), now=at(now))
+    assert got == (at(missed) if missed else None)
+
+
+def test_a_market_open_all_week_lags_from_its_newest_close(reference_data):
+    binance = Market.objects.prefetch_related("sessions").get(code="BINANCE")
+    close = at("2026-06-13T10:00")
+    assert expected_close_missed(market=binance, newest_close=close, now=close + timedelta(minutes=5)) == close
+    assert expected_close_missed(market=binance, newest_close=close, now=close) is None
+
+
+def test_every_run_table_has_its_trigger():
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT event_object_table FROM information_schema.triggers WHERE trigger_name = 'metric_run_finished'"
+        )
+        tables = {row[0] for row in cur.fetchall()}
+    from django.apps import apps
+
+    from etl.models import RunRecord
+
+    expected = {m._meta.db_table for m in apps.get_models() if issubclass(m, RunRecord)}
+    assert "pipeline_runs" in expected and expected <= tables
