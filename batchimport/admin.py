@@ -14,7 +14,7 @@ from batchimport import services
 from batchimport.forms import StartImportForm
 from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, RejectedRow
 from batchimport.services.paths import data_root
-from etl.admin_tools import admin_each
+from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
 
 
@@ -45,12 +45,15 @@ class ImportFileInline(admin.TabularInline):
     readonly_fields = fields
     show_change_link = True
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a record of what was done (see etl.admin_tools.RecordAdmin)
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
+class ImportJobAdmin(RecordAdmin):
     change_list_template = "admin/batchimport/importjob/change_list.html"
     list_display = [
         "id",
@@ -166,7 +169,7 @@ class ImportJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(ImportFile)
-class ImportFileAdmin(admin.ModelAdmin):
+class ImportFileAdmin(RecordAdmin):
     list_display = [
         "relpath",
         "job",
@@ -215,7 +218,7 @@ class ReasonFilter(admin.SimpleListFilter):
 
 
 @admin.register(RejectedRow)
-class RejectedRowAdmin(admin.ModelAdmin):
+class RejectedRowAdmin(RecordAdmin):
     list_display = ["file", "line", "reason", "field", "raw_text", "job"]
     list_filter = [ReasonFilter, "file__market", "job"]
     search_fields = ["reason", "raw", "file__relpath"]
@@ -268,7 +271,7 @@ def _csv_response(queryset) -> StreamingHttpResponse:
 
 
 @admin.register(ImportDeadLetter)
-class ImportDeadLetterAdmin(admin.ModelAdmin):
+class ImportDeadLetterAdmin(RecordAdmin):
     list_display = ["id", "ref", "attempts", "short_error", "created_at", "resubmitted_at", "resolved_at"]
     list_filter = [("resubmitted_at", admin.EmptyFieldListFilter), ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["ref", "error"]

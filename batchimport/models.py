@@ -177,7 +177,9 @@ class RejectedRow(models.Model):
     class Meta:
         db_table = "rejected_rows"
         ordering = ["file", "line"]
-        indexes = [models.Index(fields=["file", "line"]), models.Index(fields=["job"])]
+        # One row per line of a file, however many attempts read it.
+        constraints = [models.UniqueConstraint(fields=["file", "line"], name="uniq_rejected_row_file_line")]
+        indexes = [models.Index(fields=["job"])]
 
     def __str__(self) -> str:
         return f"{self.file_id}:{self.line} {self.reason}"

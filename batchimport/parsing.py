@@ -15,17 +15,20 @@ Time rules (see docs/import.md):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
+
+from django.conf import settings
 
 from batchimport.markets import market_named
 
@@ -462,7 +465,7 @@ class _RowParser:
                     a = float(adj_s)
                 except ValueError:
                     return None
-                if a - a != 0 or not -PRICE_LIMIT < a < PRICE_LIMIT:
+                if a - a != 0 or not 0 <= a < PRICE_LIMIT:
                     return None
             else:
                 adj_s = None
@@ -494,10 +497,14 @@ PRICE_LIMIT = 1e18
 VOLUME_LIMIT = 1e22
 
 
-def validate(o: Decimal, h: Decimal, lo: Decimal, c: Decimal, v: Decimal) -> str | None:
+def validate(o: Decimal, h: Decimal, lo: Decimal, c: Decimal, v: Decimal, *, adj: Decimal | None = None) -> str | None:
     """The reason a candle is impossible, or None."""
     if o < 0 or h < 0 or lo < 0 or c < 0:
         return "negative price"
+    if adj is not None and adj < 0:
+        return f"negative adjusted close {adj}"
+    if adj is not None and adj >= PRICE_LIMIT:
+        return "value too large (prices below 10^18, volume below 10^22)"
     if v < 0:
         return f"negative volume {v}"
     if max(o, h, lo, c) >= PRICE_LIMIT or v >= VOLUME_LIMIT:
@@ -509,6 +516,103 @@ def validate(o: Decimal, h: Decimal, lo: Decimal, c: Decimal, v: Decimal) -> str
     if not lo <= c <= h:
         return f"close {c} outside [low {lo}, high {h}]"
     return None
+
+
+# ---------------------------------------------------------------- plausible dates
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """The candle dates an import accepts (both ends included); rows outside are rejected."""
+
+    earliest: datetime
+    latest: datetime
+
+    def refusal(self, ts: datetime) -> str:
+        return f"date {ts:%Y-%m-%d} outside the plausible range {self.earliest:%Y-%m-%d} to {self.latest:%Y-%m-%d}"
+
+
+DEFAULT_EARLIEST_DATE = "1970-01-01"
+DEFAULT_DAYS_AHEAD = 1
+
+
+def plausible_dates(*, now: datetime | None = None) -> DateRange:
+    """The range from the settings' input limits (`IMPORT_EARLIEST_DATE`,
+    `IMPORT_DAYS_AHEAD`): by default 1970-01-01 to one day ahead of now."""
+    configured = settings.configured
+    earliest_text = getattr(settings, "IMPORT_EARLIEST_DATE", None) if configured else None
+    days_ahead = getattr(settings, "IMPORT_DAYS_AHEAD", None) if configured else None
+    earliest = date.fromisoformat(str(earliest_text or DEFAULT_EARLIEST_DATE))
+    ahead = DEFAULT_DAYS_AHEAD if days_ahead is None else int(days_ahead)
+    latest = (now or datetime.now(UTC)) + timedelta(days=ahead)
+    return DateRange(earliest=datetime(earliest.year, earliest.month, earliest.day, tzinfo=UTC), latest=latest)
+
+
+# ---------------------------------------------------------------- unreadable lines
+
+# Undecodable bytes are read as NUL, the one character no CSV row of ours may
+# hold: the hot loop then needs a single `in` test per line to find both faults,
+# and the line's own bytes are read again (rarely) to tell which and where.
+_UNREADABLE = "\x00"
+_MARK_ERRORS = "batchimport.mark_unreadable"
+
+
+def _mark_unreadable(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return _UNREADABLE, exc.end
+
+
+codecs.register_error(_MARK_ERRORS, _mark_unreadable)
+
+
+_NEVER = datetime(1, 1, 1, tzinfo=UTC)  # a stamp no range admits
+
+
+class _RawLines:
+    """The file's bytes line by line, read forward on demand: the raw text and
+    the true byte offset of a line that held a NUL or an undecodable byte."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._handle = None
+        self.number = 0
+        self.offset = 0
+
+    def line(self, number: int) -> tuple[int, bytes]:
+        """(offset of the line's first byte, the line's bytes) of physical line `number`."""
+        if self._handle is None or number <= self.number:
+            self.close()
+            self._handle = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            self.number = self.offset = 0
+        start, raw = self.offset, b""
+        while self.number < number:
+            start = self.offset
+            raw = self._handle.readline()
+            if not raw:
+                break
+            self.number += 1
+            self.offset += len(raw)
+        return start, raw
+
+    def fault(self, number: int) -> tuple[str, str]:
+        """(the line as printable text, what is wrong with it and at which byte of the file)."""
+        offset, raw = self.line(number)
+        body = raw.rstrip(b"\r\n")
+        text = body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return text, f"not UTF-8 text at byte {offset + exc.start} ({exc.reason})"
+        at = body.find(b"\x00")
+        if at < 0:  # the file's line breaks are not plain \n: the offset is unknown
+            return text, "a NUL byte or text that is not UTF-8"
+        return text, f"NUL byte at byte {offset + at}"
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
 # ---------------------------------------------------------------- reading a file
@@ -562,7 +666,8 @@ class _TimeKeeper:
 def _splitter(delimiter: str):
     def split(text: str) -> list[str]:
         # plain lines are split directly; quoted ones go through csv (one line each:
-        # no layout we read puts line breaks inside a field)
+        # no layout we read puts line breaks inside a field). csv.Error (a field
+        # past csv's size limit, say) is the caller's to turn into a reject.
         if '"' in text:
             return next(csv.reader([text], delimiter=delimiter))
         return text.rstrip("\r\n").split(delimiter)
@@ -593,8 +698,10 @@ class CsvFileReader:
         market: str | None = None,
         ticker: str | None = None,
         timeframe: str | None = None,
+        dates: DateRange | None = None,
     ):
         self.path = Path(path)
+        self.dates = dates or plausible_dates()
         self.market = market or market_from_path(self.path)
         self.ticker = ticker or ticker_from_filename(self.path.name)
         spec = market_named(self.market or "")
@@ -605,6 +712,7 @@ class CsvFileReader:
         self._keeper: _TimeKeeper | None = None
         self._handle = None
         self._bytes_done = 0
+        self._raw = _RawLines(self.path)
 
     @property
     def monotonic(self) -> bool:
@@ -619,7 +727,7 @@ class CsvFileReader:
 
     def __iter__(self) -> Iterator[Candle | Reject]:
         try:
-            handle = open(self.path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
+            handle = open(self.path, encoding="utf-8-sig", errors=_MARK_ERRORS, newline="")  # noqa: SIM115
         except FileNotFoundError:
             raise  # not the file's fault: the import retries it (the share may be missing on this host)
         except OSError as exc:
@@ -628,8 +736,8 @@ class CsvFileReader:
         with handle:
             try:
                 yield from self._read(handle)
-            except UnicodeDecodeError as exc:
-                raise FileFormatError(f"{self.path.name}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+            finally:
+                self._raw.close()
             self._bytes_done = handle.buffer.tell()
 
     def _read(self, handle) -> Iterator[Candle | Reject]:
@@ -640,7 +748,7 @@ class CsvFileReader:
         pending, number = self._lookahead(lines, number, parser, split)
         keeper = self._settle(spec, parser, pending)
         for item in pending:
-            yield self._finalised(item, keeper)
+            yield self._finalised(item, keeper, parser)
         pending.clear()
         yield from self._stream(lines, number, parser, keeper, split)
 
@@ -655,6 +763,8 @@ class CsvFileReader:
             skipped += 1
         if first is None:
             raise FileFormatError(f"{self.path.name}: the file is empty")
+        if _UNREADABLE in first:
+            raise FileFormatError(f"{self.path.name}: line {skipped} (the header): {self._raw.fault(skipped)[1]}")
         spec = detect_layout(first)
         if spec.has_header:
             return spec, lines, skipped
@@ -666,7 +776,7 @@ class CsvFileReader:
         stamps = 0
         for text in lines:
             number += 1
-            item = self._parse(split(text), number, parser)
+            item = self._careful(text, number, parser, split)
             if item is None:
                 continue
             pending.append(item)
@@ -686,14 +796,35 @@ class CsvFileReader:
         self._keeper = keeper
         return keeper
 
-    @staticmethod
-    def _finalised(item, keeper: _TimeKeeper):
-        """A careful-path item with its final stamp (a Reject as it is)."""
+    def _finalised(self, item, keeper: _TimeKeeper, parser: _RowParser):
+        """A careful-path item with its final stamp (a Reject as it is), or a
+        Reject when that stamp is outside the plausible dates."""
         if type(item) is not tuple:
             return item
-        ts = keeper.final(item[1])
+        line, raw = item[0], item[9]
+        try:
+            ts = keeper.final(item[1])
+        except (OverflowError, ValueError):
+            return Reject(line, raw, "date out of range", parser.names[0])
+        dates = self.dates
+        if not dates.earliest <= ts <= dates.latest:
+            return Reject(line, raw, dates.refusal(ts), parser.names[0])
         keeper.order(ts)
-        return tuple.__new__(Candle, (item[0], ts, *item[2:]))
+        return tuple.__new__(Candle, (line, ts, *item[2:9]))
+
+    def _careful(self, text: str, number: int, parser: _RowParser, split):
+        """A line the hot path did not take: split it and parse it field by field,
+        or a Reject when it cannot even be split (NUL, undecodable byte, csv error)."""
+        if _UNREADABLE in text:
+            self.rows_read += 1
+            raw, reason = self._raw.fault(number)
+            return Reject(number, raw, reason)
+        try:
+            fields = split(text)
+        except csv.Error as exc:
+            self.rows_read += 1
+            return Reject(number, text.rstrip("\r\n")[:10_000], f"unreadable row: {exc}")
+        return self._parse(fields, number, parser)
 
     def _stream(self, lines: Iterator[str], number: int, parser: _RowParser, keeper: _TimeKeeper, split):
         """The rest of the file: the hot path for well-formed rows, the careful one otherwise."""
@@ -702,21 +833,31 @@ class CsvFileReader:
         fast = None if parser.spec.layout == Layout.INVESTING_TR else parser.fast
         width = parser.width
         final, order, daily = keeper.final, keeper.order, keeper.daily
+        earliest, latest = self.dates.earliest, self.dates.latest
         for text in lines:
             number += 1
-            fields = text.rstrip("\r\n").split(delimiter) if '"' not in text else split(text)
+            if '"' in text or _UNREADABLE in text:
+                item = self._careful(text, number, parser, split)
+                if item is not None:
+                    yield self._finalised(item, keeper, parser)
+                continue
+            fields = text.rstrip("\r\n").split(delimiter)
             parsed = fast(fields) if fast is not None and len(fields) == width else None
             if parsed is not None:
-                self.rows_read += 1
                 ts = parsed[0]
                 if ts.tzinfo is not UTC or daily and (ts.hour or ts.minute or ts.second or ts.microsecond):
-                    ts = final(ts)
-                order(ts)
-                yield new(Candle, (number, ts, *parsed[1:]))
-                continue
+                    try:
+                        ts = final(ts)
+                    except (OverflowError, ValueError):  # near year 1 or 9999: the careful path says why
+                        ts = _NEVER
+                if earliest <= ts <= latest:
+                    self.rows_read += 1
+                    order(ts)
+                    yield new(Candle, (number, ts, *parsed[1:]))
+                    continue
             item = self._parse(fields, number, parser)
             if item is not None:
-                yield self._finalised(item, keeper)
+                yield self._finalised(item, keeper, parser)
 
     def _parse(self, fields: list[str], line: int, parser: _RowParser):
         """One row by the careful path: a tuple (line, ts, o, h, l, c, v, adj,
@@ -732,14 +873,14 @@ class CsvFileReader:
         except FieldError as exc:
             name = str(exc).split(":", 1)[0]
             return Reject(line, delimiter.join(fields), f"unparseable {exc}", name)
-        reason = validate(o, h, lo, c, v)
+        reason = validate(o, h, lo, c, v, adj=adj)
         if reason is not None:
             return Reject(line, delimiter.join(fields), reason)
-        return (line, ts, str(o), str(h), str(lo), str(c), str(v), None if adj is None else str(adj), extra)
+        raw = delimiter.join(fields)
+        return (line, ts, str(o), str(h), str(lo), str(c), str(v), None if adj is None else str(adj), extra, raw)
 
     def _timeframe(self, stamps: list[datetime]) -> str:
-        aware = [s if s.tzinfo is None else s.astimezone(UTC).replace(tzinfo=None) for s in stamps]
-        found = timeframe_from_gaps(aware)
+        found = timeframe_from_gaps([naive for s in stamps if (naive := _naive_utc(s)) is not None])
         if found:
             return found
         if not stamps or all(s.hour == 0 and s.minute == 0 and s.second == 0 for s in stamps):
@@ -747,6 +888,16 @@ class CsvFileReader:
         raise FileFormatError(
             f"{self.path.name}: one intraday row only, the timeframe cannot be told; give it explicitly"
         )
+
+
+def _naive_utc(ts: datetime) -> datetime | None:
+    """A stamp as naive UTC, or None when it falls off the calendar (year 1 at +05:00)."""
+    if ts.tzinfo is None:
+        return ts
+    try:
+        return ts.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        return None
 
 
 def _chain_first(first: str, rest: Iterator[str]) -> Iterator[str]:
@@ -762,6 +913,7 @@ def iter_file(path: str | os.PathLike, **kwargs) -> Iterator[Candle | Reject]:
 __all__ = [
     "Candle",
     "CsvFileReader",
+    "DateRange",
     "FileFormatError",
     "FileMeta",
     "Layout",
@@ -772,6 +924,7 @@ __all__ = [
     "parse_number",
     "parse_number_tr",
     "parse_timestamp",
+    "plausible_dates",
     "ticker_from_filename",
     "timeframe_from_gaps",
     "validate",

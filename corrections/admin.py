@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from corrections import selectors, services
 from corrections.models import CorrectionRun, Scope
-from etl.admin_tools import admin_each
+from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
 
 COUNT_COLUMNS = ("total", "correct", "null", "empty", "mismatched", "orphan", "unclassified")
@@ -32,7 +32,7 @@ def _table(rows: list[dict], key: str) -> str:
 
 
 @admin.register(CorrectionRun)
-class CorrectionRunAdmin(admin.ModelAdmin):
+class CorrectionRunAdmin(RecordAdmin):
     list_display = (
         "id",
         "phase",

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Min
+from django.db.models import F, Max, Min, Q
 from django.utils import timezone
 
 from corrections import metrics
@@ -27,6 +28,7 @@ from corrections.selectors import (
     AnalyzeReport,
     PreviewPage,
     asset_class_analysis,
+    correction_lock_held,
     correction_preview_page,
     is_interrupted,
     operational_metrics,
@@ -40,6 +42,7 @@ from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
+from etl.recovery import connection_reset, write_after_reconnect
 
 MAX_BATCH_SIZE = 1_000_000
 MAX_CONFLICT_SAMPLES = 50
@@ -365,7 +368,32 @@ def correction_execute(*, run: CorrectionRun, bar: bool = False) -> ExecuteResul
     """Back up, then set market_data.asset_class from symbols, batch by batch.
     Each batch is its own transaction, so a crash loses at most one batch of
     work and the run resumes from its last committed id. Cancel is honoured
-    between batches; the run stays `executing` (resumable) when cancelled."""
+    between batches; the run stays `executing` (resumable) when cancelled.
+    A run refused before it starts (another is active) is not left `queued`:
+    it is marked failed with the reason."""
+    try:
+        return _execute_exclusively(run, bar=bar)
+    except ConflictError as exc:
+        _record_refusal(run, exc)
+        raise
+
+
+def _record_refusal(run: CorrectionRun, exc: ConflictError) -> None:
+    now = timezone.now()
+    CorrectionRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.FAILED, error=f"refused: {exc.message}"[:2000], finished_at=now
+    )
+
+
+def _failed(run: CorrectionRun, exc: BaseException) -> None:
+    """Mark the run failed with the cause, on a new connection if its own died
+    (a PostgreSQL restart): never left `running` with an empty error."""
+    error = (str(exc) or type(exc).__name__)[:2000]
+    fields = {"status": RunStatus.FAILED, "error": error, "finished_at": timezone.now()}
+    write_after_reconnect(partial(_save, run, **fields), what=f"the failure of correction {run.pk}")
+
+
+def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
     started = time.monotonic()
     with _exclusive():
         run.refresh_from_db()
@@ -386,8 +414,9 @@ def correction_execute(*, run: CorrectionRun, bar: bool = False) -> ExecuteResul
         except Cancelled:
             result = RunStatus.CANCELLED
         except BaseException as exc:
-            reporter.close()
-            _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+            connection_reset()
+            reporter.close_quietly()
+            _failed(run, exc)
             metrics.operations_completed.labels("execute", "failed").inc()
             _notify_failed(run, action="execute", exc=exc)
             raise
@@ -437,16 +466,75 @@ def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
 
 
 def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
-    """Queue execute on a django-q2 worker once the caller's transaction commits."""
+    """Queue execute on a django-q2 worker once the caller's transaction commits.
+    Refused (409 naming the active run) while another run executes, rolls back
+    or waits to execute: of many requests at once exactly one is queued, and a
+    refused run that never started is marked cancelled with the reason."""
+    with transaction.atomic():
+        locks.xact_lock(locks.CORRECTION_QUEUE)  # until commit: concurrent requests see each other's mark
+        run.refresh_from_db()
+        if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED, Phase.EXECUTING):
+            raise ConflictError(
+                f"Correction {run.pk} is {run.get_phase_display()} and cannot execute.", code="bad_phase"
+            )
+        # A run still marked running is fine to queue once its process is gone (killed): that is a resume.
+        if run.status == RunStatus.RUNNING and not is_interrupted(run):
+            raise ConflictError(f"Correction {run.pk} is already running.", code="busy")
+        active = _active_run(exclude=run)
+        if active is None:
+            fresh = run.phase in (Phase.ANALYZED, Phase.PREVIEWED)
+            # started_at on a fresh run marks its execute as requested (see _active_run)
+            _save(run, status=RunStatus.QUEUED, **({"started_at": timezone.now()} if fresh else {}))
+            queue_on_commit("corrections.tasks.correction_execute", run.pk, group="corrections")
+            return run
+    refusal = ConflictError(
+        f"Correction {active.pk} is {active.get_phase_display()} ({active.status}): wait for it, resume it or "
+        f"roll it back before executing another.",
+        code="busy",
+    )
+    if run.phase in (Phase.ANALYZED, Phase.PREVIEWED) and run.started_at is None:
+        _save(run, status=RunStatus.CANCELLED, error=f"not executed: {refusal.message}", finished_at=timezone.now())
+    raise refusal
 
-    if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED, Phase.EXECUTING):
-        raise ConflictError(f"Correction {run.pk} is {run.get_phase_display()} and cannot execute.", code="bad_phase")
-    # A run still marked running is fine to queue once its process is gone (killed): that is a resume.
-    if run.status == RunStatus.RUNNING and not is_interrupted(run):
-        raise ConflictError(f"Correction {run.pk} is already running.", code="busy")
-    _save(run, status=RunStatus.QUEUED)
-    queue_on_commit("corrections.tasks.correction_execute", run.pk, group="corrections")
-    return run
+
+def _active_run(*, exclude: CorrectionRun) -> CorrectionRun | None:
+    """The run an execute must wait for: one executing or rolling back (running,
+    queued to resume, or interrupted), or one whose execute is queued (a fresh
+    run marked by its started_at; a mark older than Q_RETRY is a lost task)."""
+    lost = timezone.now() - timedelta(seconds=settings.Q_CLUSTER.get("retry", 3900))
+    waiting = Q(phase__in=[Phase.ANALYZED, Phase.PREVIEWED], status=RunStatus.QUEUED, started_at__gt=lost)
+    active = Q(phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK])
+    return CorrectionRun.objects.exclude(pk=exclude.pk).filter(active | waiting).order_by("id").first()
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    runs_failed: tuple[int, ...]
+
+
+def correction_interrupted_sweep() -> SweepResult:
+    """Mark failed, with the reason, every run still `running` whose process is
+    gone (killed, or its connection lost): no session holds the correction lock.
+    Each stays in its phase, so executing (or rolling back) it again resumes it
+    from its last committed batch. Run every minute by a django-q2 schedule."""
+    if correction_lock_held():
+        return SweepResult(runs_failed=())  # a live execute or rollback: the running run is its
+    stopped = []
+    candidates = CorrectionRun.objects.filter(
+        phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK], status=RunStatus.RUNNING
+    ).values_list("pk", "phase", "last_id", "rollback_last_id")
+    for pk, phase, last_id, rollback_last_id in candidates:
+        verb, last = ("rollback", rollback_last_id) if phase == Phase.ROLLING_BACK else ("execute", last_id)
+        error = (
+            f"its process stopped mid-run (killed, or its database connection lost) after id {last}; "
+            f"{verb} it again to resume from there"
+        )
+        # conditional: a worker that took the lock meanwhile has set its own status
+        if not correction_lock_held() and CorrectionRun.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED, error=error, finished_at=timezone.now()
+        ):
+            stopped.append(pk)
+    return SweepResult(runs_failed=tuple(stopped))
 
 
 def correction_rollback_queue(
@@ -674,8 +762,9 @@ def _rollback_batches(run: CorrectionRun, *, step: int) -> str:
     except Cancelled:
         outcome = RunStatus.CANCELLED
     except BaseException as exc:
-        reporter.close()
-        _save(run, status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        connection_reset()
+        reporter.close_quietly()
+        _failed(run, exc)
         metrics.operations_completed.labels("rollback", "failed").inc()
         _notify_failed(run, action="rollback", exc=exc)
         raise

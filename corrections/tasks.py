@@ -20,3 +20,8 @@ def correction_rollback(run_id: int, reason: str, requested_by: str, force: bool
 def correct_scheduled(overwrite_mismatched: bool = False) -> dict[str, Any]:
     """For a django-q2 schedule: a whole analyze + execute + validate pass."""
     return services.correct_step(options={"overwrite_mismatched": overwrite_mismatched, "requested_by": "schedule"})
+
+
+def correction_interrupted_sweep() -> int:
+    """For the every-minute schedule: runs whose process died are marked failed with the reason."""
+    return len(services.correction_interrupted_sweep().runs_failed)

@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from etl import selectors, services
-from etl.admin_tools import admin_each
+from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
 from etl.models import (
     ApiToken,
@@ -176,7 +176,7 @@ class MarketDataAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(RecordAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -204,7 +204,7 @@ class DataCorrectionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(RecordAdmin):
     list_display = ("created_at", "kind", "ref", "attempts", "short_error", "resubmitted_at", "resolved_at")
     list_filter = ("kind", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("ref", "error")
@@ -255,6 +255,9 @@ class PipelineStepRunInline(admin.TabularInline):
     @admin.display(description="seconds")
     def duration(self, obj: PipelineStepRun):
         return None if obj.duration_seconds is None else round(obj.duration_seconds, 2)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a record of what was done (see etl.admin_tools.RecordAdmin)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

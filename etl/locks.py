@@ -80,12 +80,24 @@ CORRECTION = AdvisoryLock(
     LockScope.SESSION,
     "one correction execute or rollback at a time; held across its batch transactions",
 )
+CORRECTION_QUEUE = AdvisoryLock(
+    "correction_queue",
+    72_310,
+    LockScope.TRANSACTION,
+    "a correction execute being queued: the check that no other run is active and the mark of this one in one step",
+)
 IMPORT_FILE = AdvisoryLock(
     "import_file",
     73_001,
     LockScope.SESSION,
     "a worker is reading this import file (item: file id); dies with the worker's session, so an orphaned"
     " file can be claimed again",
+)
+IMPORT_START = AdvisoryLock(
+    "import_start",
+    73_010,
+    LockScope.TRANSACTION,
+    "an import job being created: the check that no running job reads the same folder and the new job in one step",
 )
 METRICS = AdvisoryLock(
     "metrics", 72_400, LockScope.TRANSACTION, "one scrape at a time folds metric_deltas into metric_totals"
@@ -99,7 +111,9 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     FEATURE_SERIES,
     FEATURE_SCHEDULE,
     CORRECTION,
+    CORRECTION_QUEUE,
     IMPORT_FILE,
+    IMPORT_START,
     METRICS,
 )
 

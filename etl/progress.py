@@ -9,13 +9,16 @@ has asked the run to stop, so cancellation happens between batches.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
 
-from django.db import models
+from django.db import DatabaseError, models
 
 from etl.logcontext import _current as _current_run
+
+log = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -103,16 +106,26 @@ class ProgressReporter:
             raise Cancelled(f"{type(self.run).__name__} {self.run.pk} was cancelled")
 
     def close(self) -> None:
-        self.flush()
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-        if self._run_token is not None:
-            try:
-                _current_run.reset(self._run_token)
-            except ValueError:  # closed from another context than it was opened in
-                pass
-            self._run_token = None
+        try:
+            self.flush()
+        finally:
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
+            if self._run_token is not None:
+                try:
+                    _current_run.reset(self._run_token)
+                except ValueError:  # closed from another context than it was opened in
+                    pass
+                self._run_token = None
+
+    def close_quietly(self) -> None:
+        """`close` on an error path: a last flush that fails (the connection died
+        with the error being handled) is logged, not raised over that error."""
+        try:
+            self.close()
+        except DatabaseError:
+            log.warning("could not write the last progress of %s", self.label or "a run", exc_info=True)
 
     def _update_run(self, **fields: Any) -> None:
         if self.run is None:

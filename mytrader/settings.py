@@ -215,6 +215,13 @@ CORRECTION_SLA_MIN_QUALITY = env.float("CORRECTION_SLA_MIN_QUALITY", default=90.
 # Imports may read only below this folder (symlinks resolved).
 DATA_ROOT = env.path("DATA_ROOT", default=str(BASE_DIR / "var" / "data"))
 
+# Input limits: what an import accepts as a plausible candle date (earlier or later rows are rejected).
+IMPORT_EARLIEST_DATE = env("IMPORT_EARLIEST_DATE", default="1970-01-01")  # ISO date
+IMPORT_DAYS_AHEAD = env.int("IMPORT_DAYS_AHEAD", default=1)
+# Longest path (bytes) an import request may name, below the file system's own limits.
+IMPORT_MAX_PATH_LENGTH = env.int("IMPORT_MAX_PATH_LENGTH", default=1024)
+# End of input limits.
+
 # Provider API keys: from the environment only, never stored in the database.
 PROVIDER_API_KEYS = {
     "YAHOO_FINANCE": env("YAHOO_FINANCE_API_KEY", default=""),

@@ -4,6 +4,7 @@ retry with backoff, dead-letter, cancel, retry a job, finish and SLA."""
 from __future__ import annotations
 
 import contextvars
+import csv
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -38,10 +39,11 @@ from batchimport.services.loader import FileResult, file_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
 from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
-from etl.locks import IMPORT_FILE, session_unlock, try_session_lock
+from etl.locks import IMPORT_FILE, IMPORT_START, is_held, session_unlock, try_session_lock, xact_lock
 from etl.logcontext import current_run, run_context
 from etl.models import DeadLetter
 from etl.progress import Cancelled
+from etl.recovery import connection_reset, write_after_reconnect
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ CSV_SUFFIXES = (".csv", ".txt")
 # Errors that retrying cannot fix: straight to the dead-letter list. A missing
 # file is not one of them: on a host whose share is not mounted (yet), or while
 # the scraper rewrites the file, it is retried with backoff first.
-PERMANENT_ERRORS = (FileFormatError, IsADirectoryError, PermissionError)
+# A row the database refuses (DataError: a value out of range, a NUL) fails the
+# same way every time; so does text csv or the codec cannot read.
+PERMANENT_ERRORS = (FileFormatError, IsADirectoryError, PermissionError, DataError, csv.Error, UnicodeError)
 DEAD_LETTER_KIND = "import_file"
 
 
@@ -112,6 +116,15 @@ def _list_files(path: Path) -> tuple[list[Path], list[str]]:
     return files, refused
 
 
+def _size_or_none(path: Path) -> int | None:
+    """The file's size; None when it vanished or cannot be read since it was
+    listed (the worker then records why: retried when missing, dead-lettered when unreadable)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
 def _add_files(job: ImportJob, files: list[Path]) -> int:
     priority = market_spec(job.market).priority
     rows = [
@@ -120,7 +133,7 @@ def _add_files(job: ImportJob, files: list[Path]) -> int:
             relpath=relative_to_root(p),
             market=job.market,
             ticker=ticker_from_filename(p.name),
-            size=p.stat().st_size,
+            size=_size_or_none(p),
             priority=priority,
         )
         for p in files
@@ -150,6 +163,8 @@ def import_job_create(
     resolved = path_resolve(path=path)
     if batch_size is not None and batch_size < 1:
         raise DomainError("batch size must be at least 1", code="invalid_batch_size")
+    xact_lock(IMPORT_START)  # until commit: two requests for one folder see each other's job
+    _refuse_overlapping(relative_to_root(resolved))
     common = {
         "batch_size": batch_size or settings.BATCH_SIZE_MARKET_DATA,
         "overwrite": overwrite,
@@ -178,13 +193,47 @@ def import_job_create(
         **common,
     )
     total_files = total_bytes = 0
+    refused = []  # shown on the parent too: it is the job an operator looks at
     for key, folder in folders.items():
         child = _market_job(folder, key, sla_minutes=None, parent=parent, **common)
         total_files += child.files_total
         total_bytes += child.progress_total or 0
-    ImportJob.objects.filter(pk=parent.pk).update(files_total=total_files, progress_total=total_bytes)
+        if child.error:
+            refused.append(f"{key}: {child.error}")
+    ImportJob.objects.filter(pk=parent.pk).update(
+        files_total=total_files, progress_total=total_bytes, error="; ".join(refused)
+    )
     parent.refresh_from_db()
     return parent
+
+
+def _overlaps(first: str, second: str) -> bool:
+    """One path is the other or lies below it (paths relative to DATA_ROOT, '.' for the root)."""
+    if "." in (first, second) or first == second:
+        return True
+    return first.startswith(second.rstrip("/") + "/") or second.startswith(first.rstrip("/") + "/")
+
+
+def _refuse_overlapping(relpath: str) -> None:
+    """A ConflictError naming the running job when one reads this folder (or one
+    inside or around it): two imports of one folder would read every file twice.
+    A job whose process died (files `running` that nobody reads) does not count."""
+    for other in ImportJob.objects.exclude(status__in=TERMINAL).order_by("id"):
+        if not _overlaps(relpath, other.path):
+            continue
+        root = other.parent or other
+        if _dead_running_files(_family_ids(root)) and not _live_files(_family_ids(root)):
+            continue
+        raise ConflictError(
+            f"import job {root.pk} is already {root.status} on {other.path!r}; wait for it or cancel it",
+            code="import_running",
+        )
+
+
+def _live_files(job_ids: list[int]) -> bool:
+    """A file of these jobs is being read by a live process (its lock is held)."""
+    running = ImportFile.objects.filter(job_id__in=job_ids, status=ImportStatus.RUNNING).values_list("pk", flat=True)
+    return any(not _reader_gone(pk) for pk in running)
 
 
 def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: ImportJob | None, **common) -> ImportJob:
@@ -408,20 +457,45 @@ def _work_loop(
 def _process(import_file: ImportFile, *, on_batch) -> FileResult | None:
     job = import_file.job
     try:
-        return file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
+        result = file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
+        if result.status == ImportStatus.SUCCEEDED:
+            _replace_earlier_rejects(import_file)
+        return result
     except Cancelled:
         _file_stop(import_file, status=ImportStatus.CANCELLED, error="cancelled by an operator")
     except PERMANENT_ERRORS as exc:
         _dead_letter(import_file, error=_error_text(exc))
     except Exception as exc:  # anything else may be passing (database, disk): retry later
         log.exception("import file %s failed (attempt %s)", import_file.relpath, import_file.attempts)
-        if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
-            connection.close()  # a broken session: the next query opens a new one (its locks died with it)
+        connection_reset()  # a broken session: the next query opens a new one (its locks died with it)
+        what = f"the failure of import file {import_file.relpath}"
         if import_file.attempts >= job.max_attempts:
-            _dead_letter(import_file, error=f"gave up after {import_file.attempts} attempts: {_error_text(exc)}")
+            error = f"gave up after {import_file.attempts} attempts: {_error_text(exc)}"
+            write_after_reconnect(partial(_dead_letter, import_file, error=error), what=what)
         else:
-            _schedule_retry(import_file, error=_error_text(exc))
+            write_after_reconnect(partial(_schedule_retry, import_file, error=_error_text(exc)), what=what)
     return None
+
+
+def _replace_earlier_rejects(import_file: ImportFile) -> int:
+    """A file read again replaces the rejects earlier reads of it left (an
+    interrupted attempt of another job, an older import): one row per line."""
+    deleted, _ = RejectedRow.objects.filter(file__relpath=import_file.relpath).exclude(file_id=import_file.pk).delete()
+    return deleted
+
+
+def _reader_gone(file_id: int) -> bool:
+    """No session (this one included) holds the file's lock: the process that
+    was reading it has died, and PostgreSQL released the lock with its session."""
+    return not is_held(IMPORT_FILE, file_id)
+
+
+def _dead_running_files(job_ids: list[int]) -> list[int]:
+    """The `running` files of these jobs whose reader died (rows being claimed right now are skipped)."""
+    running = ImportFile.objects.select_for_update(skip_locked=True).filter(
+        job_id__in=job_ids, status=ImportStatus.RUNNING
+    )
+    return [pk for pk in running.values_list("pk", flat=True) if _reader_gone(pk)]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -496,7 +570,8 @@ def job_finish(*, job_id: int) -> ImportJob:
         status, error = ImportStatus.CANCELLED, "cancelled by an operator"
     elif dead:
         what = "market job(s)" if job.kind == ImportJob.Kind.ALL_MARKETS else "file(s)"
-        status, error = ImportStatus.FAILED, f"{dead} {what} failed or dead-lettered"
+        headline = f"{dead} {what} failed or dead-lettered"
+        status, error = ImportStatus.FAILED, f"{headline}: {_failures_text(job)}"
     else:
         status, error = ImportStatus.SUCCEEDED, job.error
     now = timezone.now()
@@ -523,12 +598,41 @@ def job_finish(*, job_id: int) -> ImportJob:
     )
     if finished and status == ImportStatus.FAILED:  # once: only the call that finished the job alerts
         run_failure_notify(
-            kind="import", run_id=job.pk, summary=f"Import job #{job.pk} ({job.market or job.kind}) failed: {error}"
+            kind="import", run_id=job.pk, summary=f"Import job #{job.pk} ({job.market or job.kind}) failed: {headline}"
         )
     if job.parent_id:
         job_finish(job_id=job.parent_id)
     job.refresh_from_db()
     return job
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailure:
+    relpath: str
+    status: str
+    error: str
+
+
+FAILURES_NAMED = 20  # in a job's error text; the files list has them all
+
+
+def job_failures(*, job: ImportJob) -> list[FileFailure]:
+    """Every file of the job (and its children) that failed or was dead-lettered, with its reason."""
+    files = ImportFile.objects.filter(
+        Q(job=job) | Q(job__parent=job), status__in=[ImportStatus.FAILED, ImportStatus.DEAD_LETTERED]
+    ).order_by("relpath")
+    return [FileFailure(relpath=f.relpath, status=f.status, error=f.error) for f in files]
+
+
+def _failures_text(job: ImportJob) -> str:
+    """Each failed file and why (the first FAILURES_NAMED), and what a market job refused."""
+    failures = job_failures(job=job)
+    parts = [f"{f.relpath} ({f.error or f.status})" for f in failures[:FAILURES_NAMED]]
+    if len(failures) > FAILURES_NAMED:
+        parts.append(f"and {len(failures) - FAILURES_NAMED} more")
+    if job.kind == ImportJob.Kind.ALL_MARKETS:
+        parts += [f"{child.market}: {child.error}" for child in job.children.all() if child.error and not failures]
+    return "; ".join(parts) or "see the job's files"
 
 
 def sla_check(*, now=None) -> int:
@@ -557,6 +661,14 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
     ids = _family_ids(job)
     ImportJob.objects.filter(pk__in=ids).update(cancel_requested=True)
     files = ImportFile.objects.filter(job_id__in=ids)
+    # a file whose reader died stops now: nobody is left to see the request
+    dead = _dead_running_files(ids)
+    RejectedRow.objects.filter(file_id__in=dead).delete()
+    files.filter(pk__in=dead, status=ImportStatus.RUNNING).update(
+        status=ImportStatus.CANCELLED,
+        finished_at=timezone.now(),
+        error="cancelled by an operator (the process reading it had stopped)",
+    )
     files.filter(status=ImportStatus.RUNNING).update(cancel_requested=True)
     files.filter(status=ImportStatus.QUEUED).update(
         status=ImportStatus.CANCELLED, finished_at=timezone.now(), error="cancelled by an operator"
@@ -571,13 +683,15 @@ def import_job_retry(
     *, job: ImportJob, max_attempts: int | None = None, workers: int = 1, queue: bool = True
 ) -> ImportJob:
     """Queue again the files of an ended job that did not succeed (failed,
-    dead-lettered, cancelled), as a new attempt of the same job."""
-    if job.status not in TERMINAL:
-        raise ConflictError(f"import job {job.pk} is still {job.status}; cancel it or wait")
+    dead-lettered, cancelled), as a new attempt of the same job. A job whose
+    process died (a killed command: files `running` that nobody reads) counts
+    as ended: those files and the ones still queued are taken up again."""
     ids = _family_ids(job)
-    files = ImportFile.objects.filter(
-        job_id__in=ids, status__in=[ImportStatus.FAILED, ImportStatus.DEAD_LETTERED, ImportStatus.CANCELLED]
-    )
+    dead = _dead_running_files(ids) if job.status not in TERMINAL else []
+    if job.status not in TERMINAL and not dead:
+        raise ConflictError(f"import job {job.pk} is still {job.status}; cancel it or wait")
+    stopped = [ImportStatus.FAILED, ImportStatus.DEAD_LETTERED, ImportStatus.CANCELLED]
+    files = ImportFile.objects.filter(Q(pk__in=dead) | Q(status__in=stopped), job_id__in=ids)
     file_ids = list(files.values_list("pk", flat=True))
     if not file_ids:
         raise ConflictError(f"import job {job.pk} has no failed, dead-lettered or cancelled file to retry")

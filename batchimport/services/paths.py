@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -22,21 +23,46 @@ def path_resolve(*, path: str | Path, must_exist: bool = True) -> Path:
     text = str(path).strip()
     if not text:
         raise DomainError("path is required", code="path_required")
+    _refuse_unusable(text)
     root = data_root()
-    candidate = Path(text)
+    try:
+        resolved = _resolved(root, Path(text))
+        if resolved != root and root not in resolved.parents:
+            raise DomainError(
+                f"path {_shown(text)} is outside the data root {root} (imports may only read below it)",
+                code="path_outside_root",
+            )
+        exists = resolved.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a link loop
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DomainError(f"path {_shown(text)} cannot be used: {reason}", code="path_invalid") from None
+    if must_exist and not exists:
+        raise DomainError(f"path {_shown(text)} does not exist under the data root {root}", code="path_not_found")
+    return resolved
+
+
+def _resolved(root: Path, candidate: Path) -> Path:
     if not candidate.is_absolute():
         # relative to DATA_ROOT; or, when only that exists, to the working folder
         # (`make demo` passes var/data/sample), still confined below
         in_root, in_cwd = root / candidate, Path.cwd() / candidate
         candidate = in_cwd if not in_root.exists() and in_cwd.exists() else in_root
-    resolved = candidate.resolve(strict=False)
-    if resolved != root and root not in resolved.parents:
-        raise DomainError(
-            f"path {text!r} is outside the data root {root} (imports may only read below it)", code="path_outside_root"
-        )
-    if must_exist and not resolved.exists():
-        raise DomainError(f"path {text!r} does not exist under the data root {root}", code="path_not_found")
-    return resolved
+    return candidate.resolve(strict=False)
+
+
+def _refuse_unusable(text: str) -> None:
+    """Refuse what no file system accepts before asking one (a NUL, a path past the limit)."""
+    if "\x00" in text:
+        raise DomainError("path must not contain a NUL byte", code="path_invalid")
+    limit = getattr(settings, "IMPORT_MAX_PATH_LENGTH", 1024)
+    length = len(text.encode("utf-8", "surrogatepass"))
+    if length > limit:
+        raise DomainError(f"path is {length} bytes long; the limit is {limit}", code="path_too_long")
+
+
+def _shown(text: str) -> str:
+    """The path as an error message quotes it (a long one shortened)."""
+    return repr(text if len(text) <= 200 else text[:200] + "…")
 
 
 def relative_to_root(path: Path) -> str:
@@ -48,11 +74,20 @@ def relative_to_root(path: Path) -> str:
 
 def upload_store(*, upload: UploadedFile, market: str) -> str:
     """Store an uploaded file under DATA_ROOT/uploads/<MARKET>/ (name sanitised); its path there."""
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", upload.name).lstrip(".") or "upload.csv"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", upload.name).lstrip(".")[:200] or "upload.csv"
     folder = data_root() / "uploads" / market
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
-    with open(target, "wb") as handle:
-        for chunk in upload.chunks():
-            handle.write(chunk)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
+    except OSError as exc:  # the data folder is full, read-only or not a folder: say so, keep no half file
+        with contextlib.suppress(OSError):
+            target.unlink(missing_ok=True)
+        raise DomainError(
+            f"cannot store the upload under the data root: {exc.strerror or exc}",
+            code="data_root_unwritable",
+            status_code=503,
+        ) from None
     return str(target)

@@ -20,3 +20,13 @@ def data_root(tmp_path, settings) -> Path:
 def sample_folder(data_root) -> samples.SampleSummary:
     """A small generated scraper folder with every layout and known defects."""
     return samples.write_sample_folder(data_root / "DATA", seed=7, tickers=4, days=40, defect_every=15)
+
+
+@pytest.fixture
+def wide_dates(settings, monkeypatch) -> None:
+    """Plausible dates from 1800 and two centuries ahead, here and in child processes:
+    for generated series of 100,000+ daily bars, which run past today."""
+    settings.IMPORT_EARLIEST_DATE = "1800-01-01"
+    settings.IMPORT_DAYS_AHEAD = 365 * 300
+    monkeypatch.setenv("IMPORT_EARLIEST_DATE", "1800-01-01")
+    monkeypatch.setenv("IMPORT_DAYS_AHEAD", str(365 * 300))

@@ -21,7 +21,7 @@ from batchimport.parsing import Layout
 from conftest import child_database_url
 from etl.models import MarketData
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.usefixtures("wide_dates")]
 
 PROJECT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("IMPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")

@@ -142,10 +142,10 @@ def test_empty_file_is_a_file_error(tmp_path):
         list(CsvFileReader(path))
 
 
-def test_non_utf8_file_is_a_file_error(tmp_path):
+def test_non_utf8_header_is_a_file_error(tmp_path):
     path = tmp_path / "BAD.csv"
-    path.write_bytes(b"Date,Open,High,Low,Close,Volume\n2024-01-02,1,1,1,1,1\n" + b"\xff\xfe,\x81\n")
-    with pytest.raises(FileFormatError, match="not UTF-8"):
+    path.write_bytes(b"\xff\xfeD\x00a\x00t\x00e\x00\n2024-01-02,1,1,1,1,1\n")
+    with pytest.raises(FileFormatError, match="the header.*not UTF-8 text at byte 0"):
         list(CsvFileReader(path))
 
 

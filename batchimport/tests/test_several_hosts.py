@@ -74,6 +74,7 @@ def test_jobs_and_files_store_paths_relative_to_the_data_root(data_root):
     child = job.children.get()
     assert (job.path, child.path) == ("DATA", "DATA/NYSE")
     assert list(ImportFile.objects.values_list("relpath", flat=True)) == ["DATA/NYSE/KO.csv"]
+    services.import_job_cancel(job=job)  # one import of a folder at a time
     assert services.import_job_create(path=".", market="NYSE").path == "."
 
 
@@ -275,6 +276,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("wide_dates")
 def test_three_hosts_with_the_share_at_different_mount_points_one_killed_mid_import(data_root, tmp_path):
     refused = _namespaces_refused(tmp_path)
     if refused:

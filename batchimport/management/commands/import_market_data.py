@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from batchimport import services
 from batchimport.markets import MARKET_KEYS
 from batchimport.models import ImportJob
+from batchimport.services.jobs import job_failures
 from etl.commands import JsonCommand
 
 
@@ -103,6 +104,10 @@ class Command(JsonCommand):
             "seconds": round(job.duration_seconds or 0, 2),
             "rows_per_second": job.rows_per_second,
             "error": job.error,
+            "failed_files": [
+                {"file": failure.relpath, "status": failure.status, "reason": failure.error}
+                for failure in job_failures(job=job)
+            ],
         }
         summary["ok"] = job.status == "succeeded"
         return summary
