@@ -137,7 +137,7 @@ def test_the_sweep_leaves_a_live_run_alone(world):
 @pytest.mark.django_db
 def test_the_sweep_is_scheduled_every_minute():
     # run the data migration's step again: a transactional test before this one may have flushed its row
-    fill = importlib.import_module("corrections.migrations.0002_fill_interrupted_sweep_schedule")
+    fill = importlib.import_module("corrections.migrations.0003_fill_interrupted_sweep_schedule")
     fill.create(django_apps, None)
     schedule = Schedule.objects.get(name="corrections:interrupted-sweep")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
