@@ -3,7 +3,10 @@ gate, its value and threshold; a warning gate ends it succeeded with warnings.""
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from drf_spectacular.generators import SchemaGenerator
 
@@ -128,3 +131,12 @@ def test_the_dashboard_names_the_breached_gate_with_value_and_threshold(folder_n
     panel = page[page.index('id="panel-pipeline"') :]
     panel = panel[: panel.index("</section>")]
     assert "failed" in panel and "asset_class_consistency: 0.0 (needs == 100.0)" in panel
+
+
+def test_the_command_prints_the_outcome_and_each_breached_gate(folder_names, settings):
+    settings.QUALITY_GATE_SEVERITY = {"asset_class_consistency": "warning"}
+    out = StringIO()
+    call_command("run_pipeline", "--steps", "sync,validate", stdout=out, stderr=StringIO())
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("pipeline run #") and "succeeded with warnings" in line for line in lines)
+    assert "gate asset_class_consistency (warning): 0.0 (needs == 100)" in lines
