@@ -20,3 +20,4 @@ class CorrectionsConfig(AppConfig):
             description="Set market_data.asset_class from the linked symbol (analyze, execute with backup, validate).",
         )
         register_pruner("correction_backups", retention.prune_correction_backups)
+        register_pruner("correction_runs", retention.prune_correction_runs)

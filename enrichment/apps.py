@@ -27,6 +27,7 @@ class EnrichmentConfig(AppConfig):
         # Imported here, not at the top: an AppConfig module is imported before the models exist.
         from enrichment.assets.dashboard import coverage_context
         from enrichment.assets.services.enrich import enrich_step
+        from enrichment.candles.selectors import data_completeness
         from enrichment.candles.services.feature_compute import compute_log_prune
         from enrichment.candles.services.feature_runs import features_step
         from enrichment.providers.collector import ProviderCollector, circuits_health
@@ -37,6 +38,7 @@ class EnrichmentConfig(AppConfig):
         from etl.metrics import register_collector
         from etl.pipeline import register_step
         from etl.retention import register_pruner
+        from etl.services.integrity import register_indicator
 
         register_step(
             "enrich",
@@ -51,6 +53,7 @@ class EnrichmentConfig(AppConfig):
             description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
         )
         register_collector("enrichment.providers", ProviderCollector())
+        register_indicator("data_completeness", data_completeness)
         register_health_check("provider_circuits", circuits_health)
         register_pruner("enrichment_fetch_log", fetch_log_prune)
         register_pruner("enrichment_compute_log", compute_log_prune)

@@ -25,6 +25,7 @@ from etl.models import (
     TradingSession,
 )
 from etl.pipeline import registered_steps
+from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, run_gates, run_outcome
 from etl.services.tokens import api_token_issue, api_token_revoke
 
 AUDIT_FIELDS = ("created_at", "updated_at")
@@ -245,6 +246,15 @@ def _chip(name: str, status: str):
     )
 
 
+def _gate_verdict(gate: dict):
+    if gate.get("breached"):
+        colour = STATUS_COLOURS[RunStatus.FAILED] if gate["severity"] == "error" else "#ef6c00"
+        return format_html('<strong style="color:{}">breached ({})</strong>', colour, gate["severity"])
+    if gate.get("passed") is None:
+        return "not measured"
+    return "passed" if gate.get("passed") else "failed (off)"
+
+
 class PipelineStepRunInline(admin.TabularInline):
     model = PipelineStepRun
     extra = 0
@@ -265,12 +275,14 @@ class PipelineStepRunInline(admin.TabularInline):
 
 @admin.register(PipelineRun)
 class PipelineRunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "status", "trigger", "requested_by", "started_at", "duration", "steps", "short_error")
+    list_display = ("id", "outcome", "trigger", "requested_by", "started_at", "duration", "steps", "short_error")
     list_filter = ("status", "trigger")
     search_fields = ("requested_by", "error")
     date_hierarchy = "created_at"
     fields = (
         "status",
+        "outcome",
+        "gate_table",
         "trigger",
         "requested_by",
         "created_at",
@@ -305,6 +317,34 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     @admin.display(description="error")
     def short_error(self, obj: PipelineRun) -> str:
         return obj.error[:120]
+
+    @admin.display(description="outcome", ordering="status")
+    def outcome(self, obj: PipelineRun):
+        outcome = run_outcome(obj)
+        colour = "#ef6c00" if outcome == SUCCEEDED_WITH_WARNINGS else STATUS_COLOURS.get(outcome, "#757575")
+        return format_html('<span style="color:{};font-weight:bold">{}</span>', colour, outcome)
+
+    @admin.display(description="quality gates")
+    def gate_table(self, obj: PipelineRun):
+        """Each gate the validate step checked: value against threshold, severity, verdict."""
+        gates = run_gates(obj)
+        if not gates:
+            return "-"
+        rows = [
+            (
+                g["name"],
+                "-" if g.get("value") is None else f"{g['value']:g}",
+                f"{g['op']} {g['threshold']:g}",
+                g["severity"],
+                _gate_verdict(g),
+            )
+            for g in gates
+        ]
+        return format_html(
+            "<table><thead><tr><th>gate</th><th>value</th><th>needs</th><th>severity</th><th>result</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
 
     @admin.display(description="timeline")
     def timeline(self, obj: PipelineRun):

@@ -13,6 +13,7 @@ from django_q.brokers import get_broker
 from django_q.models import Failure, Schedule, Success
 
 from etl.models import IntegritySnapshot, MarketData, PipelineRun, RunRecord, RunStatus, Symbol
+from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, run_gates_breached, run_outcome
 
 
 def _changelist(model, query: str = "") -> str | None:
@@ -126,11 +127,12 @@ def integrity_context(request: HttpRequest) -> dict[str, Any]:
 
 
 def pipeline_context(request: HttpRequest) -> dict[str, Any]:
-    """The last pipeline runs with their steps."""
+    """The last pipeline runs with their steps, outcome and breached quality gates."""
 
     runs = PipelineRun.objects.prefetch_related("step_runs").order_by("-created_at", "-id")[:6]
     return {
-        "runs": runs,
+        "runs": [{"run": run, "outcome": run_outcome(run), "breached": run_gates_breached(run)} for run in runs],
+        "warned": SUCCEEDED_WITH_WARNINGS,
         "url": _changelist(PipelineRun),
         "failed_url": _changelist(PipelineRun, "status__exact=failed"),
     }

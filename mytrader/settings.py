@@ -182,7 +182,8 @@ RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 CORRECTION_ROLLBACK_WINDOW_DAYS = env.int("CORRECTION_ROLLBACK_WINDOW_DAYS", default=30)
 
 # Old system's settings ------------------------------------------------------
-# The environment settings its guides name, each acting here (README "Settings").
+# The environment settings its guides name (README "Settings" says what each does,
+# or why it is accepted and ignored).
 # Off: the pipeline's enrich and features steps are skipped with that reason.
 DATA_ENRICHMENT_ENABLED = env.bool("DATA_ENRICHMENT_ENABLED", default=True)
 # The daily enrichment pipeline schedule's time (UTC), created by bootstrap.
@@ -190,7 +191,7 @@ ENRICHMENT_SCHEDULE_HOUR = env.int("ENRICHMENT_SCHEDULE_HOUR", default=1)
 ENRICHMENT_SCHEDULE_MINUTE = env.int("ENRICHMENT_SCHEDULE_MINUTE", default=30)
 if not (0 <= ENRICHMENT_SCHEDULE_HOUR <= 23 and 0 <= ENRICHMENT_SCHEDULE_MINUTE <= 59):
     raise environ.ImproperlyConfigured("ENRICHMENT_SCHEDULE_HOUR must be 0-23 and ENRICHMENT_SCHEDULE_MINUTE 0-59")
-# Series the feature computation works on at once.
+# Accepted and ignored: the feature step computes whole chunks of series in one process.
 FEATURE_COMPUTATION_WORKERS = env.int("FEATURE_COMPUTATION_WORKERS", default=4)
 # Rows per batch of an import (staging COPY, progress and cancel points) unless a job says otherwise.
 BATCH_SIZE_MARKET_DATA = env.int("BATCH_SIZE_MARKET_DATA", default=50_000)
@@ -201,9 +202,9 @@ MIN_DATA_COMPLETENESS = env.float("MIN_DATA_COMPLETENESS", default=0.95)
 QUALITY_GATE_SEVERITY = env.dict("QUALITY_GATE_SEVERITY", default="") or {}
 if set(QUALITY_GATE_SEVERITY.values()) - {"error", "warning", "off"}:
     raise environ.ImproperlyConfigured("QUALITY_GATE_SEVERITY: each severity must be error, warning or off")
-# Check each candle's OHLC consistency as it is written to market_data_v2.
+# Accepted and ignored: imports and market_data_v2 writes always validate.
 VALIDATE_ON_INSERT = env.bool("VALIDATE_ON_INSERT", default=True)
-# Signs Binance requests that need a key pair; market data needs neither.
+# Accepted and ignored: every Binance call made here is public (unsigned).
 BINANCE_API_SECRET = env("BINANCE_API_SECRET", default="")
 # Correction runs' SLA (the old system's monitoring options): beyond them the
 # pipeline's correct step records a warning.

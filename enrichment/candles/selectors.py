@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Max, Min, Q, Sum
+from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 
 from enrichment.candles.candle_quality import QualityFlag
@@ -152,3 +152,22 @@ def feature_rows(
         row["market_structure"] = STRUCTURE_LABELS.get(row["market_structure"])
         row["quality_flags"] = QualityFlag.names(row["quality_flags"])
     return rows
+
+
+# The most recently written quality days the completeness gate reads: the
+# feature step upserts one row per series and day, so the newest ids are the
+# newest days of the series it last computed; reading them by the primary key
+# costs the same at 100 rows or 100 million (no scan of the table).
+COMPLETENESS_LATEST_ROWS = 10_000
+
+
+def data_completeness(*, latest_rows: int = COMPLETENESS_LATEST_ROWS) -> float | None:
+    """Completeness (0-1) of the latest quality days, weighted by their expected
+    bars: the `min_data_completeness` gate's indicator. None: nothing measured yet."""
+    latest = DataQualityMetric.objects.filter(expected_bars__gt=0, completeness__isnull=False).order_by("-id")
+    totals = DataQualityMetric.objects.filter(id__in=latest.values("id")[:latest_rows]).aggregate(
+        bars=Sum("expected_bars"), complete=Sum(F("completeness") * F("expected_bars"))
+    )
+    if not totals["bars"]:
+        return None
+    return round(totals["complete"] / totals["bars"], 4)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from etl.api.request_policy import PolicySerializer
 from etl.models import PipelineRun, PipelineStepRun
+from etl.services.pipeline import run_gates, run_outcome
 
 # The longest time limit a run may ask for: the workers' task timeout (Q_TIMEOUT),
 # past which django-q2 would kill it (the old guides plan 2-4 h runs).
@@ -158,9 +160,24 @@ class PipelineStepRunSerializer(serializers.ModelSerializer):
         fields = ["name", "order", "status", "started_at", "finished_at", "duration_seconds", "counts", "error"]
 
 
+class GateResultSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="e.g. asset_class_consistency, min_data_completeness")
+    indicator = serializers.CharField(help_text="the indicator the gate reads")
+    op = serializers.ChoiceField(choices=["==", ">="])
+    threshold = serializers.FloatField()
+    severity = serializers.ChoiceField(choices=["error", "warning", "off"])
+    value = serializers.FloatField(allow_null=True, help_text="null: not measured (no data to judge)")
+    passed = serializers.BooleanField(allow_null=True)
+    breached = serializers.BooleanField(help_text="failed and not off: error fails the run, warning warns")
+
+
 class PipelineRunSerializer(serializers.ModelSerializer):
     steps = PipelineStepRunSerializer(source="step_runs", many=True, read_only=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    outcome = serializers.SerializerMethodField(
+        help_text='the status, or "succeeded with warnings" when a warning gate was breached'
+    )
+    gates = serializers.SerializerMethodField(help_text="the quality gates the validate step checked")
 
     class Meta:
         model = PipelineRun
@@ -178,9 +195,18 @@ class PipelineRunSerializer(serializers.ModelSerializer):
             "continue_on_failure",
             "max_seconds",
             "error",
+            "outcome",
+            "gates",
             "summary",
             "steps",
         ]
+
+    def get_outcome(self, run: PipelineRun) -> str:
+        return run_outcome(run)
+
+    @extend_schema_field(GateResultSerializer(many=True))
+    def get_gates(self, run: PipelineRun) -> list[dict[str, Any]]:
+        return GateResultSerializer(run_gates(run), many=True).data
 
 
 # ---------------------------------------------------------------------------

@@ -67,6 +67,8 @@ class PipelineResult:
     duration_seconds: float | None
     error: str
     steps: list[StepOutcome] = field(default_factory=list)
+    outcome: str = ""  # the status, or "succeeded with warnings"
+    gates: list[dict[str, Any]] = field(default_factory=list)  # the validate step's gate results
 
     @property
     def ok(self) -> bool:
@@ -81,7 +83,23 @@ def _result(run: PipelineRun) -> PipelineResult:
         StepOutcome(s.name, s.status, s.duration_seconds, s.counts, s.error)
         for s in run.step_runs.order_by("order", "id")
     ]
-    return PipelineResult(run.pk, run.status, run.duration_seconds, run.error, steps)
+    return PipelineResult(run.pk, run.status, run.duration_seconds, run.error, steps, run_outcome(run), run_gates(run))
+
+
+def run_outcome(run: PipelineRun) -> str:
+    """How the run ended: its status, or "succeeded with warnings" when a warning
+    gate (or another step warning) was breached; a run not closed yet: its status."""
+    return str((run.summary or {}).get("outcome") or run.status)
+
+
+def run_gates(run: PipelineRun) -> list[dict[str, Any]]:
+    """The quality gates its validate step checked (name, value, threshold, op,
+    severity, passed, breached), as recorded in the run's summary."""
+    return list((run.summary or {}).get("gates") or [])
+
+
+def run_gates_breached(run: PipelineRun) -> list[dict[str, Any]]:
+    return [g for g in run_gates(run) if g.get("breached")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,12 @@ gate, its value and threshold; a warning gate ends it succeeded with warnings.""
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
 
 from etl import services
 from etl.errors import DomainError
@@ -84,3 +89,54 @@ def test_enrichment_off_skips_the_enrichment_steps_with_the_reason(etl_steps_onl
     enrich = next(s for s in result.steps if s.name == "enrich")
     assert (enrich.status, enrich.error) == (RunStatus.SKIPPED, "not run: DATA_ENRICHMENT_ENABLED is off")
     assert result.status == RunStatus.SUCCEEDED
+
+
+def test_the_api_shows_the_outcome_and_each_gate(folder_names, api_client_for):
+    result = services.pipeline_run(steps=["sync", "validate"])
+    client = api_client_for(staff=True)
+    body = client.get(f"/api/runs/pipeline/{result.run_id}/").json()
+    assert body["outcome"] == "failed"
+    consistency = gate(body, "asset_class_consistency")
+    assert (consistency["value"], consistency["threshold"], consistency["op"]) == (0.0, 100.0, "==")
+    assert (consistency["severity"], consistency["breached"]) == ("error", True)
+    listed = client.get("/api/runs/pipeline/").json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert [r["outcome"] for r in rows if r["id"] == result.run_id] == ["failed"]
+    assert result.outcome == "failed" and gate({"gates": result.gates}, "asset_class_consistency")["breached"]
+
+
+def test_the_schema_documents_outcome_and_gates():
+    schema = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    properties = schema["PipelineRun"]["properties"]
+    assert properties["outcome"]["type"] == "string"
+    assert properties["gates"]["type"] == "array"
+    gate_fields = schema["GateResult"]["properties"]
+    assert {"name", "value", "threshold", "severity", "breached"} <= set(gate_fields)
+
+
+def test_the_admin_pages_show_the_outcome_and_the_breached_gate(folder_names, admin_client):
+    warned = services.pipeline_run(
+        steps=["sync", "validate"], options={"gates": {"asset_class_consistency": "warning"}}
+    )
+    changelist = admin_client.get(reverse("admin:etl_pipelinerun_changelist")).content.decode()
+    assert "succeeded with warnings" in changelist
+    detail = admin_client.get(reverse("admin:etl_pipelinerun_change", args=[warned.run_id])).content.decode()
+    assert "Quality gates" in detail and "asset_class_consistency" in detail
+    assert "breached (warning)" in detail and "== 100" in detail
+
+
+def test_the_dashboard_names_the_breached_gate_with_value_and_threshold(folder_names, admin_client):
+    services.pipeline_run(steps=["sync", "validate"])
+    page = admin_client.get("/admin/").content.decode()
+    panel = page[page.index('id="panel-pipeline"') :]
+    panel = panel[: panel.index("</section>")]
+    assert "failed" in panel and "asset_class_consistency: 0.0 (needs == 100.0)" in panel
+
+
+def test_the_command_prints_the_outcome_and_each_breached_gate(folder_names, settings):
+    settings.QUALITY_GATE_SEVERITY = {"asset_class_consistency": "warning"}
+    out = StringIO()
+    call_command("run_pipeline", "--steps", "sync,validate", stdout=out, stderr=StringIO())
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("pipeline run #") and "succeeded with warnings" in line for line in lines)
+    assert "gate asset_class_consistency (warning): 0.0 (needs == 100)" in lines

@@ -61,6 +61,9 @@ class Command(JsonCommand):
 
     def render(self, summary: dict[str, Any]) -> None:
         took = summary["duration_seconds"] or 0
-        self.stdout.write(f"pipeline run #{summary['run_id']}: {summary['status']} in {took:.1f}s")
+        self.stdout.write(f"pipeline run #{summary['run_id']}: {summary['outcome']} in {took:.1f}s")
+        for gate in (g for g in summary["gates"] if g["breached"]):
+            needs = f"{gate['op']} {gate['threshold']:g}"
+            self.stdout.write(f"gate {gate['name']} ({gate['severity']}): {gate['value']} (needs {needs})")
         if summary["error"]:
             self.stdout.write(f"error: {summary['error']}")
