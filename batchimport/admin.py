@@ -9,6 +9,8 @@ from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from batchimport import services
 from batchimport.forms import StartImportForm
@@ -16,6 +18,14 @@ from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob
 from batchimport.services.paths import data_root
 from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
+
+SLA_STATES = {
+    "breached": _("breached"),
+    "at risk": _("at risk"),
+    "on track": _("on track"),
+    "met": _("met"),
+    "not started": _("not started"),
+}
 
 
 def _progress_bar(obj) -> str:
@@ -82,22 +92,32 @@ class ImportJobAdmin(RecordAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, obj: ImportJob) -> str:
         return _progress_bar(obj)
 
-    @admin.display(description="files")
+    @admin.display(description=_("files"))
     def files_summary(self, obj: ImportJob) -> str:
-        return f"{obj.files_done}/{obj.files_total} ({obj.files_skipped} skipped, {obj.files_failed} failed)"
+        return gettext("%(done)s/%(total)s (%(skipped)s skipped, %(failed)s failed)") % {
+            "done": obj.files_done,
+            "total": obj.files_total,
+            "skipped": obj.files_skipped,
+            "failed": obj.files_failed,
+        }
 
-    @admin.display(description="rows/s")
+    @admin.display(description=_("rows/s"))
     def rate(self, obj: ImportJob) -> str:
         return f"{obj.rows_per_second:,.0f}" if obj.rows_per_second else "—"
 
-    @admin.display(description="SLA")
+    @admin.display(description=_("SLA"))
     def sla(self, obj: ImportJob) -> str:
         color = {"breached": "#ba2121", "at risk": "#c77700"}.get(obj.sla_state, "#417505")
-        return format_html('<span style="color:{}">{} ({} min)</span>', color, obj.sla_state, obj.sla_minutes)
+        return format_html(
+            '<span style="color:{}">{} ({})</span>',
+            color,
+            SLA_STATES.get(obj.sla_state, obj.sla_state),
+            gettext("%(minutes)s min") % {"minutes": obj.sla_minutes},
+        )
 
     def get_urls(self):
         return [
@@ -108,7 +128,7 @@ class ImportJobAdmin(RecordAdmin):
     def start_view(self, request):
         """The "Start an import" form -> services.import_job_submit (an upload is stored first)."""
         if not request.user.has_perm("batchimport.start_import"):
-            self.message_user(request, "You need the 'Can start imports' permission.", messages.ERROR)
+            self.message_user(request, gettext("You need the 'Can start imports' permission."), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:batchimport_importjob_changelist"))
         form = StartImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
@@ -126,18 +146,22 @@ class ImportJobAdmin(RecordAdmin):
             except DomainError as exc:
                 form.add_error(None, exc.message)
             else:
-                self.message_user(request, f"Import job {job.pk} queued ({job.files_total} files).", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    gettext("Import job %(job)s queued (%(files)s files).") % {"job": job.pk, "files": job.files_total},
+                    messages.SUCCESS,
+                )
                 return HttpResponseRedirect(reverse("admin:batchimport_importjob_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),
             "form": form,
-            "title": "Start an import",
+            "title": gettext("Start an import"),
             "opts": self.model._meta,
             "data_root": data_root(),
         }
         return render(request, "admin/batchimport/importjob/start.html", context)
 
-    @admin.action(description="Cancel selected imports", permissions=["cancel"])
+    @admin.action(description=_("Cancel selected imports"), permissions=["cancel"])
     def cancel_jobs(self, request, queryset):
         """services.import_job_cancel on each selected job."""
         admin_each(
@@ -145,11 +169,11 @@ class ImportJobAdmin(RecordAdmin):
             request,
             queryset,
             lambda job: services.import_job_cancel(job=job),
-            "cancelled.",
+            gettext("cancelled."),
             refused_level=messages.WARNING,
         )
 
-    @admin.action(description="Retry failed files of selected imports", permissions=["retry"])
+    @admin.action(description=_("Retry failed files of selected imports"), permissions=["retry"])
     def retry_jobs(self, request, queryset):
         """services.import_job_retry on each selected job (queued on commit)."""
         admin_each(
@@ -157,7 +181,7 @@ class ImportJobAdmin(RecordAdmin):
             request,
             queryset,
             lambda job: services.import_job_retry(job=job, workers=job.max_concurrency),
-            "queued again.",
+            gettext("queued again."),
             refused_level=messages.WARNING,
         )
 
@@ -197,7 +221,7 @@ class ImportFileAdmin(RecordAdmin):
 
 
 class ReasonFilter(admin.SimpleListFilter):
-    title = "reason"
+    title = _("reason")
     parameter_name = "reason_kind"
     KINDS = {
         "unparseable": "unparseable ",
@@ -232,11 +256,11 @@ class RejectedRowAdmin(RecordAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.display(description="raw")
+    @admin.display(description=_("raw"))
     def raw_text(self, obj: RejectedRow) -> str:
         return obj.raw[:80]
 
-    @admin.action(description="Download selected rows as CSV")
+    @admin.action(description=_("Download selected rows as CSV"))
     def download_csv(self, request, queryset):
         return _csv_response(queryset.select_related("file").order_by("file_id", "line"))
 
@@ -281,11 +305,11 @@ class ImportDeadLetterAdmin(RecordAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.display(description="error")
+    @admin.display(description=_("error"))
     def short_error(self, obj) -> str:
         return obj.error[:100]
 
-    @admin.action(description="Resubmit selected files", permissions=["retry"])
+    @admin.action(description=_("Resubmit selected files"), permissions=["retry"])
     def resubmit(self, request, queryset):
         """services.dead_letter_resubmit on each selected letter (queued on commit)."""
         admin_each(
@@ -293,7 +317,7 @@ class ImportDeadLetterAdmin(RecordAdmin):
             request,
             queryset,
             lambda letter: services.dead_letter_resubmit(dead_letter=letter),
-            "{obj.ref} queued again in job {r.pk}.",
+            gettext("{obj.ref} queued again in job {r.pk}."),
             refused_level=messages.WARNING,
         )
 

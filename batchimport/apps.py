@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class BatchimportConfig(AppConfig):
     name = "batchimport"
-    verbose_name = "Batch import: scraper CSV files into market_data"
+    verbose_name = _("Batch import: scraper CSV files into market_data")
 
     def ready(self) -> None:
         # Imported here, not at the top: apps.py is loaded before the app
@@ -28,7 +29,7 @@ class BatchimportConfig(AppConfig):
         )
         register_panel(
             "import_sla",
-            title="Import SLA (7 days)",
+            title=_("Import SLA (7 days)"),
             order=40,
             template="admin/dashboard/import_sla.html",
             context=dashboard.sla_context,

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from batchimport.markets import MARKET_KEYS
 from etl.models import DeadLetter, RunRecord
@@ -198,5 +199,5 @@ class ImportDeadLetter(DeadLetter):
 
     class Meta:
         proxy = True
-        verbose_name = "import dead letter"
+        verbose_name = _("import dead letter")
         ordering = ["-created_at"]

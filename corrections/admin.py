@@ -12,6 +12,8 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from corrections import selectors, services
 from corrections.models import CorrectionRun, Scope
@@ -19,10 +21,25 @@ from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
 
 COUNT_COLUMNS = ("total", "correct", "null", "empty", "mismatched", "orphan", "unclassified")
+HEADERS = {
+    "total": _("total"),
+    "correct": _("correct"),
+    "null": _("null"),
+    "empty": _("empty"),
+    "mismatched": _("mismatched"),
+    "orphan": _("orphan"),
+    "unclassified": _("unclassified"),
+    "market": _("market"),
+    "asset_class": _("asset class"),
+}
+
+
+def _correction_says(run: CorrectionRun, text: str) -> str:
+    return gettext("Correction %(run)s: %(text)s") % {"run": run.pk, "text": text}
 
 
 def _table(rows: list[dict], key: str) -> str:
-    head = format_html_join("", "<th>{}</th>", ((c,) for c in (key, *COUNT_COLUMNS)))
+    head = format_html_join("", "<th>{}</th>", ((HEADERS.get(c, c),) for c in (key, *COUNT_COLUMNS)))
     body = format_html_join(
         "",
         "<tr>{}</tr>",
@@ -52,7 +69,7 @@ class CorrectionRunAdmin(RecordAdmin):
     fieldsets = (
         (None, {"fields": ("phase", "status", "requested_by", "scope_label", "batch_size", "validate_each_batch")}),
         (
-            "Progress",
+            _("Progress"),
             {
                 "fields": (
                     "progress",
@@ -71,11 +88,11 @@ class CorrectionRunAdmin(RecordAdmin):
                 )
             },
         ),
-        ("Analysis", {"fields": ("analysis_summary", "analysis_by_market", "analysis_by_class")}),
-        ("Preview", {"fields": ("preview_summary",)}),
-        ("Validation", {"fields": ("validation_summary",)}),
+        (_("Analysis"), {"fields": ("analysis_summary", "analysis_by_market", "analysis_by_class")}),
+        (_("Preview"), {"fields": ("preview_summary",)}),
+        (_("Validation"), {"fields": ("validation_summary",)}),
         (
-            "Rollback",
+            _("Rollback"),
             {
                 "fields": (
                     "rollback_reason",
@@ -104,22 +121,26 @@ class CorrectionRunAdmin(RecordAdmin):
 
     # ------------------------------------------------------------ columns
 
-    @admin.display(description="scope")
+    @admin.display(description=_("scope"))
     def scope_label(self, run: CorrectionRun) -> str:
         return run.scope.label
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, run: CorrectionRun) -> str:
         if run.percent is None:
             return "-"
-        eta = f", ETA {run.eta_seconds:.0f} s" if run.status == "running" and run.eta_seconds else ""
+        eta = (
+            gettext(", ETA %(seconds).0f s") % {"seconds": run.eta_seconds}
+            if run.status == "running" and run.eta_seconds
+            else ""
+        )
         return f"{run.percent:.1f} % ({run.progress_done:,}/{run.progress_total:,}{eta})"
 
-    @admin.display(description="rows backed up")
+    @admin.display(description=_("rows backed up"))
     def backed_up(self, run: CorrectionRun) -> int:
         return run.rows_backed_up
 
-    @admin.display(description="totals")
+    @admin.display(description=_("totals"))
     def analysis_summary(self, run: CorrectionRun) -> str:
         report = run.analyze_report or {}
         if not report:
@@ -127,22 +148,22 @@ class CorrectionRunAdmin(RecordAdmin):
         totals = report["totals"]
         warnings = format_html_join("", "<li>{}</li>", ((w,) for w in report["warnings"]))
         return format_html(
-            "{}<p>quality score {} %, orphans {} %</p><ul>{}</ul>",
-            _table([{"": "all", **totals}], ""),
-            report["quality_score"],
-            report["orphan_percent"],
+            "{}<p>{}</p><ul>{}</ul>",
+            _table([{"": gettext("all"), **totals}], ""),
+            gettext("quality score %(score)s %%, orphans %(orphans)s %%")
+            % {"score": report["quality_score"], "orphans": report["orphan_percent"]},
             warnings,
         )
 
-    @admin.display(description="by market")
+    @admin.display(description=_("by market"))
     def analysis_by_market(self, run: CorrectionRun) -> str:
         return _table((run.analyze_report or {}).get("by_market", []), "market")
 
-    @admin.display(description="by asset class (as stored)")
+    @admin.display(description=_("by asset class (as stored)"))
     def analysis_by_class(self, run: CorrectionRun) -> str:
         return _table((run.analyze_report or {}).get("by_asset_class", []), "asset_class")
 
-    @admin.display(description="preview")
+    @admin.display(description=_("preview"))
     def preview_summary(self, run: CorrectionRun) -> str:
         report = run.preview_report
         if not report:
@@ -156,18 +177,22 @@ class CorrectionRunAdmin(RecordAdmin):
             ),
         )
         return format_html(
-            "<p>{} candles in {} groups (first groups below)</p><table><tr><th>ticker</th><th>market</th>"
-            "<th>from</th><th>to</th><th>rows</th></tr>{}</table>",
-            report["total_rows"],
-            report["total_groups"],
+            "<p>{}</p><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+            gettext("%(rows)s candles in %(groups)s groups (first groups below)")
+            % {"rows": report["total_rows"], "groups": report["total_groups"]},
+            gettext("ticker"),
+            gettext("market"),
+            gettext("from"),
+            gettext("to"),
+            gettext("rows"),
             rows,
         )
 
-    @admin.display(description="report")
+    @admin.display(description=_("report"))
     def validation_summary(self, run: CorrectionRun) -> str:
         return self._json(run.validation_report)
 
-    @admin.display(description="report")
+    @admin.display(description=_("report"))
     def rollback_summary(self, run: CorrectionRun) -> str:
         return self._json(run.rollback_report)
 
@@ -183,7 +208,7 @@ class CorrectionRunAdmin(RecordAdmin):
     def analyze_view(self, request: HttpRequest):
         """Options form; POST records a new run with its analysis (reads market_data only)."""
         if not self.has_execute_permission(request):
-            self.message_user(request, "You need the 'execute correction' permission.", messages.ERROR)
+            self.message_user(request, gettext("You need the 'execute correction' permission."), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:corrections_correctionrun_changelist"))
         if request.method == "POST":
             try:
@@ -196,15 +221,15 @@ class CorrectionRunAdmin(RecordAdmin):
                     validate_each_batch=request.POST.get("validate_each_batch") == "on",
                 )
             except ValueError:
-                self.message_user(request, "Batch size must be a whole number.", messages.ERROR)
+                self.message_user(request, gettext("Batch size must be a whole number."), messages.ERROR)
             except DomainError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
-                self.message_user(request, f"Correction {run.pk} analyzed.", messages.SUCCESS)
+                self.message_user(request, gettext("Correction %(run)s analyzed.") % {"run": run.pk}, messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:corrections_correctionrun_change", args=[run.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "title": "New asset-class correction",
+            "title": gettext("New asset-class correction"),
             "opts": self.model._meta,
             "scopes": Scope.choices,
         }
@@ -212,58 +237,62 @@ class CorrectionRunAdmin(RecordAdmin):
 
     # ------------------------------------------------------------ actions
 
-    @admin.action(description="Preview the changes of selected runs", permissions=["view"])
+    @admin.action(description=_("Preview the changes of selected runs"), permissions=["view"])
     def preview_runs(self, request, queryset):
         admin_each(
             self,
             request,
             queryset,
             lambda run: services.correction_preview(run=run),
-            "{r.total_rows} candles would change in {r.total_groups} groups.",
-            label="Correction",
+            gettext("{r.total_rows} candles would change in {r.total_groups} groups."),
+            label=gettext("Correction"),
         )
 
-    @admin.action(description="Execute selected runs (background)", permissions=["execute"])
+    @admin.action(description=_("Execute selected runs (background)"), permissions=["execute"])
     def execute_runs(self, request, queryset):
         admin_each(
             self,
             request,
             queryset,
             lambda run: services.correction_execute_queue(run=run),
-            "queued.",
-            label="Correction",
+            gettext("queued."),
+            label=gettext("Correction"),
         )
 
-    @admin.action(description="Validate selected runs", permissions=["execute"])
+    @admin.action(description=_("Validate selected runs"), permissions=["execute"])
     def validate_runs(self, request, queryset):
         for run in queryset:
             try:
                 result = services.correction_validate(run=run)
             except DomainError as exc:
-                self.message_user(request, f"Correction {run.pk}: {exc.message}", messages.ERROR)
+                self.message_user(request, _correction_says(run, exc.message), messages.ERROR)
                 continue
-            failed = [f"{c.name}: {c.detail}" for c in result.checks if not c.ok]
+            failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
+            verdict = gettext("valid") if result.ok else gettext("INVALID — %(failed)s") % {"failed": failed}
             self.message_user(
                 request,
-                f"Correction {run.pk}: {'valid' if result.ok else 'INVALID — ' + '; '.join(failed)}"
-                f" (quality score {result.quality_score} %).",
+                _correction_says(
+                    run,
+                    gettext("%(verdict)s (quality score %(score)s %%).")
+                    % {"verdict": verdict, "score": result.quality_score},
+                ),
                 messages.SUCCESS if result.ok else messages.ERROR,
             )
             for warning in result.warnings:
-                self.message_user(request, f"Correction {run.pk}: {warning}", messages.WARNING)
+                self.message_user(request, _correction_says(run, warning), messages.WARNING)
 
-    @admin.action(description="Cancel selected runs after their current batch", permissions=["execute"])
+    @admin.action(description=_("Cancel selected runs after their current batch"), permissions=["execute"])
     def cancel_runs(self, request, queryset):
         admin_each(
             self,
             request,
             queryset,
             lambda run: services.correction_cancel(run=run),
-            "cancel requested.",
-            label="Correction",
+            gettext("cancel requested."),
+            label=gettext("Correction"),
         )
 
-    @admin.action(description="Roll back selected runs…", permissions=["rollback"])
+    @admin.action(description=_("Roll back selected runs…"), permissions=["rollback"])
     def rollback_runs(self, request, queryset):
         """First a confirmation page (what will be restored, the conflicts, a
         reason); the POST from that page does the rollback."""
@@ -277,13 +306,22 @@ class CorrectionRunAdmin(RecordAdmin):
                         run=run, reason=reason, force=force, requested_by=request.user.get_username()
                     )
                 except DomainError as exc:
-                    self.message_user(request, f"Correction {run.pk}: {exc.message}", messages.ERROR)
+                    self.message_user(request, _correction_says(run, exc.message), messages.ERROR)
                     continue
                 level = messages.WARNING if r.conflicts > r.conflicts_restored else messages.SUCCESS
                 self.message_user(
                     request,
-                    f"Correction {run.pk} rolled back: {r.rows_restored} candles restored, {r.conflicts} changed "
-                    f"after the run ({r.conflicts_restored} restored by force), {r.missing} deleted since.",
+                    gettext(
+                        "Correction %(run)s rolled back: %(restored)s candles restored, %(conflicts)s changed "
+                        "after the run (%(forced)s restored by force), %(missing)s deleted since."
+                    )
+                    % {
+                        "run": run.pk,
+                        "restored": r.rows_restored,
+                        "conflicts": r.conflicts,
+                        "forced": r.conflicts_restored,
+                        "missing": r.missing,
+                    },
                     level,
                 )
             return None
@@ -294,7 +332,7 @@ class CorrectionRunAdmin(RecordAdmin):
             rows.append({"run": run, "refusal": refusal, "preflight": preflight})
         context = {
             **self.admin_site.each_context(request),
-            "title": "Are you sure?",
+            "title": gettext("Are you sure?"),
             "opts": self.model._meta,
             "rows": rows,
             "queryset": queryset,

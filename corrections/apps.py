@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from etl import pipeline
 from etl.retention import register_pruner
@@ -6,7 +7,7 @@ from etl.retention import register_pruner
 
 class CorrectionsConfig(AppConfig):
     name = "corrections"
-    verbose_name = "Asset-class corrections"
+    verbose_name = _("Asset-class corrections")
 
     def ready(self) -> None:
         # Imported here, not at the top: they import models, which Django only

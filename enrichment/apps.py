@@ -4,6 +4,7 @@ collector and retention pruners are registered with etl's registries here."""
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def _ensure_schedules(**kwargs) -> None:
@@ -22,6 +23,7 @@ def _ensure_refresh_schedule(**kwargs) -> None:
 
 class EnrichmentConfig(AppConfig):
     name = "enrichment"
+    verbose_name = _("Enrichment")
 
     def ready(self) -> None:
         # Imported here, not at the top: an AppConfig module is imported before the models exist.
@@ -59,14 +61,14 @@ class EnrichmentConfig(AppConfig):
         register_pruner("enrichment_compute_log", compute_log_prune)
         register_panel(
             "providers",
-            title="Data providers",
+            title=_("Data providers"),
             order=60,
             template="admin/dashboard/providers.html",
             context=providers_context,
         )
         register_panel(
             "enrichment_coverage",
-            title="Enrichment coverage",
+            title=_("Enrichment coverage"),
             order=55,
             template="admin/dashboard/enrichment_coverage.html",
             context=coverage_context,

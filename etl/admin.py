@@ -5,6 +5,8 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from etl import selectors, services
 from etl.admin_tools import RecordAdmin, admin_each
@@ -52,7 +54,7 @@ class AssetClassAdmin(admin.ModelAdmin):
     def bootstrap_view(self, request: HttpRequest):
         """Confirm, then run the bootstrap (the same service as the API and command)."""
         if not request.user.has_perm("etl.bootstrap_reference_data"):
-            self.message_user(request, "You need the 'bootstrap reference data' permission.", messages.ERROR)
+            self.message_user(request, gettext("You need the 'bootstrap reference data' permission."), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:etl_assetclass_changelist"))
         if request.method == "POST":
             overwrite = request.POST.get("overwrite") == "on"
@@ -60,8 +62,10 @@ class AssetClassAdmin(admin.ModelAdmin):
             report = services.reference_data_validate()
             self.message_user(
                 request,
-                f"Bootstrap done: {result.total_created} created, {result.total_updated} updated. "
-                f"Validation: {len(report.problems)} problem(s).",
+                gettext(
+                    "Bootstrap done: %(created)s created, %(updated)s updated. Validation: %(problems)s problem(s)."
+                )
+                % {"created": result.total_created, "updated": result.total_updated, "problems": len(report.problems)},
                 messages.SUCCESS if report.ok else messages.WARNING,
             )
             for problem in report.problems:
@@ -69,7 +73,7 @@ class AssetClassAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:etl_assetclass_changelist"))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Bootstrap reference data",
+            "title": gettext("Bootstrap reference data"),
             "status": services.bootstrap_status(),
             "opts": self.model._meta,
         }
@@ -90,11 +94,11 @@ class MarketAdmin(admin.ModelAdmin):
     inlines = [TradingSessionInline]
     actions = ["validate_reference_data"]
 
-    @admin.action(description="Validate reference data")
+    @admin.action(description=_("Validate reference data"))
     def validate_reference_data(self, request, queryset):
         report = services.reference_data_validate()
         if not report.problems:
-            self.message_user(request, "Reference data is consistent.", messages.SUCCESS)
+            self.message_user(request, gettext("Reference data is consistent."), messages.SUCCESS)
         for problem in report.problems:
             level = messages.ERROR if problem.severity == "error" else messages.WARNING
             self.message_user(request, problem.message, level)
@@ -123,7 +127,7 @@ class DataProviderAdmin(admin.ModelAdmin):
     search_fields = ("code", "name")
     readonly_fields = AUDIT_FIELDS
 
-    @admin.display(boolean=True, description="key in env")
+    @admin.display(boolean=True, description=_("key in env"))
     def key_set(self, obj: DataProvider) -> bool:
         return obj.has_api_key
 
@@ -211,7 +215,7 @@ class DeadLetterAdmin(RecordAdmin):
     search_fields = ("ref", "error")
     readonly_fields = ("kind", "ref", "payload", "error", "attempts", "created_at", "resubmitted_at", "resolved_at")
 
-    @admin.display(description="error")
+    @admin.display(description=_("error"))
     def short_error(self, obj: DeadLetter) -> str:
         return obj.error[:120]
 
@@ -262,7 +266,7 @@ class PipelineStepRunInline(admin.TabularInline):
     fields = ("order", "name", "status", "started_at", "finished_at", "duration", "counts", "error")
     readonly_fields = fields
 
-    @admin.display(description="seconds")
+    @admin.display(description=_("seconds"))
     def duration(self, obj: PipelineStepRun):
         return None if obj.duration_seconds is None else round(obj.duration_seconds, 2)
 
@@ -306,25 +310,25 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("step_runs")
 
-    @admin.display(description="seconds")
+    @admin.display(description=_("seconds"))
     def duration(self, obj: PipelineRun):
         return None if obj.duration_seconds is None else round(obj.duration_seconds, 1)
 
-    @admin.display(description="steps")
+    @admin.display(description=_("steps"))
     def steps(self, obj: PipelineRun):
         return format_html_join("", "{}", ((_chip(s.name, s.status),) for s in obj.step_runs.all()))
 
-    @admin.display(description="error")
+    @admin.display(description=_("error"))
     def short_error(self, obj: PipelineRun) -> str:
         return obj.error[:120]
 
-    @admin.display(description="outcome", ordering="status")
+    @admin.display(description=_("outcome"), ordering="status")
     def outcome(self, obj: PipelineRun):
         outcome = run_outcome(obj)
         colour = "#ef6c00" if outcome == SUCCEEDED_WITH_WARNINGS else STATUS_COLOURS.get(outcome, "#757575")
         return format_html('<span style="color:{};font-weight:bold">{}</span>', colour, outcome)
 
-    @admin.display(description="quality gates")
+    @admin.display(description=_("quality gates"))
     def gate_table(self, obj: PipelineRun):
         """Each gate the validate step checked: value against threshold, severity, verdict."""
         gates = run_gates(obj)
@@ -346,7 +350,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
         )
 
-    @admin.display(description="timeline")
+    @admin.display(description=_("timeline"))
     def timeline(self, obj: PipelineRun):
         """One bar per step, placed and sized by when it ran within the run."""
         steps = list(obj.step_runs.all())
@@ -376,12 +380,12 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def has_run_permission(self, request) -> bool:
         return request.user.has_perm("etl.run_pipeline")
 
-    @admin.action(description="Cancel selected runs", permissions=["run"])
+    @admin.action(description=_("Cancel selected runs"), permissions=["run"])
     def cancel_runs(self, request, queryset):
         n = sum(services.pipeline_cancel(run=run) for run in queryset)
-        self.message_user(request, f"Asked {n} run(s) to stop.", messages.SUCCESS)
+        self.message_user(request, gettext("Asked %(count)s run(s) to stop.") % {"count": n}, messages.SUCCESS)
 
-    @admin.action(description="Run again with the same steps and options (background)", permissions=["run"])
+    @admin.action(description=_("Run again with the same steps and options (background)"), permissions=["run"])
     def run_again(self, request, queryset):
         for run in queryset[:1]:
             try:
@@ -389,7 +393,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             except DomainError as exc:
                 message_domain_error(self, request, exc)
                 return
-            self.message_user(request, f"Queued pipeline run #{new.pk}.", messages.SUCCESS)
+            self.message_user(request, gettext("Queued pipeline run #%(run)s.") % {"run": new.pk}, messages.SUCCESS)
 
     def get_urls(self):
         extra = [
@@ -406,14 +410,14 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         """Choose steps and options, then run now or queue (the same services as the API and command)."""
         changelist = reverse("admin:etl_pipelinerun_changelist")
         if not request.user.has_perm("etl.run_pipeline"):
-            self.message_user(request, "You need the 'run the ETL pipeline' permission.", messages.ERROR)
+            self.message_user(request, gettext("You need the 'run the ETL pipeline' permission."), messages.ERROR)
             return HttpResponseRedirect(changelist)
         if request.method == "POST":
             p = request.POST
             try:
                 minutes = float(p["max_minutes"]) if p.get("max_minutes") else None
             except ValueError:
-                self.message_user(request, "Maximum minutes must be a number.", messages.ERROR)
+                self.message_user(request, gettext("Maximum minutes must be a number."), messages.ERROR)
                 return HttpResponseRedirect(request.path)
             kwargs = {
                 "steps": p.getlist("steps") or None,
@@ -426,18 +430,27 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             try:
                 if p.get("background") == "on":
                     run = services.pipeline_queue(**kwargs)
-                    self.message_user(request, f"Queued pipeline run #{run.pk}.", messages.SUCCESS)
+                    self.message_user(
+                        request, gettext("Queued pipeline run #%(run)s.") % {"run": run.pk}, messages.SUCCESS
+                    )
                     return HttpResponseRedirect(changelist)
                 result = services.pipeline_run(**kwargs)
             except DomainError as exc:
                 message_domain_error(self, request, exc)
                 return HttpResponseRedirect(changelist)
             level = messages.SUCCESS if result.ok else messages.WARNING
-            self.message_user(request, f"Pipeline run #{result.run_id}: {result.status}. {result.error}".strip(), level)
+            self.message_user(
+                request,
+                (
+                    gettext("Pipeline run #%(run)s: %(status)s.") % {"run": result.run_id, "status": result.status}
+                    + f" {result.error}"
+                ).strip(),
+                level,
+            )
             return HttpResponseRedirect(reverse("admin:etl_pipelinerun_change", args=[result.run_id]))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Run the ETL pipeline",
+            "title": gettext("Run the ETL pipeline"),
             "steps": registered_steps(),
             "running": services.pipeline_in_progress(),
             "opts": self.model._meta,
@@ -448,11 +461,11 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         """Symbol sync: a dry run shows the plan; a real run reports its counts."""
         changelist = reverse("admin:etl_pipelinerun_changelist")
         if not request.user.has_perm("etl.sync_symbols"):
-            self.message_user(request, "You need the 'synchronise symbols' permission.", messages.ERROR)
+            self.message_user(request, gettext("You need the 'synchronise symbols' permission."), messages.ERROR)
             return HttpResponseRedirect(changelist)
         context = {
             **self.admin_site.each_context(request),
-            "title": "Synchronise symbols",
+            "title": gettext("Synchronise symbols"),
             "status": selectors.symbol_sync_status(),
             "opts": self.model._meta,
         }
@@ -467,9 +480,16 @@ class PipelineRunAdmin(ReadOnlyAdmin):
                 return TemplateResponse(request, "admin/etl/symbols_sync.html", {**context, "result": result})
             self.message_user(
                 request,
-                f"Symbol sync: {result.symbols_created} created, {result.candles_linked} candles linked, "
-                f"{result.candles_without_symbol} still without a symbol, "
-                f"{result.unresolved_count} pair(s) unresolved.",
+                gettext(
+                    "Symbol sync: %(created)s created, %(linked)s candles linked, "
+                    "%(without)s still without a symbol, %(unresolved)s pair(s) unresolved."
+                )
+                % {
+                    "created": result.symbols_created,
+                    "linked": result.candles_linked,
+                    "without": result.candles_without_symbol,
+                    "unresolved": result.unresolved_count,
+                },
                 messages.SUCCESS if result.candles_without_symbol == 0 else messages.WARNING,
             )
             return HttpResponseRedirect(changelist)
@@ -488,15 +508,17 @@ class SymbolCleanupAdmin(SymbolAdmin):
     def has_clean_permission(self, request) -> bool:
         return request.user.has_perm("etl.clean_symbols")
 
-    @admin.action(description="Validate selected symbols")
+    @admin.action(description=_("Validate selected symbols"))
     def validate_symbols(self, request, queryset):
         report = services.symbols_validate_cleanup(symbol_ids=list(queryset.values_list("pk", flat=True)))
         if not report.issues:
-            self.message_user(request, "No problems found in the selected symbols.", messages.SUCCESS)
+            self.message_user(request, gettext("No problems found in the selected symbols."), messages.SUCCESS)
         for issue in report.issues:
             self.message_user(request, f"{issue.code}: {issue.ticker}@{issue.market} {issue.message}", messages.WARNING)
 
-    @admin.action(description="Clean selected symbols (trim, merge case variants, deactivate)", permissions=["clean"])
+    @admin.action(
+        description=_("Clean selected symbols (trim, merge case variants, deactivate)"), permissions=["clean"]
+    )
     def clean_symbols(self, request, queryset):
         ids = list(queryset.values_list("pk", flat=True))
         fixes = [c for c in services.IssueCode.ALL if c != services.IssueCode.UNLINKED_CANDLES]
@@ -504,7 +526,7 @@ class SymbolCleanupAdmin(SymbolAdmin):
             report = services.symbols_validate_cleanup(symbol_ids=ids)
             context = {
                 **self.admin_site.each_context(request),
-                "title": "Clean symbols",
+                "title": gettext("Clean symbols"),
                 "report": report,
                 "ids": ids,
                 "opts": self.model._meta,
@@ -517,7 +539,8 @@ class SymbolCleanupAdmin(SymbolAdmin):
         fixed = sum(result.fixed.values())
         self.message_user(
             request,
-            f"Fixed {fixed} problem(s); {result.corrections_recorded} change(s) recorded in the audit trail.",
+            gettext("Fixed %(fixed)s problem(s); %(recorded)s change(s) recorded in the audit trail.")
+            % {"fixed": fixed, "recorded": result.corrections_recorded},
             messages.SUCCESS,
         )
 
@@ -549,10 +572,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj.pk = issued.token.pk
         self.message_user(
             request,
-            f"Token issued. Copy the key now, it is not shown again: {issued.key}",
+            gettext("Token issued. Copy the key now, it is not shown again: %(key)s") % {"key": issued.key},
             messages.WARNING,
         )
 
-    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    @admin.action(description=_("Revoke selected tokens"), permissions=["change"])
     def revoke(self, request, queryset):
-        admin_each(self, request, queryset, lambda t: api_token_revoke(token=t), "revoked")
+        admin_each(self, request, queryset, lambda t: api_token_revoke(token=t), gettext("revoked"))

@@ -1,12 +1,13 @@
 from django.apps import AppConfig
 from django.db.models.signals import pre_save
+from django.utils.translation import gettext_lazy as _
 
 from etl import dashboard, pipeline, retention
 
 
 class EtlConfig(AppConfig):
     name = "etl"
-    verbose_name = "ETL core: reference data, symbols, market data"
+    verbose_name = _("ETL core: reference data, symbols, market data")
 
     def ready(self) -> None:
         # Imported here, not at the top: these modules import models, which Django
@@ -25,28 +26,28 @@ class EtlConfig(AppConfig):
         )
         dashboard.register_panel(
             "runs",
-            title="Running work",
+            title=_("Running work"),
             order=20,
             template="admin/dashboard/runs.html",
             context=dashboard_panels.runs_context,
         )
         dashboard.register_panel(
             "integrity",
-            title="Data integrity",
+            title=_("Data integrity"),
             order=10,
             template="admin/dashboard/integrity.html",
             context=dashboard_panels.integrity_context,
         )
         dashboard.register_panel(
             "pipeline",
-            title="Pipeline runs",
+            title=_("Pipeline runs"),
             order=15,
             template="admin/dashboard/pipeline.html",
             context=dashboard_panels.pipeline_context,
         )
         dashboard.register_panel(
             "queue",
-            title="Task queue",
+            title=_("Task queue"),
             order=90,
             template="admin/dashboard/queue.html",
             context=dashboard_panels.queue_context,

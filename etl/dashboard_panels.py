@@ -9,6 +9,7 @@ from django.apps import apps
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.brokers import get_broker
 from django_q.models import Failure, Schedule, Success
 
@@ -90,10 +91,10 @@ def integrity_context(request: HttpRequest) -> dict[str, Any]:
         .values("taken_at", "overall_quality", "symbol_coverage", "enrichment_coverage", "asset_class_consistency")
     )
     series = [
-        ("overall_quality", "overall quality"),
-        ("symbol_coverage", "symbol coverage %"),
-        ("asset_class_consistency", "asset-class consistency %"),
-        ("enrichment_coverage", "enrichment coverage %"),
+        ("overall_quality", gettext("overall quality")),
+        ("symbol_coverage", gettext("symbol coverage %")),
+        ("asset_class_consistency", gettext("asset-class consistency %")),
+        ("enrichment_coverage", gettext("enrichment coverage %")),
     ]
     figure = {
         "data": [

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 def validate_timezone(value: str) -> None:
@@ -37,7 +38,7 @@ class AssetClass(TimestampedModel):
     class Meta:
         db_table = "asset_classes"
         ordering = ["code"]
-        verbose_name_plural = "asset classes"
+        verbose_name_plural = _("asset classes")
         permissions = [("bootstrap_reference_data", "Can bootstrap reference data")]
 
     def __str__(self) -> str:
@@ -251,7 +252,7 @@ class MarketData(models.Model):
 
     class Meta:
         db_table = "market_data"
-        verbose_name_plural = "market data"
+        verbose_name_plural = _("market data")
         constraints = [
             models.UniqueConstraint(fields=["ticker", "market", "timeframe", "ts"], name="uniq_market_data_bar"),
         ]

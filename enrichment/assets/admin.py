@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from enrichment.assets.models import (
     DEAD_LETTER_KIND,
@@ -48,20 +50,26 @@ class SymbolEnrichmentAdmin(RunEnrichmentPermission, ReadOnly):
     list_select_related = ("market", "asset_class")
     actions = ["enrich_selected", "infer_mappings"]
 
-    @admin.action(description="Enrich selected symbols (background)", permissions=["run_enrichment"])
+    @admin.action(description=_("Enrich selected symbols (background)"), permissions=["run_enrichment"])
     def enrich_selected(self, request, queryset):
         """Calls asset_enrichment_queue."""
         ids = tuple(queryset.values_list("pk", flat=True))
         run = asset_enrichment_queue(
             options=EnrichOptions(symbol_ids=ids, selection="all"), requested_by=request.user.get_username()
         )
-        self.message_user(request, f"Queued enrichment run #{run.pk} for {len(ids)} symbol(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            gettext("Queued enrichment run #%(run)s for %(count)s symbol(s).") % {"run": run.pk, "count": len(ids)},
+            messages.SUCCESS,
+        )
 
-    @admin.action(description="Infer missing provider mappings", permissions=["run_enrichment"])
+    @admin.action(description=_("Infer missing provider mappings"), permissions=["run_enrichment"])
     def infer_mappings(self, request, queryset):
         """Calls mappings_ensure."""
         result = mappings_ensure(symbols=queryset)
-        self.message_user(request, f"Created {result.created} mapping(s).", messages.SUCCESS)
+        self.message_user(
+            request, gettext("Created %(count)s mapping(s).") % {"count": result.created}, messages.SUCCESS
+        )
 
 
 @admin.register(ProviderMapping)
@@ -81,14 +89,19 @@ class ProviderMappingAdmin(RunEnrichmentPermission, admin.ModelAdmin):
         """Calls mapping_edit_record."""
         mapping_edit_record(mapping=obj, spelling_changed=not change or "provider_symbol" in form.changed_data)
 
-    @admin.action(description="Validate against the provider", permissions=["run_enrichment"])
+    @admin.action(description=_("Validate against the provider"), permissions=["run_enrichment"])
     def validate_selected(self, request, queryset):
         """Calls mappings_validate on the first 50 selected."""
         tally = mappings_validate(mappings=queryset.select_related("provider")[:50])
         for message in tally.refused:
             self.message_user(request, message, messages.ERROR)
         level = messages.SUCCESS if not tally.invalid else messages.WARNING
-        self.message_user(request, f"{tally.valid} valid, {tally.invalid} not known to the provider.", level)
+        self.message_user(
+            request,
+            gettext("%(valid)s valid, %(invalid)s not known to the provider.")
+            % {"valid": tally.valid, "invalid": tally.invalid},
+            level,
+        )
 
 
 @admin.register(EnrichmentDeadLetter)
@@ -101,11 +114,11 @@ class EnrichmentDeadLetterAdmin(RunEnrichmentPermission, ReadOnly):
     def get_queryset(self, request):
         return super().get_queryset(request).filter(kind=DEAD_LETTER_KIND)
 
-    @admin.display(description="error")
+    @admin.display(description=_("error"))
     def short_error(self, obj) -> str:
         return obj.error[:160]
 
-    @admin.action(description="Resubmit (background)", permissions=["run_enrichment"])
+    @admin.action(description=_("Resubmit (background)"), permissions=["run_enrichment"])
     def resubmit(self, request, queryset):
         """Calls enrichment_dead_letters_resubmit_queue."""
         try:
@@ -113,9 +126,13 @@ class EnrichmentDeadLetterAdmin(RunEnrichmentPermission, ReadOnly):
                 ids=list(queryset.values_list("pk", flat=True)), requested_by=request.user.get_username()
             )
         except DomainError:
-            self.message_user(request, "Nothing to resubmit: the selected letters are resolved.", messages.WARNING)
+            self.message_user(
+                request, gettext("Nothing to resubmit: the selected letters are resolved."), messages.WARNING
+            )
             return
-        self.message_user(request, f"Resubmitted {queued} dead letter(s).", messages.SUCCESS)
+        self.message_user(
+            request, gettext("Resubmitted %(count)s dead letter(s).") % {"count": queued}, messages.SUCCESS
+        )
 
 
 class ResultInline(admin.TabularInline):
@@ -148,12 +165,12 @@ class AssetEnrichmentRunAdmin(RunEnrichmentPermission, ReadOnly):
     inlines = [ResultInline]
     actions = ["cancel"]
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, obj) -> str:
         return "-" if obj.percent is None else f"{obj.percent:.0f}%"
 
-    @admin.action(description="Cancel (between batches)", permissions=["run_enrichment"])
+    @admin.action(description=_("Cancel (between batches)"), permissions=["run_enrichment"])
     def cancel(self, request, queryset):
         """Calls asset_enrichment_runs_cancel."""
         asked = asset_enrichment_runs_cancel(runs=queryset)
-        self.message_user(request, f"Asked {asked} run(s) to stop.", messages.SUCCESS)
+        self.message_user(request, gettext("Asked %(count)s run(s) to stop.") % {"count": asked}, messages.SUCCESS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
 
 from etl.models import DeadLetter, RunRecord, Symbol, SymbolMapping
 
@@ -76,19 +77,19 @@ class AssetEnrichmentResult(models.Model):
 class SymbolForEnrichment(Symbol):
     class Meta:
         proxy = True
-        verbose_name = "symbol enrichment"
-        verbose_name_plural = "symbol enrichment"
+        verbose_name = _("symbol enrichment")
+        verbose_name_plural = _("symbol enrichment")
 
 
 class ProviderMapping(SymbolMapping):
     class Meta:
         proxy = True
-        verbose_name = "provider symbol mapping"
-        verbose_name_plural = "provider symbol mappings (editor)"
+        verbose_name = _("provider symbol mapping")
+        verbose_name_plural = _("provider symbol mappings (editor)")
 
 
 class EnrichmentDeadLetter(DeadLetter):
     class Meta:
         proxy = True
-        verbose_name = "enrichment dead letter"
-        verbose_name_plural = "enrichment dead letters"
+        verbose_name = _("enrichment dead letter")
+        verbose_name_plural = _("enrichment dead letters")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
 
 from enrichment.candles.candle_quality import QualityFlag
 from enrichment.candles.feature_list import FEATURE_COLUMNS
@@ -106,7 +107,7 @@ class MarketDataV2(models.Model):
 
     class Meta:
         db_table = "market_data_v2"
-        verbose_name = "market data v2 candle"
+        verbose_name = _("market data v2 candle")
         constraints = [
             models.UniqueConstraint(fields=["symbol", "timeframe", "ts"], name="uniq_market_data_v2_bar"),
         ]
@@ -225,7 +226,7 @@ class EnrichmentStatus(models.Model):
     class Meta:
         db_table = "enrichment_status"
         ordering = ["symbol", "timeframe"]
-        verbose_name_plural = "enrichment status"
+        verbose_name_plural = _("enrichment status")
         constraints = [
             models.UniqueConstraint(fields=["symbol", "timeframe"], name="uniq_enrichment_status"),
         ]

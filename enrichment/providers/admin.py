@@ -8,6 +8,8 @@ import threading
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from enrichment.providers.circuit import circuits_reset
 from enrichment.providers.models import CircuitState, FetchLog, ProviderStatus
@@ -61,44 +63,56 @@ class ProviderStatusAdmin(ReadOnly):
             health = self._local.health = {h.code: h for h in providers_status()}
         return health[code]
 
-    @admin.display(description="availability")
+    @admin.display(description=_("availability"))
     def availability(self, obj):
         h = self._health(obj.code)
         colour = "green" if h.available else "#b00"
         return format_html('<b style="color:{}">{}</b>', colour, h.availability)
 
-    @admin.display(description="circuit")
+    @admin.display(description=_("circuit"))
     def circuit(self, obj):
         h = self._health(obj.code)
-        retry = f", retry at {h.retry_at:%H:%M:%S}" if h.retry_at else ""
-        return f"{h.circuit_state} ({h.consecutive_failures} failures{retry})"
+        retry = gettext(", retry at %(when)s") % {"when": f"{h.retry_at:%H:%M:%S}"} if h.retry_at else ""
+        return gettext("%(state)s (%(failures)s failures%(retry)s)") % {
+            "state": h.circuit_state,
+            "failures": h.consecutive_failures,
+            "retry": retry,
+        }
 
-    @admin.display(description="budget left")
+    @admin.display(description=_("budget left"))
     def budget(self, obj):
         h = self._health(obj.code)
         return f"{h.budget_remaining}/{h.budget_limit}"
 
-    @admin.display(description="success 24h")
+    @admin.display(description=_("success 24h"))
     def success_rate(self, obj):
         h = self._health(obj.code)
-        return "-" if h.success_rate_24h is None else f"{100 * h.success_rate_24h:.0f}% of {h.calls_24h}"
+        return (
+            "-"
+            if h.success_rate_24h is None
+            else gettext("%(percent).0f%% of %(calls)s")
+            % {
+                "percent": 100 * h.success_rate_24h,
+                "calls": h.calls_24h,
+            }
+        )
 
-    @admin.display(description="last error")
+    @admin.display(description=_("last error"))
     def last_error(self, obj):
         return self._health(obj.code).last_error[:120]
 
-    @admin.display(description="key set", boolean=True)
+    @admin.display(description=_("key set"), boolean=True)
     def key_set(self, obj) -> bool:
         return obj.has_api_key
 
     def has_run_enrichment_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(RUN_PERM)
 
-    @admin.action(description="Reset (close) the circuit", permissions=["run_enrichment"])
+    @admin.action(description=_("Reset (close) the circuit"), permissions=["run_enrichment"])
     def reset_circuit(self, request, queryset):
         """Calls circuits_reset."""
         closed = circuits_reset(provider_codes=list(queryset.values_list("code", flat=True)))
-        self.message_user(request, f"Closed {closed} circuit(s).", messages.SUCCESS)
+        self.message_user(request, gettext("Closed %(count)s circuit(s).") % {"count": closed}, messages.SUCCESS)
 
 
 @admin.register(FetchLog)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
 
 from etl.models import DataProvider
 
@@ -81,5 +82,5 @@ class RateLimitGrant(models.Model):
 class ProviderStatus(DataProvider):
     class Meta:
         proxy = True
-        verbose_name = "provider status"
-        verbose_name_plural = "provider status"
+        verbose_name = _("provider status")
+        verbose_name_plural = _("provider status")
