@@ -1,6 +1,10 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from enrichment.assets.api import views
+
+router = SimpleRouter()
+router.register("runs/asset-enrichment", views.AssetEnrichmentRunViewSet, basename="asset-enrichment-run")
 
 urlpatterns = [
     path("etl/enrich-assets", views.EnrichAssetsView.as_view(), name="etl-enrich-assets"),
@@ -20,3 +24,4 @@ urlpatterns = [
     path("etl/discover-symbols", views.DiscoverSymbolsView.as_view(), name="etl-discover-symbols"),
     path("etl/symbol-mappings/<int:pk>/validate", views.MappingValidateView.as_view(), name="etl-mapping-validate"),
 ]
+urlpatterns += router.urls

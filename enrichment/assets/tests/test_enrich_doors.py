@@ -83,7 +83,7 @@ def test_enrich_assets_endpoint_runs_the_service(thyao, serve_thyao, api_client_
     client = api_client_for(staff=True, perms=(PERM,))
     response = client.post(
         reverse("etl-enrich-assets"),
-        {"sources": ["YAHOO_FINANCE", "LOCAL"], "concurrency": 1, "symbols": ["THYAO@BIST"]},
+        {"sources": ["YAHOO_FINANCE", "LOCAL"], "concurrency": 1, "symbols": ["THYAO@BIST"], "run_async": False},
         format="json",
     )
     assert response.status_code == 200, response.json()
@@ -113,7 +113,7 @@ def test_enrich_assets_async_queues_a_run(thyao, api_client_for, q_sync, django_
     ("body", "fragment"),
     [
         ({"selection": "whenever"}, "selection"),
-        ({"sources": ["NOPE"]}, "unknown source"),
+        ({"sources": ["NOPE"]}, "NOPE: no such provider"),
         ({"symbols": ["ZZZ"]}, "Unknown symbol"),
         ({"concurrency": 0}, "concurrency"),
     ],
@@ -166,7 +166,7 @@ def test_dead_letters_list_and_resubmit(thyao, httpserver, api_client_for, fast)
     client = api_client_for(staff=True, perms=(PERM,))
     client.post(
         reverse("etl-enrich-assets"),
-        {"sources": ["YAHOO_FINANCE"], "concurrency": 1, "max_retries": 1, "selection": "all"},
+        {"sources": ["YAHOO_FINANCE"], "concurrency": 1, "max_retries": 1, "selection": "all", "run_async": False},
         format="json",
     )
     letters = client.get(reverse("etl-enrichment-dead-letters")).json()
@@ -186,13 +186,14 @@ def test_async_resubmit_queues_after_commit_and_refuses_when_nothing_is_open(
     payloads.serve_yahoo_handshake(httpserver)
     httpserver.expect_request("/v7/finance/quote").respond_with_data("down", status=500)
     client = api_client_for(staff=True, perms=(PERM,))
-    options = {"sources": ["YAHOO_FINANCE"], "concurrency": 1, "max_retries": 1, "selection": "all"}
+    options = {"sources": ["YAHOO_FINANCE"], "concurrency": 1, "max_retries": 1, "selection": "all", "run_async": False}
     client.post(reverse("etl-enrich-assets"), options, format="json")
     httpserver.clear()
     payloads.serve_yahoo_quote(httpserver, "THYAO.IS", [THYAO_QUOTE])
     with django_capture_on_commit_callbacks(execute=False) as queued:
         response = client.post(reverse("etl-enrichment-dead-letters-resubmit"), {"run_async": True}, format="json")
-    assert response.status_code == 202 and response.json() == {"status": "queued", "dead_letters": 1}
+    assert response.status_code == 202
+    assert response.json() == {"status": "queued", "dead_letters": 1, "ignored_options": {}}
     # Queued once, on commit: nothing ran while the request's transaction was open.
     assert len(queued) == 1 and DeadLetter.objects.get().resolved_at is None
     queued[0]()

@@ -1,6 +1,11 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from enrichment.candles.api import views
+
+router = SimpleRouter()
+router.register("runs/features", views.FeatureRunViewSet, basename="feature-run")
+router.register("runs/backfills", views.BackfillViewSet, basename="backfill")
 
 urlpatterns = [
     path("v1/enrichment/status/<str:symbol>", views.EnrichmentStatusView.as_view(), name="enrichment-status"),
@@ -9,3 +14,4 @@ urlpatterns = [
     path("v1/data/quality/<str:symbol>", views.DataQualityView.as_view(), name="data-quality"),
     path("v1/market/features/<str:symbol>/<str:timeframe>", views.MarketFeaturesView.as_view(), name="market-features"),
 ]
+urlpatterns += router.urls

@@ -1,23 +1,37 @@
-"""API of the candle side (the old system's paths under /api/v1/). Views parse, call one service, render."""
+"""API of the candle side (the old system's paths under /api/v1/) and its runs as
+resources (/api/runs/features/, /api/runs/backfills/). Views parse with the
+request policy, call one service, render; the trigger answers 202 with the run
+and its Location unless `runAsync: false`."""
 
 from __future__ import annotations
 
 import csv
 import io
+from typing import ClassVar
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enrichment.candles import selectors
-from enrichment.candles.services import feature_runs
+from enrichment.candles.api import serializers as s
+from enrichment.candles.models import BackfillState, FeatureRun
+from enrichment.candles.services import backfill, feature_runs
 from enrichment.candles.services.series_refs import symbol_resolve, timeframe_parse
 from etl.api.permissions import StaffWithPermission
-from etl.errors import DomainError
+from etl.api.request_policy import PolicyViewMixin, ignored_options_record
+from etl.api.runs import RunListQuery, RunViewSet, accepted
+from etl.api.serializers import ErrorSerializer
+from etl.errors import ConflictError, DomainError
 from etl.timeparse import moment_parse
+
+COMPUTE_PERM = ("enrichment.compute_features",)
+BACKFILL_PERM = ("enrichment.run_backfill",)
+FEATURE_RUN_DETAIL = "feature-run-detail"
+BACKFILL_DETAIL = "backfill-detail"
 
 
 class CSVRenderer(BaseRenderer):
@@ -38,54 +52,57 @@ class CSVRenderer(BaseRenderer):
         return buf.getvalue().encode()
 
 
-class TriggerSerializer(serializers.Serializer):
-    symbols = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
-    timeframes = serializers.ListField(child=serializers.CharField(max_length=8), required=False, default=list)
-    full = serializers.BooleanField(required=False, default=False)
-    run_async = serializers.BooleanField(required=False, default=True)
+def feature_run_accepted(request, run: FeatureRun) -> Response:
+    """202 with the queued run and its Location."""
+    return accepted(request, dict(s.FeatureRunSerializer(run).data), url_name=FEATURE_RUN_DETAIL, run_id=run.pk)
 
 
-class EnrichmentStatusView(APIView):
-    @extend_schema(responses={200: dict, 404: dict})
+class EnrichmentStatusView(PolicyViewMixin, APIView):
+    @extend_schema(responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer})
     def get(self, request, symbol: str):
         """Calls selectors.enrichment_status_for_symbol."""
+        self.policy_query_params(fields=())
         return Response(selectors.enrichment_status_for_symbol(symbol=symbol_resolve(symbol)))
 
 
-class EnrichmentMetricsView(APIView):
-    @extend_schema(responses={200: dict})
+class EnrichmentMetricsView(PolicyViewMixin, APIView):
+    @extend_schema(responses={200: dict, 400: ErrorSerializer})
     def get(self, request):
         """Calls selectors.enrichment_metrics."""
+        self.policy_query_params(fields=())
         return Response(selectors.enrichment_metrics())
 
 
-class EnrichmentTriggerView(APIView):
+class EnrichmentTriggerView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
-    required_perms = ("enrichment.compute_features",)
+    required_perms = COMPUTE_PERM
 
-    @extend_schema(request=TriggerSerializer, responses={200: dict, 202: dict, 400: dict})
+    @extend_schema(
+        request=s.TriggerSerializer,
+        responses={200: dict, 202: s.FeatureRunAcceptedSerializer, 400: ErrorSerializer},
+    )
     def post(self, request):
-        """Calls feature_runs.feature_run_queue (run_async, the default) or feature_run_create + _execute."""
-        params = TriggerSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
+        """Calls feature_runs.feature_run_queue (the default) or feature_run_create + _execute (`runAsync: false`)."""
+        data = self.policy_body(s.TriggerSerializer).validated_data
         named = {"symbols": data["symbols"], "timeframes": data["timeframes"], "full": data["full"]}
         who = request.user.get_username()
         if data["run_async"]:
             run = feature_runs.feature_run_queue(**named, requested_by=who)
-            return Response({"run_id": run.pk, "status": "queued"}, status=status.HTTP_202_ACCEPTED)
+            ignored_options_record(run=run, ignored=self.ignored_options, field="params")
+            return feature_run_accepted(request, run)
         run = feature_runs.feature_run_create(**named, requested_by=who)
+        ignored_options_record(run=run, ignored=self.ignored_options, field="params")
         return Response({"run_id": run.pk, **feature_runs.feature_run_execute(run=run).to_dict()})
 
 
-class DataQualityView(APIView):
+class DataQualityView(PolicyViewMixin, APIView):
     @extend_schema(
         parameters=[OpenApiParameter("timeframe", str), OpenApiParameter("from", str), OpenApiParameter("to", str)],
-        responses={200: dict},
+        responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer},
     )
     def get(self, request, symbol: str):
         """Calls selectors.quality_for_symbol."""
-        q = request.query_params
+        q = self.policy_query_params(fields=("timeframe", "from", "to"))
         start, end = moment_parse(q.get("from"), field="from"), moment_parse(q.get("to"), field="to")
         return Response(
             selectors.quality_for_symbol(
@@ -97,7 +114,19 @@ class DataQualityView(APIView):
         )
 
 
-class MarketFeaturesView(APIView):
+def _features_csv(rows: list[dict], filename: str) -> HttpResponse:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "ts": row["ts"].isoformat(), "quality_flags": "|".join(row["quality_flags"])})
+    response = HttpResponse(buf.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class MarketFeaturesView(PolicyViewMixin, APIView):
     """Candles and features of one series in a time range; `?format=csv` (or Accept: text/csv) for CSV."""
 
     renderer_classes = [JSONRenderer, CSVRenderer]
@@ -111,11 +140,11 @@ class MarketFeaturesView(APIView):
             ),
             OpenApiParameter("format", str, enum=["json", "csv"]),
         ],
-        responses={200: dict},
+        responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer},
     )
     def get(self, request, symbol: str, timeframe: str):
         """Calls selectors.feature_rows."""
-        q = request.query_params
+        q = self.policy_query_params(fields=("from", "to", "limit", "format"))
         timeframe_parse(timeframe)
         try:
             limit = int(q.get("limit", 1000))
@@ -130,23 +159,85 @@ class MarketFeaturesView(APIView):
             limit=limit,
         )
         if request.accepted_renderer.format == "csv":
-            buf = io.StringIO()
-            if rows:
-                writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-                writer.writeheader()
-                for row in rows:
-                    writer.writerow(
-                        {**row, "ts": row["ts"].isoformat(), "quality_flags": "|".join(row["quality_flags"])}
-                    )
-            response = HttpResponse(buf.getvalue(), content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="{resolved.ticker}_{timeframe}_features.csv"'
-            return response
-        return Response(
-            {
-                "symbol": resolved.ticker,
-                "market": resolved.market.code,
-                "timeframe": timeframe,
-                "count": len(rows),
-                "results": rows,
-            }
+            return _features_csv(rows, f"{resolved.ticker}_{timeframe}_features.csv")
+        body = {"symbol": resolved.ticker, "market": resolved.market.code, "timeframe": timeframe}
+        return Response({**body, "count": len(rows), "results": rows})
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[RunListQuery], responses={200: s.FeatureRunSerializer(many=True)}),
+    retrieve=extend_schema(responses={200: s.FeatureRunSerializer, 404: ErrorSerializer}),
+)
+class FeatureRunViewSet(RunViewSet):
+    """Feature runs: `kind` filters on compute or backfill."""
+
+    queryset = FeatureRun.objects.all()
+    serializer_class = s.FeatureRunSerializer
+    kind_field = "kind"
+    action_perms: ClassVar = {"cancel": COMPUTE_PERM, "retry": COMPUTE_PERM}
+
+    @extend_schema(request=None, responses={200: s.FeatureRunSerializer, 404: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """feature_runs.feature_runs_cancel, as the admin's: the run stops between series."""
+        run = self.get_object()
+        feature_runs.feature_runs_cancel(runs=FeatureRun.objects.filter(pk=run.pk))
+        run.refresh_from_db()
+        return Response(s.FeatureRunSerializer(run).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: s.FeatureRunAcceptedSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """feature_runs.feature_run_queue: a new queued compute run with this run's symbols and timeframes."""
+        run = self.get_object()
+        if run.kind != FeatureRun.Kind.COMPUTE:
+            raise ConflictError("a backfill run is retried through its backfills (/api/runs/backfills/{id}/retry/)")
+        params = run.params or {}
+        again = feature_runs.feature_run_queue(
+            symbols=list(params.get("symbols") or []),
+            timeframes=list(params.get("timeframes") or []),
+            full=bool(params.get("full")),
+            requested_by=request.user.get_username(),
         )
+        return feature_run_accepted(request, again)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[s.BackfillListQuery], responses={200: s.BackfillSerializer(many=True)}),
+    retrieve=extend_schema(responses={200: s.BackfillSerializer, 404: ErrorSerializer}),
+)
+class BackfillViewSet(RunViewSet):
+    """Resumable backfills (one per symbol, timeframe and source), newest first."""
+
+    queryset = BackfillState.objects.select_related("symbol__market")
+    serializer_class = s.BackfillSerializer
+    action_perms: ClassVar = {"retry": BACKFILL_PERM}
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        wanted = self.policy_query(s.BackfillListQuery).validated_data
+        lookups = {
+            "state": wanted.get("state"),
+            "source__iexact": wanted.get("source"),
+            "timeframe": wanted.get("timeframe"),
+            "symbol__ticker__iexact": wanted.get("symbol"),
+        }
+        return queryset.filter(**{key: value for key, value in lookups.items() if value is not None})
+
+    @extend_schema(request=None, responses={202: s.BackfillSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """backfill.backfills_queue, as the admin's "run now": the retry wait is cleared and a worker resumes it."""
+        state = self.get_object()
+        if not backfill.backfills_queue(states=BackfillState.objects.filter(pk=state.pk)):
+            raise ConflictError(f"backfill {state.pk} is done: nothing to run", code="backfill_done")
+        return accepted(request, dict(s.BackfillSerializer(state).data), url_name=BACKFILL_DETAIL, run_id=state.pk)
