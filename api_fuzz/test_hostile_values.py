@@ -137,3 +137,12 @@ def test_deeply_nested_and_huge_bodies_are_refused_in_the_error_shape(client, pa
     huge = json.dumps({"padding": "x" * (10 * 1024 * 1024)})
     response = client.post(url, data=huge, content_type="application/json")
     assert response.status_code == 413 and response.json()["code"] == "too_large"
+
+
+def test_a_form_body_with_too_many_fields_is_refused_in_the_error_shape(client):
+    response = client.post(
+        "/api/etl/enrichment-dead-letters/resubmit",
+        data="&".join(f"f{i}=1" for i in range(1500)),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400 and response.json()["code"] == "too_many_fields"

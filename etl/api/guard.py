@@ -100,6 +100,12 @@ def request_check(request: HttpRequest) -> None:
         raise Refusal("body", f"body: {length} bytes, more than the limit of {limit}", code="too_large", status=413)
     if length and request.content_type == "application/json":
         _check_json(request.body)
+    elif length and request.content_type == "application/x-www-form-urlencoded":
+        # Django refuses more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS with its own HTML page.
+        fields = request.body.count(b"&") + 1
+        most = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        if most is not None and fields > most:
+            raise Refusal("body", f"body: {fields} form fields, more than the limit of {most}", code="too_many_fields")
 
 
 class ApiInputGuardMiddleware:
