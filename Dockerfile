@@ -37,4 +37,4 @@ EXPOSE 8000
 # 127.0.0.1 must be in ALLOWED_HOSTS (it is by default).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/etl/health', timeout=4)"]
-CMD ["gunicorn", "mytrader.wsgi:application", "--workers", "4", "--bind", "0.0.0.0:8000"]
+CMD ["gunicorn", "mytrader.wsgi:application", "--workers", "4", "--timeout", "360", "--bind", "0.0.0.0:8000"]

@@ -32,9 +32,8 @@ class DurationMinutesField(serializers.CharField):
 
 
 class MarketImportSerializer(PolicySerializer):
-    data_path = serializers.CharField(
-        required=False, max_length=500, help_text="Folder or file under DATA_ROOT; default: the market"
-    )
+    # Its length is checked once, by path_resolve against IMPORT_MAX_PATH_LENGTH (and the file system's limits).
+    data_path = serializers.CharField(required=False, help_text="Folder or file under DATA_ROOT; default: the market")
     batch_size = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
     sla_target = DurationMinutesField(required=False, help_text='"HH:MM:SS"')
     max_concurrency = serializers.IntegerField(required=False, min_value=1, max_value=32, default=2)
@@ -48,7 +47,7 @@ class MarketImportSerializer(PolicySerializer):
 
 
 class AllMarketsImportSerializer(PolicySerializer):
-    data_path = serializers.CharField(required=False, default=".", max_length=500, help_text="under DATA_ROOT")
+    data_path = serializers.CharField(required=False, default=".", help_text="under DATA_ROOT")
     run_markets_in_parallel = serializers.BooleanField(required=False, default=True)
     max_concurrency = serializers.IntegerField(required=False, min_value=1, max_value=32, default=2)
     sla_target = DurationMinutesField(required=False, help_text='"HH:MM:SS"')
