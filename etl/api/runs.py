@@ -15,6 +15,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -63,11 +64,20 @@ class RunListQuery(PolicySerializer):
         return attrs
 
 
+class RunMetadata(SimpleMetadata):
+    """OPTIONS of a run resource: name and methods. The run viewsets render their bodies
+    themselves (no `serializer_class`), so there are no form fields to describe."""
+
+    def determine_actions(self, request, view):
+        return {}
+
+
 class RunViewSet(PolicyViewMixin, viewsets.ReadOnlyModelViewSet):
     """Base of the run viewsets: reads for any authenticated user; each action
     needs staff with the permission `action_perms` names for it."""
 
     pagination_class = ApiPagination
+    metadata_class = RunMetadata
     filter_backends: ClassVar[list] = []
     kind_field: ClassVar[str] = ""
     action_perms: ClassVar[Mapping[str, tuple[str, ...]]] = {}

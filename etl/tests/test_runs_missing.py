@@ -28,3 +28,9 @@ def test_an_action_on_a_missing_run_is_a_404(api_client_for, url):
     response = api_client_for(superuser=True).post(url, body, format="json")
     assert response.status_code == 404, response.content
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("url", ACTIONS)
+def test_options_on_a_run_action_answers_without_error(api_client_for, url):
+    response = api_client_for(superuser=True).options(url)
+    assert response.status_code in (200, 404), response.content
