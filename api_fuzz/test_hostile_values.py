@@ -146,3 +146,5 @@ def test_a_form_body_with_too_many_fields_is_refused_in_the_error_shape(client):
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 400 and response.json()["code"] == "too_many_fields"
+    multipart = client.post("/api/v1/enrichment/trigger", data={"timeframes": ["0"] * 1500})
+    assert multipart.status_code == 400 and multipart.json()["code"] == "too_many_fields"
