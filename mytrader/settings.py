@@ -35,9 +35,10 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "axes",
+    # etl before django_q: etl's `qcluster` (a signing-key check, then django-q2's) shadows django-q2's own.
     "etl",
+    "django_q",
     "batchimport",
     "corrections",
     "enrichment",
