@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from uuid import uuid4
 
 from django.core.signing import BadSignature
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
 from etl.models import SigningProbe
+from etl.recovery import CONNECTION_ERRORS, FIRST_DELAY, MAX_DELAY
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +110,60 @@ def mismatched_workers() -> list[SigningProbe]:
     """The workers whose probe this process (the web) cannot read: their key differs."""
     probes = SigningProbe.objects.filter(name__startswith=WORKER_PROBE_PREFIX).order_by("name")
     return [probe for probe in probes if not signing_probe_readable(probe)]
+
+
+@dataclass(slots=True)
+class _Reconnect:
+    """A cluster process's view of its database connection (mutable, internal)."""
+
+    lost: bool = False
+    delay: float = 0.0
+    retry_at: float = 0.0
+
+
+class ReconnectingORM(ORM):
+    """django-q2's ORM broker, quiet and patient when PostgreSQL goes away.
+
+    The sentinel writes its status every half second and the pusher polls the
+    queue: on a dead connection django-q2 logs the same error each time (an error
+    loop for as long as the server is down). Here a lost connection is closed,
+    calls wait with backoff (FIRST_DELAY doubling to MAX_DELAY) for the server,
+    one warning says so and one line says when it is back. Each cluster process
+    has its own copy (the broker is pickled into them without this state)."""
+
+    def _reconnect(self) -> _Reconnect:
+        state = getattr(self, "_reconnect_state", None)
+        if state is None:
+            state = self._reconnect_state = _Reconnect()
+        return state
+
+    def _guarded(self, call, *args, default: Any = None, wait: bool = False) -> Any:
+        state = self._reconnect()
+        now = time.monotonic()
+        if now < state.retry_at:
+            if not wait:
+                return default
+            time.sleep(state.retry_at - now)
+        try:
+            result = call(*args)
+        except CONNECTION_ERRORS as exc:
+            if not state.lost:
+                log.warning("queue: database connection lost (%s); reconnecting with backoff", exc)
+                state.lost = True
+            connections[Conf.ORM].close()  # the next call opens a new one
+            state.delay = min(max(state.delay * 2, FIRST_DELAY), MAX_DELAY)
+            state.retry_at = time.monotonic() + state.delay
+            return default
+        if state.lost:
+            log.info("queue: database connection back")
+            state.lost, state.delay, state.retry_at = False, 0.0, 0.0
+        return result
+
+    def dequeue(self):
+        return self._guarded(super().dequeue, default=None, wait=True)
+
+    def set_stat(self, key: str, value: str, timeout: int) -> None:
+        self._guarded(super().set_stat, key, value, timeout)
+
+    def queue_size(self) -> int:
+        return self._guarded(super().queue_size, default=0)

@@ -316,6 +316,10 @@ Q_CLUSTER = {
 if REDIS_URL:
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = REDIS_URL
+# Queue broker that survives a PostgreSQL restart (etl.queue) ----------------
+else:
+    Q_CLUSTER["broker_class"] = "etl.queue.ReconnectingORM"
+# End of the queue broker ----------------------------------------------------
 
 # Shared by every process (web, workers, commands): django-q2 keeps its cluster
 # statistics here, and the rate limiters and circuit breakers may too.
