@@ -4,7 +4,12 @@ and the sweep fails, with the reason, a run still `running` whose beat stopped."
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.apps import apps as django_apps
@@ -12,6 +17,7 @@ from django.db import connections
 from django.utils import timezone
 from django_q.models import Schedule
 
+from conftest import child_database_url
 from etl import locks, progress
 from etl.models import PipelineRun, RunHeartbeat, RunStatus
 from etl.progress import ProgressReporter
@@ -19,6 +25,7 @@ from etl.recovery import runs_heartbeat_sweep
 
 pytestmark = pytest.mark.django_db
 LABEL = "etl.pipelinerun"
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +109,8 @@ def test_a_pipeline_run_whose_process_holds_the_pipeline_lock_is_alive_whatever_
         with other.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s, %s)", locks.PIPELINE.key())
         assert runs_heartbeat_sweep().runs_failed == {}
+        with other.cursor() as cur:  # that process ends its run (a closed session's locks go asynchronously)
+            cur.execute("SELECT pg_advisory_unlock(%s, %s)", locks.PIPELINE.key())
     finally:
         other.close()
     assert runs_heartbeat_sweep().runs_failed == {LABEL: (run.pk,)}
@@ -124,3 +133,41 @@ def test_the_sweep_is_scheduled_every_minute():
         Schedule.MINUTES,
         1,
     )
+
+
+CHILD_RUN = """
+import sys, time
+import django
+django.setup()
+from django.utils import timezone
+from etl import locks
+from etl.models import PipelineRun, RunStatus
+from etl.progress import ProgressReporter
+
+locks.try_session_lock(locks.PIPELINE)
+run = PipelineRun.objects.create(status=RunStatus.RUNNING, started_at=timezone.now())
+reporter = ProgressReporter(run, total=1000, interval=0)
+print(run.pk, flush=True)
+while True:
+    reporter.advance(1)
+    time.sleep(0.2)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_process_running_a_pipeline_is_found_by_its_stopped_beat(settings):
+    env = {**os.environ, "DATABASE_URL": child_database_url(), "DEBUG": "on"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD_RUN], cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        run_id = int(child.stdout.readline())
+        settings.RUN_HEARTBEAT_STALE_MINUTES = 0.1  # 6 s, for the test
+        time.sleep(1)
+        assert runs_heartbeat_sweep().runs_failed == {}  # alive: beating, and holding the pipeline lock
+    finally:
+        child.kill()  # SIGKILL: no error path runs, nothing is written
+        child.wait(timeout=10)
+    assert PipelineRun.objects.get(pk=run_id).status == RunStatus.RUNNING
+    time.sleep(7)
+    assert runs_heartbeat_sweep().runs_failed == {LABEL: (run_id,)}
+    assert "its process stopped" in PipelineRun.objects.get(pk=run_id).error
