@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_started
 from django.db.models.signals import pre_save
 from django.utils.translation import gettext_lazy as _
 
@@ -12,7 +13,7 @@ class EtlConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: these modules import models, which Django
         # only allows once the app registry is ready (AppRegistryNotReady otherwise).
-        from etl import dashboard_panels, metrics, services
+        from etl import dashboard_panels, metrics, queue, services
         from etl.services import integrity as integrity_services
         from etl.services import retention as retention_services
         from etl.services import schedules as schedule_services
@@ -53,6 +54,8 @@ class EtlConfig(AppConfig):
             context=dashboard_panels.queue_context,
         )
         metrics.register_collectors()
+        # The web signs a probe on its first request; a worker checks it before it starts (etl.queue).
+        request_started.connect(queue.web_probe_on_request, dispatch_uid="etl_web_signing_probe")
         # Every zoned cron schedule's stored next run is its cron time in its zone (etl.services.schedules).
         pre_save.connect(
             schedule_services.schedule_keep_zone, sender="django_q.Schedule", dispatch_uid="etl_schedule_zone"

@@ -6,7 +6,8 @@
 down; `degraded` when any other check fails: no worker cluster has reported
 for HEALTH_WORKER_STALE_SECONDS while tasks wait, the oldest queued task is
 older than HEALTH_QUEUE_AGE_SECONDS, a running run's progress has not moved
-for HEALTH_RUN_STALL_MINUTES, or a check an app registered fails (an open
+for HEALTH_RUN_STALL_MINUTES, a worker signs with another SECRET_KEY than
+this web (so it cannot read the tasks queued here), or a check an app registered fails (an open
 provider circuit, an interrupted correction).
 
 django-q2 keeps a cluster's status for three seconds only, and a run records
@@ -33,6 +34,7 @@ from django_q.signing import SignedPackage
 from django_q.status import Stat
 
 from etl.metrics import run_kind, run_models
+from etl.queue import mismatched_workers
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 CACHE_PREFIX = "etl:health:"
@@ -165,6 +167,21 @@ def _stalled_runs(now: datetime) -> dict[str, Any]:
     return {"ok": not stalled, "runs": stalled, "limit_minutes": limit.total_seconds() / 60}
 
 
+def _signing_key() -> dict[str, Any]:
+    """Workers whose signing probe this web cannot read: their SECRET_KEY differs, so
+    they would drop every task queued here (they refuse to start; see etl.queue)."""
+    mismatched = mismatched_workers()
+    if not mismatched:
+        return {"ok": True}
+    names = [probe.name.split(":", 1)[-1] for probe in mismatched]
+    return {
+        "ok": False,
+        "workers": names,
+        "reason": f"worker(s) {', '.join(names)} sign with another SECRET_KEY than this web: they cannot read its "
+        "tasks and refuse to start; set the same SECRET_KEY on web and workers",
+    }
+
+
 def health_report(*, extra: Callable[[], Mapping[str, Any]] | None = None, now: datetime | None = None) -> HealthReport:
     """Every check, plus an endpoint's own: `extra()` returns name → {"ok": ...}
     (or a plain value, shown as is); it is not called when the database is down."""
@@ -175,6 +192,7 @@ def health_report(*, extra: Callable[[], Mapping[str, Any]] | None = None, now: 
     checks["workers"] = _workers(now, checks["queue"]["queued"])
     checks["queue_age"] = _queue_age(checks["queue"])
     checks["stalled_runs"] = _stalled_runs(now)
+    checks["signing_key"] = _signing_key()
     for name, check in _CHECKS.items():
         checks[name] = check(now)
     for name, value in (extra() if extra else {}).items():

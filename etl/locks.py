@@ -59,6 +59,12 @@ PIPELINE = AdvisoryLock(
     "one pipeline run at a time; held for the whole run (many transactions), released by the server if the"
     " process dies",
 )
+PIPELINE_QUEUE = AdvisoryLock(
+    "pipeline_queue",
+    72_110,
+    LockScope.TRANSACTION,
+    "a pipeline run being queued: the check that no run is queued or running and the new run in one step",
+)
 PROVIDER_RATE = AdvisoryLock(
     "provider_rate", 72_006, LockScope.TRANSACTION, "a provider's rate-limit window (item: provider code)"
 )
@@ -107,6 +113,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
     SYMBOL_SYNC,
     PIPELINE,
+    PIPELINE_QUEUE,
     PROVIDER_RATE,
     FEATURE_SERIES,
     FEATURE_SCHEDULE,

@@ -519,3 +519,38 @@ class MetricDelta(models.Model):
 
     def __str__(self) -> str:
         return f"{self.op} {self.sample}{self.labels} {self.value}"
+
+
+class RunHeartbeat(models.Model):
+    """The last sign of life of a running run's process, stamped by its
+    `ProgressReporter` at most every few seconds. One row per run, apart from
+    the run tables so that each app's run model needs no column of its own:
+    a run still `running` whose beat is old lost its process (killed, or its
+    connection died), even where no session lock can tell (behind a pooler)."""
+
+    run_model = models.CharField(max_length=100, help_text="app_label.model_name of the run")
+    run_id = models.BigIntegerField()
+    beat_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "run_heartbeats"
+        constraints = [models.UniqueConstraint(fields=["run_model", "run_id"], name="uniq_run_heartbeat")]
+
+    def __str__(self) -> str:
+        return f"{self.run_model} {self.run_id} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SigningProbe(models.Model):
+    """A fixed text signed the way django-q2 signs a task, with the SECRET_KEY of
+    the process that wrote it: `web` by the web, `worker:<host>` by a worker at
+    start. A worker that cannot read the web's probe cannot read its tasks."""
+
+    name = models.CharField(max_length=200, unique=True)
+    signed = models.TextField()
+    written_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "signing_probes"
+
+    def __str__(self) -> str:
+        return self.name

@@ -5,20 +5,61 @@ batch. The reporter writes done/total/rate to the run record (at most every
 `interval` seconds, with a conditional UPDATE, never a full save), draws a
 terminal bar when given a console, and raises `Cancelled` when an operator
 has asked the run to stop, so cancellation happens between batches.
+
+While a reporter is open its run has a heartbeat (`etl.models.RunHeartbeat`),
+stamped at most every HEARTBEAT_SECONDS by any reporter of the process: a
+pipeline step whose own work reports on another record keeps the pipeline run
+beating too. `etl.recovery.runs_heartbeat_sweep` fails a run whose beat stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+import weakref
 from typing import Any
 
 from django.db import DatabaseError, models
+from django.utils import timezone
 
 from etl.logcontext import _current as _current_run
+from etl.models import RunHeartbeat, RunRecord
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+
+
+class _Heartbeat:
+    """The runs of this process's open reporters, stamped together, at most every
+    HEARTBEAT_SECONDS (one INSERT ... ON CONFLICT for all of them)."""
+
+    def __init__(self) -> None:
+        self.open: weakref.WeakSet[ProgressReporter] = weakref.WeakSet()
+        self.last = float("-inf")
+        self.guard = threading.Lock()
+
+    def beat(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        with self.guard:
+            if not force and now - self.last < HEARTBEAT_SECONDS:
+                return
+            self.last = now
+            runs = {(r.run._meta.label_lower, r.run.pk) for r in list(self.open) if isinstance(r.run, RunRecord)}
+        if not runs:
+            return
+        moment = timezone.now()
+        RunHeartbeat.objects.bulk_create(
+            [RunHeartbeat(run_model=label, run_id=pk, beat_at=moment) for label, pk in sorted(runs)],
+            update_conflicts=True,
+            unique_fields=["run_model", "run_id"],
+            update_fields=["beat_at"],
+        )
+
+
+_heartbeat = _Heartbeat()
 
 
 class Cancelled(Exception):
@@ -70,6 +111,9 @@ class ProgressReporter:
             self._bar.start()
             self._task = self._bar.add_task(label or "working", total=total)
         self._run_token = None
+        if isinstance(run, RunRecord):  # the runs operators see; others only keep these beating
+            _heartbeat.open.add(self)
+            _heartbeat.beat(force=True)
         if run is not None and total is not None:
             self._update_run(progress_total=total)
 
@@ -97,6 +141,7 @@ class ProgressReporter:
     def flush(self) -> None:
         self._last_flush = self._clock()
         self._update_run(progress_done=self.done, rate_per_second=round(self.rate, 3))
+        _heartbeat.beat()
 
     def check_cancel(self) -> None:
         if self.run is None:
@@ -109,6 +154,7 @@ class ProgressReporter:
         try:
             self.flush()
         finally:
+            _heartbeat.open.discard(self)
             if self._bar is not None:
                 self._bar.stop()
                 self._bar = None

@@ -5,6 +5,12 @@ connection its work used. After a PostgreSQL restart that connection is dead,
 the write fails too, and the run stays `running` with no error and nothing
 scheduled. `write_after_reconnect` closes the dead connection and writes on a
 new one, waiting with backoff while the server comes back; it says so once.
+
+A run whose process died outright (killed, or lost its connection for good)
+writes nothing at all. `runs_heartbeat_sweep`, run every minute, marks failed
+with the reason every run still `running` whose heartbeat (stamped by its
+`ProgressReporter`) is older than RUN_HEARTBEAT_STALE_MINUTES: this needs no
+session lock, so it also works behind a transaction-pooling PgBouncer.
 """
 
 from __future__ import annotations
@@ -12,9 +18,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
+from django.db.models import Subquery
+from django.utils import timezone
+
+from etl import locks
+from etl.metrics import run_models
+from etl.models import RunHeartbeat, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -78,4 +93,57 @@ def write_after_reconnect(
     return result
 
 
-__all__ = ["CONNECTION_ERRORS", "connection_reset", "is_connection_error", "write_after_reconnect"]
+# A run whose process holds its session lock is alive, whatever its heartbeat says
+# (a long step that reports no progress); where no such lock is held the beat decides.
+ALIVE_BY_LOCK: dict[str, locks.AdvisoryLock] = {"etl.pipelinerun": locks.PIPELINE}
+# Beats of runs long finished are dropped by the sweep.
+HEARTBEAT_KEEP = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatSweep:
+    runs_failed: dict[str, tuple[int, ...]]  # app_label.model_name -> ids
+
+
+def runs_heartbeat_sweep(*, now: datetime | None = None) -> HeartbeatSweep:
+    """Mark failed, with the reason, every run still `running` whose heartbeat is
+    older than RUN_HEARTBEAT_STALE_MINUTES (its process is gone). A run with no
+    heartbeat at all (started before heartbeats, or by code that reports none)
+    is left alone. Each stays where its last batch left it: running it again
+    resumes where the app supports that. Run every minute by a django-q2 schedule."""
+    now = now or timezone.now()
+    stale_minutes = float(getattr(settings, "RUN_HEARTBEAT_STALE_MINUTES", 5))
+    stale_before = now - timedelta(minutes=stale_minutes)
+    failed: dict[str, tuple[int, ...]] = {}
+    for model in run_models():
+        label = model._meta.label_lower
+        if label in ALIVE_BY_LOCK and locks.is_held(ALIVE_BY_LOCK[label]):
+            continue
+        stale = RunHeartbeat.objects.filter(run_model=label, beat_at__lt=stale_before).values("run_id")
+        runs = model.objects.filter(status=RunStatus.RUNNING, pk__in=Subquery(stale))
+        ids = tuple(sorted(runs.values_list("pk", flat=True)))
+        if not ids:
+            continue
+        error = (
+            f"its process stopped (killed, or its database connection lost): no heartbeat for over "
+            f"{stale_minutes:g} minute(s); run it again"
+        )
+        # the UPDATE reads the beats again: a process that beat meanwhile is alive after all
+        if runs.filter(pk__in=ids).update(status=RunStatus.FAILED, error=error, finished_at=now):
+            ids = tuple(
+                sorted(model.objects.filter(pk__in=ids, finished_at=now, error=error).values_list("pk", flat=True))
+            )
+            failed[label] = ids
+            log.warning("%s run(s) %s had no heartbeat since %s: marked failed", label, list(ids), stale_before)
+    RunHeartbeat.objects.filter(beat_at__lt=now - HEARTBEAT_KEEP).delete()
+    return HeartbeatSweep(runs_failed=failed)
+
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "HeartbeatSweep",
+    "connection_reset",
+    "is_connection_error",
+    "runs_heartbeat_sweep",
+    "write_after_reconnect",
+]

@@ -35,9 +35,10 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "axes",
+    # etl before django_q: etl's `qcluster` (a signing-key check, then django-q2's) shadows django-q2's own.
     "etl",
+    "django_q",
     "batchimport",
     "corrections",
     "enrichment",
@@ -316,6 +317,10 @@ Q_CLUSTER = {
 if REDIS_URL:
     Q_CLUSTER.pop("orm")
     Q_CLUSTER["redis"] = REDIS_URL
+# Queue broker that survives a PostgreSQL restart (etl.queue) ----------------
+else:
+    Q_CLUSTER["broker_class"] = "etl.queue.ReconnectingORM"
+# End of the queue broker ----------------------------------------------------
 
 # Shared by every process (web, workers, commands): django-q2 keeps its cluster
 # statistics here, and the rate limiters and circuit breakers may too.

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -137,6 +138,14 @@ def pipeline_in_progress() -> PipelineRun | None:
     return PipelineRun.objects.filter(status=RunStatus.RUNNING).order_by("-started_at").first()
 
 
+def _pipeline_waiting() -> PipelineRun | None:
+    """A run queued for the workers and not yet started. One an operator cancelled
+    waits to end, not to run; one queued longer ago than Q_RETRY lost its task."""
+    lost = timezone.now() - timedelta(seconds=settings.Q_CLUSTER.get("retry", 3900))
+    waiting = PipelineRun.objects.filter(status=RunStatus.QUEUED, cancel_requested=False, created_at__gte=lost)
+    return waiting.order_by("created_at").first()
+
+
 def _busy_message() -> str:
     current = pipeline_in_progress()
     return f"pipeline run #{current.pk} is in progress" if current else "another pipeline run is in progress"
@@ -192,21 +201,30 @@ def pipeline_queue(
     requested_by: str = "",
 ) -> PipelineRun:
     """Record a queued run and hand it to the workers once committed.
-    Refused with `ConflictError` when a run is in progress now."""
+    Refused with `ConflictError` naming the run when one is queued or in progress
+    now: of many requests at once exactly one is queued."""
     _validate(max_seconds)
     plan = pipeline_plan(steps)
-    with _pipeline_lock() as acquired:
-        if not acquired:
-            raise ConflictError(f"{_busy_message()}; try again when it has finished", code="pipeline_running")
-    run = PipelineRun.objects.create(
-        trigger=trigger,
-        requested_by=requested_by,
-        steps_requested=[p.name for p in plan] if steps else [],
-        options=_jsonable(options or {}),
-        continue_on_failure=continue_on_failure,
-        max_seconds=max_seconds,
-    )
-    queue_on_commit("etl.tasks.pipeline_execute", run.pk, group="etl-pipeline")
+    with transaction.atomic():
+        # Held until commit: of many requests at once, each sees the run the one before queued.
+        locks.xact_lock(locks.PIPELINE_QUEUE)
+        waiting = _pipeline_waiting()
+        if waiting is not None:
+            raise ConflictError(
+                f"pipeline run #{waiting.pk} is queued; try again when it has run", code="pipeline_running"
+            )
+        with _pipeline_lock() as acquired:
+            if not acquired:
+                raise ConflictError(f"{_busy_message()}; try again when it has finished", code="pipeline_running")
+        run = PipelineRun.objects.create(
+            trigger=trigger,
+            requested_by=requested_by,
+            steps_requested=[p.name for p in plan] if steps else [],
+            options=_jsonable(options or {}),
+            continue_on_failure=continue_on_failure,
+            max_seconds=max_seconds,
+        )
+        queue_on_commit("etl.tasks.pipeline_execute", run.pk, group="etl-pipeline")
     return run
 
 

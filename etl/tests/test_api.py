@@ -103,6 +103,7 @@ def test_health_is_public_and_reports_database_and_queue(api_anon):
 def test_health_is_503_when_the_queue_broker_is_down(api_anon, monkeypatch):
     # The outside world: a Redis broker nobody listens on.
     monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None)  # as settings has it with Redis
     monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:9/0")
     response = api_anon.get("/api/etl/health")
     assert response.status_code == 503

@@ -123,6 +123,7 @@ def test_every_endpoint_answers_the_same_shape(api_anon):
 def test_every_endpoint_is_503_when_the_broker_is_down(api_anon, monkeypatch):
     # The outside world: a Redis broker nobody listens on.
     monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None)  # as settings has it with Redis
     monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:9/0")
     for path in ENDPOINTS:
         response = api_anon.get(path)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
@@ -34,6 +35,8 @@ from etl.models import DeadLetter, MarketData, Symbol
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=5)
+# `locked_by` of a backfill handed to a worker and not yet claimed; any worker may claim it.
+QUEUED_BY = "queued"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ def _claim(state: BackfillState, worker: str, now: datetime, lease: timedelta) -
     claimed = (
         BackfillState.objects.filter(pk=state.pk)
         .exclude(state=BackfillState.State.DONE)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now) | Q(locked_by=worker))
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now) | Q(locked_by__in=[worker, QUEUED_BY]))
         .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
         .update(state=BackfillState.State.RUNNING, locked_by=worker, locked_until=now + lease)
     )
@@ -318,9 +321,20 @@ def backfill_start(
 
 def backfills_queue(*, states: QuerySet[BackfillState]) -> int:
     """Run these backfills now (the ones not done): clear their retry wait and hand each to
-    a django-q2 worker once the transaction commits; return how many were queued."""
-    ids = list(states.exclude(state=BackfillState.State.DONE).values_list("pk", flat=True))
-    BackfillState.objects.filter(pk__in=ids).update(next_retry_at=None)
+    a django-q2 worker once the transaction commits; return how many were queued. One a
+    live worker holds, or already queued, is left alone: of many requests at once each
+    backfill is queued once. The queued mark lasts Q_RETRY (after that its task is lost)."""
+    now = timezone.now()
+    with transaction.atomic():
+        free = states.exclude(state=BackfillState.State.DONE).filter(
+            Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+        )
+        # FOR UPDATE: a concurrent request waits, then re-reads the row and sees the mark.
+        ids = list(free.order_by().select_for_update().values_list("pk", flat=True))
+        mark_until = now + timedelta(seconds=settings.Q_CLUSTER.get("retry", 3900))
+        BackfillState.objects.filter(pk__in=ids).update(
+            next_retry_at=None, locked_by=QUEUED_BY, locked_until=mark_until
+        )
     for pk in ids:
         transaction.on_commit(partial(async_task, "enrichment.candles.tasks.backfill_run", pk, group="enrichment"))
     return len(ids)
