@@ -25,7 +25,7 @@ class BatchimportConfig(AppConfig):
             "import",
             order=20,
             run=import_step,
-            description="Import scraper CSV files into market_data (runs when the options carry a path).",
+            description=_("Import scraper CSV files into market_data (runs when the options carry a path)."),
         )
         register_panel(
             "import_sla",

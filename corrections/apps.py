@@ -18,7 +18,9 @@ class CorrectionsConfig(AppConfig):
             "correct",
             order=40,
             run=services.correct_step,
-            description="Set market_data.asset_class from the linked symbol (analyze, execute with backup, validate).",
+            description=_(
+                "Set market_data.asset_class from the linked symbol (analyze, execute with backup, validate)."
+            ),
         )
         register_pruner("correction_backups", retention.prune_correction_backups)
         register_pruner("correction_runs", retention.prune_correction_runs)

@@ -46,13 +46,13 @@ class EnrichmentConfig(AppConfig):
             "enrich",
             order=50,
             run=enrich_step,
-            description="Asset metadata from the providers (never-enriched symbols by default)",
+            description=_("Asset metadata from the providers (never-enriched symbols by default)"),
         )
         register_step(
             "features",
             order=60,
             run=features_step,
-            description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
+            description=_("Copy linked market_data candles into market_data_v2 and compute features and quality."),
         )
         register_collector("enrichment.providers", ProviderCollector())
         register_indicator("data_completeness", data_completeness)

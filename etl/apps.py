@@ -22,7 +22,7 @@ class EtlConfig(AppConfig):
             "bootstrap",
             order=10,
             run=services.bootstrap_step,
-            description="Create missing reference data (asset classes, markets, sessions, providers).",
+            description=_("Create missing reference data (asset classes, markets, sessions, providers)."),
             default=False,
         )
         dashboard.register_panel(
@@ -68,11 +68,11 @@ class EtlConfig(AppConfig):
             "sync",
             order=30,
             run=services.symbols_sync_step,
-            description="Create a symbol for every (ticker, market) in market_data and link every candle.",
+            description=_("Create a symbol for every (ticker, market) in market_data and link every candle."),
         )
         pipeline.register_step(
             "validate",
             order=70,
             run=services.symbols_validate_step,
-            description="Check symbols (clean them with option clean_symbols) and report data integrity.",
+            description=_("Check symbols (clean them with option clean_symbols) and report data integrity."),
         )
