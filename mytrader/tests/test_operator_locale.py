@@ -211,3 +211,18 @@ def test_the_dashboard_speaks_turkish(client, turkish_superuser, pipeline_run):
     html = client.get("/admin/").content.decode()
     for title in ("Veri bütünlüğü", "Süren işler", "İşlem hattı çalıştırmaları", "Görev kuyruğu", "Veri sağlayıcılar"):
         assert title in html, title
+
+
+def test_the_start_import_form_and_the_pipeline_steps_read_in_turkish():
+    from django.utils import translation
+
+    from batchimport.forms import MARKET_CHOICES, StartImportForm
+    from etl.pipeline import registered_steps
+
+    with translation.override("tr"):
+        form = StartImportForm(data={})
+        assert not form.is_valid()
+        assert "DATA_ROOT altında bir klasör verin" in str(form.errors)
+        assert str(MARKET_CHOICES[0][1]).startswith("Tüm piyasalar")
+        descriptions = {step.name: str(step.description) for step in registered_steps()}
+    assert descriptions["correct"].startswith("market_data.asset_class değerini")
