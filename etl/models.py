@@ -14,10 +14,17 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from etl import calendars
+
 
 def validate_timezone(value: str) -> None:
     if value not in available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone")
+
+
+def validate_calendar_code(value: str) -> None:
+    if not calendars.known_code(value):
+        raise ValidationError(f"{value!r} is not an exchange-calendars code")
 
 
 class TimestampedModel(models.Model):
@@ -53,6 +60,13 @@ class Market(TimestampedModel):
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
     default_asset_class = models.ForeignKey(AssetClass, null=True, blank=True, on_delete=models.PROTECT)
     is_active = models.BooleanField(default=True)
+    calendar_code = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[validate_calendar_code],
+        help_text="exchange-calendars code (XNYS, XNAS, XIST): real trading days, holidays and early closes; "
+        '"24/7" for always open; blank: the weekly trading sessions below (FX)',
+    )
 
     class Meta:
         db_table = "markets"
@@ -464,3 +478,21 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…, {self.user})"
+
+
+class MarketClosure(TimestampedModel):
+    """An operator's override of a market's calendar: an unscheduled closure (the whole
+    local day) or an early close (from `close_at`, local time)."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="closures")
+    day = models.DateField(help_text="Local date")
+    close_at = models.TimeField(null=True, blank=True, help_text="Local time of an early close; blank: closed all day")
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        db_table = "market_closures"
+        ordering = ["market__code", "-day"]
+        constraints = [models.UniqueConstraint(fields=["market", "day"], name="uniq_closure_market_day")]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.day}" + (f" closes {self.close_at:%H:%M}" if self.close_at else " closed")
