@@ -149,3 +149,24 @@ def test_outside_exchange_calendars_range_the_weekly_sessions_decide():
     assert calendars.expected_mask(old, calendar, QUARTER).tolist() == [True, False]
     breaks = series_breaks(np.array([0, QUARTER]), calendars.ALWAYS_OPEN, QUARTER)
     assert breaks.tolist() == [True, False] and QualityFlag.GAP_BEFORE == 1
+
+
+@pytest.mark.django_db
+def test_a_stock_market_runs_once_after_each_real_close_early_ones_included():
+    from enrichment.candles.services.feature_runs import features_scheduled_run
+    from enrichment.models import FeatureRun
+
+    make_symbol("IBM", "NYSE", "STOCK_NYSE")
+
+    def at(stamp: str):
+        return features_scheduled_run(market="NYSE", now=pd.Timestamp(stamp, tz="UTC").to_pydatetime())
+
+    # Black Friday 2024 closes at 13:00 New York (18:00 UTC): due from 18:30, not before.
+    assert at("2024-11-29 18:00").result is not None  # for Wednesday's close, which had no run yet
+    assert at("2024-11-29 18:29").skipped_because == "already ran after the close at 2024-11-27T21:00:00+00:00"
+    assert at("2024-11-29 18:30").result is not None
+    assert at("2024-11-29 21:30").skipped_because == "already ran after the close at 2024-11-29T18:00:00+00:00"
+    closes = FeatureRun.objects.filter(requested_by="schedule").values_list("params__close", flat=True)
+    assert sorted(closes) == ["2024-11-27T21:00:00+00:00", "2024-11-29T18:00:00+00:00"]
+    # Thanksgiving has no close: the day after it, the last one is Wednesday's.
+    assert at("2024-11-28 23:00").skipped_because == "already ran after the close at 2024-11-27T21:00:00+00:00"
