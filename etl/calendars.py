@@ -297,3 +297,15 @@ def market_calendar(market) -> MarketCalendar:
         intervals = weekly_calendar(market.timezone, sessions).intervals
         return exchange_calendar(market.calendar_code, market.timezone, intervals=intervals, closures=closures)
     return weekly_calendar(market.timezone, sessions, closures=closures)
+
+
+def trading_days(calendar: MarketCalendar, *, first: date, count: int) -> list[date]:
+    """The first `count` days on or after `first` on which the market trades."""
+    out: list[date] = []
+    start = (first - date(1970, 1, 1)).days
+    while len(out) < count:
+        days = np.arange(start, start + 2 * (count - len(out)) + 14, dtype=np.int64)
+        traded = days[expected_mask(days * DAY, calendar, DAY)]
+        out.extend(date.fromordinal(date(1970, 1, 1).toordinal() + int(d)) for d in traded[: count - len(out)])
+        start = int(days[-1]) + 1
+    return out
