@@ -87,6 +87,12 @@ IMPORT_FILE = AdvisoryLock(
     "a worker is reading this import file (item: file id); dies with the worker's session, so an orphaned"
     " file can be claimed again",
 )
+LIVE_POLL = AdvisoryLock(
+    "live_poll",
+    72_220,
+    LockScope.SESSION,
+    "one live poll per market at a time (item: market code); held for the whole poll",
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -97,6 +103,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     FEATURE_SCHEDULE,
     CORRECTION,
     IMPORT_FILE,
+    LIVE_POLL,
 )
 
 

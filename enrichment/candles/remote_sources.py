@@ -162,7 +162,9 @@ class FallbackSource:
         last: ProviderError | None = None
         for code in order:
             try:
-                return self.providers[code].fetch(symbol=symbol, timeframe=timeframe, start=start, end=end)
+                frame = self.providers[code].fetch(symbol=symbol, timeframe=timeframe, start=start, end=end)
+                frame.attrs["provider"] = code  # which one answered, for the rows' provenance
+                return frame
             except ProviderError as exc:
                 log.warning("candles from %s failed for %s, trying the next: %s", code, symbol, exc)
                 last = exc

@@ -17,6 +17,7 @@ from enrichment.candles.local_source import MARKET_DATA_SOURCE, MarketDataSource
 from enrichment.candles.models import EnrichmentStatus, FeatureRun
 from enrichment.candles.services.candle_upsert import candles_upsert
 from enrichment.candles.services.feature_compute import features_compute
+from enrichment.candles.services.live import live_markets_ensure
 from enrichment.candles.services.schedules import due_close, schedules_ensure
 from enrichment.candles.services.series_refs import symbols_from_params, timeframe_parse
 from enrichment.candles.source_registry import get_source
@@ -183,8 +184,10 @@ def feature_run_execute(*, run: FeatureRun, progress_bar: bool = False) -> RunRe
 
 def features_step(*, options: dict, progress=None) -> dict[str, Any]:
     """Pipeline step "features": sync and compute every linked series from market_data
-    (and make sure the default schedules exist, now that bootstrap has made the markets)."""
+    (and make sure the default schedules and the markets' live rows exist, now that
+    bootstrap has made the markets)."""
     schedules_ensure()
+    live_markets_ensure()
     result = features_run(
         symbols=symbols_from_params(options.get("symbols") or []) or None,
         timeframes=options.get("timeframes") or None,

@@ -16,6 +16,7 @@ from etl.calendars import MarketCalendar, last_close_before, market_calendar
 from etl.models import Market
 
 TASK = "enrichment.candles.tasks.features_scheduled"
+LIVE_TASK = "enrichment.candles.tasks.live_poll"
 CRYPTO_MARKETS = ("BINANCE",)
 AFTER_CLOSE_MINUTES = 30
 
@@ -25,6 +26,7 @@ class ScheduleSpec:
     name: str
     cron: str
     kwargs: dict
+    func: str = TASK
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,8 @@ def _after_close_cron(close: MarketClose) -> str:
 
 def default_schedules(*, now: datetime | None = None) -> list[ScheduleSpec]:
     now = now or timezone.now()
-    specs = []
+    # Live ingestion every minute; markets and symbols are switched on in the admin.
+    specs = [ScheduleSpec("live: poll", "* * * * *", {}, func=LIVE_TASK)]
     markets = Market.objects.filter(is_active=True).prefetch_related("sessions", "closures").order_by("code")
     for market in markets:
         if market.code in CRYPTO_MARKETS:
@@ -114,7 +117,7 @@ def schedules_ensure(*, now: datetime | None = None) -> list[str]:
         _, was_created = Schedule.objects.get_or_create(
             name=spec.name,
             defaults={
-                "func": TASK,
+                "func": spec.func,
                 "kwargs": spec.kwargs,
                 "schedule_type": Schedule.CRON,
                 "cron": spec.cron,

@@ -152,7 +152,9 @@ def test_default_schedules_are_created_once_and_keep_operator_edits():
         make_market(code)
     Schedule.objects.all().delete()
     created = schedules_ensure(now=datetime(2024, 1, 1, tzinfo=UTC))
-    assert sorted(created) == ["features: BINANCE hourly", "features: BIST daily", "features: NASDAQ daily"]
+    daily = ["features: BIST daily", "features: NASDAQ daily"]
+    assert sorted(created) == ["features: BINANCE hourly", *daily, "live: poll"]
+    assert Schedule.objects.get(name="live: poll").func == "enrichment.candles.tasks.live_poll"
     nasdaq = Schedule.objects.get(name="features: NASDAQ daily")
     # Half an hour after each close of 2024: 16:00 New York is 21:00 UTC in winter, 20:00 in
     # summer; the early closes at 13:00 (3 July, 29 November, 24 December) 17:00 and 18:00.
