@@ -19,6 +19,8 @@ class EnrichmentConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: an AppConfig module is imported before the models exist.
         from enrichment.assets.services.enrich import enrich_step
+        from enrichment.candles.collector import FreshnessCollector
+        from enrichment.candles.dashboard import freshness_context
         from enrichment.candles.services.feature_compute import compute_log_prune
         from enrichment.candles.services.feature_runs import features_step
         from enrichment.providers.collector import ProviderCollector
@@ -42,6 +44,7 @@ class EnrichmentConfig(AppConfig):
             description="Copy linked market_data candles into market_data_v2 and compute features and quality.",
         )
         register_collector("enrichment.providers", ProviderCollector())
+        register_collector("enrichment.candles.freshness", FreshnessCollector())
         register_pruner("enrichment_fetch_log", fetch_log_prune)
         register_pruner("enrichment_compute_log", compute_log_prune)
         register_panel(
@@ -50,6 +53,13 @@ class EnrichmentConfig(AppConfig):
             order=60,
             template="admin/dashboard/providers.html",
             context=providers_context,
+        )
+        register_panel(
+            "freshness",
+            title="Live data freshness",
+            order=65,
+            template="admin/dashboard/freshness.html",
+            context=freshness_context,
         )
         # The default schedules exist once the markets do (after bootstrap; the step ensures them too).
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="enrichment_feature_schedules")

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from enrichment.candles import selectors
+from enrichment.candles.freshness import freshness_for_symbol
 from enrichment.candles.services import feature_runs
 from enrichment.candles.services.series_refs import symbol_resolve, timeframe_parse
 from etl.api.permissions import StaffWithPermission
@@ -50,6 +51,15 @@ class EnrichmentStatusView(APIView):
     def get(self, request, symbol: str):
         """Calls selectors.enrichment_status_for_symbol."""
         return Response(selectors.enrichment_status_for_symbol(symbol=symbol_resolve(symbol)))
+
+
+class FreshnessView(APIView):
+    @extend_schema(responses={200: dict, 404: dict})
+    def get(self, request, symbol: str):
+        """Calls freshness.freshness_for_symbol."""
+        resolved = symbol_resolve(symbol)
+        return Response({"symbol": resolved.ticker, "market": resolved.market.code,
+                         "series": freshness_for_symbol(symbol=resolved)})  # fmt: skip
 
 
 class EnrichmentMetricsView(APIView):

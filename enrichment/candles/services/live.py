@@ -27,6 +27,7 @@ from django.db.models import F, Max
 from django_q.tasks import async_task
 
 from enrichment.candles.candle_frames import normalise
+from enrichment.candles.freshness import freshness_alert, market_trading
 from enrichment.candles.models import FRESHNESS_DEFAULTS, LiveMarket, LiveSeries, MarketDataV2
 from enrichment.candles.services.candle_upsert import candles_upsert, series_lock
 from enrichment.candles.services.feature_compute import features_compute
@@ -34,7 +35,7 @@ from enrichment.candles.services.series_refs import timeframe_parse
 from enrichment.candles.source_registry import get_source
 from enrichment.providers import clock
 from enrichment.providers.errors import ProviderError
-from etl.calendars import MarketCalendar, is_open, market_calendar
+from etl.calendars import market_calendar
 from etl.locks import LIVE_POLL, session_lock
 from etl.models import Market, Symbol
 
@@ -122,18 +123,14 @@ def live_poll(*, now: datetime | None = None, markets: list[str] | None = None) 
             result, market_errors = _poll_market(live, now)
         results.append(result)
         errors.extend(market_errors)
+    freshness_alert(now=now)
     return PollResult(markets=results, errors=errors[:50])
-
-
-def market_due(calendar: MarketCalendar, *, now: datetime, timeframe_seconds: int) -> bool:
-    """Trading now, or the bar that has just closed was in the session (the close's last bar)."""
-    return is_open(calendar, now) or is_open(calendar, now - timedelta(seconds=timeframe_seconds))
 
 
 def _poll_market(live: LiveMarket, now: datetime) -> tuple[MarketPoll, list[str]]:
     market, timeframe = live.market, live.timeframe
     seconds = timeframe_parse(timeframe)
-    if not market_due(market_calendar(market), now=now, timeframe_seconds=seconds):
+    if not market_trading(market_calendar(market), now=now, timeframe_seconds=seconds):
         return MarketPoll(market.code, skipped_because="the market is closed"), []
     end = pd.Timestamp(int(now.timestamp()) // seconds * seconds, unit="s", tz="UTC").to_pydatetime()
     symbols = list(

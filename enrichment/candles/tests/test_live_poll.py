@@ -170,3 +170,34 @@ def test_the_live_poll_command(market, fake_clock):
     call_command("live_poll", "--market", "BINANCE", "--json", stdout=out)
     assert json.loads(out.getvalue())["ok"]
     assert MarketDataV2.objects.filter(symbol__ticker="BTC").count() == INITIAL_BARS
+
+
+def test_freshness_counts_fresh_and_stale_series_and_alerts_past_the_critical_lag(
+    market, fake_clock, settings, mailoutbox, client, api_client_for
+):
+    from enrichment.candles.freshness import freshness_summary
+
+    settings.ADMINS = [("ops", "ops@example.com")]
+    poll(fake_clock)
+    by_market = {m.market: m for m in freshness_summary(now=fake_clock())}
+    assert (by_market["BINANCE"].fresh, by_market["BINANCE"].stale) == (2, 0)
+    assert by_market["BINANCE"].target_seconds == 30 and by_market["NYSE"].target_seconds == 60
+    assert not mailoutbox
+    # Binance stops answering for five minutes: the newest bars wait, past the 120 s critical lag.
+    fake_clock.advance(minutes=5)
+    summary = {m.market: m for m in freshness_summary(now=fake_clock())}["BINANCE"]
+    assert (summary.fresh, summary.stale, summary.critical) == (0, 2, 2)
+    assert summary.stalest[0].lag_seconds == pytest.approx(240 + 2)
+    LiveMarket.objects.filter(market__code="NYSE").update(is_enabled=False)
+    market.requests.clear()
+    DataProvider.objects.filter(code__in=["BINANCE", "YAHOO_FINANCE"]).update(is_enabled=False)
+    poll(fake_clock)
+    assert len(mailoutbox) == 1 and "past the critical lag of 120 s" in mailoutbox[0].body
+    poll(fake_clock)
+    assert len(mailoutbox) == 1  # once an hour, not every minute
+    # The API per symbol and /metrics say the same.
+    answer = api_client_for().get("/api/v1/enrichment/freshness/BTC").json()
+    assert answer["series"][0]["stale"] and answer["series"][0]["critical"]
+    metrics = client.get("/metrics").content.decode()
+    assert 'mytrader_live_stale_series{market="BINANCE"} 2.0' in metrics
+    assert 'mytrader_live_lag_seconds_bucket{le="300.0",market="BINANCE"} 2.0' in metrics
