@@ -91,6 +91,12 @@ def _on_bars(points: list[tuple], index: pd.DatetimeIndex, bar: pd.Timedelta, po
     return values.reindex(index).to_numpy()
 
 
+def _spans_boundary(index: pd.DatetimeIndex, bar: pd.Timedelta, every_seconds: int) -> bool:
+    """Does one of the bars contain a multiple of `every_seconds` (UTC)?"""
+    opens = index.as_unit("s").asi8
+    return bool(((-opens) % every_seconds < bar.total_seconds()).any())
+
+
 def binance_extras(
     frame: pd.DataFrame, *, client, provider_symbol: str, timeframe: str, start: datetime, end: datetime
 ) -> pd.DataFrame:
@@ -104,8 +110,13 @@ def binance_extras(
     index = pd.DatetimeIndex(frame["ts"])
     last = end - _ONE_MS
     period = stats_period(timeframe)
-    calls = {"funding_rate": lambda: client.fetch_funding_rates(provider_symbol=provider_symbol, start=start, end=last)}
-    if period is not None:
+    calls = {}
+    # Only ask for what can land on these bars: fundings happen on the hour, statistics on their
+    # period's boundaries (a live poll of one 1-minute bar asks for them once in five or sixty).
+    if _spans_boundary(index, bar, 3600):
+        funding = {"provider_symbol": provider_symbol, "start": start, "end": last}
+        calls["funding_rate"] = lambda: client.fetch_funding_rates(**funding)
+    if period is not None and _spans_boundary(index, bar, timeframe_seconds(period)):
         stats = {"provider_symbol": provider_symbol, "period": period, "start": start, "end": last}
         calls["open_interest"] = lambda: client.fetch_open_interest(**stats)
         calls["long_short_account_ratio"] = lambda: client.fetch_long_short_ratio(**stats)

@@ -105,9 +105,12 @@ def live_poll_queue(*, markets: list[str]) -> list[str]:
     return markets
 
 
-def live_poll(*, now: datetime | None = None, markets: list[str] | None = None) -> PollResult:
+def live_poll(
+    *, now: datetime | None = None, markets: list[str] | None = None, shard: tuple[int, int] = (0, 1)
+) -> PollResult:
     """Poll every enabled market (or the ones named): new closed bars in, features computed,
-    freshness recorded. Nothing at all while DATA_ENRICHMENT_ENABLED is off."""
+    freshness recorded. Nothing at all while DATA_ENRICHMENT_ENABLED is off. `shard` (i, n)
+    takes the symbols whose id % n == i, so that n workers can share a big market."""
     if not live_enabled():
         return PollResult(skipped_because="DATA_ENRICHMENT_ENABLED is off")
     now = now or clock.now()
@@ -116,25 +119,27 @@ def live_poll(*, now: datetime | None = None, markets: list[str] | None = None) 
         lives = lives.filter(market__code__in=markets)
     results, errors = [], []
     for live in lives.prefetch_related("market__sessions", "market__closures"):
-        with session_lock(LIVE_POLL, live.market.code) as acquired:
+        with session_lock(LIVE_POLL, f"{live.market.code}#{shard[0]}/{shard[1]}") as acquired:
             if not acquired:
                 results.append(MarketPoll(live.market.code, skipped_because="the previous poll is still going"))
                 continue
-            result, market_errors = _poll_market(live, now)
+            result, market_errors = _poll_market(live, now, shard)
         results.append(result)
         errors.extend(market_errors)
     freshness_alert(now=now)
     return PollResult(markets=results, errors=errors[:50])
 
 
-def _poll_market(live: LiveMarket, now: datetime) -> tuple[MarketPoll, list[str]]:
+def _poll_market(live: LiveMarket, now: datetime, shard: tuple[int, int]) -> tuple[MarketPoll, list[str]]:
     market, timeframe = live.market, live.timeframe
     seconds = timeframe_parse(timeframe)
     if not market_trading(market_calendar(market), now=now, timeframe_seconds=seconds):
         return MarketPoll(market.code, skipped_because="the market is closed"), []
     end = pd.Timestamp(int(now.timestamp()) // seconds * seconds, unit="s", tz="UTC").to_pydatetime()
+    index, count = shard
     symbols = list(
-        Symbol.objects.filter(market=market, is_active=True)
+        Symbol.objects.annotate(shard=F("id") % count)
+        .filter(market=market, is_active=True, shard=index)
         .exclude(live_series__timeframe=timeframe, live_series__is_enabled=False)
         .select_related("market", "asset_class")
         .order_by("pk")

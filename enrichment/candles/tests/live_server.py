@@ -56,13 +56,17 @@ class LiveMarketServer:
     def __init__(self, now_ms: Callable[[], int]):
         self.now_ms = now_ms
         self.requests: dict[str, int] = {}
-        self.request_log: list[tuple[float, str]] = []
+        self.request_log: list[tuple[float, str, int]] = []  # (server time s, path, Binance weight)
         self._lock = threading.Lock()
 
     def _count(self, request: Request) -> None:
+        weight = 1
+        if request.path == "/fapi/v1/klines":
+            limit = int(request.args.get("limit", 500))
+            weight = 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
         with self._lock:
             self.requests[request.path] = self.requests.get(request.path, 0) + 1
-            self.request_log.append((self.now_ms() / 1000, request.path))
+            self.request_log.append((self.now_ms() / 1000, request.path, weight))
 
     @staticmethod
     def _json(payload) -> Response:
