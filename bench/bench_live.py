@@ -78,8 +78,10 @@ def teardown(saved: dict) -> None:
 
 
 def worker(index: int, count: int, minutes: int, start_at: float) -> None:
-    """One worker process: poll at each minute boundary (+1 s) for `minutes` minutes."""
+    """One worker process: the initial history of its share, then a poll at each minute
+    boundary (+1 s) for `minutes` minutes."""
     connections.close_all()
+    live_poll(markets=["BINANCE"], shard=(index, count))
     for minute in range(minutes + 1):
         wake = start_at + 60 * minute
         time.sleep(max(0.0, wake - time.time()))
@@ -118,10 +120,8 @@ def main(symbols: int, minutes: int, workers: int) -> None:
     server.start()
     saved = setup(symbols, server.url_for("").rstrip("/"))
     try:
-        t0 = time.time()
-        live_poll(markets=["BINANCE"])  # the history each series starts with (not measured)
-        print(f"initial history: {symbols} series in {time.time() - t0:.0f} s")
-        start_at = (time.time() // 60 + 1) * 60 + 1
+        # The workers first fetch the history each series starts with (not measured).
+        start_at = (time.time() // 60 + 1) * 60 + 1 + 60 * max(2, symbols // workers // 60)
         measured_from = datetime.fromtimestamp(start_at - 1, tz=UTC)
         processes = [
             multiprocessing.Process(target=worker, args=(i, workers, minutes, start_at)) for i in range(workers)

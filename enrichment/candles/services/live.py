@@ -26,7 +26,6 @@ from django.db import connection, transaction
 from django.db.models import F, Max
 from django_q.tasks import async_task
 
-from enrichment.candles.candle_frames import normalise
 from enrichment.candles.freshness import freshness_alert, market_trading
 from enrichment.candles.models import FRESHNESS_DEFAULTS, LiveMarket, LiveSeries, MarketDataV2
 from enrichment.candles.services.candle_upsert import candles_upsert, series_lock
@@ -190,7 +189,7 @@ def _poll_series(live: LiveMarket, symbol: Symbol, *, start: datetime, end: date
         _series_record(symbol, timeframe, polled_at=polled_at, error=str(exc)[:2000])
         return SeriesPoll(bars=0, error=str(exc))
     provider = frame.attrs.get("provider", live.source)
-    frame = _rounded(normalise(frame))
+    frame = _rounded(frame)  # a source's frame is normalised already
     frame = frame[(frame["ts"] >= pd.Timestamp(start)) & (frame["ts"] < pd.Timestamp(end))].reset_index(drop=True)
     if frame.empty:
         _series_record(symbol, timeframe, polled_at=polled_at, error="")
