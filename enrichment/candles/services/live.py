@@ -153,7 +153,11 @@ def _poll_market(live: LiveMarket, now: datetime, shard: tuple[int, int]) -> tup
             continue
         polled += 1
         until = min(end, start + timedelta(seconds=seconds * MAX_BARS_PER_POLL))
-        outcome = _poll_series(live, symbol, start=start, end=until, seconds=seconds)
+        try:
+            outcome = _poll_series(live, symbol, start=start, end=until, seconds=seconds)
+        except Exception as exc:  # one bad series must not stop the market's others; it is logged and counted
+            log.exception("live poll of %s failed", symbol)
+            outcome = SeriesPoll(bars=0, error=str(exc))
         bars += outcome.bars
         if outcome.error:
             failed += 1
