@@ -26,7 +26,7 @@ export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
 .PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
-	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-enrich db-stop
+	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-enrich bench-live db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
 # versions); production installs requirements.txt only (see docs/deploy.md).
@@ -157,6 +157,12 @@ bench-sync: migrate
 # 10,000 symbols against a local Yahoo/CoinMarketCap look-alike enforcing their rate limits.
 bench-enrich: migrate
 	$(PYTHON) bench/bench_enrich.py
+
+# Not part of `make bench`: it runs on the real clock for about ten minutes.
+# Arguments: symbols, minutes, worker processes (LIVE_BENCH="500 5 4").
+LIVE_BENCH ?= 500 5 4
+bench-live: migrate
+	$(PYTHON) bench/bench_live.py $(LIVE_BENCH)
 
 # Stop the embedded server (it stops by itself when its last process exits
 # normally; a process killed by a signal leaves it running for the next one).

@@ -15,10 +15,17 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from etl import calendars
+
 
 def validate_timezone(value: str) -> None:
     if value not in available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone")
+
+
+def validate_calendar_code(value: str) -> None:
+    if not calendars.known_code(value):
+        raise ValidationError(f"{value!r} is not an exchange-calendars code")
 
 
 class TimestampedModel(models.Model):
@@ -54,6 +61,13 @@ class Market(TimestampedModel):
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
     default_asset_class = models.ForeignKey(AssetClass, null=True, blank=True, on_delete=models.PROTECT)
     is_active = models.BooleanField(default=True)
+    calendar_code = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[validate_calendar_code],
+        help_text="exchange-calendars code (XNYS, XNAS, XIST): real trading days, holidays and early closes; "
+        '"24/7" for always open; blank: the weekly trading sessions below (FX)',
+    )
 
     class Meta:
         db_table = "markets"
@@ -554,3 +568,21 @@ class SigningProbe(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class MarketClosure(TimestampedModel):
+    """An operator's override of a market's calendar: an unscheduled closure (the whole
+    local day) or an early close (from `close_at`, local time)."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="closures")
+    day = models.DateField(help_text="Local date")
+    close_at = models.TimeField(null=True, blank=True, help_text="Local time of an early close; blank: closed all day")
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        db_table = "market_closures"
+        ordering = ["market__code", "-day"]
+        constraints = [models.UniqueConstraint(fields=["market", "day"], name="uniq_closure_market_day")]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.day}" + (f" closes {self.close_at:%H:%M}" if self.close_at else " closed")
