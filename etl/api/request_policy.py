@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from django.db import connection
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser
 
@@ -258,6 +259,7 @@ def id_parse(value: Any, *, prefixes: Iterable[str] = ()) -> int:
     return number
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "example": "12"}]})
 class IdField(serializers.Field):
     """An id as a number or as the string the old system printed (``"12"``)."""
 
