@@ -168,12 +168,14 @@ def session_lock(lock: AdvisoryLock, item: int | str = 0) -> Iterator[bool]:
 
 
 def is_held(lock: AdvisoryLock, item: int | str = 0) -> bool:
-    """Does any session (this one included) hold the lock right now? Read from pg_locks,
-    where a two-key advisory lock shows as classid = namespace, objid = item, objsubid = 2."""
+    """Does any session of this database (this one included) hold the lock right now? Read
+    from pg_locks, where a two-key advisory lock shows as classid = namespace, objid = item,
+    objsubid = 2; advisory locks are per database, so another database's holder does not count."""
     namespace, key = lock.key(item)
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND classid = %s AND objid = %s AND objsubid = 2",
             [namespace, key & 0xFFFFFFFF],  # oid columns: the int4 item read as unsigned
         )

@@ -50,3 +50,15 @@ def test_a_held_session_lock_is_seen_in_pg_locks_by_its_namespace():
         assert locks.is_held(locks.CORRECTION)
         assert not locks.is_held(locks.PIPELINE)
     assert not locks.is_held(locks.CORRECTION)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_held_in_another_database_does_not_count():
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    other = {k: v for k, v in params.items() if k in ("host", "port", "user", "password")}
+    with psycopg.connect(dbname="postgres", autocommit=True, **other) as elsewhere:
+        elsewhere.execute("SELECT pg_advisory_lock(%s, %s)", locks.CORRECTION.key())
+        assert not locks.is_held(locks.CORRECTION)
