@@ -43,6 +43,7 @@ class AssetClass(TimestampedModel):
     is_active = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name = _("asset class")
         db_table = "asset_classes"
         ordering = ["code"]
         verbose_name_plural = _("asset classes")
@@ -70,6 +71,8 @@ class Market(TimestampedModel):
     )
 
     class Meta:
+        verbose_name = _("market")
+        verbose_name_plural = _("markets")
         db_table = "markets"
         ordering = ["code"]
 
@@ -108,6 +111,8 @@ class TradingSession(TimestampedModel):
     is_active = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name = _("trading session")
+        verbose_name_plural = _("trading sessions")
         db_table = "trading_sessions"
         ordering = ["market__code", "start_weekday", "start_time"]
         constraints = [
@@ -154,6 +159,8 @@ class DataProvider(TimestampedModel):
     notes = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = _("data provider")
+        verbose_name_plural = _("data providers")
         db_table = "data_providers"
         ordering = ["priority", "code"]
 
@@ -200,6 +207,8 @@ class Symbol(TimestampedModel):
     enrichment_attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("symbol")
+        verbose_name_plural = _("symbols")
         db_table = "symbols"
         ordering = ["market__code", "ticker"]
         constraints = [
@@ -230,6 +239,8 @@ class SymbolMapping(TimestampedModel):
     is_valid = models.BooleanField(null=True, blank=True, help_text="Result of the last check against the provider")
 
     class Meta:
+        verbose_name = _("symbol mapping")
+        verbose_name_plural = _("symbol mappings")
         db_table = "symbol_mappings"
         ordering = ["symbol", "provider"]
         constraints = [
@@ -265,6 +276,7 @@ class MarketData(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("market data")
         db_table = "market_data"
         verbose_name_plural = _("market data")
         constraints = [
@@ -302,6 +314,8 @@ class DataCorrection(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
+        verbose_name = _("data correction")
+        verbose_name_plural = _("data corrections")
         db_table = "data_corrections"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["run_ref"])]
@@ -323,6 +337,8 @@ class DeadLetter(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
         db_table = "dead_letters"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["kind", "resolved_at"])]
@@ -398,6 +414,8 @@ class PipelineRun(RunRecord):
     summary = models.JSONField(default=dict, blank=True)
 
     class Meta:
+        verbose_name = _("pipeline run")
+        verbose_name_plural = _("pipeline runs")
         db_table = "pipeline_runs"
         ordering = ["-created_at", "-id"]
         permissions = [
@@ -474,6 +492,8 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("api token")
+        verbose_name_plural = _("api tokens")
         db_table = "api_tokens"
         ordering = ["-created_at"]
 
@@ -580,6 +600,8 @@ class MarketClosure(TimestampedModel):
     reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
+        verbose_name = _("market closure")
+        verbose_name_plural = _("market closures")
         db_table = "market_closures"
         ordering = ["market__code", "-day"]
         constraints = [models.UniqueConstraint(fields=["market", "day"], name="uniq_closure_market_day")]

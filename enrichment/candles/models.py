@@ -108,6 +108,7 @@ class MarketDataV2(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name_plural = _("market data v2 candles")
         db_table = "market_data_v2"
         verbose_name = _("market data v2 candle")
         constraints = [
@@ -138,6 +139,8 @@ class FeatureRun(RunRecord):
     result = models.JSONField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("feature run")
+        verbose_name_plural = _("feature runs")
         db_table = "feature_runs"
         ordering = ["-created_at", "-id"]
 
@@ -167,6 +170,8 @@ class EnrichmentComputeLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
+        verbose_name = _("enrichment compute log")
+        verbose_name_plural = _("enrichment compute logs")
         db_table = "enrichment_compute_log"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["symbol", "timeframe", "-created_at"], name="compute_log_sym_tf")]
@@ -192,6 +197,8 @@ class DataQualityMetric(models.Model):
     computed_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("data quality metric")
+        verbose_name_plural = _("data quality metrics")
         db_table = "data_quality_metrics"
         ordering = ["symbol", "timeframe", "-day"]
         constraints = [
@@ -226,6 +233,7 @@ class EnrichmentStatus(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("enrichment status")
         db_table = "enrichment_status"
         ordering = ["symbol", "timeframe"]
         verbose_name_plural = _("enrichment status")
@@ -269,6 +277,8 @@ class BackfillState(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("backfill state")
+        verbose_name_plural = _("backfill states")
         db_table = "backfill_state"
         ordering = ["symbol", "timeframe", "source"]
         constraints = [
@@ -308,6 +318,8 @@ class LiveMarket(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("live market")
+        verbose_name_plural = _("live markets")
         db_table = "live_markets"
         ordering = ["market__code"]
         permissions = [("run_live_poll", "Can run a live poll")]
@@ -332,6 +344,7 @@ class LiveSeries(models.Model):
     alerted_at = models.DateTimeField(null=True, blank=True, help_text="Last critical-lag alert")
 
     class Meta:
+        verbose_name = _("live series")
         db_table = "live_series"
         ordering = ["symbol_id", "timeframe"]
         verbose_name_plural = "live series"
