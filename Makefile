@@ -70,10 +70,10 @@ serve:
 worker: install
 	$(MANAGE) qcluster
 
-# Everything CI checks (about 10 minutes on an idle 2-core machine): the whole
-# suite; when it ran against a PostgreSQL server, once more on the embedded one
-# (minus the browser and fuzz tests, which exercise the web layer only); the
-# alert-rule tests; lint.
+# Everything CI checks: the whole suite; when it ran against a PostgreSQL server,
+# once more on the embedded one (minus the browser and fuzz tests, which exercise
+# the web layer only, and the slow fault tests, which start their own servers);
+# the alert-rule tests; the container files; lint.
 test: install
 	@$(MAKE) --no-print-directory test-tools
 	@$(MAKE) --no-print-directory test-suite
@@ -82,7 +82,7 @@ test-suite:
 	CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(PYTEST_ARGS)
 	@if [ -n "$$DATABASE_URL" ]; then \
 	  echo "== the suite once more on the embedded PostgreSQL"; \
-	  $(MAKE) --no-print-directory test-embedded PYTEST_ARGS='-m "not browser and not fuzz"'; \
+	  $(MAKE) --no-print-directory test-embedded PYTEST_ARGS='-m "not browser and not fuzz and not slow"'; \
 	fi
 	@if [ -n "$(PROMTOOL)" ] && [ -n "$(AMTOOL)" ]; then \
 	  $(MAKE) --no-print-directory alerts-test; \
