@@ -26,7 +26,7 @@ export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
 .PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
-	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-enrich db-stop
+	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-enrich bench-live db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
 # versions); production installs requirements.txt only (see docs/deploy.md).
@@ -70,10 +70,10 @@ serve:
 worker: install
 	$(MANAGE) qcluster
 
-# Everything CI checks (about 10 minutes on an idle 2-core machine): the whole
-# suite; when it ran against a PostgreSQL server, once more on the embedded one
-# (minus the browser and fuzz tests, which exercise the web layer only); the
-# alert-rule tests; lint.
+# Everything CI checks: the whole suite; when it ran against a PostgreSQL server,
+# once more on the embedded one (minus the browser and fuzz tests, which exercise
+# the web layer only, and the slow fault tests, which start their own servers);
+# the alert-rule tests; the container files; lint.
 test: install
 	@$(MAKE) --no-print-directory test-tools
 	@$(MAKE) --no-print-directory test-suite
@@ -82,7 +82,7 @@ test-suite:
 	CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(PYTEST_ARGS)
 	@if [ -n "$$DATABASE_URL" ]; then \
 	  echo "== the suite once more on the embedded PostgreSQL"; \
-	  $(MAKE) --no-print-directory test-embedded PYTEST_ARGS='-m "not browser and not fuzz"'; \
+	  $(MAKE) --no-print-directory test-embedded PYTEST_ARGS='-m "not browser and not fuzz and not slow"'; \
 	fi
 	@if [ -n "$(PROMTOOL)" ] && [ -n "$(AMTOOL)" ]; then \
 	  $(MAKE) --no-print-directory alerts-test; \
@@ -157,6 +157,12 @@ bench-sync: migrate
 # 10,000 symbols against a local Yahoo/CoinMarketCap look-alike enforcing their rate limits.
 bench-enrich: migrate
 	$(PYTHON) bench/bench_enrich.py
+
+# Not part of `make bench`: it runs on the real clock for about ten minutes.
+# Arguments: symbols, minutes, worker processes (LIVE_BENCH="500 5 4").
+LIVE_BENCH ?= 500 5 4
+bench-live: migrate
+	$(PYTHON) bench/bench_live.py $(LIVE_BENCH)
 
 # Stop the embedded server (it stops by itself when its last process exits
 # normally; a process killed by a signal leaves it running for the next one).

@@ -90,6 +90,8 @@ class ImportJob(RunRecord, RowCounts):
     schedule_name = models.CharField(max_length=100, blank=True)
 
     class Meta:
+        verbose_name = _("import job")
+        verbose_name_plural = _("import jobs")
         db_table = "import_jobs"
         ordering = ["-created_at", "-id"]
         permissions = [
@@ -152,6 +154,8 @@ class ImportFile(RunRecord, RowCounts):
     priority = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
+        verbose_name = _("import file")
+        verbose_name_plural = _("import files")
         db_table = "import_files"
         ordering = ["job", "priority", "id"]
         constraints = [models.UniqueConstraint(fields=["job", "relpath"], name="uniq_import_file_job_relpath")]
@@ -176,6 +180,8 @@ class RejectedRow(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("rejected row")
+        verbose_name_plural = _("rejected rows")
         db_table = "rejected_rows"
         ordering = ["file", "line"]
         # One row per line of a file, however many attempts read it.
@@ -200,4 +206,5 @@ class ImportDeadLetter(DeadLetter):
     class Meta:
         proxy = True
         verbose_name = _("import dead letter")
+        verbose_name_plural = _("import dead letters")
         ordering = ["-created_at"]

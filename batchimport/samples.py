@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from batchimport.parsing import BINANCE_COLUMNS, INVESTING_HEADER, STANDARD_HEADER, Layout
+from etl import calendars
 
 BIST_DETAILED_HEADER = (
     "HGDG_HS_KODU,Tarih,DuzeltilmisKapanis,AcilisFiyati,EnDusuk,EnYuksek,Hacim,END_ENDEKS_KODU,END_TARIH,END_SEANS,"
@@ -33,6 +34,20 @@ class Bar:
     close: float
     volume: float
 
+    @property
+    def taker_buy_volume(self) -> float:
+        """The aggressive buyers' share of the volume: more of it on a rising bar, with some
+        noise from the volume itself so that it varies on flat bars too (no extra random draw:
+        the prices of a seed stay what they were)."""
+        move = (self.close - self.open) / self.open if self.open else 0.0
+        noise = (self.volume % 997) / 997 * 0.2 - 0.1
+        return self.volume * min(0.9, max(0.1, 0.5 + 10 * move + noise))
+
+
+# The trading days of each sample folder's market: crypto trades every day, the exchanges
+# on their real calendars (holidays skipped, as the exchanges do).
+FOLDER_CALENDARS = {"BIST": "XIST", "Crypto": calendars.ALWAYS_OPEN_CODE, "NASDAQ": "XNAS", "NYSE": "XNYS"}
+
 
 @dataclass(slots=True)
 class FileSummary:
@@ -47,12 +62,36 @@ class FileSummary:
         return self.rows - self.defects
 
 
-def bars(*, rng: random.Random, start: datetime, count: int, step: timedelta, price: float = 100.0) -> list[Bar]:
-    """A random walk of plausible candles, skipping weekends for daily steps."""
+def _daily_moments(start: datetime, count: int, calendar_code: str) -> list[datetime]:
+    """Bar times of daily bars: the calendar's trading days from `start` (weekdays without one)."""
+    if calendar_code:
+        # Outside exchange-calendars' range the weekdays serve.
+        weekdays = tuple((day * 1440, (day + 1) * 1440) for day in range(5))
+        calendar = calendars.exchange_calendar(calendar_code, "UTC", intervals=weekdays)
+        days = calendars.trading_days(calendar, first=start.date(), count=count)
+    else:
+        days = [d.date() for d in (start + timedelta(days=i) for i in range(count * 2 + 7)) if d.weekday() < 5]
+    return [datetime.combine(d, start.time(), tzinfo=start.tzinfo) for d in days[:count]]
+
+
+def bars(
+    *,
+    rng: random.Random,
+    start: datetime,
+    count: int,
+    step: timedelta,
+    price: float = 100.0,
+    calendar_code: str = "",
+) -> list[Bar]:
+    """A random walk of plausible candles. Daily steps fall on the trading days of the
+    exchange-calendars `calendar_code` ("24/7": every day; blank: weekdays)."""
     out: list[Bar] = []
+    moments = iter(_daily_moments(start, count, calendar_code)) if step == timedelta(days=1) else None
     moment = start
     while len(out) < count:
-        if step >= timedelta(days=1) and moment.weekday() >= 5:
+        if moments is not None:
+            moment = next(moments)
+        elif step > timedelta(days=1) and moment.weekday() >= 5:
             moment += step
             continue
         o = price
@@ -177,8 +216,8 @@ class _Writer:
                     close_time,
                     quote,
                     "1234",
-                    f"{bar.volume / 2:.8f}",
-                    f"{bar.volume * bar.close / 2:.8f}",
+                    f"{bar.taker_buy_volume:.8f}",
+                    f"{bar.taker_buy_volume * bar.close:.8f}",
                     "0",
                 ]
             )
@@ -248,9 +287,11 @@ def write_file(
     index_column: bool = False,
     bom: bool = False,
     crlf: bool = False,
+    calendar_code: str = "",
 ) -> FileSummary:
-    """Write one file of `rows` data rows; every `defect_every`-th row is broken
-    in one of the `DEFECTS` ways (a duplicate repeats the previous good row)."""
+    """Write one file of `rows` bars; every `defect_every`-th bar is followed by a copy broken
+    in one of the `DEFECTS` ways (a duplicate repeats the row). `summary.rows` counts the
+    lines written, good and defective."""
     rng = random.Random(seed)
     start = start or datetime(2020, 1, 1)
     writer = _Writer(
@@ -259,22 +300,21 @@ def write_file(
     if layout == Layout.BINANCE and with_header:
         writer.delimiter = "header"
     summary = FileSummary(path=path, layout=layout)
-    series = bars(rng=rng, start=start, count=rows, step=step)
+    series = bars(rng=rng, start=start, count=rows, step=step, calendar_code=calendar_code)
     lines: list[str] = []
     defect_no = seed % len(DEFECTS)  # so a folder of files covers every kind
-    previous: str | None = None
     for i, bar in enumerate(series, start=1):
         values = writer.values(bar, epoch_us=epoch_us, tz_offset=tz_offset)
-        if defect_every and i % defect_every == 0 and previous is not None:
+        text = writer.line(values, bar, epoch_us=epoch_us)
+        lines.append(text)
+        if defect_every and i % defect_every == 0 and i > 1:
+            # A broken copy next to the good row: the importer rejects it and the series
+            # keeps every bar (a missing crypto bar would break its features' windows).
             kind = DEFECTS[defect_no % len(DEFECTS)]
             defect_no += 1
             summary.defects += 1
             summary.defect_kinds[kind] = summary.defect_kinds.get(kind, 0) + 1
-            text = previous if kind == "duplicate" else writer.line(_defect(kind, values), bar, epoch_us=epoch_us)
-        else:
-            text = writer.line(values, bar, epoch_us=epoch_us)
-            previous = text
-        lines.append(text)
+            lines.append(text if kind == "duplicate" else writer.line(_defect(kind, values), bar, epoch_us=epoch_us))
     summary.rows = len(lines)
     if newest_first if newest_first is not None else layout == Layout.INVESTING_TR:
         lines.reverse()
@@ -320,7 +360,8 @@ def write_sample_folder(
     root: Path, *, seed: int = 42, tickers: int = 4, days: int = 250, defect_every: int = 50
 ) -> SampleSummary:
     """A scraper DATA folder (BIST/, Crypto/, NASDAQ/, NYSE/) with every layout,
-    `tickers` files per market, and one defective row in every `defect_every`."""
+    `tickers` files per market, and one defective row in every `defect_every`; each market's
+    bars on its own trading days (`FOLDER_CALENDARS`)."""
     root = Path(root)
     files: list[FileSummary] = []
     start = datetime(2023, 1, 2)
@@ -375,7 +416,7 @@ def write_sample_folder(
             layout, pattern, kw = layouts[i % len(layouts)]
             if kw.get("epoch_us"):  # Binance spot archives switched to µs on 2025-01-01
                 kw = {**kw, "start": datetime(2025, 1, 6)}
-            add(folder, pattern.format(t=ticker), layout, ticker, **kw)
+            add(folder, pattern.format(t=ticker), layout, ticker, calendar_code=FOLDER_CALENDARS[folder], **kw)
     return SampleSummary(root=root, files=tuple(files))
 
 

@@ -9,6 +9,7 @@ rollback restores exactly and can tell a row someone changed afterwards.
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from etl.models import RunRecord
 
@@ -70,6 +71,8 @@ class CorrectionRun(RunRecord):
     options = models.JSONField(default=dict, blank=True, db_default={})
 
     class Meta:
+        verbose_name = _("correction run")
+        verbose_name_plural = _("correction runs")
         db_table = "correction_runs"
         ordering = ["-id"]
         permissions = [

@@ -29,6 +29,8 @@ class EnrichmentConfig(AppConfig):
         # Imported here, not at the top: an AppConfig module is imported before the models exist.
         from enrichment.assets.dashboard import coverage_context
         from enrichment.assets.services.enrich import enrich_step
+        from enrichment.candles.collector import FreshnessCollector
+        from enrichment.candles.dashboard import freshness_context
         from enrichment.candles.selectors import data_completeness
         from enrichment.candles.services.feature_compute import compute_log_prune
         from enrichment.candles.services.feature_runs import features_step
@@ -57,6 +59,7 @@ class EnrichmentConfig(AppConfig):
         register_collector("enrichment.providers", ProviderCollector())
         register_indicator("data_completeness", data_completeness)
         register_health_check("provider_circuits", circuits_health)
+        register_collector("enrichment.candles.freshness", FreshnessCollector())
         register_pruner("enrichment_fetch_log", fetch_log_prune)
         register_pruner("enrichment_compute_log", compute_log_prune)
         register_panel(
@@ -74,5 +77,12 @@ class EnrichmentConfig(AppConfig):
             context=coverage_context,
         )
         post_migrate.connect(_ensure_refresh_schedule, sender=self, dispatch_uid="enrichment_refresh_schedule")
+        register_panel(
+            "freshness",
+            title=_("Live data freshness"),
+            order=65,
+            template="admin/dashboard/freshness.html",
+            context=freshness_context,
+        )
         # The default schedules exist once the markets do (after bootstrap; the step ensures them too).
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="enrichment_feature_schedules")

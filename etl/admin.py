@@ -18,6 +18,7 @@ from etl.models import (
     DataProvider,
     DeadLetter,
     Market,
+    MarketClosure,
     MarketData,
     PipelineRun,
     PipelineStepRun,
@@ -85,13 +86,29 @@ class TradingSessionInline(admin.TabularInline):
     extra = 0
 
 
+class MarketClosureInline(admin.TabularInline):
+    model = MarketClosure
+    extra = 0
+    fields = ("day", "close_at", "reason")
+
+
 @admin.register(Market)
 class MarketAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "mic", "timezone", "currency", "country", "default_asset_class", "is_active")
+    list_display = (
+        "code",
+        "name",
+        "mic",
+        "calendar_code",
+        "timezone",
+        "currency",
+        "country",
+        "default_asset_class",
+        "is_active",
+    )
     list_filter = ("is_active", "currency", "timezone")
     search_fields = ("code", "name", "mic")
     readonly_fields = AUDIT_FIELDS
-    inlines = [TradingSessionInline]
+    inlines = [TradingSessionInline, MarketClosureInline]
     actions = ["validate_reference_data"]
 
     @admin.action(description=_("Validate reference data"))
@@ -102,6 +119,16 @@ class MarketAdmin(admin.ModelAdmin):
         for problem in report.problems:
             level = messages.ERROR if problem.severity == "error" else messages.WARNING
             self.message_user(request, problem.message, level)
+
+
+@admin.register(MarketClosure)
+class MarketClosureAdmin(admin.ModelAdmin):
+    """Operator overrides of a market's calendar: unscheduled closures and early closes."""
+
+    list_display = ("market", "day", "close_at", "reason")
+    list_filter = ("market",)
+    date_hierarchy = "day"
+    readonly_fields = AUDIT_FIELDS
 
 
 @admin.register(TradingSession)

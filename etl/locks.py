@@ -108,6 +108,12 @@ IMPORT_START = AdvisoryLock(
 METRICS = AdvisoryLock(
     "metrics", 72_400, LockScope.TRANSACTION, "one scrape at a time folds metric_deltas into metric_totals"
 )
+LIVE_POLL = AdvisoryLock(
+    "live_poll",
+    72_220,
+    LockScope.SESSION,
+    "one live poll per market at a time (item: market code); held for the whole poll",
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -122,6 +128,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     IMPORT_FILE,
     IMPORT_START,
     METRICS,
+    LIVE_POLL,
 )
 
 

@@ -15,10 +15,17 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from etl import calendars
+
 
 def validate_timezone(value: str) -> None:
     if value not in available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone")
+
+
+def validate_calendar_code(value: str) -> None:
+    if not calendars.known_code(value):
+        raise ValidationError(f"{value!r} is not an exchange-calendars code")
 
 
 class TimestampedModel(models.Model):
@@ -36,6 +43,7 @@ class AssetClass(TimestampedModel):
     is_active = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name = _("asset class")
         db_table = "asset_classes"
         ordering = ["code"]
         verbose_name_plural = _("asset classes")
@@ -54,8 +62,17 @@ class Market(TimestampedModel):
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
     default_asset_class = models.ForeignKey(AssetClass, null=True, blank=True, on_delete=models.PROTECT)
     is_active = models.BooleanField(default=True)
+    calendar_code = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[validate_calendar_code],
+        help_text="exchange-calendars code (XNYS, XNAS, XIST): real trading days, holidays and early closes; "
+        '"24/7" for always open; blank: the weekly trading sessions below (FX)',
+    )
 
     class Meta:
+        verbose_name = _("market")
+        verbose_name_plural = _("markets")
         db_table = "markets"
         ordering = ["code"]
 
@@ -94,6 +111,8 @@ class TradingSession(TimestampedModel):
     is_active = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name = _("trading session")
+        verbose_name_plural = _("trading sessions")
         db_table = "trading_sessions"
         ordering = ["market__code", "start_weekday", "start_time"]
         constraints = [
@@ -140,6 +159,8 @@ class DataProvider(TimestampedModel):
     notes = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = _("data provider")
+        verbose_name_plural = _("data providers")
         db_table = "data_providers"
         ordering = ["priority", "code"]
 
@@ -186,6 +207,8 @@ class Symbol(TimestampedModel):
     enrichment_attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("symbol")
+        verbose_name_plural = _("symbols")
         db_table = "symbols"
         ordering = ["market__code", "ticker"]
         constraints = [
@@ -216,6 +239,8 @@ class SymbolMapping(TimestampedModel):
     is_valid = models.BooleanField(null=True, blank=True, help_text="Result of the last check against the provider")
 
     class Meta:
+        verbose_name = _("symbol mapping")
+        verbose_name_plural = _("symbol mappings")
         db_table = "symbol_mappings"
         ordering = ["symbol", "provider"]
         constraints = [
@@ -251,6 +276,7 @@ class MarketData(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("market data")
         db_table = "market_data"
         verbose_name_plural = _("market data")
         constraints = [
@@ -288,6 +314,8 @@ class DataCorrection(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
+        verbose_name = _("data correction")
+        verbose_name_plural = _("data corrections")
         db_table = "data_corrections"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["run_ref"])]
@@ -309,6 +337,8 @@ class DeadLetter(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
         db_table = "dead_letters"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["kind", "resolved_at"])]
@@ -384,6 +414,8 @@ class PipelineRun(RunRecord):
     summary = models.JSONField(default=dict, blank=True)
 
     class Meta:
+        verbose_name = _("pipeline run")
+        verbose_name_plural = _("pipeline runs")
         db_table = "pipeline_runs"
         ordering = ["-created_at", "-id"]
         permissions = [
@@ -460,6 +492,8 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("api token")
+        verbose_name_plural = _("api tokens")
         db_table = "api_tokens"
         ordering = ["-created_at"]
 
@@ -554,3 +588,23 @@ class SigningProbe(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class MarketClosure(TimestampedModel):
+    """An operator's override of a market's calendar: an unscheduled closure (the whole
+    local day) or an early close (from `close_at`, local time)."""
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="closures")
+    day = models.DateField(help_text="Local date")
+    close_at = models.TimeField(null=True, blank=True, help_text="Local time of an early close; blank: closed all day")
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("market closure")
+        verbose_name_plural = _("market closures")
+        db_table = "market_closures"
+        ordering = ["market__code", "-day"]
+        constraints = [models.UniqueConstraint(fields=["market", "day"], name="uniq_closure_market_day")]
+
+    def __str__(self) -> str:
+        return f"{self.market_id} {self.day}" + (f" closes {self.close_at:%H:%M}" if self.close_at else " closed")

@@ -2,7 +2,9 @@
 
 Trading hours are the exchanges' regular sessions in local time (no
 pre/post-market, no lunch break: BIST's continuous session runs 10:00-18:00
-since 2023). Holidays are not modelled here.
+since 2023). Holidays and early closes come from each market's `calendar_code`
+(exchange-calendars, see `etl.calendars`); the weekly sessions serve where it is blank
+(FX) and outside exchange-calendars' range.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ MARKETS: list[dict] = [
         "currency": "USDT",
         "country": "",
         "default_asset_class": "CRYPTO",
+        "calendar_code": "24/7",
     },
     {
         "code": "BIST",
@@ -43,6 +46,7 @@ MARKETS: list[dict] = [
         "currency": "TRY",
         "country": "TR",
         "default_asset_class": "STOCK_BIST",
+        "calendar_code": "XIST",
     },
     {
         "code": "NASDAQ",
@@ -52,6 +56,7 @@ MARKETS: list[dict] = [
         "currency": "USD",
         "country": "US",
         "default_asset_class": "STOCK_NASDAQ",
+        "calendar_code": "XNAS",
     },
     {
         "code": "NYSE",
@@ -61,6 +66,7 @@ MARKETS: list[dict] = [
         "currency": "USD",
         "country": "US",
         "default_asset_class": "STOCK_NYSE",
+        "calendar_code": "XNYS",
     },
     {
         "code": "FOREX_MARKET",
@@ -70,6 +76,7 @@ MARKETS: list[dict] = [
         "currency": "USD",
         "country": "",
         "default_asset_class": "FOREX",
+        "calendar_code": "",
     },
 ]
 

@@ -33,11 +33,12 @@ def test_generate_then_import_then_reimport(data_root):
         "--defect-every",
         "10",
     )
-    assert generated["files"] == 12 and generated["rows"] == 360 and generated["defective_rows"] > 0
+    # 30 bars a file, each tenth one followed by a broken copy (bars 10, 20, 30: three a file).
+    assert generated["files"] == 12 and generated["defective_rows"] == 36 and generated["rows"] == 360 + 36
     first = call("import_market_data", "sample", "--batch-size", "7")
     assert first["ok"] and first["status"] == "succeeded"
-    assert first["rows_read"] == 360 and first["rows_rejected"] == generated["defective_rows"]
-    assert first["rows_inserted"] + first["rows_rejected"] == 360
+    assert first["rows_read"] == 396 and first["rows_rejected"] == generated["defective_rows"]
+    assert first["rows_inserted"] == 360 and first["rows_inserted"] + first["rows_rejected"] == 396
     assert MarketData.objects.count() == first["rows_inserted"]
     assert RejectedRow.objects.count() == first["rows_rejected"]
     second = call("import_market_data", "sample")

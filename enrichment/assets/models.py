@@ -34,6 +34,8 @@ class AssetEnrichmentRun(RunRecord):
     dead_lettered = models.PositiveIntegerField(default=0)
 
     class Meta:
+        verbose_name = _("asset enrichment run")
+        verbose_name_plural = _("asset enrichment runs")
         db_table = "enrichment_asset_runs"
         ordering = ["-created_at"]
         permissions = [("run_enrichment", "Can run asset enrichment and resubmit its dead letters")]

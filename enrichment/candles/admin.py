@@ -16,10 +16,13 @@ from enrichment.candles.models import (
     EnrichmentComputeLog,
     EnrichmentStatus,
     FeatureRun,
+    LiveMarket,
+    LiveSeries,
     MarketDataV2,
 )
 from enrichment.candles.services.backfill import backfills_queue
 from enrichment.candles.services.feature_runs import feature_run_queue, feature_runs_cancel
+from enrichment.candles.services.live import live_poll_queue
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -220,3 +223,43 @@ class BackfillStateAdmin(ReadOnly):
         """Calls backfills_queue."""
         queued = backfills_queue(states=queryset)
         self.message_user(request, f"Queued {queued} backfill(s).", messages.SUCCESS)
+
+
+@admin.register(LiveMarket)
+class LiveMarketAdmin(admin.ModelAdmin):
+    """Live ingestion per market: on/off, timeframe, source, freshness target and critical lag."""
+
+    list_display = ("market", "is_enabled", "timeframe", "source", "freshness_target_seconds", "critical_seconds")
+    list_editable = ("is_enabled",)
+    list_select_related = ("market",)
+    actions = ["poll_now"]
+
+    @admin.action(description="Poll now (background)", permissions=["run_live_poll"])
+    def poll_now(self, request: HttpRequest, queryset) -> None:
+        markets = live_poll_queue(markets=[live.market.code for live in queryset.select_related("market")])
+        self.message_user(request, f"Queued a poll of {', '.join(markets) or 'nothing'}.", messages.SUCCESS)
+
+    def has_run_live_poll_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("enrichment.run_live_poll")
+
+
+@admin.register(LiveSeries)
+class LiveSeriesAdmin(admin.ModelAdmin):
+    """Each live series: on/off per symbol, its newest bar, lag and last error."""
+
+    list_display = (
+        "symbol",
+        "timeframe",
+        "is_enabled",
+        "last_bar_ts",
+        "last_lag_seconds",
+        "last_stored_at",
+        "bars_stored",
+        "last_error",
+    )
+    list_editable = ("is_enabled",)
+    list_filter = ("is_enabled", "timeframe", "symbol__market")
+    search_fields = ("symbol__ticker",)
+    raw_id_fields = ("symbol",)
+    list_select_related = ("symbol",)
+    readonly_fields = ("last_bar_ts", "last_stored_at", "last_lag_seconds", "last_polled_at", "bars_stored")

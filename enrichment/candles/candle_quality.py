@@ -1,19 +1,21 @@
 """Data quality of a candle series: which bars a market's sessions say should exist,
 gaps, per-row flags and score, per-day completeness. Pure numpy/pandas, no ORM.
 
-A market calendar is the weekly open intervals of its trading sessions in local
-time (`etl.models.TradingSession`); the service builds one with `calendar_from_sessions`.
-Holidays are not modelled, so a holiday counts as missing bars (flagged, and
-visible in completeness) but not as a series break for the features.
+Which bars are expected comes from the market's calendar (`etl.calendars`): the
+exchange's real trading days, holidays and early closes, 24x7 for crypto, the weekly
+sessions for FX, and the operator's overrides. A holiday is therefore no gap, no
+missing completeness and no series break.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from etl import calendars
+from etl.calendars import MarketCalendar, expected_mask
 
 
 class QualityFlag(enum.IntFlag):
@@ -29,8 +31,7 @@ class QualityFlag(enum.IntFlag):
         return [flag.name.lower() for flag in cls if bits and bits & flag.value]
 
 
-WEEK_MINUTES = 7 * 1440
-DAY = 86400
+DAY = calendars.DAY
 VOLUME_SPIKE_LIMIT = 10.0  # volume ten times the previous 20 bars' mean
 PENALTY = {
     QualityFlag.GAP_BEFORE: 0.25,
@@ -40,47 +41,6 @@ PENALTY = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class MarketCalendar:
-    timezone: str
-    # (start, end) minute of the week (Monday 00:00 = 0) in local time; start == end: always open.
-    intervals: tuple[tuple[int, int], ...]
-
-    @property
-    def always_open(self) -> bool:
-        return not self.intervals or any(start == end for start, end in self.intervals)
-
-    def open_at(self, minute_of_week: np.ndarray) -> np.ndarray:
-        if self.always_open:
-            return np.ones(len(minute_of_week), dtype=bool)
-        result = np.zeros(len(minute_of_week), dtype=bool)
-        for start, end in self.intervals:
-            if start < end:
-                result |= (minute_of_week >= start) & (minute_of_week < end)
-            else:
-                result |= (minute_of_week >= start) | (minute_of_week < end)
-        return result
-
-    def trading_day_seconds(self) -> int:
-        """Length of the longest single session (a trading day), 24 h when always open."""
-        if self.always_open:
-            return DAY
-        return max((end - start) % WEEK_MINUTES for start, end in self.intervals) * 60
-
-
-ALWAYS_OPEN = MarketCalendar(timezone="UTC", intervals=())
-
-
-def calendar_from_sessions(timezone: str, sessions) -> MarketCalendar:
-    """From objects with start_weekday/start_time/end_weekday/end_time (TradingSession rows)."""
-    intervals = []
-    for s in sessions:
-        start = s.start_weekday * 1440 + s.start_time.hour * 60 + s.start_time.minute
-        end = s.end_weekday * 1440 + s.end_time.hour * 60 + s.end_time.minute
-        intervals.append((start, end))
-    return MarketCalendar(timezone=timezone, intervals=tuple(intervals))
-
-
 def bars_per_day(calendar: MarketCalendar, timeframe_seconds: int) -> int | None:
     """Bars in one trading day (1 on daily bars, None above)."""
     if timeframe_seconds > DAY:
@@ -88,28 +48,6 @@ def bars_per_day(calendar: MarketCalendar, timeframe_seconds: int) -> int | None
     if timeframe_seconds == DAY:
         return 1
     return -(-calendar.trading_day_seconds() // timeframe_seconds)
-
-
-def expected_mask(ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_seconds: int) -> np.ndarray:
-    """Is a bar opening at each ts expected by the sessions? Intraday: the market is open at
-    some point of the bar (its start, middle or last minute); daily and longer: the bar's
-    UTC date is a weekday on which a session starts."""
-    ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
-    if calendar.always_open or len(ts_seconds) == 0:
-        return np.ones(len(ts_seconds), dtype=bool)
-    if timeframe_seconds >= DAY:
-        weekday = ((ts_seconds // DAY) + 3) % 7  # 1970-01-01 was a Thursday
-        starting_days = np.array(sorted({start // 1440 for start, _ in calendar.intervals}))
-        return np.isin(weekday, starting_days)
-    result = np.zeros(len(ts_seconds), dtype=bool)
-    for offset in sorted({0, timeframe_seconds // 2, max(0, timeframe_seconds - 60)}):
-        result |= calendar.open_at(_minute_of_week(ts_seconds + offset, calendar.timezone))
-    return result
-
-
-def _minute_of_week(ts_seconds: np.ndarray, timezone: str) -> np.ndarray:
-    local = pd.DatetimeIndex(pd.to_datetime(ts_seconds, unit="s", utc=True)).tz_convert(timezone)
-    return np.asarray(local.day_of_week * 1440 + local.hour * 60 + local.minute, dtype=np.int64)
 
 
 def _grid(ts_seconds: np.ndarray, timeframe_seconds: int) -> np.ndarray:

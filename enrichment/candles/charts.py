@@ -22,6 +22,11 @@ OVERLAYS = {
     "bb_lower_20": "dot",
 }
 MARGIN = {"l": 40, "r": 10, "t": 30, "b": 30}
+# Features no free source feeds: they stay NULL, and the chart page says why.
+UNSOURCED = {
+    "liquidation_intensity": "liquidations: Binance publishes no liquidation history over REST (only a live stream)",
+    "exchange_inflow": "exchange inflow: on-chain flows need a paid data source; none is configured",
+}
 
 
 def chart_figures(*, symbol: Symbol, timeframe: str, bars: int = 500) -> dict[str, Any]:
@@ -39,6 +44,7 @@ def chart_figures(*, symbol: Symbol, timeframe: str, bars: int = 500) -> dict[st
         "quality": _quality_figure(days).to_json(),
         "bars": len(rows),
         "days": days,
+        "unsourced": list(UNSOURCED.items()),
     }
 
 

@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from enrichment.candles.candle_quality import QualityFlag
 from enrichment.candles.feature_list import FEATURE_COLUMNS
-from etl.models import RunRecord, Symbol
+from etl.models import Market, RunRecord, Symbol
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -20,6 +20,8 @@ __all__ = [
     "DataQualityMetric",
     "EnrichmentStatus",
     "BackfillState",
+    "LiveMarket",
+    "LiveSeries",
 ]
 
 # What a source delivers for one bar; a change in any of them is an amendment.
@@ -106,6 +108,7 @@ class MarketDataV2(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name_plural = _("market data v2 candles")
         db_table = "market_data_v2"
         verbose_name = _("market data v2 candle")
         constraints = [
@@ -136,6 +139,8 @@ class FeatureRun(RunRecord):
     result = models.JSONField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("feature run")
+        verbose_name_plural = _("feature runs")
         db_table = "feature_runs"
         ordering = ["-created_at", "-id"]
 
@@ -165,6 +170,8 @@ class EnrichmentComputeLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
+        verbose_name = _("enrichment compute log")
+        verbose_name_plural = _("enrichment compute logs")
         db_table = "enrichment_compute_log"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["symbol", "timeframe", "-created_at"], name="compute_log_sym_tf")]
@@ -190,6 +197,8 @@ class DataQualityMetric(models.Model):
     computed_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("data quality metric")
+        verbose_name_plural = _("data quality metrics")
         db_table = "data_quality_metrics"
         ordering = ["symbol", "timeframe", "-day"]
         constraints = [
@@ -224,6 +233,7 @@ class EnrichmentStatus(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("enrichment status")
         db_table = "enrichment_status"
         ordering = ["symbol", "timeframe"]
         verbose_name_plural = _("enrichment status")
@@ -267,6 +277,8 @@ class BackfillState(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("backfill state")
+        verbose_name_plural = _("backfill states")
         db_table = "backfill_state"
         ordering = ["symbol", "timeframe", "source"]
         constraints = [
@@ -283,3 +295,61 @@ class BackfillState(models.Model):
         span = (self.range_end - self.range_start).total_seconds()
         done = (self.last_completed_ts - self.range_start).total_seconds()
         return None if span <= 0 else max(0.0, min(100.0, 100.0 * done / span))
+
+
+# Freshness targets and critical thresholds (seconds from a bar's close to its features being
+# stored) by asset class family, from the old feature-store guide: crypto 30 s, stocks 60 s.
+FRESHNESS_DEFAULTS = {"CRYPTO": (30, 120), "STOCK": (60, 300)}
+
+
+class LiveMarket(models.Model):
+    """Live ingestion of one market: on or off, the bar timeframe it polls, and the
+    freshness target and critical threshold its series are measured against."""
+
+    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="live")
+    is_enabled = models.BooleanField(default=False, help_text="Poll this market's active symbols")
+    timeframe = models.CharField(max_length=8, default="1m")
+    source = models.CharField(
+        max_length=32, default="auto", help_text="Candle source: auto (the providers by priority), BINANCE, ..."
+    )
+    freshness_target_seconds = models.PositiveIntegerField(default=60)
+    critical_seconds = models.PositiveIntegerField(default=300, help_text="Alert past this lag")
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        verbose_name = _("live market")
+        verbose_name_plural = _("live markets")
+        db_table = "live_markets"
+        ordering = ["market__code"]
+        permissions = [("run_live_poll", "Can run a live poll")]
+
+    def __str__(self) -> str:
+        return f"live {self.market_id} {self.timeframe}"
+
+
+class LiveSeries(models.Model):
+    """What the poller knows about one live series, written with each poll (a small summary
+    row: freshness is read from here, never from market_data_v2)."""
+
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="live_series")
+    timeframe = models.CharField(max_length=8)
+    is_enabled = models.BooleanField(default=True, help_text="Off: the poller skips this symbol")
+    last_bar_ts = models.DateTimeField(null=True, blank=True, help_text="Open time of the newest stored bar")
+    last_stored_at = models.DateTimeField(null=True, blank=True, help_text="When its features were stored")
+    last_lag_seconds = models.FloatField(null=True, blank=True, help_text="Bar close to features stored")
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    bars_stored = models.PositiveBigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    alerted_at = models.DateTimeField(null=True, blank=True, help_text="Last critical-lag alert")
+
+    class Meta:
+        verbose_name = _("live series")
+        db_table = "live_series"
+        ordering = ["symbol_id", "timeframe"]
+        verbose_name_plural = "live series"
+        constraints = [models.UniqueConstraint(fields=["symbol", "timeframe"], name="uniq_live_series")]
+        indexes = [models.Index(fields=["last_lag_seconds"], name="live_series_lag")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.timeframe}"

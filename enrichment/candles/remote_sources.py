@@ -75,38 +75,81 @@ class ProviderCandleSource:
         return _within(_frame(candles), start, end)
 
 
+def stats_period(timeframe: str) -> str | None:
+    """The period of Binance's futures statistics for bars of `timeframe`: the same one,
+    5 minutes under it (a 1-minute bar gets the value on the bar it was taken in), none
+    for a timeframe Binance does not aggregate."""
+    if timeframe in STATS_PERIODS:
+        return timeframe
+    return "5m" if timeframe_seconds(timeframe) < 300 else None
+
+
+def _on_bars(points: list[tuple], index: pd.DatetimeIndex, bar: pd.Timedelta, position: int = 1) -> np.ndarray:
+    """The values of (ts, value, ...) points on the bars they fall in (the last one wins), NaN elsewhere."""
+    when = pd.DatetimeIndex(pd.to_datetime([p[0] for p in points], utc=True)).floor(bar)
+    values = pd.Series([p[position] for p in points], index=when, dtype="float64").groupby(level=0).last()
+    return values.reindex(index).to_numpy()
+
+
+def _spans_boundary(index: pd.DatetimeIndex, bar: pd.Timedelta, every_seconds: int) -> bool:
+    """Does one of the bars contain a multiple of `every_seconds` (UTC)?"""
+    opens = index.as_unit("s").asi8
+    return bool(((-opens) % every_seconds < bar.total_seconds()).any())
+
+
+def binance_extras(
+    frame: pd.DataFrame, *, client, provider_symbol: str, timeframe: str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Add to Binance klines the funding rate (on the bar each funding happened in), open
+    interest, the global long/short account ratio and, where a kline lacks it, the taker buy
+    volume from the taker buy/sell statistics. Each extra that fails is logged and left NULL:
+    the candles stand on their own, and the next fetch brings it."""
+    if frame.empty:
+        return frame
+    bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    index = pd.DatetimeIndex(frame["ts"])
+    last = end - _ONE_MS
+    period = stats_period(timeframe)
+    calls = {}
+    # Only ask for what can land on these bars: fundings happen on the hour, statistics on their
+    # period's boundaries (a live poll of one 1-minute bar asks for them once in five or sixty).
+    if _spans_boundary(index, bar, 3600):
+        funding = {"provider_symbol": provider_symbol, "start": start, "end": last}
+        calls["funding_rate"] = lambda: client.fetch_funding_rates(**funding)
+    if period is not None and _spans_boundary(index, bar, timeframe_seconds(period)):
+        stats = {"provider_symbol": provider_symbol, "period": period, "start": start, "end": last}
+        calls["open_interest"] = lambda: client.fetch_open_interest(**stats)
+        calls["long_short_account_ratio"] = lambda: client.fetch_long_short_ratio(**stats)
+        if frame["taker_buy_volume"].isna().any():
+            calls["taker_buy_volume"] = lambda: client.fetch_taker_ratio(**stats)
+    for column, call in calls.items():
+        try:
+            points = call()
+        except ProviderError as exc:
+            log.warning("%s %s: %s unavailable: %s", client.code, provider_symbol, column, exc)
+            continue
+        if not points:
+            continue
+        if column == "taker_buy_volume":  # (ts, buySellRatio, buyVol, sellVol): fill the gaps only
+            frame[column] = frame[column].fillna(pd.Series(_on_bars(points, index, bar, position=2)))
+        else:
+            frame[column] = _on_bars(points, index, bar)
+    return frame
+
+
 class BinanceFuturesSource(ProviderCandleSource):
-    """Binance USD-M futures: klines (with taker buy volume, quote volume, trades), plus the
-    funding rate on the bar in which each funding happened and open interest at each bar
-    where Binance has it (about the last 30 days). Liquidations are not served publicly."""
+    """Binance USD-M futures: klines (with taker buy volume, quote volume, trades), plus
+    `binance_extras`: funding, open interest and the long/short account ratio (the last two
+    about the last 30 days only). Liquidations and exchange flows are not served publicly."""
 
     def __init__(self):
         super().__init__("BINANCE")
 
     def fetch(self, *, symbol: Symbol, timeframe: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         frame = super().fetch(symbol=symbol, timeframe=timeframe, start=start, end=end)
-        if frame.empty:
-            return frame
-        client = get_client(self.code)
         spelled = provider_symbol(symbol, self.code)
-        bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
-        index = pd.DatetimeIndex(frame["ts"])
-        try:
-            funding = client.fetch_funding_rates(provider_symbol=spelled, start=start, end=end - _ONE_MS)
-            if funding:
-                when = pd.DatetimeIndex(pd.to_datetime([t for t, _ in funding], utc=True)).floor(bar)
-                rates = pd.Series([r for _, r in funding], index=when).groupby(level=0).last()
-                frame["funding_rate"] = rates.reindex(index).to_numpy()
-            if timeframe in STATS_PERIODS:
-                oi = client.fetch_open_interest(
-                    provider_symbol=spelled, period=timeframe, start=start, end=end - _ONE_MS
-                )
-                if oi:
-                    values = pd.Series([v for _, v in oi], index=pd.to_datetime([t for t, _ in oi], utc=True))
-                    frame["open_interest"] = values.groupby(level=0).last().reindex(index).to_numpy()
-        except ProviderError as exc:  # the candles stand on their own; the extras come next time
-            log.warning("%s %s: supplementary data unavailable: %s", self.code, spelled, exc)
-        return frame
+        client = get_client(self.code)
+        return binance_extras(frame, client=client, provider_symbol=spelled, timeframe=timeframe, start=start, end=end)
 
 
 class FallbackSource:
@@ -130,7 +173,9 @@ class FallbackSource:
         last: ProviderError | None = None
         for code in order:
             try:
-                return self.providers[code].fetch(symbol=symbol, timeframe=timeframe, start=start, end=end)
+                frame = self.providers[code].fetch(symbol=symbol, timeframe=timeframe, start=start, end=end)
+                frame.attrs["provider"] = code  # which one answered, for the rows' provenance
+                return frame
             except ProviderError as exc:
                 log.warning("candles from %s failed for %s, trying the next: %s", code, symbol, exc)
                 last = exc

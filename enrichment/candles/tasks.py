@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from enrichment.candles.models import BackfillState, FeatureRun
-from enrichment.candles.services import backfill, feature_runs
+from enrichment.candles.services import backfill, feature_runs, live
 
 
 def feature_run_execute(run_id: int) -> dict[str, Any]:
@@ -21,3 +21,8 @@ def features_scheduled(market: str | None = None) -> dict[str, Any]:
 def backfill_run(state_id: int) -> dict[str, Any]:
     """Calls backfill.backfill_run on the backfill state."""
     return backfill.backfill_run(state=BackfillState.objects.get(pk=state_id)).to_dict()
+
+
+def live_poll(markets: list[str] | None = None) -> dict[str, Any]:
+    """Calls live.live_poll (the "live: poll" schedule points here, every minute)."""
+    return live.live_poll(markets=markets).to_dict()

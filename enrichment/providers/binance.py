@@ -1,5 +1,6 @@
 """Binance USD-M futures: exchangeInfo (listing), klines, funding rate, open
-interest history and taker buy/sell volume. Public endpoints: no key.
+interest history, the global long/short account ratio and taker buy/sell volume.
+Public endpoints: no key.
 
 Binance limits by request *weight* per IP per minute and bans (HTTP 418)
 clients that ignore its 429s; every call here passes its weight to the shared
@@ -25,7 +26,7 @@ from enrichment.providers.errors import FailureReason, ProviderError
 
 KLINES_LIMIT = 1500
 FUNDING_LIMIT = 1000
-STATS_LIMIT = 500  # openInterestHist and takerlongshortRatio
+STATS_LIMIT = 500  # openInterestHist, globalLongShortAccountRatio and takerlongshortRatio
 STATS_PERIODS = ("5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
 INTERVAL_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
 
@@ -259,4 +260,24 @@ class BinanceClient(ProviderClient):
         except (TypeError, ValueError, KeyError) as exc:
             raise ProviderError(
                 f"{self.code} takerlongshortRatio: bad row ({exc})", reason=FailureReason.MALFORMED
+            ) from None
+
+    def fetch_long_short_ratio(
+        self, *, provider_symbol: str, period: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, float]]:
+        """The global long/short account ratio (accounts net long over accounts net short);
+        Binance serves about the last 30 days only."""
+        rows = self._stats(
+            "/futures/data/globalLongShortAccountRatio",
+            "globalLongShortAccountRatio",
+            provider_symbol=provider_symbol,
+            period=period,
+            start=start,
+            end=end,
+        )
+        try:
+            return [(utc_from_ms(r["timestamp"]), float(r["longShortRatio"])) for r in rows]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ProviderError(
+                f"{self.code} globalLongShortAccountRatio: bad row ({exc})", reason=FailureReason.MALFORMED
             ) from None

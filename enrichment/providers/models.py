@@ -27,6 +27,8 @@ class FetchLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
+        verbose_name = _("fetch log")
+        verbose_name_plural = _("fetch logs")
         db_table = "enrichment_fetch_log"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["provider", "-created_at"], name="fetch_log_provider_time")]
@@ -58,6 +60,8 @@ class CircuitState(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("circuit state")
+        verbose_name_plural = _("circuit states")
         db_table = "enrichment_circuit_state"
         ordering = ["provider"]
 

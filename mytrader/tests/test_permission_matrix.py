@@ -107,6 +107,7 @@ MATRIX: dict[tuple[str, str], str] = {
     # enrichment: candle side
     ("GET", "/api/v1/enrichment/status/{symbol}"): AUTH,
     ("GET", "/api/v1/enrichment/metrics"): AUTH,
+    ("GET", "/api/v1/enrichment/freshness/{symbol}"): AUTH,
     ("POST", "/api/v1/enrichment/trigger"): "enrichment.compute_features",
     ("GET", "/api/v1/data/quality/{symbol}"): AUTH,
     ("GET", "/api/v1/market/features/{symbol}/{timeframe}"): AUTH,

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from enrichment.candles import selectors
 from enrichment.candles.api import serializers as s
+from enrichment.candles.freshness import freshness_for_symbol
 from enrichment.candles.models import BackfillState, FeatureRun
 from enrichment.candles.services import backfill, feature_runs
 from enrichment.candles.services.series_refs import symbol_resolve, timeframe_parse
@@ -63,6 +64,15 @@ class EnrichmentStatusView(PolicyViewMixin, APIView):
         """Calls selectors.enrichment_status_for_symbol."""
         self.policy_query_params(fields=())
         return Response(selectors.enrichment_status_for_symbol(symbol=symbol_resolve(symbol)))
+
+
+class FreshnessView(APIView):
+    @extend_schema(responses={200: dict, 404: dict})
+    def get(self, request, symbol: str):
+        """Calls freshness.freshness_for_symbol."""
+        resolved = symbol_resolve(symbol)
+        series = freshness_for_symbol(symbol=resolved)
+        return Response({"symbol": resolved.ticker, "market": resolved.market.code, "series": series})
 
 
 class EnrichmentMetricsView(PolicyViewMixin, APIView):

@@ -24,7 +24,8 @@ from enrichment.candles.feature_list import FEATURE_COLUMNS, FUNDING_WINDOW, INP
 from enrichment.candles.models import EnrichmentComputeLog, EnrichmentStatus, FeatureRun
 from enrichment.candles.services.candle_upsert import copy_into, series_lock
 from enrichment.candles.services.series_refs import timeframe_parse
-from etl.models import Market, Symbol
+from etl.calendars import MarketCalendar, market_calendar
+from etl.models import Symbol
 
 WRITE_COLUMNS = (*FEATURE_COLUMNS, "quality_score", "quality_flags")
 # data_quality_metrics' columns (candle_quality.DAILY_COLUMNS), with the array type each is sent as.
@@ -72,7 +73,7 @@ class SeriesKey:
     symbol: Symbol
     timeframe: str
     seconds: int
-    calendar: candle_quality.MarketCalendar
+    calendar: MarketCalendar
 
     @property
     def params(self) -> list:
@@ -90,10 +91,6 @@ class ContextRows:
     row_offset: int  # rows of the series before the first one read
     breaks: np.ndarray
     missing: np.ndarray
-
-
-def market_calendar(market: Market) -> candle_quality.MarketCalendar:
-    return candle_quality.calendar_from_sessions(market.timezone, market.sessions.filter(is_active=True))
 
 
 def features_compute(

@@ -4,7 +4,7 @@ features (`feature_compute`); feature runs recorded, queued, executed and cancel
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -17,13 +17,15 @@ from enrichment.candles.local_source import MARKET_DATA_SOURCE, MarketDataSource
 from enrichment.candles.models import EnrichmentStatus, FeatureRun
 from enrichment.candles.services.candle_upsert import candles_upsert
 from enrichment.candles.services.feature_compute import features_compute
-from enrichment.candles.services.schedules import schedules_ensure
+from enrichment.candles.services.live import live_markets_ensure
+from enrichment.candles.services.schedules import due_close, schedules_ensure
 from enrichment.candles.services.series_refs import symbols_from_params, timeframe_parse
 from enrichment.candles.source_registry import get_source
 from etl.alerts import run_failure_notify
+from etl.calendars import market_calendar
 from etl.errors import DomainError
 from etl.locks import FEATURE_SCHEDULE, session_lock
-from etl.models import MarketData, RunStatus, Symbol
+from etl.models import Market, MarketData, RunStatus, Symbol
 from etl.progress import Cancelled, ProgressReporter
 
 # Re-read market_data a little before the last watermark: an import that committed late
@@ -188,8 +190,10 @@ def feature_run_execute(*, run: FeatureRun, progress_bar: bool = False) -> RunRe
 
 def features_step(*, options: dict, progress=None) -> dict[str, Any]:
     """Pipeline step "features": sync and compute every linked series from market_data
-    (and make sure the default schedules exist, now that bootstrap has made the markets)."""
+    (and make sure the default schedules and the markets' live rows exist, now that
+    bootstrap has made the markets)."""
     schedules_ensure()
+    live_markets_ensure()
     result = features_run(
         symbols=symbols_from_params(options.get("symbols") or []) or None,
         timeframes=options.get("timeframes") or None,
@@ -212,15 +216,41 @@ class ScheduledRun:
         return self.result.to_dict()
 
 
-def features_scheduled_run(*, market: str | None) -> ScheduledRun:
-    """A scheduled run over one market's symbols (all series without a market). A run that
-    starts while the previous one for the same market still works skips itself: the lock is
+def features_scheduled_run(*, market: str | None, now: datetime | None = None) -> ScheduledRun:
+    """A scheduled run over one market's symbols (all series without a market). A stock
+    market's run happens once per real close (`schedules.due_close`); a run that starts
+    while the previous one for the same market still works skips itself: the lock is
     session-level because the run spans many transactions."""
     with session_lock(FEATURE_SCHEDULE, market or "all") as acquired:
         if not acquired:
             return ScheduledRun(result=None, skipped_because="the previous scheduled run is still going")
+        due = _due(market, now or timezone.now()) if market else DueRun()
+        if due.skipped_because:
+            return ScheduledRun(result=None, skipped_because=due.skipped_because)
         symbols = [f"{s.pk}" for s in Symbol.objects.filter(market__code=market)] if market else []
         if market and not symbols:
             return ScheduledRun(result=None, skipped_because=f"no symbols on {market}")
         run = feature_run_create(symbols=symbols, timeframes=[], full=False, requested_by="schedule")
+        if market:
+            FeatureRun.objects.filter(pk=run.pk).update(params={**run.params, "market": market, "close": due.close})
         return ScheduledRun(result=feature_run_execute(run=run))
+
+
+@dataclass(frozen=True, slots=True)
+class DueRun:
+    close: str = ""  # the close a stock market's run is for (ISO), "" when always open
+    skipped_because: str = ""
+
+
+def _due(market_code: str, now: datetime) -> DueRun:
+    """Whether a stock market's scheduled run is due now: once per real close."""
+    market = Market.objects.prefetch_related("sessions", "closures").filter(code=market_code).first()
+    if market is None or market_calendar(market).always_open:
+        return DueRun()
+    close = due_close(market, now=now)
+    if close is None:
+        return DueRun(skipped_because=f"{market_code} has not closed in the last two weeks")
+    done = FeatureRun.objects.filter(requested_by="schedule", params__market=market_code)
+    if done.filter(params__close=close.isoformat()).exists():
+        return DueRun(skipped_because=f"already ran after the close at {close.isoformat()}")
+    return DueRun(close=close.isoformat())

@@ -10,12 +10,9 @@ import pandas as pd
 import pytest
 
 from enrichment.candles.candle_quality import (
-    ALWAYS_OPEN,
     QualityFlag,
     bars_per_day,
-    calendar_from_sessions,
     daily_metrics,
-    expected_mask,
     missing_before,
     row_quality,
     series_breaks,
@@ -24,8 +21,9 @@ from enrichment.candles.services.candle_upsert import candles_upsert
 from enrichment.candles.services.feature_compute import features_compute
 from enrichment.candles.tests.feature_fixtures import make_symbol
 from enrichment.models import DataQualityMetric, MarketDataV2
+from etl.calendars import ALWAYS_OPEN, expected_mask, weekly_calendar
 
-NASDAQ = calendar_from_sessions(
+NASDAQ = weekly_calendar(
     "America/New_York",
     [SimpleNamespace(start_weekday=d, start_time=time(9, 30), end_weekday=d, end_time=time(16)) for d in range(5)],
 )

@@ -31,12 +31,13 @@ def test_stored_task_paths_move_to_the_new_modules_and_back():
     for name, func in old.items():
         Schedule.objects.create(name=name, func=func, schedule_type=Schedule.HOURLY)
     migrate(AFTER)
-    moved = dict(Schedule.objects.values_list("name", "func"))
+    # Only the schedules made here: the default ones (e.g. "live: poll") exist beside them.
+    moved = dict(Schedule.objects.filter(name__in=old).values_list("name", "func"))
     assert moved == {
         "features: BINANCE hourly": TASK,
         "operator's resubmit": "enrichment.assets.tasks.enrichment_dead_letters_resubmit",
         "someone else's": "etl.tasks.symbols_sync",
     }
     migrate(BEFORE)
-    assert dict(Schedule.objects.values_list("name", "func")) == old
+    assert dict(Schedule.objects.filter(name__in=old).values_list("name", "func")) == old
     migrate(AFTER)

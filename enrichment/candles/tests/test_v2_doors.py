@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.core.management import call_command
@@ -150,12 +151,16 @@ def test_default_schedules_are_created_once_and_keep_operator_edits():
     for code in ("BINANCE", "NASDAQ", "BIST"):
         make_market(code)
     Schedule.objects.all().delete()
-    created = schedules_ensure()
-    assert sorted(created) == ["features: BINANCE hourly", "features: BIST daily", "features: NASDAQ daily"]
+    created = schedules_ensure(now=datetime(2024, 1, 1, tzinfo=UTC))
+    daily = ["features: BIST daily", "features: NASDAQ daily"]
+    assert sorted(created) == ["features: BINANCE hourly", *daily, "live: poll"]
+    assert Schedule.objects.get(name="live: poll").func == "enrichment.candles.tasks.live_poll"
     nasdaq = Schedule.objects.get(name="features: NASDAQ daily")
-    assert nasdaq.cron == "30 21 * * 1,2,3,4,5"  # 16:00 New York: 21:00 UTC in winter (20:00 in summer)
+    # Half an hour after each close of 2024: 16:00 New York is 21:00 UTC in winter, 20:00 in
+    # summer; the early closes at 13:00 (3 July, 29 November, 24 December) 17:00 and 18:00.
+    assert nasdaq.cron == "30 17,18,20,21 * * 1,2,3,4,5"
     bist = Schedule.objects.get(name="features: BIST daily")
-    assert bist.cron == "30 15 * * 1,2,3,4,5"  # 18:00 Istanbul = 15:00 UTC
+    assert bist.cron == "0,30 10,15 * * 1,2,3,4,5"  # 18:00 Istanbul = 15:00 UTC; the 12:30 half days
     assert Schedule.objects.get(name="features: BINANCE hourly").cron == "5 * * * *"
     Schedule.objects.filter(pk=nasdaq.pk).update(cron="0 23 * * 1-5")
     assert schedules_ensure() == []

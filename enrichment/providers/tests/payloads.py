@@ -99,6 +99,28 @@ def binance_kline(open_ms: int, i: int, interval_ms: int = 3_600_000) -> list:
     ]
 
 
+def binance_long_short(symbol: str, timestamp_ms: int, ratio: float) -> dict[str, Any]:
+    """One row of /futures/data/globalLongShortAccountRatio (strings, as Binance sends them)."""
+    long_share = ratio / (1 + ratio)
+    return {
+        "symbol": symbol,
+        "longShortRatio": f"{ratio:.4f}",
+        "longAccount": f"{long_share:.4f}",
+        "shortAccount": f"{1 - long_share:.4f}",
+        "timestamp": str(timestamp_ms),
+    }
+
+
+def binance_taker_ratio(timestamp_ms: int, buy: float, sell: float) -> dict[str, Any]:
+    """One row of /futures/data/takerlongshortRatio."""
+    return {
+        "buySellRatio": f"{buy / sell:.4f}",
+        "buyVol": f"{buy:.4f}",
+        "sellVol": f"{sell:.4f}",
+        "timestamp": timestamp_ms,
+    }
+
+
 def binance_exchange_info(symbols: list[tuple[str, str, str]]) -> dict[str, Any]:
     """symbols: (symbol, base, quote)."""
     return {

@@ -1,0 +1,151 @@
+"""Live ingestion on the real clock: a local market shaped like Binance's futures API makes a
+new 1-minute bar for each of N crypto symbols every minute; the live poller runs at each
+minute (as the "live: poll" schedule does), in W worker processes sharing the market
+(`live_poll(shard=...)`). Reports the lag from each bar's close to its stored features
+(median, 95th percentile, max) and the busiest 60-second window of request weight against
+the Binance budget the limiter enforces.
+
+Run: `python bench/bench_live.py [SYMBOLS] [MINUTES] [WORKERS]` (defaults 500, 5, 2), or
+`make bench-live`. Uses the configured database: its BINANCE provider is pointed at the
+local server for the run and restored afterwards; the symbols it makes (LB000...) and their
+rows are deleted at the end."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mytrader.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection, connections  # noqa: E402
+from pytest_httpserver import HTTPServer  # noqa: E402
+
+from enrichment.candles.models import LiveMarket  # noqa: E402
+from enrichment.candles.services.live import live_markets_ensure, live_poll  # noqa: E402
+from enrichment.candles.tests.live_server import LiveMarketServer  # noqa: E402
+from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, SymbolMapping  # noqa: E402
+from etl.services import reference_data_bootstrap  # noqa: E402
+
+PREFIX = "LB"
+
+
+def setup(symbols: int, url: str) -> dict:
+    reference_data_bootstrap()
+    live_markets_ensure()
+    binance = DataProvider.objects.get(code="BINANCE")
+    saved = {"base_url": binance.base_url, "is_enabled": binance.is_enabled}
+    DataProvider.objects.filter(pk=binance.pk).update(base_url=url, is_enabled=True)
+    market = Market.objects.get(code="BINANCE")
+    crypto = AssetClass.objects.get(code="CRYPTO")
+    made = Symbol.objects.bulk_create(
+        [Symbol(ticker=f"{PREFIX}{i:03d}", market=market, asset_class=crypto) for i in range(symbols)]
+    )
+    SymbolMapping.objects.bulk_create(
+        [SymbolMapping(symbol=s, provider=binance, provider_symbol=f"{s.ticker}USDT") for s in made]
+    )
+    others = Symbol.objects.filter(market=market).exclude(ticker__startswith=PREFIX)
+    saved["inactive"] = list(others.filter(is_active=True).values_list("pk", flat=True))
+    others.update(is_active=False)  # only the bench's symbols are polled
+    live = LiveMarket.objects.get(market=market)
+    saved["live"] = {"is_enabled": live.is_enabled}
+    LiveMarket.objects.filter(pk=live.pk).update(is_enabled=True)
+    LiveMarket.objects.exclude(pk=live.pk).filter(is_enabled=True).update(is_enabled=False)
+    return saved
+
+
+def teardown(saved: dict) -> None:
+    bench = Symbol.objects.filter(ticker__startswith=PREFIX, market__code="BINANCE")
+    with connection.cursor() as cur:
+        ids = list(bench.values_list("pk", flat=True))
+        for table in ("market_data_v2", "data_quality_metrics", "enrichment_status", "enrichment_compute_log"):
+            cur.execute(f"DELETE FROM {table} WHERE symbol_id = ANY(%s)", [ids])  # noqa: S608 - constants
+    MarketData.objects.filter(symbol__in=bench).delete()
+    bench.delete()
+    Symbol.objects.filter(pk__in=saved["inactive"]).update(is_active=True)
+    DataProvider.objects.filter(code="BINANCE").update(base_url=saved["base_url"], is_enabled=saved["is_enabled"])
+    LiveMarket.objects.filter(market__code="BINANCE").update(**saved["live"])
+
+
+def worker(index: int, count: int, minutes: int, start_at: float) -> None:
+    """One worker process: the initial history of its share, then a poll at each minute
+    boundary (+1 s) for `minutes` minutes."""
+    connections.close_all()
+    live_poll(markets=["BINANCE"], shard=(index, count))
+    for minute in range(minutes + 1):
+        wake = start_at + 60 * minute
+        time.sleep(max(0.0, wake - time.time()))
+        live_poll(markets=["BINANCE"], shard=(index, count))
+
+
+def lags(since: datetime) -> list[float]:
+    with connection.cursor() as cur:
+        cur.execute(
+            """SELECT EXTRACT(EPOCH FROM v.computed_at - (v.ts + interval '1 minute'))
+               FROM market_data_v2 v JOIN symbols s ON s.id = v.symbol_id
+               WHERE s.ticker LIKE %s AND v.timeframe = '1m' AND v.ts >= %s""",
+            [f"{PREFIX}%", since],
+        )
+        return sorted(float(r[0]) for r in cur.fetchall())
+
+
+def busiest_window(log: list[tuple[float, str, int]], since: float) -> int:
+    """The largest request weight in any 60-second window after `since`."""
+    events = sorted((t, w) for t, _, w in log if t >= since)
+    best, total, left = 0, 0, 0
+    for t, w in events:
+        total += w
+        while events[left][0] <= t - 60:
+            total -= events[left][1]
+            left += 1
+        best = max(best, total)
+    return best
+
+
+def main(symbols: int, minutes: int, workers: int) -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    market = LiveMarketServer(now_ms=lambda: int(time.time() * 1000))
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    market.register(server)
+    server.start()
+    saved = setup(symbols, server.url_for("").rstrip("/"))
+    try:
+        # The workers first fetch the history each series starts with (not measured).
+        start_at = (time.time() // 60 + 1) * 60 + 1 + 60 * max(2, symbols // workers // 60)
+        measured_from = datetime.fromtimestamp(start_at - 1, tz=UTC)
+        processes = [
+            multiprocessing.Process(target=worker, args=(i, workers, minutes, start_at)) for i in range(workers)
+        ]
+        connections.close_all()
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        measured = lags(measured_from)
+        budget = DataProvider.objects.get(code="BINANCE").rate_limit_per_minute
+        peak = busiest_window(market.request_log, start_at - 1)
+    finally:
+        server.stop()
+        teardown(saved)
+    p95 = measured[int(0.95 * (len(measured) - 1))] if measured else float("nan")
+    print(f"symbols {symbols}, minutes {minutes}, workers {workers}, bars measured {len(measured)}")
+    if measured:
+        print(f"lag bar close -> features stored: median {statistics.median(measured):.1f} s, "
+              f"p95 {p95:.1f} s, max {measured[-1]:.1f} s (target 30 s)")  # fmt: skip
+    print(f"busiest 60 s of Binance request weight: {peak} (budget {budget}/min)")
+    print(f"p95 under 30 s: {p95 < 30}; within the rate limit: {peak <= budget}")
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:]]
+    main(*(args + [500, 5, 2][len(args) :]))

@@ -1,0 +1,274 @@
+"""Live ingestion: for every active symbol of a market with live polling on, fetch the bars
+that closed since the newest stored one (catching up after any outage, without gaps or
+duplicates), write them to `market_data` and `market_data_v2`, compute the features
+incrementally and record each series' freshness (`live_series`).
+
+A market is polled while it trades (its calendar: crypto always, stocks during their
+exchange's sessions, never on its holidays) and once more right after the close, for the
+last bar. One poll per market at a time (`etl.locks.LIVE_POLL`); within it each series'
+writes hold the series lock that feature runs and backfills take too. The provider calls go
+through the shared rate limiter and circuit breaker of the provider clients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Max
+from django_q.tasks import async_task
+
+from enrichment.candles.freshness import freshness_alert, market_trading
+from enrichment.candles.models import FRESHNESS_DEFAULTS, LiveMarket, LiveSeries, MarketDataV2
+from enrichment.candles.services.candle_upsert import candles_upsert, series_lock
+from enrichment.candles.services.feature_compute import features_compute
+from enrichment.candles.services.series_refs import timeframe_parse
+from enrichment.candles.source_registry import get_source
+from enrichment.providers import clock
+from enrichment.providers.errors import ProviderError
+from etl.calendars import market_calendar
+from etl.locks import LIVE_POLL, session_lock
+from etl.models import Market, Symbol
+
+log = logging.getLogger(__name__)
+
+# A series with nothing stored starts this many bars back: enough for every window to warm up.
+INITIAL_BARS = 300
+# At most this many bars per series and poll: a long outage is caught up over a few polls,
+# oldest bars first, so no poll holds a market for long.
+MAX_BARS_PER_POLL = 5000
+# market_data's precision: v2 keeps the same values, so that a later sync from market_data
+# finds nothing changed.
+PRICE_PLACES, VOLUME_PLACES = 10, 8
+
+
+@dataclass(frozen=True, slots=True)
+class MarketPoll:
+    market: str
+    polled: int = 0
+    bars: int = 0
+    failed: int = 0
+    skipped_because: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    markets: list[MarketPoll] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped_because: str = ""
+
+    @property
+    def bars(self) -> int:
+        return sum(m.bars for m in self.markets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "bars": self.bars}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoll:
+    bars: int
+    error: str = ""
+
+
+def live_enabled() -> bool:
+    return bool(getattr(settings, "DATA_ENRICHMENT_ENABLED", True))
+
+
+def live_markets_ensure() -> int:
+    """A (disabled) live row for each market that has none, with the freshness defaults of
+    its asset class; return how many were created."""
+    created = 0
+    for market in Market.objects.filter(live__isnull=True).select_related("default_asset_class"):
+        code = market.default_asset_class.code if market.default_asset_class_id else ""
+        target, critical = FRESHNESS_DEFAULTS["CRYPTO" if code.startswith("CRYPTO") else "STOCK"]
+        LiveMarket.objects.create(market=market, freshness_target_seconds=target, critical_seconds=critical)
+        created += 1
+    return created
+
+
+def live_poll_queue(*, markets: list[str]) -> list[str]:
+    """Hand a poll of `markets` to a worker once the caller's transaction commits; return them."""
+    if markets:
+        transaction.on_commit(
+            partial(async_task, "enrichment.candles.tasks.live_poll", markets, group="enrichment-live")
+        )
+    return markets
+
+
+def live_poll(
+    *, now: datetime | None = None, markets: list[str] | None = None, shard: tuple[int, int] = (0, 1)
+) -> PollResult:
+    """Poll every enabled market (or the ones named): new closed bars in, features computed,
+    freshness recorded. Nothing at all while DATA_ENRICHMENT_ENABLED is off. `shard` (i, n)
+    takes the symbols whose id % n == i, so that n workers can share a big market."""
+    if not live_enabled():
+        return PollResult(skipped_because="DATA_ENRICHMENT_ENABLED is off")
+    now = now or clock.now()
+    lives = LiveMarket.objects.filter(is_enabled=True, market__is_active=True).select_related("market")
+    if markets:
+        lives = lives.filter(market__code__in=markets)
+    results, errors = [], []
+    for live in lives.prefetch_related("market__sessions", "market__closures"):
+        with session_lock(LIVE_POLL, f"{live.market.code}#{shard[0]}/{shard[1]}") as acquired:
+            if not acquired:
+                results.append(MarketPoll(live.market.code, skipped_because="the previous poll is still going"))
+                continue
+            result, market_errors = _poll_market(live, now, shard)
+        results.append(result)
+        errors.extend(market_errors)
+    freshness_alert(now=now)
+    return PollResult(markets=results, errors=errors[:50])
+
+
+def _poll_market(live: LiveMarket, now: datetime, shard: tuple[int, int]) -> tuple[MarketPoll, list[str]]:
+    market, timeframe = live.market, live.timeframe
+    seconds = timeframe_parse(timeframe)
+    if not market_trading(market_calendar(market), now=now, timeframe_seconds=seconds):
+        return MarketPoll(market.code, skipped_because="the market is closed"), []
+    end = pd.Timestamp(int(now.timestamp()) // seconds * seconds, unit="s", tz="UTC").to_pydatetime()
+    index, count = shard
+    symbols = list(
+        Symbol.objects.annotate(shard=F("id") % count)
+        .filter(market=market, is_active=True, shard=index)
+        .exclude(live_series__timeframe=timeframe, live_series__is_enabled=False)
+        .select_related("market", "asset_class")
+        .order_by("pk")
+    )
+    newest = _newest_bars(symbols, timeframe)
+    polled = bars = failed = 0
+    errors = []
+    for symbol in symbols:
+        last = newest.get(symbol.pk)
+        start = last + timedelta(seconds=seconds) if last else end - timedelta(seconds=seconds * INITIAL_BARS)
+        if start >= end:
+            continue
+        polled += 1
+        until = min(end, start + timedelta(seconds=seconds * MAX_BARS_PER_POLL))
+        try:
+            outcome = _poll_series(live, symbol, start=start, end=until, seconds=seconds)
+        except Exception as exc:  # one bad series must not stop the market's others; it is logged and counted
+            log.exception("live poll of %s failed", symbol)
+            outcome = SeriesPoll(bars=0, error=str(exc))
+        bars += outcome.bars
+        if outcome.error:
+            failed += 1
+            errors.append(f"{symbol}: {outcome.error}")
+    return MarketPoll(market.code, polled=polled, bars=bars, failed=failed), errors
+
+
+def _newest_bars(symbols: list[Symbol], timeframe: str) -> dict[int, datetime]:
+    """The newest stored bar of each series: from live_series, else market_data_v2 (one query each)."""
+    ids = [s.pk for s in symbols]
+    known = dict(
+        LiveSeries.objects.filter(symbol_id__in=ids, timeframe=timeframe, last_bar_ts__isnull=False).values_list(
+            "symbol_id", "last_bar_ts"
+        )
+    )
+    missing = [i for i in ids if i not in known]
+    if missing:
+        stored = (
+            MarketDataV2.objects.filter(symbol_id__in=missing, timeframe=timeframe)
+            .values("symbol_id")
+            .annotate(newest=Max("ts"))
+        )
+        known.update({row["symbol_id"]: row["newest"] for row in stored})
+    return known
+
+
+def _poll_series(live: LiveMarket, symbol: Symbol, *, start: datetime, end: datetime, seconds: int) -> SeriesPoll:
+    timeframe = live.timeframe
+    polled_at = clock.now()
+    try:
+        frame = get_source(live.source).fetch(symbol=symbol, timeframe=timeframe, start=start, end=end)
+    except ProviderError as exc:
+        _series_record(symbol, timeframe, polled_at=polled_at, error=str(exc)[:2000])
+        return SeriesPoll(bars=0, error=str(exc))
+    provider = frame.attrs.get("provider", live.source)
+    frame = _rounded(frame)  # a source's frame is normalised already
+    frame = frame[(frame["ts"] >= pd.Timestamp(start)) & (frame["ts"] < pd.Timestamp(end))].reset_index(drop=True)
+    if frame.empty:
+        _series_record(symbol, timeframe, polled_at=polled_at, error="")
+        return SeriesPoll(bars=0)
+    with transaction.atomic():
+        series_lock(symbol_id=symbol.pk, timeframe=timeframe)
+        _market_data_insert(symbol, timeframe, frame, provider)
+        candles_upsert(symbol=symbol, timeframe=timeframe, frame=frame, source=provider, run_ref="live")
+    features_compute(symbol=symbol, timeframe=timeframe)
+    stored_at = clock.now()
+    newest = frame["ts"].iloc[-1].to_pydatetime()
+    lag = (stored_at - (newest + timedelta(seconds=seconds))).total_seconds()
+    _series_record(
+        symbol, timeframe, polled_at=polled_at, error="", newest=newest, stored_at=stored_at, lag=lag, bars=len(frame)
+    )
+    return SeriesPoll(bars=len(frame))
+
+
+def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in ("open", "high", "low", "close"):
+        out[column] = out[column].round(PRICE_PLACES)
+    for column in ("volume", "taker_buy_volume", "quote_volume"):
+        out[column] = out[column].round(VOLUME_PLACES)
+    return out
+
+
+def _market_data_insert(symbol: Symbol, timeframe: str, frame: pd.DataFrame, provider: str) -> None:
+    """The raw candles, linked to the symbol, with the kline extras the local source reads back;
+    bars already there are left as they are."""
+
+    def floats(column: str) -> list[float | None]:
+        values = frame[column].to_numpy(dtype=np.float64)
+        return [None if np.isnan(v) else float(v) for v in values]
+
+    extras = [
+        {k: v for k, v in zip(("taker_buy_volume", "quote_volume", "trades"), row, strict=True) if v is not None}
+        or None
+        for row in zip(floats("taker_buy_volume"), floats("quote_volume"), floats("trades"), strict=True)
+    ]
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, asset_class,
+                                     symbol_id, extra, source_file, created_at, updated_at)
+            SELECT %s, %s, %s, u.ts, u.o, u.h, u.l, u.c, u.v, %s, %s, u.extra, %s, now(), now()
+            FROM unnest(%s::timestamptz[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[],
+                        %s::jsonb[]) AS u(ts, o, h, l, c, v, extra)
+            ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
+            """,
+            [
+                symbol.ticker,
+                symbol.market.code,
+                timeframe,
+                symbol.asset_class.code if symbol.asset_class_id else None,
+                symbol.pk,
+                f"live:{provider}",
+                [t.to_pydatetime() for t in frame["ts"]],
+                floats("open"),
+                floats("high"),
+                floats("low"),
+                floats("close"),
+                floats("volume"),
+                [None if e is None else json.dumps(e) for e in extras],
+            ],
+        )
+
+
+def _series_record(symbol: Symbol, timeframe: str, *, polled_at: datetime, error: str, **stored) -> None:
+    """Upsert the series' live row: when it was polled and, when bars were stored, the newest
+    one, when its features were stored and the lag from its close."""
+    updates: dict[str, Any] = {"last_polled_at": polled_at, "last_error": error}
+    if stored:
+        updates.update(last_bar_ts=stored["newest"], last_stored_at=stored["stored_at"], last_lag_seconds=stored["lag"])
+    series = LiveSeries.objects.filter(symbol=symbol, timeframe=timeframe)
+    if series.update(**updates, bars_stored=F("bars_stored") + stored.get("bars", 0)):
+        return
+    LiveSeries.objects.create(symbol=symbol, timeframe=timeframe, bars_stored=stored.get("bars", 0), **updates)
