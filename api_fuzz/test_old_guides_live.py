@@ -344,14 +344,21 @@ def check_correction_executed(state: GuideState, response, body) -> list[str]:
         return [*problems, "no correction run id in the response"]
     state.correction_run_id = run.pk
     done = (Phase.EXECUTED, Phase.VALIDATED)
-    wait_for(lambda: CorrectionRun.objects.get(pk=run.pk).phase in done or CorrectionRun.objects.get(
-        pk=run.pk).status == RunStatus.FAILED, "the correction run")  # fmt: skip
+    wait_for(
+        lambda: (
+            CorrectionRun.objects.get(pk=run.pk).phase in done
+            or CorrectionRun.objects.get(pk=run.pk).status == RunStatus.FAILED
+        ),
+        "the correction run",
+    )
     run.refresh_from_db()
     if run.phase not in done:
         problems.append(f"the run is {run.phase}/{run.status}: {run.error}")
     if (run.batch_size, run.only_null, run.validate_each_batch) != (1000, True, True):
-        problems.append(f"options recorded as batch_size={run.batch_size}, only_null={run.only_null}, "
-                        f"validate_each_batch={run.validate_each_batch}")  # fmt: skip
+        problems.append(
+            f"options recorded as batch_size={run.batch_size}, only_null={run.only_null}, "
+            f"validate_each_batch={run.validate_each_batch}"
+        )
     left = MarketData.objects.filter(pk__in=state.nulled_ids, asset_class__isnull=True).count()
     if left or not run.backups.exists():
         backups = run.backups.count()
@@ -365,8 +372,13 @@ def check_correction_rolled_back(state: GuideState, response, body) -> list[str]
     if run is None:
         return [*problems, "example 06 left no correction run to roll back"]
     # The rollback is queued (202): wait until it has run, or failed.
-    wait_for(lambda: CorrectionRun.objects.get(pk=run.pk).phase == Phase.ROLLED_BACK
-             or CorrectionRun.objects.get(pk=run.pk).status == RunStatus.FAILED, "the rollback")  # fmt: skip
+    wait_for(
+        lambda: (
+            CorrectionRun.objects.get(pk=run.pk).phase == Phase.ROLLED_BACK
+            or CorrectionRun.objects.get(pk=run.pk).status == RunStatus.FAILED
+        ),
+        "the rollback",
+    )
     run.refresh_from_db()
     if run.phase != Phase.ROLLED_BACK:
         problems.append(f"the run is {run.phase}, not rolled back")
@@ -552,8 +564,13 @@ def guide_run(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[
     with django_db_blocker.unblock(), override_settings(DATA_ROOT=data_root), fake_providers() as providers_url:
         prepared = guide_data_prepare(data_root, providers_url)
         with live_app(data_root=data_root, log_dir=root / "logs", env=API_KEYS) as app:
-            state = GuideState(app=app, token=prepared.token, data_root=data_root,
-                               nulled_ids=prepared.nulled_ids, symbols_before=Symbol.objects.count())  # fmt: skip
+            state = GuideState(
+                app=app,
+                token=prepared.token,
+                data_root=data_root,
+                nulled_ids=prepared.nulled_ids,
+                symbols_before=Symbol.objects.count(),
+            )
             for example in EXAMPLES:
                 outcomes[example.label] = example_run(state, example)
             outcomes.update(policy_run(state))

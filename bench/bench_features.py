@@ -39,12 +39,17 @@ def candles(n: int, seed: int = 1) -> dict[str, np.ndarray]:
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
     volume = rng.uniform(10, 1000, n)
     return {
-        "ts": ts, "open": open_, "high": high, "low": low, "close": close, "volume": volume,
+        "ts": ts,
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": volume,
         "taker_buy_volume": volume * rng.uniform(0.2, 0.8, n),
         "open_interest": 1e6 * np.exp(np.cumsum(rng.normal(0, 0.001, n))),
         "funding_rate": np.where(np.arange(n) % 8 == 0, rng.normal(1e-4, 1e-4, n), np.nan),
         "liquidations": volume * rng.uniform(0, 0.05, n),
-    }  # fmt: skip
+    }
 
 
 def bench_features(n: int = 100_000) -> None:
@@ -60,8 +65,10 @@ def bench_features(n: int = 100_000) -> None:
     compute_features(data, timeframe_seconds=3600)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    print(f"all {len(FEATURES)} features, {n:,} candles: {seconds * 1000:.1f} ms "
-          f"({n / seconds:,.0f} candles/s; target < 50 ms) peak {peak / 2**20:.0f} MiB")  # fmt: skip
+    print(
+        f"all {len(FEATURES)} features, {n:,} candles: {seconds * 1000:.1f} ms "
+        f"({n / seconds:,.0f} candles/s; target < 50 ms) peak {peak / 2**20:.0f} MiB"
+    )
 
     h, l, c, v = data["high"], data["low"], data["close"], data["volume"]  # noqa: E741
 
@@ -88,16 +95,21 @@ def bench_features(n: int = 100_000) -> None:
     # Interleaved, so that a burst of load from the other sessions on this machine hits all three alike.
     timings: dict[str, list[float]] = {"ours": [], "talib": [], "pandas": []}
     for _ in range(40):
-        for name, fn in (("ours", lambda: ta_indicators(data, timeframe_seconds=3600)), ("talib", with_talib),
-                         ("pandas", with_pandas)):  # fmt: skip
+        for name, fn in (
+            ("ours", lambda: ta_indicators(data, timeframe_seconds=3600)),
+            ("talib", with_talib),
+            ("pandas", with_pandas),
+        ):
             t = time.perf_counter()
             fn()
             timings[name].append(time.perf_counter() - t)
     ours, ref, plain = (min(timings[k]) for k in ("ours", "talib", "pandas"))
     ratios = sorted(o / r for o, r in zip(timings["ours"], timings["talib"], strict=True))
-    print(f"8 shared indicators (ATR, RSI, SMA20, SMA50, EMA20, STD20, STD50, volume mean): ours {ours * 1000:.1f} ms, "
-          f"TA-Lib {ref * 1000:.1f} ms, plain pandas {plain * 1000:.1f} ms (best of 40) -> ours/TA-Lib "
-          f"{ours / ref:.2f}x (target <= 3x); median of paired runs {ratios[len(ratios) // 2]:.2f}x")  # fmt: skip
+    print(
+        f"8 shared indicators (ATR, RSI, SMA20, SMA50, EMA20, STD20, STD50, volume mean): ours {ours * 1000:.1f} ms, "
+        f"TA-Lib {ref * 1000:.1f} ms, plain pandas {plain * 1000:.1f} ms (best of 40) -> ours/TA-Lib "
+        f"{ours / ref:.2f}x (target <= 3x); median of paired runs {ratios[len(ratios) // 2]:.2f}x"
+    )
 
 
 def bench_write(n: int = 1_000_000) -> None:
@@ -127,13 +139,20 @@ def bench_write(n: int = 1_000_000) -> None:
             symbol = Symbol.objects.create(ticker="BENCH", market=market)
             with connection.cursor() as cur:
                 cur.execute("CREATE TABLE bench_plain_copy (LIKE market_data_v2 INCLUDING ALL)")
-                cur.execute(f"ALTER TABLE bench_plain_copy ALTER symbol_id SET DEFAULT {symbol.pk}, "
-                            "ALTER timeframe SET DEFAULT '1h', ALTER source SET DEFAULT 'bench', "
-                            "ALTER quality_flags SET DEFAULT 0, ALTER revision SET DEFAULT 1")  # fmt: skip
+                cur.execute(
+                    f"ALTER TABLE bench_plain_copy ALTER symbol_id SET DEFAULT {symbol.pk}, "
+                    "ALTER timeframe SET DEFAULT '1h', ALTER source SET DEFAULT 'bench', "
+                    "ALTER quality_flags SET DEFAULT 0, ALTER revision SET DEFAULT 1"
+                )
                 cols = [c for c in CANDLE_COLUMNS if c != "trades"]
                 t = time.perf_counter()
-                copy_into(cur, table="bench_plain_copy", columns=cols, ts=frame["ts"],
-                          arrays=[frame[c].to_numpy() for c in cols])  # fmt: skip
+                copy_into(
+                    cur,
+                    table="bench_plain_copy",
+                    columns=cols,
+                    ts=frame["ts"],
+                    arrays=[frame[c].to_numpy() for c in cols],
+                )
                 plain = time.perf_counter() - t
             t = time.perf_counter()
             first = candles_upsert(symbol=symbol, timeframe="1h", frame=frame, source="bench")
@@ -145,10 +164,12 @@ def bench_write(n: int = 1_000_000) -> None:
             raise Rollback
     except Rollback:
         pass
-    print(f"write {n:,} rows: plain binary COPY {n / plain:,.0f} rows/s ({plain:.2f} s); "
-          f"v2 upsert (COPY to staging + amendment check + INSERT ... ON CONFLICT) {n / upsert:,.0f} rows/s "
-          f"({upsert:.2f} s) = {plain / upsert:.2f} of COPY's rate (target >= 0.33); "
-          f"unchanged re-run {n / rerun:,.0f} rows/s, 0 rows written")  # fmt: skip
+    print(
+        f"write {n:,} rows: plain binary COPY {n / plain:,.0f} rows/s ({plain:.2f} s); "
+        f"v2 upsert (COPY to staging + amendment check + INSERT ... ON CONFLICT) {n / upsert:,.0f} rows/s "
+        f"({upsert:.2f} s) = {plain / upsert:.2f} of COPY's rate (target >= 0.33); "
+        f"unchanged re-run {n / rerun:,.0f} rows/s, 0 rows written"
+    )
 
 
 if __name__ == "__main__":

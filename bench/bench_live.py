@@ -140,8 +140,10 @@ def main(symbols: int, minutes: int, workers: int) -> None:
     p95 = measured[int(0.95 * (len(measured) - 1))] if measured else float("nan")
     print(f"symbols {symbols}, minutes {minutes}, workers {workers}, bars measured {len(measured)}")
     if measured:
-        print(f"lag bar close -> features stored: median {statistics.median(measured):.1f} s, "
-              f"p95 {p95:.1f} s, max {measured[-1]:.1f} s (target 30 s)")  # fmt: skip
+        print(
+            f"lag bar close -> features stored: median {statistics.median(measured):.1f} s, "
+            f"p95 {p95:.1f} s, max {measured[-1]:.1f} s (target 30 s)"
+        )
     print(f"busiest 60 s of Binance request weight: {peak} (budget {budget}/min)")
     print(f"p95 under 30 s: {p95 < 30}; within the rate limit: {peak <= budget}")
 

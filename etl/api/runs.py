@@ -35,8 +35,11 @@ INLINE_MAX_SECONDS = 300
 def accepted(request, body: Mapping[str, Any], *, url_name: str, run_id: int) -> Response:
     """202 with the run's id and a `Location` header for its status."""
     location = request.build_absolute_uri(reverse(url_name, args=[run_id]))
-    return Response({**body, "run_id": run_id, "location": location}, status=status.HTTP_202_ACCEPTED,
-                    headers={"Location": location})  # fmt: skip
+    return Response(
+        {**body, "run_id": run_id, "location": location},
+        status=status.HTTP_202_ACCEPTED,
+        headers={"Location": location},
+    )
 
 
 def inline_limit(asked: float | None) -> int:

@@ -212,16 +212,38 @@ def test_two_gunicorn_workers_with_multiproc_dir_serve_every_family_and_the_work
     expected = {name for name in families(client.get("/metrics").content.decode()) if name.startswith("mytrader_")}
     # Work counted in another process (a django-q2 worker would do the same).
     subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         "from corrections import metrics; metrics.operations_started.labels('analyze').inc(5)"],
-        cwd=ROOT, env=served_env, check=True, timeout=120, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from corrections import metrics; metrics.operations_started.labels('analyze').inc(5)",
+        ],
+        cwd=ROOT,
+        env=served_env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "mytrader.wsgi:application", "--workers", "2",
-         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT, env=served_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "mytrader.wsgi:application",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=served_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -23,8 +23,21 @@ pytestmark = pytest.mark.django_db
 
 # Monday 4 March 2024, 15:00 UTC: New York (EST) is in its session, Binance always is.
 T0 = datetime(2024, 3, 4, 15, 0, tzinfo=UTC)
-FEATURES = ("sma_20", "sma_50", "ema_20", "rsi_14", "atr_14", "volatility_50", "delta", "buy_sell_ratio",
-            "open_interest_change", "long_short_ratio", "return_1h", "vwap_20", "quality_score")  # fmt: skip
+FEATURES = (
+    "sma_20",
+    "sma_50",
+    "ema_20",
+    "rsi_14",
+    "atr_14",
+    "volatility_50",
+    "delta",
+    "buy_sell_ratio",
+    "open_interest_change",
+    "long_short_ratio",
+    "return_1h",
+    "vwap_20",
+    "quality_score",
+)
 
 
 class FakeClock:
@@ -134,8 +147,12 @@ def test_a_stock_market_is_not_polled_outside_its_session_or_on_its_holidays(mar
 
 def test_the_master_switch_and_a_disabled_symbol_are_honoured(market, fake_clock, settings):
     settings.DATA_ENRICHMENT_ENABLED = False
-    assert poll(fake_clock) == {"markets": [], "errors": [], "skipped_because": "DATA_ENRICHMENT_ENABLED is off",
-                                "bars": 0}  # fmt: skip
+    assert poll(fake_clock) == {
+        "markets": [],
+        "errors": [],
+        "skipped_because": "DATA_ENRICHMENT_ENABLED is off",
+        "bars": 0,
+    }
     assert not market.requests
     settings.DATA_ENRICHMENT_ENABLED = True
     eth = make_symbol("ETH", "BINANCE", "CRYPTO")
