@@ -683,11 +683,12 @@ def step_line(results: dict, step: str) -> list[str]:
         rate,
         _mb(r.get("peak_rss_mb")),
         pg,
+        f"{r['load_before']:.1f} → {r['load_after']:.1f}" if r.get("load_before") is not None else "",
         r.get("status", ""),
     ]
 
 
-STEP_HEADER = ["step", "time", "candles", "rows/s", "peak RSS", "PG backends: private (VmHWM)", "status"]
+STEP_HEADER = ["step", "time", "candles", "rows/s", "peak RSS", "PG backends: private (VmHWM)", "load", "status"]
 
 
 def _seconds(results: dict, step: str) -> float | None:
