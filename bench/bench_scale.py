@@ -627,11 +627,11 @@ LEFT JOIN pg_stat_user_tables s ON s.relid = l.relid
 """
 
 
-def storage() -> dict:
+def storage(tables: tuple[str, ...] = tuple(TARGET_BYTES)) -> dict:
     """Bytes per candle of each candle table, every partition counted (heap + indexes + toast)."""
     figures = {}
     with connection.cursor() as cur:
-        for table in TARGET_BYTES:
+        for table in tables:
             cur.execute(STORAGE_SQL, {"table": table})
             partitions, total, heap_toast, indexes, toast, dead, live = cur.fetchone()
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
