@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 
 class LockScope(enum.StrEnum):
@@ -164,7 +164,10 @@ def session_lock(lock: AdvisoryLock, item: int | str = 0) -> Iterator[bool]:
         yield acquired
     finally:
         if acquired:
-            session_unlock(lock, item)
+            try:
+                session_unlock(lock, item)
+            except (InterfaceError, OperationalError):
+                pass  # the session died (a PostgreSQL restart), and its locks with it
 
 
 def is_held(lock: AdvisoryLock, item: int | str = 0) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Subquery
@@ -47,6 +48,38 @@ MAX_DELAY = 8.0
 def is_connection_error(exc: BaseException) -> bool:
     """Did this error come from a lost database connection (not from bad data)?"""
     return isinstance(exc, CONNECTION_ERRORS)
+
+
+def _is_session_loss(exc: BaseException) -> bool:
+    """psycopg's own word that the session is gone: a closed connection, a failure
+    below SQL (no SQLSTATE: "server closed the connection", "connection failed"),
+    or the server ending it (class 08 connection exceptions, 57P shutdowns)."""
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    return not state or state.startswith(("08", "57P"))
+
+
+def connection_lost(exc: BaseException) -> str | None:
+    """For an error that comes from a lost database session: "database connection
+    lost (<what the server said first>)". The first cause, not the last: the
+    clean-up after a cut session raises again on the dead connection ("the database
+    system is shutting down", "the connection is closed"), which hides what happened.
+    None for any other error (bad data, a statement timeout, a bug)."""
+    lost: BaseException | None = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_session_loss(current):
+            lost = current  # keep walking: the earliest one is the cause
+        current = current.__cause__ or current.__context__
+    if lost is None:
+        return None
+    said = (str(lost).strip().splitlines() or [type(lost).__name__])[0]
+    return f"database connection lost ({said})"
 
 
 def connection_reset() -> None:
@@ -142,6 +175,7 @@ def runs_heartbeat_sweep(*, now: datetime | None = None) -> HeartbeatSweep:
 __all__ = [
     "CONNECTION_ERRORS",
     "HeartbeatSweep",
+    "connection_lost",
     "connection_reset",
     "is_connection_error",
     "runs_heartbeat_sweep",

@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -35,6 +36,7 @@ from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
 from etl.pipeline import PipelineStep, registered_steps
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
+from etl.recovery import connection_lost, connection_reset, write_after_reconnect
 
 logger = logging.getLogger("etl.pipeline")
 
@@ -282,6 +284,9 @@ class _RunState:
     gates: list[dict[str, Any]] = field(default_factory=list)
     timed_out: bool = False
     cancelled: bool = False
+    # The step during which the run's database session was lost (a PostgreSQL restart),
+    # when the pipeline lock could not be taken again on the new one: nothing more runs.
+    lock_lost_in: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +335,11 @@ def _not_run(
     missing = [o for o in REQUIRED_OPTIONS.get(name, ()) if not run.options.get(o)]
     if state.cancelled:
         return _NotRun(RunStatus.CANCELLED, "the run was cancelled")
+    if state.lock_lost_in:
+        return _NotRun(
+            RunStatus.SKIPPED,
+            f"not run: the database connection was lost during step {state.lock_lost_in}, and the pipeline lock with it",
+        )
     if step is None:
         return _NotRun(RunStatus.SKIPPED, "not available: no installed app registers this step")
     if missing:
@@ -383,20 +393,43 @@ def _run_step(
     if remaining is not None:
         options["max_seconds"] = remaining
     progress = ProgressReporter(run, label=step_run.name, bar=console)
+    session = connection.connection  # the session that holds the pipeline lock
+    failure: Exception | None = None
     try:
         counts = step.run(options=options, progress=progress)
-    except Cancelled as exc:
-        state.cancelled = True
-        _finish_step(step_run, RunStatus.CANCELLED, error=str(exc), on_step=on_step)
     except Exception as exc:  # a failing step is recorded, never fatal to the history
-        logger.exception("pipeline run #%s: step %s failed", run.pk, step_run.name)
-        state.failed.append(step_run.name)
-        _finish_step(step_run, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], on_step=on_step)
-    else:
-        _step_done(step_run, counts, state, on_step=on_step)
+        failure = exc
+        if not isinstance(exc, Cancelled):
+            logger.exception("pipeline run #%s: step %s failed", run.pk, step_run.name)
+    connection_reset()  # a session cut during the step (a PostgreSQL restart): what follows uses a new one
+    progress.close_quietly()
+    if connection.connection is not session:
+        _lock_again(run, step_run.name, state)
+    try:
+        if isinstance(failure, Cancelled):
+            state.cancelled = True
+            _finish_step(step_run, RunStatus.CANCELLED, error=str(failure), on_step=on_step)
+        elif failure is not None:
+            state.failed.append(step_run.name)
+            error = f"{type(failure).__name__}: {connection_lost(failure) or failure}"[:4000]
+            record = partial(_finish_step, step_run, RunStatus.FAILED, error=error, on_step=on_step)
+            write_after_reconnect(record, what=f"step {step_run.name} of pipeline run #{run.pk}")
+        else:
+            _step_done(step_run, counts, state, on_step=on_step)
     finally:
-        progress.close()
         pipeline_step_seconds.labels(step=step_run.name).observe(step_run.duration_seconds or 0.0)
+
+
+def _lock_again(run: PipelineRun, step_name: str, state: _RunState) -> None:
+    """The run's session was replaced during a step (PostgreSQL restarted): the pipeline
+    lock died with the old one. Take it again on the new session to go on, as the only
+    pipeline running; when another run holds it now, run nothing more."""
+    taken = write_after_reconnect(partial(locks.try_session_lock, locks.PIPELINE), what="the pipeline lock")
+    if taken:
+        logger.warning("pipeline run #%s: a new database session during step %s; lock taken again", run.pk, step_name)
+        return
+    logger.warning("pipeline run #%s: database session lost during step %s; stopping", run.pk, step_name)
+    state.lock_lost_in = step_name
 
 
 def _step_done(step_run: PipelineStepRun, counts: Any, state: _RunState, *, on_step: StepCallback | None) -> None:
@@ -419,8 +452,15 @@ def _step_done(step_run: PipelineStepRun, counts: Any, state: _RunState, *, on_s
 
 def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState, *, elapsed: float) -> PipelineResult:
     """Record the run's outcome and summary, count it, and alert when it failed."""
-    # A step failed by its gates is named by the gates it breached.
-    errors = [f"step {n} failed" for n in state.failed if n not in state.gate_failed] + state.breaches
+    # A step failed by its gates is named by the gates it breached; another by its first error line.
+    step_errors = {sr.name: sr.error.split(": ", 1)[-1].splitlines()[0] for sr in step_runs if sr.error}
+    errors = [
+        f"step {n} failed: {step_errors[n]}" if n in step_errors else f"step {n} failed"
+        for n in state.failed
+        if n not in state.gate_failed
+    ] + state.breaches
+    if state.lock_lost_in:
+        errors.append(f"the database connection was lost during step {state.lock_lost_in}; run it again")
     if state.timed_out:
         errors.append(f"maximum execution time ({run.max_seconds}s) reached")
     if state.cancelled:
@@ -441,7 +481,8 @@ def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState,
         "warnings": state.warnings,
         "gates": state.gates,
     }
-    run.save(update_fields=["status", "error", "finished_at", "summary"])
+    save = partial(run.save, update_fields=["status", "error", "finished_at", "summary"])
+    write_after_reconnect(save, what=f"the end of pipeline run #{run.pk}")
     pipeline_runs.labels(status=status, trigger=run.trigger).inc()
     logger.info("pipeline run #%s %s in %.1fs", run.pk, status, elapsed)
     if status == RunStatus.FAILED:
