@@ -338,7 +338,8 @@ def _not_run(
     if state.lock_lost_in:
         return _NotRun(
             RunStatus.SKIPPED,
-            f"not run: the database connection was lost during step {state.lock_lost_in}, and the pipeline lock with it",
+            f"not run: the database connection was lost during step {state.lock_lost_in}, and the pipeline"
+            " lock with it",
         )
     if step is None:
         return _NotRun(RunStatus.SKIPPED, "not available: no installed app registers this step")

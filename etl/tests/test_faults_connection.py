@@ -67,9 +67,7 @@ def cut(*, options, progress=None):
     cut_session()
 
 
-def test_a_step_whose_session_was_cut_fails_with_the_cause_and_the_run_goes_on_under_the_lock(
-    registry, reference_data
-):
+def test_a_step_whose_session_was_cut_fails_with_the_cause_and_the_run_goes_on_under_the_lock(registry, reference_data):
     registry.register_step("correct", order=40, run=cut)
     result = services.pipeline_run(steps=["correct", "validate"], continue_on_failure=True)
     assert [(s.name, s.status) for s in result.steps] == [

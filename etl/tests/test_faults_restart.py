@@ -39,14 +39,14 @@ for ticker, market, cls, value in [
 ]:
     add_candles(ticker=ticker, market=market, value=value, n={PER_SERIES}, symbol=add_symbol(ticker, market, cls))
 """
-QUEUE = """
+QUEUE = f"""
 from etl import services
-print(services.pipeline_queue(steps=["sync", "correct", "features"], options={"batch_size": %d}).pk)
-""" % BATCH
+print(services.pipeline_queue(steps=["sync", "correct", "features"], options={{"batch_size": {BATCH}}}).pk)
+"""
 RERUN = """
 from etl import services
 from etl.models import PipelineRun
-print(services.pipeline_rerun(run=PipelineRun.objects.get(pk=%d), requested_by="ops").pk)
+print(services.pipeline_rerun(run=PipelineRun.objects.get(pk={run_id}), requested_by="ops").pk)
 """
 CHANGED = 3 * PER_SERIES
 WRONG_CLASS = (
@@ -108,7 +108,7 @@ def test_a_postgres_restart_mid_pipeline_fails_the_run_with_the_cause_and_a_reru
         assert correction[:3] == (RunStatus.FAILED, "executing", 3 * BATCH), correction
         assert "database connection lost" in correction[3], correction
 
-        rerun_id = int(django_child(RERUN % run_id, pg.env(db)).split()[-1])
+        rerun_id = int(django_child(RERUN.format(run_id=run_id), pg.env(db)).split()[-1])
         wait_for(lambda: _status(pg, db, rerun_id) in TERMINAL, 180, "the re-run to end")
     finally:
         worker_stop(worker)
