@@ -465,13 +465,23 @@ def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
 
 
 def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
-    """Ask a running execute or rollback to stop after its current batch."""
+    """Ask a running execute or rollback to stop after its current batch. One whose
+    process is gone (no session holds the correction lock) is cancelled at once, in
+    its phase: executing (rolling back) it again resumes it."""
     updated = CorrectionRun.objects.filter(
         pk=run.pk, phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK], status__in=[RunStatus.RUNNING, RunStatus.QUEUED]
     ).update(cancel_requested=True)
     if not updated:
         raise ConflictError(f"Correction {run.pk} is not running; there is nothing to cancel.", code="not_running")
     run.refresh_from_db()
+    if run.status == RunStatus.RUNNING and is_interrupted(run):
+        # the lock is taken before a run is marked running: running without it, its process died
+        CorrectionRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.CANCELLED,
+            finished_at=timezone.now(),
+            error="cancelled by an operator; its process had stopped (killed, or its database connection lost)",
+        )
+        run.refresh_from_db()
     return run
 
 

@@ -34,9 +34,9 @@ from etl.logcontext import run_context
 from etl.metrics import pipeline_runs, pipeline_step_seconds
 from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
 from etl.pipeline import PipelineStep, registered_steps
-from etl.progress import Cancelled, ProgressReporter
+from etl.progress import Cancelled, ProgressReporter, RunPresence
 from etl.queue import queue_on_commit
-from etl.recovery import connection_lost, connection_reset, write_after_reconnect
+from etl.recovery import connection_lost, connection_reset, dead_runs_cancel, write_after_reconnect
 
 logger = logging.getLogger("etl.pipeline")
 
@@ -303,17 +303,20 @@ def _execute(
     on_step: StepCallback | None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PipelineResult:
-    """Run the plan's steps in order under the pipeline lock, recording each; then close the run."""
+    """Run the plan's steps in order under the pipeline lock, recording each; then close the run.
+    The run is present (its run lock held, its beat stamped) from start to end, between steps too."""
     state = _RunState(started=clock())
     step_runs = _start(run, plan)
-    for planned, step_run in zip(plan, step_runs, strict=True):
-        remaining = None if run.max_seconds is None else run.max_seconds - (clock() - state.started)
-        not_run = _not_run(run, planned.name, planned.step, state, remaining)
-        if not_run is not None:
-            _finish_step(step_run, not_run.status, error=not_run.error, on_step=on_step)
-        else:
-            _run_step(run, planned.step, step_run, state, remaining=remaining, console=console, on_step=on_step)
-    return _close(run, step_runs, state, elapsed=clock() - state.started)
+    with RunPresence(run) as presence:
+        for planned, step_run in zip(plan, step_runs, strict=True):
+            remaining = None if run.max_seconds is None else run.max_seconds - (clock() - state.started)
+            not_run = _not_run(run, planned.name, planned.step, state, remaining)
+            if not_run is not None:
+                _finish_step(step_run, not_run.status, error=not_run.error, on_step=on_step)
+            else:
+                _run_step(run, planned.step, step_run, state, remaining=remaining, console=console, on_step=on_step)
+                presence.keep()  # on the new session, if the step's was lost
+        return _close(run, step_runs, state, elapsed=clock() - state.started)
 
 
 def _start(run: PipelineRun, plan: list[PlannedStep]) -> list[PipelineStepRun]:
@@ -492,12 +495,12 @@ def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState,
 
 
 def pipeline_cancel(*, run: PipelineRun) -> bool:
-    """Ask a queued or running run to stop between batches/steps."""
-    return bool(
-        PipelineRun.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
-            cancel_requested=True
-        )
-    )
+    """Ask a queued or running run to stop between batches/steps; one whose process
+    is gone (killed, or its connection lost) is cancelled at once."""
+    runs = PipelineRun.objects.filter(pk=run.pk)
+    asked = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    dead_runs_cancel(runs=runs)
+    return bool(asked)
 
 
 # ---------------------------------------------------------------------------

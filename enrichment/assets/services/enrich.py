@@ -44,7 +44,8 @@ from enrichment.providers.fallback import providers_in_priority
 from etl.alerts import run_failure_notify
 from etl.errors import DomainError
 from etl.models import DeadLetter, RunStatus, Symbol, SymbolMapping
-from etl.progress import Cancelled, ProgressReporter
+from etl.progress import Cancelled, ProgressReporter, RunPresence
+from etl.recovery import dead_runs_cancel
 
 logger = logging.getLogger(__name__)
 
@@ -540,6 +541,8 @@ def assets_enrich(
         status=RunStatus.RUNNING, started_at=timezone.now(), symbols_total=total, progress_total=total
     )
     reporter = progress or ProgressReporter(run, total=total, label="enrich assets", bar=bar)
+    # a pipeline's reporter reports on the pipeline run: this run is present on its own
+    presence = RunPresence(run) if progress is not None else None
     if progress is not None:
         reporter.set_total(total)
     tally = _Tally()
@@ -559,6 +562,8 @@ def assets_enrich(
     finally:
         if progress is None:
             reporter.close()
+        if presence is not None:
+            presence.close()
     AssetEnrichmentRun.objects.filter(pk=run.pk).update(
         status=RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED, finished_at=timezone.now(), **tally.counts
     )
@@ -581,8 +586,11 @@ def asset_enrichment_queue(*, options: EnrichOptions, requested_by: str) -> Asse
 
 
 def asset_enrichment_runs_cancel(*, runs: QuerySet[AssetEnrichmentRun]) -> int:
-    """Ask the queued or running ones among `runs` to stop between batches; return how many were asked."""
-    return runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    """Ask the queued or running ones among `runs` to stop between batches (one whose
+    process is gone is cancelled at once); return how many were asked."""
+    asked = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    dead_runs_cancel(runs=runs)
+    return asked
 
 
 # -- pipeline step -----------------------------------------------------------------------------------

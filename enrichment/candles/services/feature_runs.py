@@ -27,6 +27,7 @@ from etl.errors import DomainError
 from etl.locks import FEATURE_SCHEDULE, session_lock
 from etl.models import Market, MarketData, RunStatus, Symbol
 from etl.progress import Cancelled, ProgressReporter
+from etl.recovery import dead_runs_cancel
 
 # Re-read market_data a little before the last watermark: an import that committed late
 # may carry an older updated_at. Re-reading is free: unchanged bars are not written.
@@ -145,8 +146,11 @@ def feature_run_queue(*, symbols: list[str], timeframes: list[str], full: bool, 
 
 
 def feature_runs_cancel(*, runs: QuerySet[FeatureRun]) -> int:
-    """Ask the queued or running ones among `runs` to stop between series; return how many were asked."""
-    return runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    """Ask the queued or running ones among `runs` to stop between series (one whose
+    process is gone is cancelled at once); return how many were asked."""
+    asked = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    dead_runs_cancel(runs=runs)
+    return asked
 
 
 def feature_run_execute(*, run: FeatureRun, progress_bar: bool = False) -> RunResult:
