@@ -20,7 +20,7 @@ from enrichment.candles.models import (
     LiveSeries,
     MarketDataV2,
 )
-from enrichment.candles.services.backfill import backfills_queue
+from enrichment.candles.services.backfill import backfills_cancel, backfills_queue
 from enrichment.candles.services.feature_runs import feature_run_queue, feature_runs_cancel
 from enrichment.candles.services.live import live_poll_queue
 
@@ -209,7 +209,7 @@ class BackfillStateAdmin(ReadOnly):
     )
     list_filter = ("state", "source", "timeframe")
     search_fields = ("symbol__ticker",)
-    actions = ["run_now"]
+    actions = ["run_now", "cancel"]
 
     def has_backfill_permission(self, request) -> bool:
         return request.user.has_perm("enrichment.run_backfill")
@@ -223,6 +223,12 @@ class BackfillStateAdmin(ReadOnly):
         """Calls backfills_queue."""
         queued = backfills_queue(states=queryset)
         self.message_user(request, f"Queued {queued} backfill(s).", messages.SUCCESS)
+
+    @admin.action(description="Cancel backfill", permissions=["backfill"])
+    def cancel(self, request, queryset):
+        """Calls backfills_cancel."""
+        cancelled = backfills_cancel(states=queryset)
+        self.message_user(request, f"Cancelled {cancelled} backfill(s).", messages.SUCCESS)
 
 
 @admin.register(LiveMarket)

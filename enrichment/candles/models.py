@@ -257,6 +257,7 @@ class BackfillState(models.Model):
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
+        CANCELLED = "cancelled"  # by an operator; running it again resumes it
 
     symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
     timeframe = models.CharField(max_length=8)

@@ -229,7 +229,7 @@ class BackfillViewSet(RunViewSet):
 
     queryset = BackfillState.objects.select_related("symbol__market")
     serializer_class = s.BackfillSerializer
-    action_perms: ClassVar = {"retry": BACKFILL_PERM}
+    action_perms: ClassVar = {"retry": BACKFILL_PERM, "cancel": BACKFILL_PERM}
 
     def filter_queryset(self, queryset):
         if self.action != "list":
@@ -249,5 +249,19 @@ class BackfillViewSet(RunViewSet):
         """backfill.backfills_queue, as the admin's "run now": the retry wait is cleared and a worker resumes it."""
         state = self.get_object()
         if not backfill.backfills_queue(states=BackfillState.objects.filter(pk=state.pk)):
-            raise ConflictError(f"backfill {state.pk} is done: nothing to run", code="backfill_done")
+            state.refresh_from_db()
+            if state.state == BackfillState.State.DONE:
+                raise ConflictError(f"backfill {state.pk} is done: nothing to run", code="backfill_done")
+            raise ConflictError(f"backfill {state.pk} is already queued or running", code="backfill_running")
+        state.refresh_from_db()
         return accepted(request, dict(s.BackfillSerializer(state).data), url_name=BACKFILL_DETAIL, run_id=state.pk)
+
+    @extend_schema(request=None, responses={200: s.BackfillSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """backfill.backfills_cancel, as the admin's: its worker stops at the next chunk; retry resumes it."""
+        state = self.get_object()
+        if not backfill.backfills_cancel(states=BackfillState.objects.filter(pk=state.pk)):
+            raise ConflictError(f"backfill {state.pk} is {state.state}: nothing to cancel", code="not_running")
+        state.refresh_from_db()
+        return Response(s.BackfillSerializer(state).data)
