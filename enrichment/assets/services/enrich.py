@@ -45,7 +45,7 @@ from etl.alerts import run_failure_notify
 from etl.errors import DomainError
 from etl.models import DeadLetter, RunStatus, Symbol, SymbolMapping
 from etl.progress import Cancelled, ProgressReporter, RunPresence
-from etl.recovery import dead_runs_cancel
+from etl.recovery import connection_lost, connection_reset, dead_runs_cancel, write_after_reconnect
 
 logger = logging.getLogger(__name__)
 
@@ -553,11 +553,14 @@ def assets_enrich(
     except Cancelled:
         cancelled = True
     except Exception as exc:
-        AssetEnrichmentRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
+        connection_reset()  # a lost session (a PostgreSQL restart): the failure is recorded on a new one
+        error = f"{type(exc).__name__}: {connection_lost(exc) or exc}"[:2000]
+        this_run = AssetEnrichmentRun.objects.filter(pk=run.pk)
+        record = partial(this_run.update, status=RunStatus.FAILED, finished_at=timezone.now(), error=error)
+        write_after_reconnect(record, what=f"the failure of asset enrichment run {run.pk}")
+        run_failure_notify(
+            kind="asset_enrichment", run_id=run.pk, summary=f"Asset enrichment run #{run.pk} failed: {error}"
         )
-        summary = f"Asset enrichment run #{run.pk} failed: {type(exc).__name__}: {exc}"
-        run_failure_notify(kind="asset_enrichment", run_id=run.pk, summary=summary)
         raise
     finally:
         if progress is None:

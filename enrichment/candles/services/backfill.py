@@ -33,6 +33,7 @@ from enrichment.candles.source_registry import get_source
 from etl.errors import ConflictError, DomainError
 from etl.locks import BACKFILL, held_items, session_unlock, try_session_lock
 from etl.models import DeadLetter, MarketData, Symbol
+from etl.recovery import connection_lost, connection_reset, write_after_reconnect
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=5)
@@ -154,9 +155,14 @@ def _run_claimed(
     try:
         done = _run_chunks(state, symbol, lease_holder, max_chunks=max_chunks, progress=progress)
     except ChunkFailed as failed:  # the source failed: count the attempt, schedule the retry, release
-        _record_failure(state, worker, failed.cause, now())
+        connection_reset()  # a lost session (a PostgreSQL restart): recorded on a new one
+        cause = failed.cause
+        if lost := connection_lost(cause):
+            cause = RuntimeError(lost)
+        record = partial(_record_failure, state, worker, cause, now())
+        write_after_reconnect(record, what=f"the failure of backfill {state.pk}")
         state.refresh_from_db()
-        return _result(state, error=str(failed.cause))
+        return _result(state, error=str(cause))
     finished = done.cursor >= state.range_end
     BackfillState.objects.filter(pk=state.pk, locked_by=worker).update(
         state=BackfillState.State.DONE if finished else BackfillState.State.PENDING, locked_by="", locked_until=None
