@@ -167,8 +167,10 @@ class ProgressReporter:
             self._bar.start()
             self._task = self._bar.add_task(label or "working", total=total)
         self._run_token = None
-        # the runs operators see are present while reported on; other reporters only keep those beating
-        self._presence = RunPresence(run) if isinstance(run, RunRecord) else None
+        # The runs the heartbeat sweep watches are present while reported on (an import file, a
+        # correction: their app's own lock tells); other reporters only keep those beating.
+        watched = isinstance(run, RunRecord) and type(run).dead_run_sweep == RunRecord.dead_run_sweep
+        self._presence = RunPresence(run) if watched else None
         if run is not None and total is not None:
             self._update_run(progress_total=total)
 
