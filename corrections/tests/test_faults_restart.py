@@ -14,7 +14,6 @@ from etl.models import RunStatus
 from etl.tests.restartable import (
     CONNECTION_ERROR,
     RECONNECTING,
-    RestartableServer,
     django_child,
     log_records,
     wait_for,
@@ -59,11 +58,9 @@ WRONG_AFTER_EXECUTE = (
 )
 
 
-@pytest.fixture(scope="module")
-def restartable(tmp_path_factory):
-    pg = RestartableServer(tmp_path_factory.mktemp("restart") / "pgdata")
-    yield pg
-    pg.stop()
+@pytest.fixture
+def restartable(restartable_server):
+    return restartable_server  # one server for every restart test of the session (root conftest)
 
 
 def _queue(pg, db, run_id: int, call: str) -> None:
@@ -90,7 +87,7 @@ def _restart_while_blocked(pg, db: str, *, row_id: int, statement: str, start) -
             f" AND wait_event_type = 'Lock' AND query LIKE '{statement}%%'"
         )
         wait_for(lambda: (pg.query(db, waiting) or (0,))[0] == 1, 120, f"the worker to wait inside {statement}")
-        pg.restart(down_seconds=3)
+        pg.restart(down_seconds=1)
     finally:
         blocker.close()
 
@@ -108,35 +105,29 @@ def _setup(pg, db: str) -> tuple[int, int]:
     return run_id, low
 
 
-def test_a_postgres_restart_mid_execute_fails_the_run_with_the_cause_and_it_resumes_exact(restartable, tmp_path):
-    pg = restartable
-    db = pg.database("restart_execute")
-    run_id, low = _setup(pg, db)
+def _execute_cut_then_resumed(pg, db: str, run_id: int, low: int) -> None:
     untouched = pg.query(db, UNTOUCHED_MD5)
-    log = tmp_path / "worker.log"
-    worker = worker_start(pg.env(db), log)
-    try:
-        blocked = low + 5 * BATCH + 10  # in the sixth batch: five are committed when the server goes
-        _restart_while_blocked(
-            pg,
-            db,
-            row_id=blocked,
-            statement="INSERT INTO correction_backups",
-            start=lambda: _queue(pg, db, run_id, "correction_execute_queue(run=run)"),
-        )
-        wait_for(lambda: (_run(pg, db, run_id, "status") or ("running",))[0] != "running", 120, "the run to end")
+    blocked = low + 5 * BATCH + 10  # in the sixth batch: five are committed when the server goes
+    execute = "correction_execute_queue(run=run)"
+    _restart_while_blocked(
+        pg,
+        db,
+        row_id=blocked,
+        statement="INSERT INTO correction_backups",
+        start=lambda: _queue(pg, db, run_id, execute),
+    )
+    wait_for(lambda: (_run(pg, db, run_id, "status") or ("running",))[0] != "running", 120, "the execute to end")
 
-        status, phase, error, last_id, updated = _run(pg, db, run_id, "status, phase, error, last_id, rows_updated")
-        assert (status, phase, last_id, updated) == (RunStatus.FAILED, Phase.EXECUTING, low + 5 * BATCH - 1, 5 * BATCH)
-        assert "database connection lost" in error and "terminating connection" in error, error
-        assert f"execute it again to resume after id {last_id}" in error, error
-        assert pg.query(db, "SELECT count(*) FROM correction_backups") == (5 * BATCH,)  # the cut batch left nothing
+    status, phase, error, last_id, updated = _run(pg, db, run_id, "status, phase, error, last_id, rows_updated")
+    assert (status, phase, last_id, updated) == (RunStatus.FAILED, Phase.EXECUTING, low + 5 * BATCH - 1, 5 * BATCH)
+    assert error == (
+        "database connection lost (terminating connection due to administrator command);"
+        f" execute it again to resume after id {last_id}"
+    )
+    assert pg.query(db, "SELECT count(*) FROM correction_backups") == (5 * BATCH,)  # the cut batch left nothing
 
-        _queue(pg, db, run_id, "correction_execute_queue(run=run)")  # the operator's retry: a resume
-        wait_for(lambda: _run(pg, db, run_id, "status") == (RunStatus.SUCCEEDED,), 120, "the resumed run to succeed")
-    finally:
-        worker_stop(worker)
-
+    _queue(pg, db, run_id, execute)  # the operator's retry: a resume
+    wait_for(lambda: _run(pg, db, run_id, "status") == (RunStatus.SUCCEEDED,), 120, "the resumed execute")
     assert _run(pg, db, run_id, "phase, rows_updated, error") == (Phase.EXECUTED, CHANGED, "")
     assert pg.query(db, WRONG_AFTER_EXECUTE) == (0,)
     assert pg.query(db, UNTOUCHED_MD5) == untouched
@@ -149,42 +140,28 @@ def test_a_postgres_restart_mid_execute_fails_the_run_with_the_cause_and_it_resu
     assert pg.query(db, differs) == (0,)
     audit = "SELECT sum(row_count) FROM data_corrections WHERE kind = 'asset_class_correction'"
     assert pg.query(db, audit) == (CHANGED,)
-    _assert_no_error_loop(log, restarts=1)
 
 
-def test_a_postgres_restart_mid_rollback_fails_the_run_with_the_cause_and_it_resumes_exact(restartable, tmp_path):
-    pg = restartable
-    db = pg.database("restart_rollback")
-    run_id, low = _setup(pg, db)
-    before = pg.query(db, TABLE_MD5)
-    code = (
-        "from corrections import services\nfrom corrections.models import CorrectionRun\n"
-        f"services.correction_execute(run=CorrectionRun.objects.get(pk={run_id}))\n"
-    )
-    django_child(code, pg.env(db))
-    assert pg.query(db, TABLE_MD5) != before
+def _rollback_cut_then_resumed(pg, db: str, run_id: int, before: tuple) -> None:
     # the fourth rollback batch: backed-up ids are the three changed series, in id order
     blocked = pg.query(
         db, "SELECT market_data_id FROM correction_backups ORDER BY market_data_id OFFSET %s LIMIT 1", [3 * BATCH + 10]
     )[0]
-    log = tmp_path / "worker.log"
-    worker = worker_start(pg.env(db), log)
     rollback = "correction_rollback_queue(run=run, reason='wrong mapping', requested_by='ops')"
-    try:
-        _restart_while_blocked(
-            pg, db, row_id=blocked, statement="WITH restored AS", start=lambda: _queue(pg, db, run_id, rollback)
-        )
-        wait_for(lambda: (_run(pg, db, run_id, "status") or ("running",))[0] != "running", 120, "the run to end")
+    _restart_while_blocked(
+        pg, db, row_id=blocked, statement="WITH restored AS", start=lambda: _queue(pg, db, run_id, rollback)
+    )
+    wait_for(lambda: (_run(pg, db, run_id, "status") or ("running",))[0] != "running", 120, "the rollback to end")
 
-        status, phase, error, restored = _run(pg, db, run_id, "status, phase, error, rows_restored")
-        assert (status, phase, restored) == (RunStatus.FAILED, Phase.ROLLING_BACK, 3 * BATCH)
-        assert "database connection lost" in error and "roll it back again to resume" in error, error
+    status, phase, error, restored = _run(pg, db, run_id, "status, phase, error, rows_restored")
+    assert (status, phase, restored) == (RunStatus.FAILED, Phase.ROLLING_BACK, 3 * BATCH)
+    assert error == (
+        "database connection lost (terminating connection due to administrator command);"
+        f" roll it back again to resume after backup id {blocked - 11}"
+    )
 
-        _queue(pg, db, run_id, rollback)
-        wait_for(lambda: _run(pg, db, run_id, "status") == (RunStatus.SUCCEEDED,), 120, "the resumed rollback")
-    finally:
-        worker_stop(worker)
-
+    _queue(pg, db, run_id, rollback)
+    wait_for(lambda: _run(pg, db, run_id, "status") == (RunStatus.SUCCEEDED,), 120, "the resumed rollback")
     assert _run(pg, db, run_id, "phase, rows_restored, rollback_conflicts, error") == (
         Phase.ROLLED_BACK,
         CHANGED,
@@ -194,4 +171,20 @@ def test_a_postgres_restart_mid_rollback_fails_the_run_with_the_cause_and_it_res
     assert pg.query(db, TABLE_MD5) == before  # every column of every row, updated_at included
     audit = "SELECT sum(row_count) FROM data_corrections WHERE kind = 'asset_class_rollback'"
     assert pg.query(db, audit) == (CHANGED,)
-    _assert_no_error_loop(log, restarts=1)
+
+
+def test_a_postgres_restart_mid_execute_and_mid_rollback_fails_the_run_with_the_cause_and_it_resumes_exact(
+    restartable, tmp_path
+):
+    pg = restartable
+    db = pg.database("restart_correction")
+    run_id, low = _setup(pg, db)
+    before = pg.query(db, TABLE_MD5)
+    log = tmp_path / "worker.log"
+    worker = worker_start(pg.env(db), log)
+    try:
+        _execute_cut_then_resumed(pg, db, run_id, low)
+        _rollback_cut_then_resumed(pg, db, run_id, before)
+    finally:
+        worker_stop(worker)
+    _assert_no_error_loop(log, restarts=2)

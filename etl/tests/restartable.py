@@ -1,8 +1,8 @@
 """A PostgreSQL server a test may restart: the embedded one, started in a temp folder.
 
-The fault tests that restart PostgreSQL share one per module (`restartable_server`
-fixture): the schema is migrated once into a template database and each test gets
-its own copy (`CREATE DATABASE ... TEMPLATE`, a tenth of a second). Everything
+The fault tests that restart PostgreSQL share one per session (`restartable_server`,
+in the root conftest): the schema is migrated once into a template database and
+each test gets its own copy (`CREATE DATABASE ... TEMPLATE`, a tenth of a second). Everything
 Django runs in child processes (data set-up, `qcluster`) against that database;
 the test process only owns the server and reads with psycopg.
 """

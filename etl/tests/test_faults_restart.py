@@ -14,7 +14,6 @@ from etl.models import RunStatus
 from etl.tests.restartable import (
     CONNECTION_ERROR,
     RECONNECTING,
-    RestartableServer,
     django_child,
     log_records,
     wait_for,
@@ -56,11 +55,9 @@ WRONG_CLASS = (
 TERMINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
 
 
-@pytest.fixture(scope="module")
-def restartable(tmp_path_factory):
-    pg = RestartableServer(tmp_path_factory.mktemp("restart") / "pgdata")
-    yield pg
-    pg.stop()
+@pytest.fixture
+def restartable(restartable_server):
+    return restartable_server  # one server for every restart test of the session (root conftest)
 
 
 def _status(pg, db: str, run_id: int) -> str | None:
@@ -91,7 +88,7 @@ def test_a_postgres_restart_mid_pipeline_fails_the_run_with_the_cause_and_a_reru
                 " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO correction_backups%%'"
             )
             wait_for(lambda: (pg.query(db, waiting) or (0,))[0] == 1, 120, "the correct step to wait on the row")
-            pg.restart(down_seconds=3)
+            pg.restart(down_seconds=1)
         finally:
             blocker.close()
         wait_for(lambda: _status(pg, db, run_id) in TERMINAL, 120, "the run to end")
