@@ -43,8 +43,8 @@ CANDLE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _float(**kw) -> models.FloatField:
-    return models.FloatField(null=True, blank=True, **kw)
+def _float(verbose_name, **kw) -> models.FloatField:
+    return models.FloatField(verbose_name, null=True, blank=True, **kw)
 
 
 class MarketDataV2(models.Model):
@@ -52,61 +52,66 @@ class MarketDataV2(models.Model):
     candle bumps `revision` (its amendment is in data_corrections) and clears
     `features_revision`, which is how the feature step knows where to start."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
-    timeframe = models.CharField(max_length=8)
-    ts = models.DateTimeField(help_text="Bar open time, UTC")
-    # Candle (float64: this is the research table; raw decimals stay in market_data).
-    open = models.FloatField()
-    high = models.FloatField()
-    low = models.FloatField()
-    close = models.FloatField()
-    volume = models.FloatField()
-    taker_buy_volume = _float()
-    quote_volume = _float()
-    trades = models.BigIntegerField(null=True, blank=True)
-    open_interest = _float()
-    funding_rate = _float()
-    liquidations = _float()
-    long_short_account_ratio = _float()
-    exchange_netflow = _float()
-    # Features (see docs/features.md) and the recursive state incremental runs continue from.
-    return_1h = _float()
-    return_1d = _float()
-    volatility_20 = _float()
-    volatility_50 = _float()
-    atr_14 = _float()
-    trend_direction = _float(help_text="+1 up, -1 down, 0 neutral")
-    market_structure = _float(help_text="+1 bullish, -1 bearish, 0 range")
-    rolling_volume_20 = _float()
-    delta = _float()
-    buy_sell_ratio = _float()
-    liquidation_intensity = _float()
-    volume_spike_score = _float()
-    long_short_ratio = _float()
-    funding_rate_percentile = _float()
-    exchange_inflow = _float()
-    open_interest_change = _float()
-    rsi_14 = _float()
-    sma_20 = _float()
-    sma_50 = _float()
-    ema_20 = _float()
-    vwap_20 = _float()
-    hl_range = _float()
-    bb_upper_20 = _float()
-    bb_lower_20 = _float()
-    rsi_avg_gain = _float()
-    rsi_avg_loss = _float()
-    # Quality, provenance, revisions.
-    quality_score = _float(help_text="0-1")
-    quality_flags = models.IntegerField(default=0, help_text="bits of QualityFlag")
-    source = models.CharField(max_length=32)
-    revision = models.PositiveIntegerField(default=1)
-    features_revision = models.PositiveIntegerField(
-        null=True, blank=True, help_text="revision the features were computed for; NULL = to compute"
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")
     )
-    computed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    ts = models.DateTimeField(_("bar time"), help_text=_("Bar open time, UTC"))
+    # Candle (float64: this is the research table; raw decimals stay in market_data).
+    open = models.FloatField(pgettext_lazy("price", "open"))
+    high = models.FloatField(pgettext_lazy("price", "high"))
+    low = models.FloatField(pgettext_lazy("price", "low"))
+    close = models.FloatField(pgettext_lazy("price", "close"))
+    volume = models.FloatField(_("volume"))
+    taker_buy_volume = _float(_("taker buy volume"))
+    quote_volume = _float(_("quote volume"))
+    trades = models.BigIntegerField(_("trades"), null=True, blank=True)
+    open_interest = _float(_("open interest"))
+    funding_rate = _float(_("funding rate"))
+    liquidations = _float(_("liquidations"))
+    long_short_account_ratio = _float(_("long/short account ratio"))
+    exchange_netflow = _float(_("exchange netflow"))
+    # Features (see docs/features.md) and the recursive state incremental runs continue from.
+    return_1h = _float(_("return 1h"))
+    return_1d = _float(_("return 1d"))
+    volatility_20 = _float(_("volatility 20"))
+    volatility_50 = _float(_("volatility 50"))
+    atr_14 = _float(_("ATR 14"))
+    trend_direction = _float(_("trend direction"), help_text=_("+1 up, -1 down, 0 neutral"))
+    market_structure = _float(_("market structure"), help_text=_("+1 bullish, -1 bearish, 0 range"))
+    rolling_volume_20 = _float(_("rolling volume 20"))
+    delta = _float(_("delta"))
+    buy_sell_ratio = _float(_("buy/sell ratio"))
+    liquidation_intensity = _float(_("liquidation intensity"))
+    volume_spike_score = _float(_("volume spike score"))
+    long_short_ratio = _float(_("long/short ratio"))
+    funding_rate_percentile = _float(_("funding rate percentile"))
+    exchange_inflow = _float(_("exchange inflow"))
+    open_interest_change = _float(_("open interest change"))
+    rsi_14 = _float(_("RSI 14"))
+    sma_20 = _float(_("SMA 20"))
+    sma_50 = _float(_("SMA 50"))
+    ema_20 = _float(_("EMA 20"))
+    vwap_20 = _float(_("VWAP 20"))
+    hl_range = _float(_("high-low range"))
+    bb_upper_20 = _float(_("Bollinger upper 20"))
+    bb_lower_20 = _float(_("Bollinger lower 20"))
+    rsi_avg_gain = _float(_("RSI average gain"))
+    rsi_avg_loss = _float(_("RSI average loss"))
+    # Quality, provenance, revisions.
+    quality_score = _float(_("quality score"), help_text=_("0-1"))
+    quality_flags = models.IntegerField(_("quality flags"), default=0, help_text=_("bits of QualityFlag"))
+    source = models.CharField(_("source"), max_length=32)
+    revision = models.PositiveIntegerField(_("revision"), default=1)
+    features_revision = models.PositiveIntegerField(
+        _("features revision"),
+        null=True,
+        blank=True,
+        help_text=_("revision the features were computed for; NULL = to compute"),
+    )
+    computed_at = models.DateTimeField(_("computed at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name_plural = _("market data v2 candles")
