@@ -233,8 +233,18 @@ class ReasonFilter(admin.SimpleListFilter):
         "fields": "expected ",
     }
 
+    LABELS = {
+        "unparseable": _("unparseable"),
+        "high_low": _("high below low"),
+        "open_outside": _("open outside high-low"),
+        "close_outside": _("close outside high-low"),
+        "negative": _("negative volume"),
+        "duplicate": _("duplicate"),
+        "fields": _("wrong number of fields"),
+    }
+
     def lookups(self, request, model_admin):
-        return [(k, k.replace("_", " ")) for k in self.KINDS]
+        return [(k, self.LABELS[k]) for k in self.KINDS]
 
     def queryset(self, request, queryset):
         prefix = self.KINDS.get(self.value() or "")

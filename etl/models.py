@@ -377,6 +377,24 @@ class RunStatus(models.TextChoices):
     SKIPPED = "skipped", pgettext_lazy("run status", "Skipped")
 
 
+# A status as a word inside a sentence ("import job 5 is already running"), in lower case;
+# the choices' labels above are for columns and filters.
+STATUS_WORDS = {
+    "queued": pgettext_lazy("status word", "queued"),
+    "running": pgettext_lazy("status word", "running"),
+    "succeeded": pgettext_lazy("status word", "succeeded"),
+    "failed": pgettext_lazy("status word", "failed"),
+    "cancelled": pgettext_lazy("status word", "cancelled"),
+    "skipped": pgettext_lazy("status word", "skipped"),
+    "dead_lettered": pgettext_lazy("status word", "dead-lettered"),
+}
+
+
+def status_word(status: str) -> str:
+    """A run's or a file's status, for a sentence, in the operator's language."""
+    return str(STATUS_WORDS.get(status, status))
+
+
 class RunRecord(models.Model):
     """What every long-running piece of work records: status, who, timings,
     progress (done/total, rate), cancellation and the error. Apps subclass it

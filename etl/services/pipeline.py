@@ -32,7 +32,7 @@ from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
 from etl.metrics import pipeline_runs, pipeline_step_seconds
-from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
+from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus, status_word
 from etl.pipeline import PipelineStep, registered_steps
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
@@ -49,16 +49,8 @@ StepCallback = Callable[[PipelineStepRun], None]
 # A run whose steps all succeeded but reported warnings (breached warning gates):
 # its status stays `succeeded`, its summary's `outcome` says this.
 SUCCEEDED_WITH_WARNINGS = "succeeded with warnings"
-# How an outcome reads to an operator (the stored value stays the machine word).
-OUTCOME_LABELS = {
-    RunStatus.QUEUED: pgettext_lazy("run outcome", "queued"),
-    RunStatus.RUNNING: pgettext_lazy("run outcome", "running"),
-    RunStatus.SUCCEEDED: pgettext_lazy("run outcome", "succeeded"),
-    SUCCEEDED_WITH_WARNINGS: pgettext_lazy("run outcome", "succeeded with warnings"),
-    RunStatus.FAILED: pgettext_lazy("run outcome", "failed"),
-    RunStatus.CANCELLED: pgettext_lazy("run outcome", "cancelled"),
-    RunStatus.SKIPPED: pgettext_lazy("run outcome", "skipped"),
-}
+# How it reads to an operator (the stored outcome stays the machine word).
+SUCCEEDED_WITH_WARNINGS_LABEL = pgettext_lazy("status word", "succeeded with warnings")
 # Off by DATA_ENRICHMENT_ENABLED: the old system's switch for its enrichment service.
 ENRICHMENT_STEPS = ("enrich", "features")
 
@@ -106,7 +98,7 @@ def run_outcome(run: PipelineRun) -> str:
 
 def outcome_label(outcome: str) -> str:
     """An outcome (see `run_outcome`) in the operator's language."""
-    return str(OUTCOME_LABELS.get(outcome, outcome))
+    return str(SUCCEEDED_WITH_WARNINGS_LABEL) if outcome == SUCCEEDED_WITH_WARNINGS else status_word(outcome)
 
 
 def run_gates(run: PipelineRun) -> list[dict[str, Any]]:
