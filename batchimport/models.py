@@ -34,7 +34,7 @@ TERMINAL = (
 
 
 # The markets' keys as model choices (the table is batchimport.markets.MARKETS).
-MarketKey = models.TextChoices("MarketKey", [(key, key) for key in MARKET_KEYS])
+MarketKey = models.TextChoices("MarketKey", [(key, (key, key)) for key in MARKET_KEYS])  # labelled as spelt
 
 
 class RowCounts(models.Model):

@@ -489,6 +489,8 @@ class PipelineStepRun(models.Model):
     error = models.TextField(_("error"), blank=True)
 
     class Meta:
+        verbose_name = _("pipeline step run")
+        verbose_name_plural = _("pipeline step runs")
         db_table = "pipeline_step_runs"
         ordering = ["run", "order", "id"]
         constraints = [models.UniqueConstraint(fields=["run", "name"], name="uniq_step_run_name")]

@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='importfile',
             name='market',
-            field=models.CharField(choices=[('BIST', 'Bist'), ('CRYPTO', 'Crypto'), ('NASDAQ', 'Nasdaq'), ('NYSE', 'Nyse')], max_length=16, verbose_name='market'),
+            field=models.CharField(choices=[('BIST', 'BIST'), ('CRYPTO', 'CRYPTO'), ('NASDAQ', 'NASDAQ'), ('NYSE', 'NYSE')], max_length=16, verbose_name='market'),
         ),
         migrations.AlterField(
             model_name='importfile',
@@ -210,7 +210,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='importjob',
             name='market',
-            field=models.CharField(blank=True, choices=[('BIST', 'Bist'), ('CRYPTO', 'Crypto'), ('NASDAQ', 'Nasdaq'), ('NYSE', 'Nyse')], max_length=16, verbose_name='market'),
+            field=models.CharField(blank=True, choices=[('BIST', 'BIST'), ('CRYPTO', 'CRYPTO'), ('NASDAQ', 'NASDAQ'), ('NYSE', 'NYSE')], max_length=16, verbose_name='market'),
         ),
         migrations.AlterField(
             model_name='importjob',

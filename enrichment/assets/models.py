@@ -70,6 +70,8 @@ class AssetEnrichmentResult(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
 
     class Meta:
+        verbose_name = _("asset enrichment result")
+        verbose_name_plural = _("asset enrichment results")
         db_table = "enrichment_asset_results"
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["run", "symbol"], name="uniq_enrichment_result_run_symbol")]

@@ -176,7 +176,7 @@ class EnrichmentComputeLog(models.Model):
     rows_written = models.BigIntegerField(_("rows written"), default=0)
     first_ts = models.DateTimeField(_("first ts"), null=True, blank=True)
     last_ts = models.DateTimeField(_("last ts"), null=True, blank=True)
-    duration_ms = models.FloatField(_("duration ms"), default=0)
+    duration_ms = models.FloatField(_("duration (ms)"), default=0)
     succeeded = models.BooleanField(_("succeeded"), default=True)
     error = models.TextField(_("error"), blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now(), db_index=True)
@@ -390,7 +390,7 @@ class LiveSeries(models.Model):
         verbose_name = _("live series")
         db_table = "live_series"
         ordering = ["symbol_id", "timeframe"]
-        verbose_name_plural = "live series"
+        verbose_name_plural = _("live series")
         constraints = [models.UniqueConstraint(fields=["symbol", "timeframe"], name="uniq_live_series")]
         indexes = [models.Index(fields=["last_lag_seconds"], name="live_series_lag")]
 

@@ -13,6 +13,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterModelOptions(
+            name='assetenrichmentresult',
+            options={'ordering': ['-created_at', '-id'], 'verbose_name': 'asset enrichment result', 'verbose_name_plural': 'asset enrichment results'},
+        ),
         migrations.AlterField(
             model_name='assetenrichmentresult',
             name='agreement',
@@ -361,7 +365,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='enrichmentcomputelog',
             name='duration_ms',
-            field=models.FloatField(default=0, verbose_name='duration ms'),
+            field=models.FloatField(default=0, verbose_name='duration (ms)'),
         ),
         migrations.AlterField(
             model_name='enrichmentcomputelog',

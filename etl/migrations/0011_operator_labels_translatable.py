@@ -15,6 +15,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterModelOptions(
+            name='pipelinesteprun',
+            options={'ordering': ['run', 'order', 'id'], 'verbose_name': 'pipeline step run', 'verbose_name_plural': 'pipeline step runs'},
+        ),
         migrations.AlterField(
             model_name='apitoken',
             name='created_at',

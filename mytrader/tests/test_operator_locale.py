@@ -102,25 +102,31 @@ def test_a_time_zone_that_is_not_iana_is_refused_with_a_message(client, make_use
     assert "Mars/Olympus is not an IANA time zone." in response.content.decode()
 
 
-def _po_entries(path: Path) -> dict[str, str]:
+def _po_entries(path: Path) -> dict[tuple[str, str], str]:
+    """(context, msgid) -> msgstr; the context is "" for an entry without one."""
     entries = {}
     for block in path.read_text().split("\n\n"):
+        msgctxt = re.search(r'^msgctxt ((?:".*"\n?)+)', block, re.M)
         msgid = re.search(r'^msgid ((?:".*"\n?)+)', block, re.M)
         msgstr = re.search(r'^msgstr ((?:".*"\n?)+)', block, re.M)
         if msgid and msgstr:
             join = lambda quoted: "".join(re.findall(r'"(.*)"', quoted)).replace('\\"', '"')  # noqa: E731
-            entries[join(msgid.group(1))] = join(msgstr.group(1))
-    entries.pop("", None)
+            context = join(msgctxt.group(1)) if msgctxt else ""
+            entries[context, join(msgid.group(1))] = join(msgstr.group(1))
+    entries.pop(("", ""), None)
     return entries
 
 
 def test_the_turkish_catalogue_is_complete_and_compiled():
     po = _po_entries(LOCALE / "tr" / "LC_MESSAGES" / "django.po")
     assert po, "no entries read"
-    assert not [msgid for msgid, text in po.items() if not text], "untranslated strings"
+    assert not [key for key, text in po.items() if not text], "untranslated strings"
     with open(LOCALE / "tr" / "LC_MESSAGES" / "django.mo", "rb") as compiled:
         catalogue = gettext.GNUTranslations(compiled)
-    stale = [msgid for msgid, text in po.items() if catalogue.gettext(msgid) != text]
+    compiled_text = lambda context, msgid: (  # noqa: E731
+        catalogue.pgettext(context, msgid) if context else catalogue.gettext(msgid)
+    )
+    stale = [key for key, text in po.items() if compiled_text(*key) != text]
     assert not stale, f"django.mo is older than django.po (run `make messages`): {stale}"
 
 
