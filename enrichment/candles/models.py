@@ -164,7 +164,7 @@ class EnrichmentComputeLog(models.Model):
     class Mode(models.TextChoices):
         FULL = "full", _("Full")
         INCREMENTAL = "incremental", _("Incremental")
-        NOTHING = "nothing", _("nothing to do")
+        NOTHING = "nothing", _("Nothing to do")
 
     run = models.ForeignKey(
         FeatureRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs", verbose_name=_("run")
@@ -235,7 +235,7 @@ class EnrichmentStatus(models.Model):
 
     class State(models.TextChoices):
         OK = "ok", _("OK")
-        PENDING = "pending", _("features pending")
+        PENDING = "pending", _("Features pending")
         FAILED = "failed", pgettext_lazy("run status", "Failed")
 
     symbol = models.ForeignKey(

@@ -385,7 +385,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='enrichmentcomputelog',
             name='mode',
-            field=models.CharField(choices=[('full', 'Full'), ('incremental', 'Incremental'), ('nothing', 'nothing to do')], max_length=16, verbose_name='mode'),
+            field=models.CharField(choices=[('full', 'Full'), ('incremental', 'Incremental'), ('nothing', 'Nothing to do')], max_length=16, verbose_name='mode'),
         ),
         migrations.AlterField(
             model_name='enrichmentcomputelog',
@@ -460,7 +460,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='enrichmentstatus',
             name='state',
-            field=models.CharField(choices=[('ok', 'OK'), ('pending', 'features pending'), ('failed', 'Failed')], default='pending', max_length=16, verbose_name='state'),
+            field=models.CharField(choices=[('ok', 'OK'), ('pending', 'Features pending'), ('failed', 'Failed')], default='pending', max_length=16, verbose_name='state'),
         ),
         migrations.AlterField(
             model_name='enrichmentstatus',

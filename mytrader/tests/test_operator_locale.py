@@ -300,7 +300,7 @@ def test_the_enrichment_columns_read_in_turkish(client, turkish_superuser, refer
     for header in ("Mum zamanı", "Kapanış", "Hacim", "Kalite puanı", "İşaretler", "Revizyon"):
         assert f">{header}<" in candles, header
     status = client.get("/admin/enrichment/enrichmentstatus/").content.decode()
-    assert "özellikler bekliyor" in status and "grafik ve kalite" in status and ">Son hesaplanma<" in status
+    assert "Özellikler bekliyor" in status and "grafik ve kalite" in status and ">Son hesaplanma<" in status
     assert "Tüm özellikleri yeniden hesapla (arka planda)" in status
 
 
