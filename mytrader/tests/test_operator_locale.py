@@ -388,3 +388,15 @@ def test_services_refuse_in_the_language_of_the_caller():
         pipeline_plan(["nope"])
     assert refused.value.code == "unknown_step"
     assert refused.value.message.startswith("bilinmeyen işlem hattı adım(lar)ı ['nope']")
+
+
+def test_a_symbols_inferred_reason_is_read_in_the_readers_language():
+    from django.utils import translation
+
+    from etl.inference import infer_symbol
+
+    reason = infer_symbol("THYAO", "BIST").reason  # translated when read, not per inferred pair
+    assert str(reason) == "Borsa Istanbul equity ticker"
+    with translation.override("tr"):
+        assert str(reason) == "Borsa İstanbul hisse kodu"
+        assert str(infer_symbol("EURUSD", "FX").reason) == "döviz paritesi EUR/USD"
