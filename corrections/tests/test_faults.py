@@ -140,7 +140,7 @@ def test_the_pipeline_step_resumes_an_interrupted_execute_and_each_row_changes_o
 def test_the_pipeline_step_leaves_an_execute_an_operator_cancelled_to_them(world, monkeypatch):
     run = _interrupted_at_the_second_batch(monkeypatch)
     CorrectionRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED)
-    with pytest.raises(ConflictError, match=f"Correction {run.pk} is Executing and was interrupted"):
+    with pytest.raises(ConflictError, match=f"Correction {run.pk} is executing and was interrupted"):
         services.correct_step(options={"batch_size": 10})
     run.refresh_from_db()
     assert (run.status, run.batches_done) == (RunStatus.CANCELLED, 1)
