@@ -164,7 +164,10 @@ class HeartbeatSweep:
 
 def dead_run_ids(model, ids: list[int] | None = None, *, beat_before: datetime | None = None) -> list[int]:
     """The `running` runs of `model` (among `ids`) whose process is gone: no session holds
-    their run lock. With `beat_before`, only those whose last beat is older."""
+    their run lock. With `beat_before`, only those whose last beat is older. Only for the
+    run types this module watches (the others hold no run lock: their app's own lock tells)."""
+    if model.dead_run_sweep != SWEEP:
+        raise TypeError(f"{model._meta.label}: its app finds its dead runs itself ({model.dead_run_sweep})")
     runs = model.objects.filter(status=RunStatus.RUNNING)
     if ids is not None:
         runs = runs.filter(pk__in=ids)
