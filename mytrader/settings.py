@@ -346,8 +346,6 @@ SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", default="")
 HEALTH_WORKER_STALE_SECONDS = env.int("HEALTH_WORKER_STALE_SECONDS", default=60)
 HEALTH_QUEUE_AGE_SECONDS = env.int("HEALTH_QUEUE_AGE_SECONDS", default=600)
 HEALTH_RUN_STALL_MINUTES = env.int("HEALTH_RUN_STALL_MINUTES", default=15)
-# A running run whose heartbeat (etl.recovery) is older than this is marked failed by the every-minute sweep.
-RUN_HEARTBEAT_STALE_MINUTES = env.int("RUN_HEARTBEAT_STALE_MINUTES", default=5)
 
 # The API's input guard (etl.api.guard): what no request may exceed.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1048576)

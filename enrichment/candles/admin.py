@@ -22,7 +22,7 @@ from enrichment.candles.models import (
     LiveSeries,
     MarketDataV2,
 )
-from enrichment.candles.services.backfill import backfills_queue
+from enrichment.candles.services.backfill import backfills_cancel, backfills_queue
 from enrichment.candles.services.feature_runs import feature_run_queue, feature_runs_cancel
 from enrichment.candles.services.live import live_poll_queue
 
@@ -217,7 +217,7 @@ class BackfillStateAdmin(ReadOnly):
     )
     list_filter = ("state", "source", "timeframe")
     search_fields = ("symbol__ticker",)
-    actions = ["run_now"]
+    actions = ["run_now", "cancel"]
 
     def has_backfill_permission(self, request) -> bool:
         return request.user.has_perm("enrichment.run_backfill")
@@ -231,6 +231,12 @@ class BackfillStateAdmin(ReadOnly):
         """Calls backfills_queue."""
         queued = backfills_queue(states=queryset)
         self.message_user(request, gettext("Queued %(count)s backfill(s).") % {"count": queued}, messages.SUCCESS)
+
+    @admin.action(description=_("Cancel backfill (its worker stops at the next chunk)"), permissions=["backfill"])
+    def cancel(self, request, queryset):
+        """Calls backfills_cancel."""
+        cancelled = backfills_cancel(states=queryset)
+        self.message_user(request, gettext("Cancelled %(count)s backfill(s).") % {"count": cancelled}, messages.SUCCESS)
 
 
 @admin.register(LiveMarket)

@@ -283,6 +283,7 @@ class BackfillState(models.Model):
         RUNNING = "running", pgettext_lazy("run status", "Running")
         DONE = "done", pgettext_lazy("run status", "Done")
         FAILED = "failed", pgettext_lazy("run status", "Failed")
+        CANCELLED = "cancelled", pgettext_lazy("run status", "Cancelled")  # by an operator; run now resumes it
 
     symbol = models.ForeignKey(
         Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")

@@ -234,7 +234,7 @@ class BackfillViewSet(RunViewSet):
 
     queryset = BackfillState.objects.select_related("symbol__market")
     serializer_class = s.BackfillSerializer
-    action_perms: ClassVar = {"retry": BACKFILL_PERM}
+    action_perms: ClassVar = {"retry": BACKFILL_PERM, "cancel": BACKFILL_PERM}
 
     def filter_queryset(self, queryset):
         if self.action != "list":
@@ -254,7 +254,29 @@ class BackfillViewSet(RunViewSet):
         """backfill.backfills_queue, as the admin's "run now": the retry wait is cleared and a worker resumes it."""
         state = self.get_object()
         if not backfill.backfills_queue(states=BackfillState.objects.filter(pk=state.pk)):
+            state.refresh_from_db()
+            if state.state == BackfillState.State.DONE:
+                raise ConflictError(
+                    gettext("backfill %(backfill)s is done: nothing to run") % {"backfill": state.pk},
+                    code="backfill_done",
+                )
             raise ConflictError(
-                gettext("backfill %(backfill)s is done: nothing to run") % {"backfill": state.pk}, code="backfill_done"
+                gettext("backfill %(backfill)s is already queued or running") % {"backfill": state.pk},
+                code="backfill_running",
             )
+        state.refresh_from_db()
         return accepted(request, dict(s.BackfillSerializer(state).data), url_name=BACKFILL_DETAIL, run_id=state.pk)
+
+    @extend_schema(request=None, responses={200: s.BackfillSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """backfill.backfills_cancel, as the admin's: its worker stops at the next chunk; retry resumes it."""
+        state = self.get_object()
+        if not backfill.backfills_cancel(states=BackfillState.objects.filter(pk=state.pk)):
+            raise ConflictError(
+                gettext("backfill %(backfill)s is %(state)s: nothing to cancel")
+                % {"backfill": state.pk, "state": state.get_state_display()},
+                code="not_running",
+            )
+        state.refresh_from_db()
+        return Response(s.BackfillSerializer(state).data)
