@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import random
 import shutil
+import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from batchimport import samples, services
 from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
 from batchimport.parsing import CsvFileReader, Layout
 from batchimport.services import loader
+from batchimport.tests.test_distributed import child_env, spawn, wait_for
 from etl import pipeline
 from etl import services as etl_services
 from etl.models import DataCorrection, DeadLetter, MarketData, Symbol
@@ -141,6 +144,7 @@ def test_groups_give_the_rows_and_accounting_of_one_file_at_a_time(data_root, re
     assert inserted and duplicates and updated and rejected and changed
     assert any(reason.startswith("duplicate: same timestamp") for *_, reason in grouped["rejects"])
     assert not MarketData.objects.filter(symbol=None).exists()
+    assert set(MarketData.objects.filter(market="NYSE").values_list("asset_class", flat=True)) == {"STOCK_NYSE"}
 
 
 def _six_files(data_root: Path) -> None:
@@ -298,6 +302,7 @@ def _places() -> dict[int, tuple]:
 def test_a_clean_import_needs_no_sync_and_no_correction(sample_folder, reference_data):
     services.import_job_start(job=services.import_job_create(path="DATA"))
     assert not MarketData.objects.filter(symbol=None).exists()
+    assert set(MarketData.objects.filter(market="NYSE").values_list("asset_class", flat=True)) == {"STOCK_NYSE"}
     before = _places()
     sync = pipeline.get_step("sync").run(options={}, progress=None)
     assert (sync["symbols_created"], sync["candles_linked"], sync["pairs_found"]) == (0, 0, 0)
@@ -326,3 +331,56 @@ def test_the_sync_links_only_what_arrived_unlinked(data_root, settings):
 
 def _ids(ticker: str) -> set[int]:
     return set(MarketData.objects.filter(ticker=ticker).values_list("id", flat=True))
+
+
+# ---------------------------------------------------------------- killed mid-group
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_group_then_resumed_gives_the_uninterrupted_rows(data_root, tmp_path):
+    etl_services.reference_data_bootstrap()
+    for market in ("NYSE", "NASDAQ"):  # the same files twice: NASDAQ is the uninterrupted reference
+        for i in range(160):
+            ticker = f"T{i:03d}"
+            path = data_root / market / f"{ticker}.csv"
+            samples.write_file(path, Layout.STANDARD, ticker=ticker, rows=200, seed=i, defect_every=37)
+    reference = services.import_job_start(job=services.import_job_create(path="NASDAQ", max_concurrency=1))
+    assert reference.status == ImportStatus.SUCCEEDED
+
+    job = services.import_job_create(path="NYSE", batch_size=500, max_concurrency=1)
+    files = ImportFile.objects.filter(job=job)
+    worker = spawn(
+        f"from batchimport import services\nservices.import_job_work(job_id={job.pk})",
+        child_env(data_root, IMPORT_GROUP_FILES="40"),
+        tmp_path / "worker.log",
+    )
+    mid_group = lambda: files.filter(status="succeeded").count() >= 40 and files.filter(status="running").exists()  # noqa: E731
+    wait_for(mid_group, 120, "the worker to be part-way through its second group")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+
+    done = list(files.filter(status=ImportStatus.SUCCEEDED))
+    cut = list(files.filter(status=ImportStatus.RUNNING))
+    assert len(cut) == 40 and len(done) % 40 == 0  # whole groups only
+    assert MarketData.objects.filter(market="NYSE").count() == sum(f.rows_inserted for f in done)
+    assert not MarketData.objects.filter(market="NYSE", ticker__in=[f.ticker for f in cut]).exists()
+
+    def resumed() -> bool:  # the dead worker's claims are taken over once PostgreSQL has ended its session
+        services.import_job_work(job_id=job.pk)
+        return ImportJob.objects.get(pk=job.pk).status in (ImportStatus.SUCCEEDED, ImportStatus.FAILED)
+
+    wait_for(resumed, 60, "the resumed job to finish")
+    job.refresh_from_db()
+    assert job.status == ImportStatus.SUCCEEDED
+    for name in ImportJob.COUNT_FIELDS:
+        assert getattr(job, name) == getattr(reference, name), name
+    columns = ("ticker", "ts", "open", "high", "low", "close", "volume", "adj_close")
+    assert set(MarketData.objects.filter(market="NYSE").values_list(*columns)) == set(
+        MarketData.objects.filter(market="NASDAQ").values_list(*columns)
+    )
+    assert RejectedRow.objects.filter(job=job).count() == reference.rows_rejected
+    attempts = dict(files.values_list("ticker", "attempts"))
+    assert {attempts[f.ticker] for f in cut} == {2} and {attempts[f.ticker] for f in done} == {1}
+    assert not MarketData.objects.filter(symbol=None).exists()
+    assert set(MarketData.objects.filter(market="NYSE").values_list("asset_class", flat=True)) == {"STOCK_NYSE"}
