@@ -38,6 +38,7 @@ from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, Re
 from batchimport.parsing import FileFormatError, market_from_path, ticker_from_filename
 from batchimport.services.loader import files_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
+from batchimport.services.staging import TICKER_LENGTH
 from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.locks import IMPORT_FILE, IMPORT_START, held_items, session_unlock_many, try_session_locks, xact_lock
@@ -134,7 +135,7 @@ def _add_files(job: ImportJob, files: list[Path]) -> int:
             job=job,
             relpath=relative_to_root(p),
             market=job.market,
-            ticker=ticker_from_filename(p.name),
+            ticker=ticker_from_filename(p.name)[:TICKER_LENGTH],  # a longer one fails its file, with the reason
             size=_size_or_none(p),
             priority=priority,
         )

@@ -27,13 +27,16 @@ from django.db import connection
 from django.utils import timezone
 
 from batchimport.models import ImportFile, RejectedRow
-from batchimport.parsing import Candle, CsvFileReader, Reject
+from batchimport.parsing import Candle, CsvFileReader, FileFormatError, Reject
+from etl.models import MarketData
 from etl.progress import Cancelled
 
 # What reading one file can raise: its own fault or its host's (FileFormatError
 # and UnicodeError are ValueErrors). Database errors are not among them: those
 # concern the whole group.
 FILE_ERRORS = (OSError, ValueError, csv.Error)
+
+TICKER_LENGTH = MarketData._meta.get_field("ticker").max_length
 
 STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS import_stage_rows (
@@ -136,6 +139,11 @@ class GroupStager:
     def stage(self, import_file: ImportFile, path: Path) -> StagedFile:
         started = time.monotonic()
         reader = CsvFileReader(path, market=import_file.market)
+        if len(reader.ticker) > TICKER_LENGTH:
+            raise FileFormatError(
+                f"{path.name}: the ticker its name gives, {reader.ticker[:40]!r}…, is longer than"
+                f" {TICKER_LENGTH} characters; rename the file"
+            )
         self._current, self._reported_bytes = (import_file, reader, started), 0
         tally = _Tally(self, import_file)
         try:
