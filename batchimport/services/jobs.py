@@ -263,11 +263,12 @@ def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: Impo
 def _enqueue(job_id: int, workers: int = 1) -> None:
     """Tasks for the files still to do. Each task claims group after group (SKIP
     LOCKED) until none is left, so every worker that takes one shares the job; one
-    task per IMPORT_GROUP_FILES waiting files (at least `workers`) keeps every
-    worker of every cluster busy without queueing a task per file, most of which
-    would find nothing left to claim."""
+    task per IMPORT_GROUP_FILES waiting files (at least one per worker of the job)
+    keeps every worker of every cluster busy without queueing a task per file, most
+    of which would find nothing left to claim."""
     job = ImportJob.objects.get(pk=job_id)
     waiting = ImportFile.objects.filter(Q(job=job) | Q(job__parent=job), status=ImportStatus.QUEUED).count()
+    workers = max(workers, job.max_concurrency)
     tasks = min(max(1, waiting), max(workers, -(-waiting // settings.IMPORT_GROUP_FILES)))
     for _ in range(tasks):
         async_task("batchimport.tasks.import_job_work", job_id, group="batchimport")

@@ -44,5 +44,5 @@ def orphaned_files_requeue() -> SweepResult:
     )
     roots = tuple(sorted({root for _, root in orphans}))
     for job in ImportJob.objects.filter(pk__in=roots):
-        import_job_start(job=job, workers=job.max_concurrency, queue=True)  # on commit: its workers' tasks
+        import_job_start(job=job, queue=True)  # on commit: a task for each of its workers
     return SweepResult(files_requeued=requeued, jobs_woken=roots)
