@@ -279,6 +279,7 @@ def _symbols_write(pairs: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrit
         if fill_existing:
             cur.execute(_FILL_SQL, values)
             updated = cur.rowcount
+        symbols_created.inc(created)  # counted with the symbols, whoever asked for them
     return _BatchWrite(created=created, updated=updated)
 
 
@@ -418,7 +419,6 @@ def _create_symbols(
             break
         write = symbols_ensure(pairs=[(p.raw_ticker, p.raw_market) for p in batch], fill_existing=fill_existing)
         created, updated, done = created + write.created, updated + write.updated, done + 1
-    symbols_created.inc(created)
     if created > ANALYZE_AFTER:
         # The link phase's deferred foreign-key checks look symbols up by id
         # with a plan cached from the table's statistics; planned on stale
