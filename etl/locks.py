@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -171,6 +171,49 @@ def try_session_lock(lock: AdvisoryLock, item: int | str = 0) -> bool:
 def session_unlock(lock: AdvisoryLock, item: int | str = 0) -> None:
     with connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_unlock(%s, %s)", lock.key(item))
+
+
+def try_session_locks(lock: AdvisoryLock, items: Sequence[int]) -> list[int]:
+    """Try the session lock of each item in one statement (a worker claiming a group
+    of files); the items whose lock is now held, in the order given. The caller
+    releases each with ``session_unlock_many``."""
+    if not items:
+        return []
+    keys = [lock.key(item)[1] for item in items]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT v.n FROM unnest(%s::int[]) WITH ORDINALITY AS v(k, n) WHERE pg_try_advisory_lock(%s, v.k)",
+            [keys, lock.namespace],
+        )
+        taken = {n for (n,) in cur.fetchall()}
+    return [item for n, item in enumerate(items, start=1) if n in taken]
+
+
+def session_unlock_many(lock: AdvisoryLock, items: Sequence[int]) -> None:
+    """Release the session lock of each item (one statement)."""
+    if not items:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_advisory_unlock(%s, v.k) FROM unnest(%s::int[]) AS v(k)",
+            [lock.namespace, [lock.key(item)[1] for item in items]],
+        )
+
+
+def held_items(lock: AdvisoryLock, items: Sequence[int]) -> set[int]:
+    """Which of these items' locks some session of this database holds (one read of
+    pg_locks for them all; see ``is_held``)."""
+    if not items:
+        return set()
+    by_objid = {lock.key(item)[1] & 0xFFFFFFFF: item for item in items}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = %s AND objsubid = 2 AND objid::bigint = ANY(%s::bigint[])",
+            [lock.namespace, list(by_objid)],
+        )
+        return {by_objid[objid] for (objid,) in cur.fetchall()}
 
 
 @contextmanager

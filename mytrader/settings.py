@@ -222,6 +222,12 @@ IMPORT_EARLIEST_DATE = env("IMPORT_EARLIEST_DATE", default="1970-01-01")  # ISO 
 IMPORT_DAYS_AHEAD = env.int("IMPORT_DAYS_AHEAD", default=1)
 # Longest path (bytes) an import request may name, below the file system's own limits.
 IMPORT_MAX_PATH_LENGTH = env.int("IMPORT_MAX_PATH_LENGTH", default=1024)
+# A worker claims and loads several small files at once (one staging flush and one
+# transaction for them all): at most this many files, and this many bytes of them.
+IMPORT_GROUP_FILES = env.int("IMPORT_GROUP_FILES", default=100)
+IMPORT_GROUP_BYTES = env.int("IMPORT_GROUP_BYTES", default=8_388_608)  # 8 MiB
+if IMPORT_GROUP_FILES < 1 or IMPORT_GROUP_BYTES < 1:
+    raise environ.ImproperlyConfigured("IMPORT_GROUP_FILES and IMPORT_GROUP_BYTES must be at least 1")
 # End of input limits.
 
 # Provider API keys: from the environment only, never stored in the database.

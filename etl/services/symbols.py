@@ -98,6 +98,25 @@ class _PhaseOutcome:
     updated: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolLink:
+    """What a candle of a (ticker, market) pair is stored with: its symbol and that symbol's asset class."""
+
+    symbol_id: int
+    asset_class: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureResult:
+    """`links` maps each raw (ticker, market) pair that inference could place to its symbol;
+    the others are in `unresolved` (with the sync's reason) and stay unlinked."""
+
+    links: dict[tuple[str, str], SymbolLink]
+    created: int
+    updated: int
+    unresolved: list[dict[str, Any]]
+
+
 def _matches_class(asset_class: str | None, wanted: Sequence[str]) -> bool:
     # "STOCK" in a filter means every stock class (STOCK_BIST, STOCK_NASDAQ, ...).
     if asset_class is None:
@@ -245,14 +264,17 @@ def _sync_lock() -> None:
     locks.xact_lock(locks.SYMBOL_SYNC)
 
 
-def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrite:
+def _symbols_write(pairs: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrite:
+    """The one place symbols are created: the missing ones of `pairs`, in one
+    INSERT … ON CONFLICT DO NOTHING under the sync's lock, in its own transaction.
+    `fill_existing` also fills the empty inferred fields of those that exist."""
     values = [
-        [p.inference.ticker for p in batch],
-        [p.market_id for p in batch],
-        [p.asset_class_id for p in batch],
-        [p.inference.base_currency for p in batch],
-        [p.inference.quote_currency for p in batch],
-        [p.inference.confidence for p in batch],
+        [p.inference.ticker for p in pairs],
+        [p.market_id for p in pairs],
+        [p.asset_class_id for p in pairs],
+        [p.inference.base_currency for p in pairs],
+        [p.inference.quote_currency for p in pairs],
+        [p.inference.confidence for p in pairs],
     ]
     with transaction.atomic(), connection.cursor() as cur:
         _sync_lock()
@@ -262,7 +284,48 @@ def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrite
         if fill_existing:
             cur.execute(_FILL_SQL, values)
             updated = cur.rowcount
+        symbols_created.inc(created)  # counted with the symbols, whoever asked for them
     return _BatchWrite(created=created, updated=updated)
+
+
+_LOOKUP_SQL = """
+SELECT v.raw_ticker, v.raw_market, s.id, ac.code
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS v(raw_ticker, raw_market, ticker, market_id)
+JOIN symbols s ON s.ticker = v.ticker AND s.market_id = v.market_id
+LEFT JOIN asset_classes ac ON ac.id = s.asset_class_id
+"""
+
+
+def _symbol_links(pairs: Sequence[_Pair]) -> dict[tuple[str, str], SymbolLink]:
+    """The symbols that exist for these pairs (one indexed read)."""
+    if not pairs:
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(
+            _LOOKUP_SQL,
+            [
+                [p.raw_ticker for p in pairs],
+                [p.raw_market for p in pairs],
+                [p.inference.ticker for p in pairs],
+                [p.market_id for p in pairs],
+            ],
+        )
+        return {(t, m): SymbolLink(symbol_id=sid, asset_class=code) for t, m, sid, code in cur.fetchall()}
+
+
+def symbols_ensure(*, pairs: Iterable[tuple[str, str]], fill_existing: bool = False) -> EnsureResult:
+    """The symbol of every raw (ticker, market) pair, creating the missing ones
+    (inferred as the sync infers them; `_symbols_write` under the sync's lock, committed
+    on its own). Pairs inference cannot place are reported, not created. Used by the
+    import before it writes a group of files, and by the sync for each batch."""
+    plan = _plan(((t, m, 0) for t, m in dict.fromkeys(pairs)), asset_classes=None, venues=None)
+    links = {} if fill_existing else _symbol_links(plan.pairs)
+    missing = [p for p in plan.pairs if (p.raw_ticker, p.raw_market) not in links]
+    write = _BatchWrite(created=0, updated=0)
+    if missing:
+        write = _symbols_write(missing, fill_existing=fill_existing)
+        links.update(_symbol_links(missing))
+    return EnsureResult(links=links, created=write.created, updated=write.updated, unresolved=plan.unresolved)
 
 
 def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
@@ -359,9 +422,8 @@ def _create_symbols(
         if out_of_time():
             timed_out = True
             break
-        write = _insert_batch(batch, fill_existing=fill_existing)
+        write = symbols_ensure(pairs=[(p.raw_ticker, p.raw_market) for p in batch], fill_existing=fill_existing)
         created, updated, done = created + write.created, updated + write.updated, done + 1
-    symbols_created.inc(created)
     if created > ANALYZE_AFTER:
         # The link phase's deferred foreign-key checks look symbols up by id
         # with a plan cached from the table's statistics; planned on stale
