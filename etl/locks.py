@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import enum
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 
 class LockScope(enum.StrEnum):
@@ -114,6 +114,21 @@ LIVE_POLL = AdvisoryLock(
     LockScope.SESSION,
     "one live poll per market at a time (item: market code); held for the whole poll",
 )
+RUN = AdvisoryLock(
+    "run",
+    72_500,
+    LockScope.SESSION,
+    "a run's process is alive (item: 'app_label.model_name:id'): held while the run reports progress"
+    " (etl.progress.RunPresence) and released by the server when the process dies, so the every-minute"
+    " sweep (etl.recovery) finds a dead run at once",
+)
+BACKFILL = AdvisoryLock(
+    "backfill",
+    72_250,
+    LockScope.SESSION,
+    "a worker is running this backfill (item: backfill_state id); dies with the worker's session, so the"
+    " every-minute sweep hands a backfill whose worker died to another within a minute",
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -129,6 +144,8 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     IMPORT_START,
     METRICS,
     LIVE_POLL,
+    RUN,
+    BACKFILL,
 )
 
 
@@ -156,6 +173,49 @@ def session_unlock(lock: AdvisoryLock, item: int | str = 0) -> None:
         cur.execute("SELECT pg_advisory_unlock(%s, %s)", lock.key(item))
 
 
+def try_session_locks(lock: AdvisoryLock, items: Sequence[int]) -> list[int]:
+    """Try the session lock of each item in one statement (a worker claiming a group
+    of files); the items whose lock is now held, in the order given. The caller
+    releases each with ``session_unlock_many``."""
+    if not items:
+        return []
+    keys = [lock.key(item)[1] for item in items]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT v.n FROM unnest(%s::int[]) WITH ORDINALITY AS v(k, n) WHERE pg_try_advisory_lock(%s, v.k)",
+            [keys, lock.namespace],
+        )
+        taken = {n for (n,) in cur.fetchall()}
+    return [item for n, item in enumerate(items, start=1) if n in taken]
+
+
+def session_unlock_many(lock: AdvisoryLock, items: Sequence[int]) -> None:
+    """Release the session lock of each item (one statement)."""
+    if not items:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_advisory_unlock(%s, v.k) FROM unnest(%s::int[]) AS v(k)",
+            [lock.namespace, [lock.key(item)[1] for item in items]],
+        )
+
+
+def held_items(lock: AdvisoryLock, items: Sequence[int]) -> set[int]:
+    """Which of these items' locks some session of this database holds (one read of
+    pg_locks for them all; see ``is_held``)."""
+    if not items:
+        return set()
+    by_objid = {lock.key(item)[1] & 0xFFFFFFFF: item for item in items}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = %s AND objsubid = 2 AND objid::bigint = ANY(%s::bigint[])",
+            [lock.namespace, list(by_objid)],
+        )
+        return {by_objid[objid] for (objid,) in cur.fetchall()}
+
+
 @contextmanager
 def session_lock(lock: AdvisoryLock, item: int | str = 0) -> Iterator[bool]:
     """Try a session lock; yield whether it is held; release it on exit."""
@@ -164,7 +224,10 @@ def session_lock(lock: AdvisoryLock, item: int | str = 0) -> Iterator[bool]:
         yield acquired
     finally:
         if acquired:
-            session_unlock(lock, item)
+            try:
+                session_unlock(lock, item)
+            except (InterfaceError, OperationalError):
+                pass  # the session died (a PostgreSQL restart), and its locks with it
 
 
 def is_held(lock: AdvisoryLock, item: int | str = 0) -> bool:
@@ -180,3 +243,16 @@ def is_held(lock: AdvisoryLock, item: int | str = 0) -> bool:
             [namespace, key & 0xFFFFFFFF],  # oid columns: the int4 item read as unsigned
         )
         return cur.fetchone()[0] > 0
+
+
+def held_items(lock: AdvisoryLock) -> set[int]:
+    """The items of `lock` some session of this database holds right now, as `key()`
+    gives them (one read of pg_locks for many items, rather than `is_held` for each)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = %s AND objsubid = 2",
+            [lock.namespace],
+        )
+        return {objid - 2**32 if objid >= 2**31 else objid for (objid,) in cur.fetchall()}

@@ -34,7 +34,9 @@ pipeline_runs = DbCounter("etl_pipeline_runs_total", "Pipeline runs by final sta
 pipeline_step_seconds = DbHistogram(
     "etl_pipeline_step_seconds", "Pipeline step duration", ["step"], buckets=(1, 5, 30, 60, 300, 900, 3600, 14400)
 )
-symbols_created = DbCounter("etl_symbols_created_total", "Symbols created by symbol sync")
+symbols_created = DbCounter(
+    "etl_symbols_created_total", "Symbols created by symbol sync (or by an import, through the sync's symbols_ensure)"
+)
 candles_linked = DbCounter("etl_candles_linked_total", "Candles linked to their symbol by symbol sync")
 # Counted by the run tables' triggers (etl.event_triggers); declared here for their help text.
 runs_finished = DbCounter(

@@ -6,10 +6,13 @@ batch. The reporter writes done/total/rate to the run record (at most every
 terminal bar when given a console, and raises `Cancelled` when an operator
 has asked the run to stop, so cancellation happens between batches.
 
-While a reporter is open its run has a heartbeat (`etl.models.RunHeartbeat`),
-stamped at most every HEARTBEAT_SECONDS by any reporter of the process: a
-pipeline step whose own work reports on another record keeps the pipeline run
-beating too. `etl.recovery.runs_heartbeat_sweep` fails a run whose beat stopped.
+While a reporter is open its run is present (`RunPresence`): its process holds
+the run's session lock (`etl.locks.RUN`), which PostgreSQL releases when the
+process dies, and its heartbeat (`etl.models.RunHeartbeat`) is stamped at most
+every HEARTBEAT_SECONDS by any reporter of the process (a pipeline step whose own
+work reports on another record keeps the pipeline run beating too).
+`etl.recovery.runs_heartbeat_sweep` fails a running run whose lock is free and
+whose beat has stopped.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import time
 import weakref
 from typing import Any
 
-from django.db import DatabaseError, models
+from django.db import DatabaseError, connection, models
 from django.utils import timezone
 
+from etl import locks
 from etl.logcontext import _current as _current_run
 from etl.models import RunHeartbeat, RunRecord
 
@@ -33,11 +37,11 @@ HEARTBEAT_SECONDS = 5.0
 
 
 class _Heartbeat:
-    """The runs of this process's open reporters, stamped together, at most every
+    """The runs present in this process, stamped together, at most every
     HEARTBEAT_SECONDS (one INSERT ... ON CONFLICT for all of them)."""
 
     def __init__(self) -> None:
-        self.open: weakref.WeakSet[ProgressReporter] = weakref.WeakSet()
+        self.open: weakref.WeakSet[RunPresence] = weakref.WeakSet()
         self.last = float("-inf")
         self.guard = threading.Lock()
 
@@ -60,6 +64,58 @@ class _Heartbeat:
 
 
 _heartbeat = _Heartbeat()
+
+
+def run_lock_item(run: models.Model) -> str:
+    """The item of `etl.locks.RUN` that says this run's process is alive."""
+    return f"{run._meta.label_lower}:{run.pk}"
+
+
+class RunPresence:
+    """While open, its run is known to be alive: the run's session lock is held on the
+    session of the thread that opened it (taken again by `keep` after a reconnect: the
+    old session's locks died with it) and the run's beat is stamped with the process's
+    others. `close` releases the lock and drops the beat once no other presence of the
+    same run is open here. Opened by every `ProgressReporter` of a run record; a service
+    whose run outlives its reporters (the pipeline, between steps) opens one itself."""
+
+    def __init__(self, run: RunRecord):
+        self.run = run
+        self.item = run_lock_item(run)
+        self._thread = threading.get_ident()
+        self._held_on: Any = None  # the session (psycopg connection) that holds the lock
+        self.keep()  # the lock before the first beat: a beat without a held lock means a dead process
+        _heartbeat.open.add(self)
+        _heartbeat.beat(force=True)
+
+    def keep(self) -> None:
+        """Hold the lock on the current session (one query, only when the session changed)."""
+        if threading.get_ident() != self._thread:
+            return  # another thread's session: its lock would outlive this presence
+        if self._held_on is not None and self._held_on is connection.connection:
+            return
+        # Not taken while another process holds it (a task delivered twice): tried again at the next keep.
+        taken = locks.try_session_lock(locks.RUN, self.item)
+        self._held_on = connection.connection if taken else None
+
+    def close(self) -> None:
+        if self not in _heartbeat.open:
+            return  # closed already
+        _heartbeat.open.discard(self)
+        held_on, self._held_on = self._held_on, None
+        try:
+            if held_on is not None and held_on is connection.connection and threading.get_ident() == self._thread:
+                locks.session_unlock(locks.RUN, self.item)
+            if not any(other.item == self.item for other in list(_heartbeat.open)):
+                RunHeartbeat.objects.filter(run_model=self.run._meta.label_lower, run_id=self.run.pk).delete()
+        except DatabaseError:  # the session is gone (and its lock with it); the sweep drops the beat
+            log.warning("could not release the presence of %s", self.item, exc_info=True)
+
+    def __enter__(self) -> RunPresence:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class Cancelled(Exception):
@@ -111,9 +167,10 @@ class ProgressReporter:
             self._bar.start()
             self._task = self._bar.add_task(label or "working", total=total)
         self._run_token = None
-        if isinstance(run, RunRecord):  # the runs operators see; others only keep these beating
-            _heartbeat.open.add(self)
-            _heartbeat.beat(force=True)
+        # The runs the heartbeat sweep watches are present while reported on (an import file, a
+        # correction: their app's own lock tells); other reporters only keep those beating.
+        watched = isinstance(run, RunRecord) and type(run).dead_run_sweep == RunRecord.dead_run_sweep
+        self._presence = RunPresence(run) if watched else None
         if run is not None and total is not None:
             self._update_run(progress_total=total)
 
@@ -141,6 +198,8 @@ class ProgressReporter:
     def flush(self) -> None:
         self._last_flush = self._clock()
         self._update_run(progress_done=self.done, rate_per_second=round(self.rate, 3))
+        if self._presence is not None:
+            self._presence.keep()
         _heartbeat.beat()
 
     def check_cancel(self) -> None:
@@ -154,7 +213,8 @@ class ProgressReporter:
         try:
             self.flush()
         finally:
-            _heartbeat.open.discard(self)
+            if self._presence is not None:
+                self._presence.close()
             if self._bar is not None:
                 self._bar.stop()
                 self._bar = None

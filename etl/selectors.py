@@ -6,7 +6,6 @@ from typing import Any
 
 from django.db import connection
 
-from etl.inference import infer_symbol
 from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
 
 
@@ -127,19 +126,6 @@ def integrity_status() -> dict[str, Any]:
         "markets": per_market,
         "weights": QUALITY_WEIGHTS,
     }
-
-
-def symbol_for_pair(*, ticker: str, market: str) -> Symbol | None:
-    """The symbol that symbol sync links candles of this raw (ticker, market) pair
-    to, with its asset class, or None while there is none."""
-    inferred = infer_symbol(ticker, market)
-    if not inferred.resolved:
-        return None
-    return (
-        Symbol.objects.select_related("asset_class")
-        .filter(ticker=inferred.ticker, market__code=inferred.market)
-        .first()
-    )
 
 
 def symbol_sync_status() -> dict[str, Any]:

@@ -222,6 +222,12 @@ IMPORT_EARLIEST_DATE = env("IMPORT_EARLIEST_DATE", default="1970-01-01")  # ISO 
 IMPORT_DAYS_AHEAD = env.int("IMPORT_DAYS_AHEAD", default=1)
 # Longest path (bytes) an import request may name, below the file system's own limits.
 IMPORT_MAX_PATH_LENGTH = env.int("IMPORT_MAX_PATH_LENGTH", default=1024)
+# A worker claims and loads several small files at once (one staging flush and one
+# transaction for them all): at most this many files, and this many bytes of them.
+IMPORT_GROUP_FILES = env.int("IMPORT_GROUP_FILES", default=100)
+IMPORT_GROUP_BYTES = env.int("IMPORT_GROUP_BYTES", default=8_388_608)  # 8 MiB
+if IMPORT_GROUP_FILES < 1 or IMPORT_GROUP_BYTES < 1:
+    raise environ.ImproperlyConfigured("IMPORT_GROUP_FILES and IMPORT_GROUP_BYTES must be at least 1")
 # End of input limits.
 
 # Provider API keys: from the environment only, never stored in the database.
@@ -266,7 +272,8 @@ ENRICHMENT_CATALOGUE = env("ENRICHMENT_CATALOGUE", default="")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Tokens first, so an anonymous request gets 401 with a WWW-Authenticate header.
-        "etl.api.authentication.BearerTokenAuthentication",  # Bearer <key> or Token <key>
+        # Bearer <key> or Token <key> (etl.api.authentication), then the token owner's chosen language.
+        "mytrader.accounts.authentication.OperatorTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -345,8 +352,6 @@ SLACK_WEBHOOK_URL = env("SLACK_WEBHOOK_URL", default="")
 HEALTH_WORKER_STALE_SECONDS = env.int("HEALTH_WORKER_STALE_SECONDS", default=60)
 HEALTH_QUEUE_AGE_SECONDS = env.int("HEALTH_QUEUE_AGE_SECONDS", default=600)
 HEALTH_RUN_STALL_MINUTES = env.int("HEALTH_RUN_STALL_MINUTES", default=15)
-# A running run whose heartbeat (etl.recovery) is older than this is marked failed by the every-minute sweep.
-RUN_HEARTBEAT_STALE_MINUTES = env.int("RUN_HEARTBEAT_STALE_MINUTES", default=5)
 
 # The API's input guard (etl.api.guard): what no request may exceed.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1048576)

@@ -4,6 +4,8 @@ from batchimport.services.jobs import (
     backoff_minutes,
     dead_letter_resubmit,
     file_claim,
+    files_claim,
+    group_limit,
     import_job_cancel,
     import_job_create,
     import_job_retry,
@@ -15,7 +17,7 @@ from batchimport.services.jobs import (
     running_import_exists,
     sla_check,
 )
-from batchimport.services.loader import FileResult, file_load, fingerprint
+from batchimport.services.loader import FileResult, GroupResult, file_load, files_load, fingerprint
 from batchimport.services.orphans import SweepResult, orphaned_files_requeue
 from batchimport.services.paths import path_resolve, upload_store
 from batchimport.services.pipeline import import_step
@@ -23,12 +25,16 @@ from batchimport.services.schedules import import_schedule_create, import_schedu
 
 __all__ = [
     "FileResult",
+    "GroupResult",
     "SweepResult",
     "backoff_minutes",
     "dead_letter_resubmit",
     "file_claim",
+    "files_claim",
+    "files_load",
     "file_load",
     "fingerprint",
+    "group_limit",
     "import_job_cancel",
     "import_job_create",
     "import_job_retry",

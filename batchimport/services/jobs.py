@@ -12,15 +12,17 @@ import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -35,13 +37,14 @@ from batchimport.markets import (
 )
 from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, RejectedRow
 from batchimport.parsing import FileFormatError, market_from_path, ticker_from_filename
-from batchimport.services.loader import FileResult, file_load
+from batchimport.services.loader import files_load
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
+from batchimport.services.staging import TICKER_LENGTH
 from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
-from etl.locks import IMPORT_FILE, IMPORT_START, is_held, session_unlock, try_session_lock, xact_lock
+from etl.locks import IMPORT_FILE, IMPORT_START, held_items, session_unlock_many, try_session_locks, xact_lock
 from etl.logcontext import current_run, run_context
-from etl.models import DeadLetter
+from etl.models import DeadLetter, status_word
 from etl.progress import Cancelled
 from etl.recovery import connection_reset, write_after_reconnect
 
@@ -56,6 +59,7 @@ CSV_SUFFIXES = (".csv", ".txt")
 # same way every time; so does text csv or the codec cannot read.
 PERMANENT_ERRORS = (FileFormatError, IsADirectoryError, PermissionError, DataError, csv.Error, UnicodeError)
 DEAD_LETTER_KIND = "import_file"
+UNFINISHED = [status for status in ImportStatus if status not in TERMINAL]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +86,10 @@ def market_key_parse(value: str) -> str:
     """The market key for a name an operator typed (key or folder, any case), or a DomainError."""
     spec = market_named(value)
     if spec is None:
-        raise DomainError(f"unknown market {value!r}: use one of {KEYS_TEXT}", code="unknown_market")
+        raise DomainError(
+            gettext("unknown market %(market)s: use one of %(keys)s") % {"market": repr(value), "keys": KEYS_TEXT},
+            code="unknown_market",
+        )
     return spec.key
 
 
@@ -132,7 +139,7 @@ def _add_files(job: ImportJob, files: list[Path]) -> int:
             job=job,
             relpath=relative_to_root(p),
             market=job.market,
-            ticker=ticker_from_filename(p.name),
+            ticker=ticker_from_filename(p.name)[:TICKER_LENGTH],  # a longer one fails its file, with the reason
             size=_size_or_none(p),
             priority=priority,
         )
@@ -162,7 +169,7 @@ def import_job_create(
     DATA_ROOT and folders whose market cannot be told."""
     resolved = path_resolve(path=path)
     if batch_size is not None and batch_size < 1:
-        raise DomainError("batch size must be at least 1", code="invalid_batch_size")
+        raise DomainError(gettext("batch size must be at least 1"), code="invalid_batch_size")
     xact_lock(IMPORT_START)  # until commit: two requests for one folder see each other's job
     _refuse_overlapping(relative_to_root(resolved))
     common = {
@@ -178,13 +185,17 @@ def import_job_create(
         key = market_key_parse(market) if market else market_from_path(resolved / "x")
         if not key:
             raise DomainError(
-                f"cannot tell the market of {relative_to_root(resolved)!r}: name a market "
-                f"({KEYS_TEXT}) or use a folder named after one",
+                gettext("cannot tell the market of %(path)s: name a market (%(keys)s) or use a folder named after one")
+                % {"path": repr(relative_to_root(resolved)), "keys": KEYS_TEXT},
                 code="market_unknown",
             )
         return _market_job(resolved, key, sla_minutes=sla_minutes, parent=None, **common)
     if not folders:
-        raise DomainError(f"{relative_to_root(resolved)!r} has no {FOLDERS_TEXT} folder", code="no_market_folders")
+        raise DomainError(
+            gettext("%(path)s has no %(folders)s folder")
+            % {"path": repr(relative_to_root(resolved)), "folders": FOLDERS_TEXT},
+            code="no_market_folders",
+        )
     parent = ImportJob.objects.create(
         kind=ImportJob.Kind.ALL_MARKETS,
         path=relative_to_root(resolved),
@@ -225,15 +236,17 @@ def _refuse_overlapping(relpath: str) -> None:
         if _dead_running_files(_family_ids(root)) and not _live_files(_family_ids(root)):
             continue
         raise ConflictError(
-            f"import job {root.pk} is already {root.status} on {other.path!r}; wait for it or cancel it",
+            gettext("import job %(job)s is already %(status)s on %(path)s; wait for it or cancel it")
+            % {"job": root.pk, "status": status_word(root.status), "path": repr(other.path)},
             code="import_running",
         )
 
 
 def _live_files(job_ids: list[int]) -> bool:
     """A file of these jobs is being read by a live process (its lock is held)."""
-    running = ImportFile.objects.filter(job_id__in=job_ids, status=ImportStatus.RUNNING).values_list("pk", flat=True)
-    return any(not _reader_gone(pk) for pk in running)
+    running = ImportFile.objects.filter(job_id__in=job_ids, status=ImportStatus.RUNNING)
+    running = list(running.values_list("pk", flat=True))
+    return len(_readers_gone(running)) < len(running)
 
 
 def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: ImportJob | None, **common) -> ImportJob:
@@ -256,14 +269,18 @@ def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: Impo
 # ---------------------------------------------------------------- start and work
 
 
-def _enqueue(job_id: int) -> None:
-    """One django-q2 task per file still to do: each claims whichever file is
-    next (SKIP LOCKED), so every worker of every cluster gets a share, and a
-    cluster's prefetch cannot hoard the whole job."""
+def _enqueue(job_id: int, workers: int = 1) -> None:
+    """Tasks for the files still to do. Each task claims group after group (SKIP
+    LOCKED) until none is left, so every worker that takes one shares the job; one
+    task per IMPORT_GROUP_FILES waiting files (at least one per worker of the job)
+    keeps every worker of every cluster busy without queueing a task per file, most
+    of which would find nothing left to claim."""
     job = ImportJob.objects.get(pk=job_id)
     waiting = ImportFile.objects.filter(Q(job=job) | Q(job__parent=job), status=ImportStatus.QUEUED).count()
-    for _ in range(max(1, waiting)):
-        async_task("batchimport.tasks.import_job_work", job_id, 1, group="batchimport")
+    workers = max(workers, job.max_concurrency)
+    tasks = min(max(1, waiting), max(workers, -(-waiting // settings.IMPORT_GROUP_FILES)))
+    for _ in range(tasks):
+        async_task("batchimport.tasks.import_job_work", job_id, group="batchimport")
 
 
 def import_job_start(
@@ -274,7 +291,7 @@ def import_job_start(
     claims files until none is left."""
     workers = max(1, workers)
     if queue:
-        transaction.on_commit(partial(_enqueue, job.pk))
+        transaction.on_commit(partial(_enqueue, job.pk, workers))
         return job
     if workers == 1:
         import_job_work(job_id=job.pk, on_batch=on_batch)
@@ -340,65 +357,88 @@ def _job_family(job: ImportJob) -> list[ImportJob]:
     return []
 
 
-# One row at a time: locking a batch of candidates would hide them all from
-# the other workers claiming at the same moment.
+# A group at a time (see files_claim). The orphan query has no limit: the
+# `running` rows of live workers come first and are passed over by their locks.
 CLAIM_QUEUED_SQL = """
-SELECT id FROM import_files
+SELECT id, coalesce(size, 0) FROM import_files
 WHERE job_id = ANY(%s) AND status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-  AND id <> ALL(%s)
 ORDER BY priority, id
-LIMIT 1
+LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
 CLAIM_ORPHAN_SQL = """
-SELECT id FROM import_files
-WHERE job_id = ANY(%s) AND status = 'running' AND id <> ALL(%s)
+SELECT id, coalesce(size, 0) FROM import_files
+WHERE job_id = ANY(%s) AND status = 'running'
 ORDER BY priority, id
-LIMIT 1
+LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
 
 
-def file_claim(*, job: ImportJob, worker: str) -> ImportFile | None:
-    """Claim the next file of the job. `FOR UPDATE SKIP LOCKED` keeps two
-    workers off the same row; the session advisory lock taken here is held
-    while the file is read, so a file left `running` by a dead worker (its
-    session, and so its lock, is gone) is claimed again, and a live one is not."""
+def group_limit(*, job: ImportJob) -> int:
+    """How many files a worker claims at once: IMPORT_GROUP_FILES, but, when the job
+    runs on several workers, no more than a share of what is left (the files still
+    to do over twice its concurrency), so the others get files too."""
+    remaining = max(1, job.files_total - job.files_done)
+    workers = max(1, job.max_concurrency)
+    share = remaining if workers == 1 else -(-remaining // (2 * workers))
+    return max(1, min(settings.IMPORT_GROUP_FILES, share))
+
+
+def _within_budget(candidates: list[tuple[int, int]], limit: int) -> list[int]:
+    """The first candidates (id, size) up to `limit` files and IMPORT_GROUP_BYTES (always at least one)."""
+    chosen, total = [], 0
+    for file_id, size in candidates:
+        if chosen and (len(chosen) >= limit or total + size > settings.IMPORT_GROUP_BYTES):
+            break
+        chosen.append(file_id)
+        total += size
+    return chosen
+
+
+def files_claim(*, job: ImportJob, worker: str, limit: int = 1) -> list[ImportFile]:
+    """Claim the next files of the job, up to `limit` of them and IMPORT_GROUP_BYTES:
+    queued ones first, else files left `running` by a dead worker. `FOR UPDATE SKIP
+    LOCKED` keeps two workers off the same rows; the session advisory lock of each
+    file (taken for the group in one statement) is held while it is read, so a file
+    whose worker died (its session, and so its lock, gone) is claimed again, and one
+    a live worker reads is not. Returns the files (with their job) in claim order."""
     family = _job_family(job)
     if not family:
-        return None
+        return []
     job_ids = [j.pk for j in family]
-    with transaction.atomic():
-        with connection.cursor() as cur:
-            for sql in (CLAIM_QUEUED_SQL, CLAIM_ORPHAN_SQL):
-                tried: list[int] = []
-                while True:
-                    cur.execute(sql, [job_ids, tried])
-                    row = cur.fetchone()
-                    if row is None:
-                        break
-                    file_id = row[0]
-                    if not try_session_lock(IMPORT_FILE, file_id):
-                        tried.append(file_id)  # a live worker is reading it (or just let it go)
-                        continue
-                    ImportFile.objects.filter(pk=file_id).update(
-                        status=ImportStatus.RUNNING,
-                        attempts=F("attempts") + 1,
-                        claimed_by=worker[:100],
-                        started_at=timezone.now(),
-                        finished_at=None,
-                        progress_done=0,
-                        progress_total=None,
-                    )
-                    return ImportFile.objects.select_related("job").get(pk=file_id)
-    return None
+    with transaction.atomic(), connection.cursor() as cur:
+        for sql, most in ((CLAIM_QUEUED_SQL, limit), (CLAIM_ORPHAN_SQL, None)):
+            cur.execute(sql, [job_ids, most])
+            candidates = cur.fetchall()
+            locked = set(try_session_locks(IMPORT_FILE, [file_id for file_id, _ in candidates]))
+            chosen = _within_budget([c for c in candidates if c[0] in locked], limit)
+            session_unlock_many(IMPORT_FILE, sorted(locked - set(chosen)))
+            if chosen:
+                ImportFile.objects.filter(pk__in=chosen).update(
+                    status=ImportStatus.RUNNING,
+                    attempts=F("attempts") + 1,
+                    claimed_by=worker[:100],
+                    started_at=timezone.now(),
+                    finished_at=None,
+                    progress_done=0,
+                    progress_total=None,
+                )
+                return list(ImportFile.objects.select_related("job").filter(pk__in=chosen).order_by("priority", "id"))
+    return []
 
 
-def _release(file_id: int) -> None:
+def file_claim(*, job: ImportJob, worker: str) -> ImportFile | None:
+    """Claim the next file of the job on its own (`files_claim` with a limit of one)."""
+    claimed = files_claim(job=job, worker=worker, limit=1)
+    return claimed[0] if claimed else None
+
+
+def _release(file_ids: list[int]) -> None:
     try:
-        session_unlock(IMPORT_FILE, file_id)
-    except Exception:  # the session is gone, and the lock with it
-        log.warning("could not release the lock of import file %s", file_id, exc_info=True)
+        session_unlock_many(IMPORT_FILE, file_ids)
+    except Exception:  # the session is gone, and the locks with it
+        log.warning("could not release the locks of import files %s", file_ids, exc_info=True)
 
 
 def _mark_started(job: ImportJob) -> None:
@@ -415,9 +455,9 @@ def import_job_work(
     on_batch: Callable[[int], None] | None = None,
     max_files: int | None = None,
 ) -> WorkResult:
-    """One worker's loop: claim a file, load it, record the outcome, until no
-    file of the job is left to claim (or `max_files` were done). Safe to run
-    in many processes at once."""
+    """One worker's loop: claim a group of files, load it, record every file's
+    outcome, until no file of the job is left to claim (or `max_files` were done).
+    Safe to run in many processes at once."""
     worker = worker or worker_name()
     job = ImportJob.objects.get(pk=job_id)
     if job.status in TERMINAL:
@@ -431,63 +471,92 @@ def import_job_work(
 def _work_loop(
     job: ImportJob, *, worker: str, on_batch: Callable[[int], None] | None, max_files: int | None
 ) -> WorkResult:
-    job_id = job.pk
     _mark_started(job)
     processed = rows = 0
     while True:
-        job.refresh_from_db(fields=["cancel_requested", "status"])
+        job.refresh_from_db(fields=["cancel_requested", "status", "files_total", "files_done", "max_concurrency"])
         if job.cancel_requested or job.status in TERMINAL:
             break
-        claimed = file_claim(job=job, worker=worker)
-        if claimed is None:
+        limit = group_limit(job=job)
+        if max_files is not None:
+            limit = min(limit, max_files - processed)
+        claimed = files_claim(job=job, worker=worker, limit=limit)
+        if not claimed:
             break
         try:
-            result = _process(claimed, on_batch=on_batch)
-            rows += result.rows_read if result else 0
+            rows += _process_group(claimed, on_batch=on_batch)
         finally:
-            _release(claimed.pk)
-        processed += 1
-        job_finish(job_id=claimed.job_id)
+            _release([f.pk for f in claimed])
+        processed += len(claimed)
+        for job_id in sorted({f.job_id for f in claimed}):
+            job_finish(job_id=job_id)
         if max_files is not None and processed >= max_files:
             break
     job_finish(job_id=job.pk)
-    return WorkResult(job_id=job_id, worker=worker, files_processed=processed, rows_read=rows)
+    return WorkResult(job_id=job.pk, worker=worker, files_processed=processed, rows_read=rows)
 
 
-def _process(import_file: ImportFile, *, on_batch) -> FileResult | None:
-    job = import_file.job
+# A statement the database refuses for its data fails the same way every time:
+# in a group, it is not known which file holds the row, so the files are loaded
+# again one by one and only that file fails.
+DATA_ERRORS = (DataError, psycopg.DataError)
+
+
+def _process_group(files: list[ImportFile], *, on_batch) -> int:
+    """Load a claimed group and record the outcome of each of its files; the rows read."""
     try:
-        result = file_load(import_file=import_file, job=job, batch_size=job.batch_size, on_batch=on_batch)
-        if result.status == ImportStatus.SUCCEEDED:
-            _replace_earlier_rejects(import_file)
-        return result
+        loaded = files_load(files=files, batch_size=files[0].job.batch_size, on_batch=on_batch)
     except Cancelled:
-        _file_stop(import_file, status=ImportStatus.CANCELLED, error="cancelled by an operator")
-    except PERMANENT_ERRORS as exc:
-        _dead_letter(import_file, error=_error_text(exc))
+        for import_file in files:
+            _file_stop(import_file, status=ImportStatus.CANCELLED, error="cancelled by an operator")
+        return 0
+    except DATA_ERRORS as exc:
+        if len(files) > 1:
+            log.warning("a group of %s import files hit %r: loading them one by one", len(files), exc)
+            return sum(_process_group([f], on_batch=on_batch) for f in files)
+        _dead_letter(files[0], error=_error_text(exc))
+        return 0
     except Exception as exc:  # anything else may be passing (database, disk): retry later
-        log.exception("import file %s failed (attempt %s)", import_file.relpath, import_file.attempts)
+        log.exception("import of %s file(s) failed (%s ...)", len(files), files[0].relpath)
         connection_reset()  # a broken session: the next query opens a new one (its locks died with it)
-        what = f"the failure of import file {import_file.relpath}"
-        if import_file.attempts >= job.max_attempts:
-            error = f"gave up after {import_file.attempts} attempts: {_error_text(exc)}"
-            write_after_reconnect(partial(_dead_letter, import_file, error=error), what=what)
-        else:
-            write_after_reconnect(partial(_schedule_retry, import_file, error=_error_text(exc)), what=what)
-    return None
+        what = f"the failure of {len(files)} import file(s)"
+        write_after_reconnect(partial(_files_retry, files, exc), what=what)
+        return 0
+    by_id = {f.pk: f for f in files}
+    for file_id, exc in loaded.failed.items():
+        _file_failed(by_id[file_id], exc)
+    return sum(result.rows_read for result in loaded.results)
 
 
-def _replace_earlier_rejects(import_file: ImportFile) -> int:
-    """A file read again replaces the rejects earlier reads of it left (an
-    interrupted attempt of another job, an older import): one row per line."""
-    deleted, _ = RejectedRow.objects.filter(file__relpath=import_file.relpath).exclude(file_id=import_file.pk).delete()
-    return deleted
+def _file_failed(import_file: ImportFile, exc: BaseException) -> None:
+    """A file that could not be read: dead-lettered when retrying cannot help, else retried."""
+    if isinstance(exc, PERMANENT_ERRORS):
+        _dead_letter(import_file, error=_error_text(exc))
+    else:
+        log.warning("import file %s failed (attempt %s): %s", import_file.relpath, import_file.attempts, exc)
+        _files_retry([import_file], exc)
 
 
-def _reader_gone(file_id: int) -> bool:
-    """No session (this one included) holds the file's lock: the process that
-    was reading it has died, and PostgreSQL released the lock with its session."""
-    return not is_held(IMPORT_FILE, file_id)
+@transaction.atomic
+def _files_retry(files: list[ImportFile], exc: BaseException) -> None:
+    """Retry each file with backoff, or dead-letter it after its last attempt; one
+    wake-up schedule per job and delay."""
+    wakes = set()
+    for import_file in files:
+        if import_file.attempts >= import_file.job.max_attempts:
+            _dead_letter(import_file, error=f"gave up after {import_file.attempts} attempts: {_error_text(exc)}")
+            continue
+        when = _schedule_retry(import_file, error=_error_text(exc))
+        wakes.add((import_file.job.parent_id or import_file.job_id, when))
+    for root_id, when in sorted(wakes):
+        transaction.on_commit(partial(_schedule_work_at, root_id, when))
+
+
+def _readers_gone(file_ids: list[int]) -> list[int]:
+    """The files no session (this one included) holds the lock of: the process that
+    was reading each has died, and PostgreSQL released its locks with its session."""
+    held = held_items(IMPORT_FILE, file_ids)
+    return [pk for pk in file_ids if pk not in held]
 
 
 def _dead_running_files(job_ids: list[int]) -> list[int]:
@@ -495,7 +564,7 @@ def _dead_running_files(job_ids: list[int]) -> list[int]:
     running = ImportFile.objects.select_for_update(skip_locked=True).filter(
         job_id__in=job_ids, status=ImportStatus.RUNNING
     )
-    return [pk for pk in running.values_list("pk", flat=True) if _reader_gone(pk)]
+    return _readers_gone(list(running.values_list("pk", flat=True)))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -526,14 +595,19 @@ def _dead_letter(import_file: ImportFile, *, error: str) -> None:
         )
 
 
-def _schedule_retry(import_file: ImportFile, *, error: str) -> None:
-    delay = timedelta(minutes=backoff_minutes(import_file.attempts))
-    when = timezone.now() + delay
+def _schedule_retry(import_file: ImportFile, *, error: str) -> datetime:
+    """Put the file back in the queue for when its backoff ends; that moment (the caller wakes a worker then)."""
+    when = _due(import_file.attempts)
     _file_stop(
         import_file, status=ImportStatus.QUEUED, error=f"attempt {import_file.attempts}: {error}", next_attempt_at=when
     )
-    root_id = import_file.job.parent_id or import_file.job_id
-    transaction.on_commit(partial(_schedule_work_at, root_id, when))
+    return when
+
+
+def _due(attempt: int) -> datetime:
+    """When a file failed at this attempt is due again: now + its backoff, to the second
+    (files of a group that failed together share one wake-up)."""
+    return (timezone.now() + timedelta(minutes=backoff_minutes(attempt))).replace(microsecond=0)
 
 
 def _schedule_work_at(job_id: int, when) -> None:
@@ -561,9 +635,10 @@ def job_finish(*, job_id: int) -> ImportJob:
         items = job.children.all()
     else:
         items = job.files.all()
-    tally = dict(items.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
-    if any(status not in TERMINAL for status in tally):
+    # One probe of the (job, status) index while work is left: a worker calls this after every group.
+    if items.filter(status__in=UNFINISHED).exists():
         return job
+    tally = dict(items.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     dead = tally.get(ImportStatus.DEAD_LETTERED, 0) + tally.get(ImportStatus.FAILED, 0)
     cancelled = tally.get(ImportStatus.CANCELLED, 0)
     if job.cancel_requested or cancelled:
@@ -657,7 +732,10 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
     """Ask the job to stop: queued files are cancelled now, files being read
     stop after their current batch."""
     if job.status in TERMINAL:
-        raise ConflictError(f"import job {job.pk} has already ended ({job.status})")
+        raise ConflictError(
+            gettext("import job %(job)s has already ended (%(status)s)")
+            % {"job": job.pk, "status": status_word(job.status)}
+        )
     ids = _family_ids(job)
     ImportJob.objects.filter(pk__in=ids).update(cancel_requested=True)
     files = ImportFile.objects.filter(job_id__in=ids)
@@ -689,12 +767,17 @@ def import_job_retry(
     ids = _family_ids(job)
     dead = _dead_running_files(ids) if job.status not in TERMINAL else []
     if job.status not in TERMINAL and not dead:
-        raise ConflictError(f"import job {job.pk} is still {job.status}; cancel it or wait")
+        raise ConflictError(
+            gettext("import job %(job)s is still %(status)s; cancel it or wait")
+            % {"job": job.pk, "status": status_word(job.status)}
+        )
     stopped = [ImportStatus.FAILED, ImportStatus.DEAD_LETTERED, ImportStatus.CANCELLED]
     files = ImportFile.objects.filter(Q(pk__in=dead) | Q(status__in=stopped), job_id__in=ids)
     file_ids = list(files.values_list("pk", flat=True))
     if not file_ids:
-        raise ConflictError(f"import job {job.pk} has no failed, dead-lettered or cancelled file to retry")
+        raise ConflictError(
+            gettext("import job %(job)s has no failed, dead-lettered or cancelled file to retry") % {"job": job.pk}
+        )
     _requeue(file_ids)
     update = {"attempt": F("attempt") + 1}
     if max_attempts:
@@ -735,15 +818,26 @@ def _requeue(file_ids: list[int]) -> None:
 def dead_letter_resubmit(*, dead_letter: DeadLetter, queue: bool = True) -> ImportJob:
     """Queue the dead-lettered file again in its job."""
     if dead_letter.kind != DEAD_LETTER_KIND:
-        raise DomainError(f"dead letter {dead_letter.pk} is not an import file ({dead_letter.kind})")
+        raise DomainError(
+            gettext("dead letter %(letter)s is not an import file (%(kind)s)")
+            % {"letter": dead_letter.pk, "kind": dead_letter.kind}
+        )
     if dead_letter.resubmitted_at or dead_letter.resolved_at:
-        raise ConflictError(f"dead letter {dead_letter.pk} was already resubmitted or resolved")
+        raise ConflictError(
+            gettext("dead letter %(letter)s was already resubmitted or resolved") % {"letter": dead_letter.pk}
+        )
     file_id = dead_letter.payload.get("file_id")
     import_file = ImportFile.objects.select_related("job").filter(pk=file_id).first()
     if import_file is None:
-        raise DomainError(f"dead letter {dead_letter.pk}: import file {file_id} no longer exists")
+        raise DomainError(
+            gettext("dead letter %(letter)s: import file %(file)s no longer exists")
+            % {"letter": dead_letter.pk, "file": file_id}
+        )
     if import_file.status != ImportStatus.DEAD_LETTERED:
-        raise ConflictError(f"import file {file_id} is {import_file.status}, not dead-lettered")
+        raise ConflictError(
+            gettext("import file %(file)s is %(status)s, not dead-lettered")
+            % {"file": file_id, "status": status_word(import_file.status)}
+        )
     _requeue([import_file.pk])
     root = import_file.job.parent or import_file.job
     root.refresh_from_db()

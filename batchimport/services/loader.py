@@ -1,11 +1,14 @@
-"""Loading one file into market_data: binary COPY into a session temp table,
-then one set-based INSERT … SELECT … ON CONFLICT.
+"""Loading a group of claimed files into market_data: the rows of all of them
+staged by binary COPY into one session temp table (`staging.GroupStager`),
+their symbols resolved, then one transaction that writes them all with set-based
+statements and records each file's own counts, status and rejects.
 
-The staging rows are committed batch by batch (a temp table is not
-WAL-logged and lives in the worker's session), so progress and cancellation
-work between batches, while `market_data` changes only in the final
-transaction: a worker killed mid-file leaves nothing behind, and the retry
-imports the whole file again.
+A group is a few files to a few hundred (see `jobs.files_claim`): the fixed cost
+of a file — claiming, fingerprint checks, staging, the INSERT, the counters — is
+paid once per group, while every file keeps its own exact accounting (read =
+inserted + duplicates + updated + rejected). `market_data` changes only in the
+group's final transaction, so a worker killed mid-group leaves nothing behind and
+the retry reads its files again. A group of one file is the one-at-a-time load.
 """
 
 from __future__ import annotations
@@ -13,99 +16,171 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from batchimport import metrics
 from batchimport.markets import market_spec
-from batchimport.models import ImportFile, ImportJob, ImportStatus, RejectedRow
-from batchimport.parsing import Candle, CsvFileReader, Reject
+from batchimport.models import ImportFile, ImportStatus
+from batchimport.parsing import Reject
 from batchimport.services.paths import data_root
+from batchimport.services.staging import (
+    FILE_ERRORS,
+    STAGE_TRUNCATE,
+    GroupStager,
+    StagedFile,
+    raw_cursor,
+    reject_row,
+    write_rejects,
+)
 from etl.models import DataCorrection
-from etl.progress import ProgressReporter
-from etl.selectors import symbol_for_pair
+from etl.services.symbols import SymbolLink, symbols_ensure
 
-# SQL is spelled out in full (no string building), with only bound parameters.
 log = logging.getLogger(__name__)
 
-STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS import_stage (
-    line integer NOT NULL,
-    ts timestamptz NOT NULL,
-    open text NOT NULL,
-    high text NOT NULL,
-    low text NOT NULL,
-    close text NOT NULL,
-    volume text NOT NULL,
-    adj_close text,
-    extra jsonb
+# SQL with only bound parameters; the statements are assembled from the module's
+# own constants (never from input), so the column list below is written once.
+
+# The files of the group being written: one row each, joined to their staged rows.
+FILES_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS import_stage_files (
+    file_id bigint PRIMARY KEY,
+    job_id bigint NOT NULL,
+    ticker text NOT NULL,
+    market text NOT NULL,
+    timeframe text NOT NULL,
+    asset_class text,
+    symbol_id bigint,
+    source_file text NOT NULL,
+    first_ts timestamptz,
+    last_ts timestamptz
 )
 """
-STAGE_TRUNCATE = "TRUNCATE import_stage"
-STAGE_COPY = "COPY import_stage (line, ts, open, high, low, close, volume, adj_close, extra) FROM STDIN (FORMAT BINARY)"
-# Numbers travel as the file's own text and are cast once by PostgreSQL: exact,
-# and much cheaper than building Decimal objects in Python.
-STAGE_TYPES = ["int4", "timestamptz", "text", "text", "text", "text", "text", "text", "jsonb"]
+FILES_TRUNCATE = "TRUNCATE import_stage_files"
+FILES_FILL = """
+INSERT INTO import_stage_files
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+                     %s::text[], %s::timestamptz[], %s::timestamptz[])
+"""
+
+# The market_data columns an import writes and, in the same order, what fills them
+# (s: a staged row of import_stage_rows, f: its file in import_stage_files).
+# Kept in one place: the INSERTs below and the overwrite are built from these.
+INSERT_COLUMNS = (
+    "ticker, market, timeframe, ts, open, high, low, close, volume, adj_close,"
+    " asset_class, symbol_id, extra, source_file, import_job_id, created_at, updated_at"
+)
+INSERT_VALUES = (
+    "f.ticker, f.market, f.timeframe, s.ts, s.open::numeric(28, 10), s.high::numeric(28, 10),"
+    " s.low::numeric(28, 10), s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10),"
+    " f.asset_class, f.symbol_id, s.extra, f.source_file, f.job_id, now(), now()"
+)
+OVERWRITE_SET = (
+    "open = s.open::numeric(28, 10), high = s.high::numeric(28, 10), low = s.low::numeric(28, 10),"
+    " close = s.close::numeric(28, 10), volume = s.volume::numeric(30, 8), adj_close = s.adj_close::numeric(28, 10),"
+    " extra = s.extra, source_file = f.source_file, import_job_id = f.job_id, updated_at = now()"
+)
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
 
-INSERT_SQL = """
-INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, adj_close,
-                         asset_class, symbol_id, extra, source_file, import_job_id, created_at, updated_at)
-SELECT %(ticker)s, %(market)s, %(timeframe)s, ts, open::numeric(28, 10), high::numeric(28, 10),
-       low::numeric(28, 10), close::numeric(28, 10), volume::numeric(30, 8), adj_close::numeric(28, 10),
-       %(asset_class)s, %(symbol_id)s, extra, %(source_file)s, %(job_id)s, now(), now()
-FROM import_stage
-ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
-"""
-INSERT_FRESH_SQL = INSERT_SQL.replace("ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING", "")
+_FROM_STAGE = "FROM import_stage_rows s JOIN import_stage_files f ON f.file_id = s.file_id"
+_JOIN_STORED = (
+    "JOIN market_data m ON m.ticker = f.ticker AND m.market = f.market AND m.timeframe = f.timeframe AND m.ts = s.ts"
+)
+_OF_FILES = "WHERE s.file_id = ANY(%(files)s)"
+_DIFFERS = (
+    "(m.open, m.high, m.low, m.close, m.volume, m.adj_close) IS DISTINCT FROM"
+    " (s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10), s.close::numeric(28, 10),"
+    " s.volume::numeric(30, 8), s.adj_close::numeric(28, 10))"
+)
+
+INSERT_FRESH_SQL = f"INSERT INTO market_data ({INSERT_COLUMNS}) SELECT {INSERT_VALUES} {_FROM_STAGE} {_OF_FILES}"
+INSERT_SQL = f"{INSERT_FRESH_SQL} ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING"
+# Several files in one statement: how many rows each series got (a round holds one
+# file per series, so: each file).
+INSERT_COUNTED_SQL = f"""
+WITH inserted AS ({INSERT_SQL} RETURNING ticker, market, timeframe)
+SELECT ticker, market, timeframe, count(*) FROM inserted GROUP BY 1, 2, 3
+"""  # noqa: S608 - constants only
 OVERLAP_SQL = """
-SELECT EXISTS (SELECT 1 FROM market_data
-               WHERE ticker = %(ticker)s AND market = %(market)s AND timeframe = %(timeframe)s
-                 AND ts BETWEEN %(first)s AND %(last)s)
+SELECT f.file_id FROM import_stage_files f
+WHERE f.file_id = ANY(%(files)s)
+  AND EXISTS (SELECT 1 FROM market_data m
+              WHERE m.ticker = f.ticker AND m.market = f.market AND m.timeframe = f.timeframe
+                AND m.ts BETWEEN f.first_ts AND f.last_ts)
 """
-CHANGED_COUNT_SQL = """
-SELECT count(*) FROM import_stage s
-JOIN market_data m ON m.ticker = %(ticker)s AND m.market = %(market)s AND m.timeframe = %(timeframe)s AND m.ts = s.ts
-WHERE (m.open, m.high, m.low, m.close, m.volume, m.adj_close)
-      IS DISTINCT FROM (s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10),
-                       s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10))
-"""
-CHANGED_SAMPLE_SQL = """
-SELECT s.ts, m.open, m.high, m.low, m.close, m.volume, m.adj_close,
-       s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10), s.close::numeric(28, 10),
-       s.volume::numeric(30, 8), s.adj_close::numeric(28, 10)
-FROM import_stage s
-JOIN market_data m ON m.ticker = %(ticker)s AND m.market = %(market)s AND m.timeframe = %(timeframe)s AND m.ts = s.ts
-WHERE (m.open, m.high, m.low, m.close, m.volume, m.adj_close)
-      IS DISTINCT FROM (s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10),
-                       s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10))
-ORDER BY s.ts LIMIT 20
-"""
-OVERWRITE_SQL = """
-UPDATE market_data m
-SET open = s.open::numeric(28, 10), high = s.high::numeric(28, 10), low = s.low::numeric(28, 10),
-    close = s.close::numeric(28, 10), volume = s.volume::numeric(30, 8), adj_close = s.adj_close::numeric(28, 10),
-    extra = s.extra, source_file = %(source_file)s, import_job_id = %(job_id)s, updated_at = now()
-FROM import_stage s
-WHERE m.ticker = %(ticker)s AND m.market = %(market)s AND m.timeframe = %(timeframe)s AND m.ts = s.ts
-  AND (m.open, m.high, m.low, m.close, m.volume, m.adj_close)
-      IS DISTINCT FROM (s.open::numeric(28, 10), s.high::numeric(28, 10), s.low::numeric(28, 10),
-                       s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10))
-"""
+CHANGED_COUNT_SQL = f"SELECT s.file_id, count(*) {_FROM_STAGE} {_JOIN_STORED} {_OF_FILES} AND {_DIFFERS} GROUP BY 1"
+CHANGED_SAMPLE_SQL = f"""
+SELECT file_id, ts, o1, h1, l1, c1, v1, a1, o2, h2, l2, c2, v2, a2 FROM (
+    SELECT s.file_id, s.ts, m.open AS o1, m.high AS h1, m.low AS l1, m.close AS c1, m.volume AS v1, m.adj_close AS a1,
+           s.open::numeric(28, 10) AS o2, s.high::numeric(28, 10) AS h2, s.low::numeric(28, 10) AS l2,
+           s.close::numeric(28, 10) AS c2, s.volume::numeric(30, 8) AS v2, s.adj_close::numeric(28, 10) AS a2,
+           row_number() OVER (PARTITION BY s.file_id ORDER BY s.ts) AS n
+    {_FROM_STAGE} {_JOIN_STORED} {_OF_FILES} AND {_DIFFERS}
+) sample WHERE n <= 20 ORDER BY file_id, ts
+"""  # noqa: S608 - constants only
+OVERWRITE_SQL = f"""
+WITH updated AS (
+    UPDATE market_data m SET {OVERWRITE_SET}
+    FROM import_stage_rows s JOIN import_stage_files f ON f.file_id = s.file_id
+    {_OF_FILES} AND m.ticker = f.ticker AND m.market = f.market AND m.timeframe = f.timeframe AND m.ts = s.ts
+      AND {_DIFFERS}
+    RETURNING s.file_id
+)
+SELECT file_id, count(*) FROM updated GROUP BY file_id
+"""  # noqa: S608 - constants only
 # Later rows with the timestamp of an earlier row of the same file are rejected.
 DEDUPE_SQL = """
-WITH ranked AS (SELECT line, min(line) OVER (PARTITION BY ts) AS first_line FROM import_stage)
-DELETE FROM import_stage s USING ranked r
-WHERE s.line = r.line AND r.line <> r.first_line
-RETURNING s.line, r.first_line
+WITH ranked AS (SELECT file_id, line, min(line) OVER (PARTITION BY file_id, ts) AS first_line
+                FROM import_stage_rows WHERE file_id = ANY(%(files)s))
+DELETE FROM import_stage_rows s USING ranked r
+WHERE s.file_id = r.file_id AND s.line = r.line AND r.line <> r.first_line
+RETURNING s.file_id, s.line, r.first_line
 """
+UNCHANGED_SQL = """
+SELECT DISTINCT relpath, size, sha256 FROM import_files
+WHERE status = 'succeeded' AND id <> ALL(%s)
+  AND (relpath, size, sha256) IN (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[]))
+"""
+FILES_FINISH_SQL = """
+UPDATE import_files f SET
+    status = v.status, finished_at = %s, rate_per_second = v.rate, error = '', next_attempt_at = NULL,
+    rows_read = v.read, rows_inserted = v.inserted, rows_duplicates = v.duplicates, rows_updated = v.updated,
+    rows_rejected = v.rejected, rows_changed = v.changed, size = v.size, sha256 = v.sha256,
+    layout = COALESCE(v.layout, f.layout), timeframe = COALESCE(v.timeframe, f.timeframe),
+    ticker = COALESCE(v.ticker, f.ticker),
+    progress_done = COALESCE(v.progress, f.progress_done), progress_total = COALESCE(v.progress, f.progress_total)
+FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])
+    AS v(id, status, rate, read, inserted, duplicates, updated, rejected, changed, size, sha256, layout, timeframe,
+         ticker, progress)
+WHERE f.id = v.id
+"""
+JOBS_LOCK_SQL = "SELECT id FROM import_jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+JOBS_FINISH_SQL = """
+UPDATE import_jobs j SET
+    rows_read = j.rows_read + v.read, rows_inserted = j.rows_inserted + v.inserted,
+    rows_duplicates = j.rows_duplicates + v.duplicates, rows_updated = j.rows_updated + v.updated,
+    rows_rejected = j.rows_rejected + v.rejected, rows_changed = j.rows_changed + v.changed,
+    files_done = j.files_done + v.done, files_skipped = j.files_skipped + v.skipped,
+    progress_done = j.progress_done + v.bytes
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::bigint[], %s::bigint[])
+    AS v(id, read, inserted, duplicates, updated, rejected, changed, done, skipped, bytes)
+WHERE j.id = v.id
+"""
+# A file read again replaces the rejects earlier reads of it left (an interrupted
+# attempt of another job, an older import): one row per line.
+EARLIER_REJECTS_SQL = """
+DELETE FROM rejected_rows r USING import_files f
+WHERE r.file_id = f.id AND f.relpath = ANY(%s) AND r.file_id <> ALL(%s)
+"""
+COUNT_FIELDS = ("rows_read", "rows_inserted", "rows_duplicates", "rows_updated", "rows_rejected", "rows_changed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +201,15 @@ class FileResult:
         return self.rows_read / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    """The files written (each with its counts) and those that could not be read,
+    with what reading them raised: the caller retries or dead-letters each of those."""
+
+    results: list[FileResult]
+    failed: dict[int, BaseException]
+
+
 def fingerprint(path: Path) -> tuple[int, str]:
     """(size, sha256) of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -137,33 +221,207 @@ def fingerprint(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _unchanged_since_success(import_file: ImportFile, size: int, sha256: str) -> bool:
-    return (
-        ImportFile.objects.filter(relpath=import_file.relpath, size=size, sha256=sha256, status=ImportStatus.SUCCEEDED)
-        .exclude(pk=import_file.pk)
-        .exists()
-    )
+@dataclass(slots=True)
+class _Entry:
+    """One staged file on its way into market_data (what the write phase learns about it)."""
+
+    staged: StagedFile
+    market: str  # the venue code market_data holds
+    link: SymbolLink | None
+    round: int = 0
+    repeated: int = 0  # rows repeating an earlier row's timestamp (rejected in the write phase)
+    inserted: int = 0
+    updated: int = 0
+    changed: int = 0  # stored rows whose values differ from the file's
+
+    @property
+    def file_id(self) -> int:
+        return self.staged.file.pk
+
+    @property
+    def live(self) -> int:
+        """Rows left to write once repeats are out."""
+        return self.staged.accepted - self.repeated
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.staged.ticker, self.market, self.staged.timeframe)
 
 
-def _raw_cursor():
-    connection.ensure_connection()
-    return connection.connection.cursor()
+@dataclass(slots=True)
+class _Group:
+    """A group's files between the read and the write phase."""
+
+    prints: dict[int, tuple[int, str]] = field(default_factory=dict)  # file id -> (size, sha256)
+    skipped: list[ImportFile] = field(default_factory=list)
+    staged: list[StagedFile] = field(default_factory=list)
+    failed: dict[int, BaseException] = field(default_factory=dict)
+    bytes_by_job: dict[int, int] = field(default_factory=dict)  # read since the last progress update
 
 
-def _write_rejects(cur, import_file: ImportFile, rejects: list[Reject]) -> None:
-    if not rejects:
+def files_load(
+    *, files: Sequence[ImportFile], batch_size: int = 50_000, on_batch: Callable[[int], None] | None = None
+) -> GroupResult:
+    """Read, validate and load a group of claimed files (`file.job` loaded): skip
+    those unchanged since a successful import, stage the others, give their candles
+    their symbols, then write them all, with each file's counts and status and
+    its jobs' counters, in one transaction. A file that cannot be read is returned
+    in `failed` and the others are written. Raises `Cancelled` and database errors
+    (they concern the whole group: the caller retries it, or splits it)."""
+    started = time.monotonic()
+    cur = raw_cursor()
+    group = _read_phase(cur, files, batch_size=batch_size, on_batch=on_batch)
+    entries = _entries(group.staged)
+    read_seconds = time.monotonic() - started
+    with transaction.atomic():
+        _write(cur, entries)
+        write_seconds = time.monotonic() - started - read_seconds
+        results = _finish(cur, group, entries, write_seconds=write_seconds)
+        cur.execute(STAGE_TRUNCATE)
+        _count_metrics(results)  # counted with the rows they count
+    for entry in entries:
+        log.info(
+            "%s: %s rows, read+stage %.2fs, write %.2fs (group of %s)",
+            entry.staged.file.relpath,
+            entry.staged.accepted + entry.staged.rejected,
+            entry.staged.seconds,
+            write_seconds,
+            len(files),
+        )
+    return GroupResult(results=results, failed=group.failed)
+
+
+def file_load(
+    *, import_file: ImportFile, job, batch_size: int = 50_000, on_batch: Callable[[int], None] | None = None
+) -> FileResult:
+    """One claimed file on its own (a group of one): its result, or what reading it raised."""
+    import_file.job = job
+    loaded = files_load(files=[import_file], batch_size=batch_size, on_batch=on_batch)
+    if import_file.pk in loaded.failed:
+        raise loaded.failed[import_file.pk]
+    return loaded.results[0]
+
+
+def _read_phase(cur, files: Sequence[ImportFile], *, batch_size: int, on_batch) -> _Group:
+    """Fingerprint every file, skip the unchanged ones, stage the others."""
+    group = _Group()
+    root = data_root()  # this host's mount point of the share
+    for import_file in files:
+        try:
+            group.prints[import_file.pk] = fingerprint(root / import_file.relpath)
+        except FILE_ERRORS as exc:
+            group.failed[import_file.pk] = exc
+    readable = [f for f in files if f.pk in group.prints]
+    unchanged = _unchanged_since_success([f for f in readable if not f.job.overwrite], group.prints)
+    group.skipped = [f for f in readable if f.pk in unchanged]
+    stager = GroupStager(cur, files=readable, batch_size=batch_size, on_batch=on_batch)
+    for import_file in readable:
+        if import_file.pk in unchanged:
+            continue
+        try:
+            group.staged.append(stager.stage(import_file, root / import_file.relpath))
+        except FILE_ERRORS as exc:
+            group.failed[import_file.pk] = exc
+    stager.close()
+    group.bytes_by_job = stager.bytes_by_job
+    return group
+
+
+def _unchanged_since_success(files: Sequence[ImportFile], prints: dict[int, tuple[int, str]]) -> set[int]:
+    """The files whose path, size and hash match an earlier succeeded import (one indexed read)."""
+    if not files:
+        return set()
+    with raw_cursor() as cur:
+        cur.execute(
+            UNCHANGED_SQL,
+            [
+                [f.pk for f in files],
+                [f.relpath for f in files],
+                [prints[f.pk][0] for f in files],
+                [prints[f.pk][1] for f in files],
+            ],
+        )
+        found = set(cur.fetchall())
+    return {f.pk for f in files if (f.relpath, *prints[f.pk]) in found}
+
+
+def _entries(staged: Sequence[StagedFile]) -> list[_Entry]:
+    """Each staged file with its venue, its symbol (created if missing, through the
+    symbol sync's service) and its round: files of one series go in successive
+    rounds, in claim order, so each sees the rows of the one before it as a
+    one-at-a-time load would."""
+    pairs = {(s.ticker, market_spec(s.file.market).venue) for s in staged if s.accepted}
+    links = symbols_ensure(pairs=sorted(pairs)).links if pairs else {}
+    entries, seen = [], Counter()
+    for s in staged:
+        venue = market_spec(s.file.market).venue
+        entry = _Entry(staged=s, market=venue, link=links.get((s.ticker, venue)))
+        entry.round = seen[entry.key]
+        seen[entry.key] += 1
+        entries.append(entry)
+    return entries
+
+
+# ---------------------------------------------------------------- the write phase
+
+
+def _write(cur, entries: list[_Entry]) -> None:
+    """Inside the group's transaction: reject repeated timestamps, then round by
+    round insert the new rows, count (and with `overwrite` rewrite) the changed ones."""
+    if not entries:
         return
+    _fill_files_table(cur, entries)
+    _reject_repeats(cur, [e for e in entries if not e.staged.monotonic and e.staged.accepted])
+    for number in sorted({e.round for e in entries}):
+        live = [e for e in entries if e.round == number and e.live]
+        if live:
+            _insert(cur, live)
+            _changed(cur, [e for e in live if e.live > e.inserted])
+
+
+def _fill_files_table(cur, entries: list[_Entry]) -> None:
+    cur.execute(FILES_DDL)
+    cur.execute(FILES_TRUNCATE)
+    columns: list[list] = [[] for _ in range(10)]
+    for e in entries:
+        s, link = e.staged, e.link
+        asset_class = link.asset_class if link is not None and link.asset_class else s.file.market
+        span = s.span or (None, None)
+        row = (
+            e.file_id,
+            s.file.job_id,
+            s.ticker,
+            e.market,
+            s.timeframe,
+            asset_class,
+            link.symbol_id if link is not None else None,
+            s.file.relpath[:500],
+            *span,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    cur.execute(FILES_FILL, columns)
+
+
+def _reject_repeats(cur, entries: list[_Entry]) -> None:
+    """Later rows with the timestamp of an earlier row of their file leave the stage as rejects."""
+    if not entries:
+        return
+    cur.execute(DEDUPE_SQL, {"files": [e.file_id for e in entries]})
+    by_file: dict[int, list[tuple[int, int]]] = {}
+    for file_id, line, first in cur.fetchall():
+        by_file.setdefault(file_id, []).append((line, first))
     now = timezone.now()
-    with cur.copy("COPY rejected_rows (file_id, job_id, line, raw, reason, field, created_at) FROM STDIN") as copy:
-        for r in rejects:
-            copy.write_row((import_file.pk, import_file.job_id, r.line, r.raw, r.reason[:300], r.field[:64], now))
-
-
-def _copy_candles(cur, candles: list[Candle]) -> None:
-    with cur.copy(STAGE_COPY) as copy:
-        copy.set_types(STAGE_TYPES)
-        for candle in candles:
-            copy.write_row(candle)
+    rows = []
+    for e in entries:
+        repeated = by_file.get(e.file_id, [])
+        e.repeated = len(repeated)
+        if repeated:
+            raw = _raw_lines(e.staged.path, {line for line, _ in repeated})
+            for line, first in repeated:
+                reject = Reject(line, raw.get(line, ""), f"duplicate: same timestamp as line {first}", "ts")
+                rows.append(reject_row(e.staged.file, reject, now))
+    write_rejects(cur, rows)
 
 
 def _raw_lines(path: Path, wanted: set[int]) -> dict[int, str]:
@@ -178,240 +436,81 @@ def _raw_lines(path: Path, wanted: set[int]) -> dict[int, str]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class StageResult:
-    """What the read phase staged: valid rows in `import_stage`, rejects written."""
-
-    accepted: int
-    rejected: int
-    span: tuple[datetime, datetime] | None  # first and last stamp staged
-    monotonic: bool
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class UpsertResult:
-    """What the write phase did to market_data."""
-
-    repeated: int  # rows of the file repeating an earlier row's timestamp (rejected now)
-    inserted: int
-    updated: int
-    changed: int  # stored rows whose values differ from the file's
-
-
-def file_load(
-    *,
-    import_file: ImportFile,
-    job: ImportJob,
-    batch_size: int = 50_000,
-    on_batch: Callable[[int], None] | None = None,
-) -> FileResult:
-    """Read, validate and load one claimed file; write its rejects, its counts
-    and the job's counts. Returns the file's result; raises `Cancelled`,
-    `FileFormatError`/`OSError` (the caller decides retry or dead letter)."""
-    started = time.monotonic()
-    path = data_root() / import_file.relpath  # this host's mount point of the share
-    size, sha256 = fingerprint(path)
-    ImportFile.objects.filter(pk=import_file.pk).update(size=size, sha256=sha256)
-    import_file.size, import_file.sha256 = size, sha256
-    if not job.overwrite and _unchanged_since_success(import_file, size, sha256):
-        return _finish(import_file, job, status=ImportStatus.SKIPPED, counts={}, started=started)
-    reader = CsvFileReader(path, market=import_file.market)
-    cur = _raw_cursor()
-    staged = _stage_file(cur, import_file=import_file, job=job, reader=reader, batch_size=batch_size, on_batch=on_batch)
-    params = _load_params(import_file, job, reader)
-    with transaction.atomic():
-        upserted = _upsert(cur, import_file=import_file, job=job, path=path, params=params, staged=staged)
-        accepted = staged.accepted - upserted.repeated
-        counts = {
-            "rows_read": staged.accepted + staged.rejected,
-            "rows_inserted": upserted.inserted,
-            "rows_duplicates": accepted - upserted.inserted - upserted.updated,
-            "rows_updated": upserted.updated,
-            "rows_rejected": staged.rejected + upserted.repeated,
-            "rows_changed": upserted.changed - upserted.updated,
-        }
-        cur.execute(STAGE_TRUNCATE)
-        log.info(
-            "%s: %s rows, read+stage %.1fs, upsert %.1fs",
-            import_file.relpath,
-            counts["rows_read"],
-            staged.seconds,
-            time.monotonic() - started - staged.seconds,
-        )
-        return _finish(import_file, job, status=ImportStatus.SUCCEEDED, counts=counts, started=started)
-
-
-class _StageWriter:
-    """Writes a file's rows batch by batch: candles by binary COPY into the
-    session's `import_stage`, rejects into `rejected_rows`; after each batch
-    the progress (file and job) and a cancel check."""
-
-    def __init__(self, cur, *, import_file: ImportFile, job: ImportJob, reader: CsvFileReader, on_batch):
-        self.cur, self.import_file, self.job, self.reader, self.on_batch = cur, import_file, job, reader, on_batch
-        self.reporter = ProgressReporter(import_file, label=import_file.relpath)
-        self.accepted = self.rejected = self.last_bytes = 0
-        self.first: datetime | None = None
-        self.last: datetime | None = None
-
-    def flush(self, candles: list[Candle], rejects: list[Reject]) -> None:
-        if candles:
-            _copy_candles(self.cur, candles)
-            low, high = sorted((candles[0].ts, candles[-1].ts))
-            self.first = low if self.first is None else min(self.first, low)
-            self.last = high if self.last is None else max(self.last, high)
-        _write_rejects(self.cur, self.import_file, rejects)
-        self.accepted += len(candles)
-        self.rejected += len(rejects)
-        n = len(candles) + len(rejects)
-        candles.clear()
-        rejects.clear()
-        self._progress(n)
-
-    def _progress(self, n: int) -> None:
-        reader, reporter = self.reader, self.reporter
-        delta = reader.bytes_read - self.last_bytes
-        self.last_bytes = reader.bytes_read
-        ImportJob.objects.filter(pk__in=_job_ids(self.job)).update(progress_done=F("progress_done") + delta)
-        if reporter.total is None and reader.bytes_read:
-            reporter.set_total(max(n, int((self.import_file.size or 0) * reader.rows_read / reader.bytes_read)))
-        reporter.advance(n, check_cancel=False)
-        if self.on_batch is not None:
-            self.on_batch(n)
-        # one indexed read per batch: cancellation takes effect at the next batch boundary
-        reporter.check_cancel()
-
-    def close(self) -> None:
-        self.reporter.close()
-
-
-def _stage_file(
-    cur, *, import_file: ImportFile, job: ImportJob, reader: CsvFileReader, batch_size: int, on_batch
-) -> StageResult:
-    """The read phase: stream the file into the stage, committing batch by batch."""
-    started = time.monotonic()
-    cur.execute(STAGE_DDL)
-    cur.execute(STAGE_TRUNCATE)
-    # Rejects of an earlier, interrupted attempt are replaced by this one's.
-    RejectedRow.objects.filter(file=import_file).delete()
-    writer = _StageWriter(cur, import_file=import_file, job=job, reader=reader, on_batch=on_batch)
-    batch_size = max(1, batch_size)
-    candles: list[Candle] = []
-    rejects: list[Reject] = []
-    try:
-        for item in reader:
-            if type(item) is Candle:
-                candles.append(item)
-                if len(candles) >= batch_size:
-                    writer.flush(candles, rejects)
-            else:
-                rejects.append(item)
-        writer.flush(candles, rejects)
-    finally:
-        writer.close()
-    span = (writer.first, writer.last) if writer.first is not None else None
-    return StageResult(
-        accepted=writer.accepted,
-        rejected=writer.rejected,
-        span=span,
-        monotonic=reader.monotonic,
-        seconds=time.monotonic() - started,
-    )
-
-
-def _load_params(import_file: ImportFile, job: ImportJob, reader: CsvFileReader) -> dict:
-    """Record what reading told about the file; the bound parameters of the write phase."""
-    meta = reader.meta
-    ImportFile.objects.filter(pk=import_file.pk).update(
-        layout=meta.layout if meta else "", timeframe=meta.timeframe if meta else "", ticker=reader.ticker
-    )
-    venue = market_spec(import_file.market).venue
-    # A known symbol gives the candle its link and its true asset class, so a clean
-    # import needs no correction; an unknown one keeps the folder's word until sync
-    # creates the symbol and the correct step repairs it (docs/import.md).
-    symbol = symbol_for_pair(ticker=reader.ticker, market=venue)
-    known_class = symbol.asset_class.code if symbol is not None and symbol.asset_class is not None else None
-    return {
-        "ticker": reader.ticker,
-        "market": venue,
-        "timeframe": meta.timeframe if meta else "",
-        "asset_class": known_class or import_file.market,
-        "symbol_id": symbol.pk if symbol is not None else None,
-        "source_file": import_file.relpath[:500],
-        "job_id": job.pk,
-    }
-
-
-def _upsert(cur, *, import_file: ImportFile, job: ImportJob, path: Path, params: dict, staged: StageResult):
-    """The write phase (inside the caller's transaction): reject repeated
-    timestamps, insert the new rows, count (and with `overwrite` rewrite) the
-    changed ones."""
-    repeated = 0 if staged.monotonic else _reject_repeats(cur, import_file, path)
-    inserted = updated = changed = 0
-    if staged.accepted - repeated:
-        inserted = _insert(cur, params, staged.span if staged.monotonic else None)
-    if staged.accepted - repeated > inserted:
-        cur.execute(CHANGED_COUNT_SQL, params)
-        changed = cur.fetchone()[0]
-        if changed and job.overwrite:
-            updated = _overwrite(cur, import_file, job, params)
-    return UpsertResult(repeated=repeated, inserted=inserted, updated=updated, changed=changed)
-
-
-def _reject_repeats(cur, import_file: ImportFile, path: Path) -> int:
-    """Later rows with the timestamp of an earlier row of the file leave the stage as rejects."""
-    cur.execute(DEDUPE_SQL)
-    repeated = cur.fetchall()
-    if repeated:
-        raw = _raw_lines(path, {line for line, _ in repeated})
-        rejects = [
-            Reject(line, raw.get(line, ""), f"duplicate: same timestamp as line {first}", "ts")
-            for line, first in repeated
-        ]
-        _write_rejects(cur, import_file, rejects)
-    return len(repeated)
-
-
-def _overwrite(cur, import_file: ImportFile, job: ImportJob, params: dict) -> int:
-    """Rewrite the stored rows whose values differ, and record it in the audit trail."""
-    cur.execute(CHANGED_SAMPLE_SQL, params)
-    sample = [_describe_change(row) for row in cur.fetchall()]
-    cur.execute(OVERWRITE_SQL, params)
-    updated = cur.rowcount
-    DataCorrection.objects.create(
-        kind="import_overwrite",
-        run_ref=f"import:{job.pk}",
-        table_name="market_data",
-        ticker=params["ticker"],
-        market=params["market"],
-        field=",".join(VALUE_COLUMNS),
-        row_count=updated,
-        detail={"file": import_file.relpath, "timeframe": params["timeframe"], "sample": sample},
-        created_by=job.requested_by,
-    )
-    return updated
-
-
-def _insert(cur, params: dict, span: tuple[datetime, datetime] | None) -> int:
-    """Insert the staged rows; returns how many were new.
+def _insert(cur, entries: list[_Entry]) -> None:
+    """Insert the staged rows of one round's files; each file's count of new rows.
 
     `INSERT … ON CONFLICT` pays for speculative insertion on every row (about
-    1.5x a plain INSERT here, see docs/import.md). So when no stored candle of
-    this ticker/market/timeframe falls in the file's time range (a first
-    import), the same INSERT … SELECT runs without the ON CONFLICT clause, in a
-    savepoint; if another worker inserted the same candles meanwhile, the
-    unique key refuses it and the ON CONFLICT statement runs instead."""
-    if span:
-        cur.execute(OVERLAP_SQL, {**params, "first": span[0], "last": span[1]})
-        if not cur.fetchone()[0]:
-            try:
-                with transaction.atomic():
-                    cur.execute(INSERT_FRESH_SQL, params)
-                return cur.rowcount
-            except psycopg.errors.UniqueViolation:
-                pass
-    cur.execute(INSERT_SQL, params)
-    return cur.rowcount
+    1.5x a plain INSERT here, see docs/import.md). So the files of which no stored
+    candle of their series falls in the file's time range (a first import: one
+    index probe each, in one statement) go in by a plain INSERT … SELECT, in a
+    savepoint; if another worker stored the same candles meanwhile, the unique key
+    refuses it and they take the ON CONFLICT statement with the others."""
+    probe = [e for e in entries if e.staged.monotonic and e.staged.span]
+    overlapping = _overlapping(cur, probe) if probe else set()
+    fresh = [e for e in probe if e.file_id not in overlapping]
+    if fresh:
+        try:
+            with transaction.atomic():
+                cur.execute(INSERT_FRESH_SQL, {"files": [e.file_id for e in fresh]})
+            for e in fresh:
+                e.inserted = e.live
+        except psycopg.errors.UniqueViolation:
+            fresh = []
+    fresh_ids = {e.file_id for e in fresh}
+    rest = [e for e in entries if e.file_id not in fresh_ids]
+    if len(rest) == 1:
+        cur.execute(INSERT_SQL, {"files": [rest[0].file_id]})
+        rest[0].inserted = cur.rowcount
+    elif rest:
+        cur.execute(INSERT_COUNTED_SQL, {"files": [e.file_id for e in rest]})
+        counted = {(t, m, tf): n for t, m, tf, n in cur.fetchall()}
+        for e in rest:
+            e.inserted = counted.get(e.key, 0)
+
+
+def _overlapping(cur, entries: list[_Entry]) -> set[int]:
+    """The files some of whose series' stored candles fall within their time range."""
+    cur.execute(OVERLAP_SQL, {"files": [e.file_id for e in entries]})
+    return {file_id for (file_id,) in cur.fetchall()}
+
+
+def _changed(cur, entries: list[_Entry]) -> None:
+    """Count the stored rows whose values differ from the file's; with `overwrite`
+    rewrite them and record it in the audit trail, one entry per file."""
+    if not entries:
+        return
+    cur.execute(CHANGED_COUNT_SQL, {"files": [e.file_id for e in entries]})
+    changed = dict(cur.fetchall())
+    for e in entries:
+        e.changed = changed.get(e.file_id, 0)
+    over = [e for e in entries if e.changed and e.staged.file.job.overwrite]
+    if not over:
+        return
+    params = {"files": [e.file_id for e in over]}
+    cur.execute(CHANGED_SAMPLE_SQL, params)
+    samples: dict[int, list[dict]] = {}
+    for row in cur.fetchall():
+        samples.setdefault(row[0], []).append(_describe_change(row[1:]))
+    cur.execute(OVERWRITE_SQL, params)
+    updated = dict(cur.fetchall())
+    audit = []
+    for e in over:
+        e.updated = updated.get(e.file_id, 0)
+        job = e.staged.file.job
+        audit.append(
+            DataCorrection(
+                kind="import_overwrite",
+                run_ref=f"import:{job.pk}",
+                table_name="market_data",
+                ticker=e.staged.ticker,
+                market=e.market,
+                field=",".join(VALUE_COLUMNS),
+                row_count=e.updated,
+                detail={"file": e.staged.file.relpath, "timeframe": e.staged.timeframe, "sample": samples[e.file_id]},
+                created_by=job.requested_by,
+            )
+        )
+    DataCorrection.objects.bulk_create(audit)
 
 
 def _describe_change(row) -> dict:
@@ -424,27 +523,84 @@ def _describe_change(row) -> dict:
     }
 
 
-def _job_ids(job: ImportJob) -> list[int]:
-    return [job.pk, job.parent_id] if job.parent_id else [job.pk]
+# ---------------------------------------------------------------- outcomes
 
 
-def _finish(import_file: ImportFile, job: ImportJob, *, status: str, counts: dict, started: float) -> FileResult:
-    """Record the file's outcome and add it to its job (and the parent) in one
-    transaction, so the job's counts always equal the sum of its files'."""
-    seconds = time.monotonic() - started
-    rate = round(counts.get("rows_read", 0) / seconds, 1) if seconds > 0 else None
-    with transaction.atomic():
-        ImportFile.objects.filter(pk=import_file.pk).update(
-            status=status, finished_at=timezone.now(), rate_per_second=rate, error="", next_attempt_at=None, **counts
+def _counts(entry: _Entry) -> dict[str, int]:
+    s = entry.staged
+    return {
+        "rows_read": s.accepted + s.rejected,
+        "rows_inserted": entry.inserted,
+        "rows_duplicates": entry.live - entry.inserted - entry.updated,
+        "rows_updated": entry.updated,
+        "rows_rejected": s.rejected + entry.repeated,
+        "rows_changed": entry.changed - entry.updated,
+    }
+
+
+def _finish(cur, group: _Group, entries: list[_Entry], *, write_seconds: float) -> list[FileResult]:
+    """Record every file's outcome and add it to its job (and the parent), in the
+    group's transaction, so a job's counts always equal the sum of its files'."""
+    share = write_seconds / max(1, len(entries))
+    results = [
+        FileResult(file_id=e.file_id, status=ImportStatus.SUCCEEDED, seconds=e.staged.seconds + share, **_counts(e))
+        for e in entries
+    ]
+    results += [FileResult(file_id=f.pk, status=ImportStatus.SKIPPED) for f in group.skipped]
+    if not results:
+        return results
+    files = {e.file_id: e.staged.file for e in entries} | {f.pk: f for f in group.skipped}
+    _files_finish(cur, results, files, group.prints, {e.file_id: e for e in entries})
+    _jobs_finish(cur, results, files, group.prints, group.bytes_by_job)
+    succeeded = [files[r.file_id] for r in results if r.status == ImportStatus.SUCCEEDED]
+    if succeeded:
+        cur.execute(EARLIER_REJECTS_SQL, [[f.relpath for f in succeeded], [f.pk for f in succeeded]])
+    return results
+
+
+def _files_finish(cur, results: list[FileResult], files: dict, prints: dict, entries: dict[int, _Entry]) -> None:
+    columns: list[list] = [[] for _ in range(15)]
+    for r in results:
+        entry = entries.get(r.file_id)
+        read = entry is not None  # a skipped file keeps its layout and progress as they were
+        row = (
+            r.file_id,
+            r.status,
+            round(r.rows_per_second, 1) if read else None,
+            *(getattr(r, name) for name in COUNT_FIELDS),
+            *prints[r.file_id],
+            entry.staged.layout if read else None,
+            entry.staged.timeframe if read else None,
+            entry.staged.ticker if read else None,
+            r.rows_read if read else None,
         )
-        increments = {name: F(name) + value for name, value in counts.items()}
-        increments["files_done"] = F("files_done") + 1
-        if status == ImportStatus.SKIPPED:
-            increments["files_skipped"] = F("files_skipped") + 1
-            increments["progress_done"] = F("progress_done") + (import_file.size or 0)
-        ImportJob.objects.filter(pk__in=_job_ids(job)).update(**increments)
-    metrics.import_files.labels(status=status).inc()
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    cur.execute(FILES_FINISH_SQL, [timezone.now(), *columns])
+
+
+def _jobs_finish(cur, results: list[FileResult], files: dict, prints: dict, bytes_by_job: dict[int, int]) -> None:
+    """Add the files' counts to their jobs (and the parent): rows, files done and
+    skipped, and the bytes read since the last progress update (a skipped file's
+    whole size: it counts as done)."""
+    width = len(COUNT_FIELDS) + 3
+    totals: dict[int, list[int]] = {job_id: [0] * (width - 1) + [n] for job_id, n in bytes_by_job.items()}
+    for r in results:
+        job = files[r.file_id].job
+        skipped = r.status == ImportStatus.SKIPPED
+        add = [getattr(r, name) for name in COUNT_FIELDS] + [1, int(skipped), prints[r.file_id][0] if skipped else 0]
+        for job_id in (job.pk, job.parent_id):
+            if job_id is not None:
+                totals[job_id] = [a + b for a, b in zip(totals.get(job_id, [0] * width), add, strict=True)]
+    ids = sorted(totals)
+    cur.execute(JOBS_LOCK_SQL, [ids])  # the same order in every worker: no deadlock on a parent's row
+    cur.execute(JOBS_FINISH_SQL, [ids, *([totals[i][n] for i in ids] for n in range(width))])
+
+
+def _count_metrics(results: list[FileResult]) -> None:
+    for status, n in Counter(r.status for r in results).items():
+        metrics.import_files.labels(status=status).inc(n)
     for outcome in ("inserted", "duplicates", "updated", "rejected"):
-        if counts.get(f"rows_{outcome}"):
-            metrics.import_rows.labels(outcome=outcome).inc(counts[f"rows_{outcome}"])
-    return FileResult(file_id=import_file.pk, status=status, seconds=seconds, **counts)
+        total = sum(getattr(r, f"rows_{outcome}") for r in results)
+        if total:
+            metrics.import_rows.labels(outcome=outcome).inc(total)

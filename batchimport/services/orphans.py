@@ -15,7 +15,7 @@ from django.db import transaction
 
 from batchimport.models import ImportFile, ImportJob, ImportStatus
 from batchimport.services.jobs import import_job_start
-from etl.locks import IMPORT_FILE, session_unlock, try_session_lock
+from etl.locks import IMPORT_FILE, held_items
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,25 +24,19 @@ class SweepResult:
     jobs_woken: tuple[int, ...]
 
 
-def _lock_is_free(file_id: int) -> bool:
-    """Nobody holds the file's lock (we take it for an instant to know)."""
-    if not try_session_lock(IMPORT_FILE, file_id):
-        return False
-    session_unlock(IMPORT_FILE, file_id)
-    return True
-
-
 @transaction.atomic
 def orphaned_files_requeue() -> SweepResult:
-    """Queue again every `running` file whose worker is gone, and wake one
-    worker per waiting file of their jobs once this commits. Files being
+    """Queue again every `running` file whose worker is gone, and wake their
+    jobs' workers once this commits. Files being
     claimed right now (row locked) or read by a live worker are left alone."""
     running = (
         ImportFile.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(status=ImportStatus.RUNNING)
         .values_list("pk", "job_id", "job__parent_id")
     )
-    orphans = [(pk, parent_id or job_id) for pk, job_id, parent_id in running if _lock_is_free(pk)]
+    running = list(running)
+    held = held_items(IMPORT_FILE, [pk for pk, _, _ in running])  # one read of pg_locks for them all
+    orphans = [(pk, parent_id or job_id) for pk, job_id, parent_id in running if pk not in held]
     if not orphans:
         return SweepResult(files_requeued=0, jobs_woken=())
     requeued = ImportFile.objects.filter(pk__in=[pk for pk, _ in orphans], status=ImportStatus.RUNNING).update(
@@ -50,5 +44,5 @@ def orphaned_files_requeue() -> SweepResult:
     )
     roots = tuple(sorted({root for _, root in orphans}))
     for job in ImportJob.objects.filter(pk__in=roots):
-        import_job_start(job=job, queue=True)  # on commit: one task per waiting file
+        import_job_start(job=job, queue=True)  # on commit: a task for each of its workers
     return SweepResult(files_requeued=requeued, jobs_woken=roots)

@@ -96,7 +96,8 @@ def test_all_markets_import_queues_one_task_per_worker(data_root, api_client_for
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["kind"] == "all_markets" and len(body["markets"]) == 4 and body["sla_minutes"] == 120
-    assert OrmQ.objects.count() == 4  # one task per file: every worker of every cluster gets a share
+    # one task per worker (each claims group after group until none is left), not one per file
+    assert OrmQ.objects.count() == 3
 
 
 @pytest.mark.parametrize(

@@ -119,3 +119,14 @@ def test_the_all_markets_job_names_the_failed_files_and_the_refused_links(data_r
     job = services.import_job_start(job=created)
     assert job.status == ImportStatus.FAILED
     assert "DATA/NYSE/JUNK.csv (" in job.error
+
+
+def test_a_file_whose_name_gives_a_ticker_too_long_is_dead_lettered_with_the_reason(data_root):
+    """It made the job's creation fail with a database error (a 500 from the API)."""
+    (data_root / "NYSE").mkdir()
+    (data_root / "NYSE" / ("X" * 40 + ".csv")).write_text("Date,Open,High,Low,Close,Volume\n2024-01-02,1,1,1,1,1\n")
+    (data_root / "NYSE" / "KO.csv").write_text("Date,Open,High,Low,Close,Volume\n2024-01-02,1,1,1,1,1\n")
+    job = services.import_job_start(job=services.import_job_create(path="NYSE"))
+    assert job.status == ImportStatus.FAILED and job.rows_inserted == 1
+    long = ImportFile.objects.get(relpath__startswith="NYSE/XX")
+    assert long.status == ImportStatus.DEAD_LETTERED and "longer than 32 characters" in long.error

@@ -75,8 +75,29 @@ def test_a_known_symbol_gives_its_candles_their_link_and_true_asset_class(sample
     assert set(MarketData.objects.filter(ticker="THYAO").values_list("asset_class", "symbol_id")) == {
         ("STOCK_BIST", thyao.pk)
     }
-    # A pair without a symbol keeps the folder's word until sync and the correct step.
-    assert set(MarketData.objects.filter(ticker="GARAN").values_list("asset_class", "symbol_id")) == {("BIST", None)}
+
+
+def test_a_new_pair_gets_its_symbol_created_at_write(sample_folder, reference_data):
+    """The symbol the sync would create is created before the rows are written, so
+    every candle is stored with its symbol and that symbol's asset class."""
+    run("DATA")
+    assert not MarketData.objects.filter(symbol=None).exists()
+    garan = Symbol.objects.get(ticker="GARAN", market__code="BIST")
+    assert (garan.asset_class.code, garan.source, garan.quote_currency) == ("STOCK_BIST", "discovered", "TRY")
+    assert set(MarketData.objects.filter(ticker="GARAN").values_list("asset_class", "symbol_id")) == {
+        ("STOCK_BIST", garan.pk)
+    }
+    classes = dict(MarketData.objects.values_list("market", "asset_class").distinct())
+    assert classes == {"BIST": "STOCK_BIST", "BINANCE": "CRYPTO", "NASDAQ": "STOCK_NASDAQ", "NYSE": "STOCK_NYSE"}
+
+
+def test_a_pair_inference_cannot_place_stays_unlinked_with_the_folders_word(sample_folder):
+    """Without reference data no market is known: nothing is created, the candles keep
+    the folder's word and wait for the sync, which reports them as today."""
+    run("DATA")
+    assert Symbol.objects.count() == 0
+    assert set(MarketData.objects.values_list("symbol_id", flat=True).distinct()) == {None}
+    assert MarketData.objects.filter(ticker="GARAN").values_list("asset_class", flat=True).first() == "BIST"
 
 
 def test_after_sync_a_clean_reimport_needs_no_correction(sample_folder, reference_data, data_root):
@@ -251,18 +272,18 @@ def test_pipeline_step_imports_when_given_a_path(data_root):
 
 
 def test_stage_rows_never_reach_market_data_before_the_end(data_root, monkeypatch):
-    """A failure after the COPY batches leaves market_data untouched."""
+    """A failure after the COPY batches, even after the INSERT, leaves market_data
+    untouched: the rows and the counts are one transaction."""
     _one_file(data_root, rows=120)
-    real = loader.transaction.atomic
 
-    def exploding_atomic(*a, **kw):
-        raise RuntimeError("worker died before the upsert")
+    def worker_dies(*args, **kwargs):
+        assert MarketData.objects.count() == 120  # inserted, not committed
+        raise RuntimeError("worker died before its commit")
 
     job = services.import_job_create(path="NYSE", batch_size=25, max_attempts=1)
-    monkeypatch.setattr(loader.transaction, "atomic", exploding_atomic)
+    monkeypatch.setattr(loader, "_finish", worker_dies)
     with pytest.raises(RuntimeError):
         loader.file_load(import_file=job.files.get(), job=job, batch_size=25)
-    monkeypatch.setattr(loader.transaction, "atomic", real)
     assert MarketData.objects.count() == 0
 
 
@@ -294,7 +315,7 @@ def test_fresh_insert_falls_back_to_on_conflict_when_rows_appear_meanwhile(data_
     candles first: the unique key refuses the plain INSERT and ON CONFLICT runs."""
     _one_file(data_root, rows=8)
     run("NYSE")
-    monkeypatch.setattr(loader, "OVERLAP_SQL", "SELECT false")
+    monkeypatch.setattr(loader, "_overlapping", lambda cur, entries: set())
     again = run("NYSE", overwrite=True)  # overwrite: the unchanged file is read again, not skipped
     assert again.status == ImportStatus.SUCCEEDED
     assert (again.rows_read, again.rows_inserted, again.rows_duplicates) == (8, 0, 8)

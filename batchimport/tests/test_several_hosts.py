@@ -168,7 +168,7 @@ def test_sweep_requeues_a_file_whose_worker_is_gone_and_leaves_a_live_one(
     assert (result.files_requeued, result.jobs_woken) == (1, (job.pk,))
     status = dict(ImportFile.objects.values_list("ticker", "status"))
     assert status == {"DEAD": ImportStatus.QUEUED, "LIVE": ImportStatus.RUNNING, "WAIT": ImportStatus.QUEUED}
-    assert OrmQ.objects.count() == 2  # a worker woken for each waiting file
+    assert OrmQ.objects.count() == 2  # the job's workers woken (max_concurrency 2, two files waiting)
     assert services.orphaned_files_requeue().files_requeued == 1  # its worker has gone since: swept now
     assert ImportFile.objects.get(ticker="LIVE").status == ImportStatus.QUEUED
 

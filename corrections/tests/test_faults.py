@@ -92,8 +92,58 @@ def test_a_failure_is_recorded_after_the_connection_died(world, monkeypatch):
         services.correction_execute(run=run)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
-    assert run.error  # the cause, not an empty error
     assert run.phase == Phase.EXECUTING  # resumable from its last committed batch
+    # the cause, named as such (not what the clean-up raised on the dead session), and what to do
+    assert run.error == (
+        "database connection lost (terminating connection due to administrator command);"
+        f" execute it again to resume after id {run.last_id}"
+    )
+
+
+def _interrupted_at_the_second_batch(monkeypatch) -> CorrectionRun:
+    """A pipeline's execute whose session was cut in its second batch (a PostgreSQL restart)."""
+    run = services.correction_run_create(requested_by="pipeline", overwrite_mismatched=True, batch_size=10)
+    original = services._execute_batch
+    batches: list[int] = []
+
+    def server_restarts(run_, low, high):
+        batches.append(low)
+        if len(batches) == 2:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return original(run_, low, high)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "_execute_batch", server_restarts)
+        patch.setattr("etl.recovery.time.sleep", lambda seconds: None)
+        with pytest.raises(OperationalError):
+            services.correction_execute(run=run)
+    run.refresh_from_db()
+    assert (run.status, run.phase, run.batches_done) == (RunStatus.FAILED, Phase.EXECUTING, 1)
+    return run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pipeline_step_resumes_an_interrupted_execute_and_each_row_changes_once(world, monkeypatch):
+    run = _interrupted_at_the_second_batch(monkeypatch)
+    summary = services.correct_step(options={"batch_size": 10})
+    assert summary["resumed"] == {"run_id": run.pk, "rows_updated": 75, "status": "succeeded", "validated": True}
+    assert summary["rows_updated"] == 0  # the new run found nothing left
+    run.refresh_from_db()
+    assert (run.phase, run.rows_updated) == (Phase.VALIDATED, run.backups.count())
+    assert run.backups.values("market_data_id").distinct().count() == 75
+    again = services.correct_step(options={})
+    assert again["rows_updated"] == 0 and "resumed" not in again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pipeline_step_leaves_an_execute_an_operator_cancelled_to_them(world, monkeypatch):
+    run = _interrupted_at_the_second_batch(monkeypatch)
+    CorrectionRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED)
+    with pytest.raises(ConflictError, match=f"Correction {run.pk} is executing and was interrupted"):
+        services.correct_step(options={"batch_size": 10})
+    run.refresh_from_db()
+    assert (run.status, run.batches_done) == (RunStatus.CANCELLED, 1)
 
 
 def test_write_after_reconnect_backs_off_and_logs_once(caplog):

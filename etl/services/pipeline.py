@@ -17,13 +17,15 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django_q.models import Schedule
 
 from etl import locks
@@ -31,10 +33,11 @@ from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
 from etl.metrics import pipeline_runs, pipeline_step_seconds
-from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
+from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus, status_word
 from etl.pipeline import PipelineStep, registered_steps
-from etl.progress import Cancelled, ProgressReporter
+from etl.progress import Cancelled, ProgressReporter, RunPresence
 from etl.queue import queue_on_commit
+from etl.recovery import connection_lost, connection_reset, dead_runs_cancel, write_after_reconnect
 
 logger = logging.getLogger("etl.pipeline")
 
@@ -48,6 +51,8 @@ StepCallback = Callable[[PipelineStepRun], None]
 # A run whose steps all succeeded but reported warnings (breached warning gates):
 # its status stays `succeeded`, its summary's `outcome` says this.
 SUCCEEDED_WITH_WARNINGS = "succeeded with warnings"
+# How it reads to an operator (the stored outcome stays the machine word).
+SUCCEEDED_WITH_WARNINGS_LABEL = pgettext_lazy("status word", "succeeded with warnings")
 # Off by DATA_ENRICHMENT_ENABLED: the old system's switch for its enrichment service.
 ENRICHMENT_STEPS = ("enrich", "features")
 
@@ -93,6 +98,11 @@ def run_outcome(run: PipelineRun) -> str:
     return str((run.summary or {}).get("outcome") or run.status)
 
 
+def outcome_label(outcome: str) -> str:
+    """An outcome (see `run_outcome`) in the operator's language."""
+    return str(SUCCEEDED_WITH_WARNINGS_LABEL) if outcome == SUCCEEDED_WITH_WARNINGS else status_word(outcome)
+
+
 def run_gates(run: PipelineRun) -> list[dict[str, Any]]:
     """The quality gates its validate step checked (name, value, threshold, op,
     severity, passed, breached), as recorded in the run's summary."""
@@ -120,7 +130,11 @@ def pipeline_plan(steps: Sequence[str] | None = None) -> list[PlannedStep]:
     unknown = [n for n in names if n not in registry and n not in CANONICAL_STEPS]
     if unknown:
         known = sorted(set(registry) | set(CANONICAL_STEPS))
-        raise DomainError(f"unknown pipeline step(s) {unknown}; known steps: {known}", code="unknown_step")
+        raise DomainError(
+            gettext("unknown pipeline step(s) %(unknown)s; known steps: %(known)s")
+            % {"unknown": unknown, "known": known},
+            code="unknown_step",
+        )
     plan = []
     for n in names:
         step = registry.get(n)
@@ -147,13 +161,24 @@ def _pipeline_waiting() -> PipelineRun | None:
 
 
 def _busy_message() -> str:
+    """What a skipped run records (in the log's language, like every stored run error)."""
     current = pipeline_in_progress()
     return f"pipeline run #{current.pk} is in progress" if current else "another pipeline run is in progress"
 
 
+def _busy_refusal() -> ConflictError:
+    """The refusal a caller reads while another run holds the pipeline (in the caller's language)."""
+    current = pipeline_in_progress()
+    if current is None:
+        message = gettext("another pipeline run is in progress; try again when it has finished")
+    else:
+        message = gettext("pipeline run #%(run)s is in progress; try again when it has finished") % {"run": current.pk}
+    return ConflictError(message, code="pipeline_running")
+
+
 def _validate(max_seconds: float | None) -> None:
     if max_seconds is not None and max_seconds <= 0:
-        raise DomainError("maximum execution time must be positive", code="invalid_max_time")
+        raise DomainError(gettext("maximum execution time must be positive"), code="invalid_max_time")
 
 
 def pipeline_run(
@@ -182,10 +207,9 @@ def pipeline_run(
     }
     with _pipeline_lock() as acquired:
         if not acquired:
-            message = _busy_message()
             if trigger != PipelineTrigger.SCHEDULE:
-                raise ConflictError(f"{message}; try again when it has finished", code="pipeline_running")
-            return _skip(PipelineRun.objects.create(**fields), message)
+                raise _busy_refusal()
+            return _skip(PipelineRun.objects.create(**fields), _busy_message())
         run = PipelineRun.objects.create(**fields)
         with run_context("pipeline", run.pk):  # every log line of every step names this run
             return _execute(run, plan, console=console, on_step=on_step)
@@ -211,11 +235,12 @@ def pipeline_queue(
         waiting = _pipeline_waiting()
         if waiting is not None:
             raise ConflictError(
-                f"pipeline run #{waiting.pk} is queued; try again when it has run", code="pipeline_running"
+                gettext("pipeline run #%(run)s is queued; try again when it has run") % {"run": waiting.pk},
+                code="pipeline_running",
             )
         with _pipeline_lock() as acquired:
             if not acquired:
-                raise ConflictError(f"{_busy_message()}; try again when it has finished", code="pipeline_running")
+                raise _busy_refusal()
         run = PipelineRun.objects.create(
             trigger=trigger,
             requested_by=requested_by,
@@ -282,6 +307,9 @@ class _RunState:
     gates: list[dict[str, Any]] = field(default_factory=list)
     timed_out: bool = False
     cancelled: bool = False
+    # The step during which the run's database session was lost (a PostgreSQL restart),
+    # when the pipeline lock could not be taken again on the new one: nothing more runs.
+    lock_lost_in: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,17 +326,20 @@ def _execute(
     on_step: StepCallback | None,
     clock: Callable[[], float] = time.monotonic,
 ) -> PipelineResult:
-    """Run the plan's steps in order under the pipeline lock, recording each; then close the run."""
+    """Run the plan's steps in order under the pipeline lock, recording each; then close the run.
+    The run is present (its run lock held, its beat stamped) from start to end, between steps too."""
     state = _RunState(started=clock())
     step_runs = _start(run, plan)
-    for planned, step_run in zip(plan, step_runs, strict=True):
-        remaining = None if run.max_seconds is None else run.max_seconds - (clock() - state.started)
-        not_run = _not_run(run, planned.name, planned.step, state, remaining)
-        if not_run is not None:
-            _finish_step(step_run, not_run.status, error=not_run.error, on_step=on_step)
-        else:
-            _run_step(run, planned.step, step_run, state, remaining=remaining, console=console, on_step=on_step)
-    return _close(run, step_runs, state, elapsed=clock() - state.started)
+    with RunPresence(run) as presence:
+        for planned, step_run in zip(plan, step_runs, strict=True):
+            remaining = None if run.max_seconds is None else run.max_seconds - (clock() - state.started)
+            not_run = _not_run(run, planned.name, planned.step, state, remaining)
+            if not_run is not None:
+                _finish_step(step_run, not_run.status, error=not_run.error, on_step=on_step)
+            else:
+                _run_step(run, planned.step, step_run, state, remaining=remaining, console=console, on_step=on_step)
+                presence.keep()  # on the new session, if the step's was lost
+        return _close(run, step_runs, state, elapsed=clock() - state.started)
 
 
 def _start(run: PipelineRun, plan: list[PlannedStep]) -> list[PipelineStepRun]:
@@ -330,6 +361,12 @@ def _not_run(
     missing = [o for o in REQUIRED_OPTIONS.get(name, ()) if not run.options.get(o)]
     if state.cancelled:
         return _NotRun(RunStatus.CANCELLED, "the run was cancelled")
+    if state.lock_lost_in:
+        return _NotRun(
+            RunStatus.SKIPPED,
+            f"not run: the database connection was lost during step {state.lock_lost_in}, and the pipeline"
+            " lock with it",
+        )
     if step is None:
         return _NotRun(RunStatus.SKIPPED, "not available: no installed app registers this step")
     if missing:
@@ -383,20 +420,43 @@ def _run_step(
     if remaining is not None:
         options["max_seconds"] = remaining
     progress = ProgressReporter(run, label=step_run.name, bar=console)
+    session = connection.connection  # the session that holds the pipeline lock
+    failure: Exception | None = None
     try:
         counts = step.run(options=options, progress=progress)
-    except Cancelled as exc:
-        state.cancelled = True
-        _finish_step(step_run, RunStatus.CANCELLED, error=str(exc), on_step=on_step)
     except Exception as exc:  # a failing step is recorded, never fatal to the history
-        logger.exception("pipeline run #%s: step %s failed", run.pk, step_run.name)
-        state.failed.append(step_run.name)
-        _finish_step(step_run, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], on_step=on_step)
-    else:
-        _step_done(step_run, counts, state, on_step=on_step)
+        failure = exc
+        if not isinstance(exc, Cancelled):
+            logger.exception("pipeline run #%s: step %s failed", run.pk, step_run.name)
+    connection_reset()  # a session cut during the step (a PostgreSQL restart): what follows uses a new one
+    progress.close_quietly()
+    if connection.connection is not session:
+        _lock_again(run, step_run.name, state)
+    try:
+        if isinstance(failure, Cancelled):
+            state.cancelled = True
+            _finish_step(step_run, RunStatus.CANCELLED, error=str(failure), on_step=on_step)
+        elif failure is not None:
+            state.failed.append(step_run.name)
+            error = f"{type(failure).__name__}: {connection_lost(failure) or failure}"[:4000]
+            record = partial(_finish_step, step_run, RunStatus.FAILED, error=error, on_step=on_step)
+            write_after_reconnect(record, what=f"step {step_run.name} of pipeline run #{run.pk}")
+        else:
+            _step_done(step_run, counts, state, on_step=on_step)
     finally:
-        progress.close()
         pipeline_step_seconds.labels(step=step_run.name).observe(step_run.duration_seconds or 0.0)
+
+
+def _lock_again(run: PipelineRun, step_name: str, state: _RunState) -> None:
+    """The run's session was replaced during a step (PostgreSQL restarted): the pipeline
+    lock died with the old one. Take it again on the new session to go on, as the only
+    pipeline running; when another run holds it now, run nothing more."""
+    taken = write_after_reconnect(partial(locks.try_session_lock, locks.PIPELINE), what="the pipeline lock")
+    if taken:
+        logger.warning("pipeline run #%s: a new database session during step %s; lock taken again", run.pk, step_name)
+        return
+    logger.warning("pipeline run #%s: database session lost during step %s; stopping", run.pk, step_name)
+    state.lock_lost_in = step_name
 
 
 def _step_done(step_run: PipelineStepRun, counts: Any, state: _RunState, *, on_step: StepCallback | None) -> None:
@@ -419,8 +479,15 @@ def _step_done(step_run: PipelineStepRun, counts: Any, state: _RunState, *, on_s
 
 def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState, *, elapsed: float) -> PipelineResult:
     """Record the run's outcome and summary, count it, and alert when it failed."""
-    # A step failed by its gates is named by the gates it breached.
-    errors = [f"step {n} failed" for n in state.failed if n not in state.gate_failed] + state.breaches
+    # A step failed by its gates is named by the gates it breached; another by its first error line.
+    step_errors = {sr.name: sr.error.split(": ", 1)[-1].splitlines()[0] for sr in step_runs if sr.error}
+    errors = [
+        f"step {n} failed: {step_errors[n]}" if n in step_errors else f"step {n} failed"
+        for n in state.failed
+        if n not in state.gate_failed
+    ] + state.breaches
+    if state.lock_lost_in:
+        errors.append(f"the database connection was lost during step {state.lock_lost_in}; run it again")
     if state.timed_out:
         errors.append(f"maximum execution time ({run.max_seconds}s) reached")
     if state.cancelled:
@@ -441,7 +508,8 @@ def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState,
         "warnings": state.warnings,
         "gates": state.gates,
     }
-    run.save(update_fields=["status", "error", "finished_at", "summary"])
+    save = partial(run.save, update_fields=["status", "error", "finished_at", "summary"])
+    write_after_reconnect(save, what=f"the end of pipeline run #{run.pk}")
     pipeline_runs.labels(status=status, trigger=run.trigger).inc()
     logger.info("pipeline run #%s %s in %.1fs", run.pk, status, elapsed)
     if status == RunStatus.FAILED:
@@ -450,12 +518,12 @@ def _close(run: PipelineRun, step_runs: list[PipelineStepRun], state: _RunState,
 
 
 def pipeline_cancel(*, run: PipelineRun) -> bool:
-    """Ask a queued or running run to stop between batches/steps."""
-    return bool(
-        PipelineRun.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
-            cancel_requested=True
-        )
-    )
+    """Ask a queued or running run to stop between batches/steps; one whose process
+    is gone (killed, or its connection lost) is cancelled at once."""
+    runs = PipelineRun.objects.filter(pk=run.pk)
+    asked = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    dead_runs_cancel(runs=runs)
+    return bool(asked)
 
 
 # ---------------------------------------------------------------------------
@@ -493,11 +561,15 @@ def pipeline_schedule(
     (`etl.services.schedules`), so a 02:00 Europe/Istanbul run stays at 02:00
     local from the first run on, across DST changes."""
     if not croniter.is_valid(cron):
-        raise DomainError(f"cron: {cron!r} is not a valid cron expression", code="invalid_cron")
+        raise DomainError(
+            gettext("cron: %(cron)s is not a valid cron expression") % {"cron": repr(cron)}, code="invalid_cron"
+        )
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise DomainError(f"timezone: {tz!r} is not an IANA time zone", code="invalid_timezone") from None
+        raise DomainError(
+            gettext("timezone: %(zone)s is not an IANA time zone") % {"zone": repr(tz)}, code="invalid_timezone"
+        ) from None
     _validate(max_seconds)
     plan = pipeline_plan(steps)
     name = name or f"pipeline {cron} {tz}"

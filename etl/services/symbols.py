@@ -17,6 +17,7 @@ from typing import Any
 from uuid import uuid4
 
 from django.db import connection, transaction
+from django.utils.translation import gettext
 
 from etl import locks
 from etl.errors import DomainError
@@ -97,6 +98,25 @@ class _PhaseOutcome:
     updated: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolLink:
+    """What a candle of a (ticker, market) pair is stored with: its symbol and that symbol's asset class."""
+
+    symbol_id: int
+    asset_class: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureResult:
+    """`links` maps each raw (ticker, market) pair that inference could place to its symbol;
+    the others are in `unresolved` (with the sync's reason) and stay unlinked."""
+
+    links: dict[tuple[str, str], SymbolLink]
+    created: int
+    updated: int
+    unresolved: list[dict[str, Any]]
+
+
 def _matches_class(asset_class: str | None, wanted: Sequence[str]) -> bool:
     # "STOCK" in a filter means every stock class (STOCK_BIST, STOCK_NASDAQ, ...).
     if asset_class is None:
@@ -141,7 +161,11 @@ def _plan(
         inf = infer_symbol(raw_ticker, raw_market, known_etfs=etfs, other_markets=other_markets)
         market = markets.get(inf.market or "")
         if not inf.resolved or market is None:
-            reason = inf.reason if not inf.resolved else f"market {inf.market} is not in the reference data"
+            reason = (
+                inf.reason
+                if not inf.resolved
+                else gettext("market %(market)s is not in the reference data") % {"market": inf.market}
+            )
             unresolved.append({"ticker": raw_ticker, "market": raw_market, "candles": candles, "reason": reason})
             continue
         if wanted_venues and inf.market not in wanted_venues:
@@ -240,14 +264,17 @@ def _sync_lock() -> None:
     locks.xact_lock(locks.SYMBOL_SYNC)
 
 
-def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrite:
+def _symbols_write(pairs: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrite:
+    """The one place symbols are created: the missing ones of `pairs`, in one
+    INSERT … ON CONFLICT DO NOTHING under the sync's lock, in its own transaction.
+    `fill_existing` also fills the empty inferred fields of those that exist."""
     values = [
-        [p.inference.ticker for p in batch],
-        [p.market_id for p in batch],
-        [p.asset_class_id for p in batch],
-        [p.inference.base_currency for p in batch],
-        [p.inference.quote_currency for p in batch],
-        [p.inference.confidence for p in batch],
+        [p.inference.ticker for p in pairs],
+        [p.market_id for p in pairs],
+        [p.asset_class_id for p in pairs],
+        [p.inference.base_currency for p in pairs],
+        [p.inference.quote_currency for p in pairs],
+        [p.inference.confidence for p in pairs],
     ]
     with transaction.atomic(), connection.cursor() as cur:
         _sync_lock()
@@ -257,7 +284,48 @@ def _insert_batch(batch: Sequence[_Pair], *, fill_existing: bool) -> _BatchWrite
         if fill_existing:
             cur.execute(_FILL_SQL, values)
             updated = cur.rowcount
+        symbols_created.inc(created)  # counted with the symbols, whoever asked for them
     return _BatchWrite(created=created, updated=updated)
+
+
+_LOOKUP_SQL = """
+SELECT v.raw_ticker, v.raw_market, s.id, ac.code
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS v(raw_ticker, raw_market, ticker, market_id)
+JOIN symbols s ON s.ticker = v.ticker AND s.market_id = v.market_id
+LEFT JOIN asset_classes ac ON ac.id = s.asset_class_id
+"""
+
+
+def _symbol_links(pairs: Sequence[_Pair]) -> dict[tuple[str, str], SymbolLink]:
+    """The symbols that exist for these pairs (one indexed read)."""
+    if not pairs:
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(
+            _LOOKUP_SQL,
+            [
+                [p.raw_ticker for p in pairs],
+                [p.raw_market for p in pairs],
+                [p.inference.ticker for p in pairs],
+                [p.market_id for p in pairs],
+            ],
+        )
+        return {(t, m): SymbolLink(symbol_id=sid, asset_class=code) for t, m, sid, code in cur.fetchall()}
+
+
+def symbols_ensure(*, pairs: Iterable[tuple[str, str]], fill_existing: bool = False) -> EnsureResult:
+    """The symbol of every raw (ticker, market) pair, creating the missing ones
+    (inferred as the sync infers them; `_symbols_write` under the sync's lock, committed
+    on its own). Pairs inference cannot place are reported, not created. Used by the
+    import before it writes a group of files, and by the sync for each batch."""
+    plan = _plan(((t, m, 0) for t, m in dict.fromkeys(pairs)), asset_classes=None, venues=None)
+    links = {} if fill_existing else _symbol_links(plan.pairs)
+    missing = [p for p in plan.pairs if (p.raw_ticker, p.raw_market) not in links]
+    write = _BatchWrite(created=0, updated=0)
+    if missing:
+        write = _symbols_write(missing, fill_existing=fill_existing)
+        links.update(_symbol_links(missing))
+    return EnsureResult(links=links, created=write.created, updated=write.updated, unresolved=plan.unresolved)
 
 
 def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
@@ -303,7 +371,7 @@ def symbols_sync(
     candles that point elsewhere. `dry_run` lists what would be created and
     writes nothing. `batches` counts the link batches done."""
     if batch_size < 1:
-        raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
+        raise DomainError(gettext("batch_size must be at least 1"), code="invalid_batch_size")
     started = clock()
     rows = _discover(skip_existing=skip_existing)
     plan = _plan(rows, asset_classes=asset_classes, venues=venues)
@@ -354,9 +422,8 @@ def _create_symbols(
         if out_of_time():
             timed_out = True
             break
-        write = _insert_batch(batch, fill_existing=fill_existing)
+        write = symbols_ensure(pairs=[(p.raw_ticker, p.raw_market) for p in batch], fill_existing=fill_existing)
         created, updated, done = created + write.created, updated + write.updated, done + 1
-    symbols_created.inc(created)
     if created > ANALYZE_AFTER:
         # The link phase's deferred foreign-key checks look symbols up by id
         # with a plan cached from the table's statistics; planned on stale
@@ -390,7 +457,7 @@ def symbols_sync_queue(**options: Any) -> QueuedTask:
     """Queue `symbols_sync(**options)` on the workers once the caller's transaction
     commits. Bad options are refused here, before anything is queued."""
     if int(options.get("batch_size", 1000)) < 1:
-        raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
+        raise DomainError(gettext("batch_size must be at least 1"), code="invalid_batch_size")
     return queue_on_commit("etl.tasks.symbols_sync", group="etl", **options)
 
 
@@ -531,7 +598,11 @@ def _wanted_fixes(*, fix: bool, fixes: Sequence[str] | None) -> set[str]:
     wanted = set(fixes if fixes is not None else IssueCode.DEFAULT_FIXES) if fix else set()
     unknown = wanted - set(IssueCode.ALL)
     if unknown:
-        raise DomainError(f"unknown fix {sorted(unknown)}; choose from {list(IssueCode.ALL)}", code="invalid_fix")
+        raise DomainError(
+            gettext("unknown fix %(unknown)s; choose from %(known)s")
+            % {"unknown": sorted(unknown), "known": list(IssueCode.ALL)},
+            code="invalid_fix",
+        )
     return wanted
 
 
@@ -544,7 +615,10 @@ def _clean_variants(cur, cleanup: _Cleanup) -> None:
     for _market_id, market_code, canon, ids, tickers in cur.fetchall():
         keeper_id, keeper_ticker = ids[0], tickers[0]
         if keeper_ticker != canon:
-            message = f"{keeper_ticker!r} should be {canon!r}"
+            message = gettext("%(ticker)s should be %(canonical)s") % {
+                "ticker": repr(keeper_ticker),
+                "canonical": repr(canon),
+            }
             if cleanup.report(_variant_code(keeper_ticker), message, canon, market_code, keeper_id):
                 renames.append((keeper_id, canon))
                 cleanup.record(
@@ -557,7 +631,10 @@ def _clean_variants(cur, cleanup: _Cleanup) -> None:
                     detail={"symbol_id": keeper_id},
                 )
         for dup_id, dup_ticker in zip(ids[1:], tickers[1:], strict=True):
-            message = f"{dup_ticker!r} duplicates {canon!r}"
+            message = gettext("%(ticker)s duplicates %(canonical)s") % {
+                "ticker": repr(dup_ticker),
+                "canonical": repr(canon),
+            }
             if cleanup.report(_variant_code(dup_ticker), message, canon, market_code, dup_id):
                 merges.append(_Merge(dup_id, keeper_id, canon, market_code))
     if merges:
@@ -614,7 +691,7 @@ def _clean_inactive_market(cur, cleanup: _Cleanup) -> None:
         " ORDER BY m.code, s.ticker",
         cleanup.scope,
     )
-    _deactivate(cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, "market {market} is inactive", cleanup)
+    _deactivate(cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, gettext("market {market} is inactive"), cleanup)
 
 
 def _clean_without_candles(cur, cleanup: _Cleanup) -> None:
@@ -624,7 +701,7 @@ def _clean_without_candles(cur, cleanup: _Cleanup) -> None:
         " AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s)) ORDER BY m.code, s.ticker",
         cleanup.scope,
     )
-    _deactivate(cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, "active without candles", cleanup)
+    _deactivate(cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, gettext("active without candles"), cleanup)
 
 
 def _clean_unlinked_candles(cleanup: _Cleanup) -> None:
@@ -656,7 +733,15 @@ def _clean_unlinked_candles(cleanup: _Cleanup) -> None:
     for ticker, market, n in unlinked:
         fixed = linked_by_sync > 0 and (ticker, market) not in remaining
         cleanup.issues.append(
-            SymbolIssue(IssueCode.UNLINKED_CANDLES, f"{n} candle(s) without a symbol", ticker, market, None, n, fixed)
+            SymbolIssue(
+                IssueCode.UNLINKED_CANDLES,
+                gettext("%(count)s candle(s) without a symbol") % {"count": n},
+                ticker,
+                market,
+                None,
+                n,
+                fixed,
+            )
         )
 
 

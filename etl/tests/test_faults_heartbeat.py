@@ -1,5 +1,6 @@
-"""Heartbeats: an open reporter stamps its run's beat (at most every few seconds),
-and the sweep fails, with the reason, a run still `running` whose beat stopped."""
+"""Heartbeats and run locks: an open reporter holds its run's session lock and stamps
+its beat (at most every few seconds); the sweep fails, with the reason, a run still
+`running` whose lock is free and whose beat stopped."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.apps import apps as django_apps
-from django.db import connections
+from django.db import connection, connections
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -21,7 +22,7 @@ from conftest import child_database_url
 from etl import locks, progress
 from etl.models import PipelineRun, RunHeartbeat, RunStatus
 from etl.progress import ProgressReporter
-from etl.recovery import runs_heartbeat_sweep
+from etl.recovery import DEAD_AFTER, runs_heartbeat_sweep
 
 pytestmark = pytest.mark.django_db
 LABEL = "etl.pipelinerun"
@@ -77,19 +78,57 @@ def test_a_closed_reporter_no_longer_beats_for_its_run():
     assert timezone.now() - beat > timedelta(minutes=9)
 
 
-def test_the_sweep_fails_a_running_run_whose_beat_stopped_with_the_reason(settings):
-    settings.RUN_HEARTBEAT_STALE_MINUTES = 2
-    dead, alive, unknown = _running(), _running(), _running()
-    _beat(dead, minutes_ago=3)
-    _beat(alive, minutes_ago=0.5)
-    result = runs_heartbeat_sweep()
+def _run_lock_elsewhere(run: PipelineRun):
+    """Another process's session holding the run's lock: a live process reporting nothing lately."""
+    other = connections.create_connection("default")
+    with other.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s, %s)", locks.RUN.key(progress.run_lock_item(run)))
+    return other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_fails_a_running_run_whose_lock_is_free_and_beat_stopped_with_the_reason():
+    dead, silent, opening, unknown = _running(), _running(), _running(), _running()
+    _beat(dead, minutes_ago=1)
+    _beat(silent, minutes_ago=30)  # a long statement: no beat, but its process holds the lock
+    _beat(opening, minutes_ago=0)  # a reporter opening right now: the margin keeps the sweep off
+    other = _run_lock_elsewhere(silent)
+    try:
+        result = runs_heartbeat_sweep()
+        assert runs_heartbeat_sweep().runs_failed == {}  # once
+    finally:
+        other.close()
     assert result.runs_failed == {LABEL: (dead.pk,)}
     dead.refresh_from_db()
     assert dead.status == RunStatus.FAILED and dead.finished_at is not None
-    assert "its process stopped" in dead.error and "no heartbeat for over 2 minute(s)" in dead.error
-    statuses = dict(PipelineRun.objects.filter(pk__in=[alive.pk, unknown.pk]).values_list("pk", "status"))
-    assert statuses == {alive.pk: RunStatus.RUNNING, unknown.pk: RunStatus.RUNNING}  # no beat: cannot tell
-    assert runs_heartbeat_sweep().runs_failed == {}  # once
+    assert dead.error.startswith("its process stopped (killed, or its database connection lost)")
+    assert "no process holds its run lock" in dead.error and dead.error.endswith("run it again")
+    statuses = dict(PipelineRun.objects.filter(pk__in=[silent.pk, opening.pk, unknown.pk]).values_list("pk", "status"))
+    assert set(statuses.values()) == {RunStatus.RUNNING}  # alive, just opened, or no beat: cannot tell
+    assert not RunHeartbeat.objects.filter(run_id=dead.pk).exists()  # a finished run's beat is dropped
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_reporter_holds_its_run_lock_and_a_closed_one_releases_it_and_its_beat():
+    run = _running()
+    held = locks.RUN.key(progress.run_lock_item(run))[1]
+    reporter = ProgressReporter(run, total=10, interval=0)
+    assert held in locks.held_items(locks.RUN)
+    reporter.close()
+    assert held not in locks.held_items(locks.RUN)
+    assert not RunHeartbeat.objects.filter(run_model=LABEL, run_id=run.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reporter_takes_its_run_lock_again_on_a_new_session():
+    run = _running()
+    held = locks.RUN.key(progress.run_lock_item(run))[1]
+    reporter = ProgressReporter(run, total=10, interval=0)
+    connection.close()  # the session and its locks are gone (a reconnect after a restart)
+    reporter.advance(1)
+    assert held in locks.held_items(locks.RUN)
+    reporter.close()
+    assert held not in locks.held_items(locks.RUN)
 
 
 def test_the_sweep_leaves_a_finished_run_alone():
@@ -156,18 +195,19 @@ while True:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_killed_process_running_a_pipeline_is_found_by_its_stopped_beat(settings):
+def test_a_killed_process_running_a_pipeline_is_found_by_the_next_sweep():
     env = {**os.environ, "DATABASE_URL": child_database_url(), "DEBUG": "on"}
     child = subprocess.Popen([sys.executable, "-c", CHILD_RUN], cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         run_id = int(child.stdout.readline())
-        settings.RUN_HEARTBEAT_STALE_MINUTES = 0.1  # 6 s, for the test
-        time.sleep(1)
-        assert runs_heartbeat_sweep().runs_failed == {}  # alive: beating, and holding the pipeline lock
+        assert runs_heartbeat_sweep().runs_failed == {}  # alive: beating, and holding its locks
     finally:
         child.kill()  # SIGKILL: no error path runs, nothing is written
         child.wait(timeout=10)
+    killed_at = time.monotonic()
     assert PipelineRun.objects.get(pk=run_id).status == RunStatus.RUNNING
-    time.sleep(7)
-    assert runs_heartbeat_sweep().runs_failed == {LABEL: (run_id,)}
+    while not runs_heartbeat_sweep().runs_failed:  # what the every-minute schedule does
+        assert time.monotonic() - killed_at < 60, "not found within a minute"
+        time.sleep(1)
+    assert time.monotonic() - killed_at < DEAD_AFTER.total_seconds() + 10
     assert "its process stopped" in PipelineRun.objects.get(pk=run_id).error

@@ -62,3 +62,19 @@ def test_a_lock_held_in_another_database_does_not_count():
     with psycopg.connect(dbname="postgres", autocommit=True, **other) as elsewhere:
         elsewhere.execute("SELECT pg_advisory_lock(%s, %s)", locks.CORRECTION.key())
         assert not locks.is_held(locks.CORRECTION)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_of_session_locks_is_taken_and_released_in_one_statement_each():
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    other = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
+    items = [5, 2**40, 7]  # an id past int4 too (its key is a CRC)
+    with psycopg.connect(autocommit=True, **other) as elsewhere:
+        elsewhere.execute("SELECT pg_advisory_lock(%s, %s)", locks.IMPORT_FILE.key(7))  # another worker reads 7
+        assert locks.try_session_locks(locks.IMPORT_FILE, items) == [5, 2**40]
+        assert locks.held_items(locks.IMPORT_FILE, [*items, 9]) == {5, 2**40, 7}
+        locks.session_unlock_many(locks.IMPORT_FILE, [5, 2**40])
+        assert locks.held_items(locks.IMPORT_FILE, items) == {7}

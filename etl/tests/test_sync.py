@@ -5,9 +5,10 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from etl import services
+from etl import locks, services
 from etl.errors import DomainError
-from etl.models import Market, MarketData, Symbol, SymbolSource
+from etl.models import AssetClass, Market, MarketData, Symbol, SymbolSource
+from etl.services import SymbolLink
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +177,44 @@ def test_large_sync_refreshes_symbol_statistics_before_linking(reference_data, m
     with connection.cursor() as cur:
         cur.execute("SELECT reltuples FROM pg_class WHERE relname = 'symbols'")
         assert cur.fetchone()[0] >= 1100
+
+
+# ---------------------------------------------------------------- symbols_ensure (the import's door)
+
+
+def test_ensure_creates_the_missing_symbols_as_the_sync_would_and_links_every_pair(reference_data):
+    result = services.symbols_ensure(pairs=MIXED)
+    assert result.created == 8 and not result.unresolved  # THYAO and THYAO.IS are one symbol
+    assert set(result.links) == set(MIXED)
+    thyao = Symbol.objects.get(ticker="THYAO", market__code="BIST")
+    assert result.links[("THYAO.IS", "BIST")] == result.links[("THYAO", "BIST")] == SymbolLink(thyao.pk, "STOCK_BIST")
+    assert result.links[("QQQ", "NASDAQ")].asset_class == "ETF"
+    btc = Symbol.objects.get(ticker="BTCUSDT")
+    assert (btc.source, btc.base_currency, btc.quote_currency) == (SymbolSource.DISCOVERED, "BTC", "USDT")
+    again = services.symbols_ensure(pairs=MIXED)
+    assert again.created == 0 and again.links == result.links
+
+
+def test_ensure_gives_an_existing_symbol_with_its_own_asset_class(reference_data):
+    """An operator's class stands: the candles are stored with it."""
+    etf = AssetClass.objects.get(code="ETF")
+    manual = Symbol.objects.create(ticker="ARKX", market=Market.objects.get(code="NASDAQ"), asset_class=etf)
+    result = services.symbols_ensure(pairs=[("ARKX", "NASDAQ")])
+    assert result.created == 0 and result.links == {("ARKX", "NASDAQ"): SymbolLink(manual.pk, "ETF")}
+
+
+def test_ensure_reports_a_pair_inference_cannot_place_and_creates_nothing_for_it(reference_data):
+    result = services.symbols_ensure(pairs=[("AAPL", "LSE"), ("KO", "NYSE")])
+    assert set(result.links) == {("KO", "NYSE")}
+    assert [(u["ticker"], u["market"]) for u in result.unresolved] == [("AAPL", "LSE")]
+    assert "LSE" in result.unresolved[0]["reason"]
+    assert not Symbol.objects.filter(ticker="AAPL").exists()
+
+
+def test_ensure_of_known_pairs_does_not_take_the_sync_lock(reference_data):
+    """An import of pairs that all have symbols never waits for a running sync."""
+    Symbol.objects.create(ticker="KO", market=Market.objects.get(code="NYSE"))
+    services.symbols_ensure(pairs=[("KO", "NYSE")])
+    assert not locks.is_held(locks.SYMBOL_SYNC)
+    services.symbols_ensure(pairs=[("IBM", "NYSE")])
+    assert locks.is_held(locks.SYMBOL_SYNC)  # taken to create IBM (held to the end of the test's transaction)

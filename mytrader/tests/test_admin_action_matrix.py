@@ -37,6 +37,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("enrichment.EnrichmentStatus", "compute_features_full"): "compute",
     ("enrichment.FeatureRun", "cancel"): "compute",
     ("enrichment.BackfillState", "run_now"): "backfill",
+    ("enrichment.BackfillState", "cancel"): "backfill",
     ("enrichment.LiveMarket", "poll_now"): "run_live_poll",
     ("enrichment.ProviderStatus", "reset_circuit"): "run_enrichment",
     ("enrichment.SymbolForEnrichment", "enrich_selected"): "run_enrichment",

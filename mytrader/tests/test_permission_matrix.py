@@ -73,6 +73,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/runs/backfills/"): AUTH,
     ("GET", "/api/runs/backfills/{pk}/"): AUTH,
     ("POST", "/api/runs/backfills/{pk}/retry/"): "enrichment.run_backfill",
+    ("POST", "/api/runs/backfills/{pk}/cancel/"): "enrichment.run_backfill",
     # enrichment: provider side
     ("POST", "/api/etl/enrich-assets"): "enrichment.run_enrichment",
     ("GET", "/api/etl/enrichment-status"): AUTH,

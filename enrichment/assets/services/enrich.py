@@ -27,6 +27,7 @@ from typing import Any
 from django.db import close_old_connections, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from enrichment.assets import metadata_score
@@ -44,7 +45,8 @@ from enrichment.providers.fallback import providers_in_priority
 from etl.alerts import run_failure_notify
 from etl.errors import DomainError
 from etl.models import DeadLetter, RunStatus, Symbol, SymbolMapping
-from etl.progress import Cancelled, ProgressReporter
+from etl.progress import Cancelled, ProgressReporter, RunPresence
+from etl.recovery import connection_lost, connection_reset, dead_runs_cancel, write_after_reconnect
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +146,9 @@ def assets_select(*, options: EnrichOptions) -> QuerySet[Symbol]:
                 missing.append(name)
             cond |= one
         if missing:
-            raise DomainError(f"Unknown symbol(s): {', '.join(missing)}", code="unknown_symbol")
+            raise DomainError(
+                gettext("Unknown symbol(s): %(symbols)s") % {"symbols": ", ".join(missing)}, code="unknown_symbol"
+            )
         return qs.filter(cond)
     qs = qs.filter(is_active=True)
     if options.selection == "never":
@@ -540,6 +544,8 @@ def assets_enrich(
         status=RunStatus.RUNNING, started_at=timezone.now(), symbols_total=total, progress_total=total
     )
     reporter = progress or ProgressReporter(run, total=total, label="enrich assets", bar=bar)
+    # a pipeline's reporter reports on the pipeline run: this run is present on its own
+    presence = RunPresence(run) if progress is not None else None
     if progress is not None:
         reporter.set_total(total)
     tally = _Tally()
@@ -550,15 +556,20 @@ def assets_enrich(
     except Cancelled:
         cancelled = True
     except Exception as exc:
-        AssetEnrichmentRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000]
+        connection_reset()  # a lost session (a PostgreSQL restart): the failure is recorded on a new one
+        error = f"{type(exc).__name__}: {connection_lost(exc) or exc}"[:2000]
+        this_run = AssetEnrichmentRun.objects.filter(pk=run.pk)
+        record = partial(this_run.update, status=RunStatus.FAILED, finished_at=timezone.now(), error=error)
+        write_after_reconnect(record, what=f"the failure of asset enrichment run {run.pk}")
+        run_failure_notify(
+            kind="asset_enrichment", run_id=run.pk, summary=f"Asset enrichment run #{run.pk} failed: {error}"
         )
-        summary = f"Asset enrichment run #{run.pk} failed: {type(exc).__name__}: {exc}"
-        run_failure_notify(kind="asset_enrichment", run_id=run.pk, summary=summary)
         raise
     finally:
         if progress is None:
             reporter.close()
+        if presence is not None:
+            presence.close()
     AssetEnrichmentRun.objects.filter(pk=run.pk).update(
         status=RunStatus.CANCELLED if cancelled else RunStatus.SUCCEEDED, finished_at=timezone.now(), **tally.counts
     )
@@ -581,8 +592,11 @@ def asset_enrichment_queue(*, options: EnrichOptions, requested_by: str) -> Asse
 
 
 def asset_enrichment_runs_cancel(*, runs: QuerySet[AssetEnrichmentRun]) -> int:
-    """Ask the queued or running ones among `runs` to stop between batches; return how many were asked."""
-    return runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    """Ask the queued or running ones among `runs` to stop between batches (one whose
+    process is gone is cancelled at once); return how many were asked."""
+    asked = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    dead_runs_cancel(runs=runs)
+    return asked
 
 
 # -- pipeline step -----------------------------------------------------------------------------------

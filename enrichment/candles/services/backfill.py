@@ -19,9 +19,10 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from enrichment.candles.models import BackfillState
@@ -31,7 +32,9 @@ from enrichment.candles.services.feature_runs import local_series
 from enrichment.candles.services.series_refs import timeframe_parse
 from enrichment.candles.source_registry import get_source
 from etl.errors import ConflictError, DomainError
+from etl.locks import BACKFILL, held_items, session_unlock, try_session_lock
 from etl.models import DeadLetter, MarketData, Symbol
+from etl.recovery import connection_lost, connection_reset, write_after_reconnect
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(minutes=5)
@@ -71,10 +74,12 @@ def backfill_plan(
     get_source(source)
     if start >= end:
         raise DomainError(
-            f"--from ({start:%Y-%m-%d %H:%M}) must be before --to ({end:%Y-%m-%d %H:%M})", code="bad_range"
+            gettext("--from (%(start)s) must be before --to (%(end)s)")
+            % {"start": f"{start:%Y-%m-%d %H:%M}", "end": f"{end:%Y-%m-%d %H:%M}"},
+            code="bad_range",
         )
     if chunk_bars <= 0:
-        raise DomainError("chunk size must be positive", code="bad_chunk")
+        raise DomainError(gettext("chunk size must be positive"), code="bad_chunk")
     with transaction.atomic():
         state, created = BackfillState.objects.select_for_update().get_or_create(
             symbol=symbol,
@@ -97,10 +102,11 @@ def backfill_plan(
 
 def _claim(state: BackfillState, worker: str, now: datetime, lease: timedelta) -> bool:
     """Take the state for this worker with one conditional UPDATE: only when nobody holds a
-    live lease and any retry delay has passed."""
+    live lease and any retry delay has passed. The caller holds the backfill's session lock
+    (taken first: a state `running` while its lock is free has lost its worker)."""
     claimed = (
         BackfillState.objects.filter(pk=state.pk)
-        .exclude(state=BackfillState.State.DONE)
+        .exclude(state__in=[BackfillState.State.DONE, BackfillState.State.CANCELLED])
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now) | Q(locked_by__in=[worker, QUEUED_BY]))
         .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
         .update(state=BackfillState.State.RUNNING, locked_by=worker, locked_until=now + lease)
@@ -121,9 +127,29 @@ def backfill_run(
     """Fetch and store the remaining chunks of one backfill, then compute the series' features.
     Raises ConflictError when another live worker holds it or its retry time has not come."""
     worker = worker or default_worker()
+    if not try_session_lock(BACKFILL, state.pk):
+        state.refresh_from_db()
+        raise ConflictError(_held_message(state))
+    try:
+        claimed = partial(_run_claimed, state, worker, lease=lease, now=now)
+        return claimed(max_chunks=max_chunks, compute=compute, progress=progress)
+    finally:
+        _release(state.pk)
+
+
+def _release(state_id: int) -> None:
+    try:
+        session_unlock(BACKFILL, state_id)
+    except (InterfaceError, OperationalError):
+        pass  # the session died (a PostgreSQL restart), and its lock with it
+
+
+def _run_claimed(
+    state: BackfillState, worker: str, *, max_chunks: int | None, compute: bool, progress, lease: timedelta, now
+) -> BackfillResult:
     if not _claim(state, worker, now(), lease):
         state.refresh_from_db()
-        if state.state == BackfillState.State.DONE:
+        if state.state in (BackfillState.State.DONE, BackfillState.State.CANCELLED):
             return _result(state)
         raise ConflictError(_held_message(state))
     state.refresh_from_db()
@@ -132,9 +158,14 @@ def backfill_run(
     try:
         done = _run_chunks(state, symbol, lease_holder, max_chunks=max_chunks, progress=progress)
     except ChunkFailed as failed:  # the source failed: count the attempt, schedule the retry, release
-        _record_failure(state, worker, failed.cause, now())
+        connection_reset()  # a lost session (a PostgreSQL restart): recorded on a new one
+        cause = failed.cause
+        if lost := connection_lost(cause):
+            cause = RuntimeError(lost)
+        record = partial(_record_failure, state, worker, cause, now())
+        write_after_reconnect(record, what=f"the failure of backfill {state.pk}")
         state.refresh_from_db()
-        return _result(state, error=str(failed.cause))
+        return _result(state, error=str(cause))
     finished = done.cursor >= state.range_end
     BackfillState.objects.filter(pk=state.pk, locked_by=worker).update(
         state=BackfillState.State.DONE if finished else BackfillState.State.PENDING, locked_by="", locked_until=None
@@ -147,11 +178,12 @@ def backfill_run(
 
 def _held_message(state: BackfillState) -> str:
     if state.next_retry_at:
-        return (
-            f"backfill {state.pk} is held by {state.locked_by or 'another worker'} or waits for its retry at "
-            f"{state.next_retry_at:%Y-%m-%d %H:%M:%S}"
-        )
-    return f"backfill {state.pk} is held by {state.locked_by}"
+        return gettext("backfill %(backfill)s is held by %(worker)s or waits for its retry at %(when)s") % {
+            "backfill": state.pk,
+            "worker": state.locked_by or gettext("another worker"),
+            "when": f"{state.next_retry_at:%Y-%m-%d %H:%M:%S}",
+        }
+    return gettext("backfill %(backfill)s is held by %(worker)s") % {"backfill": state.pk, "worker": state.locked_by}
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +324,9 @@ def backfill_start(
     else:
         pairs = local_series(symbols=symbols, timeframes=timeframes)
     if not pairs:
-        raise DomainError("nothing to backfill: name --symbol and --timeframe, or link market_data first", code="empty")
+        raise DomainError(
+            gettext("nothing to backfill: name --symbol and --timeframe, or link market_data first"), code="empty"
+        )
     if progress is not None:
         progress.set_total(len(pairs))
     results = []
@@ -303,7 +337,11 @@ def backfill_start(
             lo = lo or span["lo"]
             hi = hi or (span["hi"] + timedelta(seconds=timeframe_parse(tf)) if span["hi"] else timezone.now())
         if lo is None:
-            raise DomainError(f"{symbol} {tf}: give --from (no local candles to take the span from)", code="bad_range")
+            raise DomainError(
+                gettext("%(symbol)s %(timeframe)s: give --from (no local candles to take the span from)")
+                % {"symbol": symbol, "timeframe": tf},
+                code="bad_range",
+            )
         state = backfill_plan(symbol=symbol, timeframe=tf, source=source, start=lo, end=hi, chunk_bars=chunk_bars)
         try:
             results.append(backfill_run(state=state).to_dict())
@@ -326,15 +364,64 @@ def backfills_queue(*, states: QuerySet[BackfillState]) -> int:
     backfill is queued once. The queued mark lasts Q_RETRY (after that its task is lost)."""
     now = timezone.now()
     with transaction.atomic():
+        dead = _dead_holders(states)
         free = states.exclude(state=BackfillState.State.DONE).filter(
-            Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+            Q(locked_until__isnull=True) | Q(locked_until__lt=now) | Q(pk__in=dead)
         )
         # FOR UPDATE: a concurrent request waits, then re-reads the row and sees the mark.
         ids = list(free.order_by().select_for_update().values_list("pk", flat=True))
         mark_until = now + timedelta(seconds=settings.Q_CLUSTER.get("retry", 3900))
         BackfillState.objects.filter(pk__in=ids).update(
-            next_retry_at=None, locked_by=QUEUED_BY, locked_until=mark_until
+            state=BackfillState.State.PENDING, next_retry_at=None, locked_by=QUEUED_BY, locked_until=mark_until
         )
     for pk in ids:
         transaction.on_commit(partial(async_task, "enrichment.candles.tasks.backfill_run", pk, group="enrichment"))
     return len(ids)
+
+
+def _dead_holders(states: QuerySet[BackfillState]) -> list[int]:
+    """The ones among `states` marked running by a worker whose session lock is free: it died
+    (killed, or its database connection lost) in the middle of a chunk."""
+    running = states.filter(state=BackfillState.State.RUNNING).exclude(locked_by__in=["", QUEUED_BY])
+    candidates = list(running.values_list("pk", flat=True))
+    if not candidates:
+        return []
+    held = held_items(BACKFILL)
+    return [pk for pk in candidates if BACKFILL.key(pk)[1] not in held]
+
+
+def backfills_orphaned_requeue() -> int:
+    """Hand every backfill whose worker died to another within a minute: run with every
+    heartbeat sweep (`etl.recovery`). It resumes after its last completed chunk; one whose
+    worker died MAX_ATTEMPTS times in a row fails for good, dead-lettered."""
+    dead = _dead_holders(BackfillState.objects.all())
+    now = timezone.now()
+    requeue = []
+    for state in BackfillState.objects.filter(pk__in=dead):
+        error = f"its worker {state.locked_by} stopped mid-chunk (killed, or its database connection lost)"
+        if state.attempts + 1 >= MAX_ATTEMPTS:
+            _record_failure(state, state.locked_by, RuntimeError(error), now)
+        else:
+            requeue.append(state.pk)
+            BackfillState.objects.filter(pk=state.pk, locked_by=state.locked_by).update(
+                attempts=F("attempts") + 1, last_error=f"{error}; queued again"
+            )
+    backfills_queue(states=BackfillState.objects.filter(pk__in=requeue))
+    return len(dead)
+
+
+def backfills_cancel(*, states: QuerySet[BackfillState]) -> int:
+    """Stop these backfills (the ones not done): a live worker stops at its next chunk, which
+    it does not keep (it no longer holds the backfill); a queued one is not run. Running it
+    again (`backfills_queue`) resumes after its last completed chunk. Returns how many."""
+    return (
+        states.exclude(state__in=[BackfillState.State.DONE, BackfillState.State.CANCELLED])
+        .order_by()
+        .update(
+            state=BackfillState.State.CANCELLED,
+            locked_by="",
+            locked_until=None,
+            next_retry_at=None,
+            last_error="cancelled by an operator",
+        )
+    )

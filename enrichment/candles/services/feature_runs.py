@@ -27,6 +27,7 @@ from etl.errors import DomainError
 from etl.locks import FEATURE_SCHEDULE, session_lock
 from etl.models import Market, MarketData, RunStatus, Symbol
 from etl.progress import Cancelled, ProgressReporter
+from etl.recovery import connection_lost, connection_reset, dead_runs_cancel, write_after_reconnect
 
 # Re-read market_data a little before the last watermark: an import that committed late
 # may carry an older updated_at. Re-reading is free: unchanged bars are not written.
@@ -109,6 +110,8 @@ def features_run(
         except DomainError:
             raise
         except Exception as exc:  # one bad series must not stop the others; it is logged and counted
+            if connection_lost(exc):
+                raise  # not this series' fault: every series after it would fail the same way
             failed += 1
             errors.append(f"{symbol} {tf}: {exc}")
         if progress is not None:
@@ -145,8 +148,11 @@ def feature_run_queue(*, symbols: list[str], timeframes: list[str], full: bool, 
 
 
 def feature_runs_cancel(*, runs: QuerySet[FeatureRun]) -> int:
-    """Ask the queued or running ones among `runs` to stop between series; return how many were asked."""
-    return runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    """Ask the queued or running ones among `runs` to stop between series (one whose
+    process is gone is cancelled at once); return how many were asked."""
+    asked = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(cancel_requested=True)
+    dead_runs_cancel(runs=runs)
+    return asked
 
 
 def feature_run_execute(*, run: FeatureRun, progress_bar: bool = False) -> RunResult:
@@ -164,16 +170,19 @@ def feature_run_execute(*, run: FeatureRun, progress_bar: bool = False) -> RunRe
             progress=reporter,
         )
     except Cancelled:
+        reporter.close()
         FeatureRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
         raise
     except Exception as exc:
-        FeatureRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
-        )
-        run_failure_notify(kind="features", run_id=run.pk, summary=f"Feature run #{run.pk} failed: {exc}")
+        connection_reset()  # a lost session (a PostgreSQL restart): the failure is recorded on a new one
+        reporter.close_quietly()
+        error = (connection_lost(exc) or str(exc))[:2000]
+        this_run = FeatureRun.objects.filter(pk=run.pk)
+        record = partial(this_run.update, status=RunStatus.FAILED, finished_at=timezone.now(), error=error)
+        write_after_reconnect(record, what=f"the failure of feature run {run.pk}")
+        run_failure_notify(kind="features", run_id=run.pk, summary=f"Feature run #{run.pk} failed: {error}")
         raise
-    finally:
-        reporter.close()
+    reporter.close()
     failed = bool(result.failed and not result.rows_computed)
     FeatureRun.objects.filter(pk=run.pk).update(
         status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
