@@ -200,19 +200,23 @@ def session_unlock_many(lock: AdvisoryLock, items: Sequence[int]) -> None:
         )
 
 
-def held_items(lock: AdvisoryLock, items: Sequence[int]) -> set[int]:
-    """Which of these items' locks some session of this database holds (one read of
-    pg_locks for them all; see ``is_held``)."""
-    if not items:
+def held_items(lock: AdvisoryLock, items: Sequence[int] | None = None) -> set[int]:
+    """Which items of `lock` some session of this database holds right now: of `items` when
+    given (as passed), else every held item as `key()` gives it. One read of pg_locks for many
+    items, rather than `is_held` for each."""
+    if items is not None and not items:
         return set()
-    by_objid = {lock.key(item)[1] & 0xFFFFFFFF: item for item in items}
+    sql = (
+        "SELECT DISTINCT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = %s AND objsubid = 2"
+    )
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT DISTINCT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND classid = %s AND objsubid = 2 AND objid::bigint = ANY(%s::bigint[])",
-            [lock.namespace, list(by_objid)],
-        )
+        if items is None:
+            cur.execute(sql, [lock.namespace])
+            return {objid - 2**32 if objid >= 2**31 else objid for (objid,) in cur.fetchall()}
+        by_objid = {lock.key(item)[1] & 0xFFFFFFFF: item for item in items}
+        cur.execute(sql + " AND objid::bigint = ANY(%s::bigint[])", [lock.namespace, list(by_objid)])
         return {by_objid[objid] for (objid,) in cur.fetchall()}
 
 
@@ -243,16 +247,3 @@ def is_held(lock: AdvisoryLock, item: int | str = 0) -> bool:
             [namespace, key & 0xFFFFFFFF],  # oid columns: the int4 item read as unsigned
         )
         return cur.fetchone()[0] > 0
-
-
-def held_items(lock: AdvisoryLock) -> set[int]:
-    """The items of `lock` some session of this database holds right now, as `key()`
-    gives them (one read of pg_locks for many items, rather than `is_held` for each)."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND classid = %s AND objsubid = 2",
-            [lock.namespace],
-        )
-        return {objid - 2**32 if objid >= 2**31 else objid for (objid,) in cur.fetchall()}
