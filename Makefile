@@ -26,7 +26,7 @@ export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
 .PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
-	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-enrich bench-live db-stop
+	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-enrich bench-live bench-scale db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
 # versions); production installs requirements.txt only (see docs/deploy.md).
@@ -163,6 +163,15 @@ bench-enrich: migrate
 LIVE_BENCH ?= 500 5 4
 bench-live: migrate
 	$(PYTHON) bench/bench_live.py $(LIVE_BENCH)
+
+# Not part of `make bench`: issue 14's scale run, N symbols x B daily bars, one file per symbol,
+# through the pipeline with the plain-script reference for features (make bench-scale N=5000 B=250;
+# BENCH_SCALE_ARGS="--keep", then "--reuse --steps noop" re-runs one step on the kept data).
+N ?= 5000
+B ?= 250
+BENCH_SCALE_ARGS ?=
+bench-scale: migrate
+	$(PYTHON) bench/bench_scale.py $(N) $(B) $(BENCH_SCALE_ARGS)
 
 # Stop the embedded server (it stops by itself when its last process exits
 # normally; a process killed by a signal leaves it running for the next one).
