@@ -114,6 +114,12 @@ LIVE_POLL = AdvisoryLock(
     LockScope.SESSION,
     "one live poll per market at a time (item: market code); held for the whole poll",
 )
+CANDLE_PARTITIONS = AdvisoryLock(
+    "candle_partitions",
+    72_050,
+    LockScope.TRANSACTION,
+    "a time partition of a candle table being created or dropped (item: table name)",
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -129,6 +135,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     IMPORT_START,
     METRICS,
     LIVE_POLL,
+    CANDLE_PARTITIONS,
 )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
 from enrichment.candles.candle_quality import QualityFlag
 from enrichment.candles.feature_list import FEATURE_COLUMNS
-from etl.models import Market, RunRecord, Symbol
+from etl.models import IntegerForeignKey, Market, RunRecord, Symbol
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -51,7 +52,7 @@ class MarketDataV2(models.Model):
     candle bumps `revision` (its amendment is in data_corrections) and clears
     `features_revision`, which is how the feature step knows where to start."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
+    symbol = IntegerForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
     timeframe = models.CharField(max_length=8)
     ts = models.DateTimeField(help_text="Bar open time, UTC")
     # Candle (float64: this is the research table; raw decimals stay in market_data).
@@ -104,15 +105,23 @@ class MarketDataV2(models.Model):
         null=True, blank=True, help_text="revision the features were computed for; NULL = to compute"
     )
     computed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    # One row timestamp (when it was last written); `computed_at` says when its features were.
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name_plural = _("market data v2 candles")
         db_table = "market_data_v2"
         verbose_name = _("market data v2 candle")
+        # Range-partitioned by ts, one partition a year, like market_data (docs/storage.md;
+        # DDL in enrichment migration 0006_market_data_v2_partitioned). Each index and its query:
         constraints = [
+            # The database's primary key: the upsert's ON CONFLICT, every read of a series
+            # (features, quality, charts, live's newest bar), the admin's ordering.
             models.UniqueConstraint(fields=["symbol", "timeframe", "ts"], name="uniq_market_data_v2_bar"),
+        ]
+        indexes = [
+            # `id` lookups (the admin's change page): a BRIN index of a few kB per partition.
+            BrinIndex(fields=["id"], name="market_data_v2_id_brin", pages_per_range=32),
         ]
         permissions = [
             ("compute_features", "Can compute features"),
