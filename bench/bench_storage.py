@@ -29,16 +29,22 @@ TREE = """
 WITH tree AS (SELECT relid, isleaf FROM pg_partition_tree(%(t)s::regclass)
               UNION ALL SELECT %(t)s::regclass, true WHERE NOT EXISTS (SELECT FROM pg_partition_tree(%(t)s::regclass)))
 """
-SIZES_SQL = TREE + """
+SIZES_SQL = (
+    TREE
+    + """
 SELECT coalesce(sum(pg_relation_size(relid)) FILTER (WHERE isleaf), 0),
        coalesce(sum(pg_total_relation_size(relid)), 0)
 FROM tree
 """
-INDEX_SQL = TREE + """
+)
+INDEX_SQL = (
+    TREE
+    + """
 SELECT regexp_replace(i.relname, '^(market_data(_v2)?)_(y[0-9]{4}_|p[0-9]+_)?', ''), sum(pg_relation_size(i.oid))
 FROM tree p JOIN pg_index x ON x.indrelid = p.relid JOIN pg_class i ON i.oid = x.indexrelid
 WHERE p.isleaf GROUP BY 1 ORDER BY 2 DESC
 """
+)
 
 
 def sizes(table: str) -> str:
@@ -86,7 +92,9 @@ def main() -> None:
 
     try:
         with connection.cursor() as cur:
-            cur.execute("TRUNCATE market_data, market_data_v2, correction_backups, correction_runs, import_jobs CASCADE")
+            cur.execute(
+                "TRUNCATE market_data, market_data_v2, correction_backups, correction_runs, import_jobs CASCADE"
+            )
         reference_data_bootstrap()
         print(f"generating {args.symbols:,} files x {args.bars} daily bars ...", flush=True)
         for i in range(args.symbols):

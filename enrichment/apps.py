@@ -43,7 +43,9 @@ class EnrichmentConfig(AppConfig):
         from etl.pipeline import register_step
         from etl.retention import register_pruner
         from etl.services.integrity import register_indicator
+        from etl.services.partitions import register_partitioned_table
 
+        register_partitioned_table("market_data_v2")
         register_step(
             "enrich",
             order=50,

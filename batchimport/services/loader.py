@@ -31,6 +31,7 @@ from batchimport.services.paths import data_root
 from etl.models import DataCorrection
 from etl.progress import ProgressReporter
 from etl.selectors import symbol_for_pair
+from etl.services.partitions import partitions_ensure_from
 
 # SQL is spelled out in full (no string building), with only bound parameters.
 log = logging.getLogger(__name__)
@@ -57,10 +58,10 @@ VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
 
 INSERT_SQL = """
 INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, adj_close,
-                         asset_class, symbol_id, extra, source_file, import_job_id, created_at, updated_at)
+                         asset_class, symbol_id, extra, import_file_id, updated_at)
 SELECT %(ticker)s, %(market)s, %(timeframe)s, ts, open::numeric(28, 10), high::numeric(28, 10),
        low::numeric(28, 10), close::numeric(28, 10), volume::numeric(30, 8), adj_close::numeric(28, 10),
-       %(asset_class)s, %(symbol_id)s, extra, %(source_file)s, %(job_id)s, now(), now()
+       %(asset_class)s, %(symbol_id)s, extra, %(file_id)s, now()
 FROM import_stage
 ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
 """
@@ -92,7 +93,7 @@ OVERWRITE_SQL = """
 UPDATE market_data m
 SET open = s.open::numeric(28, 10), high = s.high::numeric(28, 10), low = s.low::numeric(28, 10),
     close = s.close::numeric(28, 10), volume = s.volume::numeric(30, 8), adj_close = s.adj_close::numeric(28, 10),
-    extra = s.extra, source_file = %(source_file)s, import_job_id = %(job_id)s, updated_at = now()
+    extra = s.extra, import_file_id = %(file_id)s, updated_at = now()
 FROM import_stage s
 WHERE m.ticker = %(ticker)s AND m.market = %(market)s AND m.timeframe = %(timeframe)s AND m.ts = s.ts
   AND (m.open, m.high, m.low, m.close, m.volume, m.adj_close)
@@ -337,8 +338,7 @@ def _load_params(import_file: ImportFile, job: ImportJob, reader: CsvFileReader)
         "timeframe": meta.timeframe if meta else "",
         "asset_class": known_class or import_file.market,
         "symbol_id": symbol.pk if symbol is not None else None,
-        "source_file": import_file.relpath[:500],
-        "job_id": job.pk,
+        "file_id": import_file.pk,
     }
 
 
@@ -349,6 +349,7 @@ def _upsert(cur, *, import_file: ImportFile, job: ImportJob, path: Path, params:
     repeated = 0 if staged.monotonic else _reject_repeats(cur, import_file, path)
     inserted = updated = changed = 0
     if staged.accepted - repeated:
+        partitions_ensure_from(table="market_data", source="import_stage")  # an old history file's years
         inserted = _insert(cur, params, staged.span if staged.monotonic else None)
     if staged.accepted - repeated > inserted:
         cur.execute(CHANGED_COUNT_SQL, params)
