@@ -17,10 +17,11 @@ WITH leaves AS (
 )
 """
 # Built from this module's constants only.
-ESTIMATE_SQL = (  # noqa: S608
-    PARTITION_LEAVES + "SELECT CASE WHEN bool_or(c.reltuples < 0) THEN -1 ELSE sum(c.reltuples)::bigint END"
+_ESTIMATE = (
+    "SELECT CASE WHEN bool_or(c.reltuples < 0) THEN -1 ELSE sum(c.reltuples)::bigint END"
     " FROM leaves l JOIN pg_class c ON c.oid = l.relid"
 )
+ESTIMATE_SQL = PARTITION_LEAVES + _ESTIMATE  # noqa: S608
 BYTES_SQL = PARTITION_LEAVES + "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM leaves"  # noqa: S608
 
 
