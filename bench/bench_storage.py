@@ -74,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=4000)
     parser.add_argument("--bars", type=int, default=250)
+    parser.add_argument("--import-only", action="store_true", help="stop after the import (timing runs)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_storage_"))
     os.environ["DATA_ROOT"] = str(tmp)
@@ -104,6 +105,8 @@ def main() -> None:
         job = imports.import_job_create(path="NASDAQ", market="NASDAQ", requested_by="bench")
         job = timed("import", lambda: imports.import_job_start(job=job))
         print(f"  {job.status}: {job.rows_inserted:,} inserted", flush=True)
+        if args.import_only:
+            return
         timed("sync", lambda: symbols_sync())
         run = corrections.correction_run_create(requested_by="bench")
         timed("correct", lambda: corrections.correction_execute(run=run))
