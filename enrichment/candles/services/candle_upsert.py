@@ -207,9 +207,11 @@ def _upsert_from_stage(cur, *, symbol_id: int, timeframe: str, source: str) -> S
                 features_revision = NULL,
                 updated_at = now()
             WHERE {_changed_condition("market_data_v2", "EXCLUDED")}
-            RETURNING (xmax = 0) AS inserted
+            RETURNING revision
         )
-        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+        -- A new row has revision 1, a rewritten one 2 or more (`xmax = 0`, the usual test,
+        -- is not allowed in RETURNING on a partitioned table).
+        SELECT count(*) FILTER (WHERE revision = 1), count(*) FILTER (WHERE revision > 1) FROM up
         """,  # noqa: S608 - column names are constants of this module
         [symbol_id, timeframe, source],
     )
