@@ -7,7 +7,6 @@ from django.db.models import Max, Q
 
 from batchimport.models import TERMINAL, ImportJob, RejectedRow
 
-
 # A file that wrote candles is their provenance (market_data.import_file_id, the file's path
 # kept once): its row, and so its job, stays. Such a row is small next to its candles; a
 # constraint or a lookup from candles back to files would cost a scan of every candle.

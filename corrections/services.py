@@ -43,6 +43,7 @@ from etl.models import DataCorrection, MarketData, RunStatus
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
 from etl.recovery import connection_reset, write_after_reconnect
+from etl.services.partitions import brin_summarize
 
 MAX_BATCH_SIZE = 1_000_000
 MAX_CONFLICT_SAMPLES = 50
@@ -333,6 +334,7 @@ def _execute_batch(run: CorrectionRun, low: int, high: int) -> int:
 def _start_execute(run: CorrectionRun) -> bool:
     """Move the run into `executing` (or resume it); returns whether it resumed."""
     if run.phase == Phase.EXECUTING:
+        brin_summarize(table="market_data")
         _save(run, status=RunStatus.RUNNING, error="", cancel_requested=False, finished_at=None)
         return True
     if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED):
@@ -348,6 +350,8 @@ def _start_execute(run: CorrectionRun) -> bool:
             "before starting another.",
             code="interrupted_run",
         )
+    # The batches find candles by id range through BRIN: summarize what the import just wrote.
+    brin_summarize(table="market_data")
     bounds = MarketData.objects.aggregate(low=Min("id"), high=Max("id"))
     low, high = bounds["low"] or 0, bounds["high"] or -1
     total = rows_needing_change(scope=run.scope, id_low=low, id_high=high) if high >= low else 0
@@ -722,6 +726,7 @@ def correction_rollback(
 
 def _start_rollback(run: CorrectionRun, *, reason: str, requested_by: str, force: bool) -> None:
     """Mark the run rolling back; a fresh rollback starts its report, a resumed one keeps it."""
+    brin_summarize(table="market_data")  # the batches join candles by id range (BRIN)
     if run.phase != Phase.ROLLING_BACK:
         _save(
             run,

@@ -321,7 +321,7 @@ class MarketData(models.Model):
             # `id` lookups (admin change page, correction batches by id range, backup joins):
             # ids grow with the insert order, so a BRIN index of a few kB per partition finds
             # them; a B-tree would cost ~22 bytes a candle.
-            BrinIndex(fields=["id"], name="market_data_id_brin", pages_per_range=32),
+            BrinIndex(fields=["id"], name="market_data_id_brin", pages_per_range=32, autosummarize=True),
         ]
 
     def __str__(self) -> str:

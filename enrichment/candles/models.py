@@ -121,7 +121,7 @@ class MarketDataV2(models.Model):
         ]
         indexes = [
             # `id` lookups (the admin's change page): a BRIN index of a few kB per partition.
-            BrinIndex(fields=["id"], name="market_data_v2_id_brin", pages_per_range=32),
+            BrinIndex(fields=["id"], name="market_data_v2_id_brin", pages_per_range=32, autosummarize=True),
         ]
         permissions = [
             ("compute_features", "Can compute features"),

@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                 ),
                 migrations.AddIndex(
                     model_name='marketdatav2',
-                    index=django.contrib.postgres.indexes.BrinIndex(fields=['id'], name='market_data_v2_id_brin', pages_per_range=32),
+                    index=django.contrib.postgres.indexes.BrinIndex(fields=['id'], name='market_data_v2_id_brin', pages_per_range=32, autosummarize=True),
                 ),
             ],
         ),

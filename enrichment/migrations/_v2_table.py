@@ -76,7 +76,7 @@ ALTER SEQUENCE market_data_v2_id_seq OWNED BY market_data_v2.id;
 {partitions_for("market_data_v2", "market_data_v2_old")}
 INSERT INTO market_data_v2 ({SHARED}) SELECT {SHARED} FROM market_data_v2_old;
 ALTER TABLE market_data_v2 ADD CONSTRAINT uniq_market_data_v2_bar PRIMARY KEY (symbol_id, timeframe, ts);
-CREATE INDEX market_data_v2_id_brin ON market_data_v2 USING brin (id) WITH (pages_per_range = 32);
+CREATE INDEX market_data_v2_id_brin ON market_data_v2 USING brin (id) WITH (pages_per_range = 32, autosummarize = on);
 {FK}
 DROP TABLE market_data_v2_old;
 ANALYZE market_data_v2;

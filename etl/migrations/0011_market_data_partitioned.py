@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
                 migrations.AddIndex(
                     model_name="marketdata",
                     index=django.contrib.postgres.indexes.BrinIndex(
-                        fields=["id"], name="market_data_id_brin", pages_per_range=32
+                        fields=["id"], name="market_data_id_brin", pages_per_range=32, autosummarize=True
                     ),
                 ),
             ],

@@ -113,7 +113,7 @@ MARKET_DATA_KEYS = """
 ALTER TABLE market_data ADD CONSTRAINT uniq_market_data_bar PRIMARY KEY (ticker, market, timeframe, ts);
 CREATE INDEX market_data_symbol_tf ON market_data (symbol_id, timeframe);
 CREATE INDEX market_data_unlinked ON market_data (market, ticker) WHERE symbol_id IS NULL;
-CREATE INDEX market_data_id_brin ON market_data USING brin (id) WITH (pages_per_range = 32);
+CREATE INDEX market_data_id_brin ON market_data USING brin (id) WITH (pages_per_range = 32, autosummarize = on);
 ALTER TABLE market_data ADD CONSTRAINT market_data_symbol_id_70e10f80_fk_symbols_id
     FOREIGN KEY (symbol_id) REFERENCES symbols (id) DEFERRABLE INITIALLY DEFERRED;
 """

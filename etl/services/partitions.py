@@ -91,6 +91,25 @@ def partitions_ensure_from(*, table: str, source: str) -> list[int]:
     return partitions_ensure(table=table, first=first, last=last)
 
 
+BRIN_SUMMARIZE_SQL = """
+SELECT coalesce(sum(brin_summarize_new_values(x.indexrelid)), 0)
+FROM pg_partition_tree(to_regclass(%s)) p
+JOIN pg_index x ON x.indrelid = p.relid
+JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam
+WHERE p.isleaf AND a.amname = 'brin'
+"""
+
+
+def brin_summarize(*, table: str) -> int:
+    """Summarize the page ranges of `table`'s BRIN indexes written since the last VACUUM (the
+    index's `autosummarize` does it soon, but asynchronously): an unsummarized range matches every
+    lookup, so a walk by id ranges right after a big import would read all the new pages each
+    time. Cost: one read of those new pages. Returns the ranges summarized."""
+    with connection.cursor() as cur:
+        cur.execute(BRIN_SUMMARIZE_SQL, [table])
+        return int(cur.fetchone()[0])
+
+
 def partition_years(table: str) -> list[int]:
     """The years `table` has a partition for, oldest first."""
     with connection.cursor() as cur:

@@ -67,8 +67,8 @@ def old_world() -> dict:
         cur.execute(
             "INSERT INTO market_data_v2 (symbol_id, timeframe, ts, open, high, low, close, volume, rsi_14,"
             " quality_flags, source, revision, created_at, updated_at)"
-            " VALUES (%s, '1d', '2024-06-03', 1.5, 2.25, 1.125, 0.1::float8 + 0.2::float8, 1000, 55.5, 0, 'market_data', 1,"
-            " now(), now()) RETURNING id",
+            " VALUES (%s, '1d', '2024-06-03', 1.5, 2.25, 1.125, 0.1::float8 + 0.2::float8, 1000, 55.5, 0,"
+            " 'market_data', 1, now(), now()) RETURNING id",
             [symbol.pk],
         )
         ids["v2"] = cur.fetchone()[0]
