@@ -37,6 +37,7 @@ def test_the_candle_list_filters_by_reference_codes_and_pages_in_key_order(admin
     page = admin_client.get(url)
     assert page.status_code == 200
     assert [c.pk for c in page.context["cl"].result_list] == [c.pk for c in candles[0]]  # ticker, market, tf, ts
+    assert '"id"' not in str(page.context["cl"].queryset.query).split("ORDER BY")[1]
     bist = admin_client.get(url, {"market": "BIST"})
     assert [c.ticker for c in bist.context["cl"].result_list] == ["THYAO"]
     nasdaq = admin_client.get(url, {"asset_class": "STOCK_NASDAQ"})
@@ -64,4 +65,8 @@ def test_the_v2_change_page_finds_a_row_by_id(admin_client, reference_data):
         volume=10, source="market_data",
     )  # fmt: skip
     assert admin_client.get(reverse("admin:enrichment_marketdatav2_change", args=[row.pk])).status_code == 200
-    assert admin_client.get(reverse("admin:enrichment_marketdatav2_changelist")).status_code == 200
+    listing = admin_client.get(reverse("admin:enrichment_marketdatav2_changelist"))
+    assert listing.status_code == 200
+    # No "-id" added for a total order: the key order is total, and an id order would sort every row.
+    order = str(listing.context["cl"].queryset.query).split("ORDER BY")[1]
+    assert '"id"' not in order and '"symbol_id" ASC' in order
