@@ -7,6 +7,8 @@ partition's heap + indexes + TOAST, `pg_total_relation_size` over `pg_partition_
 share of each index. Run it in a database of its own, it deletes every candle first:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mt_bench python bench/bench_storage.py --symbols 4000 --bars 250
+
+(`--wipe` lets it empty a database that holds candles; `--symbols-first` writes candles linked.)
 """
 
 from __future__ import annotations
@@ -70,10 +72,11 @@ def timed(label: str, fn):
     return result
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--symbols", type=int, default=4000)
     parser.add_argument("--bars", type=int, default=250)
+    parser.add_argument("--wipe", action="store_true", help="allowed to delete the candles already stored")
     parser.add_argument("--import-only", action="store_true", help="stop after the import (timing runs)")
     parser.add_argument(
         "--symbols-first",
@@ -81,58 +84,74 @@ def main() -> None:
         help="create the symbols before the import, so candles are written linked with their class"
         " (what link-at-write gives: sync and correct then rewrite nothing)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def prepare(args: argparse.Namespace, folder: Path) -> None:
+    """An empty candle store, the reference data, the files (and with --symbols-first the symbols)."""
+    from django.db import connection
+
+    from batchimport.samples import write_standard_rows
+    from etl.models import AssetClass, Market, MarketData, Symbol
+    from etl.services import reference_data_bootstrap
+
+    if MarketData.objects.exists() and not args.wipe:
+        raise SystemExit("this database holds candles: run in a database of its own, or pass --wipe")
+    with connection.cursor() as cur:
+        cur.execute(
+            "TRUNCATE market_data, market_data_v2, correction_backups, correction_runs, import_jobs, symbols CASCADE"
+        )
+    reference_data_bootstrap()
+    print(f"generating {args.symbols:,} files x {args.bars} daily bars ...", flush=True)
+    for i in range(args.symbols):
+        write_standard_rows(
+            folder / f"S{i:05d}.csv", rows=args.bars, ticker=f"S{i:05d}", seed=i, step=timedelta(days=1)
+        )
+    if args.symbols_first:
+        market, klass = Market.objects.get(code="NASDAQ"), AssetClass.objects.get(code="STOCK_NASDAQ")
+        Symbol.objects.bulk_create(
+            Symbol(ticker=f"S{i:05d}", market=market, asset_class=klass) for i in range(args.symbols)
+        )
+
+
+def pipeline(*, import_only: bool) -> None:
+    from batchimport import services as imports
+    from corrections import services as corrections
+    from enrichment.candles.services.feature_runs import features_run
+    from etl.services.symbols import symbols_sync
+
+    job = imports.import_job_create(path="NASDAQ", market="NASDAQ", requested_by="bench")
+    job = timed("import", lambda: imports.import_job_start(job=job))
+    print(f"  {job.status}: {job.rows_inserted:,} inserted", flush=True)
+    if import_only:
+        return
+    timed("sync", lambda: symbols_sync())
+    run = corrections.correction_run_create(requested_by="bench")
+    timed("correct", lambda: corrections.correction_execute(run=run))
+    timed("features", lambda: features_run(full=True))
+    print(sizes("market_data"))
+    print(sizes("market_data_v2"))
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("VACUUM FULL market_data")
+        cur.execute("VACUUM FULL market_data_v2")
+    print("compacted (VACUUM FULL: every row written once, no dead space):")
+    print(sizes("market_data"))
+    print(sizes("market_data_v2"))
+
+
+def main() -> None:
+    args = arguments()
     tmp = Path(tempfile.mkdtemp(prefix="bench_storage_"))
     os.environ["DATA_ROOT"] = str(tmp)
     import django
 
     django.setup()
     logging.getLogger("batchimport").setLevel(logging.WARNING)
-    from django.db import connection
-
-    from batchimport import services as imports
-    from batchimport.samples import write_standard_rows
-    from corrections import services as corrections
-    from enrichment.candles.services.feature_runs import features_run
-    from etl.services import reference_data_bootstrap
-    from etl.services.symbols import symbols_sync
-
     try:
-        with connection.cursor() as cur:
-            cur.execute(
-                "TRUNCATE market_data, market_data_v2, correction_backups, correction_runs, import_jobs, symbols"
-                " CASCADE"
-            )
-        reference_data_bootstrap()
-        print(f"generating {args.symbols:,} files x {args.bars} daily bars ...", flush=True)
-        for i in range(args.symbols):
-            write_standard_rows(
-                tmp / "NASDAQ" / f"S{i:05d}.csv", rows=args.bars, ticker=f"S{i:05d}", seed=i, step=timedelta(days=1)
-            )
-        if args.symbols_first:
-            from etl.models import AssetClass, Market, Symbol
-
-            market, klass = Market.objects.get(code="NASDAQ"), AssetClass.objects.get(code="STOCK_NASDAQ")
-            Symbol.objects.bulk_create(
-                Symbol(ticker=f"S{i:05d}", market=market, asset_class=klass) for i in range(args.symbols)
-            )
-        job = imports.import_job_create(path="NASDAQ", market="NASDAQ", requested_by="bench")
-        job = timed("import", lambda: imports.import_job_start(job=job))
-        print(f"  {job.status}: {job.rows_inserted:,} inserted", flush=True)
-        if args.import_only:
-            return
-        timed("sync", lambda: symbols_sync())
-        run = corrections.correction_run_create(requested_by="bench")
-        timed("correct", lambda: corrections.correction_execute(run=run))
-        timed("features", lambda: features_run(full=True))
-        print(sizes("market_data"))
-        print(sizes("market_data_v2"))
-        with connection.cursor() as cur:
-            cur.execute("VACUUM FULL market_data")
-            cur.execute("VACUUM FULL market_data_v2")
-        print("compacted (VACUUM FULL: every row written once, no dead space):")
-        print(sizes("market_data"))
-        print(sizes("market_data_v2"))
+        prepare(args, tmp / "NASDAQ")
+        pipeline(import_only=args.import_only)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
