@@ -30,6 +30,7 @@ from corrections.selectors import (
     asset_class_analysis,
     correction_lock_held,
     correction_preview_page,
+    hash_joins,
     is_interrupted,
     operational_metrics,
     rollback_refusal,
@@ -306,8 +307,9 @@ def _execute_batch(run: CorrectionRun, low: int, high: int) -> int:
             # The scope fragment is one of this app's constants.
             cur.execute(BACKUP_SQL.format(scope=scope_sql), [run.pk, low, high])
             backed_up = cur.rowcount
-            cur.execute(APPLY_SQL, [run.pk, low, high, low, high])
-            changed = cur.rowcount
+            with hash_joins():
+                cur.execute(APPLY_SQL, [run.pk, low, high, low, high])
+                changed = cur.rowcount
         if changed != backed_up:
             raise RuntimeError(f"batch {low}..{high}: {backed_up} rows backed up but {changed} changed")
         if run.validate_each_batch:
@@ -435,7 +437,7 @@ def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
         if result == RunStatus.CANCELLED:
             _save(run, status=RunStatus.CANCELLED, finished_at=timezone.now(), rate_per_second=rate)
         else:
-            with transaction.atomic():
+            with hash_joins():
                 with connection.cursor() as cur:
                     cur.execute(AUDIT_SQL, [run.run_ref, run.pk, str(run.scope), run.requested_by, run.pk])
                 _save(
@@ -578,7 +580,7 @@ def correction_validate(*, run: CorrectionRun) -> ValidationResult:
     started = time.monotonic()
     left = rows_needing_change(scope=run.scope, id_low=run.id_low, id_high=run.id_high)
     backed_up = run.rows_backed_up
-    with connection.cursor() as cur:
+    with hash_joins(), connection.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
             " WHERE b.run_id = %s AND md.asset_class IS DISTINCT FROM b.new_value",
@@ -626,7 +628,7 @@ def _count_groups(into: dict[str, int], rows: list[tuple]) -> None:
 
 def _rollback_batch(run: CorrectionRun, low: int, high: int, state: dict[str, Any]) -> int:
     """Restore backed-up candles low..high in one transaction; returns rows restored."""
-    with transaction.atomic():
+    with hash_joins():
         with connection.cursor() as cur:
             cur.execute(CONFLICT_GROUPS_SQL, [run.pk, low, high, low, high])
             conflict_groups = cur.fetchall()

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from prometheus_client import REGISTRY
 
 from corrections import services
 from corrections.models import CorrectionBackup, CorrectionRun, Phase, Scope
-from corrections.selectors import rows_needing_change
+from corrections.selectors import SCOPE_SQL, hash_joins, rows_needing_change
 from corrections.tests.conftest import market_data_checksum
 from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
@@ -372,3 +372,18 @@ def test_cancelled_rollback_resumes_and_restores_everything_once(world):
     assert market_data_checksum() == before
     entries = DataCorrection.objects.filter(run_ref=f"correction:{run.pk}", kind="asset_class_rollback")
     assert sum(e.row_count for e in entries) == 75
+
+
+def test_backups_join_candles_by_hashing_a_window_not_by_one_brin_probe_per_backup(world):
+    # The planner sees a run's fresh backups as one row and would probe market_data's BRIN id
+    # index once per backup (each probe reads a page range in every partition): minutes per batch.
+    run = new_run(overwrite_mismatched=True)
+    low, high = MarketData.objects.order_by("id").values_list("id", flat=True)[0], 2**62
+    plan_sql = "EXPLAIN " + services.APPLY_SQL
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(services.BACKUP_SQL.format(scope=SCOPE_SQL[run.scope]), [run.pk, low, high])
+        with hash_joins():
+            cur.execute(plan_sql, [run.pk, low, high, low, high])
+            plan = "\n".join(row[0] for row in cur.fetchall())
+        transaction.set_rollback(True)
+    assert "Hash Join" in plan and "Nested Loop" not in plan
