@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from etl.services import reference_data_bootstrap
@@ -36,6 +37,14 @@ def django_db_setup(django_db_setup, django_db_blocker):
                 first=datetime(TEST_CANDLE_YEARS[0], 1, 1, tzinfo=UTC),
                 last=datetime(TEST_CANDLE_YEARS[1], 1, 1, tzinfo=UTC),
             )
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    # A request leaves its language (a Turkish operator's, Accept-Language: tr) active on the
+    # thread; a later test calling a service directly would read Turkish messages.
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -107,7 +108,7 @@ class ImportJobAdmin(RecordAdmin):
 
     @admin.display(description=_("rows/s"))
     def rate(self, obj: ImportJob) -> str:
-        return f"{obj.rows_per_second:,.0f}" if obj.rows_per_second else "—"
+        return number_format(obj.rows_per_second, 0, force_grouping=True) if obj.rows_per_second else "—"
 
     @admin.display(description=_("SLA"))
     def sla(self, obj: ImportJob) -> str:
@@ -233,8 +234,18 @@ class ReasonFilter(admin.SimpleListFilter):
         "fields": "expected ",
     }
 
+    LABELS = {
+        "unparseable": _("unparseable"),
+        "high_low": _("high below low"),
+        "open_outside": _("open outside high-low"),
+        "close_outside": _("close outside high-low"),
+        "negative": _("negative volume"),
+        "duplicate": _("duplicate"),
+        "fields": _("wrong number of fields"),
+    }
+
     def lookups(self, request, model_admin):
-        return [(k, k.replace("_", " ")) for k in self.KINDS]
+        return [(k, self.LABELS[k]) for k in self.KINDS]
 
     def queryset(self, request, queryset):
         prefix = self.KINDS.get(self.value() or "")

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.db import transaction
+from django.utils.translation import gettext
 from django_q.models import Schedule
 
 from batchimport.services.jobs import import_job_submit, running_import_exists
@@ -25,15 +26,21 @@ def import_schedule_create(
     """A django-q2 cron schedule that runs an import of `path` (all markets
     unless `options["market"]`); the next run is computed in `tz`."""
     if not croniter.is_valid(cron or ""):
-        raise DomainError(f"{cron!r} is not a valid cron expression", code="invalid_cron")
+        raise DomainError(
+            gettext("%(cron)s is not a valid cron expression") % {"cron": repr(cron)}, code="invalid_cron"
+        )
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise DomainError(f"{tz!r} is not an IANA time zone", code="invalid_timezone") from None
+        raise DomainError(
+            gettext("%(zone)s is not an IANA time zone") % {"zone": repr(tz)}, code="invalid_timezone"
+        ) from None
     path_resolve(path=path)
     full_name = f"{SCHEDULE_PREFIX}{name}"
     if Schedule.objects.filter(name=full_name).exists():
-        raise DomainError(f"a schedule named {name!r} already exists", code="schedule_exists")
+        raise DomainError(
+            gettext("a schedule named %(name)s already exists") % {"name": repr(name)}, code="schedule_exists"
+        )
     kwargs = {"name": full_name, "path": str(path), "tz": tz, "options": options or {}}
     # The stored next run is the cron time in `tz` (etl re-aims every zoned schedule on save).
     return Schedule.objects.create(
@@ -45,7 +52,9 @@ def import_schedule_delete(*, schedule_id: int) -> None:
     """Delete an import schedule (404 when there is none with this id)."""
     deleted, _ = Schedule.objects.filter(pk=schedule_id, func=SCHEDULE_FUNC).delete()
     if not deleted:
-        raise DomainError(f"no import schedule {schedule_id}", code="not_found", status_code=404)
+        raise DomainError(
+            gettext("no import schedule %(schedule)s") % {"schedule": schedule_id}, code="not_found", status_code=404
+        )
 
 
 def scheduled_import_run(*, name: str, path: str, tz: str = "UTC", options: dict[str, Any] | None = None) -> dict:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -93,7 +94,9 @@ class BootstrapReferenceDataView(PolicyViewMixin, APIView):
         )
         step = next(step for step in result.steps if step.name == "bootstrap")
         if step.status != "succeeded":
-            raise DomainError(f"bootstrap failed: {step.error or result.error}", code="bootstrap_failed")
+            raise DomainError(
+                gettext("bootstrap failed: %(error)s") % {"error": step.error or result.error}, code="bootstrap_failed"
+            )
         return Response({"run_id": result.run_id, **step.counts})
 
     def _user(self) -> str:

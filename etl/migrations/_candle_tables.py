@@ -1,5 +1,5 @@
 """SQL of the candle tables' move to yearly range partitions (docs/storage.md), shared by
-etl 0011 (market_data) and enrichment 0006 (market_data_v2). Not a migration itself: the
+etl 0013 (market_data) and enrichment 0008 (market_data_v2). Not a migration itself: the
 migration loader skips modules whose name starts with an underscore.
 
 The conversion of a populated table, in one transaction (it holds ACCESS EXCLUSIVE on the table
@@ -103,7 +103,7 @@ FROM market_data_old o {join};
 LOST_PATHS = """
 INSERT INTO data_corrections (kind, run_ref, table_name, ticker, market, field, old_value, new_value, row_count,
                               detail, created_by, created_at)
-SELECT 'provenance_kept', 'migration:etl.0011', 'market_data', o.ticker, o.market, 'source_file', o.source_file,
+SELECT 'provenance_kept', 'migration:etl.0013', 'market_data', o.ticker, o.market, 'source_file', o.source_file,
        NULL, count(*), jsonb_build_object('import_job_id', max(o.import_job_id)), 'migration', now()
 FROM market_data_old o
 WHERE o.source_file <> '' AND o.source_file NOT LIKE 'live:%' {unmatched}

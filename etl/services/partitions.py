@@ -11,7 +11,7 @@ a new partition would make PostgreSQL scan the default one under lock. Instead
 - retention, when configured, drops whole partitions (never a DELETE over a big table).
 
 The DDL runs in the database function `candle_partition_ensure` (etl migration
-0011_market_data_partitioned), which creates a plain table LIKE the parent and ATTACHes it:
+0013_market_data_partitioned), which creates a plain table LIKE the parent and ATTACHes it:
 ATTACH needs only a SHARE UPDATE EXCLUSIVE lock on the parent, so readers and writers of the
 other years go on (CREATE TABLE … PARTITION OF would take ACCESS EXCLUSIVE).
 """

@@ -1,5 +1,5 @@
 """The move of a populated market_data and market_data_v2 to yearly partitions, and back
-(etl 0011_market_data_partitioned, enrichment 0006_market_data_v2_partitioned)."""
+(etl 0013_market_data_partitioned, enrichment 0008_market_data_v2_partitioned)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from etl.services.partitions import PARTITIONED_TABLES, partition_years, partiti
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("etl", "0010_verbose_names"), ("enrichment", "0005_verbose_names")]
+BEFORE = [("etl", "0012_candle_table_labels_translatable"), ("enrichment", "0007_candle_table_labels_translatable")]
 OLD_INSERT = """
 INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, adj_close, asset_class,
                          extra, source_file, import_job_id, created_at, updated_at)

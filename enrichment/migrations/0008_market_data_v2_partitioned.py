@@ -12,8 +12,8 @@ from enrichment.migrations._v2_table import backward, forward
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("enrichment", "0005_verbose_names"),
-        ("etl", "0011_market_data_partitioned"),
+        ("enrichment", "0007_candle_table_labels_translatable"),
+        ("etl", "0013_market_data_partitioned"),
     ]
 
     operations = [
@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
                 migrations.AlterField(
                     model_name='marketdatav2',
                     name='symbol',
-                    field=etl.models.IntegerForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='etl.symbol'),
+                    field=etl.models.IntegerForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='etl.symbol', verbose_name='symbol'),
                 ),
                 migrations.AddIndex(
                     model_name='marketdatav2',

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
     atomic = True
 
     dependencies = [
-        ("etl", "0010_verbose_names"),
+        ("etl", "0012_candle_table_labels_translatable"),
     ]
 
     operations = [
@@ -52,7 +52,10 @@ class Migration(migrations.Migration):
                     model_name="marketdata",
                     name="import_file_id",
                     field=models.IntegerField(
-                        blank=True, help_text="import_files.id of the file it came from", null=True
+                        blank=True,
+                        help_text="import_files.id of the file it came from",
+                        null=True,
+                        verbose_name="import file",
                     ),
                 ),
                 migrations.AlterField(
@@ -64,6 +67,7 @@ class Migration(migrations.Migration):
                         null=True,
                         on_delete=django.db.models.deletion.SET_NULL,
                         to="etl.symbol",
+                        verbose_name="symbol",
                     ),
                 ),
                 migrations.AddIndex(
