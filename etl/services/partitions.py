@@ -31,8 +31,6 @@ from etl import locks
 
 # The partitioned candle tables; enrichment registers market_data_v2 from its ready().
 PARTITIONED_TABLES: list[str] = ["market_data"]
-# A span wider than this is a bad timestamp, not history (the parser refuses such dates anyway).
-MAX_SPAN_YEARS = 300
 
 MISSING_SQL = """
 SELECT y FROM generate_series(%s::int, %s::int) AS y
@@ -67,9 +65,9 @@ def partitions_ensure(*, table: str, first: datetime, last: datetime) -> list[in
     """Make the missing yearly partitions of `table` for first..last; returns the years made.
     Costs one catalog query when they all exist; takes the table's partition lock (until the
     caller's transaction ends) only when one is missing."""
+    # No cap on the span: the writers' input checks bound the dates (IMPORT_EARLIEST_DATE,
+    # IMPORT_DAYS_AHEAD), and a long generated series legitimately spans centuries.
     low, high = sorted((_year(first), _year(last)))
-    if high - low > MAX_SPAN_YEARS:
-        raise ValueError(f"{table}: a span of {high - low} years ({low}..{high}) is not candle history")
     with connection.cursor() as cur:
         cur.execute(MISSING_SQL, [low, high, table])
         if not cur.fetchall():
