@@ -26,7 +26,7 @@ export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
 .PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
-	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-enrich bench-live bench-scale db-stop
+	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-storage bench-enrich bench-live bench-scale db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
 # versions); production installs requirements.txt only (see docs/deploy.md).
@@ -153,6 +153,10 @@ bench-import: migrate
 
 bench-sync: migrate
 	$(PYTHON) bench/bench_sync.py
+
+# Bytes per candle after the pipeline on 1 M generated candles; refuses a database holding candles.
+bench-storage: migrate
+	$(PYTHON) bench/bench_storage.py --symbols 4000 --bars 250 --symbols-first
 
 # 10,000 symbols against a local Yahoo/CoinMarketCap look-alike enforcing their rate limits.
 bench-enrich: migrate

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import translation
 from rest_framework.test import APIClient
 
 from etl.services import reference_data_bootstrap
+from etl.services.partitions import PARTITIONED_TABLES, partitions_ensure
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +20,23 @@ def _fast_password_hashing(settings):
     # Login lockout needs a request; the test client's login() has none. The
     # lockout's own tests switch it back on.
     settings.AXES_ENABLED = False
+
+
+# Years the tests' candles fall in. Writers make a missing partition themselves, but tests
+# also create candles through the ORM, which goes straight to PostgreSQL.
+TEST_CANDLE_YEARS = (1995, 2035)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database as migrated, with yearly candle partitions for TEST_CANDLE_YEARS."""
+    with django_db_blocker.unblock():
+        for table in PARTITIONED_TABLES:
+            partitions_ensure(
+                table=table,
+                first=datetime(TEST_CANDLE_YEARS[0], 1, 1, tzinfo=UTC),
+                last=datetime(TEST_CANDLE_YEARS[1], 1, 1, tzinfo=UTC),
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -73,10 +73,15 @@ def timed(fn) -> float:
 
 
 def load() -> None:
+    from datetime import UTC, datetime, timedelta
+
     from etl.services import reference_data_bootstrap
+    from etl.services.partitions import partitions_ensure
 
     reference_data_bootstrap()
     per_symbol = ROWS // SYMBOLS
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    partitions_ensure(table="market_data", first=start, last=start + timedelta(days=per_symbol))
     with connection.cursor() as cur:
         cur.execute(
             "INSERT INTO symbols (ticker, market_id, asset_class_id, base_currency, quote_currency, name, sector,"
@@ -91,11 +96,11 @@ def load() -> None:
         # Every candle needs correcting: mostly the folder name, some NULL, some empty.
         cur.execute(
             "INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, asset_class,"
-            " symbol_id, source_file)"
+            " symbol_id)"
             " SELECT s.ticker, m.code, '1d', timestamptz '2000-01-01 00:00+00' + d * interval '1 day',"
             " 10, 12, 9, 11, 1000 + d,"
             " CASE WHEN mod(d, 10) = 0 THEN NULL WHEN mod(d, 10) = 1 THEN ''"
-            " ELSE CASE m.code WHEN 'BINANCE' THEN 'Crypto' ELSE m.code END END, s.id, 'bench.csv'"
+            " ELSE CASE m.code WHEN 'BINANCE' THEN 'Crypto' ELSE m.code END END, s.id"
             " FROM symbols s JOIN markets m ON m.id = s.market_id, generate_series(0, %s - 1) d"
             " ORDER BY d, s.id",
             [per_symbol],

@@ -86,9 +86,7 @@ def final_rows_csv(source: Path, target: Path) -> int:
         next(reader)
         writer = csv.writer(dst)
         for _ticker, stamp, o, h, lo, c, adj, v in reader:
-            writer.writerow(
-                ["BENCH", "BINANCE", "1m", stamp + "+00", o, h, lo, c, v, adj, "CRYPTO", "Crypto/BENCH.csv"]
-            )
+            writer.writerow(["BENCH", "BINANCE", "1m", stamp + "+00", o, h, lo, c, v, adj, "CRYPTO", 1])
             n += 1
     return n
 
@@ -104,7 +102,7 @@ def plain_copy(csv_path: Path) -> float:
     with raw.cursor() as cur:
         with cur.copy(
             "COPY bench_plain_copy (ticker, market, timeframe, ts, open, high, low, close, volume, adj_close, "
-            "asset_class, source_file) FROM STDIN (FORMAT csv)"
+            "asset_class, import_file_id) FROM STDIN (FORMAT csv)"
         ) as copy:
             with open(csv_path, "rb") as handle:
                 while block := handle.read(1 << 20):
@@ -139,7 +137,6 @@ def bulk_create(source: Path, rows: int) -> float:
                     volume=Decimal(v),
                     adj_close=Decimal(adj),
                     asset_class="CRYPTO",
-                    source_file="bench",
                 )
             )
     MarketData.objects.bulk_create(objs, batch_size=2000)

@@ -17,6 +17,7 @@ import os
 import resource
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,10 +31,11 @@ from django.conf import settings  # noqa: E402
 from django.db import DatabaseError, connection  # noqa: E402
 from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
+from etl.services.partitions import partitions_ensure  # noqa: E402
+
 GENERATE_SQL = """
-INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, source_file,
-                         created_at, updated_at)
-SELECT p.ticker, p.market, '1d', timestamptz '2020-01-01' + d * interval '1 day', 10, 12, 9, 11, 1000, '', now(), now()
+INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, updated_at)
+SELECT p.ticker, p.market, '1d', timestamptz '2020-01-01' + d * interval '1 day', 10, 12, 9, 11, 1000, now()
 FROM (
     SELECT CASE i %% 4
              WHEN 0 THEN 'C' || code || 'USDT'
@@ -132,6 +134,8 @@ def main() -> None:
 
         services.reference_data_bootstrap()
         t0 = time.perf_counter()
+        start = datetime(2020, 1, 1, tzinfo=UTC)
+        partitions_ensure(table="market_data", first=start, last=start + timedelta(days=bars))
         execute(GENERATE_SQL, {"pairs": args.pairs, "bars": bars})
         vacuum()
         candles = scalar("SELECT count(*) FROM market_data")

@@ -11,10 +11,12 @@ Every category is defined once, here, as SQL over
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -244,9 +246,25 @@ def rows_needing_change(*, scope: Scope, id_low: int | None = None, id_high: int
     return _rows(f"SELECT count(*) AS n{source}", params)[0]["n"]  # noqa: S608
 
 
+@contextmanager
+def hash_joins() -> Iterator[None]:
+    """Join correction_backups to market_data by hashing, never by probing the candles once per
+    backup row: market_data's id index is BRIN (a probe reads a page range in every partition),
+    and the planner, which often sees a run's fresh backups as a single row, would pick the probe.
+    The setting lasts until the surrounding transaction (opened here if there is none) ends."""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_nestloop = off")
+        yield
+
+
 def rollback_preflight(*, run: CorrectionRun, sample_size: int = 20) -> dict[str, Any]:
     """What a rollback would do now: rows to restore, rows changed again since
     the run (conflicts) and rows deleted since (missing), with samples."""
+    with hash_joins():
+        return _preflight(run, sample_size)
+
+
+def _preflight(run: CorrectionRun, sample_size: int) -> dict[str, Any]:
     after = run.rollback_last_id if run.phase == Phase.ROLLING_BACK and run.rollback_last_id is not None else -1
     counts = _rows(
         "SELECT count(*) FILTER (WHERE md.id IS NOT NULL AND md.asset_class IS NOT DISTINCT FROM b.new_value)"

@@ -32,6 +32,7 @@ from corrections.selectors import (
     asset_class_analysis,
     correction_lock_held,
     correction_preview_page,
+    hash_joins,
     is_interrupted,
     operational_metrics,
     rollback_refusal,
@@ -45,6 +46,7 @@ from etl.models import DataCorrection, MarketData, RunStatus, status_word
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
 from etl.recovery import connection_lost, connection_reset, write_after_reconnect
+from etl.services.partitions import brin_summarize
 
 MAX_BATCH_SIZE = 1_000_000
 MAX_CONFLICT_SAMPLES = 50
@@ -66,7 +68,8 @@ BACKUP_SQL = (
 APPLY_SQL = (
     "UPDATE market_data md SET asset_class = b.new_value, updated_at = b.new_updated_at"
     " FROM correction_backups b"
-    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id = b.market_data_id"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id BETWEEN %s AND %s"
+    " AND md.id = b.market_data_id"
 )
 AUDIT_SQL = (
     "INSERT INTO data_corrections"
@@ -77,25 +80,27 @@ AUDIT_SQL = (
     " FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
     " WHERE b.run_id = %s GROUP BY md.ticker, md.market, b.old_value, b.new_value"
 )
+# The repeated `md.id BETWEEN` bounds the candles' side too: market_data's id index is a BRIN
+# index per partition, which the planner can use only for a range on md.id itself.
 # Rollback, per range of backed-up ids. A row "changed again" is one whose
 # asset class is no longer what the run wrote: a conflict.
 CONFLICT_GROUPS_SQL = (
     "SELECT md.ticker, md.market, md.asset_class AS current_value, b.old_value, count(*) AS n"
     " FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
-    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id BETWEEN %s AND %s"
     " AND md.asset_class IS DISTINCT FROM b.new_value"
     " GROUP BY md.ticker, md.market, md.asset_class, b.old_value"
 )
 CONFLICT_SAMPLES_SQL = (
     "SELECT b.market_data_id, md.ticker, md.market, b.old_value, b.new_value, md.asset_class"
     " FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
-    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id BETWEEN %s AND %s"
     " AND md.asset_class IS DISTINCT FROM b.new_value ORDER BY b.market_data_id LIMIT %s"
 )
 MISSING_SQL = (
     "SELECT count(*) FROM correction_backups b"
     " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s"
-    " AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.id = b.market_data_id)"
+    " AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.id = b.market_data_id AND md.id BETWEEN %s AND %s)"
 )
 # updated_at goes back to its old value only when nobody touched the row
 # after the run; otherwise the later touch is kept.
@@ -104,7 +109,8 @@ RESTORE_SQL = (
     " UPDATE market_data md SET asset_class = b.old_value,"
     " updated_at = CASE WHEN md.updated_at = b.new_updated_at THEN b.old_updated_at ELSE md.updated_at END"
     " FROM correction_backups b"
-    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id = b.market_data_id"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id BETWEEN %s AND %s"
+    " AND md.id = b.market_data_id"
     " AND md.asset_class IS NOT DISTINCT FROM b.new_value"
     " RETURNING md.ticker, md.market, b.new_value, b.old_value)"
     " SELECT ticker, market, new_value, old_value, count(*) FROM restored"
@@ -113,7 +119,8 @@ RESTORE_SQL = (
 FORCE_RESTORE_SQL = (
     "UPDATE market_data md SET asset_class = b.old_value, updated_at = now()"
     " FROM correction_backups b"
-    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id = b.market_data_id"
+    " WHERE b.run_id = %s AND b.market_data_id BETWEEN %s AND %s AND md.id BETWEEN %s AND %s"
+    " AND md.id = b.market_data_id"
     " AND md.asset_class IS DISTINCT FROM b.new_value"
 )
 
@@ -207,7 +214,6 @@ def _batch_end(*, table_sql: str, params: list[Any], after: int, size: int, ceil
     return min(row[0], ceiling) if row else ceiling
 
 
-NEXT_CANDLE_SQL = "SELECT id FROM market_data WHERE id > %s ORDER BY id OFFSET %s LIMIT 1"
 NEXT_BACKUP_SQL = (
     "SELECT market_data_id FROM correction_backups WHERE run_id = %s AND market_data_id > %s"
     " ORDER BY market_data_id OFFSET %s LIMIT 1"
@@ -308,8 +314,9 @@ def _execute_batch(run: CorrectionRun, low: int, high: int) -> int:
             # The scope fragment is one of this app's constants.
             cur.execute(BACKUP_SQL.format(scope=scope_sql), [run.pk, low, high])
             backed_up = cur.rowcount
-            cur.execute(APPLY_SQL, [run.pk, low, high])
-            changed = cur.rowcount
+            with hash_joins():
+                cur.execute(APPLY_SQL, [run.pk, low, high, low, high])
+                changed = cur.rowcount
         if changed != backed_up:
             raise RuntimeError(f"batch {low}..{high}: {backed_up} rows backed up but {changed} changed")
         if run.validate_each_batch:
@@ -339,6 +346,7 @@ def _execute_batch(run: CorrectionRun, low: int, high: int) -> int:
 def _start_execute(run: CorrectionRun) -> bool:
     """Move the run into `executing` (or resume it); returns whether it resumed."""
     if run.phase == Phase.EXECUTING:
+        brin_summarize(table="market_data")
         _save(run, status=RunStatus.RUNNING, error="", cancel_requested=False, finished_at=None)
         return True
     if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED):
@@ -357,6 +365,8 @@ def _start_execute(run: CorrectionRun) -> bool:
             % {"run": busy.pk, "phase": busy.get_phase_display()},
             code="interrupted_run",
         )
+    # The batches find candles by id range through BRIN: summarize what the import just wrote.
+    brin_summarize(table="market_data")
     bounds = MarketData.objects.aggregate(low=Min("id"), high=Max("id"))
     low, high = bounds["low"] or 0, bounds["high"] or -1
     total = rows_needing_change(scope=run.scope, id_low=low, id_high=high) if high >= low else 0
@@ -427,9 +437,10 @@ def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
         try:
             while run.last_id < run.id_high:
                 _check_cancel(run)
-                high = _batch_end(
-                    table_sql=NEXT_CANDLE_SQL, params=[], after=run.last_id, size=run.batch_size, ceiling=run.id_high
-                )
+                # A window of batch_size ids: market_data has no ordered id index to count rows
+                # by (docs/storage.md). Ids have gaps (an ON CONFLICT insert uses some up), so a
+                # window holds at most batch_size rows.
+                high = min(run.last_id + run.batch_size, run.id_high)
                 low = run.last_id + 1
                 reporter.advance(_execute_batch(run, low, high), check_cancel=False)
         except Cancelled:
@@ -447,7 +458,7 @@ def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
         if result == RunStatus.CANCELLED:
             _save(run, status=RunStatus.CANCELLED, finished_at=timezone.now(), rate_per_second=rate)
         else:
-            with transaction.atomic():
+            with hash_joins():
                 with connection.cursor() as cur:
                     cur.execute(AUDIT_SQL, [run.run_ref, run.pk, str(run.scope), run.requested_by, run.pk])
                 _save(
@@ -611,7 +622,7 @@ def correction_validate(*, run: CorrectionRun) -> ValidationResult:
     started = time.monotonic()
     left = rows_needing_change(scope=run.scope, id_low=run.id_low, id_high=run.id_high)
     backed_up = run.rows_backed_up
-    with connection.cursor() as cur:
+    with hash_joins(), connection.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM correction_backups b JOIN market_data md ON md.id = b.market_data_id"
             " WHERE b.run_id = %s AND md.asset_class IS DISTINCT FROM b.new_value",
@@ -672,27 +683,27 @@ def _count_groups(into: dict[str, int], rows: list[tuple]) -> None:
 
 def _rollback_batch(run: CorrectionRun, low: int, high: int, state: dict[str, Any]) -> int:
     """Restore backed-up candles low..high in one transaction; returns rows restored."""
-    with transaction.atomic():
+    with hash_joins():
         with connection.cursor() as cur:
-            cur.execute(CONFLICT_GROUPS_SQL, [run.pk, low, high])
+            cur.execute(CONFLICT_GROUPS_SQL, [run.pk, low, high, low, high])
             conflict_groups = cur.fetchall()
             room = MAX_CONFLICT_SAMPLES - len(state["conflict_samples"])
             if conflict_groups and room > 0:
-                cur.execute(CONFLICT_SAMPLES_SQL, [run.pk, low, high, room])
+                cur.execute(CONFLICT_SAMPLES_SQL, [run.pk, low, high, low, high, room])
                 state["conflict_samples"] += [
                     dict(zip(("id", "ticker", "market", "old_value", "new_value", "current_value"), r, strict=True))
                     for r in cur.fetchall()
                 ]
-            cur.execute(MISSING_SQL, [run.pk, low, high])
+            cur.execute(MISSING_SQL, [run.pk, low, high, low, high])
             state["missing"] += cur.fetchone()[0]
             conflicts = sum(g[4] for g in conflict_groups)
             state["conflicts"] += conflicts
             # Forced rows first: once restored, the other rows would look like conflicts too.
             if run.rollback_force and conflicts:
-                cur.execute(FORCE_RESTORE_SQL, [run.pk, low, high])
+                cur.execute(FORCE_RESTORE_SQL, [run.pk, low, high, low, high])
                 state["conflicts_restored"] += cur.rowcount
                 _count_groups(state["forced_groups"], conflict_groups)
-            cur.execute(RESTORE_SQL, [run.pk, low, high])
+            cur.execute(RESTORE_SQL, [run.pk, low, high, low, high])
             restored_groups = cur.fetchall()
             _count_groups(state["groups"], restored_groups)
             restored = sum(g[4] for g in restored_groups)
@@ -775,6 +786,7 @@ def correction_rollback(
 
 def _start_rollback(run: CorrectionRun, *, reason: str, requested_by: str, force: bool) -> None:
     """Mark the run rolling back; a fresh rollback starts its report, a resumed one keeps it."""
+    brin_summarize(table="market_data")  # the batches join candles by id range (BRIN)
     if run.phase != Phase.ROLLING_BACK:
         _save(
             run,

@@ -45,7 +45,9 @@ class EnrichmentConfig(AppConfig):
         from etl.recovery import register_work_sweep
         from etl.retention import register_pruner
         from etl.services.integrity import register_indicator
+        from etl.services.partitions import register_partitioned_table
 
+        register_partitioned_table("market_data_v2")
         register_step(
             "enrich",
             order=50,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
@@ -197,16 +197,56 @@ class SymbolMappingAdmin(admin.ModelAdmin):
     readonly_fields = (*AUDIT_FIELDS, "validated_at", "is_valid")
 
 
+class CodeListFilter(admin.SimpleListFilter):
+    """A filter whose choices come from a small reference table: Django's default filter for a
+    plain column lists its values with a SELECT DISTINCT over every candle."""
+
+    model: type = Market
+
+    def lookups(self, request, model_admin):
+        return [(code, code) for code in self.model.objects.order_by("code").values_list("code", flat=True)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.parameter_name: self.value()}) if self.value() else queryset
+
+
+class MarketCodeFilter(CodeListFilter):
+    title = _("market")
+    parameter_name = "market"
+    model = Market
+
+
+class AssetClassCodeFilter(CodeListFilter):
+    title = _("asset class")
+    parameter_name = "asset_class"
+    model = AssetClass
+
+
 @admin.register(MarketData)
 class MarketDataAdmin(admin.ModelAdmin):
     list_display = ("ticker", "market", "timeframe", "ts", "open", "high", "low", "close", "volume", "asset_class")
-    list_filter = ("market", "timeframe", "asset_class")
+    list_filter = (MarketCodeFilter, AssetClassCodeFilter)
     search_fields = ("ticker",)
-    date_hierarchy = "ts"
+    # The primary key's order: the page reads the first rows of each partition's key index
+    # (ordering by id or ts would sort every candle). No date hierarchy: it lists the years
+    # with a scan of all candles.
+    ordering = ("ticker", "market", "timeframe", "ts")
     raw_id_fields = ("symbol",)
-    readonly_fields = ("created_at", "updated_at", "import_job_id", "source_file")
+    readonly_fields = ("updated_at", "import_file")
+    exclude = ("import_file_id",)
     # Counting millions of candles on every page load is too slow.
     show_full_result_count = False
+
+    @admin.display(description=_("import file"))
+    def import_file(self, obj: MarketData) -> str:
+        """A link to the file the candle came from (etl names no import app: by URL name)."""
+        if obj.import_file_id is None:
+            return "-"
+        try:
+            url = reverse("admin:batchimport_importfile_change", args=[obj.import_file_id])
+        except NoReverseMatch:
+            return str(obj.import_file_id)
+        return format_html('<a href="{}">#{}</a>', url, obj.import_file_id)
 
 
 class ReadOnlyAdmin(RecordAdmin):

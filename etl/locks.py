@@ -129,6 +129,12 @@ BACKFILL = AdvisoryLock(
     "a worker is running this backfill (item: backfill_state id); dies with the worker's session, so the"
     " every-minute sweep hands a backfill whose worker died to another within a minute",
 )
+CANDLE_PARTITIONS = AdvisoryLock(
+    "candle_partitions",
+    72_050,
+    LockScope.TRANSACTION,
+    "a time partition of a candle table being created or dropped (item: table name)",
+)
 
 LOCKS: tuple[AdvisoryLock, ...] = (
     BOOTSTRAP,
@@ -146,6 +152,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     LIVE_POLL,
     RUN,
     BACKFILL,
+    CANDLE_PARTITIONS,
 )
 
 

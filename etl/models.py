@@ -10,6 +10,7 @@ from typing import ClassVar
 from zoneinfo import ZoneInfo, available_timezones
 
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Now
@@ -272,15 +273,35 @@ class SymbolMapping(TimestampedModel):
         return f"{self.symbol} -> {self.provider_id}:{self.provider_symbol}"
 
 
+class IntegerForeignKey(models.ForeignKey):
+    """A foreign key stored as int4 although the target's id is int8: the candle tables keep one
+    per row, and 4 bytes (with the row's alignment, 8) matter at hundreds of millions of rows.
+    PostgreSQL compares int4 with int8 in indexes and foreign keys directly."""
+
+    def db_type(self, connection):
+        return "integer"
+
+    def rel_db_type(self, connection):
+        return "integer"
+
+
 class MarketData(models.Model):
     """Raw candles as imported. `market` and `asset_class` are the codes the
     file said; `asset_class` may be wrong or null (corrections repair it) and
-    `symbol` is null until symbol sync links it."""
+    `symbol` is null until symbol sync links it.
+
+    In PostgreSQL the table is range-partitioned by `ts`, one partition a year
+    (docs/storage.md; the DDL is in migration 0013_market_data_partitioned, the partitions in
+    etl.services.partitions). Django sees one table: `id` is its primary key here, while the
+    database's primary key is the natural key (a partitioned table's keys must include `ts`);
+    ids stay unique because only the sequence gives them. The file a candle came from is
+    `import_file_id` (the file's path is kept once, on the import-file row)."""
 
     ticker = models.CharField(_("ticker"), max_length=32)
     market = models.CharField(_("market"), max_length=32)
     timeframe = models.CharField(_("timeframe"), max_length=8)
     ts = models.DateTimeField(_("bar time"), help_text=_("Bar open time, UTC"))
+    # numeric, not float8: the file's exact decimals (a typical price takes 5-9 bytes, less than float8).
     open = models.DecimalField(pgettext_lazy("price", "open"), max_digits=28, decimal_places=10)
     high = models.DecimalField(pgettext_lazy("price", "high"), max_digits=28, decimal_places=10)
     low = models.DecimalField(pgettext_lazy("price", "low"), max_digits=28, decimal_places=10)
@@ -288,30 +309,43 @@ class MarketData(models.Model):
     volume = models.DecimalField(_("volume"), max_digits=30, decimal_places=8)
     adj_close = models.DecimalField(_("adjusted close"), max_digits=28, decimal_places=10, null=True, blank=True)
     asset_class = models.CharField(_("asset class"), max_length=32, null=True, blank=True)
-    symbol = models.ForeignKey(
+    symbol = IntegerForeignKey(
         Symbol, null=True, blank=True, on_delete=models.SET_NULL, db_index=False, verbose_name=_("symbol")
     )
     extra = models.JSONField(_("extra"), null=True, blank=True, help_text=_("Source columns kept beside OHLCV"))
-    source_file = models.CharField(max_length=500, blank=True, db_default="")
-    import_job_id = models.BigIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    # Not a foreign key: etl knows no import app, and a constraint would make every pruned
+    # import file scan all candles. NULL: not from a file (the live poller). Import files that
+    # delivered candles are kept by the import retention (docs/storage.md).
+    import_file_id = models.IntegerField(
+        _("import file"), null=True, blank=True, help_text=_("import_files.id of the file it came from")
+    )
+    # One timestamp: when the row was last written (the feature step's watermark, the
+    # correction backup's "touched since"); when it was first stored is on its import file.
     updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("market data")
         db_table = "market_data"
         verbose_name_plural = _("market data")
+        # Each index and the query that needs it (docs/storage.md has the EXPLAINs):
         constraints = [
+            # The database's primary key: ON CONFLICT of the import and the live poller, the
+            # loader's overlap and changed-row reads, the admin's and the API's ordering.
             models.UniqueConstraint(fields=["ticker", "market", "timeframe", "ts"], name="uniq_market_data_bar"),
         ]
         indexes = [
-            models.Index(fields=["symbol", "timeframe", "ts"], name="market_data_symbol_tf_ts"),
-            models.Index(fields=["market", "asset_class"], name="market_data_market_ac"),
-            # Candles waiting for symbol sync: small, and what the health check counts.
+            # A series' candles: the local candle source (fetch, latest_change), backfill spans,
+            # the sync's duplicate merge and orphan check. Without `ts` the key repeats for a
+            # whole series, so B-tree deduplication stores it in ~7 bytes a candle.
+            models.Index(fields=["symbol", "timeframe"], name="market_data_symbol_tf"),
+            # Candles waiting for symbol sync (the sync's pairs and its link UPDATE): small.
             models.Index(
                 fields=["market", "ticker"], name="market_data_unlinked", condition=models.Q(symbol__isnull=True)
             ),
-            models.Index(fields=["ts"], name="market_data_ts"),
+            # `id` lookups (admin change page, correction batches by id range, backup joins):
+            # ids grow with the insert order, so a BRIN index of a few kB per partition finds
+            # them; a B-tree would cost ~22 bytes a candle.
+            BrinIndex(fields=["id"], name="market_data_id_brin", pages_per_range=32, autosummarize=True),
         ]
 
     def __str__(self) -> str:

@@ -176,6 +176,14 @@ SCHEDULES: list[dict] = [
         "cluster": None,
     },
     {
+        # Yearly partitions of the candle tables made ahead, and retention by dropping whole
+        # partitions when CANDLE_RETENTION_YEARS is set (etl.services.partitions).
+        "name": "candle-partitions",
+        "func": "etl.tasks.candle_partitions_maintain",
+        "cron": "15 3 * * *",
+        "cluster": None,
+    },
+    {
         "name": "integrity-snapshot",
         "func": "etl.tasks.integrity_snapshot",
         "cron": "0 * * * *",

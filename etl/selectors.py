@@ -8,14 +8,44 @@ from django.db import connection
 
 from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
 
+# The leaves of a table's partition tree, or the table itself when it is not partitioned.
+PARTITION_LEAVES = """
+WITH leaves AS (
+    SELECT relid FROM pg_partition_tree(to_regclass(%(t)s)) WHERE isleaf
+    UNION ALL SELECT to_regclass(%(t)s) WHERE NOT EXISTS (SELECT FROM pg_partition_tree(to_regclass(%(t)s)))
+)
+"""
+# Built from this module's constants only.
+_ESTIMATE = (
+    "SELECT CASE WHEN bool_or(c.reltuples < 0) THEN -1 ELSE sum(c.reltuples)::bigint END"
+    " FROM leaves l JOIN pg_class c ON c.oid = l.relid"
+)
+ESTIMATE_SQL = PARTITION_LEAVES + _ESTIMATE  # noqa: S608
+BYTES_SQL = PARTITION_LEAVES + "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM leaves"  # noqa: S608
+
+
+def table_bytes_per_row(table: str, *, rows: int | None = None) -> float:
+    """Bytes per row of `table` on disk, every partition's heap, indexes and TOAST included
+    (`pg_total_relation_size` over `pg_partition_tree`; a plain table counts as its own only
+    partition). `rows` defaults to an exact count(*); pass a known count to save the scan."""
+    with connection.cursor() as cur:
+        cur.execute(BYTES_SQL, {"t": table})
+        total = cur.fetchone()[0]
+        if rows is None:
+            # Table names come from our own code, never from input.
+            cur.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            rows = cur.fetchone()[0]
+    return total / rows if rows else 0.0
+
 
 def table_row_estimate(table: str, *, exact_below: int = 200_000) -> int:
     """Row count from the planner's statistics, exact when the table is small
     (a COUNT(*) over millions of candles is too slow for a status page)."""
     with connection.cursor() as cur:
-        cur.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", [table])
+        # A partitioned table has no statistics of its own: its partitions' add up.
+        cur.execute(ESTIMATE_SQL, {"t": table})
         row = cur.fetchone()
-        estimate = row[0] if row else -1
+        estimate = row[0] if row and row[0] is not None else -1
         if estimate < exact_below:
             # Table names come from our own code, never from input.
             cur.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")  # noqa: S608

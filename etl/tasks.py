@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from etl import services
+from etl.services.partitions import partitions_maintain
 
 
 def reference_data_bootstrap(overwrite: bool = False) -> dict[str, Any]:
@@ -14,6 +15,10 @@ def reference_data_bootstrap(overwrite: bool = False) -> dict[str, Any]:
 def retention_prune(days: int | None = None) -> dict[str, Any]:
     result = services.retention_prune(days=days)
     return {"days": result.days, "deleted": result.deleted}
+
+
+def candle_partitions_maintain() -> dict[str, Any]:
+    return partitions_maintain().to_dict()
 
 
 def symbols_sync(**options: Any) -> dict[str, Any]:

@@ -181,6 +181,11 @@ WHITENOISE_USE_FINDERS = DEBUG
 RETENTION_DAYS = env.int("RETENTION_DAYS", default=30)
 # A validated correction's backup is kept at least this long, for a late rollback.
 CORRECTION_ROLLBACK_WINDOW_DAYS = env.int("CORRECTION_ROLLBACK_WINDOW_DAYS", default=30)
+# Candles (market_data, market_data_v2) are kept forever by default: they are the product's
+# data. A positive value drops whole yearly partitions older than that many full years.
+CANDLE_RETENTION_YEARS = env.int("CANDLE_RETENTION_YEARS", default=0)
+# Yearly partitions made ahead of time by the daily schedule (this year and the next N).
+CANDLE_PARTITIONS_AHEAD_YEARS = env.int("CANDLE_PARTITIONS_AHEAD_YEARS", default=1)
 
 # Old system's settings ------------------------------------------------------
 # The environment settings its guides name (README "Settings" says what each does,

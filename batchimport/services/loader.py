@@ -40,6 +40,7 @@ from batchimport.services.staging import (
     write_rejects,
 )
 from etl.models import DataCorrection
+from etl.services.partitions import partitions_ensure_from
 from etl.services.symbols import SymbolLink, symbols_ensure
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,6 @@ CREATE TEMP TABLE IF NOT EXISTS import_stage_files (
     timeframe text NOT NULL,
     asset_class text,
     symbol_id bigint,
-    source_file text NOT NULL,
     first_ts timestamptz,
     last_ts timestamptz
 )
@@ -66,7 +66,7 @@ FILES_TRUNCATE = "TRUNCATE import_stage_files"
 FILES_FILL = """
 INSERT INTO import_stage_files
 SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
-                     %s::text[], %s::timestamptz[], %s::timestamptz[])
+                     %s::timestamptz[], %s::timestamptz[])
 """
 
 # The market_data columns an import writes and, in the same order, what fills them
@@ -74,17 +74,17 @@ SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::tex
 # Kept in one place: the INSERTs below and the overwrite are built from these.
 INSERT_COLUMNS = (
     "ticker, market, timeframe, ts, open, high, low, close, volume, adj_close,"
-    " asset_class, symbol_id, extra, source_file, import_job_id, created_at, updated_at"
+    " asset_class, symbol_id, extra, import_file_id, updated_at"
 )
 INSERT_VALUES = (
     "f.ticker, f.market, f.timeframe, s.ts, s.open::numeric(28, 10), s.high::numeric(28, 10),"
     " s.low::numeric(28, 10), s.close::numeric(28, 10), s.volume::numeric(30, 8), s.adj_close::numeric(28, 10),"
-    " f.asset_class, f.symbol_id, s.extra, f.source_file, f.job_id, now(), now()"
+    " f.asset_class, f.symbol_id, s.extra, f.file_id, now()"
 )
 OVERWRITE_SET = (
     "open = s.open::numeric(28, 10), high = s.high::numeric(28, 10), low = s.low::numeric(28, 10),"
     " close = s.close::numeric(28, 10), volume = s.volume::numeric(30, 8), adj_close = s.adj_close::numeric(28, 10),"
-    " extra = s.extra, source_file = f.source_file, import_job_id = f.job_id, updated_at = now()"
+    " extra = s.extra, import_file_id = f.file_id, updated_at = now()"
 )
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "adj_close")
 
@@ -371,6 +371,7 @@ def _write(cur, entries: list[_Entry]) -> None:
     if not entries:
         return
     _fill_files_table(cur, entries)
+    partitions_ensure_from(table="market_data", source="import_stage_rows")  # an old history file's years
     _reject_repeats(cur, [e for e in entries if not e.staged.monotonic and e.staged.accepted])
     for number in sorted({e.round for e in entries}):
         live = [e for e in entries if e.round == number and e.live]
@@ -382,7 +383,7 @@ def _write(cur, entries: list[_Entry]) -> None:
 def _fill_files_table(cur, entries: list[_Entry]) -> None:
     cur.execute(FILES_DDL)
     cur.execute(FILES_TRUNCATE)
-    columns: list[list] = [[] for _ in range(10)]
+    columns: list[list] = [[] for _ in range(9)]
     for e in entries:
         s, link = e.staged, e.link
         asset_class = link.asset_class if link is not None and link.asset_class else s.file.market
@@ -395,7 +396,6 @@ def _fill_files_table(cur, entries: list[_Entry]) -> None:
             s.timeframe,
             asset_class,
             link.symbol_id if link is not None else None,
-            s.file.relpath[:500],
             *span,
         )
         for column, value in zip(columns, row, strict=True):

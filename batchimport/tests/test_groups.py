@@ -86,8 +86,10 @@ def snapshot() -> dict:
         assert f.counts_add_up, f.relpath
     rows = MarketData.objects.values_list(
         "ticker", "market", "timeframe", "ts", "open", "high", "low", "close", "volume", "adj_close",
-        "asset_class", "extra", "source_file", "symbol__ticker", "symbol__market__code",
+        "asset_class", "extra", "import_file_id", "symbol__ticker", "symbol__market__code",
     )  # fmt: skip
+    paths = dict(ImportFile.objects.values_list("pk", "relpath"))
+    rows = [(*row[:12], paths.get(row[12]), *row[13:]) for row in rows]
     return {
         "files": files,
         "jobs": sorted(
@@ -286,7 +288,8 @@ def test_a_file_of_a_series_twice_in_one_group_sees_the_first_as_one_at_a_time_w
     counts = (second.rows_inserted, second.rows_updated, second.rows_duplicates, second.rows_changed)
     assert counts == (5, 10, 0, 0) and job.counts_add_up
     assert MarketData.objects.filter(ticker="KO").count() == 15
-    assert set(MarketData.objects.values_list("source_file", flat=True)) == {"NYSE/KO_hist.csv"}
+    file_ids = set(MarketData.objects.values_list("import_file_id", flat=True))
+    assert set(ImportFile.objects.filter(pk__in=file_ids).values_list("relpath", flat=True)) == {"NYSE/KO_hist.csv"}
 
 
 # ---------------------------------------------------------------- linked at write

@@ -64,7 +64,9 @@ def test_markets_and_asset_class_as_the_folder_says(sample_folder):
     assert pairs == {("BIST", "BIST"), ("BINANCE", "CRYPTO"), ("NASDAQ", "NASDAQ"), ("NYSE", "NYSE")}
     thyao = MarketData.objects.filter(ticker="THYAO").first()
     assert thyao.extra["volume_unit"] == "TRY" and thyao.extra["paid_in_capital_try"] == 4.56e9
-    assert thyao.source_file == "DATA/BIST/THYAO.csv" and thyao.timeframe == "1d"
+    # The path is kept once, on the file's row.
+    assert ImportFile.objects.get(pk=thyao.import_file_id).relpath == "DATA/BIST/THYAO.csv"
+    assert thyao.timeframe == "1d"
 
 
 def test_a_known_symbol_gives_its_candles_their_link_and_true_asset_class(sample_folder, reference_data):
@@ -139,7 +141,7 @@ def test_changed_row_kept_unless_the_job_overwrites(data_root):
     over = run("NYSE", overwrite=True)
     assert (over.rows_updated, over.rows_duplicates, over.rows_inserted) == (1, 19, 0) and over.counts_add_up
     stored.refresh_from_db()
-    assert stored.close == new_close and stored.import_job_id == over.pk
+    assert stored.close == new_close and ImportFile.objects.get(pk=stored.import_file_id).job_id == over.pk
     audit = DataCorrection.objects.get(kind="import_overwrite")
     assert audit.row_count == 1 and audit.run_ref == f"import:{over.pk}"
     assert audit.detail["sample"][0]["new"]["close"] == str(new_close.quantize(Decimal("1.0000000000")))

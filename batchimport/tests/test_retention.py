@@ -35,3 +35,16 @@ def test_old_finished_jobs_go_with_their_files_and_rejected_rows():
     # Rejected rows past the window go also for the jobs that are kept.
     assert result.deleted["rejected_rows"] == 2
     assert list(RejectedRow.objects.values_list("job_id", flat=True)) == [recent.pk]
+
+
+def test_an_old_job_whose_file_wrote_candles_is_kept_as_their_provenance():
+    delivered, empty = _job(45), _job(44)
+    _job(40)  # the latest of its kind, kept anyway
+    ImportFile.objects.filter(job=delivered).update(rows_inserted=250)
+    parent = _job(43, kind="all_markets")
+    child = ImportJob.objects.create(kind="market", status="succeeded", path="DATA/NYSE", parent=parent)
+    ImportFile.objects.create(job=child, relpath="DATA/NYSE/IBM.csv", market="NYSE", rows_updated=3)
+    _job(41, kind="all_markets")
+    retention_prune(days=30)
+    kept = set(ImportJob.objects.values_list("pk", flat=True))
+    assert {delivered.pk, parent.pk, child.pk} <= kept and empty.pk not in kept

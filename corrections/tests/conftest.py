@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 
 from etl.models import AssetClass, Market, Symbol
+from etl.services.partitions import partitions_ensure
 
 _ts_offsets = itertools.count()
 
@@ -24,12 +26,16 @@ def add_symbol(ticker: str, market: str, asset_class: str | None) -> Symbol:
 def add_candles(*, ticker: str, market: str, value: str | None, n: int, symbol: Symbol | None) -> None:
     """n one-minute candles for ticker@market holding `value` in asset_class, linked to `symbol` (None: orphan)."""
     start = next(_ts_offsets) * 1_000_000
+    origin = datetime(2000, 1, 1, tzinfo=UTC)
+    partitions_ensure(
+        table="market_data", first=origin + timedelta(minutes=start), last=origin + timedelta(minutes=start + n)
+    )
     with connection.cursor() as cur:
         cur.execute(
             "INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume,"
-            " asset_class, symbol_id, source_file)"
+            " asset_class, symbol_id)"
             " SELECT %s, %s, '1m', timestamptz '2000-01-01 00:00+00' + (%s + g) * interval '1 minute',"
-            " 10 + mod(g, 7), 12 + mod(g, 7), 9 + mod(g, 7), 11 + mod(g, 7), 1000 + g, %s, %s, 'fixture.csv'"
+            " 10 + mod(g, 7), 12 + mod(g, 7), 9 + mod(g, 7), 11 + mod(g, 7), 1000 + g, %s, %s"
             " FROM generate_series(0, %s - 1) g",
             [ticker, market, start, value, symbol.pk if symbol else None, n],
         )

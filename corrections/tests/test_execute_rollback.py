@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from prometheus_client import REGISTRY
 
 from corrections import services
-from corrections.models import CorrectionBackup, CorrectionRun, Phase
+from corrections.models import CorrectionBackup, CorrectionRun, Phase, Scope
+from corrections.selectors import SCOPE_SQL, hash_joins, rows_needing_change
 from corrections.tests.conftest import market_data_checksum
 from etl.errors import ConflictError, DomainError
 from etl.models import DataCorrection, MarketData, RunStatus
@@ -311,13 +312,18 @@ def test_pipeline_step_keeps_the_null_or_empty_scope_when_asked(world):
     assert (summary["scope"], summary["rows_updated"]) == ("missing", 35)
 
 
-def test_batches_hold_batch_size_rows_across_id_gaps(world):
+def test_batches_are_windows_of_batch_size_ids_and_a_hole_leaves_them_smaller(world):
+    # market_data's id index is BRIN (no ordered walk to count rows by): a batch is a window of
+    # batch_size ids, so a hole makes some batches smaller, never any candle missed or repeated.
     ids = list(MarketData.objects.order_by("id").values_list("id", flat=True))
     MarketData.objects.filter(id__in=ids[10:60]).delete()  # a hole of 50 ids
+    needing = rows_needing_change(scope=Scope.ALL)
     run = new_run(overwrite_mismatched=True, batch_size=25)
     services.correction_execute(run=run)
     run.refresh_from_db()
-    assert run.batches_done == 2  # 50 candles left, 25 per batch, the hole costs nothing
+    assert run.batches_done == -(-(run.id_high - run.id_low + 1) // 25)
+    assert run.rows_updated == run.rows_backed_up == needing
+    assert rows_needing_change(scope=Scope.ALL) == 0
 
 
 def test_metrics_count_operations_and_records(world):
@@ -366,3 +372,18 @@ def test_cancelled_rollback_resumes_and_restores_everything_once(world):
     assert market_data_checksum() == before
     entries = DataCorrection.objects.filter(run_ref=f"correction:{run.pk}", kind="asset_class_rollback")
     assert sum(e.row_count for e in entries) == 75
+
+
+def test_backups_join_candles_by_hashing_a_window_not_by_one_brin_probe_per_backup(world):
+    # The planner sees a run's fresh backups as one row and would probe market_data's BRIN id
+    # index once per backup (each probe reads a page range in every partition): minutes per batch.
+    run = new_run(overwrite_mismatched=True)
+    low, high = MarketData.objects.order_by("id").values_list("id", flat=True)[0], 2**62
+    plan_sql = "EXPLAIN " + services.APPLY_SQL
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(services.BACKUP_SQL.format(scope=SCOPE_SQL[run.scope]), [run.pk, low, high])
+        with hash_joins():
+            cur.execute(plan_sql, [run.pk, low, high, low, high])
+            plan = "\n".join(row[0] for row in cur.fetchall())
+        transaction.set_rollback(True)
+    assert "Hash Join" in plan and "Nested Loop" not in plan

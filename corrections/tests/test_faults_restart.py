@@ -48,7 +48,7 @@ TABLE_MD5 = "SELECT md5(string_agg(md::text, '|' ORDER BY md.id)) FROM market_da
 # Every column but the two a correction writes.
 UNTOUCHED_MD5 = (
     "SELECT md5(string_agg(concat_ws(',', id, ticker, market, timeframe, ts, open, high, low, close, volume,"
-    " symbol_id, source_file), '|' ORDER BY id)) FROM market_data"
+    " symbol_id, import_file_id), '|' ORDER BY id)) FROM market_data"
 )
 # Rows whose asset class is not what the correction should leave.
 WRONG_AFTER_EXECUTE = (

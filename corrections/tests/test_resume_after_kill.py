@@ -46,7 +46,7 @@ def _columns_but_asset_class() -> str:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT md5(string_agg(concat_ws(',', id, ticker, market, timeframe, ts, open, high, low, close, volume,"
-            " symbol_id, source_file), '|' ORDER BY id)) FROM market_data"
+            " symbol_id, import_file_id), '|' ORDER BY id)) FROM market_data"
         )
         return cur.fetchone()[0]
 

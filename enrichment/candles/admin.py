@@ -51,6 +51,9 @@ class MarketDataV2Admin(ReadOnly):
         "source",
     )
     list_filter = ("timeframe", "source", "revision")
+    # The primary key's order: each partition's key index gives the first page (ordering by id,
+    # Django's default, would sort every row: the id index is BRIN, docs/storage.md).
+    ordering = ("symbol_id", "timeframe", "ts")
     search_fields = ("symbol__ticker",)
     raw_id_fields = ("symbol",)
     list_select_related = ("symbol",)

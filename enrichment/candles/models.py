@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext, pgettext_lazy
@@ -9,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from enrichment.candles.candle_quality import QualityFlag
 from enrichment.candles.feature_list import FEATURE_COLUMNS
-from etl.models import Market, RunRecord, Symbol
+from etl.models import IntegerForeignKey, Market, RunRecord, Symbol
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -52,7 +53,7 @@ class MarketDataV2(models.Model):
     candle bumps `revision` (its amendment is in data_corrections) and clears
     `features_revision`, which is how the feature step knows where to start."""
 
-    symbol = models.ForeignKey(
+    symbol = IntegerForeignKey(
         Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")
     )
     timeframe = models.CharField(_("timeframe"), max_length=8)
@@ -110,15 +111,23 @@ class MarketDataV2(models.Model):
         help_text=_("revision the features were computed for; NULL = to compute"),
     )
     computed_at = models.DateTimeField(_("computed at"), null=True, blank=True)
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    # One row timestamp (when it was last written); `computed_at` says when its features were.
     updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name_plural = _("market data v2 candles")
         db_table = "market_data_v2"
         verbose_name = _("market data v2 candle")
+        # Range-partitioned by ts, one partition a year, like market_data (docs/storage.md;
+        # DDL in enrichment migration 0008_market_data_v2_partitioned). Each index and its query:
         constraints = [
+            # The database's primary key: the upsert's ON CONFLICT, every read of a series
+            # (features, quality, charts, live's newest bar), the admin's ordering.
             models.UniqueConstraint(fields=["symbol", "timeframe", "ts"], name="uniq_market_data_v2_bar"),
+        ]
+        indexes = [
+            # `id` lookups (the admin's change page): a BRIN index of a few kB per partition.
+            BrinIndex(fields=["id"], name="market_data_v2_id_brin", pages_per_range=32, autosummarize=True),
         ]
         permissions = [
             ("compute_features", "Can compute features"),

@@ -137,8 +137,7 @@ class MarketDataSerializer(serializers.ModelSerializer):
             "asset_class",
             "symbol",
             "extra",
-            "source_file",
-            "import_job_id",
+            "import_file_id",
         ]
 
 

@@ -19,6 +19,7 @@ from enrichment.candles.candle_frames import normalise
 from enrichment.candles.models import CANDLE_COLUMNS
 from etl.locks import FEATURE_SERIES, xact_lock
 from etl.models import Symbol
+from etl.services.partitions import partitions_ensure
 
 # Columns a source may lack: a bar restated without them keeps what an earlier source gave.
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -136,6 +137,7 @@ def candles_upsert(
         return UpsertResult(received=0, inserted=0, updated=0, unchanged=0, amendments=0)
     with transaction.atomic(), connection.cursor() as cur:
         series_lock(symbol_id=symbol.pk, timeframe=timeframe)
+        partitions_ensure(table="market_data_v2", first=frame["ts"].min(), last=frame["ts"].max())
         _stage(cur, frame)
         amendments = _write_amendments(
             cur, symbol=symbol, timeframe=timeframe, source=source, run_ref=run_ref, actor=actor
@@ -197,17 +199,19 @@ def _upsert_from_stage(cur, *, symbol_id: int, timeframe: str, source: str) -> S
         f"""
         WITH up AS (
             INSERT INTO market_data_v2 (symbol_id, timeframe, ts, {cols}, source, revision, quality_flags,
-                                        created_at, updated_at)
-            SELECT %s, %s, s.ts, {select}, %s, 1, 0, now(), now() FROM v2_stage s
+                                        updated_at)
+            SELECT %s, %s, s.ts, {select}, %s, 1, 0, now() FROM v2_stage s
             ON CONFLICT (symbol_id, timeframe, ts) DO UPDATE SET {updates},
                 source = EXCLUDED.source,
                 revision = market_data_v2.revision + 1,
                 features_revision = NULL,
                 updated_at = now()
             WHERE {_changed_condition("market_data_v2", "EXCLUDED")}
-            RETURNING (xmax = 0) AS inserted
+            RETURNING revision
         )
-        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+        -- A new row has revision 1, a rewritten one 2 or more (`xmax = 0`, the usual test,
+        -- is not allowed in RETURNING on a partitioned table).
+        SELECT count(*) FILTER (WHERE revision = 1), count(*) FILTER (WHERE revision > 1) FROM up
         """,  # noqa: S608 - column names are constants of this module
         [symbol_id, timeframe, source],
     )

@@ -37,6 +37,7 @@ from enrichment.providers.errors import ProviderError
 from etl.calendars import market_calendar
 from etl.locks import LIVE_POLL, session_lock
 from etl.models import Market, Symbol
+from etl.services.partitions import partitions_ensure
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def _poll_series(live: LiveMarket, symbol: Symbol, *, start: datetime, end: date
         return SeriesPoll(bars=0)
     with transaction.atomic():
         series_lock(symbol_id=symbol.pk, timeframe=timeframe)
-        _market_data_insert(symbol, timeframe, frame, provider)
+        _market_data_insert(symbol, timeframe, frame)
         candles_upsert(symbol=symbol, timeframe=timeframe, frame=frame, source=provider, run_ref="live")
     features_compute(symbol=symbol, timeframe=timeframe)
     stored_at = clock.now()
@@ -221,9 +222,10 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _market_data_insert(symbol: Symbol, timeframe: str, frame: pd.DataFrame, provider: str) -> None:
+def _market_data_insert(symbol: Symbol, timeframe: str, frame: pd.DataFrame) -> None:
     """The raw candles, linked to the symbol, with the kline extras the local source reads back;
-    bars already there are left as they are."""
+    bars already there are left as they are. No import file: `import_file_id` NULL says the
+    poller wrote them (market_data_v2's `source` names the provider)."""
 
     def floats(column: str) -> list[float | None]:
         values = frame[column].to_numpy(dtype=np.float64)
@@ -234,12 +236,13 @@ def _market_data_insert(symbol: Symbol, timeframe: str, frame: pd.DataFrame, pro
         or None
         for row in zip(floats("taker_buy_volume"), floats("quote_volume"), floats("trades"), strict=True)
     ]
+    partitions_ensure(table="market_data", first=frame["ts"].min(), last=frame["ts"].max())
     with connection.cursor() as cur:
         cur.execute(
             """
             INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, asset_class,
-                                     symbol_id, extra, source_file, created_at, updated_at)
-            SELECT %s, %s, %s, u.ts, u.o, u.h, u.l, u.c, u.v, %s, %s, u.extra, %s, now(), now()
+                                     symbol_id, extra, updated_at)
+            SELECT %s, %s, %s, u.ts, u.o, u.h, u.l, u.c, u.v, %s, %s, u.extra, now()
             FROM unnest(%s::timestamptz[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[],
                         %s::jsonb[]) AS u(ts, o, h, l, c, v, extra)
             ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
@@ -250,7 +253,6 @@ def _market_data_insert(symbol: Symbol, timeframe: str, frame: pd.DataFrame, pro
                 timeframe,
                 symbol.asset_class.code if symbol.asset_class_id else None,
                 symbol.pk,
-                f"live:{provider}",
                 [t.to_pydatetime() for t in frame["ts"]],
                 floats("open"),
                 floats("high"),

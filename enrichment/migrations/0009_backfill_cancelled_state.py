@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('enrichment', '0007_candle_table_labels_translatable'),
+        ('enrichment', '0008_market_data_v2_partitioned'),
     ]
 
     operations = [
