@@ -12,9 +12,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from batchimport import services
+from batchimport import selectors, services
 from batchimport.forms import StartImportForm
-from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, RejectedRow
+from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, MarketImportSettings, RejectedRow
 from batchimport.services.paths import data_root
 from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
@@ -76,6 +76,7 @@ class ImportJobAdmin(RecordAdmin):
         "rows_inserted",
         "rows_rejected",
         "rate",
+        "eta",
         "sla",
         "started_at",
         "requested_by",
@@ -105,17 +106,42 @@ class ImportJobAdmin(RecordAdmin):
             "failed": obj.files_failed,
         }
 
+    # Bytes per row by market, read once per change list (the ETA of jobs without a rate of their own).
+    _per_row: dict = {}
+
+    def changelist_view(self, request, extra_context=None):
+        self._per_row = {}
+        return super().changelist_view(request, extra_context=extra_context)
+
     @admin.display(description=_("rows/s"))
     def rate(self, obj: ImportJob) -> str:
-        return f"{obj.rows_per_second:,.0f}" if obj.rows_per_second else "—"
+        observed = f"{obj.rows_per_second:,.0f}" if obj.rows_per_second else "—"
+        if not obj.expected_rows_per_second:
+            return observed
+        return gettext("%(observed)s (expected %(expected)s)") % {
+            "observed": observed,
+            "expected": f"{obj.expected_rows_per_second:,}",
+        }
+
+    @admin.display(description=_("ETA"))
+    def eta(self, obj: ImportJob) -> str:
+        """selectors.job_timing: the job's own rate, or the market's expected rate before it has one."""
+        timing = selectors.job_timing(job=obj, per_row=self._per_row)
+        if timing.eta_seconds is None:
+            return "—"
+        minutes = f"{timing.eta_seconds / 60:,.1f}"
+        if timing.eta_basis == "expected_rate":
+            return gettext("%(minutes)s min (at the expected rate)") % {"minutes": minutes}
+        return gettext("%(minutes)s min") % {"minutes": minutes}
 
     @admin.display(description=_("SLA"))
     def sla(self, obj: ImportJob) -> str:
-        color = {"breached": "#ba2121", "at risk": "#c77700"}.get(obj.sla_state, "#417505")
+        state = selectors.job_timing(job=obj, per_row=self._per_row).sla_state
+        color = {"breached": "#ba2121", "at risk": "#c77700"}.get(state, "#417505")
         return format_html(
             '<span style="color:{}">{} ({})</span>',
             color,
-            SLA_STATES.get(obj.sla_state, obj.sla_state),
+            SLA_STATES.get(state, state),
             gettext("%(minutes)s min") % {"minutes": obj.sla_minutes},
         )
 
@@ -158,6 +184,7 @@ class ImportJobAdmin(RecordAdmin):
             "title": gettext("Start an import"),
             "opts": self.model._meta,
             "data_root": data_root(),
+            "market_settings": MarketImportSettings.objects.all(),
         }
         return render(request, "admin/batchimport/importjob/start.html", context)
 
@@ -323,3 +350,13 @@ class ImportDeadLetterAdmin(RecordAdmin):
 
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("batchimport.retry_import")
+
+
+@admin.register(MarketImportSettings)
+class MarketImportSettingsAdmin(admin.ModelAdmin):
+    """Each market's import settings: what a job uses when its request leaves a value out
+    (batchimport.services.market_settings). Bootstrap creates the rows with the old system's figures."""
+
+    list_display = ["market", "batch_size", "max_concurrency", "sla_minutes", "expected_rows_per_second", "priority"]
+    list_editable = ["batch_size", "max_concurrency", "sla_minutes", "expected_rows_per_second", "priority"]
+    readonly_fields = ["updated_at"]

@@ -6,7 +6,7 @@ from django import forms
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-from batchimport.markets import MARKETS
+from batchimport.markets import MARKETS, MAX_CONCURRENCY_LIMIT
 from batchimport.models import MarketKey
 
 MARKET_CHOICES = [
@@ -25,9 +25,19 @@ class StartImportForm(forms.Form):
     upload = forms.FileField(
         label=_("upload"), required=False, help_text=_("…or upload one CSV file (a market is then required)")
     )
-    batch_size = forms.IntegerField(label=_("batch size"), min_value=1, max_value=1_000_000, initial=50_000)
+    batch_size = forms.IntegerField(
+        label=_("batch size"),
+        min_value=1,
+        max_value=1_000_000,
+        required=False,
+        help_text=_("Rows per batch; empty: the market's import settings"),
+    )
     workers = forms.IntegerField(
-        label=_("workers"), min_value=1, max_value=16, initial=2, help_text=_("django-q2 workers sharing the job")
+        label=_("workers"),
+        min_value=1,
+        max_value=MAX_CONCURRENCY_LIMIT,
+        required=False,
+        help_text=_("django-q2 worker tasks sharing the job, never more at once; empty: the market's import settings"),
     )
     overwrite = forms.BooleanField(
         label=_("overwrite"), required=False, help_text=_("Overwrite stored candles whose values differ")

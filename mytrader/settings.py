@@ -296,7 +296,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"WeekdayEnum": "etl.models.Weekday"},
+    "ENUM_NAME_OVERRIDES": {
+        "WeekdayEnum": "etl.models.Weekday",
+        "HealthStatusEnum": ["healthy", "degraded", "unhealthy"],
+        "ImportJobKindEnum": ["market", "all_markets"],
+        "FeatureRunKindEnum": [("compute", "Compute"), ("backfill", "Backfill")],
+        "RunStatusEnum": "etl.models.RunStatus",
+    },
 }
 
 REDIS_URL = env("REDIS_URL", default="")

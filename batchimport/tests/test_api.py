@@ -79,7 +79,9 @@ def test_market_import_runs_and_reports_status(nyse, api_client_for, sync_q, dja
     assert MarketData.objects.count() == 12
 
 
-def test_all_markets_import_queues_one_task_per_worker(data_root, api_client_for, django_capture_on_commit_callbacks):
+def test_all_markets_import_queues_global_max_concurrency_tasks(
+    data_root, api_client_for, django_capture_on_commit_callbacks
+):
     samples.write_sample_folder(data_root / "DATA", tickers=1, days=10)
     client = api_client_for(staff=True, perms=START)
     with django_capture_on_commit_callbacks(execute=True):
@@ -96,7 +98,8 @@ def test_all_markets_import_queues_one_task_per_worker(data_root, api_client_for
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["kind"] == "all_markets" and len(body["markets"]) == 4 and body["sla_minutes"] == 120
-    assert OrmQ.objects.count() == 4  # one task per file: every worker of every cluster gets a share
+    assert body["max_concurrency"] == 3
+    assert OrmQ.objects.count() == 3  # four files spread over globalMaxConcurrency worker tasks
 
 
 @pytest.mark.parametrize(
