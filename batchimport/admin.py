@@ -13,7 +13,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from batchimport import selectors, services
-from batchimport.forms import StartImportForm
+from batchimport.forms import ImportScheduleForm, StartImportForm
 from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, MarketImportSettings, RejectedRow
 from batchimport.services.paths import data_root
 from etl.admin_tools import RecordAdmin, admin_each
@@ -148,6 +148,7 @@ class ImportJobAdmin(RecordAdmin):
     def get_urls(self):
         return [
             path("start/", self.admin_site.admin_view(self.start_view), name="batchimport_importjob_start"),
+            path("schedule/", self.admin_site.admin_view(self.schedule_view), name="batchimport_importjob_schedule"),
             *super().get_urls(),
         ]
 
@@ -187,6 +188,42 @@ class ImportJobAdmin(RecordAdmin):
             "market_settings": MarketImportSettings.objects.all(),
         }
         return render(request, "admin/batchimport/importjob/start.html", context)
+
+    def schedule_view(self, request):
+        """A recurring import -> services.import_schedule_create, as the API's schedules/all-markets."""
+        if not request.user.has_perm("batchimport.schedule_import"):
+            self.message_user(request, gettext("You need the 'Can schedule imports' permission."), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:batchimport_importjob_changelist"))
+        form = ImportScheduleForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            d = form.cleaned_data
+            try:
+                schedule = services.import_schedule_create(
+                    name=d["name"], path=d["folder"], cron=d["cron"], tz=d["timezone"], options=form.import_options()
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    gettext("Import schedule %(name)s saved: next run %(next)s.")
+                    % {"name": schedule.name, "next": schedule.next_run},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:django_q_schedule_change", args=[schedule.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": gettext("Schedule an import"),
+            "intro": gettext(
+                "The import runs at the cron times in the schedule's time zone, never while its previous run is "
+                "still going. Fields left empty take the market's import settings when it runs."
+            ),
+            "submit_label": gettext("Save schedule"),
+            "changelist": reverse("admin:batchimport_importjob_changelist"),
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/etl/form_page.html", context)
 
     @admin.action(description=_("Cancel selected imports"), permissions=["cancel"])
     def cancel_jobs(self, request, queryset):

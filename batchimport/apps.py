@@ -18,8 +18,10 @@ class BatchimportConfig(AppConfig):
         from etl.metrics import register_collector
         from etl.retention import register_pruner
         from etl.services.reference import register_bootstrap_table
+        from etl.services.schedules import register_schedule_permission
 
         register_bootstrap_table("import_market_settings", market_settings_ensure)
+        register_schedule_permission("batchimport.tasks.scheduled_import", "batchimport.start_import")
         register_collector("batchimport.sla", ImportCollector())
         register_pruner("import_jobs", retention.prune_import_jobs)
         register_pruner("rejected_rows", retention.prune_rejected_rows)

@@ -103,11 +103,10 @@ def scheduled_import_run(*, name: str, path: str, tz: str = "UTC", options: dict
     request.pop("ignored_options", None)
     if running_import_exists(schedule_name=name):
         return {"skipped": True, "reason": "the previous run of this schedule is still in progress"}
-    market = request.pop("market", None)
+    # No market named: the folder says (market folders inside: all markets; a market's folder: that market).
     job = import_job_submit(
         path=path,
-        market=market,
-        all_markets=not market,
+        market=request.pop("market", None),
         requested_by="schedule",
         schedule_name=name,
         **request,

@@ -272,3 +272,12 @@ class HealthSerializer(serializers.Serializer):
         choices=["healthy", "degraded", "unhealthy"], help_text="unhealthy (HTTP 503): database or broker down"
     )
     checks = ChecksSerializer()
+
+
+class RunNowSerializer(serializers.Serializer):
+    """A schedule fired now: the task it queued (its scheduler's next run stays as it was)."""
+
+    schedule_id = serializers.IntegerField()
+    name = serializers.CharField(allow_blank=True)
+    func = serializers.CharField(help_text="the task the schedule runs")
+    task_id = serializers.CharField(help_text="django-q2's name for the queued task (admin: Queued/Successful tasks)")

@@ -109,3 +109,36 @@ class BackfillListQuery(PolicySerializer):
     cursor = serializers.CharField(required=False, max_length=1000)
     page = serializers.CharField(required=False, max_length=20)
     page_size = serializers.CharField(required=False, max_length=20)
+
+
+class BackfillCreateSerializer(PolicySerializer):
+    """POST /api/runs/backfills/: the series to backfill (every symbol × timeframe) and from where."""
+
+    symbols = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        min_length=1,
+        max_length=100,
+        help_text='each a ticker, "TICKER@MARKET" or a symbol id',
+    )
+    timeframes = serializers.ListField(
+        child=serializers.CharField(max_length=8), min_length=1, max_length=10, help_text="e.g. 1h, 1d"
+    )
+    source = serializers.CharField(default="market_data", max_length=32, help_text="a candle source code")
+    start = serializers.DateTimeField(required=False, help_text="default: the series' local candles' start")
+    end = serializers.DateTimeField(required=False, help_text="exclusive; default: the local candles' end")
+    chunk_bars = serializers.IntegerField(default=1000, min_value=1, max_value=100_000)
+
+    def validate(self, attrs):
+        if attrs.get("start") and attrs.get("end") and attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"start": "must be before end"})
+        return attrs
+
+
+class BackfillsAcceptedSerializer(serializers.Serializer):
+    """202: the backfills created (or widened) and queued; Location is the first one's."""
+
+    backfills = BackfillSerializer(many=True)
+    queued = serializers.IntegerField(help_text="handed to a worker now (one done or held by a live worker is not)")
+    run_id = serializers.IntegerField(help_text="the first backfill's id")
+    location = serializers.URLField(help_text="the first backfill (also the Location header)")
+    ignored_options = serializers.DictField(child=serializers.CharField(), required=False)

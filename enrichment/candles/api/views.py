@@ -12,6 +12,7 @@ from typing import ClassVar
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,7 +22,8 @@ from enrichment.candles.api import serializers as s
 from enrichment.candles.freshness import freshness_for_symbol
 from enrichment.candles.models import BackfillState, FeatureRun
 from enrichment.candles.services import backfill, feature_runs
-from enrichment.candles.services.series_refs import symbol_resolve, timeframe_parse
+from enrichment.candles.services.backfill_create import backfills_create
+from enrichment.candles.services.series_refs import symbol_resolve, symbols_from_params, timeframe_parse
 from etl.api.permissions import StaffWithPermission
 from etl.api.request_policy import PolicyViewMixin, ignored_options_record
 from etl.api.runs import RunListQuery, RunViewSet, accepted
@@ -229,7 +231,7 @@ class BackfillViewSet(RunViewSet):
 
     queryset = BackfillState.objects.select_related("symbol__market")
     serializer_class = s.BackfillSerializer
-    action_perms: ClassVar = {"retry": BACKFILL_PERM}
+    action_perms: ClassVar = {"retry": BACKFILL_PERM, "create": BACKFILL_PERM}
 
     def filter_queryset(self, queryset):
         if self.action != "list":
@@ -242,6 +244,28 @@ class BackfillViewSet(RunViewSet):
             "symbol__ticker__iexact": wanted.get("symbol"),
         }
         return queryset.filter(**{key: value for key, value in lookups.items() if value is not None})
+
+    @extend_schema(
+        request=s.BackfillCreateSerializer,
+        responses={202: s.BackfillsAcceptedSerializer, 400: ErrorSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        """backfill_create.backfills_create, as the admin's "Create backfills": planned and queued (202)."""
+        d = self.policy_body(s.BackfillCreateSerializer).validated_data
+        try:
+            symbols = symbols_from_params(d["symbols"])
+        except DomainError as exc:  # an unknown symbol in a body is bad input here, not a missing resource
+            raise ValidationError({"symbols": [exc.message]}) from None
+        created = backfills_create(
+            symbols=symbols,
+            timeframes=d["timeframes"],
+            source=d["source"],
+            start=d.get("start"),
+            end=d.get("end"),
+            chunk_bars=d["chunk_bars"],
+        )
+        body = {"backfills": s.BackfillSerializer(created.states, many=True).data, "queued": created.queued}
+        return accepted(request, body, url_name=BACKFILL_DETAIL, run_id=created.states[0].pk)
 
     @extend_schema(request=None, responses={202: s.BackfillSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"])
