@@ -662,7 +662,7 @@ class ScheduleAdmin(django_q_admin.ScheduleAdmin):
     actions = ["run_now"]
     change_list_template = "admin/etl/schedule/change_list.html"
 
-    @admin.action(description=_("Run now (background; the next run stays as it is)"))
+    @admin.action(description=_("Run now (background; the next run stays as it is)"), permissions=["change"])
     def run_now(self, request, queryset):
         """services.schedules.schedule_run_now on each selected schedule the user may fire."""
         for schedule in queryset:

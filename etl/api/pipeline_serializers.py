@@ -154,6 +154,12 @@ class ScheduleRequestSerializer(PolicySerializer):
 
 class PipelineStepRunSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    counts = serializers.DictField(
+        read_only=True,
+        help_text="what the step reports: its own counts, which differ by step (sync: the fields of "
+        "/api/etl/sync-symbols; import: the job's row counts; bootstrap: created/updated/unchanged per table; "
+        "docs/pipeline.md lists each)",
+    )
 
     class Meta:
         model = PipelineStepRun
@@ -171,8 +177,30 @@ class GateResultSerializer(serializers.Serializer):
     breached = serializers.BooleanField(help_text="failed and not off: error fails the run, warning warns")
 
 
+class RunSummarySerializer(serializers.Serializer):
+    """How a finished run ended (empty while it is queued or running)."""
+
+    steps = serializers.DictField(child=serializers.CharField(), required=False, help_text="step -> status")
+    failed = serializers.ListField(child=serializers.CharField(), required=False, help_text="steps that failed")
+    skipped = serializers.ListField(child=serializers.CharField(), required=False)
+    timed_out = serializers.BooleanField(required=False)
+    continue_on_failure = serializers.BooleanField(required=False)
+    outcome = serializers.CharField(required=False)
+    warnings = serializers.ListField(child=serializers.CharField(), required=False)
+    gates = GateResultSerializer(many=True, required=False)
+
+
 class PipelineRunSerializer(serializers.ModelSerializer):
     steps = PipelineStepRunSerializer(source="step_runs", many=True, read_only=True)
+    steps_requested = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Empty: every default step"
+    )
+    options = serializers.DictField(
+        read_only=True,
+        help_text="the options the request gave its steps (path, market, batch_size, overwrite, ...: each step "
+        "reads its own, docs/pipeline.md) and, under ignored_options, the old options it sent that we do not act on",
+    )
+    summary = RunSummarySerializer(read_only=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     outcome = serializers.SerializerMethodField(
         help_text='the status, or "succeeded with warnings" when a warning gate was breached'
@@ -244,22 +272,72 @@ class IntegrityStatusSerializer(serializers.Serializer):
     MarketDataRecordsWithoutSymbols = serializers.IntegerField(help_text="old name of overall.candles_without_symbol")
 
 
+class UnresolvedPairSerializer(serializers.Serializer):
+    """A (ticker, market) of market_data that the sync cannot turn into a symbol, and why."""
+
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    candles = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class PlannedSymbolSerializer(serializers.Serializer):
+    """A symbol the sync creates (a dry run: would create)."""
+
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    asset_class = serializers.CharField(allow_null=True)
+    base_currency = serializers.CharField(allow_blank=True)
+    quote_currency = serializers.CharField(allow_blank=True)
+    confidence = serializers.FloatField()
+    reason = serializers.CharField(allow_blank=True)
+    candles = serializers.IntegerField()
+
+
+class SyncCountsSerializer(serializers.Serializer):
+    """The sync step's counts (what /api/etl/sync-symbols answers in the request)."""
+
+    dry_run = serializers.BooleanField(required=False)
+    pairs_found = serializers.IntegerField(required=False)
+    symbols_created = serializers.IntegerField(required=False)
+    symbols_updated = serializers.IntegerField(required=False)
+    candles_linked = serializers.IntegerField(required=False)
+    candles_without_symbol = serializers.IntegerField(required=False)
+    filtered_out = serializers.IntegerField(required=False)
+    unresolved_count = serializers.IntegerField(required=False)
+    batches = serializers.IntegerField(required=False)
+    timed_out = serializers.BooleanField(required=False)
+    duration_seconds = serializers.FloatField(required=False)
+    unresolved = UnresolvedPairSerializer(many=True, required=False)
+
+
 class LastSyncSerializer(serializers.Serializer):
     pipeline_run = serializers.IntegerField()
     status = serializers.CharField()
     finished_at = serializers.DateTimeField(allow_null=True)
     duration_seconds = serializers.FloatField(allow_null=True)
-    counts = serializers.DictField()
+    counts = SyncCountsSerializer()
     error = serializers.CharField(allow_blank=True)
+
+
+class SourceSymbolsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    active = serializers.IntegerField()
+    low_confidence = serializers.IntegerField(help_text="inferred with confidence below 0.85")
+
+
+class SymbolTotalsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_source = serializers.DictField(
+        child=SourceSymbolsSerializer(), help_text="source (bootstrap, discovered, manual, sync, ...) -> symbols"
+    )
 
 
 class SymbolSyncStatusSerializer(serializers.Serializer):
     candles_without_symbol = serializers.IntegerField()
     unsynced_pairs = serializers.IntegerField()
     in_sync = serializers.BooleanField()
-    symbols = serializers.DictField(
-        help_text='{"total": n, "by_source": {source: {"total", "active", "low_confidence"}}}'
-    )
+    symbols = SymbolTotalsSerializer()
     candles_total_estimate = serializers.IntegerField()
     last_sync = LastSyncSerializer(allow_null=True)
 

@@ -184,11 +184,28 @@ class BootstrapResultSerializer(serializers.Serializer):
     ignored_options = serializers.DictField(child=serializers.CharField())
 
 
+class ReferenceTableSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    expected = serializers.IntegerField(help_text="rows bootstrap creates")
+    missing = serializers.ListField(child=serializers.CharField(), help_text="codes bootstrap would create")
+
+
+class CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="market_data: PostgreSQL's estimate")
+
+
+class BootstrapTablesSerializer(serializers.Serializer):
+    asset_classes = ReferenceTableSerializer()
+    markets = ReferenceTableSerializer()
+    data_providers = ReferenceTableSerializer()
+    trading_sessions = CountSerializer()
+    symbols = CountSerializer()
+    market_data = CountSerializer()
+
+
 class BootstrapStatusSerializer(serializers.Serializer):
     complete = serializers.BooleanField(help_text="every reference table holds its defaults")
-    tables = serializers.DictField(
-        child=serializers.DictField(), help_text='table -> {"count": n, "missing": [...]} (missing when incomplete)'
-    )
+    tables = BootstrapTablesSerializer()
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -203,6 +220,12 @@ class ErrorSerializer(serializers.Serializer):
 
 class DeadLetterSerializer(serializers.ModelSerializer):
     """Work that failed for good (imports, enrichment): one shape for every app."""
+
+    payload = serializers.DictField(
+        read_only=True,
+        help_text="what is needed to try again, by kind: import_file {file_id, job_id, market}; enrichment "
+        "{symbol_id, ticker, market, options, sources}; backfill {backfill_state_id, from, to}",
+    )
 
     class Meta:
         model = DeadLetter

@@ -10,6 +10,7 @@ import io
 from typing import ClassVar
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -61,7 +62,7 @@ def feature_run_accepted(request, run: FeatureRun) -> Response:
 
 
 class EnrichmentStatusView(PolicyViewMixin, APIView):
-    @extend_schema(responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(responses={200: s.SymbolStatusSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
     def get(self, request, symbol: str):
         """Calls selectors.enrichment_status_for_symbol."""
         self.policy_query_params(fields=())
@@ -69,7 +70,7 @@ class EnrichmentStatusView(PolicyViewMixin, APIView):
 
 
 class FreshnessView(APIView):
-    @extend_schema(responses={200: dict, 404: dict})
+    @extend_schema(responses={200: s.FreshnessSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
     def get(self, request, symbol: str):
         """Calls freshness.freshness_for_symbol."""
         resolved = symbol_resolve(symbol)
@@ -78,7 +79,7 @@ class FreshnessView(APIView):
 
 
 class EnrichmentMetricsView(PolicyViewMixin, APIView):
-    @extend_schema(responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(responses={200: s.EnrichmentMetricsSerializer, 400: ErrorSerializer})
     def get(self, request):
         """Calls selectors.enrichment_metrics."""
         self.policy_query_params(fields=())
@@ -91,7 +92,7 @@ class EnrichmentTriggerView(PolicyViewMixin, APIView):
 
     @extend_schema(
         request=s.TriggerSerializer,
-        responses={200: dict, 202: s.FeatureRunAcceptedSerializer, 400: ErrorSerializer},
+        responses={200: s.FeatureRunResultSerializer, 202: s.FeatureRunAcceptedSerializer, 400: ErrorSerializer},
     )
     def post(self, request):
         """Calls feature_runs.feature_run_queue (the default) or feature_run_create + _execute (`runAsync: false`)."""
@@ -110,7 +111,7 @@ class EnrichmentTriggerView(PolicyViewMixin, APIView):
 class DataQualityView(PolicyViewMixin, APIView):
     @extend_schema(
         parameters=[OpenApiParameter("timeframe", str), OpenApiParameter("from", str), OpenApiParameter("to", str)],
-        responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: s.DataQualitySerializer, 400: ErrorSerializer, 404: ErrorSerializer},
     )
     def get(self, request, symbol: str):
         """Calls selectors.quality_for_symbol."""
@@ -152,7 +153,12 @@ class MarketFeaturesView(PolicyViewMixin, APIView):
             ),
             OpenApiParameter("format", str, enum=["json", "csv"]),
         ],
-        responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            (200, "application/json"): s.MarketFeaturesSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+        },
     )
     def get(self, request, symbol: str, timeframe: str):
         """Calls selectors.feature_rows."""
