@@ -33,4 +33,15 @@ def moment_parse(value: str | None, *, field: str) -> datetime | None:
         moment = None
     if moment is None:
         raise DomainError(f"{field} {value!r}: expected an ISO date (2024-01-31) or date-time", code="bad_date")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment_utc(moment, field=field)
+
+
+def moment_utc(moment: datetime, *, field: str) -> datetime:
+    """The moment in UTC (naive means UTC). An offset PostgreSQL refuses (+22:22) or a moment past the
+    calendar once in UTC (9999-12-31T23:00-05:00) is a DomainError naming `field`, not a database error."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise DomainError(f"{field} {moment.isoformat()!r}: out of range once in UTC", code="bad_date") from None

@@ -158,11 +158,11 @@ class MarketJobStatusSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     files = FilesSerializer()
     rows = RowsSerializer()
-    jobId = serializers.IntegerField(help_text="old name of job_id")  # noqa: N815 - the old system's name
 
 
 class JobStatusSerializer(MarketJobStatusSerializer):
     markets = MarketJobStatusSerializer(many=True, required=False, help_text="all-markets jobs: one per market")
+    jobId = serializers.IntegerField(help_text="old name of job_id")  # noqa: N815 - the old system's name
 
 
 class JobAcceptedSerializer(JobStatusSerializer):

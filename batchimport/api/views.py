@@ -60,7 +60,10 @@ class MarketImportView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.start_import",)
 
-    @extend_schema(request=s.MarketImportSerializer, responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer})
+    @extend_schema(
+        request=s.MarketImportSerializer,
+        responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request, market: str):
         """POST markets/{market}/import -> services.import_job_submit (queued on commit)."""
         key = services.market_key_parse(market)
@@ -82,7 +85,10 @@ class AllMarketsImportView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.start_import",)
 
-    @extend_schema(request=s.AllMarketsImportSerializer, responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer})
+    @extend_schema(
+        request=s.AllMarketsImportSerializer,
+        responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request):
         """POST all-markets/import -> services.import_job_submit (queued on commit)."""
         d = self.policy_body(s.AllMarketsImportSerializer).validated_data

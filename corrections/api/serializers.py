@@ -122,7 +122,9 @@ class CorrectionStatusSerializer(serializers.Serializer):
     rolled_back_at = serializers.DateTimeField(allow_null=True)
     cancel_requested = serializers.BooleanField()
     error = serializers.CharField(allow_blank=True)
-    ignored_options = serializers.DictField(child=serializers.CharField())
+    ignored_options = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="what the run's request sent that we do not act on"
+    )
 
 
 class CorrectionAcceptedSerializer(CorrectionStatusSerializer):

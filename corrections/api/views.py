@@ -115,7 +115,10 @@ class CancelView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("corrections.execute_correction",)
 
-    @extend_schema(request=s.RunSerializer, responses={200: s.CorrectionStatusSerializer, 409: ErrorSerializer})
+    @extend_schema(
+        request=s.RunSerializer,
+        responses={200: s.CorrectionStatusSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request):
         params = self.policy_body(s.RunSerializer)
         run = params.validated_data.get("run_id") or _latest(Phase.EXECUTING, Phase.ROLLING_BACK)

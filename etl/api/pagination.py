@@ -12,8 +12,8 @@ Two modes, one response shape:
 
 Parameters: ``cursor``; ``page`` (1..1,000,000); ``page_size`` or the old
 ``pageSize`` (1..1000, default 50). A value out of bounds, not a number, both
-``page`` and ``cursor``, or ``pageSize`` and ``page_size`` together is a 400
-naming the parameter, never a silent clamp.
+``page`` and ``cursor``, ``pageSize`` and ``page_size`` together, or a cursor
+this list did not give is a 400 naming the parameter, never a silent clamp.
 
 Response::
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -91,6 +92,15 @@ class ApiPagination(CursorPagination):
         start = (number - 1) * self.page_size
         self.page = list(queryset.order_by(*self.ordering)[start : start + self.page_size])
         return self.page
+
+    def decode_cursor(self, request):
+        """DRF answers a cursor it cannot read with a 404; it is bad input in a query parameter: a 400 naming it."""
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise PolicyValidationError(
+                {self.cursor_query_param: ["cursor: not a cursor this list gave (use a `next` or `previous` link)"]}
+            ) from None
 
     def get_page_size(self, request) -> int:
         given = _bounded(request, ("page_size",), low=1, high=self.max_page_size)

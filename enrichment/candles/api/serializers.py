@@ -248,7 +248,7 @@ class EnrichmentMetricsSerializer(serializers.Serializer):
     failures = serializers.IntegerField()
     rows_written = serializers.IntegerField()
     avg_duration_ms = serializers.FloatField(allow_null=True)
-    max_duration_ms = serializers.IntegerField(allow_null=True)
+    max_duration_ms = serializers.FloatField(allow_null=True)
     backfills_by_state = serializers.DictField(child=serializers.IntegerField(), help_text="state -> backfills")
     last_run = LastFeatureRunSerializer(allow_null=True)
     ignored_options = serializers.DictField(child=serializers.CharField(), required=False)

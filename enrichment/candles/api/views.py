@@ -86,6 +86,15 @@ class EnrichmentMetricsView(PolicyViewMixin, APIView):
         return Response(selectors.enrichment_metrics())
 
 
+def _symbols_check(refs: list[str]) -> list:
+    """The symbols a body names; one that is unknown or ambiguous is bad input here (400 on `symbols`),
+    not a missing resource (series_refs answers 404 for a symbol in the path)."""
+    try:
+        return symbols_from_params(refs)
+    except DomainError as exc:
+        raise ValidationError({"symbols": [exc.message]}) from None
+
+
 class EnrichmentTriggerView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = COMPUTE_PERM
@@ -97,6 +106,7 @@ class EnrichmentTriggerView(PolicyViewMixin, APIView):
     def post(self, request):
         """Calls feature_runs.feature_run_queue (the default) or feature_run_create + _execute (`runAsync: false`)."""
         data = self.policy_body(s.TriggerSerializer).validated_data
+        _symbols_check(data["symbols"])
         named = {"symbols": data["symbols"], "timeframes": data["timeframes"], "full": data["full"]}
         who = request.user.get_username()
         if data["run_async"]:
@@ -258,12 +268,8 @@ class BackfillViewSet(RunViewSet):
     def create(self, request, *args, **kwargs):
         """backfill_create.backfills_create, as the admin's "Create backfills": planned and queued (202)."""
         d = self.policy_body(s.BackfillCreateSerializer).validated_data
-        try:
-            symbols = symbols_from_params(d["symbols"])
-        except DomainError as exc:  # an unknown symbol in a body is bad input here, not a missing resource
-            raise ValidationError({"symbols": [exc.message]}) from None
         created = backfills_create(
-            symbols=symbols,
+            symbols=_symbols_check(d["symbols"]),
             timeframes=d["timeframes"],
             source=d["source"],
             start=d.get("start"),
