@@ -10,6 +10,7 @@ import re
 from rest_framework import serializers
 
 from batchimport.markets import MAX_CONCURRENCY_LIMIT
+from etl.api.pipeline_serializers import TimeZoneField
 from etl.api.request_policy import PolicySerializer
 from etl.api.serializers import ChecksSerializer, HealthSerializer
 
@@ -86,7 +87,7 @@ class ScheduleSerializer(PolicySerializer):
     name = serializers.SlugField(required=False, default="all-markets-daily", max_length=100)
     import_request = AllMarketsImportSerializer(required=False)
     cron = serializers.CharField(max_length=100, help_text='e.g. "0 2 * * *"')
-    timezone = serializers.CharField(required=False, default="UTC", max_length=64, help_text="IANA zone")
+    timezone = TimeZoneField(required=False, default="UTC", help_text="IANA zone")
 
     old_names = {"cronExpression": "cron", "timeZone": "timezone"}
 

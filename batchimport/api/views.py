@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from batchimport import selectors, services
 from batchimport.api import serializers as s
-from batchimport.markets import market_spec
+from batchimport.markets import MARKET_KEYS, market_spec
 from batchimport.models import ImportJob
 from etl.api.pagination import ApiPagination
 from etl.api.permissions import StaffWithPermission
@@ -61,6 +61,15 @@ class MarketImportView(PolicyViewMixin, APIView):
     required_perms = ("batchimport.start_import",)
 
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "market",
+                str,
+                OpenApiParameter.PATH,
+                enum=list(MARKET_KEYS),
+                description="the market's key (or its folder name, in any case: BIST, Crypto, NASDAQ, NYSE)",
+            )
+        ],
         request=s.MarketImportSerializer,
         responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
     )

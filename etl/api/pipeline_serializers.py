@@ -8,13 +8,16 @@ act on come back under `ignored_options`."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import available_timezones
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from etl.api.request_policy import PolicySerializer
 from etl.models import PipelineRun, PipelineStepRun
+from etl.pipeline import registered_steps
 from etl.services.pipeline import run_gates, run_outcome
 
 # The longest time limit a run may ask for: the workers' task timeout (Q_TIMEOUT),
@@ -63,9 +66,39 @@ class SyncSymbolsRequestSerializer(PolicySerializer):
         return max(1, round(limit.total_seconds())) if limit is not None else None
 
 
+class StepNameField(serializers.CharField):
+    """A pipeline step's name: pipeline_plan refuses one that is not registered (400 naming it)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(max_length=40, **kwargs)
+
+
+class StepNameFieldExtension(OpenApiSerializerFieldExtension):
+    """The schema lists the registered steps (apps register them from ready(), before any schema is made)."""
+
+    target_class = StepNameField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "enum": [step.name for step in registered_steps()]}
+
+
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone; the services refuse any other (400 naming it)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(max_length=64, **kwargs)
+
+
+class TimeZoneFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = TimeZoneField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "enum": sorted(available_timezones() | {"UTC"}), "example": "Europe/Istanbul"}
+
+
 class PipelineRequestSerializer(PolicySerializer):
     steps = serializers.ListField(
-        child=serializers.CharField(max_length=40),
+        child=StepNameField(),
         required=False,
         max_length=20,
         help_text="Default: every default step",
@@ -144,9 +177,9 @@ class ScheduleRequestSerializer(PolicySerializer):
     old_names = {"cronExpression": "cron", "timeZone": "timezone"}
 
     cron = serializers.CharField(max_length=100, help_text='e.g. "0 2 * * *"')
-    timezone = serializers.CharField(max_length=64, default="UTC", help_text="IANA zone, e.g. Europe/Istanbul")
+    timezone = TimeZoneField(default="UTC", help_text="IANA zone, e.g. Europe/Istanbul")
     name = serializers.CharField(max_length=100, required=False, default="")
-    steps = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=20)
+    steps = serializers.ListField(child=StepNameField(), required=False, max_length=20)
     continue_on_failure = serializers.BooleanField(default=True)
     max_minutes = serializers.FloatField(required=False, min_value=0.01, max_value=MAX_RUN_SECONDS / 60)
     options = serializers.DictField(required=False)
