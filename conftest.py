@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from etl.services import reference_data_bootstrap
@@ -16,6 +17,14 @@ def _fast_password_hashing(settings):
     # Login lockout needs a request; the test client's login() has none. The
     # lockout's own tests switch it back on.
     settings.AXES_ENABLED = False
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    # A request leaves its language (a Turkish operator's, Accept-Language: tr) active on the
+    # thread; a later test calling a service directly would read Turkish messages.
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

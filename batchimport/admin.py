@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -115,12 +116,12 @@ class ImportJobAdmin(RecordAdmin):
 
     @admin.display(description=_("rows/s"))
     def rate(self, obj: ImportJob) -> str:
-        observed = f"{obj.rows_per_second:,.0f}" if obj.rows_per_second else "—"
+        observed = number_format(obj.rows_per_second, 0, force_grouping=True) if obj.rows_per_second else "—"
         if not obj.expected_rows_per_second:
             return observed
         return gettext("%(observed)s (expected %(expected)s)") % {
             "observed": observed,
-            "expected": f"{obj.expected_rows_per_second:,}",
+            "expected": number_format(obj.expected_rows_per_second, 0, force_grouping=True),
         }
 
     @admin.display(description=_("ETA"))
@@ -129,7 +130,7 @@ class ImportJobAdmin(RecordAdmin):
         timing = selectors.job_timing(job=obj, per_row=self._per_row)
         if timing.eta_seconds is None:
             return "—"
-        minutes = f"{timing.eta_seconds / 60:,.1f}"
+        minutes = number_format(timing.eta_seconds / 60, 1, force_grouping=True)
         if timing.eta_basis == "expected_rate":
             return gettext("%(minutes)s min (at the expected rate)") % {"minutes": minutes}
         return gettext("%(minutes)s min") % {"minutes": minutes}
@@ -297,8 +298,18 @@ class ReasonFilter(admin.SimpleListFilter):
         "fields": "expected ",
     }
 
+    LABELS = {
+        "unparseable": _("unparseable"),
+        "high_low": _("high below low"),
+        "open_outside": _("open outside high-low"),
+        "close_outside": _("close outside high-low"),
+        "negative": _("negative volume"),
+        "duplicate": _("duplicate"),
+        "fields": _("wrong number of fields"),
+    }
+
     def lookups(self, request, model_admin):
-        return [(k, k.replace("_", " ")) for k in self.KINDS]
+        return [(k, self.LABELS[k]) for k in self.KINDS]
 
     def queryset(self, request, queryset):
         prefix = self.KINDS.get(self.value() or "")

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.functional import lazy
+from django.utils.translation import gettext
+
 from etl.reference_data import MARKETS as VENUES
 
 _VENUE_TIMEZONES = {venue["code"]: venue["timezone"] for venue in VENUES}
@@ -54,7 +57,17 @@ _BY_NAME = {name.upper(): spec for spec in MARKETS for name in (spec.key, spec.f
 
 MARKET_KEYS: tuple[str, ...] = tuple(spec.key for spec in MARKETS)
 KEYS_TEXT = ", ".join(MARKET_KEYS)  # "BIST, CRYPTO, NASDAQ, NYSE" for messages
-FOLDERS_TEXT = ", ".join(spec.folder for spec in MARKETS[:-1]) + f" or {MARKETS[-1].folder}"
+
+
+def _folders_text() -> str:
+    return gettext("%(folders)s or %(last)s") % {
+        "folders": ", ".join(spec.folder for spec in MARKETS[:-1]),
+        "last": MARKETS[-1].folder,
+    }
+
+
+# "BIST, Crypto, NASDAQ or NYSE", in the language of the message it is put in.
+FOLDERS_TEXT = lazy(_folders_text, str)()
 
 
 def market_named(name: str) -> MarketSpec | None:

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from batchimport.markets import MARKET_KEYS, MAX_CONCURRENCY_LIMIT
@@ -15,13 +16,13 @@ from etl.models import DeadLetter, RunRecord
 
 
 class ImportStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    DEAD_LETTERED = "dead_lettered"
-    SKIPPED = "skipped"  # files only: unchanged since a successful import
+    QUEUED = "queued", pgettext_lazy("run status", "Queued")
+    RUNNING = "running", pgettext_lazy("run status", "Running")
+    SUCCEEDED = "succeeded", pgettext_lazy("run status", "Succeeded")
+    FAILED = "failed", pgettext_lazy("run status", "Failed")
+    CANCELLED = "cancelled", pgettext_lazy("run status", "Cancelled")
+    DEAD_LETTERED = "dead_lettered", pgettext_lazy("run status", "Dead-lettered")
+    SKIPPED = "skipped", pgettext_lazy("run status", "Skipped")  # files only: unchanged since a successful import
 
 
 TERMINAL = (
@@ -34,7 +35,7 @@ TERMINAL = (
 
 
 # The markets' keys as model choices (the table is batchimport.markets.MARKETS).
-MarketKey = models.TextChoices("MarketKey", [(key, key) for key in MARKET_KEYS])
+MarketKey = models.TextChoices("MarketKey", [(key, (key, key)) for key in MARKET_KEYS])  # labelled as spelt
 
 
 class RowCounts(models.Model):
@@ -42,12 +43,12 @@ class RowCounts(models.Model):
     `changed` is the part of `duplicates` whose values differed from what was
     stored and were kept as stored (the job did not ask to overwrite)."""
 
-    rows_read = models.BigIntegerField(default=0)
-    rows_inserted = models.BigIntegerField(default=0)
-    rows_duplicates = models.BigIntegerField(default=0)
-    rows_updated = models.BigIntegerField(default=0)
-    rows_rejected = models.BigIntegerField(default=0)
-    rows_changed = models.BigIntegerField(default=0)
+    rows_read = models.BigIntegerField(_("rows read"), default=0)
+    rows_inserted = models.BigIntegerField(_("rows inserted"), default=0)
+    rows_duplicates = models.BigIntegerField(_("rows duplicates"), default=0)
+    rows_updated = models.BigIntegerField(_("rows updated"), default=0)
+    rows_rejected = models.BigIntegerField(_("rows rejected"), default=0)
+    rows_changed = models.BigIntegerField(_("rows changed"), default=0)
 
     class Meta:
         abstract = True
@@ -66,35 +67,46 @@ class ImportJob(RunRecord, RowCounts):
     shown is rows per second."""
 
     class Kind(models.TextChoices):
-        MARKET = "market"
-        ALL_MARKETS = "all_markets"
+        MARKET = "market", _("One market")
+        ALL_MARKETS = "all_markets", _("All markets")
 
-    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MARKET)
-    market = models.CharField(max_length=16, choices=MarketKey.choices, blank=True)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
-    path = models.CharField(
-        max_length=500, help_text="Folder or file, relative to DATA_ROOT ('.' for DATA_ROOT itself)"
+    status = models.CharField(
+        _("status"), max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True
     )
-    batch_size = models.PositiveIntegerField(default=50_000)
-    max_concurrency = models.PositiveSmallIntegerField(default=2)
-    overwrite = models.BooleanField(default=False, help_text="Overwrite stored candles whose values differ")
-    run_in_parallel = models.BooleanField(default=True, help_text="All-markets: run the markets side by side")
-    max_attempts = models.PositiveSmallIntegerField(default=4)
-    sla_minutes = models.PositiveIntegerField(default=45)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.MARKET)
+    market = models.CharField(_("market"), max_length=16, choices=MarketKey.choices, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", verbose_name=_("parent")
+    )
+    path = models.CharField(
+        _("path"), max_length=500, help_text=_("Folder or file, relative to DATA_ROOT ('.' for DATA_ROOT itself)")
+    )
+    batch_size = models.PositiveIntegerField(_("batch size"), default=50_000)
+    max_concurrency = models.PositiveSmallIntegerField(_("max concurrency"), default=2)
+    overwrite = models.BooleanField(
+        _("overwrite"), default=False, help_text=_("Overwrite stored candles whose values differ")
+    )
+    run_in_parallel = models.BooleanField(
+        _("run in parallel"), default=True, help_text=_("All-markets: run the markets side by side")
+    )
+    max_attempts = models.PositiveSmallIntegerField(_("max attempts"), default=4)
+    sla_minutes = models.PositiveIntegerField(_("SLA minutes"), default=45)
     expected_rows_per_second = models.PositiveIntegerField(
+        _("expected rows/s"),
         null=True,
         blank=True,
-        help_text="The market's expected rate when the job was created (its ETA before it has one)",
+        help_text=_("The market's expected rate when the job was created (its ETA before it has one)"),
     )
-    priority = models.PositiveSmallIntegerField(default=0, help_text="Order among the markets of an all-markets job")
-    sla_breached = models.BooleanField(default=False)
-    attempt = models.PositiveSmallIntegerField(default=1, help_text="Job-level retries by an operator")
-    files_total = models.PositiveIntegerField(default=0)
-    files_done = models.PositiveIntegerField(default=0)
-    files_skipped = models.PositiveIntegerField(default=0)
-    files_failed = models.PositiveIntegerField(default=0)
-    schedule_name = models.CharField(max_length=100, blank=True)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), default=0, help_text=_("Order among the markets of an all-markets job")
+    )
+    sla_breached = models.BooleanField(_("SLA breached"), default=False)
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1, help_text=_("Job-level retries by an operator"))
+    files_total = models.PositiveIntegerField(_("files total"), default=0)
+    files_done = models.PositiveIntegerField(_("files done"), default=0)
+    files_skipped = models.PositiveIntegerField(_("files skipped"), default=0)
+    files_failed = models.PositiveIntegerField(_("files failed"), default=0)
+    schedule_name = models.CharField(_("schedule name"), max_length=100, blank=True)
 
     class Meta:
         verbose_name = _("import job")
@@ -110,7 +122,11 @@ class ImportJob(RunRecord, RowCounts):
         indexes = [models.Index(fields=["kind", "status"])]
 
     def __str__(self) -> str:
-        return f"import #{self.pk} {self.market or 'all markets'} ({self.status})"
+        return gettext("import #%(job)s %(market)s (%(status)s)") % {
+            "job": self.pk,
+            "market": self.market or gettext("all markets"),
+            "status": self.get_status_display(),
+        }
 
     @property
     def sla_deadline(self):
@@ -147,27 +163,33 @@ class MarketImportSettings(models.Model):
     reference-data bootstrap creates the rows with the old system's figures;
     operators edit them in the admin. A job keeps the values it started with."""
 
-    market = models.CharField(max_length=16, choices=MarketKey.choices, unique=True)
+    market = models.CharField(_("market"), max_length=16, choices=MarketKey.choices, unique=True)
     batch_size = models.PositiveIntegerField(
+        _("batch size"),
         validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
         help_text=_("Rows per staging batch (a COPY, a progress update and a cancel point)"),
     )
     max_concurrency = models.PositiveSmallIntegerField(
+        _("max concurrency"),
         validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENCY_LIMIT)],
         help_text=_("Worker tasks sharing a queued job's files (never more at once)"),
     )
     sla_minutes = models.PositiveIntegerField(
-        validators=[MinValueValidator(1)], help_text=_("A job of this market should finish within this many minutes")
+        _("SLA minutes"),
+        validators=[MinValueValidator(1)],
+        help_text=_("A job of this market should finish within this many minutes"),
     )
     expected_rows_per_second = models.PositiveIntegerField(
+        _("expected rows/s"),
         validators=[MinValueValidator(1)],
         help_text=_("The rate imports of this market should reach: a job's ETA before it has measured its own"),
     )
     priority = models.PositiveSmallIntegerField(
+        _("priority"),
         validators=[MinValueValidator(1)],
         help_text=_("1 first: the order of the markets, and of their files, in an all-markets job"),
     )
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("market import settings")
@@ -196,20 +218,22 @@ class ImportFile(RunRecord, RowCounts):
     """One file of a job. Claimed by one worker at a time (`FOR UPDATE SKIP
     LOCKED` plus a session advisory lock while it is being read)."""
 
-    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True)
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="files")
+    status = models.CharField(
+        _("status"), max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True
+    )
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="files", verbose_name=_("job"))
     # Relative, so that a worker on any host finds the file below its own DATA_ROOT (the share's mount point).
-    relpath = models.CharField(max_length=500, help_text="Relative to DATA_ROOT")
-    market = models.CharField(max_length=16, choices=MarketKey.choices)
-    ticker = models.CharField(max_length=32, blank=True)
-    layout = models.CharField(max_length=20, blank=True)
-    timeframe = models.CharField(max_length=8, blank=True)
-    size = models.BigIntegerField(null=True, blank=True)
-    sha256 = models.CharField(max_length=64, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    claimed_by = models.CharField(max_length=100, blank=True)
-    priority = models.PositiveSmallIntegerField(default=0)
+    relpath = models.CharField(_("relative path"), max_length=500, help_text=_("Relative to DATA_ROOT"))
+    market = models.CharField(_("market"), max_length=16, choices=MarketKey.choices)
+    ticker = models.CharField(_("ticker"), max_length=32, blank=True)
+    layout = models.CharField(_("layout"), max_length=20, blank=True)
+    timeframe = models.CharField(_("timeframe"), max_length=8, blank=True)
+    size = models.BigIntegerField(_("size"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    claimed_by = models.CharField(_("claimed by"), max_length=100, blank=True)
+    priority = models.PositiveSmallIntegerField(_("priority"), default=0)
 
     class Meta:
         verbose_name = _("import file")
@@ -229,13 +253,13 @@ class ImportFile(RunRecord, RowCounts):
 class RejectedRow(models.Model):
     """A row that was not imported, with what a person needs to fix it."""
 
-    file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="rejected_rows")
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rejected_rows")
-    line = models.PositiveIntegerField()
-    raw = models.TextField()
-    reason = models.CharField(max_length=300)
-    field = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    file = models.ForeignKey(ImportFile, on_delete=models.CASCADE, related_name="rejected_rows", verbose_name=_("file"))
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rejected_rows", verbose_name=_("job"))
+    line = models.PositiveIntegerField(_("line"))
+    raw = models.TextField(_("raw"))
+    reason = models.CharField(_("reason"), max_length=300)
+    field = models.CharField(_("field"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
 
     class Meta:
         verbose_name = _("rejected row")

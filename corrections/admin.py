@@ -11,6 +11,7 @@ from django.contrib.admin import helpers
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -134,7 +135,8 @@ class CorrectionRunAdmin(RecordAdmin):
             if run.status == "running" and run.eta_seconds
             else ""
         )
-        return f"{run.percent:.1f} % ({run.progress_done:,}/{run.progress_total:,}{eta})"
+        done, total = (number_format(n, force_grouping=True) for n in (run.progress_done, run.progress_total))
+        return f"{number_format(run.percent, 1)} % ({done}/{total}{eta})"
 
     @admin.display(description=_("rows backed up"))
     def backed_up(self, run: CorrectionRun) -> int:

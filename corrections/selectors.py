@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
+from django.utils.translation import gettext
 
 from corrections.models import CorrectionRun, Phase, Scope
 from etl import locks
@@ -49,7 +51,7 @@ SCOPE_SQL = {
 def scope_for(*, only_null: bool, overwrite_mismatched: bool) -> Scope:
     if only_null and overwrite_mismatched:
         raise DomainError(
-            "only_null and overwrite_mismatched exclude each other: choose one scope", code="invalid_options"
+            gettext("only_null and overwrite_mismatched exclude each other: choose one scope"), code="invalid_options"
         )
     if only_null:
         return Scope.NULL
@@ -152,12 +154,21 @@ def asset_class_analysis(*, sample_size: int = 5) -> AnalyzeReport:
     )
     if report.orphan_percent > ORPHAN_WARNING_PERCENT:
         report.warnings.append(
-            f"{report.totals.orphan} of {report.totals.total} candles ({report.orphan_percent} %) have no symbol: "
-            f"more than {ORPHAN_WARNING_PERCENT:g} %. Run symbol sync first; orphans cannot be corrected."
+            gettext(
+                "%(orphans)s of %(total)s candles (%(percent)s %%) have no symbol: more than %(limit)s %%. "
+                "Run symbol sync first; orphans cannot be corrected."
+            )
+            % {
+                "orphans": report.totals.orphan,
+                "total": report.totals.total,
+                "percent": report.orphan_percent,
+                "limit": f"{ORPHAN_WARNING_PERCENT:g}",
+            }
         )
     if report.totals.unclassified:
         report.warnings.append(
-            f"{report.totals.unclassified} candles belong to symbols without an asset class; they are left as they are."
+            gettext("%(count)s candles belong to symbols without an asset class; they are left as they are.")
+            % {"count": report.totals.unclassified}
         )
     return report
 
@@ -269,12 +280,18 @@ def rollback_refusal(*, run: CorrectionRun) -> RollbackRefusal | None:
     """The one rule for which runs may be rolled back, read by the rollback service
     and by the admin's confirmation page alike. None: it may."""
     if run.phase == Phase.ROLLED_BACK:
-        when = f"{run.rolled_back_at:%Y-%m-%d %H:%M} UTC" if run.rolled_back_at else "an unknown date"
+        when = (
+            f"{timezone.localtime(run.rolled_back_at):%Y-%m-%d %H:%M %Z}"
+            if run.rolled_back_at
+            else gettext("an unknown date")
+        )
         return RollbackRefusal(
-            "already_rolled_back", f"already rolled back on {when} by {run.rolled_back_by or 'unknown'}"
+            "already_rolled_back",
+            gettext("already rolled back on %(when)s by %(who)s")
+            % {"when": when, "who": run.rolled_back_by or gettext("unknown")},
         )
     if run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
-        return RollbackRefusal("bad_phase", "never executed: there is nothing to roll back")
+        return RollbackRefusal("bad_phase", gettext("never executed: there is nothing to roll back"))
     return None
 
 

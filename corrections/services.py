@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Max, Min, Q
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from corrections import metrics
 from corrections.models import CorrectionRun, Phase, Scope
@@ -39,7 +41,7 @@ from corrections.selectors import (
 from etl import locks
 from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
-from etl.models import DataCorrection, MarketData, RunStatus
+from etl.models import DataCorrection, MarketData, RunStatus, status_word
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
 from etl.recovery import connection_reset, write_after_reconnect
@@ -182,7 +184,8 @@ def _exclusive() -> Iterator[None]:
     with locks.session_lock(locks.CORRECTION) as acquired:
         if not acquired:
             raise ConflictError(
-                "Another correction is executing or rolling back right now; try again when it ends.", code="busy"
+                gettext("Another correction is executing or rolling back right now; try again when it ends."),
+                code="busy",
             )
         yield
 
@@ -230,7 +233,9 @@ def _record_analysis(report: AnalyzeReport) -> None:
 def _validate_options(*, batch_size: int) -> None:
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise DomainError(
-            f"batch_size must be between 1 and {MAX_BATCH_SIZE:,}, got {batch_size}", code="invalid_batch"
+            gettext("batch_size must be between 1 and %(most)s, got %(given)s")
+            % {"most": number_format(MAX_BATCH_SIZE, force_grouping=True), "given": batch_size},
+            code="invalid_batch",
         )
 
 
@@ -280,7 +285,7 @@ def correction_preview(
     """The exact changes, grouped and paged. Changes no candle; with a run in
     phase analyzed/previewed it stores the totals on the run (-> previewed)."""
     if run is None and scope is None:
-        raise DomainError("preview needs a run or a scope", code="invalid_options")
+        raise DomainError(gettext("preview needs a run or a scope"), code="invalid_options")
     metrics.operations_started.labels("preview").inc()
     preview = correction_preview_page(scope=run.scope if run else scope, page=page, page_size=page_size)
     if run is not None and run.phase in (Phase.ANALYZED, Phase.PREVIEWED):
@@ -309,8 +314,11 @@ def _execute_batch(run: CorrectionRun, low: int, high: int) -> int:
             left = rows_needing_change(scope=run.scope, id_low=low, id_high=high)
             if left:
                 raise DomainError(
-                    f"validation after batch {low}..{high} failed: {left} candles still need correction; "
-                    "the batch was rolled back",
+                    gettext(
+                        "validation after batch %(low)s..%(high)s failed: %(left)s candles still need correction; "
+                        "the batch was rolled back"
+                    )
+                    % {"low": low, "high": high, "left": left},
                     code="batch_validation_failed",
                 )
         # The resume point is committed with the batch it describes.
@@ -333,15 +341,18 @@ def _start_execute(run: CorrectionRun) -> bool:
         return True
     if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED):
         raise ConflictError(
-            f"Correction {run.pk} is {run.get_phase_display()}: only an analyzed, previewed or interrupted run "
-            "can execute.",
+            gettext("Correction %(run)s is %(phase)s: only an analyzed, previewed or interrupted run can execute.")
+            % {"run": run.pk, "phase": run.get_phase_display()},
             code="bad_phase",
         )
     busy = CorrectionRun.objects.filter(phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK]).exclude(pk=run.pk).first()
     if busy:
         raise ConflictError(
-            f"Correction {busy.pk} is {busy.get_phase_display()} and was interrupted: resume it or roll it back "
-            "before starting another.",
+            gettext(
+                "Correction %(run)s is %(phase)s and was interrupted: resume it or roll it back before starting "
+                "another."
+            )
+            % {"run": busy.pk, "phase": busy.get_phase_display()},
             code="interrupted_run",
         )
     bounds = MarketData.objects.aggregate(low=Min("id"), high=Max("id"))
@@ -460,7 +471,10 @@ def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
         pk=run.pk, phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK], status__in=[RunStatus.RUNNING, RunStatus.QUEUED]
     ).update(cancel_requested=True)
     if not updated:
-        raise ConflictError(f"Correction {run.pk} is not running; there is nothing to cancel.", code="not_running")
+        raise ConflictError(
+            gettext("Correction %(run)s is not running; there is nothing to cancel.") % {"run": run.pk},
+            code="not_running",
+        )
     run.refresh_from_db()
     return run
 
@@ -475,11 +489,13 @@ def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
         run.refresh_from_db()
         if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED, Phase.EXECUTING):
             raise ConflictError(
-                f"Correction {run.pk} is {run.get_phase_display()} and cannot execute.", code="bad_phase"
+                gettext("Correction %(run)s is %(phase)s and cannot execute.")
+                % {"run": run.pk, "phase": run.get_phase_display()},
+                code="bad_phase",
             )
         # A run still marked running is fine to queue once its process is gone (killed): that is a resume.
         if run.status == RunStatus.RUNNING and not is_interrupted(run):
-            raise ConflictError(f"Correction {run.pk} is already running.", code="busy")
+            raise ConflictError(gettext("Correction %(run)s is already running.") % {"run": run.pk}, code="busy")
         active = _active_run(exclude=run)
         if active is None:
             fresh = run.phase in (Phase.ANALYZED, Phase.PREVIEWED)
@@ -488,8 +504,11 @@ def correction_execute_queue(*, run: CorrectionRun) -> CorrectionRun:
             queue_on_commit("corrections.tasks.correction_execute", run.pk, group="corrections")
             return run
     refusal = ConflictError(
-        f"Correction {active.pk} is {active.get_phase_display()} ({active.status}): wait for it, resume it or "
-        f"roll it back before executing another.",
+        gettext(
+            "Correction %(run)s is %(phase)s (%(status)s): wait for it, resume it or roll it back before executing "
+            "another."
+        )
+        % {"run": active.pk, "phase": active.get_phase_display(), "status": status_word(active.status)},
         code="busy",
     )
     if run.phase in (Phase.ANALYZED, Phase.PREVIEWED) and run.started_at is None:
@@ -543,10 +562,12 @@ def correction_rollback_queue(
     """Queue `correction_rollback` on a django-q2 worker once the caller's
     transaction commits; what would refuse it there is refused here first."""
     if not (reason or "").strip():
-        raise DomainError("A rollback needs a reason.", code="reason_required")
+        raise DomainError(gettext("A rollback needs a reason."), code="reason_required")
     refusal = rollback_refusal(run=run)
     if refusal is not None:
-        raise ConflictError(f"Correction {run.pk}: {refusal.reason}.", code=refusal.code)
+        raise ConflictError(
+            gettext("Correction %(run)s: %(reason)s.") % {"run": run.pk, "reason": refusal.reason}, code=refusal.code
+        )
     queue_on_commit(
         "corrections.tasks.correction_rollback", run.pk, reason.strip(), requested_by, force, group="corrections"
     )
@@ -562,7 +583,8 @@ def correction_validate(*, run: CorrectionRun) -> ValidationResult:
     run validated when they hold."""
     if run.phase not in (Phase.EXECUTED, Phase.VALIDATED):
         raise ConflictError(
-            f"Correction {run.pk} is {run.get_phase_display()}: only an executed run can be validated.",
+            gettext("Correction %(run)s is %(phase)s: only an executed run can be validated.")
+            % {"run": run.pk, "phase": run.get_phase_display()},
             code="bad_phase",
         )
     metrics.operations_started.labels("validate").inc()
@@ -578,16 +600,29 @@ def correction_validate(*, run: CorrectionRun) -> ValidationResult:
         changed_since = cur.fetchone()[0]
     newer = rows_needing_change(scope=run.scope, id_low=run.id_high + 1, id_high=2**63 - 1)
     checks = [
-        Check("nothing_left_in_scope", left == 0, f"{left} candles in ids {run.id_low}..{run.id_high} still need it"),
         Check(
-            "backup_equals_changes", backed_up == run.rows_updated, f"{backed_up} backed up, {run.rows_updated} changed"
+            "nothing_left_in_scope",
+            left == 0,
+            gettext("%(left)s candles in ids %(low)s..%(high)s still need it")
+            % {"left": left, "low": run.id_low, "high": run.id_high},
+        ),
+        Check(
+            "backup_equals_changes",
+            backed_up == run.rows_updated,
+            gettext("%(backed_up)s backed up, %(changed)s changed")
+            % {"backed_up": backed_up, "changed": run.rows_updated},
         ),
     ]
     warnings = []
     if changed_since:
-        warnings.append(f"{changed_since} corrected candles were changed again after the run")
+        warnings.append(
+            gettext("%(count)s corrected candles were changed again after the run") % {"count": changed_since}
+        )
     if newer:
-        warnings.append(f"{newer} candles imported after the run need correction (run a new correction)")
+        warnings.append(
+            gettext("%(count)s candles imported after the run need correction (run a new correction)")
+            % {"count": newer}
+        )
     report = asset_class_analysis(sample_size=0)
     _record_analysis(report)
     ok = all(c.ok for c in checks)
@@ -682,13 +717,16 @@ def correction_rollback(
     and restored only with force. A run is rolled back once (`rollback_refusal`)."""
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("A rollback needs a reason.", code="reason_required")
+        raise DomainError(gettext("A rollback needs a reason."), code="reason_required")
     started = time.monotonic()
     with _exclusive():
         run.refresh_from_db()
         refusal = rollback_refusal(run=run)
         if refusal is not None:
-            raise ConflictError(f"Correction {run.pk}: {refusal.reason}.", code=refusal.code)
+            raise ConflictError(
+                gettext("Correction %(run)s: %(reason)s.") % {"run": run.pk, "reason": refusal.reason},
+                code=refusal.code,
+            )
         metrics.operations_started.labels("rollback").inc()
         _start_rollback(run, reason=reason, requested_by=requested_by, force=force)
         done_before = run.rows_restored

@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 from django_q import admin as django_q_admin
 from django_q.models import Schedule
@@ -31,7 +31,8 @@ from etl.models import (
     TradingSession,
 )
 from etl.pipeline import registered_steps
-from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, run_gates, run_outcome
+from etl.services.integrity import severity_label, verdict_label
+from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, outcome_label, run_gates, run_outcome
 from etl.services.schedules import schedule_run_now, schedule_run_permission
 from etl.services.tokens import api_token_issue, api_token_revoke
 
@@ -275,7 +276,7 @@ def _chip(name: str, status: str):
     return format_html(
         '<span title="{}" style="background:{};color:#fff;padding:1px 6px;border-radius:8px;margin-right:2px">'
         "{}</span>",
-        status,
+        outcome_label(status),
         colour,
         name,
     )
@@ -284,10 +285,14 @@ def _chip(name: str, status: str):
 def _gate_verdict(gate: dict):
     if gate.get("breached"):
         colour = STATUS_COLOURS[RunStatus.FAILED] if gate["severity"] == "error" else "#ef6c00"
-        return format_html('<strong style="color:{}">breached ({})</strong>', colour, gate["severity"])
+        return format_html(
+            '<strong style="color:{}">{}</strong>',
+            colour,
+            gettext("breached (%(severity)s)") % {"severity": severity_label(gate["severity"])},
+        )
     if gate.get("passed") is None:
-        return "not measured"
-    return "passed" if gate.get("passed") else "failed (off)"
+        return gettext("not measured")
+    return pgettext("gate", "passed") if gate.get("passed") else gettext("failed (off)")
 
 
 class PipelineStepRunInline(admin.TabularInline):
@@ -357,7 +362,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
     def outcome(self, obj: PipelineRun):
         outcome = run_outcome(obj)
         colour = "#ef6c00" if outcome == SUCCEEDED_WITH_WARNINGS else STATUS_COLOURS.get(outcome, "#757575")
-        return format_html('<span style="color:{};font-weight:bold">{}</span>', colour, outcome)
+        return format_html('<span style="color:{};font-weight:bold">{}</span>', colour, outcome_label(outcome))
 
     @admin.display(description=_("quality gates"))
     def gate_table(self, obj: PipelineRun):
@@ -370,14 +375,15 @@ class PipelineRunAdmin(ReadOnlyAdmin):
                 g["name"],
                 "-" if g.get("value") is None else f"{g['value']:g}",
                 f"{g['op']} {g['threshold']:g}",
-                g["severity"],
+                severity_label(g["severity"]),
                 _gate_verdict(g),
             )
             for g in gates
         ]
+        headers = (gettext("gate"), gettext("value"), gettext("needs"), gettext("severity"), gettext("result"))
         return format_html(
-            "<table><thead><tr><th>gate</th><th>value</th><th>needs</th><th>severity</th><th>result</th></tr>"
-            "</thead><tbody>{}</tbody></table>",
+            "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<th>{}</th>", ((header,) for header in headers)),
             format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
         )
 
@@ -395,7 +401,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             length = (s.duration_seconds or 0.0) if s.started_at else 0.0
             left, width = 100 * start / total, max(100 * length / total, 0.5)
             colour = STATUS_COLOURS.get(s.status, "#757575")
-            rows.append((s.name, s.status, f"{left:.2f}", f"{width:.2f}", colour, f"{length:.2f}s"))
+            rows.append((s.name, outcome_label(s.status), f"{left:.2f}", f"{width:.2f}", colour, f"{length:.2f}s"))
         return format_html(
             '<div style="min-width:480px">{}</div>',
             format_html_join(
@@ -435,7 +441,12 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         return extra + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "integrity": selectors.integrity_status()}
+        integrity = selectors.integrity_status()
+        extra_context = {
+            **(extra_context or {}),
+            "integrity": integrity,
+            "integrity_verdict": verdict_label(integrity["status"]),
+        }
         return super().changelist_view(request, extra_context=extra_context)
 
     def run_view(self, request: HttpRequest):
@@ -474,7 +485,8 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             self.message_user(
                 request,
                 (
-                    gettext("Pipeline run #%(run)s: %(status)s.") % {"run": result.run_id, "status": result.status}
+                    gettext("Pipeline run #%(run)s: %(status)s.")
+                    % {"run": result.run_id, "status": outcome_label(result.status)}
                     + f" {result.error}"
                 ).strip(),
                 level,

@@ -14,7 +14,8 @@ from django_q.brokers import get_broker
 from django_q.models import Failure, Schedule, Success
 
 from etl.models import IntegritySnapshot, MarketData, PipelineRun, RunRecord, RunStatus, Symbol
-from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, run_gates_breached, run_outcome
+from etl.services.integrity import severity_label
+from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, outcome_label, run_gates_breached, run_outcome
 
 
 def _changelist(model, query: str = "") -> str | None:
@@ -132,7 +133,15 @@ def pipeline_context(request: HttpRequest) -> dict[str, Any]:
 
     runs = PipelineRun.objects.prefetch_related("step_runs").order_by("-created_at", "-id")[:6]
     return {
-        "runs": [{"run": run, "outcome": run_outcome(run), "breached": run_gates_breached(run)} for run in runs],
+        "runs": [
+            {
+                "run": run,
+                "outcome": (outcome := run_outcome(run)),
+                "outcome_label": outcome_label(outcome),
+                "breached": [{**g, "severity_label": severity_label(g["severity"])} for g in run_gates_breached(run)],
+            }
+            for run in runs
+        ],
         "warned": SUCCEEDED_WITH_WARNINGS,
         "url": _changelist(PipelineRun),
         "failed_url": _changelist(PipelineRun, "status__exact=failed"),

@@ -18,6 +18,23 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from django.utils.functional import lazy
+from django.utils.translation import gettext, gettext_noop
+
+
+def _translated(message: str, params: dict[str, object]) -> str:
+    return gettext(message) % params if params else gettext(message)
+
+
+# A reason is translated when someone reads it, in their language: most never are (symbol sync
+# infers every pair it finds), and a gettext per pair cost ~20 µs, twice the inference itself.
+_lazy_translated = lazy(_translated, str)
+
+
+def _reason(message: str, **params: object) -> str:
+    return _lazy_translated(message, params)
+
+
 # market_data.market holds what the file said: our codes, a MIC, or the
 # folder name the old importer used ('CRYPTO' for the Binance folder).
 MARKET_ALIASES: dict[str, str] = {
@@ -164,16 +181,26 @@ def infer_symbol(
     t = normalize_ticker(ticker)
     venue = canonical_market(market)
     if not t:
-        return Inference("", None, None, "", "", 0.0, "empty ticker")
+        return Inference("", None, None, "", "", 0.0, _reason(gettext_noop("empty ticker")))
     other = other_markets or {}
     if venue is None and normalize_ticker(market or "") in other:
         code = normalize_ticker(market or "")
         default_class, currency = other[code]
-        return Inference(t, code, default_class, t, currency, 0.7, f"default asset class of market {code}")
+        return Inference(
+            t,
+            code,
+            default_class,
+            t,
+            currency,
+            0.7,
+            _reason(gettext_noop("default asset class of market %(market)s"), market=code),
+        )
 
     if t.endswith(".IS") and venue in (None, "BIST"):
         base = t[:-3]
-        return Inference(base, "BIST", "STOCK_BIST", base, "TRY", 0.95, "Yahoo .IS suffix: Borsa Istanbul")
+        return Inference(
+            base, "BIST", "STOCK_BIST", base, "TRY", 0.95, _reason(gettext_noop("Yahoo .IS suffix: Borsa Istanbul"))
+        )
 
     if venue in _VENUE_RULES:
         return _VENUE_RULES[venue](t, venue, known_etfs)
@@ -183,8 +210,16 @@ def infer_symbol(
 def _infer_binance(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
     pair = split_crypto_pair(t)
     if pair:
-        return Inference(t, venue, "CRYPTO", pair[0], pair[1], 0.95, f"crypto pair {pair[0]}/{pair[1]}")
-    return Inference(t, venue, "CRYPTO", t, "", 0.6, "crypto venue, no known quote asset")
+        return Inference(
+            t,
+            venue,
+            "CRYPTO",
+            pair[0],
+            pair[1],
+            0.95,
+            _reason(gettext_noop("crypto pair %(base)s/%(quote)s"), base=pair[0], quote=pair[1]),
+        )
+    return Inference(t, venue, "CRYPTO", t, "", 0.6, _reason(gettext_noop("crypto venue, no known quote asset")))
 
 
 def _infer_forex(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
@@ -192,27 +227,47 @@ def _infer_forex(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
     if pair:
         base, quote = pair
         asset_class = "COMMODITY" if base in METALS else "FOREX"
-        return Inference(base + quote, venue, asset_class, base, quote, 0.95, f"currency pair {base}/{quote}")
-    return Inference(t, venue, "FOREX", "", "", 0.5, "FX market, ticker is not a currency pair")
+        return Inference(
+            base + quote,
+            venue,
+            asset_class,
+            base,
+            quote,
+            0.95,
+            _reason(gettext_noop("currency pair %(base)s/%(quote)s"), base=base, quote=quote),
+        )
+    return Inference(t, venue, "FOREX", "", "", 0.5, _reason(gettext_noop("FX market, ticker is not a currency pair")))
 
 
 def _infer_bist(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
     if _BIST_INDEX.match(t):
-        return Inference(t, venue, "INDICES", "", "TRY", 0.9, "Borsa Istanbul index code")
+        return Inference(t, venue, "INDICES", "", "TRY", 0.9, _reason(gettext_noop("Borsa Istanbul index code")))
     if _BIST_TICKER.match(t):
-        return Inference(t, venue, "STOCK_BIST", t, "TRY", 0.85, "Borsa Istanbul equity ticker")
-    return Inference(t, venue, "STOCK_BIST", t, "TRY", 0.6, "Borsa Istanbul market, unusual ticker")
+        return Inference(t, venue, "STOCK_BIST", t, "TRY", 0.85, _reason(gettext_noop("Borsa Istanbul equity ticker")))
+    return Inference(
+        t, venue, "STOCK_BIST", t, "TRY", 0.6, _reason(gettext_noop("Borsa Istanbul market, unusual ticker"))
+    )
 
 
 def _infer_us(t: str, venue: str, known_etfs: Collection[str]) -> Inference:
     default_class, currency = MARKET_DEFAULTS[venue]
     if t in known_etfs:
-        return Inference(t, venue, "ETF", t, currency, 0.95, "known ETF")
+        return Inference(t, venue, "ETF", t, currency, 0.95, _reason(gettext_noop("known ETF")))
     if t.startswith("^"):
-        return Inference(t, venue, "INDICES", "", currency, 0.85, "Yahoo index symbol")
+        return Inference(t, venue, "INDICES", "", currency, 0.85, _reason(gettext_noop("Yahoo index symbol")))
     if _US_TICKER.match(t):
-        return Inference(t, venue, default_class, t, currency, 0.85, f"{venue} equity ticker")
-    return Inference(t, venue, default_class, t, currency, 0.6, f"{venue} market, unusual ticker")
+        return Inference(
+            t, venue, default_class, t, currency, 0.85, _reason(gettext_noop("%(market)s equity ticker"), market=venue)
+        )
+    return Inference(
+        t,
+        venue,
+        default_class,
+        t,
+        currency,
+        0.6,
+        _reason(gettext_noop("%(market)s market, unusual ticker"), market=venue),
+    )
 
 
 _VENUE_RULES = {
@@ -228,10 +283,28 @@ def _infer_without_market(t: str, market: str | None) -> Inference:
     # No usable market: only a shape no other market shares is enough.
     pair = split_crypto_pair(t)
     if pair and pair[1] in STABLECOIN_QUOTES:
-        return Inference(t, "BINANCE", "CRYPTO", pair[0], pair[1], 0.5, f"stablecoin-quoted pair, market {market!r}")
+        return Inference(
+            t,
+            "BINANCE",
+            "CRYPTO",
+            pair[0],
+            pair[1],
+            0.5,
+            _reason(gettext_noop("stablecoin-quoted pair, market %(market)s"), market=repr(market)),
+        )
     fx = split_fx_pair(t)
     if fx:
         base, quote = fx
         asset_class = "COMMODITY" if base in METALS else "FOREX"
-        return Inference(base + quote, "FOREX_MARKET", asset_class, base, quote, 0.5, f"FX pair, market {market!r}")
-    return Inference(t, None, None, "", "", 0.0, f"unknown market {market!r}")
+        return Inference(
+            base + quote,
+            "FOREX_MARKET",
+            asset_class,
+            base,
+            quote,
+            0.5,
+            _reason(gettext_noop("FX pair, market %(market)s"), market=repr(market)),
+        )
+    return Inference(
+        t, None, None, "", "", 0.0, _reason(gettext_noop("unknown market %(market)s"), market=repr(market))
+    )

@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.dates import WEEKDAYS, WEEKDAYS_ABBR
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from etl import calendars
@@ -20,27 +22,27 @@ from etl import calendars
 
 def validate_timezone(value: str) -> None:
     if value not in available_timezones():
-        raise ValidationError(f"{value!r} is not an IANA time zone")
+        raise ValidationError(_("%(value)s is not an IANA time zone"), params={"value": repr(value)})
 
 
 def validate_calendar_code(value: str) -> None:
     if not calendars.known_code(value):
-        raise ValidationError(f"{value!r} is not an exchange-calendars code")
+        raise ValidationError(_("%(value)s is not an exchange-calendars code"), params={"value": repr(value)})
 
 
 class TimestampedModel(models.Model):
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         abstract = True
 
 
 class AssetClass(TimestampedModel):
-    code = models.CharField(max_length=32, unique=True)
-    name = models.CharField(max_length=100)
-    description = models.TextField(blank=True)
-    is_active = models.BooleanField(default=True)
+    code = models.CharField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    is_active = models.BooleanField(_("is active"), default=True)
 
     class Meta:
         verbose_name = _("asset class")
@@ -54,20 +56,27 @@ class AssetClass(TimestampedModel):
 
 
 class Market(TimestampedModel):
-    code = models.CharField(max_length=32, unique=True)
-    name = models.CharField(max_length=100)
-    mic = models.CharField("MIC", max_length=4, blank=True, help_text="ISO 10383 market identifier code")
-    timezone = models.CharField(max_length=64, validators=[validate_timezone], help_text="IANA time zone")
-    currency = models.CharField(max_length=8)
-    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2")
-    default_asset_class = models.ForeignKey(AssetClass, null=True, blank=True, on_delete=models.PROTECT)
-    is_active = models.BooleanField(default=True)
+    code = models.CharField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    mic = models.CharField(_("MIC"), max_length=4, blank=True, help_text=_("ISO 10383 market identifier code"))
+    timezone = models.CharField(
+        _("timezone"), max_length=64, validators=[validate_timezone], help_text=_("IANA time zone")
+    )
+    currency = models.CharField(_("currency"), max_length=8)
+    country = models.CharField(_("country"), max_length=2, blank=True, help_text=_("ISO 3166-1 alpha-2"))
+    default_asset_class = models.ForeignKey(
+        AssetClass, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("default asset class")
+    )
+    is_active = models.BooleanField(_("is active"), default=True)
     calendar_code = models.CharField(
+        _("calendar code"),
         max_length=16,
         blank=True,
         validators=[validate_calendar_code],
-        help_text="exchange-calendars code (XNYS, XNAS, XIST): real trading days, holidays and early closes; "
-        '"24/7" for always open; blank: the weekly trading sessions below (FX)',
+        help_text=_(
+            "exchange-calendars code (XNYS, XNAS, XIST): real trading days, holidays and early closes; "
+            '"24/7" for always open; blank: the weekly trading sessions below (FX)'
+        ),
     )
 
     class Meta:
@@ -85,13 +94,14 @@ class Market(TimestampedModel):
 
 
 class Weekday(models.IntegerChoices):
-    MONDAY = 0
-    TUESDAY = 1
-    WEDNESDAY = 2
-    THURSDAY = 3
-    FRIDAY = 4
-    SATURDAY = 5
-    SUNDAY = 6
+    # Django's own day names, with its translations.
+    MONDAY = 0, WEEKDAYS[0]
+    TUESDAY = 1, WEEKDAYS[1]
+    WEDNESDAY = 2, WEEKDAYS[2]
+    THURSDAY = 3, WEEKDAYS[3]
+    FRIDAY = 4, WEEKDAYS[4]
+    SATURDAY = 5, WEEKDAYS[5]
+    SUNDAY = 6, WEEKDAYS[6]
 
 
 class TradingSession(TimestampedModel):
@@ -102,13 +112,13 @@ class TradingSession(TimestampedModel):
     Friday 17:00). Equal start and end means open the whole week (24x7).
     """
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="sessions")
-    name = models.CharField(max_length=50, default="regular")
-    start_weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
-    start_time = models.TimeField()
-    end_weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
-    end_time = models.TimeField()
-    is_active = models.BooleanField(default=True)
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="sessions", verbose_name=_("market"))
+    name = models.CharField(_("name"), max_length=50, default="regular")
+    start_weekday = models.PositiveSmallIntegerField(_("start weekday"), choices=Weekday.choices)
+    start_time = models.TimeField(_("start time"))
+    end_weekday = models.PositiveSmallIntegerField(_("end weekday"), choices=Weekday.choices)
+    end_time = models.TimeField(_("end time"))
+    is_active = models.BooleanField(_("is active"), default=True)
 
     class Meta:
         verbose_name = _("trading session")
@@ -121,8 +131,8 @@ class TradingSession(TimestampedModel):
 
     def __str__(self) -> str:
         return (
-            f"{self.market_id}:{self.name} {Weekday(self.start_weekday).label[:3]} {self.start_time:%H:%M}"
-            f"-{Weekday(self.end_weekday).label[:3]} {self.end_time:%H:%M}"
+            f"{self.market_id}:{self.name} {WEEKDAYS_ABBR[self.start_weekday]} {self.start_time:%H:%M}"
+            f"-{WEEKDAYS_ABBR[self.end_weekday]} {self.end_time:%H:%M}"
         )
 
     def _minute_of_week(self, weekday: int, t: time) -> int:
@@ -148,15 +158,15 @@ class TradingSession(TimestampedModel):
 
 
 class DataProvider(TimestampedModel):
-    code = models.CharField(max_length=32, unique=True)
-    name = models.CharField(max_length=100)
-    base_url = models.URLField(help_text="Editable, so tests and proxies can point elsewhere.")
-    rate_limit_per_minute = models.PositiveIntegerField(default=60)
-    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
-    timeout_seconds = models.FloatField(default=10.0)
-    requires_api_key = models.BooleanField(default=False)
-    is_enabled = models.BooleanField(default=True)
-    notes = models.TextField(blank=True)
+    code = models.CharField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    base_url = models.URLField(_("base URL"), help_text=_("Editable, so tests and proxies can point elsewhere."))
+    rate_limit_per_minute = models.PositiveIntegerField(_("rate limit per minute"), default=60)
+    priority = models.PositiveSmallIntegerField(_("priority"), default=100, help_text=_("Lower is tried first."))
+    timeout_seconds = models.FloatField(_("timeout seconds"), default=10.0)
+    requires_api_key = models.BooleanField(_("requires API key"), default=False)
+    is_enabled = models.BooleanField(_("is enabled"), default=True)
+    notes = models.TextField(_("notes"), blank=True)
 
     class Meta:
         verbose_name = _("data provider")
@@ -178,33 +188,38 @@ class DataProvider(TimestampedModel):
 
 
 class SymbolSource(models.TextChoices):
-    BOOTSTRAP = "bootstrap"
-    DISCOVERED = "discovered"
-    MANUAL = "manual"
+    BOOTSTRAP = "bootstrap", _("Bootstrap")
+    DISCOVERED = "discovered", _("Discovered")
+    MANUAL = "manual", _("Manual")
 
 
 class Symbol(TimestampedModel):
-    ticker = models.CharField(max_length=32)
-    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="symbols")
-    asset_class = models.ForeignKey(AssetClass, null=True, blank=True, on_delete=models.PROTECT)
-    base_currency = models.CharField(max_length=16, blank=True)
-    quote_currency = models.CharField(max_length=16, blank=True)
-    name = models.CharField(max_length=200, blank=True)
-    sector = models.CharField(max_length=100, blank=True)
-    industry = models.CharField(max_length=150, blank=True)
-    country = models.CharField(max_length=2, blank=True)
-    market_cap = models.DecimalField(max_digits=24, decimal_places=2, null=True, blank=True)
-    description = models.TextField(blank=True)
-    website = models.URLField(blank=True)
-    category = models.CharField(max_length=100, blank=True)
-    is_active = models.BooleanField(default=True)
-    data_quality_score = models.PositiveSmallIntegerField(null=True, blank=True)
-    source = models.CharField(max_length=16, choices=SymbolSource.choices, default=SymbolSource.MANUAL)
-    inference_confidence = models.FloatField(
-        null=True, blank=True, help_text="0-1: how sure the sync was of the inferred fields"
+    ticker = models.CharField(_("ticker"), max_length=32)
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="symbols", verbose_name=_("market"))
+    asset_class = models.ForeignKey(
+        AssetClass, null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("asset class")
     )
-    enriched_at = models.DateTimeField(null=True, blank=True)
-    enrichment_attempted_at = models.DateTimeField(null=True, blank=True)
+    base_currency = models.CharField(_("base currency"), max_length=16, blank=True)
+    quote_currency = models.CharField(_("quote currency"), max_length=16, blank=True)
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    sector = models.CharField(_("sector"), max_length=100, blank=True)
+    industry = models.CharField(_("industry"), max_length=150, blank=True)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    market_cap = models.DecimalField(_("market cap"), max_digits=24, decimal_places=2, null=True, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    website = models.URLField(_("website"), blank=True)
+    category = models.CharField(_("category"), max_length=100, blank=True)
+    is_active = models.BooleanField(_("is active"), default=True)
+    data_quality_score = models.PositiveSmallIntegerField(_("data quality score"), null=True, blank=True)
+    source = models.CharField(_("source"), max_length=16, choices=SymbolSource.choices, default=SymbolSource.MANUAL)
+    inference_confidence = models.FloatField(
+        _("inference confidence"),
+        null=True,
+        blank=True,
+        help_text=_("0-1: how sure the sync was of the inferred fields"),
+    )
+    enriched_at = models.DateTimeField(_("enriched at"), null=True, blank=True)
+    enrichment_attempted_at = models.DateTimeField(_("enrichment attempted at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("symbol")
@@ -228,15 +243,19 @@ class SymbolMapping(TimestampedModel):
     """How a provider spells a symbol (BTC -> BTCUSDT on Binance, BTC-USD on Yahoo)."""
 
     class Origin(models.TextChoices):
-        INFERRED = "inferred"
-        MANUAL = "manual"
+        INFERRED = "inferred", _("Inferred")
+        MANUAL = "manual", _("Manual")
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="mappings")
-    provider = models.ForeignKey(DataProvider, on_delete=models.CASCADE, related_name="mappings")
-    provider_symbol = models.CharField(max_length=64)
-    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.INFERRED)
-    validated_at = models.DateTimeField(null=True, blank=True)
-    is_valid = models.BooleanField(null=True, blank=True, help_text="Result of the last check against the provider")
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="mappings", verbose_name=_("symbol"))
+    provider = models.ForeignKey(
+        DataProvider, on_delete=models.CASCADE, related_name="mappings", verbose_name=_("provider")
+    )
+    provider_symbol = models.CharField(_("provider symbol"), max_length=64)
+    origin = models.CharField(_("origin"), max_length=16, choices=Origin.choices, default=Origin.INFERRED)
+    validated_at = models.DateTimeField(_("validated at"), null=True, blank=True)
+    is_valid = models.BooleanField(
+        _("is valid"), null=True, blank=True, help_text=_("Result of the last check against the provider")
+    )
 
     class Meta:
         verbose_name = _("symbol mapping")
@@ -257,23 +276,25 @@ class MarketData(models.Model):
     file said; `asset_class` may be wrong or null (corrections repair it) and
     `symbol` is null until symbol sync links it."""
 
-    ticker = models.CharField(max_length=32)
-    market = models.CharField(max_length=32)
-    timeframe = models.CharField(max_length=8)
-    ts = models.DateTimeField(help_text="Bar open time, UTC")
-    open = models.DecimalField(max_digits=28, decimal_places=10)
-    high = models.DecimalField(max_digits=28, decimal_places=10)
-    low = models.DecimalField(max_digits=28, decimal_places=10)
-    close = models.DecimalField(max_digits=28, decimal_places=10)
-    volume = models.DecimalField(max_digits=30, decimal_places=8)
-    adj_close = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
-    asset_class = models.CharField(max_length=32, null=True, blank=True)
-    symbol = models.ForeignKey(Symbol, null=True, blank=True, on_delete=models.SET_NULL, db_index=False)
-    extra = models.JSONField(null=True, blank=True, help_text="Source columns kept beside OHLCV")
+    ticker = models.CharField(_("ticker"), max_length=32)
+    market = models.CharField(_("market"), max_length=32)
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    ts = models.DateTimeField(_("bar time"), help_text=_("Bar open time, UTC"))
+    open = models.DecimalField(pgettext_lazy("price", "open"), max_digits=28, decimal_places=10)
+    high = models.DecimalField(pgettext_lazy("price", "high"), max_digits=28, decimal_places=10)
+    low = models.DecimalField(pgettext_lazy("price", "low"), max_digits=28, decimal_places=10)
+    close = models.DecimalField(pgettext_lazy("price", "close"), max_digits=28, decimal_places=10)
+    volume = models.DecimalField(_("volume"), max_digits=30, decimal_places=8)
+    adj_close = models.DecimalField(_("adjusted close"), max_digits=28, decimal_places=10, null=True, blank=True)
+    asset_class = models.CharField(_("asset class"), max_length=32, null=True, blank=True)
+    symbol = models.ForeignKey(
+        Symbol, null=True, blank=True, on_delete=models.SET_NULL, db_index=False, verbose_name=_("symbol")
+    )
+    extra = models.JSONField(_("extra"), null=True, blank=True, help_text=_("Source columns kept beside OHLCV"))
     source_file = models.CharField(max_length=500, blank=True, db_default="")
     import_job_id = models.BigIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("market data")
@@ -300,18 +321,18 @@ class DataCorrection(models.Model):
     """Audit trail: one entry per group of changes to data (corrections,
     rollbacks, symbol clean-ups, candle amendments)."""
 
-    kind = models.CharField(max_length=40, db_index=True)
-    run_ref = models.CharField(max_length=64, blank=True, help_text="e.g. correction:12")
-    table_name = models.CharField(max_length=64)
-    ticker = models.CharField(max_length=32, blank=True)
-    market = models.CharField(max_length=32, blank=True)
-    field = models.CharField(max_length=64, blank=True)
-    old_value = models.TextField(null=True, blank=True)
-    new_value = models.TextField(null=True, blank=True)
-    row_count = models.BigIntegerField(default=1)
-    detail = models.JSONField(null=True, blank=True)
-    created_by = models.CharField(max_length=150, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
+    kind = models.CharField(_("kind"), max_length=40, db_index=True)
+    run_ref = models.CharField(_("run ref"), max_length=64, blank=True, help_text=_("e.g. correction:12"))
+    table_name = models.CharField(_("table name"), max_length=64)
+    ticker = models.CharField(_("ticker"), max_length=32, blank=True)
+    market = models.CharField(_("market"), max_length=32, blank=True)
+    field = models.CharField(_("field"), max_length=64, blank=True)
+    old_value = models.TextField(_("old value"), null=True, blank=True)
+    new_value = models.TextField(_("new value"), null=True, blank=True)
+    row_count = models.BigIntegerField(_("row count"), default=1)
+    detail = models.JSONField(_("detail"), null=True, blank=True)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
         verbose_name = _("data correction")
@@ -327,14 +348,14 @@ class DataCorrection(models.Model):
 class DeadLetter(models.Model):
     """Work that failed for good, kept with what is needed to resubmit it."""
 
-    kind = models.CharField(max_length=40, db_index=True, help_text="e.g. import_file, enrichment")
-    ref = models.CharField(max_length=200, help_text="What failed: a file path, a symbol")
-    payload = models.JSONField(default=dict)
-    error = models.TextField()
-    attempts = models.PositiveIntegerField(default=1)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    resubmitted_at = models.DateTimeField(null=True, blank=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(_("kind"), max_length=40, db_index=True, help_text=_("e.g. import_file, enrichment"))
+    ref = models.CharField(_("ref"), max_length=200, help_text=_("What failed: a file path, a symbol"))
+    payload = models.JSONField(_("payload"), default=dict)
+    error = models.TextField(_("error"))
+    attempts = models.PositiveIntegerField(_("attempts"), default=1)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    resubmitted_at = models.DateTimeField(_("resubmitted at"), null=True, blank=True)
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("dead letter")
@@ -348,12 +369,30 @@ class DeadLetter(models.Model):
 
 
 class RunStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
+    QUEUED = "queued", pgettext_lazy("run status", "Queued")
+    RUNNING = "running", pgettext_lazy("run status", "Running")
+    SUCCEEDED = "succeeded", pgettext_lazy("run status", "Succeeded")
+    FAILED = "failed", pgettext_lazy("run status", "Failed")
+    CANCELLED = "cancelled", pgettext_lazy("run status", "Cancelled")
+    SKIPPED = "skipped", pgettext_lazy("run status", "Skipped")
+
+
+# A status as a word inside a sentence ("import job 5 is already running"), in lower case;
+# the choices' labels above are for columns and filters.
+STATUS_WORDS = {
+    "queued": pgettext_lazy("status word", "queued"),
+    "running": pgettext_lazy("status word", "running"),
+    "succeeded": pgettext_lazy("status word", "succeeded"),
+    "failed": pgettext_lazy("status word", "failed"),
+    "cancelled": pgettext_lazy("status word", "cancelled"),
+    "skipped": pgettext_lazy("status word", "skipped"),
+    "dead_lettered": pgettext_lazy("status word", "dead-lettered"),
+}
+
+
+def status_word(status: str) -> str:
+    """A run's or a file's status, for a sentence, in the operator's language."""
+    return str(STATUS_WORDS.get(status, status))
 
 
 class RunRecord(models.Model):
@@ -361,16 +400,20 @@ class RunRecord(models.Model):
     progress (done/total, rate), cancellation and the error. Apps subclass it
     and report through `etl.progress.ProgressReporter`."""
 
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
-    requested_by = models.CharField(max_length=150, blank=True, help_text="user name, 'schedule' or 'command'")
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    progress_done = models.BigIntegerField(default=0)
-    progress_total = models.BigIntegerField(null=True, blank=True)
-    rate_per_second = models.FloatField(null=True, blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    error = models.TextField(blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    requested_by = models.CharField(
+        _("requested by"), max_length=150, blank=True, help_text=_("user name, 'schedule' or 'command'")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    progress_done = models.BigIntegerField(_("progress done"), default=0)
+    progress_total = models.BigIntegerField(_("progress total"), null=True, blank=True)
+    rate_per_second = models.FloatField(_("rate per second"), null=True, blank=True)
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    error = models.TextField(_("error"), blank=True)
 
     class Meta:
         abstract = True
@@ -396,22 +439,28 @@ class RunRecord(models.Model):
 
 
 class PipelineTrigger(models.TextChoices):
-    API = "api"
-    ADMIN = "admin"
-    COMMAND = "command"
-    SCHEDULE = "schedule"
-    TASK = "task"
+    API = "api", _("API")
+    ADMIN = "admin", _("Admin")
+    COMMAND = "command", _("Command")
+    SCHEDULE = "schedule", _("Schedule")
+    TASK = "task", _("Task")
 
 
 class PipelineRun(RunRecord):
     """One run of the orchestrator: the execution history operators read."""
 
-    trigger = models.CharField(max_length=16, choices=PipelineTrigger.choices, default=PipelineTrigger.COMMAND)
-    steps_requested = models.JSONField(default=list, blank=True, help_text="Empty: every default step")
-    options = models.JSONField(default=dict, blank=True)
-    continue_on_failure = models.BooleanField(default=False)
-    max_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum execution time")
-    summary = models.JSONField(default=dict, blank=True)
+    trigger = models.CharField(
+        _("trigger"), max_length=16, choices=PipelineTrigger.choices, default=PipelineTrigger.COMMAND
+    )
+    steps_requested = models.JSONField(
+        _("steps requested"), default=list, blank=True, help_text=_("Empty: every default step")
+    )
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    continue_on_failure = models.BooleanField(_("continue on failure"), default=False)
+    max_seconds = models.PositiveIntegerField(
+        _("max seconds"), null=True, blank=True, help_text=_("Maximum execution time")
+    )
+    summary = models.JSONField(_("summary"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("pipeline run")
@@ -426,27 +475,29 @@ class PipelineRun(RunRecord):
         ]
 
     def __str__(self) -> str:
-        return f"pipeline #{self.pk} {self.status}"
+        return gettext("pipeline #%(run)s %(status)s") % {"run": self.pk, "status": self.get_status_display()}
 
 
 class PipelineStepRun(models.Model):
-    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="step_runs")
-    name = models.CharField(max_length=40)
-    order = models.PositiveSmallIntegerField()
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    counts = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="step_runs", verbose_name=_("run"))
+    name = models.CharField(_("name"), max_length=40)
+    order = models.PositiveSmallIntegerField(_("order"))
+    status = models.CharField(_("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True)
 
     class Meta:
+        verbose_name = _("pipeline step run")
+        verbose_name_plural = _("pipeline step runs")
         db_table = "pipeline_step_runs"
         ordering = ["run", "order", "id"]
         constraints = [models.UniqueConstraint(fields=["run", "name"], name="uniq_step_run_name")]
         indexes = [models.Index(fields=["name", "-finished_at"], name="step_run_name_finished")]
 
     def __str__(self) -> str:
-        return f"{self.name} {self.status}"
+        return f"{self.name} {self.get_status_display()}"
 
     @property
     def duration_seconds(self) -> float | None:
@@ -481,15 +532,19 @@ class ApiToken(models.Model):
     """A named API token a staff member issued, with an optional expiry. Only a
     SHA-256 of the key is stored: the key itself is shown once, when issued."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, help_text="what the token is for, e.g. 'nightly import script'")
-    prefix = models.CharField(max_length=8, help_text="the key's first characters, to recognise it")
-    key_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.CharField(max_length=150, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="blank: never expires")
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
+    )
+    name = models.CharField(
+        _("name"), max_length=100, help_text=_("what the token is for, e.g. 'nightly import script'")
+    )
+    prefix = models.CharField(_("prefix"), max_length=8, help_text=_("the key's first characters, to recognise it"))
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True, help_text=_("blank: never expires"))
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("api token")
@@ -594,10 +649,12 @@ class MarketClosure(TimestampedModel):
     """An operator's override of a market's calendar: an unscheduled closure (the whole
     local day) or an early close (from `close_at`, local time)."""
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="closures")
-    day = models.DateField(help_text="Local date")
-    close_at = models.TimeField(null=True, blank=True, help_text="Local time of an early close; blank: closed all day")
-    reason = models.CharField(max_length=200, blank=True)
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="closures", verbose_name=_("market"))
+    day = models.DateField(_("day"), help_text=_("Local date"))
+    close_at = models.TimeField(
+        _("close at"), null=True, blank=True, help_text=_("Local time of an early close; blank: closed all day")
+    )
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
 
     class Meta:
         verbose_name = _("market closure")
@@ -607,4 +664,10 @@ class MarketClosure(TimestampedModel):
         constraints = [models.UniqueConstraint(fields=["market", "day"], name="uniq_closure_market_day")]
 
     def __str__(self) -> str:
-        return f"{self.market_id} {self.day}" + (f" closes {self.close_at:%H:%M}" if self.close_at else " closed")
+        if self.close_at:
+            return gettext("%(market)s %(day)s closes %(time)s") % {
+                "market": self.market_id,
+                "day": self.day,
+                "time": f"{self.close_at:%H:%M}",
+            }
+        return gettext("%(market)s %(day)s closed") % {"market": self.market_id, "day": self.day}

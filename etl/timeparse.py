@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import gettext
 
 from etl.errors import DomainError
 
@@ -32,7 +33,11 @@ def moment_parse(value: str | None, *, field: str) -> datetime | None:
     except ValueError:  # well-formed but impossible, e.g. 2024-02-30
         moment = None
     if moment is None:
-        raise DomainError(f"{field} {value!r}: expected an ISO date (2024-01-31) or date-time", code="bad_date")
+        raise DomainError(
+            gettext("%(field)s %(value)s: expected an ISO date (2024-01-31) or date-time")
+            % {"field": field, "value": repr(value)},
+            code="bad_date",
+        )
     return moment_utc(moment, field=field)
 
 
@@ -44,4 +49,8 @@ def moment_utc(moment: datetime, *, field: str) -> datetime:
     try:
         return moment.astimezone(UTC)
     except OverflowError:
-        raise DomainError(f"{field} {moment.isoformat()!r}: out of range once in UTC", code="bad_date") from None
+        raise DomainError(
+            gettext("%(field)s %(value)s: out of range once in UTC")
+            % {"field": field, "value": repr(moment.isoformat())},
+            code="bad_date",
+        ) from None

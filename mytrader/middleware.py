@@ -9,7 +9,7 @@ from django.apps import apps
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
 
-from mytrader.accounts.models import OperatorPreference
+from mytrader.accounts.models import operator_preference_of
 
 # A market's own pages: its change page, and lists filtered to one market.
 MARKET_PAGE = re.compile(r"^/admin/etl/market/(?P<pk>[0-9]+)/")
@@ -45,7 +45,7 @@ class OperatorPreferenceMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        preference = self._preference(request)
+        preference = operator_preference_of(getattr(request, "user", None))
         if preference is not None and preference.language:
             translation.activate(preference.language)
             request.LANGUAGE_CODE = translation.get_language()
@@ -62,13 +62,3 @@ class OperatorPreferenceMiddleware:
         finally:
             if zone:
                 timezone.deactivate()
-
-    @staticmethod
-    def _preference(request: HttpRequest) -> OperatorPreference | None:
-        user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
-            return None
-        try:
-            return user.operator_preference
-        except OperatorPreference.DoesNotExist:
-            return None

@@ -266,7 +266,8 @@ ENRICHMENT_CATALOGUE = env("ENRICHMENT_CATALOGUE", default="")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Tokens first, so an anonymous request gets 401 with a WWW-Authenticate header.
-        "etl.api.authentication.BearerTokenAuthentication",  # Bearer <key> or Token <key>
+        # Bearer <key> or Token <key> (etl.api.authentication), then the token owner's chosen language.
+        "mytrader.accounts.authentication.OperatorTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from django.utils.translation import gettext
 from rest_framework import serializers
 
 from batchimport.markets import MAX_CONCURRENCY_LIMIT
@@ -33,11 +34,11 @@ class DurationMinutesField(serializers.CharField):
         text = super().to_internal_value(data)
         match = _DURATION.match(text.strip())
         if not match:
-            raise serializers.ValidationError("use hh:mm:ss, e.g. 00:45:00")
+            raise serializers.ValidationError(gettext("use hh:mm:ss, e.g. 00:45:00"))
         h, m, s = (int(x) for x in match.groups())
         minutes = h * 60 + m + (1 if s else 0)
         if minutes < 1:
-            raise serializers.ValidationError("must be at least one minute")
+            raise serializers.ValidationError(gettext("must be at least one minute"))
         return minutes
 
 
@@ -98,7 +99,7 @@ class StatsQuerySerializer(PolicySerializer):
 
     def validate(self, attrs):
         if attrs.get("start_date") and attrs.get("end_date") and attrs["start_date"] > attrs["end_date"]:
-            raise serializers.ValidationError({"start_date": "startDate is after endDate"})
+            raise serializers.ValidationError({"start_date": gettext("startDate is after endDate")})
         return attrs
 
 

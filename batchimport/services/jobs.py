@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.models import Schedule
 
 from batchimport import metrics
@@ -41,7 +42,7 @@ from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.locks import IMPORT_FILE, IMPORT_START, is_held, session_unlock, try_session_lock, xact_lock
 from etl.logcontext import current_run, run_context
-from etl.models import DeadLetter
+from etl.models import DeadLetter, status_word
 from etl.progress import Cancelled
 from etl.recovery import connection_reset, write_after_reconnect
 
@@ -82,7 +83,10 @@ def market_key_parse(value: str) -> str:
     """The market key for a name an operator typed (key or folder, any case), or a DomainError."""
     spec = market_named(value)
     if spec is None:
-        raise DomainError(f"unknown market {value!r}: use one of {KEYS_TEXT}", code="unknown_market")
+        raise DomainError(
+            gettext("unknown market %(market)s: use one of %(keys)s") % {"market": repr(value), "keys": KEYS_TEXT},
+            code="unknown_market",
+        )
     return spec.key
 
 
@@ -163,7 +167,7 @@ def import_job_create(
     out (None) comes from each market's import settings (market_settings)."""
     resolved = path_resolve(path=path)
     if batch_size is not None and batch_size < 1:
-        raise DomainError("batch size must be at least 1", code="invalid_batch_size")
+        raise DomainError(gettext("batch size must be at least 1"), code="invalid_batch_size")
     xact_lock(IMPORT_START)  # until commit: two requests for one folder see each other's job
     _refuse_overlapping(relative_to_root(resolved))
     common = {
@@ -178,15 +182,19 @@ def import_job_create(
         key = market_key_parse(market) if market else market_from_path(resolved / "x")
         if not key:
             raise DomainError(
-                f"cannot tell the market of {relative_to_root(resolved)!r}: name a market "
-                f"({KEYS_TEXT}) or use a folder named after one",
+                gettext("cannot tell the market of %(path)s: name a market (%(keys)s) or use a folder named after one")
+                % {"path": repr(relative_to_root(resolved)), "keys": KEYS_TEXT},
                 code="market_unknown",
             )
         return _market_job(
             resolved, key, sla_minutes=sla_minutes, max_concurrency=max_concurrency, parent=None, **common
         )
     if not folders:
-        raise DomainError(f"{relative_to_root(resolved)!r} has no {FOLDERS_TEXT} folder", code="no_market_folders")
+        raise DomainError(
+            gettext("%(path)s has no %(folders)s folder")
+            % {"path": repr(relative_to_root(resolved)), "folders": FOLDERS_TEXT},
+            code="no_market_folders",
+        )
     parent = ImportJob.objects.create(
         kind=ImportJob.Kind.ALL_MARKETS,
         path=relative_to_root(resolved),
@@ -232,7 +240,8 @@ def _refuse_overlapping(relpath: str) -> None:
         if _dead_running_files(_family_ids(root)) and not _live_files(_family_ids(root)):
             continue
         raise ConflictError(
-            f"import job {root.pk} is already {root.status} on {other.path!r}; wait for it or cancel it",
+            gettext("import job %(job)s is already %(status)s on %(path)s; wait for it or cancel it")
+            % {"job": root.pk, "status": status_word(root.status), "path": repr(other.path)},
             code="import_running",
         )
 
@@ -680,7 +689,10 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
     """Ask the job to stop: queued files are cancelled now, files being read
     stop after their current batch."""
     if job.status in TERMINAL:
-        raise ConflictError(f"import job {job.pk} has already ended ({job.status})")
+        raise ConflictError(
+            gettext("import job %(job)s has already ended (%(status)s)")
+            % {"job": job.pk, "status": status_word(job.status)}
+        )
     ids = _family_ids(job)
     ImportJob.objects.filter(pk__in=ids).update(cancel_requested=True)
     files = ImportFile.objects.filter(job_id__in=ids)
@@ -712,12 +724,17 @@ def import_job_retry(
     ids = _family_ids(job)
     dead = _dead_running_files(ids) if job.status not in TERMINAL else []
     if job.status not in TERMINAL and not dead:
-        raise ConflictError(f"import job {job.pk} is still {job.status}; cancel it or wait")
+        raise ConflictError(
+            gettext("import job %(job)s is still %(status)s; cancel it or wait")
+            % {"job": job.pk, "status": status_word(job.status)}
+        )
     stopped = [ImportStatus.FAILED, ImportStatus.DEAD_LETTERED, ImportStatus.CANCELLED]
     files = ImportFile.objects.filter(Q(pk__in=dead) | Q(status__in=stopped), job_id__in=ids)
     file_ids = list(files.values_list("pk", flat=True))
     if not file_ids:
-        raise ConflictError(f"import job {job.pk} has no failed, dead-lettered or cancelled file to retry")
+        raise ConflictError(
+            gettext("import job %(job)s has no failed, dead-lettered or cancelled file to retry") % {"job": job.pk}
+        )
     _requeue(file_ids)
     update = {"attempt": F("attempt") + 1}
     if max_attempts:
@@ -758,15 +775,26 @@ def _requeue(file_ids: list[int]) -> None:
 def dead_letter_resubmit(*, dead_letter: DeadLetter, queue: bool = True) -> ImportJob:
     """Queue the dead-lettered file again in its job."""
     if dead_letter.kind != DEAD_LETTER_KIND:
-        raise DomainError(f"dead letter {dead_letter.pk} is not an import file ({dead_letter.kind})")
+        raise DomainError(
+            gettext("dead letter %(letter)s is not an import file (%(kind)s)")
+            % {"letter": dead_letter.pk, "kind": dead_letter.kind}
+        )
     if dead_letter.resubmitted_at or dead_letter.resolved_at:
-        raise ConflictError(f"dead letter {dead_letter.pk} was already resubmitted or resolved")
+        raise ConflictError(
+            gettext("dead letter %(letter)s was already resubmitted or resolved") % {"letter": dead_letter.pk}
+        )
     file_id = dead_letter.payload.get("file_id")
     import_file = ImportFile.objects.select_related("job").filter(pk=file_id).first()
     if import_file is None:
-        raise DomainError(f"dead letter {dead_letter.pk}: import file {file_id} no longer exists")
+        raise DomainError(
+            gettext("dead letter %(letter)s: import file %(file)s no longer exists")
+            % {"letter": dead_letter.pk, "file": file_id}
+        )
     if import_file.status != ImportStatus.DEAD_LETTERED:
-        raise ConflictError(f"import file {file_id} is {import_file.status}, not dead-lettered")
+        raise ConflictError(
+            gettext("import file %(file)s is %(status)s, not dead-lettered")
+            % {"file": file_id, "status": status_word(import_file.status)}
+        )
     _requeue([import_file.pk])
     root = import_file.job.parent or import_file.job
     root.refresh_from_db()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.utils.translation import gettext
 
 from etl.errors import DomainError
 
@@ -22,22 +23,29 @@ def path_resolve(*, path: str | Path, must_exist: bool = True) -> Path:
     path elsewhere or a symlink leading out — or does not exist."""
     text = str(path).strip()
     if not text:
-        raise DomainError("path is required", code="path_required")
+        raise DomainError(gettext("path is required"), code="path_required")
     _refuse_unusable(text)
     root = data_root()
     try:
         resolved = _resolved(root, Path(text))
         if resolved != root and root not in resolved.parents:
             raise DomainError(
-                f"path {_shown(text)} is outside the data root {root} (imports may only read below it)",
+                gettext("path %(path)s is outside the data root %(root)s (imports may only read below it)")
+                % {"path": _shown(text), "root": root},
                 code="path_outside_root",
             )
         exists = resolved.exists()
     except (OSError, ValueError) as exc:  # a name too long for the file system, a link loop
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DomainError(f"path {_shown(text)} cannot be used: {reason}", code="path_invalid") from None
+        raise DomainError(
+            gettext("path %(path)s cannot be used: %(reason)s") % {"path": _shown(text), "reason": reason},
+            code="path_invalid",
+        ) from None
     if must_exist and not exists:
-        raise DomainError(f"path {_shown(text)} does not exist under the data root {root}", code="path_not_found")
+        raise DomainError(
+            gettext("path %(path)s does not exist under the data root %(root)s") % {"path": _shown(text), "root": root},
+            code="path_not_found",
+        )
     return resolved
 
 
@@ -53,11 +61,14 @@ def _resolved(root: Path, candidate: Path) -> Path:
 def _refuse_unusable(text: str) -> None:
     """Refuse what no file system accepts before asking one (a NUL, a path past the limit)."""
     if "\x00" in text:
-        raise DomainError("path must not contain a NUL byte", code="path_invalid")
+        raise DomainError(gettext("path must not contain a NUL byte"), code="path_invalid")
     limit = getattr(settings, "IMPORT_MAX_PATH_LENGTH", 1024)
     length = len(text.encode("utf-8", "surrogatepass"))
     if length > limit:
-        raise DomainError(f"path is {length} bytes long; the limit is {limit}", code="path_too_long")
+        raise DomainError(
+            gettext("path is %(length)s bytes long; the limit is %(limit)s") % {"length": length, "limit": limit},
+            code="path_too_long",
+        )
 
 
 def _shown(text: str) -> str:
@@ -86,7 +97,7 @@ def upload_store(*, upload: UploadedFile, market: str) -> str:
         with contextlib.suppress(OSError):
             target.unlink(missing_ok=True)
         raise DomainError(
-            f"cannot store the upload under the data root: {exc.strerror or exc}",
+            gettext("cannot store the upload under the data root: %(reason)s") % {"reason": exc.strerror or exc},
             code="data_root_unwritable",
             status_code=503,
         ) from None

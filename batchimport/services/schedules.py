@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.db import transaction
+from django.utils.translation import gettext
 from django_q.models import Schedule
 
 from batchimport.services.jobs import import_job_submit, market_key_parse, running_import_exists
@@ -40,7 +41,9 @@ def _request_clean(options: dict[str, Any]) -> dict[str, Any]:
     """The import request to store: only known fields, the None ones left out; the market as its key."""
     unknown = sorted(set(options) - set(REQUEST_FIELDS))
     if unknown:
-        raise DomainError(f"unknown import option(s): {', '.join(unknown)}", code="unknown_field")
+        raise DomainError(
+            gettext("unknown import option(s): %(names)s") % {"names": ", ".join(unknown)}, code="unknown_field"
+        )
     stored = {key: value for key, value in options.items() if value is not None}
     if stored.get("market"):
         stored["market"] = market_key_parse(stored["market"])
@@ -57,16 +60,22 @@ def import_schedule_create(
     unless `options["market"]`) with the rest of `options` (REQUEST_FIELDS);
     the next run is computed in `tz`."""
     if not croniter.is_valid(cron or ""):
-        raise DomainError(f"{cron!r} is not a valid cron expression", code="invalid_cron")
+        raise DomainError(
+            gettext("%(cron)s is not a valid cron expression") % {"cron": repr(cron)}, code="invalid_cron"
+        )
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise DomainError(f"{tz!r} is not an IANA time zone", code="invalid_timezone") from None
+        raise DomainError(
+            gettext("%(zone)s is not an IANA time zone") % {"zone": repr(tz)}, code="invalid_timezone"
+        ) from None
     path_resolve(path=path)
     request = _request_clean(options or {})
     full_name = f"{SCHEDULE_PREFIX}{name}"
     if Schedule.objects.filter(name=full_name).exists():
-        raise DomainError(f"a schedule named {name!r} already exists", code="schedule_exists")
+        raise DomainError(
+            gettext("a schedule named %(name)s already exists") % {"name": repr(name)}, code="schedule_exists"
+        )
     kwargs = {"name": full_name, "path": str(path), "tz": tz, "options": request}
     # The stored next run is the cron time in `tz` (etl re-aims every zoned schedule on save).
     return Schedule.objects.create(
@@ -78,7 +87,9 @@ def import_schedule_get(*, schedule_id: int) -> Schedule:
     """An import schedule by id (404 when there is none)."""
     schedule = Schedule.objects.filter(pk=schedule_id, func=SCHEDULE_FUNC).first()
     if schedule is None:
-        raise DomainError(f"no import schedule {schedule_id}", code="not_found", status_code=404)
+        raise DomainError(
+            gettext("no import schedule %(schedule)s") % {"schedule": schedule_id}, code="not_found", status_code=404
+        )
     return schedule
 
 
@@ -92,7 +103,9 @@ def import_schedule_delete(*, schedule_id: int) -> None:
     """Delete an import schedule (404 when there is none with this id)."""
     deleted, _ = Schedule.objects.filter(pk=schedule_id, func=SCHEDULE_FUNC).delete()
     if not deleted:
-        raise DomainError(f"no import schedule {schedule_id}", code="not_found", status_code=404)
+        raise DomainError(
+            gettext("no import schedule %(schedule)s") % {"schedule": schedule_id}, code="not_found", status_code=404
+        )
 
 
 def scheduled_import_run(*, name: str, path: str, tz: str = "UTC", options: dict[str, Any] | None = None) -> dict:

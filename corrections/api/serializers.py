@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from rest_framework import serializers
 
 from corrections.models import CorrectionRun
@@ -40,7 +41,9 @@ class OptionsSerializer(PolicySerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("only_null") and attrs.get("overwrite_mismatched"):
-            raise serializers.ValidationError("only_null and overwrite_mismatched exclude each other: choose one.")
+            raise serializers.ValidationError(
+                gettext("only_null and overwrite_mismatched exclude each other: choose one.")
+            )
         return attrs
 
 
@@ -59,7 +62,7 @@ class ExecuteSerializer(OptionsSerializer):
 
     def validate_create_backup(self, value: bool) -> bool:
         if not value:
-            raise serializers.ValidationError("The backup is mandatory: a correction cannot run without it.")
+            raise serializers.ValidationError(gettext("The backup is mandatory: a correction cannot run without it."))
         return value
 
 

@@ -5,6 +5,7 @@ rollback answer 202 with the run and its Location unless `runAsync: false`."""
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -32,7 +33,7 @@ def _status(run: CorrectionRun) -> dict:
 def _latest(*phases: str) -> CorrectionRun:
     run = CorrectionRun.objects.filter(phase__in=phases).first() if phases else CorrectionRun.objects.first()
     if run is None:
-        raise DomainError("No correction run matches; give run_id.", code="not_found", status_code=404)
+        raise DomainError(gettext("No correction run matches; give run_id."), code="not_found", status_code=404)
     return run
 
 

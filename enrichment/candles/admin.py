@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from enrichment.candles.charts import chart_figures
 from enrichment.candles.forms import BackfillCreateForm
@@ -58,7 +59,7 @@ class MarketDataV2Admin(ReadOnly):
     list_select_related = ("symbol",)
     show_full_result_count = False  # counting millions of rows on every page is too slow
 
-    @admin.display(description="flags")
+    @admin.display(description=_("flags"))
     def flags(self, obj: MarketDataV2) -> str:
         return ", ".join(obj.flag_names)
 
@@ -84,9 +85,11 @@ class EnrichmentStatusAdmin(ReadOnly):
     def has_compute_permission(self, request) -> bool:
         return request.user.has_perm("enrichment.compute_features")
 
-    @admin.display(description="chart")
+    @admin.display(description=_("chart"))
     def chart_link(self, obj: EnrichmentStatus) -> str:
-        return format_html('<a href="{}">chart &amp; quality</a>', reverse("admin:enrichment_chart", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:enrichment_chart", args=[obj.pk]), gettext("chart & quality")
+        )
 
     def _queue(self, request, queryset, *, full: bool) -> None:
         symbols = sorted({str(s.symbol_id) for s in queryset})
@@ -96,14 +99,18 @@ class EnrichmentStatusAdmin(ReadOnly):
             full=full,
             requested_by=request.user.get_username(),
         )
-        self.message_user(request, f"Queued feature run {run.pk} for {len(symbols)} symbol(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            gettext("Queued feature run %(run)s for %(count)s symbol(s).") % {"run": run.pk, "count": len(symbols)},
+            messages.SUCCESS,
+        )
 
-    @admin.action(description="Compute features (background)", permissions=["compute"])
+    @admin.action(description=_("Compute features (background)"), permissions=["compute"])
     def compute_features(self, request, queryset):
         """Calls feature_run_queue."""
         self._queue(request, queryset, full=False)
 
-    @admin.action(description="Recompute all features (background)", permissions=["compute"])
+    @admin.action(description=_("Recompute all features (background)"), permissions=["compute"])
     def compute_features_full(self, request, queryset):
         """Calls feature_run_queue (full)."""
         self._queue(request, queryset, full=True)
@@ -139,23 +146,23 @@ class FeatureRunAdmin(ReadOnly):
     def has_compute_permission(self, request) -> bool:
         return request.user.has_perm("enrichment.compute_features")
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, obj: FeatureRun) -> str:
         return f"{obj.progress_done}/{obj.progress_total or '?'}"
 
-    @admin.display(description="seconds")
+    @admin.display(description=_("seconds"))
     def duration(self, obj: FeatureRun) -> str:
         return f"{obj.duration_seconds:.1f}" if obj.duration_seconds is not None else ""
 
-    @admin.display(description="error")
+    @admin.display(description=_("error"))
     def error_short(self, obj: FeatureRun) -> str:
         return obj.error[:100]
 
-    @admin.action(description="Cancel (between batches)", permissions=["compute"])
+    @admin.action(description=_("Cancel (between batches)"), permissions=["compute"])
     def cancel(self, request, queryset):
         """Calls feature_runs_cancel."""
         asked = feature_runs_cancel(runs=queryset)
-        self.message_user(request, f"Asked {asked} run(s) to stop.", messages.SUCCESS)
+        self.message_user(request, gettext("Asked %(count)s run(s) to stop.") % {"count": asked}, messages.SUCCESS)
 
 
 @admin.register(EnrichmentComputeLog)
@@ -270,11 +277,11 @@ class BackfillStateAdmin(ReadOnly):
         }
         return TemplateResponse(request, "admin/etl/form_page.html", context)
 
-    @admin.action(description="Run backfill now (background)", permissions=["backfill"])
+    @admin.action(description=_("Run backfill now (background)"), permissions=["backfill"])
     def run_now(self, request, queryset):
         """Calls backfills_queue."""
         queued = backfills_queue(states=queryset)
-        self.message_user(request, f"Queued {queued} backfill(s).", messages.SUCCESS)
+        self.message_user(request, gettext("Queued %(count)s backfill(s).") % {"count": queued}, messages.SUCCESS)
 
 
 @admin.register(LiveMarket)
@@ -286,10 +293,14 @@ class LiveMarketAdmin(admin.ModelAdmin):
     list_select_related = ("market",)
     actions = ["poll_now"]
 
-    @admin.action(description="Poll now (background)", permissions=["run_live_poll"])
+    @admin.action(description=_("Poll now (background)"), permissions=["run_live_poll"])
     def poll_now(self, request: HttpRequest, queryset) -> None:
         markets = live_poll_queue(markets=[live.market.code for live in queryset.select_related("market")])
-        self.message_user(request, f"Queued a poll of {', '.join(markets) or 'nothing'}.", messages.SUCCESS)
+        if markets:
+            message = gettext("Queued a poll of %(markets)s.") % {"markets": ", ".join(markets)}
+        else:
+            message = gettext("Nothing to poll.")
+        self.message_user(request, message, messages.SUCCESS)
 
     def has_run_live_poll_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("enrichment.run_live_poll")

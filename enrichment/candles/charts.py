@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from plotly.subplots import make_subplots
 
 from enrichment.candles.models import DataQualityMetric
@@ -24,8 +26,8 @@ OVERLAYS = {
 MARGIN = {"l": 40, "r": 10, "t": 30, "b": 30}
 # Features no free source feeds: they stay NULL, and the chart page says why.
 UNSOURCED = {
-    "liquidation_intensity": "liquidations: Binance publishes no liquidation history over REST (only a live stream)",
-    "exchange_inflow": "exchange inflow: on-chain flows need a paid data source; none is configured",
+    "liquidation_intensity": _("liquidations: Binance publishes no liquidation history over REST (only a live stream)"),
+    "exchange_inflow": _("exchange inflow: on-chain flows need a paid data source; none is configured"),
 }
 
 
@@ -38,7 +40,11 @@ def chart_figures(*, symbol: Symbol, timeframe: str, bars: int = 500) -> dict[st
         .values("day", "completeness", "avg_quality_score", "gaps", "volume_anomalies", "ohlc_inconsistencies")
     )
     days.reverse()
-    title = f"{symbol.ticker}@{symbol.market.code} {timeframe}: last {len(rows)} bars"
+    title = gettext("%(symbol)s %(timeframe)s: last %(bars)s bars") % {
+        "symbol": f"{symbol.ticker}@{symbol.market.code}",
+        "timeframe": timeframe,
+        "bars": len(rows),
+    }
     return {
         "candles": _candle_figure(rows, title).to_json(),
         "quality": _quality_figure(days).to_json(),
@@ -57,7 +63,7 @@ def _candle_figure(rows: list[dict[str, Any]], title: str) -> go.Figure:
         high=[r["high"] for r in rows],
         low=[r["low"] for r in rows],
         close=[r["close"] for r in rows],
-        name="candles",
+        name=gettext("candles"),
     )
     fig.add_trace(candles, row=1, col=1)
     for name, dash in OVERLAYS.items():
@@ -68,12 +74,12 @@ def _candle_figure(rows: list[dict[str, Any]], title: str) -> go.Figure:
         x=[r["ts"] for r in flagged],
         y=[r["high"] for r in flagged],
         mode="markers",
-        name="quality flags",
+        name=gettext("quality flags"),
         marker={"symbol": "x", "size": 8, "color": "red"},
         text=[", ".join(r["quality_flags"]) for r in flagged],
     )
     fig.add_trace(markers, row=1, col=1)
-    fig.add_trace(go.Bar(x=ts, y=[r["volume"] for r in rows], name="volume"), row=2, col=1)
+    fig.add_trace(go.Bar(x=ts, y=[r["volume"] for r in rows], name=gettext("volume")), row=2, col=1)
     fig.add_trace(go.Scatter(x=ts, y=[r["rsi_14"] for r in rows], name="rsi_14", mode="lines"), row=3, col=1)
     fig.update_layout(height=700, xaxis_rangeslider_visible=False, margin=MARGIN, title=title)
     return fig
@@ -82,13 +88,13 @@ def _candle_figure(rows: list[dict[str, Any]], title: str) -> go.Figure:
 def _quality_figure(days: list[dict[str, Any]]) -> go.Figure:
     quality = go.Figure()
     x = [d["day"] for d in days]
-    quality.add_trace(go.Bar(x=x, y=[d["completeness"] for d in days], name="completeness"))
+    quality.add_trace(go.Bar(x=x, y=[d["completeness"] for d in days], name=gettext("completeness")))
     score = [d["avg_quality_score"] for d in days]
-    quality.add_trace(go.Scatter(x=x, y=score, name="avg quality score", mode="lines+markers"))
+    quality.add_trace(go.Scatter(x=x, y=score, name=gettext("avg quality score"), mode="lines+markers"))
     quality.update_layout(
         height=320,
         yaxis={"range": [0, 1.05]},
         margin=MARGIN,
-        title="Daily completeness (against the market's sessions) and quality score",
+        title=gettext("Daily completeness (against the market's sessions) and quality score"),
     )
     return quality

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Now
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from enrichment.candles.candle_quality import QualityFlag
@@ -42,8 +43,8 @@ CANDLE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _float(**kw) -> models.FloatField:
-    return models.FloatField(null=True, blank=True, **kw)
+def _float(verbose_name, **kw) -> models.FloatField:
+    return models.FloatField(verbose_name, null=True, blank=True, **kw)
 
 
 class MarketDataV2(models.Model):
@@ -51,61 +52,66 @@ class MarketDataV2(models.Model):
     candle bumps `revision` (its amendment is in data_corrections) and clears
     `features_revision`, which is how the feature step knows where to start."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
-    timeframe = models.CharField(max_length=8)
-    ts = models.DateTimeField(help_text="Bar open time, UTC")
-    # Candle (float64: this is the research table; raw decimals stay in market_data).
-    open = models.FloatField()
-    high = models.FloatField()
-    low = models.FloatField()
-    close = models.FloatField()
-    volume = models.FloatField()
-    taker_buy_volume = _float()
-    quote_volume = _float()
-    trades = models.BigIntegerField(null=True, blank=True)
-    open_interest = _float()
-    funding_rate = _float()
-    liquidations = _float()
-    long_short_account_ratio = _float()
-    exchange_netflow = _float()
-    # Features (see docs/features.md) and the recursive state incremental runs continue from.
-    return_1h = _float()
-    return_1d = _float()
-    volatility_20 = _float()
-    volatility_50 = _float()
-    atr_14 = _float()
-    trend_direction = _float(help_text="+1 up, -1 down, 0 neutral")
-    market_structure = _float(help_text="+1 bullish, -1 bearish, 0 range")
-    rolling_volume_20 = _float()
-    delta = _float()
-    buy_sell_ratio = _float()
-    liquidation_intensity = _float()
-    volume_spike_score = _float()
-    long_short_ratio = _float()
-    funding_rate_percentile = _float()
-    exchange_inflow = _float()
-    open_interest_change = _float()
-    rsi_14 = _float()
-    sma_20 = _float()
-    sma_50 = _float()
-    ema_20 = _float()
-    vwap_20 = _float()
-    hl_range = _float()
-    bb_upper_20 = _float()
-    bb_lower_20 = _float()
-    rsi_avg_gain = _float()
-    rsi_avg_loss = _float()
-    # Quality, provenance, revisions.
-    quality_score = _float(help_text="0-1")
-    quality_flags = models.IntegerField(default=0, help_text="bits of QualityFlag")
-    source = models.CharField(max_length=32)
-    revision = models.PositiveIntegerField(default=1)
-    features_revision = models.PositiveIntegerField(
-        null=True, blank=True, help_text="revision the features were computed for; NULL = to compute"
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")
     )
-    computed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    ts = models.DateTimeField(_("bar time"), help_text=_("Bar open time, UTC"))
+    # Candle (float64: this is the research table; raw decimals stay in market_data).
+    open = models.FloatField(pgettext_lazy("price", "open"))
+    high = models.FloatField(pgettext_lazy("price", "high"))
+    low = models.FloatField(pgettext_lazy("price", "low"))
+    close = models.FloatField(pgettext_lazy("price", "close"))
+    volume = models.FloatField(_("volume"))
+    taker_buy_volume = _float(_("taker buy volume"))
+    quote_volume = _float(_("quote volume"))
+    trades = models.BigIntegerField(_("trades"), null=True, blank=True)
+    open_interest = _float(_("open interest"))
+    funding_rate = _float(_("funding rate"))
+    liquidations = _float(_("liquidations"))
+    long_short_account_ratio = _float(_("long/short account ratio"))
+    exchange_netflow = _float(_("exchange netflow"))
+    # Features (see docs/features.md) and the recursive state incremental runs continue from.
+    return_1h = _float(_("return 1h"))
+    return_1d = _float(_("return 1d"))
+    volatility_20 = _float(_("volatility 20"))
+    volatility_50 = _float(_("volatility 50"))
+    atr_14 = _float(_("ATR 14"))
+    trend_direction = _float(_("trend direction"), help_text=_("+1 up, -1 down, 0 neutral"))
+    market_structure = _float(_("market structure"), help_text=_("+1 bullish, -1 bearish, 0 range"))
+    rolling_volume_20 = _float(_("rolling volume 20"))
+    delta = _float(_("delta"))
+    buy_sell_ratio = _float(_("buy/sell ratio"))
+    liquidation_intensity = _float(_("liquidation intensity"))
+    volume_spike_score = _float(_("volume spike score"))
+    long_short_ratio = _float(_("long/short ratio"))
+    funding_rate_percentile = _float(_("funding rate percentile"))
+    exchange_inflow = _float(_("exchange inflow"))
+    open_interest_change = _float(_("open interest change"))
+    rsi_14 = _float(_("RSI 14"))
+    sma_20 = _float(_("SMA 20"))
+    sma_50 = _float(_("SMA 50"))
+    ema_20 = _float(_("EMA 20"))
+    vwap_20 = _float(_("VWAP 20"))
+    hl_range = _float(_("high-low range"))
+    bb_upper_20 = _float(_("Bollinger upper 20"))
+    bb_lower_20 = _float(_("Bollinger lower 20"))
+    rsi_avg_gain = _float(_("RSI average gain"))
+    rsi_avg_loss = _float(_("RSI average loss"))
+    # Quality, provenance, revisions.
+    quality_score = _float(_("quality score"), help_text=_("0-1"))
+    quality_flags = models.IntegerField(_("quality flags"), default=0, help_text=_("bits of QualityFlag"))
+    source = models.CharField(_("source"), max_length=32)
+    revision = models.PositiveIntegerField(_("revision"), default=1)
+    features_revision = models.PositiveIntegerField(
+        _("features revision"),
+        null=True,
+        blank=True,
+        help_text=_("revision the features were computed for; NULL = to compute"),
+    )
+    computed_at = models.DateTimeField(_("computed at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name_plural = _("market data v2 candles")
@@ -131,12 +137,12 @@ class FeatureRun(RunRecord):
     """One run of the feature step or of a backfill (admin, API, command, schedule)."""
 
     class Kind(models.TextChoices):
-        COMPUTE = "compute"
-        BACKFILL = "backfill"
+        COMPUTE = "compute", _("Compute")
+        BACKFILL = "backfill", _("Backfill")
 
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.COMPUTE)
-    params = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(null=True, blank=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.COMPUTE)
+    params = models.JSONField(_("params"), default=dict, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("feature run")
@@ -145,29 +151,35 @@ class FeatureRun(RunRecord):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.kind} run {self.pk} ({self.status})"
+        return gettext("%(kind)s run %(run)s (%(status)s)") % {
+            "kind": self.get_kind_display(),
+            "run": self.pk,
+            "status": self.get_status_display(),
+        }
 
 
 class EnrichmentComputeLog(models.Model):
     """One feature computation for one symbol and timeframe."""
 
     class Mode(models.TextChoices):
-        FULL = "full"
-        INCREMENTAL = "incremental"
-        NOTHING = "nothing", "nothing to do"
+        FULL = "full", _("Full")
+        INCREMENTAL = "incremental", _("Incremental")
+        NOTHING = "nothing", _("Nothing to do")
 
-    run = models.ForeignKey(FeatureRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs")
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+")
-    timeframe = models.CharField(max_length=8)
-    mode = models.CharField(max_length=16, choices=Mode.choices)
-    rows_read = models.BigIntegerField(default=0)
-    rows_written = models.BigIntegerField(default=0)
-    first_ts = models.DateTimeField(null=True, blank=True)
-    last_ts = models.DateTimeField(null=True, blank=True)
-    duration_ms = models.FloatField(default=0)
-    succeeded = models.BooleanField(default=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
+    run = models.ForeignKey(
+        FeatureRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs", verbose_name=_("run")
+    )
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", verbose_name=_("symbol"))
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    mode = models.CharField(_("mode"), max_length=16, choices=Mode.choices)
+    rows_read = models.BigIntegerField(_("rows read"), default=0)
+    rows_written = models.BigIntegerField(_("rows written"), default=0)
+    first_ts = models.DateTimeField(_("first ts"), null=True, blank=True)
+    last_ts = models.DateTimeField(_("last ts"), null=True, blank=True)
+    duration_ms = models.FloatField(_("duration (ms)"), default=0)
+    succeeded = models.BooleanField(_("succeeded"), default=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
         verbose_name = _("enrichment compute log")
@@ -177,24 +189,33 @@ class EnrichmentComputeLog(models.Model):
         indexes = [models.Index(fields=["symbol", "timeframe", "-created_at"], name="compute_log_sym_tf")]
 
     def __str__(self) -> str:
-        return f"{self.symbol_id} {self.timeframe} {self.mode} {self.rows_written} rows"
+        return gettext("%(symbol)s %(timeframe)s %(mode)s %(rows)s rows") % {
+            "symbol": self.symbol_id,
+            "timeframe": self.timeframe,
+            "mode": self.get_mode_display(),
+            "rows": self.rows_written,
+        }
 
 
 class DataQualityMetric(models.Model):
     """Quality of one symbol, timeframe and trading day (the market's local date)."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
-    timeframe = models.CharField(max_length=8)
-    day = models.DateField()
-    expected_bars = models.IntegerField(help_text="bars the market's sessions say should exist")
-    actual_bars = models.IntegerField()
-    completeness = models.FloatField(null=True, blank=True, help_text="actual expected bars / expected, 0-1")
-    gaps = models.IntegerField(default=0)
-    volume_anomalies = models.IntegerField(default=0)
-    ohlc_inconsistencies = models.IntegerField(default=0)
-    outside_session = models.IntegerField(default=0)
-    avg_quality_score = models.FloatField(null=True, blank=True)
-    computed_at = models.DateTimeField(auto_now=True, db_default=Now())
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")
+    )
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    day = models.DateField(_("day"))
+    expected_bars = models.IntegerField(_("expected bars"), help_text=_("bars the market's sessions say should exist"))
+    actual_bars = models.IntegerField(_("actual bars"))
+    completeness = models.FloatField(
+        _("completeness"), null=True, blank=True, help_text=_("actual expected bars / expected, 0-1")
+    )
+    gaps = models.IntegerField(_("gaps"), default=0)
+    volume_anomalies = models.IntegerField(_("volume anomalies"), default=0)
+    ohlc_inconsistencies = models.IntegerField(_("ohlc inconsistencies"), default=0)
+    outside_session = models.IntegerField(_("outside session"), default=0)
+    avg_quality_score = models.FloatField(_("avg quality score"), null=True, blank=True)
+    computed_at = models.DateTimeField(_("computed at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("data quality metric")
@@ -213,24 +234,29 @@ class EnrichmentStatus(models.Model):
     """Where enrichment stands for one symbol and timeframe."""
 
     class State(models.TextChoices):
-        OK = "ok"
-        PENDING = "pending", "features pending"
-        FAILED = "failed"
+        OK = "ok", _("OK")
+        PENDING = "pending", _("Features pending")
+        FAILED = "failed", pgettext_lazy("run status", "Failed")
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
-    timeframe = models.CharField(max_length=8)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    rows = models.BigIntegerField(default=0)
-    first_ts = models.DateTimeField(null=True, blank=True)
-    last_ts = models.DateTimeField(null=True, blank=True)
-    last_computed_at = models.DateTimeField(null=True, blank=True)
-    avg_quality_score = models.FloatField(null=True, blank=True)
-    completeness = models.FloatField(null=True, blank=True, help_text="over all measured days")
-    last_error = models.TextField(blank=True)
-    source_synced_until = models.DateTimeField(
-        null=True, blank=True, help_text="market_data.updated_at already copied into market_data_v2"
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")
     )
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.PENDING)
+    rows = models.BigIntegerField(_("rows"), default=0)
+    first_ts = models.DateTimeField(_("first ts"), null=True, blank=True)
+    last_ts = models.DateTimeField(_("last ts"), null=True, blank=True)
+    last_computed_at = models.DateTimeField(_("last computed at"), null=True, blank=True)
+    avg_quality_score = models.FloatField(_("avg quality score"), null=True, blank=True)
+    completeness = models.FloatField(_("completeness"), null=True, blank=True, help_text=_("over all measured days"))
+    last_error = models.TextField(_("last error"), blank=True)
+    source_synced_until = models.DateTimeField(
+        _("source synced until"),
+        null=True,
+        blank=True,
+        help_text=_("market_data.updated_at already copied into market_data_v2"),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("enrichment status")
@@ -242,7 +268,7 @@ class EnrichmentStatus(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.symbol_id} {self.timeframe}: {self.state}"
+        return f"{self.symbol_id} {self.timeframe}: {self.get_state_display()}"
 
 
 class BackfillState(models.Model):
@@ -253,28 +279,34 @@ class BackfillState(models.Model):
     worker resumes right after `last_completed_ts`."""
 
     class State(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+        PENDING = "pending", pgettext_lazy("run status", "Pending")
+        RUNNING = "running", pgettext_lazy("run status", "Running")
+        DONE = "done", pgettext_lazy("run status", "Done")
+        FAILED = "failed", pgettext_lazy("run status", "Failed")
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", db_index=False)
-    timeframe = models.CharField(max_length=8)
-    source = models.CharField(max_length=32)
-    range_start = models.DateTimeField()
-    range_end = models.DateTimeField()
-    chunk_bars = models.PositiveIntegerField(default=1000)
-    last_completed_ts = models.DateTimeField(null=True, blank=True, help_text="everything before is stored")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveIntegerField(default=0, help_text="failed attempts of the current chunk")
-    next_retry_at = models.DateTimeField(null=True, blank=True)
-    rows_written = models.BigIntegerField(default=0)
-    chunks_done = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    locked_by = models.CharField(max_length=100, blank=True)
-    locked_until = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")
+    )
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    source = models.CharField(_("source"), max_length=32)
+    range_start = models.DateTimeField(_("range start"))
+    range_end = models.DateTimeField(_("range end"))
+    chunk_bars = models.PositiveIntegerField(_("chunk bars"), default=1000)
+    last_completed_ts = models.DateTimeField(
+        _("last completed ts"), null=True, blank=True, help_text=_("everything before is stored")
+    )
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(
+        _("attempts"), default=0, help_text=_("failed attempts of the current chunk")
+    )
+    next_retry_at = models.DateTimeField(_("next retry at"), null=True, blank=True)
+    rows_written = models.BigIntegerField(_("rows written"), default=0)
+    chunks_done = models.PositiveIntegerField(_("chunks done"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    locked_by = models.CharField(_("locked by"), max_length=100, blank=True)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("backfill state")
@@ -286,7 +318,7 @@ class BackfillState(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.symbol_id} {self.timeframe} {self.source}: {self.state} @ {self.last_completed_ts}"
+        return f"{self.symbol_id} {self.timeframe} {self.source}: {self.get_state_display()} @ {self.last_completed_ts}"
 
     @property
     def percent(self) -> float | None:
@@ -306,16 +338,21 @@ class LiveMarket(models.Model):
     """Live ingestion of one market: on or off, the bar timeframe it polls, and the
     freshness target and critical threshold its series are measured against."""
 
-    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="live")
-    is_enabled = models.BooleanField(default=False, help_text="Poll this market's active symbols")
-    timeframe = models.CharField(max_length=8, default="1m")
+    market = models.OneToOneField(Market, on_delete=models.CASCADE, related_name="live", verbose_name=_("market"))
+    is_enabled = models.BooleanField(_("is enabled"), default=False, help_text=_("Poll this market's active symbols"))
+    timeframe = models.CharField(_("timeframe"), max_length=8, default="1m")
     source = models.CharField(
-        max_length=32, default="auto", help_text="Candle source: auto (the providers by priority), BINANCE, ..."
+        _("source"),
+        max_length=32,
+        default="auto",
+        help_text=_("Candle source: auto (the providers by priority), BINANCE, ..."),
     )
-    freshness_target_seconds = models.PositiveIntegerField(default=60)
-    critical_seconds = models.PositiveIntegerField(default=300, help_text="Alert past this lag")
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    freshness_target_seconds = models.PositiveIntegerField(_("freshness target seconds"), default=60)
+    critical_seconds = models.PositiveIntegerField(
+        _("critical seconds"), default=300, help_text=_("Alert past this lag")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("live market")
@@ -325,29 +362,35 @@ class LiveMarket(models.Model):
         permissions = [("run_live_poll", "Can run a live poll")]
 
     def __str__(self) -> str:
-        return f"live {self.market_id} {self.timeframe}"
+        return gettext("live %(market)s %(timeframe)s") % {"market": self.market_id, "timeframe": self.timeframe}
 
 
 class LiveSeries(models.Model):
     """What the poller knows about one live series, written with each poll (a small summary
     row: freshness is read from here, never from market_data_v2)."""
 
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="live_series")
-    timeframe = models.CharField(max_length=8)
-    is_enabled = models.BooleanField(default=True, help_text="Off: the poller skips this symbol")
-    last_bar_ts = models.DateTimeField(null=True, blank=True, help_text="Open time of the newest stored bar")
-    last_stored_at = models.DateTimeField(null=True, blank=True, help_text="When its features were stored")
-    last_lag_seconds = models.FloatField(null=True, blank=True, help_text="Bar close to features stored")
-    last_polled_at = models.DateTimeField(null=True, blank=True)
-    bars_stored = models.PositiveBigIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    alerted_at = models.DateTimeField(null=True, blank=True, help_text="Last critical-lag alert")
+    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="live_series", verbose_name=_("symbol"))
+    timeframe = models.CharField(_("timeframe"), max_length=8)
+    is_enabled = models.BooleanField(_("is enabled"), default=True, help_text=_("Off: the poller skips this symbol"))
+    last_bar_ts = models.DateTimeField(
+        _("last bar ts"), null=True, blank=True, help_text=_("Open time of the newest stored bar")
+    )
+    last_stored_at = models.DateTimeField(
+        _("last stored at"), null=True, blank=True, help_text=_("When its features were stored")
+    )
+    last_lag_seconds = models.FloatField(
+        _("last lag seconds"), null=True, blank=True, help_text=_("Bar close to features stored")
+    )
+    last_polled_at = models.DateTimeField(_("last polled at"), null=True, blank=True)
+    bars_stored = models.PositiveBigIntegerField(_("bars stored"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    alerted_at = models.DateTimeField(_("alerted at"), null=True, blank=True, help_text=_("Last critical-lag alert"))
 
     class Meta:
         verbose_name = _("live series")
         db_table = "live_series"
         ordering = ["symbol_id", "timeframe"]
-        verbose_name_plural = "live series"
+        verbose_name_plural = _("live series")
         constraints = [models.UniqueConstraint(fields=["symbol", "timeframe"], name="uniq_live_series")]
         indexes = [models.Index(fields=["last_lag_seconds"], name="live_series_lag")]
 

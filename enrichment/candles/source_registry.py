@@ -3,6 +3,8 @@ adapters over the provider clients, plus "auto", which tries the providers in or
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
+
 from enrichment.candles.candle_frames import CandleSource
 from enrichment.candles.local_source import MARKET_DATA_SOURCE, MarketDataSource
 from enrichment.candles.remote_sources import BinanceFuturesSource, FallbackSource, ProviderCandleSource
@@ -28,7 +30,10 @@ def get_source(code: str) -> CandleSource:
     try:
         return _SOURCES[code]
     except KeyError:
-        raise DomainError(f"unknown candle source {code!r}; known: {', '.join(sorted(_SOURCES))}") from None
+        raise DomainError(
+            gettext("unknown candle source %(source)s; known: %(known)s")
+            % {"source": repr(code), "known": ", ".join(sorted(_SOURCES))}
+        ) from None
 
 
 def source_codes() -> list[str]:

@@ -7,6 +7,7 @@ import threading
 
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -67,14 +68,18 @@ class ProviderStatusAdmin(ReadOnly):
     def availability(self, obj):
         h = self._health(obj.code)
         colour = "green" if h.available else "#b00"
-        return format_html('<b style="color:{}">{}</b>', colour, h.availability)
+        return format_html('<b style="color:{}">{}</b>', colour, h.availability_label)
 
     @admin.display(description=_("circuit"))
     def circuit(self, obj):
         h = self._health(obj.code)
-        retry = gettext(", retry at %(when)s") % {"when": f"{h.retry_at:%H:%M:%S}"} if h.retry_at else ""
+        retry = (
+            gettext(", retry at %(when)s") % {"when": f"{timezone.localtime(h.retry_at):%H:%M:%S}"}
+            if h.retry_at
+            else ""
+        )
         return gettext("%(state)s (%(failures)s failures%(retry)s)") % {
-            "state": h.circuit_state,
+            "state": h.circuit_label,
             "failures": h.consecutive_failures,
             "retry": retry,
         }

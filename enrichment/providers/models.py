@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from etl.models import DataProvider
 
@@ -15,16 +16,18 @@ __all__ = ["FetchLog", "CircuitState", "RateLimitGrant", "ProviderStatus"]
 class FetchLog(models.Model):
     """One row per HTTP attempt (a retried call writes one row per attempt)."""
 
-    provider = models.CharField(max_length=32)
-    endpoint = models.CharField(max_length=64)
-    symbol = models.CharField(max_length=64, blank=True)
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    duration_ms = models.FloatField()
-    attempt = models.PositiveSmallIntegerField(default=1)
-    bytes = models.PositiveIntegerField(default=0)
-    outcome = models.CharField(max_length=24, help_text="ok, throttled, server_error, timeout, malformed, ...")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_default=Now(), db_index=True)
+    provider = models.CharField(_("provider"), max_length=32)
+    endpoint = models.CharField(_("endpoint"), max_length=64)
+    symbol = models.CharField(_("symbol"), max_length=64, blank=True)
+    status_code = models.PositiveSmallIntegerField(_("status code"), null=True, blank=True)
+    duration_ms = models.FloatField(_("duration (ms)"))
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
+    bytes = models.PositiveIntegerField(_("bytes"), default=0)
+    outcome = models.CharField(
+        _("outcome"), max_length=24, help_text=_("ok, throttled, server_error, timeout, malformed, ...")
+    )
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_default=Now(), db_index=True)
 
     class Meta:
         verbose_name = _("fetch log")
@@ -41,23 +44,28 @@ class CircuitState(models.Model):
     """Per-provider circuit breaker, shared by every worker on every host."""
 
     class State(models.TextChoices):
-        CLOSED = "closed"
-        OPEN = "open"
-        HALF_OPEN = "half_open"
+        CLOSED = "closed", pgettext_lazy("circuit", "Closed")
+        OPEN = "open", pgettext_lazy("circuit", "Open")
+        HALF_OPEN = "half_open", pgettext_lazy("circuit", "Half-open")
 
-    provider = models.CharField(max_length=32, unique=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.CLOSED)
-    consecutive_failures = models.PositiveIntegerField(default=0)
-    consecutive_successes = models.PositiveIntegerField(default=0)
-    opened_at = models.DateTimeField(null=True, blank=True)
-    probe_started_at = models.DateTimeField(null=True, blank=True, help_text="When the half-open trial call began")
-    blocked_until = models.DateTimeField(
-        null=True, blank=True, help_text="The provider asked us (Retry-After) to stay away until then"
+    provider = models.CharField(_("provider"), max_length=32, unique=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    consecutive_successes = models.PositiveIntegerField(_("consecutive successes"), default=0)
+    opened_at = models.DateTimeField(_("opened at"), null=True, blank=True)
+    probe_started_at = models.DateTimeField(
+        _("probe started at"), null=True, blank=True, help_text=_("When the half-open trial call began")
     )
-    last_error = models.TextField(blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+    blocked_until = models.DateTimeField(
+        _("blocked until"),
+        null=True,
+        blank=True,
+        help_text=_("The provider asked us (Retry-After) to stay away until then"),
+    )
+    last_error = models.TextField(_("last error"), blank=True)
+    last_failure_at = models.DateTimeField(_("last failure at"), null=True, blank=True)
+    last_success_at = models.DateTimeField(_("last success at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
 
     class Meta:
         verbose_name = _("circuit state")
@@ -66,7 +74,7 @@ class CircuitState(models.Model):
         ordering = ["provider"]
 
     def __str__(self) -> str:
-        return f"{self.provider}: {self.state}"
+        return f"{self.provider}: {self.get_state_display()}"
 
 
 class RateLimitGrant(models.Model):

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.translation import pgettext_lazy
 
 from enrichment.providers import circuit
 from enrichment.providers.clients import client_class
@@ -20,6 +21,17 @@ from etl.models import DataProvider
 
 # Outcomes that mean "we could not reach it" rather than "it answered badly".
 UNREACHABLE = {"unreachable", "timeout"}
+# What the admin and the dashboard show for `availability` (the API keeps the machine word).
+AVAILABILITY_LABELS = {
+    "available": pgettext_lazy("provider availability", "available"),
+    "disabled": pgettext_lazy("provider availability", "disabled"),
+    "no_key": pgettext_lazy("provider availability", "no API key"),
+    "circuit_open": pgettext_lazy("provider availability", "circuit open"),
+    "half_open": pgettext_lazy("provider availability", "trial call (half-open)"),
+    "blocked": pgettext_lazy("provider availability", "blocked (Retry-After)"),
+    "unreachable": pgettext_lazy("provider availability", "unreachable"),
+    "no_client": pgettext_lazy("provider availability", "no client"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +59,18 @@ class ProviderHealth:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def availability_label(self) -> str:
+        return str(AVAILABILITY_LABELS.get(self.availability, self.availability))
+
+    @property
+    def circuit_label(self) -> str:
+        """The circuit's state in the operator's words."""
+        try:
+            return str(CircuitState.State(self.circuit_state).label)
+        except ValueError:
+            return self.circuit_state
 
 
 def providers_status() -> list[ProviderHealth]:

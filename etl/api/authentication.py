@@ -4,6 +4,7 @@ revocation) and the tokens the login endpoint hands out."""
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
@@ -22,12 +23,13 @@ class BearerTokenAuthentication(TokenAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed(
-                f"Invalid Authorization header: expected '{parts[0].decode(errors='replace')} <token>'."
+                gettext("Invalid Authorization header: expected '%(keyword)s <token>'.")
+                % {"keyword": parts[0].decode(errors="replace")}
             )
         try:
             key = parts[1].decode()
         except UnicodeError:
-            raise exceptions.AuthenticationFailed("Invalid token: it contains non-ASCII characters.") from None
+            raise exceptions.AuthenticationFailed(gettext("Invalid token: it contains non-ASCII characters.")) from None
         return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key: str):
@@ -38,5 +40,5 @@ class BearerTokenAuthentication(TokenAuthentication):
         if token is None:
             return super().authenticate_credentials(key)  # a login token (rest_framework.authtoken)
         if not token.user.is_active:
-            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+            raise exceptions.AuthenticationFailed(gettext("User inactive or deleted."))
         return token.user, token

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
+from django.utils.translation import gettext
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -57,7 +58,7 @@ def exception_handler(exc, context):
         return response
     if isinstance(exc, exceptions.ValidationError):
         response.data = {
-            "detail": "Invalid input: " + "; ".join(_summary(exc.detail)),
+            "detail": gettext("Invalid input: %(problems)s") % {"problems": "; ".join(_summary(exc.detail))},
             # A policy error (etl.api.request_policy) names its kind: unknown_field, given_twice, ...
             "code": getattr(exc, "api_code", "invalid"),
             "errors": _flatten(exc.detail),

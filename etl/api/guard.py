@@ -26,6 +26,8 @@ from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils import translation
+from django.utils.translation import gettext
 
 INT64_MAX = 2**63 - 1
 # C0 controls and DEL, except tab, newline and carriage return (text fields may hold them).
@@ -48,18 +50,29 @@ def _limit(name: str, default: int) -> int:
 
 def _check_string(field: str, value: str, *, strict: bool) -> None:
     if "\x00" in value:
-        raise Refusal(field, f"{field}: contains a NUL byte", code="nul_byte")
+        raise Refusal(field, gettext("%(field)s: contains a NUL byte") % {"field": field}, code="nul_byte")
     if (CONTROL_STRICT if strict else CONTROL).search(value):
-        raise Refusal(field, f"{field}: contains a control character", code="control_character")
+        raise Refusal(
+            field, gettext("%(field)s: contains a control character") % {"field": field}, code="control_character"
+        )
     limit = _limit("API_MAX_STRING_LENGTH", 4096)
     if len(value) > limit:
-        raise Refusal(field, f"{field}: {len(value)} characters, more than the limit of {limit}", code="too_long")
+        raise Refusal(
+            field,
+            gettext("%(field)s: %(length)s characters, more than the limit of %(limit)s")
+            % {"field": field, "length": len(value), "limit": limit},
+            code="too_long",
+        )
 
 
 def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[str, Any]]:
     """(field path, leaf) for every leaf and every key, refusing nesting past the limit."""
     if depth > _limit("API_MAX_JSON_DEPTH", 32):
-        raise Refusal(path or "body", f"{path or 'body'}: nested deeper than {depth - 1} levels", code="too_deep")
+        raise Refusal(
+            path or "body",
+            gettext("%(field)s: nested deeper than %(levels)s levels") % {"field": path or "body", "levels": depth - 1},
+            code="too_deep",
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             child = f"{path}.{key}" if path else str(key)
@@ -76,31 +89,46 @@ def _check_json(body: bytes) -> None:
     try:
         document = json.loads(body)
     except RecursionError:
-        raise Refusal("body", "body: JSON nested too deeply", code="too_deep") from None
+        raise Refusal("body", gettext("body: JSON nested too deeply"), code="too_deep") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise Refusal("body", f"body: not valid JSON ({exc})", code="parse_error") from None
+        raise Refusal(
+            "body", gettext("body: not valid JSON (%(error)s)") % {"error": exc}, code="parse_error"
+        ) from None
     for field, leaf in _walk(document, "", 1):
         if isinstance(leaf, str):
             _check_string(field, leaf, strict=False)
         elif isinstance(leaf, int) and not isinstance(leaf, bool) and abs(leaf) > INT64_MAX:
-            raise Refusal(field, f"{field}: {leaf} is out of range", code="out_of_range")
+            raise Refusal(
+                field,
+                gettext("%(field)s: %(value)s is out of range") % {"field": field, "value": leaf},
+                code="out_of_range",
+            )
         elif isinstance(leaf, float) and not math.isfinite(leaf):
-            raise Refusal(field, f"{field}: not a finite number", code="out_of_range")
+            raise Refusal(field, gettext("%(field)s: not a finite number") % {"field": field}, code="out_of_range")
 
 
 def request_check(request: HttpRequest) -> None:
     """Raise Refusal for the first thing in the request that no view should see."""
     _check_string("path", request.path, strict=True)  # already percent-decoded
     for key, values in request.GET.lists():
-        _check_string("query parameter name", key, strict=True)
+        _check_string(gettext("query parameter name"), key, strict=True)
         for value in values:
             _check_string(key, value, strict=True)
             if INTEGER.fullmatch(value) and abs(int(value)) > INT64_MAX:
-                raise Refusal(key, f"{key}: {value} is out of range", code="out_of_range")
+                raise Refusal(
+                    key,
+                    gettext("%(field)s: %(value)s is out of range") % {"field": key, "value": value},
+                    code="out_of_range",
+                )
     limit = _limit("API_MAX_BODY_BYTES", 1024 * 1024)
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > limit:
-        raise Refusal("body", f"body: {length} bytes, more than the limit of {limit}", code="too_large", status=413)
+        raise Refusal(
+            "body",
+            gettext("body: %(length)s bytes, more than the limit of %(limit)s") % {"length": length, "limit": limit},
+            code="too_large",
+            status=413,
+        )
     if length and request.content_type == "application/json":
         _check_json(request.body)
     elif length and request.content_type in FORM_TYPES:
@@ -111,14 +139,21 @@ def request_check(request: HttpRequest) -> None:
             request.POST  # noqa: B018 - parsing is the point
         except TooManyFieldsSent:
             most = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-            raise Refusal("body", f"body: more than {most} form fields", code="too_many_fields") from None
+            raise Refusal(
+                "body", gettext("body: more than %(most)s form fields") % {"most": most}, code="too_many_fields"
+            ) from None
         except (MultiPartParserError, UnicodeDecodeError) as exc:
-            raise Refusal("body", f"body: not a valid form ({exc})", code="parse_error") from None
+            raise Refusal(
+                "body", gettext("body: not a valid form (%(error)s)") % {"error": exc}, code="parse_error"
+            ) from None
 
 
 class ApiInputGuardMiddleware:
     """Runs `request_check` on every /api/ request; refusals answer {detail, code, errors}.
-    An /api/ path that matches no route answers 404 in the same shape."""
+    An /api/ path that matches no route answers 404 in the same shape.
+
+    It runs before LocaleMiddleware and before anyone is authenticated, so its refusals
+    speak the language the request asks for (Accept-Language), not an operator's choice."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -127,7 +162,8 @@ class ApiInputGuardMiddleware:
         if not request.path_info.startswith("/api/"):
             return self.get_response(request)
         try:
-            request_check(request)
+            with translation.override(translation.get_language_from_request(request)):
+                request_check(request)
         except Refusal as refusal:
             body = {"detail": refusal.message, "code": refusal.code, "errors": {refusal.field: [refusal.message]}}
             return JsonResponse(body, status=refusal.status)
@@ -135,6 +171,9 @@ class ApiInputGuardMiddleware:
         if response.status_code == 404 and not response.get("Content-Type", "").startswith("application/json"):
             # No route matched (e.g. `/jobs/abc/status` where an id is expected): Django's HTML page
             # would break the API's one error shape.
-            detail = f"No API endpoint matches {request.method} {request.path_info}"
+            detail = gettext("No API endpoint matches %(method)s %(path)s") % {
+                "method": request.method,
+                "path": request.path_info,
+            }
             return JsonResponse({"detail": detail, "code": "not_found"}, status=404)
         return response

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from django.utils.translation import gettext
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -49,7 +50,12 @@ def _bounded(request, names: Sequence[str], *, low: int, high: int) -> tuple[str
     given = [key for key in request.query_params if snake_name(key) in names]
     if len(given) > 1:
         raise PolicyValidationError(
-            {given[1]: [f"'{given[0]}' and '{given[1]}' are the same parameter given twice: give it once"]},
+            {
+                given[1]: [
+                    gettext("'%(first)s' and '%(second)s' are the same parameter given twice: give it once")
+                    % {"first": given[0], "second": given[1]}
+                ]
+            },
             api_code="given_twice",
         )
     if not given:
@@ -58,7 +64,13 @@ def _bounded(request, names: Sequence[str], *, low: int, high: int) -> tuple[str
     raw = request.query_params.get(name, "").strip()
     # isascii: "¹60".isdigit() is true, and int() refuses it (schemathesis found the 500)
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise PolicyValidationError({name: [f"{name}: must be a whole number from {low} to {high}, got {raw!r}"]})
+        message = gettext("%(name)s: must be a whole number from %(low)s to %(high)s, got %(raw)s") % {
+            "name": name,
+            "low": low,
+            "high": high,
+            "raw": repr(raw),
+        }
+        raise PolicyValidationError({name: [message]})
     return name, int(raw)
 
 
@@ -76,7 +88,8 @@ class ApiPagination(CursorPagination):
         page = _bounded(request, ("page",), low=1, high=MAX_PAGE)
         if page is not None and request.query_params.get(self.cursor_query_param):
             raise PolicyValidationError(
-                {page[0]: [f"{page[0]}: give either page or cursor, not both"]}, api_code="given_twice"
+                {page[0]: [gettext("%(name)s: give either page or cursor, not both") % {"name": page[0]}]},
+                api_code="given_twice",
             )
         if page is None:
             return super().paginate_queryset(queryset, request, view)
@@ -100,7 +113,11 @@ class ApiPagination(CursorPagination):
             return super().decode_cursor(request)
         except NotFound:
             raise PolicyValidationError(
-                {self.cursor_query_param: ["cursor: not a cursor this list gave (use a `next` or `previous` link)"]}
+                {
+                    self.cursor_query_param: [
+                        gettext("cursor: not a cursor this list gave (use a next or previous link)")
+                    ]
+                }
             ) from None
 
     def get_page_size(self, request) -> int:

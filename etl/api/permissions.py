@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 
@@ -9,7 +10,7 @@ class StaffWithPermission(BasePermission):
     """For action endpoints: safe methods for any authenticated user, anything
     else for staff holding every permission in the view's `required_perms`."""
 
-    message = "This action needs a staff user with the matching permission."
+    message = _("This action needs a staff user with the matching permission.")
 
     def has_permission(self, request, view) -> bool:
         user = request.user

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from django.conf import settings
+from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -48,7 +49,9 @@ class SyncSymbolsRequestSerializer(PolicySerializer):
 
     def validate_max_processing_time(self, value):
         if value.total_seconds() <= 0 or value.total_seconds() > MAX_RUN_SECONDS:
-            raise serializers.ValidationError(f"must be from 00:00:01 to {MAX_RUN_SECONDS} s")
+            raise serializers.ValidationError(
+                gettext("must be from 00:00:01 to %(most)s s") % {"most": MAX_RUN_SECONDS}
+            )
         return value
 
     def step_options(self) -> dict[str, Any]:
@@ -144,16 +147,19 @@ class PipelineRequestSerializer(PolicySerializer):
                     chosen.remove(step)
             steps = chosen
         if steps is not None and not steps:
-            raise serializers.ValidationError({"steps": "no step left to run"})
+            raise serializers.ValidationError({"steps": gettext("no step left to run")})
         limit = d.get("max_execution_time")
         max_seconds = round(limit.total_seconds()) if limit is not None else None
         if "max_minutes" in d:
             max_seconds = round(d["max_minutes"] * 60)
         if max_seconds is not None and max_seconds <= 0:
-            raise serializers.ValidationError({"max_execution_time": "must be positive"})
+            raise serializers.ValidationError({"max_execution_time": gettext("must be positive")})
         if max_seconds is not None and max_seconds > MAX_RUN_SECONDS:
             raise serializers.ValidationError(
-                {"max_execution_time": f"at most {MAX_RUN_SECONDS} s (the workers' task timeout, Q_TIMEOUT)"}
+                {
+                    "max_execution_time": gettext("at most %(most)s s (the workers' task timeout, Q_TIMEOUT)")
+                    % {"most": MAX_RUN_SECONDS}
+                }
             )
         options = dict(d.get("options") or {})
         if d.get("path"):

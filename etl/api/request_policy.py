@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from django.db import connection
 from django.http import QueryDict
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser
@@ -90,15 +91,19 @@ def api_code_of(errors: Any) -> str:
 
 
 def _unknown_message(key: str, known: Iterable[str]) -> str:
-    names = ", ".join(sorted(known)) or "none"
-    return (
-        f"unknown field '{key}': neither a field of this endpoint nor an option of the old system "
-        f"(fields, in snake_case or camelCase: {names})"
-    )
+    names = ", ".join(sorted(known)) or gettext("none")
+    return gettext(
+        "unknown field '%(key)s': neither a field of this endpoint nor an option of the old system "
+        "(fields, in snake_case or camelCase: %(names)s)"
+    ) % {"key": key, "names": names}
 
 
 def _twice_message(key: str, other: str, name: str) -> str:
-    return f"'{key}' and '{other}' are the same field ({name}) given twice: give it once"
+    return gettext("'%(key)s' and '%(other)s' are the same field (%(name)s) given twice: give it once") % {
+        "key": key,
+        "other": other,
+        "name": name,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +243,7 @@ def id_parse(value: Any, *, prefixes: Iterable[str] = ()) -> int:
     """``12``, ``"12"`` (and ``"correction:12"`` for a declared prefix) -> 12;
     anything else (floats, booleans, ``"12.5"``, ``"abc"``, 0, past 2^63) -> ValueError."""
     if isinstance(value, bool):
-        raise ValueError("expected an id, got a boolean")
+        raise ValueError(gettext("expected an id, got a boolean"))
     if isinstance(value, int):
         number = value
     elif isinstance(value, str):
@@ -250,12 +255,14 @@ def id_parse(value: Any, *, prefixes: Iterable[str] = ()) -> int:
                     break
         match = _ID.fullmatch(text)
         if not match:
-            raise ValueError(f'expected an id such as 12 or "12", got {value!r}')
+            raise ValueError(gettext('expected an id such as 12 or "12", got %(value)s') % {"value": repr(value)})
         number = int(match.group(1))
     else:
-        raise ValueError(f'expected an id such as 12 or "12", got {type(value).__name__}')
+        raise ValueError(gettext('expected an id such as 12 or "12", got %(value)s') % {"value": type(value).__name__})
     if not 1 <= number <= INT64_MAX:
-        raise ValueError(f"{number} is not a valid id (1 to {INT64_MAX})")
+        raise ValueError(
+            gettext("%(number)s is not a valid id (1 to %(most)s)") % {"number": number, "most": INT64_MAX}
+        )
     return number
 
 
@@ -295,13 +302,20 @@ class RelatedIdField(serializers.PrimaryKeyRelatedField):
 def source_problem(provider: DataProvider | None, code: str) -> str | None:
     """Why the provider named `code` cannot run now (every reason), or None when it can."""
     if provider is None:
-        return f"{code}: no such provider"
+        return gettext("%(provider)s: no such provider") % {"provider": code}
     reasons = []
     if provider.requires_api_key and not provider.has_api_key:
-        reasons.append(f"needs an API key and none is set (set {code}_API_KEY in the environment)")
+        reasons.append(
+            gettext("needs an API key and none is set (set %(provider)s_API_KEY in the environment)")
+            % {"provider": code}
+        )
     if not provider.is_enabled:
-        reasons.append("disabled (enable it on the data provider in the admin)")
-    return f"{code}: {' and '.join(reasons)}" if reasons else None
+        reasons.append(gettext("disabled (enable it on the data provider in the admin)"))
+    if not reasons:
+        return None
+    if len(reasons) == 2:
+        reasons = [gettext("%(first)s and %(second)s") % {"first": reasons[0], "second": reasons[1]}]
+    return f"{code}: {reasons[0]}"
 
 
 def explicit_sources_check(codes: Iterable[str], *, always_available: Iterable[str] = ()) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from django.urls import reverse
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -63,7 +64,7 @@ class RunListQuery(PolicySerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         low, high = attrs.get("created_after"), attrs.get("created_before")
         if low and high and low >= high:
-            raise serializers.ValidationError({"created_after": "must be before created_before"})
+            raise serializers.ValidationError({"created_after": gettext("must be before created_before")})
         return attrs
 
 

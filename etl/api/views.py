@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext
 from django_q.models import Schedule
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -97,7 +98,9 @@ class BootstrapReferenceDataView(PolicyViewMixin, APIView):
         )
         step = next(step for step in result.steps if step.name == "bootstrap")
         if step.status != "succeeded":
-            raise DomainError(f"bootstrap failed: {step.error or result.error}", code="bootstrap_failed")
+            raise DomainError(
+                gettext("bootstrap failed: %(error)s") % {"error": step.error or result.error}, code="bootstrap_failed"
+            )
         return Response({"run_id": result.run_id, **step.counts})
 
     def _user(self) -> str:
@@ -152,9 +155,11 @@ class ScheduleRunNowView(APIView):
     def post(self, request, schedule_id: int):
         """POST schedules/{id}/run-now -> services.schedules.schedule_run_now."""
         if not request.user.is_staff:
-            raise PermissionDenied("running a schedule needs a staff user")
+            raise PermissionDenied(gettext("running a schedule needs a staff user"))
         schedule = get_object_or_404(Schedule, pk=schedule_id)
         permission = schedule_run_permission(schedule)
         if not request.user.has_perm(permission):
-            raise PermissionDenied(f"running this schedule needs the permission {permission}")
+            raise PermissionDenied(
+                gettext("running this schedule needs the permission %(permission)s") % {"permission": permission}
+            )
         return Response(schedule_run_now(schedule=schedule).to_dict(), status=status.HTTP_202_ACCEPTED)

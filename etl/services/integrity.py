@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 
 from etl.errors import DomainError
 from etl.models import IntegritySnapshot
@@ -47,6 +48,30 @@ def prune_integrity_snapshots(cutoff) -> int:
 # ends the run "succeeded with warnings"; `off` is not checked.
 
 SEVERITIES = ("error", "warning", "off")
+SEVERITY_LABELS = {
+    "error": pgettext_lazy("gate severity", "error"),
+    "warning": pgettext_lazy("gate severity", "warning"),
+    "off": pgettext_lazy("gate severity", "off"),
+}
+
+
+# integrity_status()["status"]: the machine word stays in the API; operators read these.
+VERDICT_LABELS = {
+    "healthy": pgettext_lazy("integrity verdict", "healthy"),
+    "attention": pgettext_lazy("integrity verdict", "attention"),
+}
+
+
+def verdict_label(verdict: str) -> str:
+    """The integrity verdict (healthy / attention) in the operator's language."""
+    return str(VERDICT_LABELS.get(verdict, verdict))
+
+
+def severity_label(severity: str) -> str:
+    """A gate's severity in the operator's language."""
+    return str(SEVERITY_LABELS.get(severity, severity))
+
+
 Indicator = Callable[[], float | None]
 _INDICATORS: dict[str, Indicator] = {}
 
@@ -125,9 +150,17 @@ def _severities(overrides: dict[str, Any] | None) -> dict[str, str]:
     out = {}
     for name, severity in (overrides or {}).items():
         if name not in known:
-            raise DomainError(f"gates: unknown quality gate {name!r}; known: {sorted(known)}", code="unknown_gate")
+            raise DomainError(
+                gettext("gates: unknown quality gate %(gate)s; known: %(known)s")
+                % {"gate": repr(name), "known": sorted(known)},
+                code="unknown_gate",
+            )
         if severity not in SEVERITIES:
-            raise DomainError(f"gates.{name}: severity must be one of {list(SEVERITIES)}", code="invalid_gate")
+            raise DomainError(
+                gettext("gates.%(gate)s: severity must be one of %(severities)s")
+                % {"gate": name, "severities": list(SEVERITIES)},
+                code="invalid_gate",
+            )
         out[name] = severity
     return out
 

@@ -24,6 +24,7 @@ from croniter import croniter
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django_q.models import Schedule
 
 from etl import locks
@@ -31,7 +32,7 @@ from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
 from etl.metrics import pipeline_runs, pipeline_step_seconds
-from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus
+from etl.models import PipelineRun, PipelineStepRun, PipelineTrigger, RunStatus, status_word
 from etl.pipeline import PipelineStep, registered_steps
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
@@ -48,6 +49,8 @@ StepCallback = Callable[[PipelineStepRun], None]
 # A run whose steps all succeeded but reported warnings (breached warning gates):
 # its status stays `succeeded`, its summary's `outcome` says this.
 SUCCEEDED_WITH_WARNINGS = "succeeded with warnings"
+# How it reads to an operator (the stored outcome stays the machine word).
+SUCCEEDED_WITH_WARNINGS_LABEL = pgettext_lazy("status word", "succeeded with warnings")
 # Off by DATA_ENRICHMENT_ENABLED: the old system's switch for its enrichment service.
 ENRICHMENT_STEPS = ("enrich", "features")
 
@@ -93,6 +96,11 @@ def run_outcome(run: PipelineRun) -> str:
     return str((run.summary or {}).get("outcome") or run.status)
 
 
+def outcome_label(outcome: str) -> str:
+    """An outcome (see `run_outcome`) in the operator's language."""
+    return str(SUCCEEDED_WITH_WARNINGS_LABEL) if outcome == SUCCEEDED_WITH_WARNINGS else status_word(outcome)
+
+
 def run_gates(run: PipelineRun) -> list[dict[str, Any]]:
     """The quality gates its validate step checked (name, value, threshold, op,
     severity, passed, breached), as recorded in the run's summary."""
@@ -120,7 +128,11 @@ def pipeline_plan(steps: Sequence[str] | None = None) -> list[PlannedStep]:
     unknown = [n for n in names if n not in registry and n not in CANONICAL_STEPS]
     if unknown:
         known = sorted(set(registry) | set(CANONICAL_STEPS))
-        raise DomainError(f"unknown pipeline step(s) {unknown}; known steps: {known}", code="unknown_step")
+        raise DomainError(
+            gettext("unknown pipeline step(s) %(unknown)s; known steps: %(known)s")
+            % {"unknown": unknown, "known": known},
+            code="unknown_step",
+        )
     plan = []
     for n in names:
         step = registry.get(n)
@@ -147,13 +159,24 @@ def _pipeline_waiting() -> PipelineRun | None:
 
 
 def _busy_message() -> str:
+    """What a skipped run records (in the log's language, like every stored run error)."""
     current = pipeline_in_progress()
     return f"pipeline run #{current.pk} is in progress" if current else "another pipeline run is in progress"
 
 
+def _busy_refusal() -> ConflictError:
+    """The refusal a caller reads while another run holds the pipeline (in the caller's language)."""
+    current = pipeline_in_progress()
+    if current is None:
+        message = gettext("another pipeline run is in progress; try again when it has finished")
+    else:
+        message = gettext("pipeline run #%(run)s is in progress; try again when it has finished") % {"run": current.pk}
+    return ConflictError(message, code="pipeline_running")
+
+
 def _validate(max_seconds: float | None) -> None:
     if max_seconds is not None and max_seconds <= 0:
-        raise DomainError("maximum execution time must be positive", code="invalid_max_time")
+        raise DomainError(gettext("maximum execution time must be positive"), code="invalid_max_time")
 
 
 def pipeline_run(
@@ -182,10 +205,9 @@ def pipeline_run(
     }
     with _pipeline_lock() as acquired:
         if not acquired:
-            message = _busy_message()
             if trigger != PipelineTrigger.SCHEDULE:
-                raise ConflictError(f"{message}; try again when it has finished", code="pipeline_running")
-            return _skip(PipelineRun.objects.create(**fields), message)
+                raise _busy_refusal()
+            return _skip(PipelineRun.objects.create(**fields), _busy_message())
         run = PipelineRun.objects.create(**fields)
         with run_context("pipeline", run.pk):  # every log line of every step names this run
             return _execute(run, plan, console=console, on_step=on_step)
@@ -211,11 +233,12 @@ def pipeline_queue(
         waiting = _pipeline_waiting()
         if waiting is not None:
             raise ConflictError(
-                f"pipeline run #{waiting.pk} is queued; try again when it has run", code="pipeline_running"
+                gettext("pipeline run #%(run)s is queued; try again when it has run") % {"run": waiting.pk},
+                code="pipeline_running",
             )
         with _pipeline_lock() as acquired:
             if not acquired:
-                raise ConflictError(f"{_busy_message()}; try again when it has finished", code="pipeline_running")
+                raise _busy_refusal()
         run = PipelineRun.objects.create(
             trigger=trigger,
             requested_by=requested_by,
@@ -493,11 +516,15 @@ def pipeline_schedule(
     (`etl.services.schedules`), so a 02:00 Europe/Istanbul run stays at 02:00
     local from the first run on, across DST changes."""
     if not croniter.is_valid(cron):
-        raise DomainError(f"cron: {cron!r} is not a valid cron expression", code="invalid_cron")
+        raise DomainError(
+            gettext("cron: %(cron)s is not a valid cron expression") % {"cron": repr(cron)}, code="invalid_cron"
+        )
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise DomainError(f"timezone: {tz!r} is not an IANA time zone", code="invalid_timezone") from None
+        raise DomainError(
+            gettext("timezone: %(zone)s is not an IANA time zone") % {"zone": repr(tz)}, code="invalid_timezone"
+        ) from None
     _validate(max_seconds)
     plan = pipeline_plan(steps)
     name = name or f"pipeline {cron} {tz}"

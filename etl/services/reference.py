@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext
 from django_q.models import Schedule
 
 from etl import locks
@@ -179,14 +180,20 @@ def reference_data_validate() -> ValidationReport:
     ):
         problems.append(
             Problem(
-                "error", "market_without_session", f"Market {market.code} has no active trading session", market.code
+                "error",
+                "market_without_session",
+                gettext("Market %(market)s has no active trading session") % {"market": market.code},
+                market.code,
             )
         )
     for code in ref.MARKETS:
         if not Market.objects.filter(code=code["code"]).exists():
             problems.append(
                 Problem(
-                    "warning", "market_missing", f"Market {code['code']} is not in the reference data", code["code"]
+                    "warning",
+                    "market_missing",
+                    gettext("Market %(market)s is not in the reference data") % {"market": code["code"]},
+                    code["code"],
                 )
             )
     inactive = Symbol.objects.filter(is_active=True, market__is_active=False).select_related("market")
@@ -195,7 +202,8 @@ def reference_data_validate() -> ValidationReport:
             Problem(
                 "warning",
                 "symbol_on_inactive_market",
-                f"Active symbol {sym.ticker} is on inactive market {sym.market.code}",
+                gettext("Active symbol %(ticker)s is on inactive market %(market)s")
+                % {"ticker": sym.ticker, "market": sym.market.code},
                 str(sym),
             )
         )
@@ -205,7 +213,8 @@ def reference_data_validate() -> ValidationReport:
                 Problem(
                     "error",
                     "provider_without_key",
-                    f"Provider {provider.code} is enabled but {provider.code}_API_KEY is not set in the environment",
+                    gettext("Provider %(provider)s is enabled but %(provider)s_API_KEY is not set in the environment")
+                    % {"provider": provider.code},
                     provider.code,
                 )
             )

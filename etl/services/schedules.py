@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.utils.translation import gettext
 from django_q.models import Schedule
 
 from etl.errors import DomainError
@@ -91,7 +92,9 @@ def schedule_call(schedule: Schedule) -> tuple[tuple[Any, ...], dict[str, Any]]:
                 kwargs[keyword.arg] = ast.literal_eval(keyword.value)
     except (SyntaxError, ValueError, TypeError, AttributeError) as exc:
         raise DomainError(
-            f"schedule {schedule.pk}: its arguments cannot be read ({exc})", code="bad_schedule_arguments"
+            gettext("schedule %(schedule)s: its arguments cannot be read (%(error)s)")
+            % {"schedule": schedule.pk, "error": exc},
+            code="bad_schedule_arguments",
         ) from None
     return (args if isinstance(args, tuple) else (args,)), kwargs
 

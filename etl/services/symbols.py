@@ -17,6 +17,7 @@ from typing import Any
 from uuid import uuid4
 
 from django.db import connection, transaction
+from django.utils.translation import gettext
 
 from etl import locks
 from etl.errors import DomainError
@@ -141,7 +142,11 @@ def _plan(
         inf = infer_symbol(raw_ticker, raw_market, known_etfs=etfs, other_markets=other_markets)
         market = markets.get(inf.market or "")
         if not inf.resolved or market is None:
-            reason = inf.reason if not inf.resolved else f"market {inf.market} is not in the reference data"
+            reason = (
+                inf.reason
+                if not inf.resolved
+                else gettext("market %(market)s is not in the reference data") % {"market": inf.market}
+            )
             unresolved.append({"ticker": raw_ticker, "market": raw_market, "candles": candles, "reason": reason})
             continue
         if wanted_venues and inf.market not in wanted_venues:
@@ -303,7 +308,7 @@ def symbols_sync(
     candles that point elsewhere. `dry_run` lists what would be created and
     writes nothing. `batches` counts the link batches done."""
     if batch_size < 1:
-        raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
+        raise DomainError(gettext("batch_size must be at least 1"), code="invalid_batch_size")
     started = clock()
     rows = _discover(skip_existing=skip_existing)
     plan = _plan(rows, asset_classes=asset_classes, venues=venues)
@@ -390,7 +395,7 @@ def symbols_sync_queue(**options: Any) -> QueuedTask:
     """Queue `symbols_sync(**options)` on the workers once the caller's transaction
     commits. Bad options are refused here, before anything is queued."""
     if int(options.get("batch_size", 1000)) < 1:
-        raise DomainError("batch_size must be at least 1", code="invalid_batch_size")
+        raise DomainError(gettext("batch_size must be at least 1"), code="invalid_batch_size")
     return queue_on_commit("etl.tasks.symbols_sync", group="etl", **options)
 
 
@@ -531,7 +536,11 @@ def _wanted_fixes(*, fix: bool, fixes: Sequence[str] | None) -> set[str]:
     wanted = set(fixes if fixes is not None else IssueCode.DEFAULT_FIXES) if fix else set()
     unknown = wanted - set(IssueCode.ALL)
     if unknown:
-        raise DomainError(f"unknown fix {sorted(unknown)}; choose from {list(IssueCode.ALL)}", code="invalid_fix")
+        raise DomainError(
+            gettext("unknown fix %(unknown)s; choose from %(known)s")
+            % {"unknown": sorted(unknown), "known": list(IssueCode.ALL)},
+            code="invalid_fix",
+        )
     return wanted
 
 
@@ -544,7 +553,10 @@ def _clean_variants(cur, cleanup: _Cleanup) -> None:
     for _market_id, market_code, canon, ids, tickers in cur.fetchall():
         keeper_id, keeper_ticker = ids[0], tickers[0]
         if keeper_ticker != canon:
-            message = f"{keeper_ticker!r} should be {canon!r}"
+            message = gettext("%(ticker)s should be %(canonical)s") % {
+                "ticker": repr(keeper_ticker),
+                "canonical": repr(canon),
+            }
             if cleanup.report(_variant_code(keeper_ticker), message, canon, market_code, keeper_id):
                 renames.append((keeper_id, canon))
                 cleanup.record(
@@ -557,7 +569,10 @@ def _clean_variants(cur, cleanup: _Cleanup) -> None:
                     detail={"symbol_id": keeper_id},
                 )
         for dup_id, dup_ticker in zip(ids[1:], tickers[1:], strict=True):
-            message = f"{dup_ticker!r} duplicates {canon!r}"
+            message = gettext("%(ticker)s duplicates %(canonical)s") % {
+                "ticker": repr(dup_ticker),
+                "canonical": repr(canon),
+            }
             if cleanup.report(_variant_code(dup_ticker), message, canon, market_code, dup_id):
                 merges.append(_Merge(dup_id, keeper_id, canon, market_code))
     if merges:
@@ -614,7 +629,7 @@ def _clean_inactive_market(cur, cleanup: _Cleanup) -> None:
         " ORDER BY m.code, s.ticker",
         cleanup.scope,
     )
-    _deactivate(cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, "market {market} is inactive", cleanup)
+    _deactivate(cur, cur.fetchall(), IssueCode.INACTIVE_MARKET, gettext("market {market} is inactive"), cleanup)
 
 
 def _clean_without_candles(cur, cleanup: _Cleanup) -> None:
@@ -624,7 +639,7 @@ def _clean_without_candles(cur, cleanup: _Cleanup) -> None:
         " AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s)) ORDER BY m.code, s.ticker",
         cleanup.scope,
     )
-    _deactivate(cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, "active without candles", cleanup)
+    _deactivate(cur, cur.fetchall(), IssueCode.ACTIVE_WITHOUT_DATA, gettext("active without candles"), cleanup)
 
 
 def _clean_unlinked_candles(cleanup: _Cleanup) -> None:
@@ -656,7 +671,15 @@ def _clean_unlinked_candles(cleanup: _Cleanup) -> None:
     for ticker, market, n in unlinked:
         fixed = linked_by_sync > 0 and (ticker, market) not in remaining
         cleanup.issues.append(
-            SymbolIssue(IssueCode.UNLINKED_CANDLES, f"{n} candle(s) without a symbol", ticker, market, None, n, fixed)
+            SymbolIssue(
+                IssueCode.UNLINKED_CANDLES,
+                gettext("%(count)s candle(s) without a symbol") % {"count": n},
+                ticker,
+                market,
+                None,
+                n,
+                fixed,
+            )
         )
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from etl.errors import DomainError
 from etl.models import ApiToken
@@ -33,11 +34,13 @@ def api_token_issue(
     """Create a token for a user; returns the key once (only its hash is stored)."""
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
-        raise DomainError(f"user {username!r}: no such user", code="unknown_user")
+        raise DomainError(gettext("user %(user)s: no such user") % {"user": repr(username)}, code="unknown_user")
     if not user.is_active:
-        raise DomainError(f"user {username!r} is inactive", code="inactive_user")
+        raise DomainError(gettext("user %(user)s is inactive") % {"user": repr(username)}, code="inactive_user")
     if expires_at is not None and expires_at <= timezone.now():
-        raise DomainError(f"expires_at {expires_at.isoformat()} is in the past", code="bad_expiry")
+        raise DomainError(
+            gettext("expires_at %(moment)s is in the past") % {"moment": expires_at.isoformat()}, code="bad_expiry"
+        )
     key = secrets.token_hex(20)
     token = ApiToken.objects.create(
         user=user, name=name[:100], prefix=key[:8], key_hash=key_hash(key), expires_at=expires_at, created_by=issued_by
@@ -60,9 +63,17 @@ def api_token_check(*, key: str) -> ApiToken | None:
         return None
     now = timezone.now()
     if token.revoked_at is not None:
-        raise DomainError(f"token {token.prefix}… was revoked at {token.revoked_at.isoformat()}", code="token_revoked")
+        raise DomainError(
+            gettext("token %(prefix)s… was revoked at %(moment)s")
+            % {"prefix": token.prefix, "moment": token.revoked_at.isoformat()},
+            code="token_revoked",
+        )
     if token.expires_at is not None and token.expires_at <= now:
-        raise DomainError(f"token {token.prefix}… expired at {token.expires_at.isoformat()}", code="token_expired")
+        raise DomainError(
+            gettext("token %(prefix)s… expired at %(moment)s")
+            % {"prefix": token.prefix, "moment": token.expires_at.isoformat()},
+            code="token_expired",
+        )
     if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token

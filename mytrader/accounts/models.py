@@ -38,3 +38,13 @@ class OperatorPreference(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+def operator_preference_of(user) -> OperatorPreference | None:
+    """The signed-in operator's preference row, or None (anonymous, or never chosen)."""
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        return user.operator_preference
+    except OperatorPreference.DoesNotExist:
+        return None

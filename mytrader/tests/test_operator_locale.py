@@ -102,25 +102,31 @@ def test_a_time_zone_that_is_not_iana_is_refused_with_a_message(client, make_use
     assert "Mars/Olympus is not an IANA time zone." in response.content.decode()
 
 
-def _po_entries(path: Path) -> dict[str, str]:
+def _po_entries(path: Path) -> dict[tuple[str, str], str]:
+    """(context, msgid) -> msgstr; the context is "" for an entry without one."""
     entries = {}
     for block in path.read_text().split("\n\n"):
+        msgctxt = re.search(r'^msgctxt ((?:".*"\n?)+)', block, re.M)
         msgid = re.search(r'^msgid ((?:".*"\n?)+)', block, re.M)
         msgstr = re.search(r'^msgstr ((?:".*"\n?)+)', block, re.M)
         if msgid and msgstr:
             join = lambda quoted: "".join(re.findall(r'"(.*)"', quoted)).replace('\\"', '"')  # noqa: E731
-            entries[join(msgid.group(1))] = join(msgstr.group(1))
-    entries.pop("", None)
+            context = join(msgctxt.group(1)) if msgctxt else ""
+            entries[context, join(msgid.group(1))] = join(msgstr.group(1))
+    entries.pop(("", ""), None)
     return entries
 
 
 def test_the_turkish_catalogue_is_complete_and_compiled():
     po = _po_entries(LOCALE / "tr" / "LC_MESSAGES" / "django.po")
     assert po, "no entries read"
-    assert not [msgid for msgid, text in po.items() if not text], "untranslated strings"
+    assert not [key for key, text in po.items() if not text], "untranslated strings"
     with open(LOCALE / "tr" / "LC_MESSAGES" / "django.mo", "rb") as compiled:
         catalogue = gettext.GNUTranslations(compiled)
-    stale = [msgid for msgid, text in po.items() if catalogue.gettext(msgid) != text]
+    compiled_text = lambda context, msgid: (  # noqa: E731
+        catalogue.pgettext(context, msgid) if context else catalogue.gettext(msgid)
+    )
+    stale = [key for key, text in po.items() if compiled_text(*key) != text]
     assert not stale, f"django.mo is older than django.po (run `make messages`): {stale}"
 
 
@@ -226,3 +232,171 @@ def test_the_start_import_form_and_the_pipeline_steps_read_in_turkish():
         assert str(MARKET_CHOICES[0][1]).startswith("Tüm piyasalar")
         descriptions = {step.name: str(step.description) for step in registered_steps()}
     assert descriptions["correct"].startswith("market_data.asset_class değerini")
+
+
+# ---------------------------------------------------------------- refusals, status words, columns, panels, the API
+
+
+def _placeholders(text: str) -> list[str]:
+    return sorted(re.findall(r"%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[sdifr]|\{[\w.]+\}", text))
+
+
+def test_every_translation_keeps_the_placeholders_of_its_msgid():
+    po = _po_entries(LOCALE / "tr" / "LC_MESSAGES" / "django.po")
+    broken = [msgid for (_context, msgid), text in po.items() if _placeholders(msgid) != _placeholders(text)]
+    assert not broken, f"placeholders differ between English and Turkish: {broken}"
+
+
+@pytest.fixture
+def never_executed_run():
+    from corrections import services
+
+    return services.correction_run_create(requested_by="alice")
+
+
+def test_a_refused_rollback_reads_in_turkish(client, turkish_superuser, never_executed_run):
+    changelist = "/admin/corrections/correctionrun/"
+    selected = {"action": "rollback_runs", "_selected_action": [never_executed_run.pk]}
+    confirmation = client.post(changelist, selected).content.decode()
+    assert "Geri alınamaz: hiç yürütülmedi: geri alınacak bir şey yok." in confirmation
+    response = client.post(changelist, {**selected, "post": "yes", "reason": "yanlış eşleme"}, follow=True)
+    assert _messages(response) == [
+        f"Düzeltme {never_executed_run.pk}: Düzeltme {never_executed_run.pk}: hiç yürütülmedi: "
+        "geri alınacak bir şey yok."
+    ]
+
+
+def test_the_same_refusal_stays_english_for_an_english_operator(client, make_user, never_executed_run):
+    _operator(client, make_user, language="en")
+    response = client.post(
+        "/admin/corrections/correctionrun/",
+        {"action": "rollback_runs", "_selected_action": [never_executed_run.pk]},
+        HTTP_ACCEPT_LANGUAGE="tr",  # the operator's own choice wins over the browser's
+    )
+    assert "Cannot be rolled back: never executed: there is nothing to roll back." in response.content.decode()
+
+
+def test_status_and_choice_words_read_in_turkish(client, turkish_superuser, pipeline_run, never_executed_run):
+    ImportJob = apps.get_model("batchimport", "ImportJob")
+    ImportJob.objects.create(path="sample", market="BIST", status="dead_lettered", requested_by="ops")
+    runs = client.get("/admin/etl/pipelinerun/").content.decode()
+    assert ">başarılı</span>" in runs  # the outcome column
+    assert "Veri bütünlüğü: dikkat gerekiyor" in runs  # the integrity verdict (no candles: attention)
+    jobs = client.get("/admin/batchimport/importjob/").content.decode()
+    assert "Teslim edilemedi" in jobs and "Tek piyasa" in jobs  # status and kind choices
+    assert "Tüm piyasalar" in jobs  # the kind filter
+    corrections = client.get("/admin/corrections/correctionrun/").content.decode()
+    assert "analiz edildi" in corrections and "NULL veya boş (varsayılan)" in corrections  # phase and scope
+
+
+def test_the_enrichment_columns_read_in_turkish(client, turkish_superuser, reference_data):
+    Symbol = apps.get_model("etl", "Symbol")
+    symbol = Symbol.objects.create(ticker="THYAO", market=apps.get_model("etl", "Market").objects.get(code="BIST"))
+    apps.get_model("enrichment", "MarketDataV2").objects.create(
+        symbol=symbol, timeframe="1d", ts=MORNING_UTC, open=1, high=2, low=0.5, close=1.5, volume=10, source="LOCAL"
+    )
+    apps.get_model("enrichment", "EnrichmentStatus").objects.create(symbol=symbol, timeframe="1d", state="pending")
+    candles = client.get("/admin/enrichment/marketdatav2/").content.decode()
+    for header in ("Mum zamanı", "Kapanış", "Hacim", "Kalite puanı", "İşaretler", "Revizyon"):
+        assert f">{header}<" in candles, header
+    status = client.get("/admin/enrichment/enrichmentstatus/").content.decode()
+    assert "Özellikler bekliyor" in status and "grafik ve kalite" in status and ">Son hesaplanma<" in status
+    assert "Tüm özellikleri yeniden hesapla (arka planda)" in status
+
+
+def test_the_dashboard_panels_read_in_turkish(client, turkish_superuser, reference_data, pipeline_run):
+    page = client.get("/admin/").content.decode()
+    coverage = page[page.index('id="panel-enrichment_coverage"') :]
+    coverage = coverage[: coverage.index("</section>")]
+    assert "karşı para birimi %" in coverage and "piyasa değeri %" in coverage and "quote_currency" not in coverage
+    providers = page[page.index('id="panel-providers"') :]
+    providers = providers[: providers.index("</section>")]
+    assert "erişilebilir" in providers and "devre dışı" in providers  # key-needing providers start disabled
+    assert ">Kapalı<" in providers  # the circuit
+    pipeline = page[page.index('id="panel-pipeline"') :]
+    assert ">başarılı</td>" in pipeline[: pipeline.index("</section>")]
+
+
+def test_an_api_refusal_follows_accept_language_and_keeps_its_code(api_client_for, never_executed_run):
+    client = api_client_for(staff=True, perms=("corrections.rollback_correction",))
+    body = {"run_id": never_executed_run.pk, "reason": "yanlış", "runAsync": False}
+    url = "/api/etl/asset-class-correction/rollback"
+    turkish = client.post(url, body, format="json", HTTP_ACCEPT_LANGUAGE="tr")
+    english = client.post(url, body, format="json")
+    assert turkish.status_code == english.status_code == 409
+    assert turkish.json()["code"] == english.json()["code"] == "bad_phase"
+    assert turkish.json()["detail"] == (
+        f"Düzeltme {never_executed_run.pk}: hiç yürütülmedi: geri alınacak bir şey yok."
+    )
+    assert (
+        english.json()["detail"]
+        == f"Correction {never_executed_run.pk}: never executed: there is nothing to roll back."
+    )
+    assert turkish["Content-Language"] == "tr"
+
+
+def test_a_validation_error_and_a_permission_refusal_read_in_turkish(api_client_for):
+    staff = api_client_for(staff=True, perms=("etl.run_pipeline",))
+    invalid = staff.post(
+        "/api/etl/execute-full-pipeline", {"maxExecutionTime": "00:00:00"}, format="json", HTTP_ACCEPT_LANGUAGE="tr"
+    )
+    assert invalid.status_code == 400 and invalid.json()["code"] == "invalid"
+    assert invalid.json()["detail"].startswith("Geçersiz girdi: ")
+    denied = api_client_for().post("/api/etl/execute-full-pipeline", {}, format="json", HTTP_ACCEPT_LANGUAGE="tr")
+    assert denied.status_code == 403
+    assert denied.json()["detail"] == "Bu işlem, ilgili izne sahip bir personel kullanıcısı gerektirir."
+
+
+def test_a_token_owner_who_chose_turkish_is_answered_in_turkish(api_anon, make_user, never_executed_run):
+    from etl.services.tokens import api_token_issue
+
+    owner = make_user(staff=True, perms=("corrections.rollback_correction",))
+    OperatorPreference.objects.create(user=owner, language="tr")
+    key = api_token_issue(username=owner.username, name="nightly").key
+    response = api_anon.post(
+        "/api/etl/asset-class-correction/rollback",
+        {"run_id": never_executed_run.pk, "reason": "x", "runAsync": False},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+    assert response.status_code == 409 and response.json()["code"] == "bad_phase"
+    assert "hiç yürütülmedi" in response.json()["detail"]
+
+
+def test_machine_values_stay_as_they_are_in_a_turkish_answer(api_client_for, reference_data):
+    status = api_client_for().get("/api/etl/status", HTTP_ACCEPT_LANGUAGE="tr").json()
+    assert status["status"] in ("healthy", "attention")
+
+
+def test_the_input_guard_answers_in_the_language_asked_for(api_client_for):
+    client = api_client_for()
+    turkish = client.get("/api/etl/status", {"q": "a\x00b"}, HTTP_ACCEPT_LANGUAGE="tr")
+    assert turkish.status_code == 400 and turkish.json()["code"] == "nul_byte"
+    assert turkish.json()["detail"] == "q: NUL baytı içeriyor"
+    # The guard runs before LocaleMiddleware: the language a Turkish request left on the thread must not leak.
+    english = client.get("/api/etl/status", {"q": "a\x00b"})
+    assert english.json()["detail"] == "q: contains a NUL byte"
+
+
+def test_services_refuse_in_the_language_of_the_caller():
+    from django.utils import translation
+
+    from etl.errors import DomainError
+    from etl.services.pipeline import pipeline_plan
+
+    with translation.override("tr"), pytest.raises(DomainError) as refused:
+        pipeline_plan(["nope"])
+    assert refused.value.code == "unknown_step"
+    assert refused.value.message.startswith("bilinmeyen işlem hattı adım(lar)ı ['nope']")
+
+
+def test_a_symbols_inferred_reason_is_read_in_the_readers_language():
+    from django.utils import translation
+
+    from etl.inference import infer_symbol
+
+    reason = infer_symbol("THYAO", "BIST").reason  # translated when read, not per inferred pair
+    assert str(reason) == "Borsa Istanbul equity ticker"
+    with translation.override("tr"):
+        assert str(reason) == "Borsa İstanbul hisse kodu"
+        assert str(infer_symbol("EURUSD", "FX").reason) == "döviz paritesi EUR/USD"

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from enrichment.assets.models import DEAD_LETTER_KIND
@@ -41,7 +42,7 @@ def enrichment_dead_letters_resubmit(
         letters = letters.filter(pk__in=ids)
     letters = list(letters)
     if not letters:
-        raise DomainError("No open enrichment dead letters to resubmit", code="nothing_to_resubmit")
+        raise DomainError(gettext("No open enrichment dead letters to resubmit"), code="nothing_to_resubmit")
     groups: dict[str, list[int]] = {}
     for letter in letters:
         stored = {
@@ -73,7 +74,7 @@ def enrichment_dead_letters_resubmit_queue(*, ids: list[int] | None, requested_b
         letters = letters.filter(pk__in=ids)
     open_ids = list(letters.values_list("pk", flat=True))
     if not open_ids:
-        raise DomainError("No open enrichment dead letters to resubmit", code="nothing_to_resubmit")
+        raise DomainError(gettext("No open enrichment dead letters to resubmit"), code="nothing_to_resubmit")
     transaction.on_commit(
         partial(
             async_task,

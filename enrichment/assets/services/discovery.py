@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from enrichment.providers.clients import get_client
 from enrichment.providers.errors import ProviderError
@@ -35,16 +36,23 @@ def symbols_discover(
 ) -> DiscoverResult:
     """Create a symbol for every trading perpetual the provider lists (quoted in `quote_assets`)."""
     if provider_code != "BINANCE":
-        raise DomainError(f"Discovery is available from BINANCE only, not {provider_code}", code="unsupported")
+        raise DomainError(
+            gettext("Discovery is available from BINANCE only, not %(provider)s") % {"provider": provider_code},
+            code="unsupported",
+        )
     try:
         market = Market.objects.get(code="BINANCE")
     except Market.DoesNotExist:
-        raise DomainError("Market BINANCE is missing: bootstrap the reference data first", code="no_market") from None
+        raise DomainError(
+            gettext("Market BINANCE is missing: bootstrap the reference data first"), code="no_market"
+        ) from None
     try:
         listing = get_client(provider_code, **(client_options or {})).list_symbols()
     except ProviderError as exc:
         raise DomainError(
-            f"Could not read the {provider_code} listing: {exc.message}", code="provider_unavailable"
+            gettext("Could not read the %(provider)s listing: %(error)s")
+            % {"provider": provider_code, "error": exc.message},
+            code="provider_unavailable",
         ) from None
     rows = [
         r

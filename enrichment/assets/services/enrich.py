@@ -27,6 +27,7 @@ from typing import Any
 from django.db import close_old_connections, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from enrichment.assets import metadata_score
@@ -144,7 +145,9 @@ def assets_select(*, options: EnrichOptions) -> QuerySet[Symbol]:
                 missing.append(name)
             cond |= one
         if missing:
-            raise DomainError(f"Unknown symbol(s): {', '.join(missing)}", code="unknown_symbol")
+            raise DomainError(
+                gettext("Unknown symbol(s): %(symbols)s") % {"symbols": ", ".join(missing)}, code="unknown_symbol"
+            )
         return qs.filter(cond)
     qs = qs.filter(is_active=True)
     if options.selection == "never":

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.utils.translation import gettext
+
 from etl.errors import DomainError
 from etl.models import DataProvider
 
@@ -42,7 +44,10 @@ class EnrichOptions:
         data = old_options_translate(data or {})
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise DomainError(f"Unknown option(s): {', '.join(sorted(unknown))}", code="invalid_option")
+            raise DomainError(
+                gettext("Unknown option(s): %(options)s") % {"options": ", ".join(sorted(unknown))},
+                code="invalid_option",
+            )
         try:
             opts = cls(
                 sources=tuple(s.strip().upper() for s in data["sources"]) if data.get("sources") else None,
@@ -59,31 +64,34 @@ class EnrichOptions:
                 dead_letter=bool(data.get("dead_letter", True)),
             )
         except (TypeError, ValueError) as exc:
-            raise DomainError(f"Bad option value: {exc}", code="invalid_option") from None
+            raise DomainError(gettext("Bad option value: %(error)s") % {"error": exc}, code="invalid_option") from None
         opts.check()
         return opts
 
     def check(self) -> None:
         problems = []
         if self.selection not in SELECTIONS:
-            problems.append(f"selection must be one of {', '.join(SELECTIONS)}")
+            problems.append(gettext("selection must be one of %(choices)s") % {"choices": ", ".join(SELECTIONS)})
         if not 1 <= self.concurrency <= 16:
-            problems.append("concurrency must be 1-16")
+            problems.append(gettext("concurrency must be 1-16"))
         if not 1 <= self.batch_size <= 10_000:
-            problems.append("batch_size must be 1-10000")
+            problems.append(gettext("batch_size must be 1-10000"))
         if not 1 <= self.max_retries <= 10:
-            problems.append("max_retries must be 1-10")
+            problems.append(gettext("max_retries must be 1-10"))
         if self.stale_days < 1:
-            problems.append("stale_days must be at least 1")
+            problems.append(gettext("stale_days must be at least 1"))
         if not 0 <= self.rate_limit_delay <= 60:
-            problems.append("rate_limit_delay must be 0-60 seconds")
+            problems.append(gettext("rate_limit_delay must be 0-60 seconds"))
         if self.timeout is not None and not 0 < self.timeout <= 300:
-            problems.append("timeout must be 0-300 seconds")
+            problems.append(gettext("timeout must be 0-300 seconds"))
         if self.sources is not None:
             known = set(DataProvider.objects.values_list("code", flat=True)) | set(OFFLINE_SOURCES)
             bad = [s for s in self.sources if s not in known]
             if bad:
-                problems.append(f"unknown source(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+                problems.append(
+                    gettext("unknown source(s) %(unknown)s; known: %(known)s")
+                    % {"unknown": ", ".join(bad), "known": ", ".join(sorted(known))}
+                )
         if problems:
             raise DomainError("; ".join(problems), code="invalid_option")
 
@@ -123,7 +131,7 @@ def timespan_seconds(value: Any) -> float:
         days = float(d)
     parts = [head, *rest.split(":")]
     if len(parts) != 3:
-        raise ValueError(f"{value!r} is not a TimeSpan (hh:mm:ss[.fff])")
+        raise ValueError(gettext("%(value)s is not a TimeSpan (hh:mm:ss[.fff])") % {"value": repr(value)})
     h, m, sec = (float(x) for x in parts)
     return days * 86400 + h * 3600 + m * 60 + sec
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from enrichment.providers.clients import get_client
 from enrichment.providers.errors import ProviderError
@@ -137,7 +138,8 @@ def mapping_validate(*, mapping: SymbolMapping, client_options: dict | None = No
         )
     except ProviderError as exc:
         raise DomainError(
-            f"Could not check {mapping.provider_symbol} on {mapping.provider.code}: {exc.message}",
+            gettext("Could not check %(symbol)s on %(provider)s: %(error)s")
+            % {"symbol": mapping.provider_symbol, "provider": mapping.provider.code, "error": exc.message},
             code="provider_unavailable",
         ) from None
     SymbolMapping.objects.filter(pk=mapping.pk).update(is_valid=valid, validated_at=timezone.now())

@@ -61,7 +61,7 @@ def test_coverage_is_on_the_status_endpoint_and_the_dashboard(catalogue_of_four,
     page = admin_client.get(reverse("admin:index")).content.decode()
     assert 'id="panel-enrichment_coverage"' in page
     assert "Enriched + partially enriched: 50.0 %" in page
-    assert "name, sector, industry, market_cap, description, website" in page  # BIST's missing fields
+    assert "name, sector, industry, market cap, description, website" in page  # BIST's missing fields (their labels)
 
 
 def test_the_weekly_refresh_schedule_is_created_once_and_keeps_operator_edits(reference_data):

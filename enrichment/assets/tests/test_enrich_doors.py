@@ -232,7 +232,7 @@ def test_admin_provider_status_page(providers, admin_client):
     response = admin_client.get(reverse("admin:enrichment_providerstatus_changelist"))
     assert response.status_code == 200
     html = response.content.decode()
-    assert "circuit_open" in html and "HTTP 418 banned" in html and "1200/1200" in html
+    assert "circuit open" in html and "Open (3 failures" in html and "HTTP 418 banned" in html and "1200/1200" in html
     response = admin_client.post(
         reverse("admin:enrichment_providerstatus_changelist"),
         {"action": "reset_circuit", "_selected_action": [DataProvider.objects.get(code="BINANCE").pk]},

@@ -10,6 +10,7 @@ import io
 from typing import ClassVar
 
 from django.http import HttpResponse
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.decorators import action
@@ -177,7 +178,9 @@ class MarketFeaturesView(PolicyViewMixin, APIView):
         try:
             limit = int(q.get("limit", 1000))
         except ValueError:
-            raise DomainError(f"limit: {q.get('limit')!r} is not a number", code="bad_limit") from None
+            raise DomainError(
+                gettext("limit: %(value)s is not a number") % {"value": repr(q.get("limit"))}, code="bad_limit"
+            ) from None
         resolved = symbol_resolve(symbol)
         rows = selectors.feature_rows(
             symbol=resolved,
@@ -227,7 +230,9 @@ class FeatureRunViewSet(RunViewSet):
         """feature_runs.feature_run_queue: a new queued compute run with this run's symbols and timeframes."""
         run = self.get_object()
         if run.kind != FeatureRun.Kind.COMPUTE:
-            raise ConflictError("a backfill run is retried through its backfills (/api/runs/backfills/{id}/retry/)")
+            raise ConflictError(
+                gettext("a backfill run is retried through its backfills (/api/runs/backfills/{id}/retry/)")
+            )
         params = run.params or {}
         again = feature_runs.feature_run_queue(
             symbols=list(params.get("symbols") or []),
@@ -285,5 +290,7 @@ class BackfillViewSet(RunViewSet):
         """backfill.backfills_queue, as the admin's "run now": the retry wait is cleared and a worker resumes it."""
         state = self.get_object()
         if not backfill.backfills_queue(states=BackfillState.objects.filter(pk=state.pk)):
-            raise ConflictError(f"backfill {state.pk} is done: nothing to run", code="backfill_done")
+            raise ConflictError(
+                gettext("backfill %(backfill)s is done: nothing to run") % {"backfill": state.pk}, code="backfill_done"
+            )
         return accepted(request, dict(s.BackfillSerializer(state).data), url_name=BACKFILL_DETAIL, run_id=state.pk)

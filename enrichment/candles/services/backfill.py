@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 from enrichment.candles.models import BackfillState
@@ -71,10 +72,12 @@ def backfill_plan(
     get_source(source)
     if start >= end:
         raise DomainError(
-            f"--from ({start:%Y-%m-%d %H:%M}) must be before --to ({end:%Y-%m-%d %H:%M})", code="bad_range"
+            gettext("--from (%(start)s) must be before --to (%(end)s)")
+            % {"start": f"{start:%Y-%m-%d %H:%M}", "end": f"{end:%Y-%m-%d %H:%M}"},
+            code="bad_range",
         )
     if chunk_bars <= 0:
-        raise DomainError("chunk size must be positive", code="bad_chunk")
+        raise DomainError(gettext("chunk size must be positive"), code="bad_chunk")
     with transaction.atomic():
         state, created = BackfillState.objects.select_for_update().get_or_create(
             symbol=symbol,
@@ -147,11 +150,12 @@ def backfill_run(
 
 def _held_message(state: BackfillState) -> str:
     if state.next_retry_at:
-        return (
-            f"backfill {state.pk} is held by {state.locked_by or 'another worker'} or waits for its retry at "
-            f"{state.next_retry_at:%Y-%m-%d %H:%M:%S}"
-        )
-    return f"backfill {state.pk} is held by {state.locked_by}"
+        return gettext("backfill %(backfill)s is held by %(worker)s or waits for its retry at %(when)s") % {
+            "backfill": state.pk,
+            "worker": state.locked_by or gettext("another worker"),
+            "when": f"{state.next_retry_at:%Y-%m-%d %H:%M:%S}",
+        }
+    return gettext("backfill %(backfill)s is held by %(worker)s") % {"backfill": state.pk, "worker": state.locked_by}
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +296,9 @@ def backfill_start(
     else:
         pairs = local_series(symbols=symbols, timeframes=timeframes)
     if not pairs:
-        raise DomainError("nothing to backfill: name --symbol and --timeframe, or link market_data first", code="empty")
+        raise DomainError(
+            gettext("nothing to backfill: name --symbol and --timeframe, or link market_data first"), code="empty"
+        )
     if progress is not None:
         progress.set_total(len(pairs))
     results = []
@@ -303,7 +309,11 @@ def backfill_start(
             lo = lo or span["lo"]
             hi = hi or (span["hi"] + timedelta(seconds=timeframe_parse(tf)) if span["hi"] else timezone.now())
         if lo is None:
-            raise DomainError(f"{symbol} {tf}: give --from (no local candles to take the span from)", code="bad_range")
+            raise DomainError(
+                gettext("%(symbol)s %(timeframe)s: give --from (no local candles to take the span from)")
+                % {"symbol": symbol, "timeframe": tf},
+                code="bad_range",
+            )
         state = backfill_plan(symbol=symbol, timeframe=tf, source=source, start=lo, end=hi, chunk_bars=chunk_bars)
         try:
             results.append(backfill_run(state=state).to_dict())

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from enrichment.candles.models import BackfillState
 from enrichment.candles.services.backfill import backfill_plan, backfills_queue
@@ -40,7 +41,11 @@ def series_span(*, symbol: Symbol, timeframe: str, start: datetime | None, end: 
     lo = start or span["lo"]
     hi = end or (span["hi"] + timedelta(seconds=timeframe_parse(timeframe)) if span["hi"] else timezone.now())
     if lo is None:
-        raise DomainError(f"{symbol} {timeframe}: give a start (no local candles to take it from)", code="bad_range")
+        raise DomainError(
+            gettext("%(series)s: give a start (no local candles to take it from)")
+            % {"series": f"{symbol} {timeframe}"},
+            code="bad_range",
+        )
     return lo, hi
 
 
@@ -48,8 +53,18 @@ def _chunks_check(*, timeframe: str, start: datetime, end: datetime, chunk_bars:
     chunks = math.ceil((end - start).total_seconds() / (timeframe_parse(timeframe) * chunk_bars))
     if chunks > MAX_CHUNKS:
         raise DomainError(
-            f"{timeframe} from {start:%Y-%m-%d} to {end:%Y-%m-%d} is {chunks:,} chunks of {chunk_bars} bars: "
-            f"at most {MAX_CHUNKS:,} (shorten the range or raise chunk_bars)",
+            gettext(
+                "%(timeframe)s from %(start)s to %(end)s is %(chunks)s chunks of %(bars)s bars: at most %(most)s "
+                "(shorten the range or raise chunk_bars)"
+            )
+            % {
+                "timeframe": timeframe,
+                "start": f"{start:%Y-%m-%d}",
+                "end": f"{end:%Y-%m-%d}",
+                "chunks": chunks,
+                "bars": chunk_bars,
+                "most": MAX_CHUNKS,
+            },
             code="range_too_long",
         )
 
@@ -67,11 +82,14 @@ def backfills_create(
     keeping its progress) and queue them on the workers once the caller's transaction commits."""
     get_source(source)
     if not symbols or not timeframes:
-        raise DomainError("name at least one symbol and one timeframe", code="empty")
+        raise DomainError(gettext("name at least one symbol and one timeframe"), code="empty")
     if len(symbols) * len(timeframes) > MAX_SERIES:
-        raise DomainError(f"at most {MAX_SERIES} series (symbols × timeframes) at once", code="too_many_series")
+        raise DomainError(
+            gettext("at most %(most)s series (symbols × timeframes) at once") % {"most": MAX_SERIES},
+            code="too_many_series",
+        )
     if chunk_bars <= 0:
-        raise DomainError("chunk size must be positive", code="bad_chunk")
+        raise DomainError(gettext("chunk size must be positive"), code="bad_chunk")
     plans = []
     for symbol in symbols:
         for timeframe in timeframes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
+
 from enrichment.candles.feature_list import timeframe_seconds
 from etl.errors import DomainError
 from etl.models import Symbol
@@ -11,8 +13,12 @@ def timeframe_parse(timeframe: str) -> int:
     """The timeframe's length in seconds; DomainError (bad_timeframe) for anything else."""
     try:
         return timeframe_seconds(timeframe)
-    except ValueError as exc:
-        raise DomainError(str(exc), code="bad_timeframe") from None
+    except ValueError:
+        raise DomainError(
+            gettext("unknown timeframe %(timeframe)s: use e.g. 1m, 15m, 1h, 4h, 1d, 1w")
+            % {"timeframe": repr(timeframe)},
+            code="bad_timeframe",
+        ) from None
 
 
 def symbol_resolve(ref: str) -> Symbol:
@@ -27,10 +33,16 @@ def symbol_resolve(ref: str) -> Symbol:
     else:
         found = list(qs.filter(ticker__iexact=ref))
     if not found:
-        raise DomainError(f"unknown symbol {ref!r}", code="unknown_symbol", status_code=404)
+        raise DomainError(
+            gettext("unknown symbol %(symbol)s") % {"symbol": repr(ref)}, code="unknown_symbol", status_code=404
+        )
     if len(found) > 1:
         markets = ", ".join(f"{s.ticker}@{s.market.code}" for s in found)
-        raise DomainError(f"symbol {ref!r} is ambiguous: use one of {markets}", code="ambiguous_symbol")
+        raise DomainError(
+            gettext("symbol %(symbol)s is ambiguous: use one of %(choices)s")
+            % {"symbol": repr(ref), "choices": markets},
+            code="ambiguous_symbol",
+        )
     return found[0]
 
 
