@@ -13,9 +13,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from batchimport import services
-from batchimport.forms import StartImportForm
-from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, RejectedRow
+from batchimport import selectors, services
+from batchimport.forms import ImportScheduleForm, StartImportForm
+from batchimport.models import TERMINAL, ImportDeadLetter, ImportFile, ImportJob, MarketImportSettings, RejectedRow
 from batchimport.services.paths import data_root
 from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
@@ -77,6 +77,7 @@ class ImportJobAdmin(RecordAdmin):
         "rows_inserted",
         "rows_rejected",
         "rate",
+        "eta",
         "sla",
         "started_at",
         "requested_by",
@@ -106,23 +107,49 @@ class ImportJobAdmin(RecordAdmin):
             "failed": obj.files_failed,
         }
 
+    # Bytes per row by market, read once per change list (the ETA of jobs without a rate of their own).
+    _per_row: dict = {}
+
+    def changelist_view(self, request, extra_context=None):
+        self._per_row = {}
+        return super().changelist_view(request, extra_context=extra_context)
+
     @admin.display(description=_("rows/s"))
     def rate(self, obj: ImportJob) -> str:
-        return number_format(obj.rows_per_second, 0, force_grouping=True) if obj.rows_per_second else "—"
+        observed = number_format(obj.rows_per_second, 0, force_grouping=True) if obj.rows_per_second else "—"
+        if not obj.expected_rows_per_second:
+            return observed
+        return gettext("%(observed)s (expected %(expected)s)") % {
+            "observed": observed,
+            "expected": number_format(obj.expected_rows_per_second, 0, force_grouping=True),
+        }
+
+    @admin.display(description=_("ETA"))
+    def eta(self, obj: ImportJob) -> str:
+        """selectors.job_timing: the job's own rate, or the market's expected rate before it has one."""
+        timing = selectors.job_timing(job=obj, per_row=self._per_row)
+        if timing.eta_seconds is None:
+            return "—"
+        minutes = number_format(timing.eta_seconds / 60, 1, force_grouping=True)
+        if timing.eta_basis == "expected_rate":
+            return gettext("%(minutes)s min (at the expected rate)") % {"minutes": minutes}
+        return gettext("%(minutes)s min") % {"minutes": minutes}
 
     @admin.display(description=_("SLA"))
     def sla(self, obj: ImportJob) -> str:
-        color = {"breached": "#ba2121", "at risk": "#c77700"}.get(obj.sla_state, "#417505")
+        state = selectors.job_timing(job=obj, per_row=self._per_row).sla_state
+        color = {"breached": "#ba2121", "at risk": "#c77700"}.get(state, "#417505")
         return format_html(
             '<span style="color:{}">{} ({})</span>',
             color,
-            SLA_STATES.get(obj.sla_state, obj.sla_state),
+            SLA_STATES.get(state, state),
             gettext("%(minutes)s min") % {"minutes": obj.sla_minutes},
         )
 
     def get_urls(self):
         return [
             path("start/", self.admin_site.admin_view(self.start_view), name="batchimport_importjob_start"),
+            path("schedule/", self.admin_site.admin_view(self.schedule_view), name="batchimport_importjob_schedule"),
             *super().get_urls(),
         ]
 
@@ -159,8 +186,45 @@ class ImportJobAdmin(RecordAdmin):
             "title": gettext("Start an import"),
             "opts": self.model._meta,
             "data_root": data_root(),
+            "market_settings": MarketImportSettings.objects.all(),
         }
         return render(request, "admin/batchimport/importjob/start.html", context)
+
+    def schedule_view(self, request):
+        """A recurring import -> services.import_schedule_create, as the API's schedules/all-markets."""
+        if not request.user.has_perm("batchimport.schedule_import"):
+            self.message_user(request, gettext("You need the 'Can schedule imports' permission."), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:batchimport_importjob_changelist"))
+        form = ImportScheduleForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            d = form.cleaned_data
+            try:
+                schedule = services.import_schedule_create(
+                    name=d["name"], path=d["folder"], cron=d["cron"], tz=d["timezone"], options=form.import_options()
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    gettext("Import schedule %(name)s saved: next run %(next)s.")
+                    % {"name": schedule.name, "next": schedule.next_run},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:django_q_schedule_change", args=[schedule.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": gettext("Schedule an import"),
+            "intro": gettext(
+                "The import runs at the cron times in the schedule's time zone, never while its previous run is "
+                "still going. Fields left empty take the market's import settings when it runs."
+            ),
+            "submit_label": gettext("Save schedule"),
+            "changelist": reverse("admin:batchimport_importjob_changelist"),
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/etl/form_page.html", context)
 
     @admin.action(description=_("Cancel selected imports"), permissions=["cancel"])
     def cancel_jobs(self, request, queryset):
@@ -334,3 +398,13 @@ class ImportDeadLetterAdmin(RecordAdmin):
 
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("batchimport.retry_import")
+
+
+@admin.register(MarketImportSettings)
+class MarketImportSettingsAdmin(admin.ModelAdmin):
+    """Each market's import settings: what a job uses when its request leaves a value out
+    (batchimport.services.market_settings). Bootstrap creates the rows with the old system's figures."""
+
+    list_display = ["market", "batch_size", "max_concurrency", "sla_minutes", "expected_rows_per_second", "priority"]
+    list_editable = ["batch_size", "max_concurrency", "sla_minutes", "expected_rows_per_second", "priority"]
+    readonly_fields = ["updated_at"]

@@ -1,8 +1,12 @@
 """The four markets the scraper writes, in one table: every other place (model
-choices, folder names, venue codes, SLAs, priority, command choices, error
-messages) derives from `MARKETS`. Plain data, no ORM (the parser reads it).
+choices, folder names, venue codes, command choices, error messages, the import
+settings' defaults) derives from `MARKETS`. Plain data, no ORM (the parser reads it).
 
 The time zone is not repeated here: it is the venue's, from etl's reference data.
+The import settings here are the old system's defaults (its batch-processing
+guide, "Performance Targets" and "Data Flow"); what a job uses comes from the
+editable `import_market_settings` table, which the reference-data bootstrap fills
+with these values (batchimport.services.market_settings).
 """
 
 from __future__ import annotations
@@ -22,27 +26,32 @@ class MarketSpec:
     key: str  # the import job's market (ImportJob.market, the folder's word upper-cased)
     folder: str  # the folder name under the scraper's DATA folder
     venue: str  # etl's Market.code, stored in market_data.market
-    sla_minutes: int  # a market job's SLA target, from the old system
+    batch_size: int  # rows per staging batch (COPY, progress and cancel point)
+    max_concurrency: int  # worker tasks sharing a market job's files
+    sla_minutes: int  # a market job's SLA target
+    expected_rows_per_second: int  # the rate the market's imports should reach
+    priority: int  # 1 first: order of the markets (and of their files) in an all-markets job
 
     @property
     def timezone(self) -> str:
         """The venue's IANA zone (naive intraday stamps are read in it)."""
         return _VENUE_TIMEZONES[self.venue]
 
-    @property
-    def priority(self) -> int:
-        """Position in the all-markets job's order (0 first)."""
-        return MARKETS.index(self)
 
-
-# In the all-markets job's priority order.
-MARKETS: tuple[MarketSpec, ...] = (
-    MarketSpec(key="BIST", folder="BIST", venue="BIST", sla_minutes=45),
-    MarketSpec(key="CRYPTO", folder="Crypto", venue="BINANCE", sla_minutes=20),
-    MarketSpec(key="NASDAQ", folder="NASDAQ", venue="NASDAQ", sla_minutes=25),
-    MarketSpec(key="NYSE", folder="NYSE", venue="NYSE", sla_minutes=25),
-)
+# In the all-markets job's priority order: the old system's table (batch size, concurrency,
+# SLA, records/s) and its priorities 1-4. Aligned columns, so formatting is left alone.
+# fmt: off
+MARKETS: tuple[MarketSpec, ...] = tuple(MarketSpec(*row) for row in (
+    # key       folder    venue      batch  conc.  SLA min  rows/s  priority
+    ("BIST",   "BIST",   "BIST",     800,   3,     45,      800,    1),
+    ("CRYPTO", "Crypto", "BINANCE",  1500,  4,     20,      1500,   2),
+    ("NASDAQ", "NASDAQ", "NASDAQ",   1500,  4,     25,      1500,   3),
+    ("NYSE",   "NYSE",   "NYSE",     1500,  4,     25,      1500,   4),
+))
+# fmt: on
+# The old system's global settings: an all-markets job's SLA ("GlobalSlaTarget": 02:00:00).
 ALL_MARKETS_SLA_MINUTES = 120
+MAX_CONCURRENCY_LIMIT = 32  # the most worker tasks one job may ask for (API bounds, settings' check)
 
 _BY_NAME = {name.upper(): spec for spec in MARKETS for name in (spec.key, spec.folder)}
 

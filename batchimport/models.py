@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import ClassVar
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
-from batchimport.markets import MARKET_KEYS
+from batchimport.markets import MARKET_KEYS, MAX_CONCURRENCY_LIMIT
 from etl.models import DeadLetter, RunRecord
 
 
@@ -94,6 +95,15 @@ class ImportJob(RunRecord, RowCounts):
     )
     max_attempts = models.PositiveSmallIntegerField(_("max attempts"), default=4)
     sla_minutes = models.PositiveIntegerField(_("SLA minutes"), default=45)
+    expected_rows_per_second = models.PositiveIntegerField(
+        _("expected rows/s"),
+        null=True,
+        blank=True,
+        help_text=_("The market's expected rate when the job was created (its ETA before it has one)"),
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), default=0, help_text=_("Order among the markets of an all-markets job")
+    )
     sla_breached = models.BooleanField(_("SLA breached"), default=False)
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=1, help_text=_("Job-level retries by an operator"))
     files_total = models.PositiveIntegerField(_("files total"), default=0)
@@ -149,6 +159,63 @@ class ImportJob(RunRecord, RowCounts):
         if not self.progress_total or not duration or not self.progress_done:
             return None
         return max(0.0, (self.progress_total - self.progress_done) * duration / self.progress_done)
+
+
+class MarketImportSettings(models.Model):
+    """One market's import settings: what a job of the market uses when its request
+    does not say otherwise (batchimport.services.market_settings). The
+    reference-data bootstrap creates the rows with the old system's figures;
+    operators edit them in the admin. A job keeps the values it started with."""
+
+    market = models.CharField(_("market"), max_length=16, choices=MarketKey.choices, unique=True)
+    batch_size = models.PositiveIntegerField(
+        _("batch size"),
+        validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+        help_text=_("Rows per staging batch (a COPY, a progress update and a cancel point)"),
+    )
+    max_concurrency = models.PositiveSmallIntegerField(
+        _("max concurrency"),
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENCY_LIMIT)],
+        help_text=_("Worker tasks sharing a queued job's files (never more at once)"),
+    )
+    sla_minutes = models.PositiveIntegerField(
+        _("SLA minutes"),
+        validators=[MinValueValidator(1)],
+        help_text=_("A job of this market should finish within this many minutes"),
+    )
+    expected_rows_per_second = models.PositiveIntegerField(
+        _("expected rows/s"),
+        validators=[MinValueValidator(1)],
+        help_text=_("The rate imports of this market should reach: a job's ETA before it has measured its own"),
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"),
+        validators=[MinValueValidator(1)],
+        help_text=_("1 first: the order of the markets, and of their files, in an all-markets job"),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
+
+    class Meta:
+        verbose_name = _("market import settings")
+        verbose_name_plural = _("market import settings")
+        db_table = "import_market_settings"
+        ordering = ["priority", "market"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(batch_size__gte=1, batch_size__lte=1_000_000), name="import_settings_batch_size"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_concurrency__gte=1, max_concurrency__lte=MAX_CONCURRENCY_LIMIT),
+                name="import_settings_concurrency",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(sla_minutes__gte=1, expected_rows_per_second__gte=1, priority__gte=1),
+                name="import_settings_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.market
 
 
 class ImportFile(RunRecord, RowCounts):

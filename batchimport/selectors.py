@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Avg, Count, Q, Sum
@@ -11,8 +12,68 @@ from django.utils import timezone
 from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, RejectedRow
 from etl.models import DeadLetter
 
+# How many of a market's latest imported files tell its bytes per row (for an ETA from the expected rate).
+BYTES_PER_ROW_SAMPLE = 200
+
+
+def market_bytes_per_row(market: str) -> float | None:
+    """Bytes per row of the market's latest successfully imported files, or None before any.
+    One small query: the newest files of the market, by primary key."""
+    latest = ImportFile.objects.filter(market=market, status=ImportStatus.SUCCEEDED, rows_read__gt=0, size__gt=0)
+    totals = list(latest.order_by("-id").values_list("size", "rows_read")[:BYTES_PER_ROW_SAMPLE])
+    rows = sum(r for _, r in totals)
+    return sum(size for size, _ in totals) / rows if rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class JobTiming:
+    """What an operator reads about a job's time: its ETA, where the ETA comes from
+    (`observed`: its own byte rate so far; `expected_rate`: the market's expected
+    rows/s, before the job has measured its own), and its SLA state with that projection."""
+
+    eta_seconds: float | None
+    eta_basis: str | None
+    sla_state: str
+
+
+def _expected_eta(job: ImportJob, per_row: dict[str, float | None]) -> float | None:
+    """Seconds left at the market's expected rate: remaining bytes / bytes per row / rows per second."""
+    if job.kind == ImportJob.Kind.ALL_MARKETS:
+        parts = [_expected_eta(child, per_row) for child in job.children.all()]
+        known = [p for p in parts if p is not None]
+        if not known:
+            return None
+        return max(known) if job.run_in_parallel else sum(known)
+    if not job.expected_rows_per_second or job.progress_total is None:
+        return None
+    if job.market not in per_row:
+        per_row[job.market] = market_bytes_per_row(job.market)
+    bytes_per_row = per_row[job.market]
+    if not bytes_per_row:
+        return None
+    remaining = max(0, job.progress_total - (job.progress_done or 0))
+    return remaining / bytes_per_row / job.expected_rows_per_second
+
+
+def job_timing(*, job: ImportJob, per_row: dict[str, float | None] | None = None) -> JobTiming:
+    """The job's ETA and SLA state. `per_row` caches bytes per row by market across calls (a list page)."""
+    state = job.sla_state
+    if job.status in TERMINAL:
+        return JobTiming(eta_seconds=None, eta_basis=None, sla_state=state)
+    eta, basis = job.eta_seconds, "observed"
+    if eta is None:
+        eta, basis = _expected_eta(job, {} if per_row is None else per_row), "expected_rate"
+    if eta is None:
+        return JobTiming(eta_seconds=None, eta_basis=None, sla_state=state)
+    if state in ("on track", "not started"):
+        deadline = job.sla_deadline or timezone.now() + timedelta(minutes=job.sla_minutes)
+        if timezone.now() + timedelta(seconds=eta) > deadline:
+            state = "at risk"  # it will not make its SLA at this rate
+    return JobTiming(eta_seconds=round(eta, 1), eta_basis=basis, sla_state=state)
+
 
 def job_status(*, job: ImportJob) -> dict[str, Any]:
+    timing = job_timing(job=job)
     data = {
         "jobId": job.pk,
         "kind": job.kind,
@@ -22,12 +83,20 @@ def job_status(*, job: ImportJob) -> dict[str, Any]:
         "attempt": job.attempt,
         "percent": round(job.percent, 1) if job.percent is not None else None,
         "rowsPerSecond": job.rows_per_second,
-        "etaSeconds": round(job.eta_seconds, 1) if job.eta_seconds is not None else None,
+        "expectedRowsPerSecond": job.expected_rows_per_second,
+        "etaSeconds": timing.eta_seconds,
+        "etaBasis": timing.eta_basis,
         "startedAt": job.started_at,
         "finishedAt": job.finished_at,
         "slaMinutes": job.sla_minutes,
         "slaBreached": job.sla_breached,
-        "slaState": job.sla_state,
+        "slaState": timing.sla_state,
+        "batchSize": job.batch_size,
+        "maxConcurrency": job.max_concurrency,
+        "overwrite": job.overwrite,
+        "requestedBy": job.requested_by,
+        "scheduleName": job.schedule_name,
+        "createdAt": job.created_at,
         "cancelRequested": job.cancel_requested,
         "error": job.error,
         "files": {

@@ -46,6 +46,7 @@ class EnrichmentConfig(AppConfig):
         from etl.retention import register_pruner
         from etl.services.integrity import register_indicator
         from etl.services.partitions import register_partitioned_table
+        from etl.services.schedules import register_schedule_permission
 
         register_partitioned_table("market_data_v2")
         register_step(
@@ -60,6 +61,10 @@ class EnrichmentConfig(AppConfig):
             run=features_step,
             description=_("Copy linked market_data candles into market_data_v2 and compute features and quality."),
         )
+        # Who may fire these schedules now (the admin's "Run now", POST /api/schedules/{id}/run-now).
+        register_schedule_permission("enrichment.candles.tasks.features_scheduled", "enrichment.compute_features")
+        register_schedule_permission("enrichment.candles.tasks.live_poll", "enrichment.run_live_poll")
+        register_schedule_permission("enrichment.assets.tasks.assets_refresh_stale", "enrichment.run_enrichment")
         register_collector("enrichment.providers", ProviderCollector())
         register_work_sweep("backfills", backfills_orphaned_requeue)
         register_indicator("data_completeness", data_completeness)

@@ -7,10 +7,13 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
+from django_q import admin as django_q_admin
+from django_q.models import Schedule
 
 from etl import selectors, services
 from etl.admin_tools import RecordAdmin, admin_each
 from etl.errors import DomainError
+from etl.forms import PipelineScheduleForm
 from etl.models import (
     ApiToken,
     AssetClass,
@@ -30,6 +33,7 @@ from etl.models import (
 from etl.pipeline import registered_steps
 from etl.services.integrity import severity_label, verdict_label
 from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, outcome_label, run_gates, run_outcome
+from etl.services.schedules import schedule_run_now, schedule_run_permission
 from etl.services.tokens import api_token_issue, api_token_revoke
 
 AUDIT_FIELDS = ("created_at", "updated_at")
@@ -472,6 +476,7 @@ class PipelineRunAdmin(ReadOnlyAdmin):
         extra = [
             path("run/", self.admin_site.admin_view(self.run_view), name="etl_pipeline_run"),
             path("sync-symbols/", self.admin_site.admin_view(self.sync_view), name="etl_symbols_sync"),
+            path("schedule/", self.admin_site.admin_view(self.schedule_view), name="etl_pipeline_schedule"),
         ]
         return extra + super().get_urls()
 
@@ -535,6 +540,45 @@ class PipelineRunAdmin(ReadOnlyAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/etl/pipeline_run_form.html", context)
+
+    def schedule_view(self, request: HttpRequest):
+        """A recurring pipeline run -> services.pipeline_schedule, as the API's schedule-recurring."""
+        if not request.user.has_perm("etl.schedule_pipeline"):
+            self.message_user(request, gettext("You need the 'schedule the ETL pipeline' permission."), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:etl_pipelinerun_changelist"))
+        form = PipelineScheduleForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            d = form.cleaned_data
+            try:
+                result = services.pipeline_schedule(
+                    cron=d["cron"],
+                    tz=d["timezone"],
+                    name=d["name"],
+                    steps=d["steps"] or None,
+                    options={"path": d["path"]} if d["path"] else {},
+                    continue_on_failure=d["continue_on_failure"],
+                    max_seconds=round(d["max_minutes"] * 60) if d["max_minutes"] else None,
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    gettext("Schedule %(name)s saved: next run %(next)s.")
+                    % {"name": result.name, "next": result.next_run},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:django_q_schedule_change", args=[result.schedule_id]))
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": gettext("Schedule the pipeline"),
+            "intro": gettext("The pipeline runs at the cron times in the schedule's time zone, across DST changes."),
+            "submit_label": gettext("Save schedule"),
+            "changelist": reverse("admin:etl_pipelinerun_changelist"),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/etl/form_page.html", context)
 
     def sync_view(self, request: HttpRequest):
         """Symbol sync: a dry run shows the plan; a real run reports its counts."""
@@ -658,3 +702,39 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke selected tokens"), permissions=["change"])
     def revoke(self, request, queryset):
         admin_each(self, request, queryset, lambda t: api_token_revoke(token=t), gettext("revoked"))
+
+
+# django-q2's schedule page, with "Run now". Its own admin module is imported above so that
+# its registration exists here to be replaced (etl's admin loads before django_q's).
+admin.site.unregister(Schedule)
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(django_q_admin.ScheduleAdmin):
+    actions = ["run_now"]
+    change_list_template = "admin/etl/schedule/change_list.html"
+
+    @admin.action(description=_("Run now (background; the next run stays as it is)"), permissions=["change"])
+    def run_now(self, request, queryset):
+        """services.schedules.schedule_run_now on each selected schedule the user may fire."""
+        for schedule in queryset:
+            permission = schedule_run_permission(schedule)
+            if not request.user.has_perm(permission):
+                self.message_user(
+                    request,
+                    gettext("%(name)s: you need the permission %(perm)s to run it.")
+                    % {"name": schedule.name or schedule.pk, "perm": permission},
+                    messages.ERROR,
+                )
+                continue
+            try:
+                result = schedule_run_now(schedule=schedule)
+            except DomainError as exc:
+                message_domain_error(self, request, exc)
+                continue
+            self.message_user(
+                request,
+                gettext("%(name)s queued to run now (task %(task)s).")
+                % {"name": result.name or result.schedule_id, "task": result.task_id},
+                messages.SUCCESS,
+            )

@@ -105,6 +105,13 @@ IMPORT_START = AdvisoryLock(
     LockScope.TRANSACTION,
     "an import job being created: the check that no running job reads the same folder and the new job in one step",
 )
+IMPORT_SLOT = AdvisoryLock(
+    "import_slot",
+    73_020,
+    LockScope.SESSION,
+    "one of an import job's max_concurrency worker slots (item: top job id * 64 + slot); held while a worker"
+    " task claims and reads the job's files, so no more than max_concurrency tasks work on it at once",
+)
 METRICS = AdvisoryLock(
     "metrics", 72_400, LockScope.TRANSACTION, "one scrape at a time folds metric_deltas into metric_totals"
 )
@@ -148,6 +155,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     CORRECTION_QUEUE,
     IMPORT_FILE,
     IMPORT_START,
+    IMPORT_SLOT,
     METRICS,
     LIVE_POLL,
     RUN,

@@ -38,4 +38,19 @@ def moment_parse(value: str | None, *, field: str) -> datetime | None:
             % {"field": field, "value": repr(value)},
             code="bad_date",
         )
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment_utc(moment, field=field)
+
+
+def moment_utc(moment: datetime, *, field: str) -> datetime:
+    """The moment in UTC (naive means UTC). An offset PostgreSQL refuses (+22:22) or a moment past the
+    calendar once in UTC (9999-12-31T23:00-05:00) is a DomainError naming `field`, not a database error."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise DomainError(
+            gettext("%(field)s %(value)s: out of range once in UTC")
+            % {"field": field, "value": repr(moment.isoformat())},
+            code="bad_date",
+        ) from None

@@ -12,7 +12,12 @@ from django.utils import timezone, translation
 from mytrader.accounts.models import operator_preference_of
 
 # A market's own pages: its change page, and lists filtered to one market.
-MARKET_PAGE = re.compile(r"^/admin/etl/market/(?P<pk>\d+)/")
+MARKET_PAGE = re.compile(r"^/admin/etl/market/(?P<pk>[0-9]+)/")
+
+
+def _number(value: str) -> bool:
+    """ASCII digits only: "¹" passes isdigit() and then fails as a primary key (a 500)."""
+    return value.isascii() and value.isdigit()
 
 
 def _market_zone(request: HttpRequest) -> str:
@@ -21,11 +26,11 @@ def _market_zone(request: HttpRequest) -> str:
     page = MARKET_PAGE.match(request.path)
     if page:
         lookup = {"pk": page["pk"]}
-    elif request.GET.get("market__id__exact", "").isdigit():
+    elif _number(request.GET.get("market__id__exact", "")):
         lookup = {"pk": request.GET["market__id__exact"]}
     elif request.GET.get("market__code__exact") or request.GET.get("market"):
         value = request.GET.get("market__code__exact") or request.GET["market"]
-        lookup = {"pk": value} if value.isdigit() else {"code": value}
+        lookup = {"pk": value} if _number(value) else {"code": value}
     else:
         return ""
     return Market.objects.filter(**lookup).values_list("timezone", flat=True).first() or ""

@@ -292,7 +292,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the error answers every operation can give (etl/api/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "etl.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "etl.api.exceptions.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env("API_LOGIN_RATE", default="10/min")},
 }
@@ -308,7 +309,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"WeekdayEnum": "etl.models.Weekday"},
+    # Enums as drf-spectacular makes them; then the links between operations on one run and the
+    # request policy's aliases (mytrader/api_schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mytrader.api_schema.links_add",
+        "mytrader.api_schema.aliases_add",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "WeekdayEnum": "etl.models.Weekday",
+        "HealthStatusEnum": ["healthy", "degraded", "unhealthy"],
+        "ImportJobKindEnum": ["market", "all_markets"],
+        "FeatureRunKindEnum": [("compute", "Compute"), ("backfill", "Backfill")],
+        "RunStatusEnum": "etl.models.RunStatus",
+    },
 }
 
 REDIS_URL = env("REDIS_URL", default="")

@@ -23,8 +23,8 @@ urlpatterns = [
     path("batch-processing/schedules/all-markets", views.AllMarketsScheduleView.as_view(), name="import-schedule"),
     path(
         "batch-processing/schedules/<int:schedule_id>",
-        views.ScheduleDeleteView.as_view(),
-        name="import-schedule-delete",
+        views.ScheduleView.as_view(),
+        name="import-schedule-detail",
     ),
 ]
 urlpatterns += router.urls

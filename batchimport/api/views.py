@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from batchimport import selectors, services
 from batchimport.api import serializers as s
-from batchimport.markets import market_spec
+from batchimport.markets import MARKET_KEYS, market_spec
 from batchimport.models import ImportJob
 from etl.api.pagination import ApiPagination
 from etl.api.permissions import StaffWithPermission
@@ -60,7 +60,19 @@ class MarketImportView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.start_import",)
 
-    @extend_schema(request=s.MarketImportSerializer, responses={202: dict, 400: ErrorSerializer})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "market",
+                str,
+                OpenApiParameter.PATH,
+                enum=list(MARKET_KEYS),
+                description="the market's key (or its folder name, in any case: BIST, Crypto, NASDAQ, NYSE)",
+            )
+        ],
+        request=s.MarketImportSerializer,
+        responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request, market: str):
         """POST markets/{market}/import -> services.import_job_submit (queued on commit)."""
         key = services.market_key_parse(market)
@@ -70,7 +82,7 @@ class MarketImportView(PolicyViewMixin, APIView):
             market=key,
             batch_size=d.get("batch_size"),
             sla_minutes=d.get("sla_target"),
-            max_concurrency=d["max_concurrency"],
+            max_concurrency=d.get("max_concurrency"),
             max_attempts=d["max_attempts"],
             overwrite=d["overwrite"],
             requested_by=_user(request),
@@ -82,7 +94,10 @@ class AllMarketsImportView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.start_import",)
 
-    @extend_schema(request=s.AllMarketsImportSerializer, responses={202: dict, 400: ErrorSerializer})
+    @extend_schema(
+        request=s.AllMarketsImportSerializer,
+        responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request):
         """POST all-markets/import -> services.import_job_submit (queued on commit)."""
         d = self.policy_body(s.AllMarketsImportSerializer).validated_data
@@ -90,7 +105,7 @@ class AllMarketsImportView(PolicyViewMixin, APIView):
             path=d["data_path"],
             all_markets=True,
             run_in_parallel=d["run_markets_in_parallel"],
-            max_concurrency=d["max_concurrency"],
+            max_concurrency=d.get("max_concurrency"),
             sla_minutes=d.get("sla_target"),
             batch_size=d.get("batch_size"),
             overwrite=d["overwrite"],
@@ -104,7 +119,7 @@ def _job(job_id: int) -> ImportJob:
 
 
 class JobStatusView(APIView):
-    @extend_schema(responses={200: dict, 404: ErrorSerializer})
+    @extend_schema(responses={200: s.JobStatusSerializer, 404: ErrorSerializer})
     def get(self, request, job_id: int):
         """GET jobs/{id}/status -> selectors.job_status."""
         return Response(job_body(_job(job_id)))
@@ -114,7 +129,7 @@ class JobCancelView(APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.cancel_import",)
 
-    @extend_schema(request=None, responses={200: dict, 404: ErrorSerializer})
+    @extend_schema(request=None, responses={200: s.JobStatusSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
     def post(self, request, job_id: int):
         """POST jobs/{id}/cancel -> services.import_job_cancel."""
         return Response(job_body(services.import_job_cancel(job=_job(job_id))))
@@ -129,7 +144,10 @@ class JobRetryView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.retry_import",)
 
-    @extend_schema(request=s.RetrySerializer, responses={202: dict, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        request=s.RetrySerializer,
+        responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request, job_id: int):
         """POST jobs/{id}/retry -> services.import_job_retry (queued on commit)."""
         body = self.policy_body(s.RetrySerializer)
@@ -137,7 +155,9 @@ class JobRetryView(PolicyViewMixin, APIView):
 
 
 class MonitoringStatsView(PolicyViewMixin, APIView):
-    @extend_schema(parameters=[s.StatsQuerySerializer], responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(
+        parameters=[s.StatsQuerySerializer], responses={200: s.MonitoringStatsSerializer, 400: ErrorSerializer}
+    )
     def get(self, request):
         """GET monitoring/stats?startDate=&endDate= -> selectors.monitoring_stats."""
         d = self.policy_query(s.StatsQuerySerializer).validated_data
@@ -157,7 +177,10 @@ class DeadLetterResubmitView(APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.retry_import",)
 
-    @extend_schema(request=None, responses={202: dict, 404: ErrorSerializer})
+    @extend_schema(
+        request=None,
+        responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request, letter_id: int):
         """POST dead-letter-queue/{id}/resubmit -> services.dead_letter_resubmit (queued on commit)."""
         letter = get_object_or_404(DeadLetter, pk=letter_id)
@@ -171,10 +194,10 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(responses={200: dict, 503: dict})
+    @extend_schema(responses={200: s.BatchHealthSerializer, 503: s.BatchHealthSerializer})
     def get(self, request):
         """GET health -> etl.health.health_report with selectors.health (no authentication)."""
-        report = health_report(extra=lambda: {"imports": self.imports_check(selectors.health())})
+        report = health_report(extra=lambda: {"imports": self.imports_check(snake_keys(selectors.health()))})
         return Response(report.to_dict(), status=report.http_status)
 
     @staticmethod
@@ -182,38 +205,53 @@ class HealthView(APIView):
         return {"ok": imports["status"] == "healthy", **{k: v for k, v in imports.items() if k != "status"}}
 
 
+def schedule_body(schedule) -> dict[str, Any]:
+    """An import schedule as the API shows it: what it runs, with every stored field of its import request."""
+    stored = services.import_schedule_request(schedule)
+    return {
+        "id": schedule.pk,
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "timezone": stored["tz"],
+        "next_run": schedule.next_run,
+        "path": stored["path"],
+        "import_request": stored["options"],
+    }
+
+
 class AllMarketsScheduleView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.schedule_import",)
 
-    @extend_schema(request=s.ScheduleSerializer, responses={201: dict, 400: ErrorSerializer})
+    @extend_schema(request=s.ScheduleSerializer, responses={201: s.ScheduleBodySerializer, 400: ErrorSerializer})
     def post(self, request):
-        """POST schedules/all-markets -> services.import_schedule_create."""
+        """POST schedules/all-markets -> services.import_schedule_create (every field of importRequest kept)."""
         d = self.policy_body(s.ScheduleSerializer).validated_data
         req = d.get("import_request") or {}
         options = {
-            "run_in_parallel": req.get("run_markets_in_parallel", True),
-            "max_concurrency": req.get("max_concurrency", 2),
+            "run_in_parallel": req.get("run_markets_in_parallel"),
+            "max_concurrency": req.get("max_concurrency"),
             "batch_size": req.get("batch_size"),
+            "sla_minutes": req.get("sla_target"),
+            "overwrite": req.get("overwrite"),
+            "ignored_options": self.ignored_options or None,
         }
         schedule = services.import_schedule_create(
             name=d["name"], path=req.get("data_path", "."), cron=d["cron"], tz=d["timezone"], options=options
         )
-        body = {
-            "id": schedule.pk,
-            "name": schedule.name,
-            "cron": schedule.cron,
-            "timezone": d["timezone"],
-            "next_run": schedule.next_run,
-        }
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(schedule_body(schedule), status=status.HTTP_201_CREATED)
 
 
-class ScheduleDeleteView(APIView):
+class ScheduleView(APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("batchimport.schedule_import",)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={200: s.ScheduleBodySerializer, 404: ErrorSerializer})
+    def get(self, request, schedule_id: int):
+        """GET schedules/{id} -> services.import_schedule_get: what the schedule runs."""
+        return Response(schedule_body(services.import_schedule_get(schedule_id=schedule_id)))
+
+    @extend_schema(responses={204: None, 404: ErrorSerializer})
     def delete(self, request, schedule_id: int):
         """DELETE schedules/{id} -> services.import_schedule_delete."""
         services.import_schedule_delete(schedule_id=schedule_id)
@@ -221,8 +259,12 @@ class ScheduleDeleteView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[RunListQuery], responses={200: dict}, operation_id="runs_import_jobs_list"),
-    retrieve=extend_schema(responses={200: dict, 404: ErrorSerializer}),
+    list=extend_schema(
+        parameters=[RunListQuery],
+        responses={200: s.JobStatusSerializer(many=True)},
+        operation_id="runs_import_jobs_list",
+    ),
+    retrieve=extend_schema(responses={200: s.JobStatusSerializer, 404: ErrorSerializer}),
 )
 class ImportJobViewSet(RunViewSet):
     """Import jobs (top-level: an all-markets job lists its markets): `kind` is market or all_markets."""
@@ -238,13 +280,16 @@ class ImportJobViewSet(RunViewSet):
     def retrieve(self, request, *args, **kwargs):
         return Response(job_body(self.get_object()))
 
-    @extend_schema(request=None, responses={200: dict, 404: ErrorSerializer})
+    @extend_schema(request=None, responses={200: s.JobStatusSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """services.import_job_cancel, as the admin's action."""
         return Response(job_body(services.import_job_cancel(job=self.get_object())))
 
-    @extend_schema(request=s.RetrySerializer, responses={202: dict, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        request=s.RetrySerializer,
+        responses={202: s.JobAcceptedSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         """services.import_job_retry (queued on commit)."""

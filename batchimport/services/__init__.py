@@ -21,7 +21,13 @@ from batchimport.services.loader import FileResult, GroupResult, file_load, file
 from batchimport.services.orphans import SweepResult, orphaned_files_requeue
 from batchimport.services.paths import path_resolve, upload_store
 from batchimport.services.pipeline import import_step
-from batchimport.services.schedules import import_schedule_create, import_schedule_delete, scheduled_import_run
+from batchimport.services.schedules import (
+    import_schedule_create,
+    import_schedule_delete,
+    import_schedule_get,
+    import_schedule_request,
+    scheduled_import_run,
+)
 
 __all__ = [
     "FileResult",
@@ -43,6 +49,8 @@ __all__ = [
     "import_job_work",
     "import_schedule_create",
     "import_schedule_delete",
+    "import_schedule_get",
+    "import_schedule_request",
     "import_step",
     "job_finish",
     "market_key_parse",

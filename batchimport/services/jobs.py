@@ -24,7 +24,6 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext
 from django_q.models import Schedule
-from django_q.tasks import async_task
 
 from batchimport import metrics
 from batchimport.markets import (
@@ -33,11 +32,12 @@ from batchimport.markets import (
     KEYS_TEXT,
     MARKET_KEYS,
     market_named,
-    market_spec,
 )
 from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, RejectedRow
 from batchimport.parsing import FileFormatError, market_from_path, ticker_from_filename
+from batchimport.services.concurrency import files_due, job_enqueue, worker_slot
 from batchimport.services.loader import files_load
+from batchimport.services.market_settings import all_markets_concurrency, market_import_defaults
 from batchimport.services.paths import data_root, path_resolve, relative_to_root
 from batchimport.services.staging import TICKER_LENGTH
 from etl.alerts import run_failure_notify
@@ -133,7 +133,7 @@ def _size_or_none(path: Path) -> int | None:
 
 
 def _add_files(job: ImportJob, files: list[Path]) -> int:
-    priority = market_spec(job.market).priority
+    priority = job.priority
     rows = [
         ImportFile(
             job=job,
@@ -158,7 +158,7 @@ def import_job_create(
     batch_size: int | None = None,
     overwrite: bool = False,
     run_in_parallel: bool = True,
-    max_concurrency: int = 2,
+    max_concurrency: int | None = None,
     max_attempts: int = 4,
     sla_minutes: int | None = None,
     requested_by: str = "",
@@ -166,17 +166,17 @@ def import_job_create(
 ) -> ImportJob:
     """An import job for a market folder (or a file), or an all-markets job with
     one child per market folder found; lists the files. Refuses paths outside
-    DATA_ROOT and folders whose market cannot be told."""
+    DATA_ROOT and folders whose market cannot be told. What the request leaves
+    out (None) comes from each market's import settings (market_settings)."""
     resolved = path_resolve(path=path)
     if batch_size is not None and batch_size < 1:
         raise DomainError(gettext("batch size must be at least 1"), code="invalid_batch_size")
     xact_lock(IMPORT_START)  # until commit: two requests for one folder see each other's job
     _refuse_overlapping(relative_to_root(resolved))
     common = {
-        "batch_size": batch_size or settings.BATCH_SIZE_MARKET_DATA,
+        "batch_size": batch_size,
         "overwrite": overwrite,
         "max_attempts": max(1, max_attempts),
-        "max_concurrency": max(1, max_concurrency),
         "requested_by": requested_by,
         "schedule_name": schedule_name,
     }
@@ -189,7 +189,9 @@ def import_job_create(
                 % {"path": repr(relative_to_root(resolved)), "keys": KEYS_TEXT},
                 code="market_unknown",
             )
-        return _market_job(resolved, key, sla_minutes=sla_minutes, parent=None, **common)
+        return _market_job(
+            resolved, key, sla_minutes=sla_minutes, max_concurrency=max_concurrency, parent=None, **common
+        )
     if not folders:
         raise DomainError(
             gettext("%(path)s has no %(folders)s folder")
@@ -201,18 +203,23 @@ def import_job_create(
         path=relative_to_root(resolved),
         run_in_parallel=run_in_parallel,
         sla_minutes=sla_minutes or ALL_MARKETS_SLA_MINUTES,
-        **common,
+        **{**common, "batch_size": batch_size or settings.BATCH_SIZE_MARKET_DATA},
     )
     total_files = total_bytes = 0
     refused = []  # shown on the parent too: it is the job an operator looks at
+    concurrencies = []
     for key, folder in folders.items():
-        child = _market_job(folder, key, sla_minutes=None, parent=parent, **common)
+        child = _market_job(folder, key, sla_minutes=None, max_concurrency=None, parent=parent, **common)
         total_files += child.files_total
         total_bytes += child.progress_total or 0
+        concurrencies.append(child.max_concurrency)
         if child.error:
             refused.append(f"{key}: {child.error}")
     ImportJob.objects.filter(pk=parent.pk).update(
-        files_total=total_files, progress_total=total_bytes, error="; ".join(refused)
+        files_total=total_files,
+        progress_total=total_bytes,
+        error="; ".join(refused),
+        max_concurrency=max_concurrency or all_markets_concurrency(concurrencies, parallel=run_in_parallel),
     )
     parent.refresh_from_db()
     return parent
@@ -249,14 +256,28 @@ def _live_files(job_ids: list[int]) -> bool:
     return len(_readers_gone(running)) < len(running)
 
 
-def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: ImportJob | None, **common) -> ImportJob:
+def _market_job(
+    folder: Path,
+    key: str,
+    *,
+    sla_minutes: int | None,
+    max_concurrency: int | None,
+    batch_size: int | None,
+    parent: ImportJob | None,
+    **common,
+) -> ImportJob:
     files, refused = _list_files(folder)
+    defaults = market_import_defaults(key)  # what the request left out
     job = ImportJob.objects.create(
         kind=ImportJob.Kind.MARKET,
         market=key,
         parent=parent,
         path=relative_to_root(folder),
-        sla_minutes=sla_minutes or market_spec(key).sla_minutes,
+        batch_size=batch_size or defaults.batch_size,
+        max_concurrency=max_concurrency or defaults.max_concurrency,
+        sla_minutes=sla_minutes or defaults.sla_minutes,
+        expected_rows_per_second=defaults.expected_rows_per_second,
+        priority=defaults.priority,
         files_total=len(files),
         error="; ".join(refused),
         **common,
@@ -269,29 +290,15 @@ def _market_job(folder: Path, key: str, *, sla_minutes: int | None, parent: Impo
 # ---------------------------------------------------------------- start and work
 
 
-def _enqueue(job_id: int, workers: int = 1) -> None:
-    """Tasks for the files still to do. Each task claims group after group (SKIP
-    LOCKED) until none is left, so every worker that takes one shares the job; one
-    task per IMPORT_GROUP_FILES waiting files (at least one per worker of the job)
-    keeps every worker of every cluster busy without queueing a task per file, most
-    of which would find nothing left to claim."""
-    job = ImportJob.objects.get(pk=job_id)
-    waiting = ImportFile.objects.filter(Q(job=job) | Q(job__parent=job), status=ImportStatus.QUEUED).count()
-    workers = max(workers, job.max_concurrency)
-    tasks = min(max(1, waiting), max(workers, -(-waiting // settings.IMPORT_GROUP_FILES)))
-    for _ in range(tasks):
-        async_task("batchimport.tasks.import_job_work", job_id, group="batchimport")
-
-
 def import_job_start(
     *, job: ImportJob, workers: int = 1, queue: bool = False, on_batch: Callable[[int], None] | None = None
 ) -> ImportJob:
-    """Run the job on the django-q2 cluster(s) (`queue`: as many workers as
-    the clusters have share it), or here, in `workers` threads. Each worker
-    claims files until none is left."""
+    """Run the job on the django-q2 cluster(s) (`queue`: its `max_concurrency`
+    tasks share it, batchimport.services.concurrency), or here, in `workers`
+    threads. Each worker claims files until none is left."""
     workers = max(1, workers)
     if queue:
-        transaction.on_commit(partial(_enqueue, job.pk, workers))
+        transaction.on_commit(partial(job_enqueue, job.pk))
         return job
     if workers == 1:
         import_job_work(job_id=job.pk, on_batch=on_batch)
@@ -347,7 +354,7 @@ def _job_family(job: ImportJob) -> list[ImportJob]:
     """The market jobs whose files a worker may claim, in priority order."""
     if job.kind == ImportJob.Kind.MARKET:
         return [job]
-    children = sorted(job.children.all(), key=lambda child: market_spec(child.market).priority)
+    children = sorted(job.children.all(), key=lambda child: (child.priority, child.pk))
     if job.run_in_parallel:
         return children
     # in priority order: only the first market that still has work
@@ -457,15 +464,27 @@ def import_job_work(
 ) -> WorkResult:
     """One worker's loop: claim a group of files, load it, record every file's
     outcome, until no file of the job is left to claim (or `max_files` were done).
-    Safe to run in many processes at once."""
+    Safe to run in many processes at once: it works only while it holds one of the
+    job's `max_concurrency` worker slots (batchimport.services.concurrency)."""
     worker = worker or worker_name()
-    job = ImportJob.objects.get(pk=job_id)
+    job = ImportJob.objects.select_related("parent").get(pk=job_id)
+    result = WorkResult(job_id=job_id, worker=worker, files_processed=0, rows_read=0)
     if job.status in TERMINAL:
-        return WorkResult(job_id=job_id, worker=worker, files_processed=0, rows_read=0)
+        return result
     # a worker's task: its log lines name the import (under a pipeline run they keep naming the pipeline)
     scope = run_context("import", job_id) if current_run() is None else nullcontext()
     with scope:
-        return _work_loop(job, worker=worker, on_batch=on_batch, max_files=max_files)
+        for _ in range(2):  # a second round for files that came due while this task held its slot
+            with worker_slot(job) as slot:
+                if slot is None:
+                    break  # max_concurrency tasks are at work on this job already
+                done = _work_loop(job, worker=worker, on_batch=on_batch, max_files=max_files)
+            result = WorkResult(
+                job_id, worker, result.files_processed + done.files_processed, result.rows_read + done.rows_read
+            )
+            if max_files is not None or not files_due(job):
+                break
+    return result
 
 
 def _work_loop(

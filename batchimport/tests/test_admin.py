@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django_q.conf import Conf
+from django_q.models import Schedule
 
 from batchimport import samples, services
 from batchimport.models import ImportDeadLetter, ImportJob, ImportStatus, RejectedRow
@@ -116,3 +117,53 @@ def test_dead_letter_resubmit_action(admin_client, data_root, sync_q, django_cap
         )
     assert b"queued again" in response.content
     assert MarketData.objects.filter(ticker="X").count() == 4
+
+
+def test_the_admin_schedules_an_import_keeping_what_the_form_says(sample_folder, admin_client, reference_data):
+    url = reverse("admin:batchimport_importjob_schedule")
+    assert admin_client.get(url).status_code == 200
+    assert url in admin_client.get(reverse("admin:batchimport_importjob_changelist")).content.decode()
+    form = {"name": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Istanbul", "folder": "DATA"}
+    response = admin_client.post(url, {**form, "workers": 3, "sla_minutes": 90, "sequential": "on"})
+    assert response.status_code == 302
+    schedule = Schedule.objects.get(name="batchimport:nightly")
+    stored = services.import_schedule_request(schedule)
+    assert stored == {
+        "path": "DATA",
+        "tz": "Europe/Istanbul",
+        "options": {"max_concurrency": 3, "sla_minutes": 90, "run_in_parallel": False},
+    }
+    again = admin_client.post(url, {**form, "cron": "0 3 * * *"})
+    assert again.status_code == 200 and "already exists" in again.content.decode()
+
+
+def test_run_now_of_an_import_schedule_starts_its_import(
+    sample_folder, admin_client, reference_data, sync_q, django_capture_on_commit_callbacks
+):
+    schedule = services.import_schedule_create(
+        name="nightly", path="DATA/NYSE", cron="0 2 * * *", options={"batch_size": 111}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:django_q_schedule_changelist"), {"action": "run_now", "_selected_action": [schedule.pk]}
+        )
+    assert response.status_code == 302
+    job = ImportJob.objects.get()
+    assert (job.schedule_name, job.batch_size, job.status) == ("batchimport:nightly", 111, ImportStatus.SUCCEEDED)
+
+
+def test_scheduling_and_running_an_import_need_their_permissions(sample_folder, reference_data, make_user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_user(staff=True, perms=("django_q.view_schedule", "django_q.change_schedule")))
+    url = reverse("admin:batchimport_importjob_schedule")
+    client.post(url, {"name": "x", "cron": "0 2 * * *", "timezone": "UTC", "folder": "DATA"})
+    assert not Schedule.objects.filter(name="batchimport:x").exists()
+    schedule = services.import_schedule_create(name="y", path="DATA", cron="0 2 * * *")
+    page = client.post(
+        reverse("admin:django_q_schedule_changelist"),
+        {"action": "run_now", "_selected_action": [schedule.pk]},
+        follow=True,
+    )
+    assert "batchimport.start_import" in page.content.decode() and not ImportJob.objects.exists()

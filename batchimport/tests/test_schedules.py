@@ -8,6 +8,8 @@ from importlib import import_module
 import pytest
 from django.apps import apps
 from django.utils import timezone
+from django_q import scheduler as django_q_scheduler
+from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
 
 from batchimport import samples, services, tasks
@@ -85,3 +87,64 @@ def test_sla_check_schedule_is_created_by_its_migration():
     migration.create(apps, None)  # idempotent
     schedule = Schedule.objects.get(name="batchimport:sla-check")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("batchimport.tasks.sla_check", "I", 5)
+
+
+def test_a_schedule_keeps_every_field_of_its_import_request_and_applies_them_when_it_fires(
+    folder, api_client_for, monkeypatch, django_capture_on_commit_callbacks
+):
+    client = api_client_for(staff=True, perms=("batchimport.schedule_import",))
+    request = {
+        "stockScrapperDataPath": "DATA",
+        "runMarketsInParallel": False,
+        "globalMaxConcurrency": 3,
+        "globalSlaTarget": "03:00:00",
+        "batchSize": 250,
+        "overwrite": True,
+        "enableDuplicateCleanup": True,
+    }
+    body = {"name": "nightly", "importRequest": request, "cronExpression": "0 2 * * *", "timeZone": "Europe/Istanbul"}
+    response = client.post("/api/batch-processing/schedules/all-markets", body, format="json")
+    assert response.status_code == 201, response.content
+    stored = {
+        "run_in_parallel": False,
+        "max_concurrency": 3,
+        "sla_minutes": 180,
+        "batch_size": 250,
+        "overwrite": True,
+        "ignored_options": {
+            "import_request.enableDuplicateCleanup": response.json()["ignored_options"][
+                "import_request.enableDuplicateCleanup"
+            ]
+        },
+    }
+    assert response.json()["import_request"] == stored and response.json()["path"] == "DATA"
+    shown = client.get(f"/api/batch-processing/schedules/{response.json()['id']}").json()
+    assert shown["import_request"] == stored and shown["timezone"] == "Europe/Istanbul"
+
+    # Fire it: django-q2's own scheduler at the stored time, the sync queue running what it queues.
+    schedule = Schedule.objects.get(pk=response.json()["id"])
+    moment = schedule.next_run + timedelta(minutes=1)
+    monkeypatch.setattr(timezone, "now", lambda: moment)
+    monkeypatch.setattr(django_q_scheduler, "close_old_django_connections", lambda: None)
+    monkeypatch.setattr(Conf, "SYNC", True)
+    with django_capture_on_commit_callbacks(execute=True):
+        django_q_scheduler.scheduler()
+    job = ImportJob.objects.get(schedule_name="batchimport:nightly", parent=None)
+    assert (job.kind, job.run_in_parallel, job.max_concurrency, job.sla_minutes) == ("all_markets", False, 3, 180)
+    child = job.children.get()
+    assert (child.market, child.batch_size, child.overwrite) == ("NYSE", 250, True)
+    assert child.sla_minutes == 25 and child.max_concurrency == 4  # not in the request: the market's settings
+    assert job.status == ImportStatus.SUCCEEDED and job.rows_inserted == 5
+
+
+def test_a_schedule_without_an_import_request_stores_nothing_and_fires_with_the_settings(folder, reference_data):
+    schedule = services.import_schedule_create(name="plain", path="DATA", cron="0 2 * * *")
+    assert services.import_schedule_request(schedule)["options"] == {}
+    kwargs = eval(schedule.kwargs)  # noqa: S307 - the repr we wrote, as django-q2 reads it
+    job = ImportJob.objects.get(pk=tasks.scheduled_import(**kwargs)["job_id"])
+    assert (job.max_concurrency, job.sla_minutes, job.children.get().batch_size) == (4, 120, 1500)
+
+
+def test_a_schedule_refuses_an_option_it_would_not_apply(folder):
+    with pytest.raises(DomainError, match="unknown import option"):
+        services.import_schedule_create(name="x", path="DATA", cron="0 2 * * *", options={"workers": 3})

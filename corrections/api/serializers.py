@@ -13,6 +13,7 @@ from rest_framework import serializers
 from corrections.models import CorrectionRun
 from corrections.services import MAX_BATCH_SIZE
 from etl.api.request_policy import PolicySerializer, RelatedIdField
+from etl.api.serializers import CheckSerializer, ChecksSerializer, HealthSerializer
 
 # The old system's names that are not ours in camelCase.
 OLD_NAMES = {
@@ -124,7 +125,9 @@ class CorrectionStatusSerializer(serializers.Serializer):
     rolled_back_at = serializers.DateTimeField(allow_null=True)
     cancel_requested = serializers.BooleanField()
     error = serializers.CharField(allow_blank=True)
-    ignored_options = serializers.DictField(child=serializers.CharField())
+    ignored_options = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="what the run's request sent that we do not act on"
+    )
 
 
 class CorrectionAcceptedSerializer(CorrectionStatusSerializer):
@@ -144,6 +147,15 @@ class ExecuteResultSerializer(serializers.Serializer):
     ignored_options = serializers.DictField(child=serializers.CharField())
 
 
+class ConflictSampleSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="market_data id")
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    old_value = serializers.CharField(allow_null=True, help_text="the asset class before the run")
+    new_value = serializers.CharField(allow_null=True, help_text="what the run wrote")
+    current_value = serializers.CharField(allow_null=True, help_text="what the candle holds now")
+
+
 class RollbackResultSerializer(serializers.Serializer):
     run_id = serializers.IntegerField()
     status = serializers.CharField()
@@ -152,6 +164,148 @@ class RollbackResultSerializer(serializers.Serializer):
     conflicts = serializers.IntegerField()
     conflicts_restored = serializers.IntegerField()
     missing = serializers.IntegerField()
-    conflict_samples = serializers.ListField(child=serializers.DictField())
+    conflict_samples = ConflictSampleSerializer(many=True, help_text="candles changed again since the run")
     seconds = serializers.FloatField()
     ignored_options = serializers.DictField(child=serializers.CharField())
+
+
+class CategoryCountsSerializer(serializers.Serializer):
+    """Candles by the state of their asset class (every candle is in exactly one category)."""
+
+    total = serializers.IntegerField()
+    null = serializers.IntegerField(help_text="asset class null, the symbol's known")
+    empty = serializers.IntegerField(help_text="asset class empty")
+    mismatched = serializers.IntegerField(help_text="asset class differs from the symbol's")
+    correct = serializers.IntegerField()
+    orphan = serializers.IntegerField(help_text="no symbol: cannot be checked")
+    unclassified = serializers.IntegerField(help_text="the symbol has no asset class")
+
+
+class TotalsSerializer(CategoryCountsSerializer):
+    needing_correction = serializers.IntegerField(help_text="null + empty + mismatched")
+
+
+class MarketCountsSerializer(CategoryCountsSerializer):
+    market = serializers.CharField()
+
+
+class AssetClassCountsSerializer(CategoryCountsSerializer):
+    asset_class = serializers.CharField(allow_null=True, help_text="as stored on the candles")
+
+
+class ExpectedClassCountsSerializer(CategoryCountsSerializer):
+    expected_class = serializers.CharField(allow_null=True, help_text="the symbol's asset class")
+
+
+class SampleCandleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    timeframe = serializers.CharField()
+    ts = serializers.DateTimeField()
+    asset_class = serializers.CharField(allow_null=True)
+    expected = serializers.CharField(allow_null=True, help_text="the symbol's asset class")
+
+
+class SamplesSerializer(serializers.Serializer):
+    """A few candles of each category needing attention (none when sample_size is 0)."""
+
+    orphan = SampleCandleSerializer(many=True, required=False)
+    unclassified = SampleCandleSerializer(many=True, required=False)
+    null = SampleCandleSerializer(many=True, required=False)
+    empty = SampleCandleSerializer(many=True, required=False)
+    mismatched = SampleCandleSerializer(many=True, required=False)
+
+
+class AnalyzeSerializer(serializers.Serializer):
+    totals = TotalsSerializer()
+    orphan_percent = serializers.FloatField()
+    quality_score = serializers.FloatField(help_text="percent of candles whose asset class is known to be right")
+    warnings = serializers.ListField(child=serializers.CharField())
+    by_market = MarketCountsSerializer(many=True)
+    by_asset_class = AssetClassCountsSerializer(many=True)
+    by_expected_class = ExpectedClassCountsSerializer(many=True)
+    samples = SamplesSerializer()
+    ignored_options = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class TransitionSerializer(serializers.Serializer):
+    from_value = serializers.CharField(allow_null=True)
+    to_value = serializers.CharField()
+    groups = serializers.IntegerField()
+    rows = serializers.IntegerField()
+
+
+class ChangeGroupSerializer(serializers.Serializer):
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    from_value = serializers.CharField(allow_null=True)
+    to_value = serializers.CharField()
+    row_count = serializers.IntegerField()
+
+
+class PreviewPageSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField(allow_null=True, help_text="the run previewed, or null for a scope")
+    scope = serializers.CharField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    total_groups = serializers.IntegerField()
+    total_rows = serializers.IntegerField()
+    transitions = TransitionSerializer(many=True)
+    groups = ChangeGroupSerializer(many=True, help_text="one page of (ticker, market, from -> to) groups")
+    ignored_options = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class ValidationCheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    detail = serializers.CharField(allow_blank=True)
+
+
+class ValidationResultSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField()
+    ok = serializers.BooleanField()
+    checks = ValidationCheckSerializer(many=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+    quality_score = serializers.FloatField()
+    needing_correction = serializers.IntegerField()
+    ignored_options = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class MetricsSerializer(serializers.Serializer):
+    runs_by_phase = serializers.DictField(child=serializers.IntegerField(), help_text="phase -> runs")
+    runs_by_status = serializers.DictField(child=serializers.IntegerField(), help_text="status -> runs")
+    rows_updated_total = serializers.IntegerField()
+    rows_restored_total = serializers.IntegerField()
+    avg_duration_seconds = serializers.FloatField(allow_null=True)
+    best_rate_per_second = serializers.FloatField(allow_null=True)
+    latest_run = CorrectionStatusSerializer(allow_null=True)
+    data_quality_score = serializers.FloatField()
+    records_needing_correction = serializers.IntegerField()
+    orphan_percent = serializers.FloatField()
+    candles = serializers.IntegerField()
+
+
+class InterruptedRunsCheckSerializer(CheckSerializer):
+    runs = serializers.ListField(child=serializers.IntegerField(), help_text="runs whose process is gone")
+
+
+class LastRunCheckSerializer(CheckSerializer):
+    run_id = serializers.IntegerField(allow_null=True)
+    phase = serializers.CharField(allow_null=True)
+    status = serializers.CharField(allow_null=True)
+
+
+class RunningNowCheckSerializer(CheckSerializer):
+    value = serializers.BooleanField(help_text="a correction holds the lock right now")
+
+
+class CorrectionChecksSerializer(ChecksSerializer):
+    interrupted_runs = InterruptedRunsCheckSerializer(required=False)
+    last_run = LastRunCheckSerializer(required=False)
+    running_now = RunningNowCheckSerializer(required=False)
+
+
+class CorrectionHealthSerializer(HealthSerializer):
+    checks = CorrectionChecksSerializer()

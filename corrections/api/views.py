@@ -38,7 +38,7 @@ def _latest(*phases: str) -> CorrectionRun:
 
 
 class AnalyzeView(PolicyViewMixin, APIView):
-    @extend_schema(parameters=[s.AnalyzeQuerySerializer], responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(parameters=[s.AnalyzeQuerySerializer], responses={200: s.AnalyzeSerializer, 400: ErrorSerializer})
     def get(self, request):
         params = self.policy_query(s.AnalyzeQuerySerializer)
         return Response(services.correction_analyze(sample_size=params.validated_data["sample_size"]).to_dict())
@@ -48,7 +48,7 @@ class PreviewView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("corrections.view_correctionrun",)
 
-    @extend_schema(request=s.PreviewSerializer, responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(request=s.PreviewSerializer, responses={200: s.PreviewPageSerializer, 400: ErrorSerializer})
     def post(self, request):
         data = self.policy_body(s.PreviewSerializer).validated_data
         run = data.get("run_id")
@@ -95,7 +95,10 @@ class ValidateView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("corrections.execute_correction",)
 
-    @extend_schema(request=s.RunSerializer, responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(
+        request=s.RunSerializer,
+        responses={200: s.ValidationResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request):
         params = self.policy_body(s.RunSerializer)
         run = params.validated_data.get("run_id") or _latest(Phase.EXECUTED, Phase.VALIDATED)
@@ -113,7 +116,10 @@ class CancelView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = ("corrections.execute_correction",)
 
-    @extend_schema(request=s.RunSerializer, responses={200: s.CorrectionStatusSerializer, 409: ErrorSerializer})
+    @extend_schema(
+        request=s.RunSerializer,
+        responses={200: s.CorrectionStatusSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
     def post(self, request):
         params = self.policy_body(s.RunSerializer)
         run = params.validated_data.get("run_id") or _latest(Phase.EXECUTING, Phase.ROLLING_BACK)
@@ -154,7 +160,7 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(responses={200: dict, 503: dict})
+    @extend_schema(responses={200: s.CorrectionHealthSerializer, 503: s.CorrectionHealthSerializer})
     def get(self, request):
         # The correction's own checks (interrupted or failed run) beside the shared ones.
         report = health_report(extra=lambda: selectors.correction_health()["checks"])
@@ -162,7 +168,7 @@ class HealthView(APIView):
 
 
 class MetricsView(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: s.MetricsSerializer})
     def get(self, request):
         return Response(services.correction_metrics())
 

@@ -4,8 +4,11 @@ this app's proxy models, so etl/admin.py stays untouched."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -18,6 +21,7 @@ from enrichment.assets.models import (
     SymbolForEnrichment,
 )
 from enrichment.assets.services.dead_letters import enrichment_dead_letters_resubmit_queue
+from enrichment.assets.services.discovery import symbols_discover
 from enrichment.assets.services.enrich import asset_enrichment_queue, asset_enrichment_runs_cancel
 from enrichment.assets.services.enrich_options import EnrichOptions
 from enrichment.assets.services.mapping import mapping_edit_record, mappings_ensure, mappings_validate
@@ -42,8 +46,26 @@ class RunEnrichmentPermission:
         return request.user.has_perm(RUN_PERM)
 
 
+class DiscoverForm(forms.Form):
+    """discovery.symbols_discover's arguments, as POST /api/etl/discover-symbols takes them."""
+
+    provider = forms.ChoiceField(label=_("provider"), choices=[("BINANCE", "BINANCE")], initial="BINANCE")
+    quote_assets = forms.CharField(
+        label=_("quote assets"),
+        max_length=200,
+        initial="USDT",
+        help_text=_("Comma-separated, e.g. USDT, USDC; empty: every quote asset"),
+        required=False,
+    )
+
+    def quote_asset_list(self) -> tuple[str, ...]:
+        text = self.cleaned_data["quote_assets"] or ""
+        return tuple(part.strip().upper() for part in text.split(",") if part.strip())
+
+
 @admin.register(SymbolForEnrichment)
 class SymbolEnrichmentAdmin(RunEnrichmentPermission, ReadOnly):
+    change_list_template = "admin/enrichment/symbolforenrichment/change_list.html"
     list_display = ("ticker", "market", "asset_class", "name", "data_quality_score", "enriched_at", "source")
     list_filter = ("market", "asset_class", ("enriched_at", admin.EmptyFieldListFilter))
     search_fields = ("ticker", "name")
@@ -62,6 +84,55 @@ class SymbolEnrichmentAdmin(RunEnrichmentPermission, ReadOnly):
             gettext("Queued enrichment run #%(run)s for %(count)s symbol(s).") % {"run": run.pk, "count": len(ids)},
             messages.SUCCESS,
         )
+
+    def get_urls(self):
+        discover = path("discover/", self.admin_site.admin_view(self.discover_view), name="enrichment_discover")
+        return [discover, *super().get_urls()]
+
+    def discover_view(self, request: HttpRequest):
+        """Symbol discovery -> discovery.symbols_discover, as POST /api/etl/discover-symbols."""
+        changelist = reverse("admin:enrichment_symbolforenrichment_changelist")
+        if not request.user.has_perm(RUN_PERM):
+            self.message_user(request, gettext("You need the 'run asset enrichment' permission."), messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        form = DiscoverForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = symbols_discover(
+                    provider_code=form.cleaned_data["provider"], quote_assets=form.quote_asset_list()
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    gettext(
+                        "Discovery from %(provider)s: %(listed)s listed, %(created)s new symbol(s), "
+                        "%(existing)s known, %(mappings)s mapping(s) added."
+                    )
+                    % {
+                        "provider": result.provider,
+                        "listed": result.listed,
+                        "created": result.created,
+                        "existing": result.existing,
+                        "mappings": result.mappings_created,
+                    },
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(changelist)
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": gettext("Discover symbols"),
+            "intro": gettext(
+                "Creates a symbol, with its provider mapping, for every perpetual contract the provider lists "
+                "in these quote assets; known symbols are left as they are."
+            ),
+            "submit_label": gettext("Discover"),
+            "changelist": changelist,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/etl/form_page.html", context)
 
     @admin.action(description=_("Infer missing provider mappings"), permissions=["run_enrichment"])
     def infer_mappings(self, request, queryset):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,6 +12,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from enrichment.candles.charts import chart_figures
+from enrichment.candles.forms import BackfillCreateForm
 from enrichment.candles.models import (
     BackfillState,
     DataQualityMetric,
@@ -23,8 +24,10 @@ from enrichment.candles.models import (
     MarketDataV2,
 )
 from enrichment.candles.services.backfill import backfills_cancel, backfills_queue
+from enrichment.candles.services.backfill_create import backfills_create
 from enrichment.candles.services.feature_runs import feature_run_queue, feature_runs_cancel
 from enrichment.candles.services.live import live_poll_queue
+from etl.errors import DomainError
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -228,6 +231,54 @@ class BackfillStateAdmin(ReadOnly):
     @admin.display(description="%")
     def percent_done(self, obj: BackfillState) -> str:
         return f"{obj.percent:.0f}" if obj.percent is not None else ""
+
+    change_list_template = "admin/enrichment/backfillstate/change_list.html"
+
+    def get_urls(self):
+        create = path("create/", self.admin_site.admin_view(self.create_view), name="enrichment_backfill_create")
+        return [create, *super().get_urls()]
+
+    def create_view(self, request: HttpRequest):
+        """Create backfills -> backfill_create.backfills_create, as POST /api/runs/backfills/."""
+        changelist = reverse("admin:enrichment_backfillstate_changelist")
+        if not request.user.has_perm("enrichment.run_backfill"):
+            self.message_user(request, gettext("You need the 'run a backfill' permission."), messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        form = BackfillCreateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            d = form.cleaned_data
+            try:
+                created = backfills_create(
+                    symbols=d["symbols"],
+                    timeframes=d["timeframes"],
+                    source=d["source"],
+                    start=d["start"],
+                    end=d["end"],
+                    chunk_bars=d["chunk_bars"],
+                )
+            except DomainError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    gettext("%(count)s backfill(s) planned, %(queued)s queued.")
+                    % {"count": len(created.states), "queued": created.queued},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(changelist)
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": gettext("Create backfills"),
+            "intro": gettext(
+                "Each symbol × timeframe is backfilled from the source chunk by chunk on the workers, resumable; "
+                "an existing backfill of the same series is widened and keeps its progress."
+            ),
+            "submit_label": gettext("Create and queue"),
+            "changelist": changelist,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/etl/form_page.html", context)
 
     @admin.action(description=_("Run backfill now (background)"), permissions=["backfill"])
     def run_now(self, request, queryset):

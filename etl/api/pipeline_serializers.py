@@ -8,14 +8,17 @@ act on come back under `ignored_options`."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.utils.translation import gettext
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from etl.api.request_policy import PolicySerializer
 from etl.models import PipelineRun, PipelineStepRun
+from etl.pipeline import registered_steps
 from etl.services.pipeline import run_gates, run_outcome
 
 # The longest time limit a run may ask for: the workers' task timeout (Q_TIMEOUT),
@@ -66,9 +69,39 @@ class SyncSymbolsRequestSerializer(PolicySerializer):
         return max(1, round(limit.total_seconds())) if limit is not None else None
 
 
+class StepNameField(serializers.CharField):
+    """A pipeline step's name: pipeline_plan refuses one that is not registered (400 naming it)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(max_length=40, **kwargs)
+
+
+class StepNameFieldExtension(OpenApiSerializerFieldExtension):
+    """The schema lists the registered steps (apps register them from ready(), before any schema is made)."""
+
+    target_class = StepNameField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "enum": [step.name for step in registered_steps()]}
+
+
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone; the services refuse any other (400 naming it)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(max_length=64, **kwargs)
+
+
+class TimeZoneFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = TimeZoneField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "enum": sorted(available_timezones() | {"UTC"}), "example": "Europe/Istanbul"}
+
+
 class PipelineRequestSerializer(PolicySerializer):
     steps = serializers.ListField(
-        child=serializers.CharField(max_length=40),
+        child=StepNameField(),
         required=False,
         max_length=20,
         help_text="Default: every default step",
@@ -150,9 +183,9 @@ class ScheduleRequestSerializer(PolicySerializer):
     old_names = {"cronExpression": "cron", "timeZone": "timezone"}
 
     cron = serializers.CharField(max_length=100, help_text='e.g. "0 2 * * *"')
-    timezone = serializers.CharField(max_length=64, default="UTC", help_text="IANA zone, e.g. Europe/Istanbul")
+    timezone = TimeZoneField(default="UTC", help_text="IANA zone, e.g. Europe/Istanbul")
     name = serializers.CharField(max_length=100, required=False, default="")
-    steps = serializers.ListField(child=serializers.CharField(max_length=40), required=False, max_length=20)
+    steps = serializers.ListField(child=StepNameField(), required=False, max_length=20)
     continue_on_failure = serializers.BooleanField(default=True)
     max_minutes = serializers.FloatField(required=False, min_value=0.01, max_value=MAX_RUN_SECONDS / 60)
     options = serializers.DictField(required=False)
@@ -160,6 +193,12 @@ class ScheduleRequestSerializer(PolicySerializer):
 
 class PipelineStepRunSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    counts = serializers.DictField(
+        read_only=True,
+        help_text="what the step reports: its own counts, which differ by step (sync: the fields of "
+        "/api/etl/sync-symbols; import: the job's row counts; bootstrap: created/updated/unchanged per table; "
+        "docs/pipeline.md lists each)",
+    )
 
     class Meta:
         model = PipelineStepRun
@@ -177,8 +216,30 @@ class GateResultSerializer(serializers.Serializer):
     breached = serializers.BooleanField(help_text="failed and not off: error fails the run, warning warns")
 
 
+class RunSummarySerializer(serializers.Serializer):
+    """How a finished run ended (empty while it is queued or running)."""
+
+    steps = serializers.DictField(child=serializers.CharField(), required=False, help_text="step -> status")
+    failed = serializers.ListField(child=serializers.CharField(), required=False, help_text="steps that failed")
+    skipped = serializers.ListField(child=serializers.CharField(), required=False)
+    timed_out = serializers.BooleanField(required=False)
+    continue_on_failure = serializers.BooleanField(required=False)
+    outcome = serializers.CharField(required=False)
+    warnings = serializers.ListField(child=serializers.CharField(), required=False)
+    gates = GateResultSerializer(many=True, required=False)
+
+
 class PipelineRunSerializer(serializers.ModelSerializer):
     steps = PipelineStepRunSerializer(source="step_runs", many=True, read_only=True)
+    steps_requested = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Empty: every default step"
+    )
+    options = serializers.DictField(
+        read_only=True,
+        help_text="the options the request gave its steps (path, market, batch_size, overwrite, ...: each step "
+        "reads its own, docs/pipeline.md) and, under ignored_options, the old options it sent that we do not act on",
+    )
+    summary = RunSummarySerializer(read_only=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     outcome = serializers.SerializerMethodField(
         help_text='the status, or "succeeded with warnings" when a warning gate was breached'
@@ -250,22 +311,72 @@ class IntegrityStatusSerializer(serializers.Serializer):
     MarketDataRecordsWithoutSymbols = serializers.IntegerField(help_text="old name of overall.candles_without_symbol")
 
 
+class UnresolvedPairSerializer(serializers.Serializer):
+    """A (ticker, market) of market_data that the sync cannot turn into a symbol, and why."""
+
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    candles = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class PlannedSymbolSerializer(serializers.Serializer):
+    """A symbol the sync creates (a dry run: would create)."""
+
+    ticker = serializers.CharField()
+    market = serializers.CharField()
+    asset_class = serializers.CharField(allow_null=True)
+    base_currency = serializers.CharField(allow_blank=True)
+    quote_currency = serializers.CharField(allow_blank=True)
+    confidence = serializers.FloatField()
+    reason = serializers.CharField(allow_blank=True)
+    candles = serializers.IntegerField()
+
+
+class SyncCountsSerializer(serializers.Serializer):
+    """The sync step's counts (what /api/etl/sync-symbols answers in the request)."""
+
+    dry_run = serializers.BooleanField(required=False)
+    pairs_found = serializers.IntegerField(required=False)
+    symbols_created = serializers.IntegerField(required=False)
+    symbols_updated = serializers.IntegerField(required=False)
+    candles_linked = serializers.IntegerField(required=False)
+    candles_without_symbol = serializers.IntegerField(required=False)
+    filtered_out = serializers.IntegerField(required=False)
+    unresolved_count = serializers.IntegerField(required=False)
+    batches = serializers.IntegerField(required=False)
+    timed_out = serializers.BooleanField(required=False)
+    duration_seconds = serializers.FloatField(required=False)
+    unresolved = UnresolvedPairSerializer(many=True, required=False)
+
+
 class LastSyncSerializer(serializers.Serializer):
     pipeline_run = serializers.IntegerField()
     status = serializers.CharField()
     finished_at = serializers.DateTimeField(allow_null=True)
     duration_seconds = serializers.FloatField(allow_null=True)
-    counts = serializers.DictField()
+    counts = SyncCountsSerializer()
     error = serializers.CharField(allow_blank=True)
+
+
+class SourceSymbolsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    active = serializers.IntegerField()
+    low_confidence = serializers.IntegerField(help_text="inferred with confidence below 0.85")
+
+
+class SymbolTotalsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_source = serializers.DictField(
+        child=SourceSymbolsSerializer(), help_text="source (bootstrap, discovered, manual, sync, ...) -> symbols"
+    )
 
 
 class SymbolSyncStatusSerializer(serializers.Serializer):
     candles_without_symbol = serializers.IntegerField()
     unsynced_pairs = serializers.IntegerField()
     in_sync = serializers.BooleanField()
-    symbols = serializers.DictField(
-        help_text='{"total": n, "by_source": {source: {"total", "active", "low_confidence"}}}'
-    )
+    symbols = SymbolTotalsSerializer()
     candles_total_estimate = serializers.IntegerField()
     last_sync = LastSyncSerializer(allow_null=True)
 

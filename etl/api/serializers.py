@@ -183,11 +183,28 @@ class BootstrapResultSerializer(serializers.Serializer):
     ignored_options = serializers.DictField(child=serializers.CharField())
 
 
+class ReferenceTableSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    expected = serializers.IntegerField(help_text="rows bootstrap creates")
+    missing = serializers.ListField(child=serializers.CharField(), help_text="codes bootstrap would create")
+
+
+class CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="market_data: PostgreSQL's estimate")
+
+
+class BootstrapTablesSerializer(serializers.Serializer):
+    asset_classes = ReferenceTableSerializer()
+    markets = ReferenceTableSerializer()
+    data_providers = ReferenceTableSerializer()
+    trading_sessions = CountSerializer()
+    symbols = CountSerializer()
+    market_data = CountSerializer()
+
+
 class BootstrapStatusSerializer(serializers.Serializer):
     complete = serializers.BooleanField(help_text="every reference table holds its defaults")
-    tables = serializers.DictField(
-        child=serializers.DictField(), help_text='table -> {"count": n, "missing": [...]} (missing when incomplete)'
-    )
+    tables = BootstrapTablesSerializer()
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -203,6 +220,86 @@ class ErrorSerializer(serializers.Serializer):
 class DeadLetterSerializer(serializers.ModelSerializer):
     """Work that failed for good (imports, enrichment): one shape for every app."""
 
+    payload = serializers.DictField(
+        read_only=True,
+        help_text="what is needed to try again, by kind: import_file {file_id, job_id, market}; enrichment "
+        "{symbol_id, ticker, market, options, sources}; backfill {backfill_state_id, from, to}",
+    )
+
     class Meta:
         model = DeadLetter
         fields = ["id", "kind", "ref", "payload", "error", "attempts", "created_at", "resubmitted_at", "resolved_at"]
+
+
+# ---------------------------------------------------------------------------
+# Health: one shape for /api/etl/health, /api/batch-processing/health and
+# /api/etl/asset-class-correction/health (etl.health.health_report).
+
+
+class CheckSerializer(serializers.Serializer):
+    """A check every health endpoint runs: `ok`, and its figures (or `error` when it could not run)."""
+
+    ok = serializers.BooleanField()
+    error = serializers.CharField(required=False, help_text="why the check failed to run")
+
+
+class DatabaseCheckSerializer(CheckSerializer):
+    pass
+
+
+class QueueCheckSerializer(CheckSerializer):
+    broker = serializers.CharField(required=False, help_text="ORM or Redis")
+    queued = serializers.IntegerField(required=False)
+    oldest_queued_seconds = serializers.FloatField(required=False, allow_null=True)
+
+
+class WorkersCheckSerializer(CheckSerializer):
+    clusters = serializers.IntegerField(required=False)
+    workers = serializers.IntegerField(required=False)
+    missing_seconds = serializers.FloatField(required=False, help_text="how long no cluster has reported")
+
+
+class QueueAgeCheckSerializer(CheckSerializer):
+    oldest_seconds = serializers.FloatField(allow_null=True)
+    limit_seconds = serializers.FloatField()
+
+
+class StalledRunsCheckSerializer(CheckSerializer):
+    runs = serializers.DictField(
+        child=serializers.ListField(child=serializers.IntegerField()), help_text="run kind -> ids of stalled runs"
+    )
+    limit_minutes = serializers.FloatField()
+
+
+class SigningKeyCheckSerializer(CheckSerializer):
+    workers = serializers.ListField(child=serializers.CharField(), required=False)
+    reason = serializers.CharField(required=False)
+
+
+class ChecksSerializer(serializers.Serializer):
+    """The checks by name. `database` and `queue` always; the others once both answer
+    (an unhealthy report stops there). Apps' own checks (`provider_circuits`, an
+    endpoint's extra such as `imports`) follow the same shape: `ok` and figures."""
+
+    database = DatabaseCheckSerializer()
+    queue = QueueCheckSerializer()
+    workers = WorkersCheckSerializer(required=False)
+    queue_age = QueueAgeCheckSerializer(required=False)
+    stalled_runs = StalledRunsCheckSerializer(required=False)
+    signing_key = SigningKeyCheckSerializer(required=False)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["healthy", "degraded", "unhealthy"], help_text="unhealthy (HTTP 503): database or broker down"
+    )
+    checks = ChecksSerializer()
+
+
+class RunNowSerializer(serializers.Serializer):
+    """A schedule fired now: the task it queued (its scheduler's next run stays as it was)."""
+
+    schedule_id = serializers.IntegerField()
+    name = serializers.CharField(allow_blank=True)
+    func = serializers.CharField(help_text="the task the schedule runs")
+    task_id = serializers.CharField(help_text="django-q2's name for the queued task (admin: Queued/Successful tasks)")

@@ -18,6 +18,7 @@ urlpatterns = [
     path("etl/validate-reference-data", views.ValidateReferenceDataView.as_view(), name="etl-validate-reference"),
     path("etl/health", views.HealthView.as_view(), name="etl-health"),
     path("auth/token/", views.LoginTokenView.as_view(), name="api-token"),
+    path("schedules/<int:schedule_id>/run-now", views.ScheduleRunNowView.as_view(), name="schedule-run-now"),
     *router.urls,
 ]
 

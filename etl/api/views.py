@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext
+from django_q.models import Schedule
 from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
+from rest_framework import status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -18,6 +21,7 @@ from etl.api.runs import PipelineRunAcceptedSerializer, accepted, inline_limit, 
 from etl.errors import DomainError
 from etl.health import health_report
 from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, TradingSession
+from etl.services.schedules import schedule_run_now, schedule_run_permission
 
 
 class AssetClassViewSet(viewsets.ReadOnlyModelViewSet):
@@ -125,7 +129,7 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(responses={200: dict, 503: dict})
+    @extend_schema(responses={200: s.HealthSerializer, 503: s.HealthSerializer})
     def get(self, request):
         report = health_report()
         return Response(report.to_dict(), status=report.http_status)
@@ -137,3 +141,25 @@ class LoginTokenView(ObtainAuthToken):
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+
+
+class ScheduleRunNowView(APIView):
+    """Fire a django-q2 schedule now, as the admin's "Run now": staff holding the
+    permission the schedule's task asks (etl.services.schedules.schedule_run_permission)."""
+
+    @extend_schema(
+        request=None,
+        responses={202: s.RunNowSerializer, 403: s.ErrorSerializer, 404: s.ErrorSerializer},
+        operation_id="schedules_run_now",
+    )
+    def post(self, request, schedule_id: int):
+        """POST schedules/{id}/run-now -> services.schedules.schedule_run_now."""
+        if not request.user.is_staff:
+            raise PermissionDenied(gettext("running a schedule needs a staff user"))
+        schedule = get_object_or_404(Schedule, pk=schedule_id)
+        permission = schedule_run_permission(schedule)
+        if not request.user.has_perm(permission):
+            raise PermissionDenied(
+                gettext("running this schedule needs the permission %(permission)s") % {"permission": permission}
+            )
+        return Response(schedule_run_now(schedule=schedule).to_dict(), status=status.HTTP_202_ACCEPTED)

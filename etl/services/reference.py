@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,14 +38,25 @@ class BootstrapResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _TableCounts:
+class TableCounts:
     created: int
     updated: int
     unchanged: int
 
 
-def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, existing: dict) -> _TableCounts:
-    """Create rows missing by `key`; with `overwrite`, reset differing fields."""
+# Reference tables of other apps that bootstrap fills too: name -> fn(overwrite=...) -> TableCounts.
+# Registered from their AppConfig.ready() (etl imports no other app).
+_EXTRA_TABLES: dict[str, Callable[..., TableCounts]] = {}
+
+
+def register_bootstrap_table(name: str, ensure: Callable[..., TableCounts]) -> None:
+    """Have bootstrap call `ensure(overwrite=...)` in its transaction and report its counts under `name`."""
+    _EXTRA_TABLES[name] = ensure
+
+
+def rows_sync(model, rows: list[dict], *, key: tuple[str, ...], overwrite: bool, existing: dict) -> TableCounts:
+    """Create rows missing by `key` (`existing`: key tuple -> object); with
+    `overwrite`, reset differing fields. Left alone otherwise: operators' edits stay."""
     to_create, to_update, fields_changed = [], [], set()
     for row in rows:
         k = tuple(row[f] for f in key)
@@ -63,7 +75,7 @@ def _sync_rows(model, rows: list[dict], key: tuple[str, ...], overwrite: bool, e
     model.objects.bulk_create(to_create)
     if to_update:
         model.objects.bulk_update(to_update, sorted(fields_changed | {"updated_at"}))
-    return _TableCounts(len(to_create), len(to_update), len(rows) - len(to_create) - len(to_update))
+    return TableCounts(len(to_create), len(to_update), len(rows) - len(to_create) - len(to_update))
 
 
 def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
@@ -73,32 +85,46 @@ def reference_data_bootstrap(*, overwrite: bool = False) -> BootstrapResult:
     updated: dict[str, int] = {}
     unchanged: dict[str, int] = {}
 
-    def record(name: str, counts: _TableCounts) -> None:
+    def record(name: str, counts: TableCounts) -> None:
         created[name], updated[name], unchanged[name] = counts.created, counts.updated, counts.unchanged
 
     with transaction.atomic():
         locks.xact_lock(locks.BOOTSTRAP)  # serialises bootstraps across processes and hosts
 
         existing = {(o.code,): o for o in AssetClass.objects.all()}
-        record("asset_classes", _sync_rows(AssetClass, ref.ASSET_CLASSES, ("code",), overwrite, existing))
+        record(
+            "asset_classes",
+            rows_sync(AssetClass, ref.ASSET_CLASSES, key=("code",), overwrite=overwrite, existing=existing),
+        )
 
         classes = {o.code: o for o in AssetClass.objects.all()}
         market_rows = [{**m, "default_asset_class": classes[m["default_asset_class"]]} for m in ref.MARKETS]
         existing = {(o.code,): o for o in Market.objects.all()}
-        record("markets", _sync_rows(Market, market_rows, ("code",), overwrite, existing))
+        record("markets", rows_sync(Market, market_rows, key=("code",), overwrite=overwrite, existing=existing))
 
         markets = {o.code: o for o in Market.objects.all()}
         session_rows = [{**s, "market": markets[code]} for code, rows in ref.SESSIONS.items() for s in rows]
         existing = {(o.market, o.name, o.start_weekday): o for o in TradingSession.objects.select_related("market")}
         record(
             "trading_sessions",
-            _sync_rows(TradingSession, session_rows, ("market", "name", "start_weekday"), overwrite, existing),
+            rows_sync(
+                TradingSession,
+                session_rows,
+                key=("market", "name", "start_weekday"),
+                overwrite=overwrite,
+                existing=existing,
+            ),
         )
 
         existing = {(o.code,): o for o in DataProvider.objects.all()}
-        record("data_providers", _sync_rows(DataProvider, ref.PROVIDERS, ("code",), overwrite, existing))
+        record(
+            "data_providers",
+            rows_sync(DataProvider, ref.PROVIDERS, key=("code",), overwrite=overwrite, existing=existing),
+        )
 
         record("schedules", _ensure_schedules(ref.SCHEDULES, overwrite))
+        for name, ensure in _EXTRA_TABLES.items():
+            record(name, ensure(overwrite=overwrite))
 
     result = BootstrapResult(created=created, updated=updated, unchanged=unchanged)
     bootstrap_runs.labels(result="changed" if result.total_created or result.total_updated else "unchanged").inc()
@@ -110,7 +136,7 @@ def reference_data_bootstrap_queue(*, overwrite: bool = False) -> QueuedTask:
     return queue_on_commit("etl.tasks.reference_data_bootstrap", overwrite, group="etl")
 
 
-def _ensure_schedules(rows: list[dict], overwrite: bool) -> _TableCounts:
+def _ensure_schedules(rows: list[dict], overwrite: bool) -> TableCounts:
     """django-q2 schedules the product needs, keyed by name; an operator's
     edits in the admin are kept unless `overwrite`."""
 
@@ -123,7 +149,7 @@ def _ensure_schedules(rows: list[dict], overwrite: bool) -> _TableCounts:
         elif overwrite and any(getattr(schedule, k) != v for k, v in row.items()):
             Schedule.objects.filter(pk=schedule.pk).update(schedule_type=Schedule.CRON, **row)
             updated += 1
-    return _TableCounts(created, updated, len(rows) - created - updated)
+    return TableCounts(created, updated, len(rows) - created - updated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from etl import services
 from etl.api.exceptions import exception_handler
 from etl.errors import ConflictError, DomainError
 from etl.models import DataProvider, Market, MarketData, PipelineRun
+from etl.timeparse import moment_parse
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def test_bootstrap_endpoint_needs_staff_with_permission(api_anon, api_client_for
     allowed = api_client_for(staff=True, perms=("etl.bootstrap_reference_data",))
     response = allowed.post(BOOTSTRAP, {"runAsync": False}, format="json")
     assert response.status_code == 200
-    assert response.json()["total_created"] == 40
+    assert response.json()["total_created"] == 44
     assert PipelineRun.objects.get(pk=response.json()["run_id"]).steps_requested == ["bootstrap"]
     assert allowed.post(BOOTSTRAP, {"runAsync": False}, format="json").json()["total_created"] == 0
 
@@ -188,7 +189,7 @@ def test_bootstrap_run_runs_on_the_queue_and_its_status_is_at_its_location(
     assert response.status_code == 202
     done = client.get(response["Location"]).json()
     assert done["status"] == "succeeded"
-    assert done["steps"][0]["counts"]["total_created"] == 40
+    assert done["steps"][0]["counts"]["total_created"] == 44
     assert Market.objects.count() == 5
 
 
@@ -210,3 +211,14 @@ def test_validation_errors_are_flattened_to_field_paths():
     body = exception_handler(exc, context).data
     assert body["errors"] == {"steps.0": ["too long"], "max_minutes": ["must be positive"], "x.0.y": ["bad"]}
     assert body["code"] == "invalid"
+
+
+def test_a_moment_with_an_odd_offset_or_at_the_calendars_edge_is_not_a_database_error(api_client_for):
+    # Schemathesis over HTTP found a 500 (DataError): PostgreSQL refuses the offset +22:22.
+    client = api_client_for()
+    assert client.get("/api/market-data/?end=7365-09-15T19:47:11.1%2B22:22").status_code == 200
+    edge = client.get("/api/market-data/?end=9999-12-31T23:00:00-05:00")
+    assert edge.status_code == 400 and "end" in edge.json()["errors"]
+    assert moment_parse("2024-01-05T10:00:00+22:22", field="from") == datetime(2024, 1, 4, 11, 38, tzinfo=UTC)
+    with pytest.raises(DomainError, match="out of range"):
+        moment_parse("9999-12-31T23:00:00-05:00", field="to")

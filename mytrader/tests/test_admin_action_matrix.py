@@ -18,6 +18,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("django_q.Success", "resubmit_task"): THIRD_PARTY,
     ("django_q.Failure", "resubmit_task"): THIRD_PARTY,
     ("axes.AccessAttempt", "cleanup_expired_attempts"): THIRD_PARTY,
+    ("django_q.Schedule", "run_now"): "change",  # and the permission of what the schedule runs
     ("etl.Market", "validate_reference_data"): READ_ONLY,
     ("etl.PipelineRun", "cancel_runs"): "run",
     ("etl.PipelineRun", "run_again"): "run",

@@ -16,6 +16,9 @@ pytestmark = pytest.mark.django_db
 
 PUBLIC = "public"  # no authentication
 AUTH = "authenticated"  # any logged-in user
+# Staff; the permission depends on the object (running a schedule needs the permission of what it
+# runs: etl.services.schedules.schedule_run_permission, tested in etl/tests/test_schedule_doors.py).
+BY_OBJECT = "staff, with the permission of the object"
 # Otherwise: "app.codename", the permission a staff user needs.
 
 MATRIX: dict[tuple[str, str], str] = {
@@ -72,6 +75,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/runs/features/{pk}/retry/"): "enrichment.compute_features",
     ("GET", "/api/runs/backfills/"): AUTH,
     ("GET", "/api/runs/backfills/{pk}/"): AUTH,
+    ("POST", "/api/runs/backfills/"): "enrichment.run_backfill",
     ("POST", "/api/runs/backfills/{pk}/retry/"): "enrichment.run_backfill",
     ("POST", "/api/runs/backfills/{pk}/cancel/"): "enrichment.run_backfill",
     # enrichment: provider side
@@ -94,7 +98,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/batch-processing/dead-letter-queue/{letter_id}/resubmit"): "batchimport.retry_import",
     ("GET", "/api/batch-processing/health"): PUBLIC,
     ("POST", "/api/batch-processing/schedules/all-markets"): "batchimport.schedule_import",
+    ("GET", "/api/batch-processing/schedules/{schedule_id}"): AUTH,
     ("DELETE", "/api/batch-processing/schedules/{schedule_id}"): "batchimport.schedule_import",
+    ("POST", "/api/schedules/{schedule_id}/run-now"): BY_OBJECT,
     # corrections
     ("GET", "/api/etl/asset-class-correction/analyze"): AUTH,
     ("POST", "/api/etl/asset-class-correction/preview"): "corrections.view_correctionrun",
@@ -152,6 +158,10 @@ def test_permission_matrix(method, path, api_anon, api_client_for):
     assert anon == 401, f"anonymous {method} {path} -> {anon}"
 
     user = call(api_client_for(), method, path).status_code
+    if rule == BY_OBJECT:  # no such object here: staff learn that, others are refused first
+        assert user == 403, f"non-staff {method} {path} -> {user}"
+        assert call(api_client_for(staff=True), method, path).status_code == 404
+        return
     if rule == AUTH:
         assert user not in denied, f"user {method} {path} -> {user}"
         return

@@ -66,8 +66,14 @@ class Command(JsonCommand):
     def add_command_arguments(self, parser) -> None:
         parser.add_argument("path")
         parser.add_argument("--market", choices=MARKET_KEYS, type=str.upper)
-        parser.add_argument("--batch-size", type=int, default=None)
-        parser.add_argument("--workers", type=int, default=1, help="files read side by side")
+        parser.add_argument("--batch-size", type=int, default=None, help="default: the market's import settings")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="files read side by side: threads here (default 1); with --queue, worker tasks "
+            "(default: the market's import settings)",
+        )
         parser.add_argument("--queue", action="store_true", help="hand the job to django-q2 workers and return")
         parser.add_argument("--overwrite", action="store_true", help="overwrite stored candles that differ")
         parser.add_argument("--sequential", action="store_true", help="all markets one after another (priority)")
@@ -78,7 +84,7 @@ class Command(JsonCommand):
         try:
             job = services.import_job_submit(
                 queue=options["queue"],
-                workers=options["workers"],
+                workers=options["workers"] or 1,
                 on_start=bar.start,
                 on_batch=bar,
                 path=options["path"],
@@ -92,7 +98,12 @@ class Command(JsonCommand):
         finally:
             bar.close()
         if options["queue"]:
-            return {"job_id": job.pk, "status": "queued", "files": job.files_total}
+            return {
+                "job_id": job.pk,
+                "status": "queued",
+                "files": job.files_total,
+                "max_concurrency": job.max_concurrency,
+            }
         summary = {
             "job_id": job.pk,
             "status": job.status,

@@ -42,7 +42,7 @@ class EnrichAssetsView(PolicyViewMixin, APIView):
 
     @extend_schema(
         request=s.EnrichRequestSerializer,
-        responses={200: dict, 202: s.RunAcceptedSerializer, 400: ErrorSerializer},
+        responses={200: s.EnrichResultSerializer, 202: s.RunAcceptedSerializer, 400: ErrorSerializer},
     )
     def post(self, request):
         """Calls enrich.asset_enrichment_queue (the default) or enrich.assets_enrich (`runAsync: false`)."""
@@ -61,7 +61,9 @@ class EnrichAssetsView(PolicyViewMixin, APIView):
 
 
 class EnrichmentStatusView(PolicyViewMixin, APIView):
-    @extend_schema(parameters=[s.StatusQuerySerializer], responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(
+        parameters=[s.StatusQuerySerializer], responses={200: s.EnrichmentStatusSerializer, 400: ErrorSerializer}
+    )
     def get(self, request):
         """Calls selectors.enrichment_status."""
         stale_days = self.policy_query(s.StatusQuerySerializer).validated_data["stale_days"]
@@ -78,7 +80,7 @@ class EnrichmentRunView(APIView):
 
 
 class EnrichmentSourcesStatusView(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: s.SourcesStatusSerializer})
     def get(self, request):
         """Calls providers_status."""
         return Response({"providers": [h.to_dict() for h in providers_status()]})
@@ -102,7 +104,10 @@ class DeadLetterResubmitView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = PERM
 
-    @extend_schema(request=s.ResubmitRequestSerializer, responses={200: dict, 202: dict, 400: ErrorSerializer})
+    @extend_schema(
+        request=s.ResubmitRequestSerializer,
+        responses={200: s.ResubmitResultSerializer, 202: s.ResubmitQueuedSerializer, 400: ErrorSerializer},
+    )
     def post(self, request):
         """Calls dead_letters.enrichment_dead_letters_resubmit_queue (run_async) or ..._resubmit."""
         data = self.policy_body(s.ResubmitRequestSerializer).validated_data
@@ -118,7 +123,9 @@ class DiscoverSymbolsView(PolicyViewMixin, APIView):
     permission_classes = [StaffWithPermission]
     required_perms = PERM
 
-    @extend_schema(request=s.DiscoverRequestSerializer, responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(
+        request=s.DiscoverRequestSerializer, responses={200: s.DiscoverResultSerializer, 400: ErrorSerializer}
+    )
     def post(self, request):
         """Calls discovery.symbols_discover."""
         data = self.policy_body(s.DiscoverRequestSerializer).validated_data
@@ -132,7 +139,7 @@ class MappingValidateView(APIView):
     permission_classes = [StaffWithPermission]
     required_perms = PERM
 
-    @extend_schema(request=None, responses={200: dict, 404: ErrorSerializer})
+    @extend_schema(request=None, responses={200: s.MappingValidationSerializer, 404: ErrorSerializer})
     def post(self, request, pk: int):
         """Calls mapping.mapping_validate."""
         m = get_object_or_404(SymbolMapping.objects.select_related("provider", "symbol"), pk=pk)

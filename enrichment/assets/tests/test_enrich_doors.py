@@ -419,3 +419,28 @@ def test_staff_without_the_permission_cannot_enrich_from_the_admin(thyao, client
     assert page.status_code == 200 and "enrich_selected" not in page.content.decode()
     client.post(url, {"action": "enrich_selected", "_selected_action": [thyao.pk]})
     assert not AssetEnrichmentRun.objects.exists()
+
+
+def test_the_admin_discovers_symbols_with_the_same_service(providers, httpserver, admin_client, fast, make_user):
+    httpserver.expect_request("/fapi/v1/exchangeInfo").respond_with_json(
+        payloads.binance_exchange_info([("SOLUSDT", "SOL", "USDT"), ("SOLUSDC", "SOL", "USDC")])
+    )
+    url = reverse("admin:enrichment_discover")
+    assert admin_client.get(url).status_code == 200
+    changelist = reverse("admin:enrichment_symbolforenrichment_changelist")
+    assert url in admin_client.get(changelist).content.decode()  # the "Discover symbols" link
+    response = admin_client.post(url, {"provider": "BINANCE", "quote_assets": "USDT, USDC"}, follow=True)
+    assert "2 new symbol(s)" in response.content.decode()
+    assert set(Symbol.objects.filter(source="discovered").values_list("ticker", flat=True)) == {"SOLUSDT", "SOLUSDC"}
+    from django.test import Client
+
+    refused = Client()
+    refused.force_login(make_user(staff=True))
+    assert refused.post(url, {"provider": "BINANCE", "quote_assets": "USDT"}).status_code == 302
+    assert Symbol.objects.filter(source="discovered").count() == 2
+
+
+def test_the_admin_shows_why_discovery_failed(providers, httpserver, admin_client, fast):
+    httpserver.expect_request("/fapi/v1/exchangeInfo").respond_with_data("oops", status=500)
+    response = admin_client.post(reverse("admin:enrichment_discover"), {"provider": "BINANCE", "quote_assets": ""})
+    assert response.status_code == 200 and "Could not read the BINANCE listing" in response.content.decode()

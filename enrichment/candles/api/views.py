@@ -11,8 +11,10 @@ from typing import ClassVar
 
 from django.http import HttpResponse
 from django.utils.translation import gettext
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,7 +24,8 @@ from enrichment.candles.api import serializers as s
 from enrichment.candles.freshness import freshness_for_symbol
 from enrichment.candles.models import BackfillState, FeatureRun
 from enrichment.candles.services import backfill, feature_runs
-from enrichment.candles.services.series_refs import symbol_resolve, timeframe_parse
+from enrichment.candles.services.backfill_create import backfills_create
+from enrichment.candles.services.series_refs import symbol_resolve, symbols_from_params, timeframe_parse
 from etl.api.permissions import StaffWithPermission
 from etl.api.request_policy import PolicyViewMixin, ignored_options_record
 from etl.api.runs import RunListQuery, RunViewSet, accepted
@@ -60,7 +63,7 @@ def feature_run_accepted(request, run: FeatureRun) -> Response:
 
 
 class EnrichmentStatusView(PolicyViewMixin, APIView):
-    @extend_schema(responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(responses={200: s.SymbolStatusSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
     def get(self, request, symbol: str):
         """Calls selectors.enrichment_status_for_symbol."""
         self.policy_query_params(fields=())
@@ -68,7 +71,7 @@ class EnrichmentStatusView(PolicyViewMixin, APIView):
 
 
 class FreshnessView(APIView):
-    @extend_schema(responses={200: dict, 404: dict})
+    @extend_schema(responses={200: s.FreshnessSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
     def get(self, request, symbol: str):
         """Calls freshness.freshness_for_symbol."""
         resolved = symbol_resolve(symbol)
@@ -77,11 +80,20 @@ class FreshnessView(APIView):
 
 
 class EnrichmentMetricsView(PolicyViewMixin, APIView):
-    @extend_schema(responses={200: dict, 400: ErrorSerializer})
+    @extend_schema(responses={200: s.EnrichmentMetricsSerializer, 400: ErrorSerializer})
     def get(self, request):
         """Calls selectors.enrichment_metrics."""
         self.policy_query_params(fields=())
         return Response(selectors.enrichment_metrics())
+
+
+def _symbols_check(refs: list[str]) -> list:
+    """The symbols a body names; one that is unknown or ambiguous is bad input here (400 on `symbols`),
+    not a missing resource (series_refs answers 404 for a symbol in the path)."""
+    try:
+        return symbols_from_params(refs)
+    except DomainError as exc:
+        raise ValidationError({"symbols": [exc.message]}) from None
 
 
 class EnrichmentTriggerView(PolicyViewMixin, APIView):
@@ -90,11 +102,12 @@ class EnrichmentTriggerView(PolicyViewMixin, APIView):
 
     @extend_schema(
         request=s.TriggerSerializer,
-        responses={200: dict, 202: s.FeatureRunAcceptedSerializer, 400: ErrorSerializer},
+        responses={200: s.FeatureRunResultSerializer, 202: s.FeatureRunAcceptedSerializer, 400: ErrorSerializer},
     )
     def post(self, request):
         """Calls feature_runs.feature_run_queue (the default) or feature_run_create + _execute (`runAsync: false`)."""
         data = self.policy_body(s.TriggerSerializer).validated_data
+        _symbols_check(data["symbols"])
         named = {"symbols": data["symbols"], "timeframes": data["timeframes"], "full": data["full"]}
         who = request.user.get_username()
         if data["run_async"]:
@@ -109,7 +122,7 @@ class EnrichmentTriggerView(PolicyViewMixin, APIView):
 class DataQualityView(PolicyViewMixin, APIView):
     @extend_schema(
         parameters=[OpenApiParameter("timeframe", str), OpenApiParameter("from", str), OpenApiParameter("to", str)],
-        responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: s.DataQualitySerializer, 400: ErrorSerializer, 404: ErrorSerializer},
     )
     def get(self, request, symbol: str):
         """Calls selectors.quality_for_symbol."""
@@ -151,7 +164,12 @@ class MarketFeaturesView(PolicyViewMixin, APIView):
             ),
             OpenApiParameter("format", str, enum=["json", "csv"]),
         ],
-        responses={200: dict, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            (200, "application/json"): s.MarketFeaturesSerializer,
+            (200, "text/csv"): OpenApiTypes.STR,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+        },
     )
     def get(self, request, symbol: str, timeframe: str):
         """Calls selectors.feature_rows."""
@@ -234,7 +252,7 @@ class BackfillViewSet(RunViewSet):
 
     queryset = BackfillState.objects.select_related("symbol__market")
     serializer_class = s.BackfillSerializer
-    action_perms: ClassVar = {"retry": BACKFILL_PERM, "cancel": BACKFILL_PERM}
+    action_perms: ClassVar = {"retry": BACKFILL_PERM, "cancel": BACKFILL_PERM, "create": BACKFILL_PERM}
 
     def filter_queryset(self, queryset):
         if self.action != "list":
@@ -247,6 +265,24 @@ class BackfillViewSet(RunViewSet):
             "symbol__ticker__iexact": wanted.get("symbol"),
         }
         return queryset.filter(**{key: value for key, value in lookups.items() if value is not None})
+
+    @extend_schema(
+        request=s.BackfillCreateSerializer,
+        responses={202: s.BackfillsAcceptedSerializer, 400: ErrorSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        """backfill_create.backfills_create, as the admin's "Create backfills": planned and queued (202)."""
+        d = self.policy_body(s.BackfillCreateSerializer).validated_data
+        created = backfills_create(
+            symbols=_symbols_check(d["symbols"]),
+            timeframes=d["timeframes"],
+            source=d["source"],
+            start=d.get("start"),
+            end=d.get("end"),
+            chunk_bars=d["chunk_bars"],
+        )
+        body = {"backfills": s.BackfillSerializer(created.states, many=True).data, "queued": created.queued}
+        return accepted(request, body, url_name=BACKFILL_DETAIL, run_id=created.states[0].pk)
 
     @extend_schema(request=None, responses={202: s.BackfillSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
     @action(detail=True, methods=["post"])

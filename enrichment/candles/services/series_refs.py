@@ -25,7 +25,7 @@ def symbol_resolve(ref: str) -> Symbol:
     """'BTC', 'BTC@BINANCE' or a numeric id -> the symbol; DomainError when unknown or ambiguous."""
     ref = (ref or "").strip()
     qs = Symbol.objects.select_related("market")
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():  # "¹" is a digit to isdigit() and not a number to int()
         found = list(qs.filter(pk=int(ref)))
     elif "@" in ref:
         ticker, market = ref.split("@", 1)

@@ -261,3 +261,8 @@ def test_a_cancelled_run_stops_between_series(btc):
     run.refresh_from_db()
     assert run.status == "cancelled" and run.progress_done == 1 and run.progress_total == 2
     assert EnrichmentStatus.objects.count() == 1  # the second series was not touched
+
+
+def test_a_symbol_written_in_other_digits_is_unknown_not_a_crash(api_client_for, computed):
+    # "¹" passes str.isdigit() and fails int(): it was taken for an id (a 500).
+    assert api_client_for().get("/api/v1/enrichment/status/¹").status_code == 404
