@@ -26,7 +26,8 @@ export DEBUG ?= on
 export DATA_ROOT ?= $(CURDIR)/var/data
 
 .PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
-	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-storage bench-enrich bench-live bench-scale db-stop
+	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-storage bench-enrich bench-live \
+	bench-scale bench-summary db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
 # versions); production installs requirements.txt only (see docs/deploy.md).
@@ -157,6 +158,10 @@ bench-sync: migrate
 # Bytes per candle after the pipeline on 1 M generated candles; refuses a database holding candles.
 bench-storage: migrate
 	$(PYTHON) bench/bench_storage.py --symbols 4000 --bars 250 --symbols-first
+
+# Not part of `make bench`: status doors at 1 M and 10 M candles, the summary triggers' cost (about 20 minutes).
+bench-summary: migrate
+	$(PYTHON) bench/bench_summary.py
 
 # 10,000 symbols against a local Yahoo/CoinMarketCap look-alike enforcing their rate limits.
 bench-enrich: migrate

@@ -11,6 +11,8 @@ from rest_framework.test import APIClient
 
 from etl.services import reference_data_bootstrap
 from etl.services.partitions import PARTITIONED_TABLES, partitions_ensure
+from etl.services.summaries import summary_check
+from etl.summaries import summaries_fold
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +53,19 @@ def _default_language_after_each_test():
 def reference_data(db) -> None:
     """The reference data (asset classes, markets, sessions, providers) as bootstrap writes it."""
     reference_data_bootstrap()
+
+
+@pytest.fixture
+def assert_summaries_exact(db):
+    """A check to call after a write: every integrity summary equals a full recount of its
+    big table, with the deltas still pending and again once folded (etl.summaries)."""
+
+    def check(*, sources: list[str] | None = None) -> None:
+        assert summary_check(sources=sources) == [], "summaries drifted (pending deltas)"
+        summaries_fold()
+        assert summary_check(sources=sources) == [], "summaries drifted (folded)"
+
+    return check
 
 
 @pytest.fixture

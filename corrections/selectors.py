@@ -23,6 +23,7 @@ from django.utils.translation import gettext
 from corrections.models import CorrectionRun, Phase, Scope
 from etl import locks
 from etl.errors import DomainError
+from etl.summaries import summary_read
 
 ORPHAN_WARNING_PERCENT = 10.0
 
@@ -40,6 +41,13 @@ CATEGORY_SQL = {
     "correct": "ac.id IS NOT NULL AND md.asset_class = ac.code",
 }
 CATEGORIES = tuple(CATEGORY_SQL)
+# The name each category has in the integrity summaries ("candles.<name>").
+SUMMARY_CATEGORY = {
+    "null": "class_null",
+    "empty": "class_empty",
+    "mismatched": "class_mismatched",
+    "correct": "class_correct",
+}
 NEEDS_CORRECTION = ("null", "empty", "mismatched")
 
 # Which candles a scope changes; each assumes `ac` is joined (inner).
@@ -112,6 +120,14 @@ class AnalyzeReport:
             "by_expected_class": self.by_expected_class,
             "samples": self.samples,
         }
+
+
+def category_totals() -> CategoryCounts:
+    """The categories' totals from the integrity summaries (etl.summaries): a few rows,
+    not a scan. Same definitions as CATEGORY_SQL (the summary triggers use them)."""
+    values = summary_read("candles.")
+    counts = {name: values.total(f"candles.{SUMMARY_CATEGORY.get(name, name)}") for name in CATEGORIES}
+    return CategoryCounts(total=sum(counts.values()), **counts)
 
 
 def asset_class_analysis(*, sample_size: int = 5) -> AnalyzeReport:

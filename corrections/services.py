@@ -30,6 +30,7 @@ from corrections.selectors import (
     AnalyzeReport,
     PreviewPage,
     asset_class_analysis,
+    category_totals,
     correction_lock_held,
     correction_preview_page,
     hash_joins,
@@ -866,10 +867,10 @@ def _finish_rollback(run: CorrectionRun, *, reason: str) -> None:
 
 
 def correction_metrics() -> dict[str, Any]:
-    """Operational figures for the metrics endpoint; refreshes the gauges
-    from a count of the table as it is now."""
+    """Operational figures for the metrics endpoint; refreshes the gauges from the
+    integrity summaries (the categories as they are now, without a scan)."""
 
-    report = asset_class_analysis(sample_size=0)
+    report = AnalyzeReport(totals=category_totals(), by_market=[], by_asset_class=[], by_expected_class=[], samples={})
     _record_analysis(report)
     return {
         **operational_metrics(),

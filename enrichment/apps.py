@@ -38,6 +38,7 @@ class EnrichmentConfig(AppConfig):
         from enrichment.providers.collector import ProviderCollector, circuits_health
         from enrichment.providers.dashboard import providers_context
         from enrichment.providers.fetch_log import fetch_log_prune
+        from enrichment.summaries import register_summary_sources
         from etl.dashboard import register_panel
         from etl.health import register_health_check
         from etl.metrics import register_collector
@@ -65,6 +66,7 @@ class EnrichmentConfig(AppConfig):
         register_schedule_permission("enrichment.candles.tasks.features_scheduled", "enrichment.compute_features")
         register_schedule_permission("enrichment.candles.tasks.live_poll", "enrichment.run_live_poll")
         register_schedule_permission("enrichment.assets.tasks.assets_refresh_stale", "enrichment.run_enrichment")
+        register_summary_sources()
         register_collector("enrichment.providers", ProviderCollector())
         register_work_sweep("backfills", backfills_orphaned_requeue)
         register_indicator("data_completeness", data_completeness)

@@ -20,17 +20,20 @@ from etl.models import (
     DataCorrection,
     DataProvider,
     DeadLetter,
+    IntegritySummary,
     Market,
     MarketClosure,
     MarketData,
     PipelineRun,
     PipelineStepRun,
     RunStatus,
+    SummaryRecount,
     Symbol,
     SymbolMapping,
     TradingSession,
 )
 from etl.pipeline import registered_steps
+from etl.services import summaries as summary_services
 from etl.services.integrity import severity_label, verdict_label
 from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, outcome_label, run_gates, run_outcome
 from etl.services.schedules import schedule_run_now, schedule_run_permission
@@ -738,3 +741,64 @@ class ScheduleAdmin(django_q_admin.ScheduleAdmin):
                 % {"name": result.name or result.schedule_id, "task": result.task_id},
                 messages.SUCCESS,
             )
+
+
+@admin.register(SummaryRecount)
+class SummaryRecountAdmin(ReadOnlyAdmin):
+    """Recounts of the integrity summaries: what drifted, and a button to recount now."""
+
+    list_display = ("id", "status", "requested_by", "started_at", "finished_at", "drift_count", "repaired")
+    list_filter = ("status", "repaired")
+    fields = (
+        "status",
+        "requested_by",
+        "repair",
+        "sources",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "progress_done",
+        "progress_total",
+        "drift_count",
+        "repaired",
+        "result",
+        "drift",
+        "error",
+    )
+    readonly_fields = fields
+    change_list_template = "admin/etl/summaryrecount/change_list.html"
+    actions = ["recount_again"]
+
+    def has_recount_permission(self, request) -> bool:
+        return request.user.has_perm("etl.recount_summaries")
+
+    @admin.action(description=_("Recount the summaries again (background)"), permissions=["recount"])
+    def recount_again(self, request, queryset):
+        for run in queryset[:1]:
+            new = summary_services.summary_recount_queue(
+                requested_by=request.user.get_username(), repair=run.repair, sources=run.sources or None
+            )
+            self.message_user(request, gettext("Queued summary recount #%(run)s.") % {"run": new.pk}, messages.SUCCESS)
+
+    def get_urls(self):
+        extra = [path("recount/", self.admin_site.admin_view(self.recount_view), name="etl_summary_recount")]
+        return extra + super().get_urls()
+
+    def recount_view(self, request: HttpRequest):
+        """POST: queue a full recount (repairing), the admin door of summary_recount."""
+        changelist = reverse("admin:etl_summaryrecount_changelist")
+        if request.method != "POST" or not self.has_recount_permission(request):
+            self.message_user(request, gettext("You need the 'recount the summaries' permission."), messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        run = summary_services.summary_recount_queue(requested_by=request.user.get_username())
+        self.message_user(request, gettext("Queued summary recount #%(run)s.") % {"run": run.pk}, messages.SUCCESS)
+        return HttpResponseRedirect(changelist)
+
+
+@admin.register(IntegritySummary)
+class IntegritySummaryAdmin(ReadOnlyAdmin):
+    """The folded summary numbers (pending deltas are added when a page reads them)."""
+
+    list_display = ("metric", "market", "bucket", "value", "updated_at")
+    list_filter = ("market",)
+    search_fields = ("metric", "market")

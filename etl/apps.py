@@ -13,10 +13,11 @@ class EtlConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: these modules import models, which Django
         # only allows once the app registry is ready (AppRegistryNotReady otherwise).
-        from etl import dashboard_panels, metrics, queue, services
+        from etl import dashboard_panels, health, metrics, queue, services
         from etl.services import integrity as integrity_services
         from etl.services import retention as retention_services
         from etl.services import schedules as schedule_services
+        from etl.services import summaries as summary_services
 
         pipeline.register_step(
             "bootstrap",
@@ -54,6 +55,8 @@ class EtlConfig(AppConfig):
             context=dashboard_panels.queue_context,
         )
         metrics.register_collectors()
+        summary_services.register_core_sources()
+        health.register_health_check("summary_drift", summary_services.summary_drift_health)
         # The web signs a probe on its first request; a worker checks it before it starts (etl.queue).
         request_started.connect(queue.web_probe_on_request, dispatch_uid="etl_web_signing_probe")
         # Every zoned cron schedule's stored next run is its cron time in its zone (etl.services.schedules).

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.apps import apps
+from django.db import connection
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -13,7 +14,8 @@ from django.utils.translation import gettext
 from django_q.brokers import get_broker
 from django_q.models import Failure, Schedule, Success
 
-from etl.models import IntegritySnapshot, MarketData, PipelineRun, RunRecord, RunStatus, Symbol
+from etl.models import IntegritySnapshot, MarketData, PipelineRun, RunRecord, Symbol
+from etl.selectors import integrity_status
 from etl.services.integrity import severity_label
 from etl.services.pipeline import SUCCEEDED_WITH_WARNINGS, outcome_label, run_gates_breached, run_outcome
 
@@ -30,23 +32,40 @@ def _run_models() -> list:
     return [m for m in apps.get_models() if issubclass(m, RunRecord)]
 
 
+# Every run table in one query (each served by its status and created_at indexes):
+# per table, its active runs (newest ten) and its runs and failures of the last 24 h.
+_RUNS_SQL = """
+SELECT {index}, (SELECT array_agg(id ORDER BY id DESC) FROM (
+            SELECT id FROM {table} WHERE status IN ('running', 'queued') ORDER BY id DESC LIMIT 10) a),
+       count(*), count(*) FILTER (WHERE status = 'failed')
+FROM {table} WHERE created_at >= %(since)s
+"""
+
+
 def runs_context(request: HttpRequest) -> dict[str, Any]:
     """Running and queued work of every kind, with progress, and failures of the last 24 h."""
     since = timezone.now() - timedelta(hours=24)
+    models = _run_models()
+    union = " UNION ALL ".join(
+        _RUNS_SQL.format(index=i, table=connection.ops.quote_name(m._meta.db_table)) for i, m in enumerate(models)
+    )
+    with connection.cursor() as cur:
+        cur.execute(union, {"since": since})
+        rows = {i: (ids or [], total, failed) for i, ids, total, failed in cur.fetchall()}
     active, kinds = [], []
-    for model in _run_models():
-        for run in model.objects.filter(status__in=[RunStatus.RUNNING, RunStatus.QUEUED]).order_by("-pk")[:10]:
+    for i, model in enumerate(models):
+        ids, total, failed = rows.get(i, ([], 0, 0))
+        for run in model.objects.filter(pk__in=ids).order_by("-pk") if ids else ():
             try:
                 url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[run.pk])
             except NoReverseMatch:
                 url = None
             active.append({"kind": model._meta.verbose_name, "run": run, "url": url})
-        recent = model.objects.filter(created_at__gte=since)
         kinds.append(
             {
                 "kind": model._meta.verbose_name_plural,
-                "total": recent.count(),
-                "failed": recent.filter(status=RunStatus.FAILED).count(),
+                "total": total,
+                "failed": failed,
                 "url": _changelist(model),
                 "failed_url": _changelist(model, "status__exact=failed"),
             }
@@ -78,13 +97,15 @@ def queue_context(request: HttpRequest) -> dict[str, Any]:
 
 
 def integrity_context(request: HttpRequest) -> dict[str, Any]:
-    """Current indicators (from the latest snapshot, cheap) with links, and
-    their trend over the last 30 days as a plotly figure."""
+    """Current indicators (from the integrity summaries: a few rows) with links, and
+    their trend over the last 30 days (the hourly snapshots) as a plotly figure."""
 
-    latest = IntegritySnapshot.objects.filter(market="").order_by("-taken_at").first()
-    markets = []
-    if latest is not None:
-        markets = list(IntegritySnapshot.objects.filter(taken_at=latest.taken_at).exclude(market="").order_by("market"))
+    status = integrity_status()
+    overall = status["overall"]
+    latest = None
+    if overall["candles"] or overall["symbols_active"] or status["markets"]:
+        latest = {**overall, "taken_at": timezone.now()}
+    markets = [{"market": code, **values} for code, values in status["markets"].items()]
     since = timezone.now() - timedelta(days=30)
     points = list(
         IntegritySnapshot.objects.filter(market="", taken_at__gte=since)

@@ -115,6 +115,17 @@ IMPORT_SLOT = AdvisoryLock(
 METRICS = AdvisoryLock(
     "metrics", 72_400, LockScope.TRANSACTION, "one scrape at a time folds metric_deltas into metric_totals"
 )
+SUMMARY_SYMBOLS = AdvisoryLock(
+    "summary_symbols",
+    72_500,
+    LockScope.TRANSACTION,
+    "the symbol attributes the integrity summaries count by (market, asset class): taken shared by every statement"
+    " that counts rows under their symbol's market or class (the summary triggers), exclusive by a change of a"
+    " symbol's market or class, so no statement counts under the old class after its rows were moved",
+)
+SUMMARY_FOLD = AdvisoryLock(
+    "summary_fold", 72_510, LockScope.TRANSACTION, "one fold of the integrity summary deltas into the totals at a time"
+)
 LIVE_POLL = AdvisoryLock(
     "live_poll",
     72_220,
@@ -123,7 +134,7 @@ LIVE_POLL = AdvisoryLock(
 )
 RUN = AdvisoryLock(
     "run",
-    72_500,
+    72_520,
     LockScope.SESSION,
     "a run's process is alive (item: 'app_label.model_name:id'): held while the run reports progress"
     " (etl.progress.RunPresence) and released by the server when the process dies, so the every-minute"
@@ -157,6 +168,8 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     IMPORT_START,
     IMPORT_SLOT,
     METRICS,
+    SUMMARY_SYMBOLS,
+    SUMMARY_FOLD,
     LIVE_POLL,
     RUN,
     BACKFILL,

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from django.apps import apps
 from django.db import connection
-from django.db.models import Min
 from django.db.models.signals import post_migrate
 from django.utils import timezone
 from django_q.status import Stat
@@ -25,7 +24,8 @@ from etl import events
 from etl.event_triggers import NEWEST_FAMILY, event_triggers_install, register_event_trigger
 from etl.events import DbCounter, DbGauge, DbHistogram, run_kind
 from etl.market_lag import expected_close_missed
-from etl.models import IntegritySnapshot, Market, RunRecord
+from etl.models import Market, RunRecord, SummaryRecount
+from etl.selectors import integrity_status
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class StateCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        for part in (_oldest_running, _integrity, _queue_workers):
+        for part in (_oldest_running, _integrity, _summary_drift, _queue_workers):
             try:
                 yield from part()
             except Exception:  # one unreadable part must not hide the others
@@ -96,38 +96,56 @@ def _oldest_running() -> Iterator[Metric]:
         labels=["kind"],
     )
     now = timezone.now()
-    for model in run_models():
-        # Served by the status index: running runs are few.
-        started = model.objects.filter(status="running", started_at__isnull=False).aggregate(m=Min("started_at"))["m"]
-        oldest.add_metric([run_kind(model)], max(0.0, (now - started).total_seconds()) if started else 0.0)
+    models = run_models()
+    # One query for every run table, each served by its status index: running runs are few.
+    union = " UNION ALL ".join(
+        f"SELECT {i}, min(started_at) FROM {connection.ops.quote_name(m._meta.db_table)}"  # noqa: S608 - model tables
+        " WHERE status = 'running' AND started_at IS NOT NULL"
+        for i, m in enumerate(models)
+    )
+    with connection.cursor() as cur:
+        cur.execute(union)
+        started = dict(cur.fetchall())
+    for i, model in enumerate(models):
+        first = started.get(i)
+        oldest.add_metric([run_kind(model)], max(0.0, (now - first).total_seconds()) if first else 0.0)
     yield oldest
 
 
 def _integrity() -> Iterator[Metric]:
+    """The integrity indicators as they are now, from the integrity summaries (a few rows)."""
+    status = integrity_status()
+    overall = status["overall"]
     unlinked = GaugeMetricFamily("mytrader_candles_without_symbol", "Candles in market_data with no symbol")
-    with connection.cursor() as cur:
-        # Served by the partial index market_data_unlinked.
-        cur.execute("SELECT count(*) FROM market_data WHERE symbol_id IS NULL")
-        unlinked.add_metric([], cur.fetchone()[0])
+    unlinked.add_metric([], overall["candles_without_symbol"])
     yield unlinked
-    quality = GaugeMetricFamily("mytrader_data_quality_score", "Overall data quality 0-100 (latest integrity snapshot)")
+    quality = GaugeMetricFamily("mytrader_data_quality_score", "Overall data quality 0-100 (integrity summaries)")
+    if overall["overall_quality"] is not None:
+        quality.add_metric([], overall["overall_quality"])
+    yield quality
     consistency = GaugeMetricFamily(
         "mytrader_asset_class_quality_score",
-        "Percent of candles whose asset class equals their symbol's (latest integrity snapshot); no market label: all",
+        "Percent of candles whose asset class equals their symbol's (integrity summaries); no market label: all",
         labels=["market"],
     )
-    # The newest snapshot of each market: DISTINCT ON over the (market, taken_at) index.
-    latest = IntegritySnapshot.objects.order_by("market", "-taken_at").distinct("market")
-    for snapshot in latest:
-        if snapshot.market == "":
-            if snapshot.overall_quality is not None:
-                quality.add_metric([], snapshot.overall_quality)
-            if snapshot.asset_class_consistency is not None:
-                consistency.add_metric([], snapshot.asset_class_consistency)  # the overall series has no label
-        elif snapshot.asset_class_consistency is not None:
-            consistency.add_metric([snapshot.market], snapshot.asset_class_consistency)
-    yield quality
+    if overall["asset_class_consistency"] is not None:
+        consistency.add_metric([], overall["asset_class_consistency"])  # the overall series has no label
+    for market, values in status["markets"].items():
+        if values["asset_class_consistency"] is not None:
+            consistency.add_metric([market], values["asset_class_consistency"])
     yield consistency
+
+
+def _summary_drift() -> Iterator[Metric]:
+    drift = GaugeMetricFamily(
+        "mytrader_summary_drift_values",
+        "Integrity summary values the newest finished recount found different from its count, by source",
+        labels=["source"],
+    )
+    last = SummaryRecount.objects.filter(status="succeeded").order_by("-finished_at", "-id").first()
+    for source, figures in sorted((last.result if last else {}).items()):
+        drift.add_metric([source], figures.get("drift", 0))
+    yield drift
 
 
 def _queue_workers() -> Iterator[Metric]:

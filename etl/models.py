@@ -568,6 +568,134 @@ class IntegritySnapshot(models.Model):
         return f"{self.market or 'all'} @ {self.taken_at:%Y-%m-%d %H:%M}: quality {self.overall_quality}"
 
 
+class IntegritySummary(models.Model):
+    """One number the integrity pages show, kept current by the writers' statement triggers:
+    `value` of `metric` for `market` (a market code; the raw market of candles without a
+    symbol; a provider code for the fetch log), per `bucket` (an hour or a day) where the
+    number is counted over time. Fractional figures are stored scaled to integers
+    (`etl.summaries.SCALE`), so sums are exact in any order. Triggers append to
+    `IntegritySummaryDelta`; `etl.summaries.summaries_fold` folds the deltas in."""
+
+    market = models.CharField(_("market"), max_length=32, blank=True)
+    metric = models.CharField(_("metric"), max_length=80)
+    bucket = models.DateTimeField(
+        _("bucket"), null=True, blank=True, help_text=_("start of the hour or day counted; blank: all time")
+    )
+    value = models.BigIntegerField(_("value"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
+
+    class Meta:
+        verbose_name = _("integrity summary")
+        verbose_name_plural = _("integrity summaries")
+        db_table = "integrity_summary"
+        ordering = ["metric", "market", "bucket"]
+        constraints = [
+            # One row per number; NULL buckets are one bucket (PostgreSQL 15's NULLS NOT DISTINCT).
+            models.UniqueConstraint(
+                fields=["market", "metric", "bucket"], name="uniq_integrity_summary", nulls_distinct=False
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.market or 'all'} {self.metric}: {self.value}"
+
+
+class IntegritySummaryDelta(models.Model):
+    """A change to an `IntegritySummary` number, appended by a trigger in the writer's
+    transaction. Insert-only, so concurrent writers never wait on a shared row."""
+
+    market = models.CharField(max_length=32, blank=True)
+    metric = models.CharField(max_length=80)
+    bucket = models.DateTimeField(null=True, blank=True)
+    value = models.BigIntegerField()
+
+    class Meta:
+        db_table = "integrity_summary_deltas"
+
+
+class SymbolCandleTally(models.Model):
+    """Candles of one symbol by their stored asset class (NULL, blank or a code): what a
+    change of the symbol's class or market moves between the summary's categories,
+    without recounting the symbol's candles."""
+
+    symbol_id = models.BigIntegerField()
+    asset_class = models.CharField(max_length=32, null=True, blank=True)
+    candles = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "integrity_symbol_tallies"
+        constraints = [
+            models.UniqueConstraint(fields=["symbol_id", "asset_class"], name="uniq_symbol_tally", nulls_distinct=False)
+        ]
+
+
+class SymbolCandleTallyDelta(models.Model):
+    """A change to a `SymbolCandleTally`, appended by the market_data triggers."""
+
+    symbol_id = models.BigIntegerField(db_index=True)
+    asset_class = models.CharField(max_length=32, null=True, blank=True)
+    candles = models.BigIntegerField()
+
+    class Meta:
+        db_table = "integrity_symbol_tally_deltas"
+
+
+class UnlinkedPairTally(models.Model):
+    """Candles without a symbol per raw (market, ticker): `unsynced_pairs` counts the
+    pairs that have any, and the validate step lists them."""
+
+    market = models.CharField(max_length=32)
+    ticker = models.CharField(max_length=32)
+    candles = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "integrity_unlinked_pairs"
+        constraints = [models.UniqueConstraint(fields=["market", "ticker"], name="uniq_unlinked_pair")]
+
+
+class UnlinkedPairTallyDelta(models.Model):
+    """A change to an `UnlinkedPairTally`, appended by the market_data triggers."""
+
+    market = models.CharField(max_length=32)
+    ticker = models.CharField(max_length=32)
+    candles = models.BigIntegerField()
+
+    class Meta:
+        db_table = "integrity_unlinked_pair_deltas"
+
+
+class SummaryRecount(RunRecord):
+    """One full recount of the integrity summaries from the big tables: the drift it
+    found (summary value against the recount) and whether it repaired it."""
+
+    repair = models.BooleanField(
+        _("repair"), default=True, help_text=_("write the recounted values over the drifted ones")
+    )
+    sources = models.JSONField(
+        _("sources"), default=list, blank=True, help_text=_("summary sources recounted; empty: all")
+    )
+    drift_count = models.PositiveIntegerField(
+        _("drift count"), default=0, help_text=_("summary values that differed from the recount")
+    )
+    drift = models.JSONField(
+        _("drift"), default=list, blank=True, help_text=_("the first drifted values: where, kept, recounted")
+    )
+    repaired = models.BooleanField(_("repaired"), default=False)
+    result = models.JSONField(
+        _("result"), default=dict, blank=True, help_text=_("per source: values compared, drifted, seconds")
+    )
+
+    class Meta:
+        verbose_name = _("summary recount")
+        verbose_name_plural = _("summary recounts")
+        db_table = "summary_recounts"
+        ordering = ["-created_at", "-id"]
+        permissions = [("recount_summaries", "Can recount the integrity summaries")]
+
+    def __str__(self) -> str:
+        return f"summary recount #{self.pk} {self.status}"
+
+
 class ApiToken(models.Model):
     """A named API token a staff member issued, with an optional expiry. Only a
     SHA-256 of the key is stored: the key itself is shown once, when issued."""

@@ -189,4 +189,19 @@ SCHEDULES: list[dict] = [
         "cron": "0 * * * *",
         "cluster": None,
     },
+    {
+        # Folds the integrity summaries' deltas, the per-symbol tallies included (the status
+        # reads fold the rest): keeps what is pending short.
+        "name": "summary-fold",
+        "func": "etl.tasks.summaries_fold",
+        "cron": "*/5 * * * *",
+        "cluster": None,
+    },
+    {
+        # The full recount of the integrity summaries: reports and repairs drift.
+        "name": "summary-recount",
+        "func": "etl.tasks.summary_recount",
+        "cron": "20 4 * * *",
+        "cluster": None,
+    },
 ]

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.db import connection
 
-from etl.models import PipelineRun, PipelineStepRun, RunStatus, Symbol
+from etl.models import PipelineRun, PipelineStepRun, RunStatus
+from etl.summaries import SummaryValues, summary_read
 
 # The leaves of a table's partition tree, or the table itself when it is not partitioned.
 PARTITION_LEAVES = """
@@ -102,50 +103,38 @@ def _health(ind: dict[str, Any]) -> list[dict[str, Any]]:
     return checks
 
 
-_CANDLE_STATS_SQL = """
-SELECT COALESCE(m.code, md.market) AS market,
-       count(*) AS candles,
-       count(*) FILTER (WHERE md.symbol_id IS NULL) AS without_symbol,
-       count(*) FILTER (WHERE ac.code IS NOT NULL) AS class_known,
-       count(*) FILTER (WHERE ac.code IS NOT NULL AND md.asset_class = ac.code) AS class_consistent
-FROM market_data md
-LEFT JOIN symbols s ON s.id = md.symbol_id
-LEFT JOIN markets m ON m.id = s.market_id
-LEFT JOIN asset_classes ac ON ac.id = s.asset_class_id
-GROUP BY 1
-"""
+# What the summaries keep per market (etl.summaries; migration 0014 defines the categories).
+CLASS_KNOWN = ("candles.class_null", "candles.class_empty", "candles.class_mismatched", "candles.class_correct")
+CANDLE_CATEGORIES = ("candles.orphan", "candles.unclassified", *CLASS_KNOWN)
 
-_SYMBOL_STATS_SQL = """
-SELECT m.code,
-       count(*) FILTER (WHERE s.is_active) AS symbols_active,
-       -- The old guide's count: enriched, or partially enriched (no live answer yet, name known).
-       count(*) FILTER (WHERE s.is_active AND (s.enriched_at IS NOT NULL OR s.name <> '')) AS symbols_enriched,
-       avg(s.data_quality_score) FILTER (WHERE s.is_active) AS mean_quality
-FROM symbols s JOIN markets m ON m.id = s.market_id
-GROUP BY 1
-"""
+
+def _market_row(values: SummaryValues, market: str) -> dict[str, Any]:
+    scored = values.value("symbols.scored", market)
+    return {
+        "candles": sum(values.value(m, market) for m in CANDLE_CATEGORIES),
+        "without_symbol": values.value("candles.orphan", market),
+        "class_known": sum(values.value(m, market) for m in CLASS_KNOWN),
+        "class_consistent": values.value("candles.class_correct", market),
+        "symbols_active": values.value("symbols.active", market),
+        "symbols_enriched": values.value("symbols.enriched", market) + values.value("symbols.partial", market),
+        "mean_quality": round(values.value("symbols.score_sum", market) / scored, 1) if scored else None,
+    }
 
 
 def integrity_status() -> dict[str, Any]:
     """Health indicators per market and overall: candles without a symbol
     (goal 0), symbol coverage, asset-class consistency, enrichment coverage
-    and the 0-100 overall quality, with each goal checked."""
-    keys = ("candles", "without_symbol", "class_known", "class_consistent")
-    markets: dict[str, dict[str, Any]] = {}
-    blank = {k: 0 for k in (*keys, "symbols_active", "symbols_enriched")}
-    with connection.cursor() as cur:
-        cur.execute(_CANDLE_STATS_SQL)
-        for market, *values in cur.fetchall():
-            markets.setdefault(market, dict(blank)).update(zip(keys, values, strict=True))
-        cur.execute(_SYMBOL_STATS_SQL)
-        for market, active, enriched, mean_quality in cur.fetchall():
-            row = markets.setdefault(market, dict(blank))
-            row.update(symbols_active=active, symbols_enriched=enriched)
-            row["mean_quality"] = round(float(mean_quality), 1) if mean_quality is not None else None
-        cur.execute("SELECT avg(data_quality_score) FROM symbols WHERE is_active")
-        mean_all = cur.fetchone()[0]
-    total = {k: sum(r[k] for r in markets.values()) for k in blank}
-    total["mean_quality"] = round(float(mean_all), 1) if mean_all is not None else None
+    and the 0-100 overall quality, with each goal checked. Read from the
+    integrity summaries: a few rows, whatever the size of market_data."""
+    values = summary_read("candles.", "symbols.")
+    # A market shows once it has candles (a linked candle counts under its symbol's
+    # market, an unlinked one under its raw market) or symbols, active or not.
+    codes = values.markets("candles.") | values.markets("symbols.total")
+    markets = {code: _market_row(values, code) for code in codes}
+    keys = ("candles", "without_symbol", "class_known", "class_consistent", "symbols_active", "symbols_enriched")
+    total: dict[str, Any] = {k: sum(r[k] for r in markets.values()) for k in keys}
+    scored = values.total("symbols.scored")
+    total["mean_quality"] = round(values.total("symbols.score_sum") / scored, 1) if scored else None
     per_market = {code: _indicators(row) for code, row in sorted(markets.items())}
     overall = _indicators(total)
     checks = _health(overall)
@@ -158,18 +147,20 @@ def integrity_status() -> dict[str, Any]:
     }
 
 
-def symbol_sync_status() -> dict[str, Any]:
-    """What symbol sync has left to do and what it did last."""
+def _symbols_by_source(values: SummaryValues) -> dict[str, dict[str, int]]:
+    """{source: {"total", "active", "low_confidence"}} from `symbols.source.<source>.<what>`."""
+    by_source: dict[str, dict[str, int]] = {}
+    for metric in values.metrics("symbols.source."):
+        source, what = metric.removeprefix("symbols.source.").rsplit(".", 1)
+        counts = by_source.setdefault(source, {"total": 0, "active": 0, "low_confidence": 0})
+        counts[what] = values.total(metric)
+    return {source: counts for source, counts in sorted(by_source.items()) if counts["total"]}
 
-    with connection.cursor() as cur:
-        # Both served by the partial index market_data_unlinked.
-        cur.execute("SELECT count(*), count(DISTINCT (ticker, market)) FROM market_data WHERE symbol_id IS NULL")
-        without_symbol, pairs = cur.fetchone()
-        cur.execute(
-            "SELECT source, count(*), count(*) FILTER (WHERE is_active),"
-            " count(*) FILTER (WHERE inference_confidence < 0.85) FROM symbols GROUP BY 1 ORDER BY 1"
-        )
-        by_source = {src: {"total": n, "active": a, "low_confidence": low} for src, n, a, low in cur.fetchall()}
+
+def symbol_sync_status() -> dict[str, Any]:
+    """What symbol sync has left to do and what it did last (from the integrity summaries)."""
+    values = summary_read("candles.", "symbols.")
+    without_symbol = values.total("candles.orphan")
     last = (
         PipelineStepRun.objects.filter(name="sync", status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED])
         .order_by("-finished_at")
@@ -177,10 +168,11 @@ def symbol_sync_status() -> dict[str, Any]:
     )
     return {
         "candles_without_symbol": without_symbol,
-        "unsynced_pairs": pairs,
+        "unsynced_pairs": values.total("candles.unlinked_pairs"),
         "in_sync": without_symbol == 0,
-        "symbols": {"total": Symbol.objects.count(), "by_source": by_source},
-        "candles_total_estimate": table_row_estimate("market_data"),
+        "symbols": {"total": values.total("symbols.total"), "by_source": _symbols_by_source(values)},
+        # Exact now (the old name stays: it was the planner's estimate).
+        "candles_total_estimate": sum(values.total(m) for m in CANDLE_CATEGORIES),
         "last_sync": None
         if last is None
         else {

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from etl import services
+from etl import services, summaries
+from etl.models import SummaryRecount
+from etl.services import summaries as summary_services
 from etl.services.partitions import partitions_maintain
 
 
@@ -39,3 +41,22 @@ def pipeline_scheduled(**schedule: Any) -> str:
 
 def integrity_snapshot() -> int:
     return services.integrity_snapshot_take()
+
+
+def summaries_fold() -> dict[str, Any]:
+    result = summaries.summaries_fold()
+    return {"folded": result.folded, "values": result.values, "pairs": result.pairs, "tallies": result.tallies}
+
+
+def summary_recount(repair: bool = True) -> dict[str, Any]:
+    """The scheduled recount: a new run of every source."""
+    result = summary_services.summary_recount(requested_by="schedule", repair=repair)
+    return {"run_id": result.run_id, "status": result.status, "drift": result.drift_count}
+
+
+def summary_recount_execute(run_id: int) -> str:
+    """A queued recount (admin, command --queue); a run already finished is left as it is."""
+    run = SummaryRecount.objects.get(pk=run_id)
+    if run.status != "queued":
+        return run.status
+    return summary_services.summary_recount(run=run).status

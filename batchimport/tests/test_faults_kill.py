@@ -20,6 +20,7 @@ from batchimport.models import TERMINAL, ImportFile, ImportJob, ImportStatus, Re
 from batchimport.parsing import Layout
 from batchimport.tests.test_distributed import PROJECT, child_env, wait_for
 from etl.models import MarketData
+from etl.services.summaries import summary_check
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -83,6 +84,7 @@ def test_a_rerun_after_a_killed_command_imports_the_rest_with_rejects_once(data_
     _, summary = killed_import(data_root, tmp_path / "command.log")
     rerun = services.import_job_start(job=services.import_job_create(path="NYSE"))
     assert_exact(rerun, summary)
+    assert summary_check() == []  # the killed transaction's summary deltas went with it
 
 
 def _cluster(data_root: Path, log: Path) -> subprocess.Popen:

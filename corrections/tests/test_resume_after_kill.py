@@ -24,6 +24,7 @@ from corrections.selectors import is_interrupted
 from corrections.tests.conftest import add_candles, add_symbol
 from etl.models import MarketData
 from etl.services import reference_data_bootstrap
+from etl.services.summaries import summary_check
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -137,6 +138,8 @@ def test_sigkill_mid_batch_then_resume_ends_like_an_uninterrupted_run():
     assert _columns_but_asset_class() == untouched
     assert services.correction_validate(run=run).ok
     assert not is_interrupted(run)
+    # The killed batch's summary deltas went with its transaction: the summaries are exact.
+    assert summary_check() == []
 
 
 def test_a_run_left_running_without_the_lock_is_reported_interrupted():

@@ -3,15 +3,15 @@ market and per field), and the latest runs."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Q
 from django.utils import timezone
 
 from enrichment.assets.metadata_score import EXPECTED_FIELDS
 from enrichment.assets.models import DEAD_LETTER_KIND, AssetEnrichmentRun
 from etl.models import DeadLetter, Symbol
+from etl.summaries import SummaryValues, summary_read
 
 # The fields the coverage counts, Symbol names in the order the docs list them.
 COVERAGE_FIELDS = (
@@ -29,13 +29,9 @@ COVERAGE_FIELDS = (
 MARKET_KINDS = {"BINANCE": "crypto", "FOREX_MARKET": "fx"}
 # The old guide's success line: enriched + partially enriched above 80 % of the target symbols.
 COVERAGE_GOAL = 80.0
-# Partially enriched: no live provider has answered yet, but the symbol has its name
-# (from the offline catalogue, the local catalogue file or an operator).
-_PARTIAL = Q(enriched_at__isnull=True) & ~Q(name="")
-
-
-def _filled(field: str) -> Q:
-    return Q(**{f"{field}__isnull": False}) if field == "market_cap" else ~Q(**{field: ""})
+# Enriched: a live provider answered (enriched_at). Partially enriched: none has yet, but the
+# symbol has its name (from the offline catalogue, the local catalogue file or an operator).
+# The summaries count both per market (etl migration 0014, integrity_symbol_metrics).
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -45,15 +41,10 @@ def _pct(part: int, whole: int) -> float | None:
 def enrichment_coverage() -> dict[str, Any]:
     """Coverage as the old guide counts it, (enriched + partially enriched) / active symbols,
     overall and per market, with each field's fill rate and the expected fields still missing
-    somewhere. One grouped count over the symbols."""
-    aggregates = {
-        "targets": Count("id"),
-        "enriched": Count("id", filter=Q(enriched_at__isnull=False)),
-        "partial": Count("id", filter=_PARTIAL),
-        **{f"f_{name}": Count("id", filter=_filled(name)) for name in COVERAGE_FIELDS},
-    }
-    rows = Symbol.objects.filter(is_active=True).values("market__code").annotate(**aggregates).order_by("market__code")
-    markets = [_market_coverage(row) for row in rows]
+    somewhere. Read from the integrity summaries (symbols.* per market), not the symbols."""
+    values = summary_read("symbols.")
+    codes = sorted(code for code, active in values.by_market("symbols.active").items() if active)
+    markets = [_market_coverage(values, code) for code in codes]
     targets = sum(m["targets"] for m in markets)
     covered = sum(m["enriched"] + m["partial"] for m in markets)
     return {
@@ -67,35 +58,46 @@ def enrichment_coverage() -> dict[str, Any]:
     }
 
 
-def _market_coverage(row: dict[str, Any]) -> dict[str, Any]:
-    market, targets = row["market__code"], row["targets"]
+def _market_coverage(values: SummaryValues, market: str) -> dict[str, Any]:
+    targets = values.value("symbols.active", market)
+    enriched, partial = values.value("symbols.enriched", market), values.value("symbols.partial", market)
     expected = EXPECTED_FIELDS[MARKET_KINDS.get(market, "stock")]
+    filled = {name: values.value(f"symbols.field.{name}", market) for name in COVERAGE_FIELDS}
     fields = {
-        name: {"filled": row[f"f_{name}"], "percent": _pct(row[f"f_{name}"], targets), "expected": name in expected}
+        name: {"filled": filled[name], "percent": _pct(filled[name], targets), "expected": name in expected}
         for name in COVERAGE_FIELDS
     }
     return {
         "market": market,
         "targets": targets,
-        "enriched": row["enriched"],
-        "partial": row["partial"],
-        "coverage_percent": _pct(row["enriched"] + row["partial"], targets),
+        "enriched": enriched,
+        "partial": partial,
+        "coverage_percent": _pct(enriched + partial, targets),
         "fields": fields,
         "missing": [name for name in COVERAGE_FIELDS if name in expected and fields[name]["filled"] < targets],
     }
 
 
+def _stale(values: SummaryValues, cutoff) -> int:
+    """Active symbols last enriched before `cutoff`: whole days from the summaries'
+    per-day counts, the day `cutoff` falls in from the symbols' enriched_at index."""
+    day = cutoff.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    before = sum(n for (_market, bucket), n in values.buckets("symbols.enriched_day").items() if bucket < day)
+    return before + Symbol.objects.filter(is_active=True, enriched_at__gte=day, enriched_at__lt=cutoff).count()
+
+
 def enrichment_status(*, stale_days: int = 30) -> dict[str, Any]:
     """How much of the symbol catalogue is enriched, its quality, the latest runs and open dead letters."""
     cutoff = timezone.now() - timedelta(days=stale_days)
-    agg = Symbol.objects.filter(is_active=True).aggregate(
-        total=Count("id"),
-        enriched=Count("id", filter=Q(enriched_at__isnull=False)),
-        never=Count("id", filter=Q(enriched_at__isnull=True)),
-        stale=Count("id", filter=Q(enriched_at__lt=cutoff)),
-        scored=Count("id", filter=Q(data_quality_score__isnull=False)),
-        average_quality=Avg("data_quality_score"),
-    )
+    values = summary_read("symbols.", buckets=True)
+    scored = values.total("symbols.scored")
+    agg = {
+        "total": values.total("symbols.active"),
+        "enriched": values.total("symbols.enriched"),
+        "stale": _stale(values, cutoff),
+        "average_quality": values.total("symbols.score_sum") / scored if scored else None,
+    }
+    agg["never"] = agg["total"] - agg["enriched"]
     runs = [
         {
             "id": r.pk,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, F, Max, Min, Q, Sum
+from django.db import connection
+from django.db.models import Avg, Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from enrichment.candles.candle_quality import QualityFlag
@@ -19,7 +20,9 @@ from enrichment.candles.models import (
     FeatureRun,
     MarketDataV2,
 )
+from enrichment.summaries import LOG_WINDOW_HOURS
 from etl.models import Symbol
+from etl.summaries import SCALE, SummaryValues, hour_floor, hourly_since, summary_read, window_start
 
 MAX_FEATURE_ROWS = 10_000
 QUALITY_DAY_FIELDS = (
@@ -75,13 +78,43 @@ def enrichment_status_for_symbol(*, symbol: Symbol) -> dict[str, Any]:
     }
 
 
-def enrichment_metrics(*, since: datetime | None = None) -> dict[str, Any]:
-    """Totals for dashboards: series by state, quality, compute activity since `since` (24 h)."""
-    since = since or timezone.now() - timedelta(hours=24)
-    by_state = dict(EnrichmentStatus.objects.values_list("state").annotate(n=Count("id")).order_by())
-    totals = EnrichmentStatus.objects.aggregate(
-        rows=Sum("rows"), avg_quality=Avg("avg_quality_score"), avg_completeness=Avg("completeness")
+def _states(values: SummaryValues, prefix: str) -> dict[str, int]:
+    return {m.removeprefix(prefix): values.total(m) for m in values.metrics(prefix) if values.total(m)}
+
+
+def _mean(values: SummaryValues, metric: str) -> float | None:
+    n = values.total(f"{metric}_n")
+    return values.total(f"{metric}_sum") / SCALE / n if n else None
+
+
+def _compute_logs(since: datetime) -> dict[str, Any]:
+    """The compute log since `since`: whole hours from the summaries, the hour `since`
+    falls in from the log itself (by its created_at index: one hour of rows at most)."""
+    hour_end = hour_floor(since) + timedelta(hours=1)
+    partial = EnrichmentComputeLog.objects.filter(created_at__gte=since, created_at__lt=hour_end).aggregate(
+        runs=Count("id"),
+        failures=Count("id", filter=Q(succeeded=False)),
+        rows_written=Sum("rows_written"),
+        duration=Sum("duration_ms"),
+        longest=Max("duration_ms"),
     )
+    values = summary_read("compute.", buckets=True)
+    runs = sum(hourly_since(values, "compute.runs", since).values()) + partial["runs"]
+    duration = sum(hourly_since(values, "compute.duration_sum", since).values()) / SCALE + (partial["duration"] or 0)
+    longest = [v / SCALE for v in hourly_since(values, "compute.duration.max", since).values()]
+    longest += [partial["longest"]] if partial["longest"] is not None else []
+    return {
+        "computations": runs,
+        "failures": sum(hourly_since(values, "compute.failures", since).values()) + partial["failures"],
+        "rows_written": sum(hourly_since(values, "compute.rows_written", since).values())
+        + (partial["rows_written"] or 0),
+        "avg_duration_ms": duration / runs if runs else None,
+        "max_duration_ms": max(longest) if longest else None,
+    }
+
+
+def _compute_logs_scanned(since: datetime) -> dict[str, Any]:
+    """Before the summaries' window (an explicit long `since`): the log itself."""
     logs = EnrichmentComputeLog.objects.filter(created_at__gte=since).aggregate(
         computations=Count("id"),
         failures=Count("id", filter=Q(succeeded=False)),
@@ -89,21 +122,27 @@ def enrichment_metrics(*, since: datetime | None = None) -> dict[str, Any]:
         avg_duration_ms=Avg("duration_ms"),
         max_duration_ms=Max("duration_ms"),
     )
-    backfills = dict(BackfillState.objects.values_list("state").annotate(n=Count("id")).order_by())
+    return {**logs, "rows_written": logs["rows_written"] or 0}
+
+
+def enrichment_metrics(*, since: datetime | None = None) -> dict[str, Any]:
+    """Totals for dashboards: series by state, quality, compute activity since `since` (24 h).
+    Read from the integrity summaries, not from enrichment_status or the compute log."""
+    since = since or timezone.now() - timedelta(hours=24)
+    values = summary_read("series.", "backfill.")
+    by_state = _states(values, "series.state.")
+    in_window = since >= window_start(LOG_WINDOW_HOURS)
+    logs = _compute_logs(since) if in_window else _compute_logs_scanned(since)
     last_run = FeatureRun.objects.order_by("-created_at").values("id", "kind", "status", "created_at").first()
     return {
         "series": sum(by_state.values()),
         "series_by_state": by_state,
-        "rows": totals["rows"] or 0,
-        "avg_quality_score": totals["avg_quality"],
-        "avg_completeness": totals["avg_completeness"],
+        "rows": values.total("series.rows"),
+        "avg_quality_score": _mean(values, "series.quality"),
+        "avg_completeness": _mean(values, "series.completeness"),
         "since": since,
-        "computations": logs["computations"],
-        "failures": logs["failures"],
-        "rows_written": logs["rows_written"] or 0,
-        "avg_duration_ms": logs["avg_duration_ms"],
-        "max_duration_ms": logs["max_duration_ms"],
-        "backfills_by_state": backfills,
+        **logs,
+        "backfills_by_state": _states(values, "backfill.state."),
         "last_run": last_run,
     }
 
@@ -154,20 +193,33 @@ def feature_rows(
     return rows
 
 
-# The most recently written quality days the completeness gate reads: the
-# feature step upserts one row per series and day, so the newest ids are the
-# newest days of the series it last computed; reading them by the primary key
-# costs the same at 100 rows or 100 million (no scan of the table).
-COMPLETENESS_LATEST_ROWS = 10_000
+# The completeness gate reads the latest measured days: the newest day any series has a
+# measure for, and the days before it, from the per-day summaries (a few rows per day).
+COMPLETENESS_DAYS = 30
+
+_COMPLETENESS_SQL = """
+WITH days AS (
+    SELECT bucket, sum(value) FILTER (WHERE metric = 'quality.expected') AS expected,
+           sum(value) FILTER (WHERE metric = 'quality.complete') AS complete
+    FROM (
+        SELECT metric, bucket, value FROM integrity_summary WHERE metric IN ('quality.expected', 'quality.complete')
+        UNION ALL
+        SELECT metric, bucket, value FROM integrity_summary_deltas
+        WHERE metric IN ('quality.expected', 'quality.complete')
+    ) x GROUP BY bucket
+), newest AS (SELECT max(bucket) AS day FROM days WHERE expected > 0)
+SELECT sum(complete), sum(expected) FROM days, newest
+WHERE days.bucket > newest.day - make_interval(days => %s) AND days.expected > 0
+"""
 
 
-def data_completeness(*, latest_rows: int = COMPLETENESS_LATEST_ROWS) -> float | None:
-    """Completeness (0-1) of the latest quality days, weighted by their expected
-    bars: the `min_data_completeness` gate's indicator. None: nothing measured yet."""
-    latest = DataQualityMetric.objects.filter(expected_bars__gt=0, completeness__isnull=False).order_by("-id")
-    totals = DataQualityMetric.objects.filter(id__in=latest.values("id")[:latest_rows]).aggregate(
-        bars=Sum("expected_bars"), complete=Sum(F("completeness") * F("expected_bars"))
-    )
-    if not totals["bars"]:
+def data_completeness(*, days: int = COMPLETENESS_DAYS) -> float | None:
+    """Completeness (0-1) of the latest `days` measured days (up to the newest day measured),
+    weighted by their expected bars: the `min_data_completeness` gate's indicator. One
+    read of the integrity summaries. None: nothing measured yet."""
+    with connection.cursor() as cur:
+        cur.execute(_COMPLETENESS_SQL, [days])
+        complete, expected = cur.fetchone()
+    if not expected:
         return None
-    return round(totals["complete"] / totals["bars"], 4)
+    return round(float(complete) / SCALE / float(expected), 4)

@@ -136,7 +136,11 @@ def provider_block_until(provider: str, *, seconds: float) -> None:
 
 def circuit_state(provider: str) -> str:
     """The state as a caller would see it now (open turns half-open once recovered)."""
-    state = CircuitState.objects.filter(provider=provider).first()
+    return circuit_state_of(CircuitState.objects.filter(provider=provider).first())
+
+
+def circuit_state_of(state: CircuitState | None) -> str:
+    """`circuit_state` of a row already read (a page that reads every provider's at once)."""
     if state is None:
         return CircuitState.State.CLOSED
     if (

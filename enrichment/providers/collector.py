@@ -7,6 +7,7 @@ import logging
 from prometheus_client.core import GaugeMetricFamily
 
 from enrichment.providers import circuit
+from enrichment.providers.models import CircuitState
 from etl.event_triggers import EventTrigger
 from etl.events import DbCounter
 from etl.models import DataProvider
@@ -34,8 +35,11 @@ EVENT_TRIGGERS = (
 
 def circuits_health(now) -> dict:
     """Health check: degraded while any provider's circuit is open."""
+    states = {s.provider: s for s in CircuitState.objects.all()}  # one read for every provider
     opened = [
-        code for code in DataProvider.objects.values_list("code", flat=True) if circuit.circuit_state(code) == "open"
+        code
+        for code in DataProvider.objects.values_list("code", flat=True)
+        if circuit.circuit_state_of(states.get(code)) == "open"
     ]
     return {"ok": not opened, "open": opened}
 
@@ -51,8 +55,9 @@ class ProviderCollector:
             state = GaugeMetricFamily(
                 "mytrader_provider_circuit_state", "Circuit state: 0 closed, 1 open, 2 half-open", labels=["provider"]
             )
+            states = {s.provider: s for s in CircuitState.objects.all()}  # one read for every provider
             for code in DataProvider.objects.values_list("code", flat=True):
-                state.add_metric([code], CIRCUIT_CODES.get(str(circuit.circuit_state(code)), 0))
+                state.add_metric([code], CIRCUIT_CODES.get(str(circuit.circuit_state_of(states.get(code))), 0))
             yield state
         except Exception:  # a scrape must answer even when the database does not
             log.exception("provider metrics could not be read")

@@ -18,6 +18,7 @@ from enrichment.providers.errors import ProviderError
 from enrichment.providers.models import CircuitState, FetchLog
 from enrichment.providers.ratelimit import rate_limit_budget
 from etl.models import DataProvider
+from etl.summaries import hour_floor, hourly_since, summary_read
 
 # Outcomes that mean "we could not reach it" rather than "it answered badly".
 UNREACHABLE = {"unreachable", "timeout"}
@@ -75,19 +76,31 @@ class ProviderHealth:
 
 def providers_status() -> list[ProviderHealth]:
     """One entry per data provider, in priority order. Never shows a key, only whether one is set."""
-    since = timezone.now() - timedelta(hours=24)
-    calls = {
-        row["provider"]: row
-        for row in FetchLog.objects.filter(created_at__gte=since, attempt__gte=1)
-        .values("provider")
-        .annotate(total=Count("id"), ok=Count("id", filter=Q(outcome="ok")))
-    }
+    calls = _calls_since(timezone.now() - timedelta(hours=24))
     states = {s.provider: s for s in CircuitState.objects.all()}
     window = provider_setting("RATE_WINDOW_SECONDS")
     return [
         _provider_health(provider, states.get(provider.code), calls.get(provider.code), window=window)
         for provider in DataProvider.objects.order_by("priority", "code")
     ]
+
+
+def _calls_since(since: datetime) -> dict[str, dict[str, int]]:
+    """Attempts and successes per provider since `since`: whole hours from the integrity
+    summaries (fetch.* per provider and hour), the hour `since` falls in from the fetch
+    log's created_at index (an hour of calls at most, bounded by the rate limits)."""
+    hour_end = hour_floor(since) + timedelta(hours=1)
+    partial = (
+        FetchLog.objects.filter(created_at__gte=since, created_at__lt=hour_end, attempt__gte=1)
+        .values("provider")
+        .annotate(total=Count("id"), ok=Count("id", filter=Q(outcome="ok")))
+    )
+    values = summary_read("fetch.", buckets=True)
+    totals, oks = hourly_since(values, "fetch.calls", since), hourly_since(values, "fetch.ok", since)
+    for row in partial:
+        totals[row["provider"]] = totals.get(row["provider"], 0) + row["total"]
+        oks[row["provider"]] = oks.get(row["provider"], 0) + row["ok"]
+    return {code: {"total": n, "ok": oks.get(code, 0)} for code, n in totals.items() if n}
 
 
 def _has_client(code: str) -> bool:
@@ -119,9 +132,10 @@ def _provider_health(
     provider: DataProvider, state: CircuitState | None, stats: dict | None, *, window: float
 ) -> ProviderHealth:
     now = timezone.now()
-    circuit_now = circuit.circuit_state(provider.code)
+    circuit_now = circuit.circuit_state_of(state)
     budget = rate_limit_budget(provider_code=provider.code, budget=provider.rate_limit_per_minute, window=window)
-    last = FetchLog.objects.filter(provider=provider.code, attempt__gte=1).order_by("-id").first()
+    # Newest first along the (provider, created_at) index: a few rows read, however long the log.
+    last = FetchLog.objects.filter(provider=provider.code, attempt__gte=1).order_by("-created_at", "-id").first()
     availability = _availability(provider, state, circuit_now, last, now)
     retry_at = None
     if state and state.opened_at and circuit_now == CircuitState.State.OPEN:

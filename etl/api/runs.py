@@ -26,7 +26,8 @@ from etl.api.pagination import ApiPagination
 from etl.api.permissions import StaffWithPermission
 from etl.api.request_policy import PolicySerializer, PolicyViewMixin
 from etl.api.serializers import ErrorSerializer
-from etl.models import PipelineRun, RunStatus
+from etl.models import PipelineRun, RunStatus, SummaryRecount
+from etl.services import summaries as summary_services
 
 # The longest a request may hold the connection when it asks `runAsync: false`:
 # the work gets this as its time limit (gunicorn's --timeout is above it, README).
@@ -204,3 +205,86 @@ class PipelineRunViewSet(RunViewSet):
         """services.pipeline_rerun: a new queued run with this run's steps and options."""
         run = services.pipeline_rerun(run=self.get_object(), requested_by=request.user.get_username(), trigger="api")
         return accepted(request, pipeline_run_body(run), url_name="pipeline-run-detail", run_id=run.pk)
+
+
+class SummaryRecountSerializer(serializers.ModelSerializer):
+    """A recount of the integrity summaries: the drift it found, whether it repaired it."""
+
+    run_id = serializers.IntegerField(source="id", read_only=True)
+    percent = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = SummaryRecount
+        fields = [
+            "run_id",
+            "status",
+            "requested_by",
+            "repair",
+            "sources",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "progress_done",
+            "progress_total",
+            "percent",
+            "cancel_requested",
+            "drift_count",
+            "repaired",
+            "drift",
+            "result",
+            "error",
+        ]
+
+
+class SummaryRecountRequestSerializer(PolicySerializer):
+    repair = serializers.BooleanField(default=True, help_text="write the recounted values over the drifted ones")
+    sources = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, help_text="e.g. candles, symbols; empty: all"
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[RunListQuery], responses={200: SummaryRecountSerializer(many=True)}),
+    retrieve=extend_schema(responses={200: SummaryRecountSerializer, 404: ErrorSerializer}),
+)
+class SummaryRecountViewSet(RunViewSet):
+    """Recounts of the integrity summaries (docs/summaries.md); POST starts one on the workers."""
+
+    queryset = SummaryRecount.objects.all()
+    serializer_class = SummaryRecountSerializer
+    action_perms: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "create": ("etl.recount_summaries",),
+        "cancel": ("etl.recount_summaries",),
+        "retry": ("etl.recount_summaries",),
+    }
+
+    def _accepted(self, request, run: SummaryRecount) -> Response:
+        return accepted(request, SummaryRecountSerializer(run).data, url_name="summary-recount-detail", run_id=run.pk)
+
+    @extend_schema(
+        request=SummaryRecountRequestSerializer, responses={202: SummaryRecountSerializer, 400: ErrorSerializer}
+    )
+    def create(self, request):
+        """services.summary_recount_queue: a recount on the workers (202)."""
+        data = self.policy_body(SummaryRecountRequestSerializer).validated_data
+        run = summary_services.summary_recount_queue(
+            requested_by=request.user.get_username(), repair=data["repair"], sources=data.get("sources") or None
+        )
+        return self._accepted(request, run)
+
+    @extend_schema(request=None, responses={200: SummaryRecountSerializer, 404: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """services.summary_recount_cancel: it stops between sources."""
+        run = summary_services.summary_recount_cancel(run=self.get_object())
+        return Response(SummaryRecountSerializer(run).data)
+
+    @extend_schema(request=None, responses={202: SummaryRecountSerializer, 404: ErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """services.summary_recount_queue: a new recount with this one's options (202)."""
+        run = self.get_object()
+        new = summary_services.summary_recount_queue(
+            requested_by=request.user.get_username(), repair=run.repair, sources=run.sources or None
+        )
+        return self._accepted(request, new)

@@ -11,6 +11,7 @@ router.register("data-providers", views.DataProviderViewSet)
 router.register("symbols", views.SymbolViewSet)
 router.register("market-data", views.MarketDataViewSet)
 router.register("runs/pipeline", runs.PipelineRunViewSet, basename="pipeline-run")
+router.register("runs/summary-recounts", runs.SummaryRecountViewSet, basename="summary-recount")
 
 urlpatterns = [
     path("etl/bootstrap-reference-data", views.BootstrapReferenceDataView.as_view(), name="etl-bootstrap"),

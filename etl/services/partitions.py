@@ -28,9 +28,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from etl import locks
+from etl.summaries import summaries_forget
 
 # The partitioned candle tables; enrichment registers market_data_v2 from its ready().
 PARTITIONED_TABLES: list[str] = ["market_data"]
+
+# The partitioned tables whose rows the integrity summaries count (etl.summaries' triggers).
+SUMMARISED_TABLES = ("market_data",)
 
 MISSING_SQL = """
 SELECT y FROM generate_series(%s::int, %s::int) AS y
@@ -126,6 +130,11 @@ def _drop(table: str, year: int) -> None:
     with connection.cursor() as cur:
         # Names are our own tables' and an integer year.
         cur.execute(f"ALTER TABLE {quote(table)} DETACH PARTITION {quote(name)}{concurrently}")
+    # A detached partition's rows leave without a DELETE trigger: the summaries forget them in
+    # the transaction that drops it (between the two they count rows the parent no longer has).
+    with transaction.atomic(), connection.cursor() as cur:
+        if table in SUMMARISED_TABLES:
+            summaries_forget(table=name)
         cur.execute(f"DROP TABLE {quote(name)}")
 
 

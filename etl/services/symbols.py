@@ -28,6 +28,7 @@ from etl.progress import ProgressReporter
 from etl.queue import QueuedTask, queue_on_commit
 from etl.selectors import integrity_status
 from etl.services.integrity import integrity_snapshot_take, quality_gates_check
+from etl.summaries import SYMBOL_WITHOUT_CANDLES_SQL, summary_read, unlinked_pairs_read
 
 UNRESOLVED_LISTED = 100
 ANALYZE_AFTER = 1000
@@ -345,9 +346,8 @@ def _link_batch(batch: Sequence[_Pair], *, relink: bool) -> int:
 
 
 def candles_without_symbol_count() -> int:
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM market_data WHERE symbol_id IS NULL")
-        return cur.fetchone()[0]
+    """From the integrity summaries, not a count of market_data."""
+    return summary_read("candles.orphan").total("candles.orphan")
 
 
 def symbols_sync(
@@ -695,9 +695,10 @@ def _clean_inactive_market(cur, cleanup: _Cleanup) -> None:
 
 
 def _clean_without_candles(cur, cleanup: _Cleanup) -> None:
+    # Whether a symbol has candles is read from its summary tallies, not from market_data.
     cur.execute(
-        "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"
-        " WHERE s.is_active AND NOT EXISTS (SELECT 1 FROM market_data md WHERE md.symbol_id = s.id)"
+        "SELECT s.id, s.ticker, m.code FROM symbols s JOIN markets m ON m.id = s.market_id"  # noqa: S608 - constant
+        f" WHERE s.is_active AND {SYMBOL_WITHOUT_CANDLES_SQL}"
         " AND (%(ids)s::bigint[] IS NULL OR s.id = ANY(%(ids)s)) ORDER BY m.code, s.ticker",
         cleanup.scope,
     )
@@ -708,12 +709,7 @@ def _clean_unlinked_candles(cleanup: _Cleanup) -> None:
     """Candles without a symbol, linked by the symbol sync when that fix is wanted.
     Outside the clean-up's transaction: the sync commits batch by batch, and its
     audit row is written (in its own transaction) once it has run."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT ticker, market, count(*) FROM market_data WHERE symbol_id IS NULL"
-            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
-        )
-        unlinked = cur.fetchall()
+    unlinked = unlinked_pairs_read()
     if not unlinked:
         return
     linked_by_sync = 0
@@ -762,9 +758,7 @@ def _validation_result(*, fix: bool, cleanup: _Cleanup) -> SymbolValidationResul
 
 
 def _unlinked_pairs() -> set[tuple[str, str]]:
-    with connection.cursor() as cur:
-        cur.execute("SELECT DISTINCT ticker, market FROM market_data WHERE symbol_id IS NULL")
-        return set(cur.fetchall())
+    return {(ticker, market) for ticker, market, _ in unlinked_pairs_read()}
 
 
 def _deactivate(cur, rows: list[tuple[int, str, str]], code: str, message: str, cleanup: _Cleanup) -> None:

@@ -23,6 +23,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("etl.PipelineRun", "cancel_runs"): "run",
     ("etl.PipelineRun", "run_again"): "run",
     ("etl.ApiToken", "revoke"): "change",
+    ("etl.SummaryRecount", "recount_again"): "recount",
     ("etl.Symbol", "validate_symbols"): READ_ONLY,
     ("etl.Symbol", "clean_symbols"): "clean",
     ("batchimport.ImportJob", "cancel_jobs"): "cancel",

@@ -20,7 +20,7 @@ from django.utils import timezone
 from batchimport.models import ImportJob
 from enrichment.providers.models import FetchLog
 from etl import services
-from etl.models import IntegritySnapshot, PipelineRun
+from etl.models import AssetClass, Market, MarketData, PipelineRun, Symbol
 from etl.services import retention_prune
 from etl.tests.test_metrics import scrape
 
@@ -163,19 +163,38 @@ def test_the_gauges_of_runs_imports_and_quality(client, reference_data):
         started_at=now - timedelta(seconds=100),
         rows_read=5000,
     )
-    IntegritySnapshot.objects.create(
-        taken_at=now, market="", candles=10, candles_without_symbol=0, asset_class_consistency=88.0, overall_quality=75
-    )
-    IntegritySnapshot.objects.create(
-        taken_at=now, market="BIST", candles=10, candles_without_symbol=0, asset_class_consistency=95.0
-    )
+    # The quality gauges read the integrity summaries as they are now: 19 of BIST's 20 candles
+    # and 3 of NASDAQ's 5 agree with their symbol's class (88 % overall).
+    for ticker, market, code, right, wrong in (
+        ("THYAO", "BIST", "STOCK_BIST", 19, 1),
+        ("AAPL", "NASDAQ", "STOCK_NASDAQ", 3, 2),
+    ):
+        symbol = Symbol.objects.create(
+            ticker=ticker, market=Market.objects.get(code=market), asset_class=AssetClass.objects.get(code=code)
+        )
+        MarketData.objects.bulk_create(
+            MarketData(
+                ticker=ticker,
+                market=market,
+                timeframe="1d",
+                ts=now - timedelta(days=i),
+                open=1,
+                high=1,
+                low=1,
+                close=1,
+                volume=1,
+                symbol=symbol,
+                asset_class=code if i < right else market,
+            )
+            for i in range(right + wrong)
+        )
     gauges = scrape(client)["gauge"]
     assert 7300 <= gauges[("mytrader_run_oldest_running_seconds", '{kind="pipelinerun"}')] < 7400
     assert gauges[("mytrader_run_oldest_running_seconds", '{kind="correctionrun"}')] == 0
     assert 9.5 < gauges[("mytrader_import_rows_per_second", '{market="NYSE"}')] <= 10.0  # the slower job
     assert gauges[("mytrader_asset_class_quality_score", "")] == 88.0
     assert gauges[("mytrader_asset_class_quality_score", '{market="BIST"}')] == 95.0
-    assert gauges[("mytrader_data_quality_score", "")] == 75
+    assert gauges[("mytrader_data_quality_score", "")] == 66  # 0.4 x 100 coverage + 0.3 x 88 + 0.3 x 0 enriched
     assert gauges[("mytrader_queue_workers", "")] == 0
 
 

@@ -48,8 +48,9 @@ def test_weighted_by_expected_bars_over_the_latest_days_in_one_query(nvda):
     with CaptureQueriesContext(connection) as queries:
         assert data_completeness() == round((7 * 0.0 + 7 * 1.0 + 21 * 0.5) / 35, 4)
     assert len(queries) == 1
-    # Only the latest rows count: the first (empty) day falls out of a window of two.
-    assert data_completeness(latest_rows=2) == round((7 * 1.0 + 21 * 0.5) / 28, 4)
+    # Only the latest measured days count: the first day falls out of a window of two
+    # (the two unmeasured days after it do not move the window).
+    assert data_completeness(days=2) == round((7 * 1.0 + 21 * 0.5) / 28, 4)
 
 
 def test_enrichment_registers_it_and_the_gate_names_its_value(nvda, settings):

@@ -1,0 +1,310 @@
+"""The integrity summaries: the numbers the status pages, the dashboard, health and
+/metrics show, kept per market in a few rows instead of counted over the big tables.
+
+Writers keep them in their own transactions without calling anything: statement-level
+triggers (etl migration 0014 for `market_data`, `symbols`, `asset_classes`; the apps'
+migrations for their tables) append one small aggregate per statement to the delta
+tables. Deltas are insert-only, so concurrent writers never wait on a shared summary row
+(a per-market counter row updated in place would hold its row lock until the writer
+commits and serialise every writer of that market; docs/summaries.md has the
+measurement). `summaries_fold` moves the deltas into the totals; a read sums the totals
+and whatever is still pending, so a number is exact whether or not a fold has run.
+
+A source (`SummarySource`) says which metrics a table feeds and how to count them from
+the table itself: `etl.services.summaries.summary_recount` recounts every source,
+reports drift and repairs it. Apps register their sources from `AppConfig.ready()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from etl import locks
+
+log = logging.getLogger(__name__)
+
+# Fractional figures (a completeness, a mean score, a duration) are stored as integers
+# scaled by SCALE, each row rounded once, so sums are exact in any order and a recount
+# compares equal.
+SCALE = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SummarySource:
+    """The metrics under `prefix` come from one table. `sql` counts them from that table:
+    it returns (market, metric, bucket, value) rows and may use `%(since)s`, the oldest
+    bucket kept when `window_hours` is set (older buckets are dropped by the fold)."""
+
+    name: str
+    prefix: str
+    sql: str
+    description: str = ""
+    window_hours: int | None = None
+
+
+_SOURCES: dict[str, SummarySource] = {}
+
+
+def register_summary_source(source: SummarySource) -> None:
+    _SOURCES[source.name] = source
+
+
+def registered_sources() -> dict[str, SummarySource]:
+    return dict(_SOURCES)
+
+
+# ---------------------------------------------------------------------------
+# Fold
+
+_FOLD_PAIRS = """
+WITH moved AS (
+    DELETE FROM integrity_unlinked_pair_deltas RETURNING market, ticker, candles
+), d AS (
+    SELECT market, ticker, sum(candles) AS n FROM moved GROUP BY 1, 2
+), before AS (
+    SELECT d.market, d.ticker, d.n, COALESCE(p.candles, 0) AS old
+    FROM d LEFT JOIN integrity_unlinked_pairs p ON p.market = d.market AND p.ticker = d.ticker
+), up AS (
+    INSERT INTO integrity_unlinked_pairs AS p (market, ticker, candles)
+    SELECT market, ticker, n FROM d WHERE n <> 0 ORDER BY market, ticker
+    ON CONFLICT (market, ticker) DO UPDATE SET candles = p.candles + EXCLUDED.candles
+)
+INSERT INTO integrity_summary_deltas (market, metric, value)
+SELECT market, 'candles.unlinked_pairs', sum(CASE WHEN old <= 0 AND old + n > 0 THEN 1
+                                                 WHEN old > 0 AND old + n <= 0 THEN -1 ELSE 0 END)
+FROM before GROUP BY market
+HAVING sum(CASE WHEN old <= 0 AND old + n > 0 THEN 1 WHEN old > 0 AND old + n <= 0 THEN -1 ELSE 0 END) <> 0
+"""
+
+_FOLD_TALLIES = """
+WITH moved AS (
+    DELETE FROM integrity_symbol_tally_deltas RETURNING symbol_id, asset_class, candles
+), d AS (
+    SELECT symbol_id, asset_class, sum(candles) AS n FROM moved GROUP BY 1, 2 HAVING sum(candles) <> 0
+)
+INSERT INTO integrity_symbol_tallies AS t (symbol_id, asset_class, candles)
+SELECT symbol_id, asset_class, n FROM d ORDER BY symbol_id, asset_class
+ON CONFLICT (symbol_id, asset_class) DO UPDATE SET candles = t.candles + EXCLUDED.candles
+"""
+
+# A ".max" metric keeps the largest value seen (a longest duration); the others add up.
+_FOLD_SUMMARY = """
+WITH moved AS (
+    DELETE FROM integrity_summary_deltas RETURNING market, metric, bucket, value
+), folded AS (
+    SELECT market, metric, bucket,
+           CASE WHEN metric LIKE '%.max' THEN max(value) ELSE sum(value) END AS value
+    FROM moved GROUP BY 1, 2, 3
+)
+INSERT INTO integrity_summary AS t (market, metric, bucket, value, updated_at)
+SELECT market, metric, bucket, value, now() FROM folded ORDER BY market, metric, bucket
+ON CONFLICT (market, metric, bucket) DO UPDATE SET
+    value = CASE WHEN t.metric LIKE '%.max' THEN greatest(t.value, EXCLUDED.value) ELSE t.value + EXCLUDED.value END,
+    updated_at = now()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    folded: bool  # False: another session was folding; nothing was done
+    pairs: int = 0
+    tallies: int = 0
+    values: int = 0
+    expired: int = 0
+
+
+def summaries_fold(*, tallies: bool = True, wait: bool = False) -> FoldResult:
+    """Move the pending deltas into the totals: the unlinked pairs first (a pair that gains
+    or loses its last candle changes `candles.unlinked_pairs`), then the per-symbol
+    tallies (unless `tallies` is False: only a change of a symbol's class reads them),
+    then the numbers; drop hour buckets that left their source's window. One fold at a
+    time; without `wait` a fold already running elsewhere makes this one a no-op."""
+    with transaction.atomic(), connection.cursor() as cur:
+        if wait:
+            locks.xact_lock(locks.SUMMARY_FOLD)
+        elif not locks.try_xact_lock(locks.SUMMARY_FOLD):
+            return FoldResult(folded=False)
+        cur.execute(_FOLD_PAIRS)
+        pairs = cur.rowcount
+        folded_tallies = 0
+        if tallies:
+            cur.execute(_FOLD_TALLIES)
+            folded_tallies = cur.rowcount
+        cur.execute(_FOLD_SUMMARY)
+        values = cur.rowcount
+        expired = _expire_buckets(cur)
+    return FoldResult(folded=True, pairs=pairs, tallies=folded_tallies, values=values, expired=expired)
+
+
+def _expire_buckets(cur) -> int:
+    """Drop the hour buckets older than their source's window, in one statement."""
+    windows = [(s.prefix + "%", window_start(s.window_hours)) for s in _SOURCES.values() if s.window_hours]
+    if not windows:
+        return 0
+    condition = " OR ".join(["(metric LIKE %s AND bucket < %s)"] * len(windows))
+    cur.execute(f"DELETE FROM integrity_summary WHERE {condition}", [p for w in windows for p in w])  # noqa: S608
+    return cur.rowcount
+
+
+def window_start(hours: int, *, now: datetime | None = None) -> datetime:
+    """The oldest hour bucket a window of `hours` keeps (whole hours, the current one included)."""
+    return hour_floor(now or timezone.now()) - timedelta(hours=hours - 1)
+
+
+# ---------------------------------------------------------------------------
+# Read
+
+# Totals plus what is still pending; a pending change to an unlinked pair adds its transition.
+_READ = """
+WITH pair_deltas AS (
+    SELECT market, ticker, sum(candles) AS n FROM integrity_unlinked_pair_deltas GROUP BY 1, 2
+), pending_pairs AS (
+    SELECT d.market,
+           sum(CASE WHEN COALESCE(p.candles, 0) <= 0 AND COALESCE(p.candles, 0) + d.n > 0 THEN 1
+                    WHEN COALESCE(p.candles, 0) > 0 AND COALESCE(p.candles, 0) + d.n <= 0 THEN -1
+                    ELSE 0 END) AS value
+    FROM pair_deltas d LEFT JOIN integrity_unlinked_pairs p ON p.market = d.market AND p.ticker = d.ticker
+    GROUP BY d.market
+)
+SELECT market, metric, bucket, CASE WHEN metric LIKE '%%.max' THEN max(value) ELSE sum(value) END
+FROM (
+    SELECT market, metric, bucket, value FROM integrity_summary
+    WHERE metric LIKE ANY(%(patterns)s) AND (%(buckets)s OR bucket IS NULL)
+    UNION ALL
+    SELECT market, metric, bucket, value FROM integrity_summary_deltas
+    WHERE metric LIKE ANY(%(patterns)s) AND (%(buckets)s OR bucket IS NULL)
+    UNION ALL
+    SELECT market, 'candles.unlinked_pairs', NULL, value FROM pending_pairs
+    WHERE 'candles.unlinked_pairs' LIKE ANY(%(patterns)s)
+) x
+GROUP BY 1, 2, 3
+"""
+
+
+class SummaryValues:
+    """The numbers of a read: `value(metric, market)`, `total(metric)` over all markets,
+    `by_market(metric)`, `buckets(metric)`, `markets(prefix)`."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, datetime | None, int]]):
+        self._plain: dict[str, dict[str, int]] = defaultdict(dict)
+        self._buckets: dict[str, dict[tuple[str, datetime], int]] = defaultdict(dict)
+        for market, metric, bucket, value in rows:
+            if bucket is None:
+                self._plain[metric][market] = int(value)
+            else:
+                self._buckets[metric][(market, bucket)] = int(value)
+
+    def value(self, metric: str, market: str) -> int:
+        return self._plain.get(metric, {}).get(market, 0)
+
+    def total(self, metric: str) -> int:
+        return sum(self._plain.get(metric, {}).values())
+
+    def by_market(self, metric: str) -> dict[str, int]:
+        return dict(self._plain.get(metric, {}))
+
+    def buckets(self, metric: str) -> dict[tuple[str, datetime], int]:
+        return dict(self._buckets.get(metric, {}))
+
+    def metrics(self, prefix: str) -> list[str]:
+        return sorted(m for m in self._plain if m.startswith(prefix))
+
+    def markets(self, prefix: str) -> set[str]:
+        """Markets with a non-zero number under `prefix`."""
+        return {
+            market
+            for metric, values in self._plain.items()
+            if metric.startswith(prefix)
+            for market, value in values.items()
+            if value
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        plain = [
+            {"market": market, "metric": metric, "bucket": None, "value": value}
+            for metric, values in self._plain.items()
+            for market, value in values.items()
+        ]
+        bucketed = [
+            {"market": market, "metric": metric, "bucket": bucket, "value": value}
+            for metric, values in self._buckets.items()
+            for (market, bucket), value in values.items()
+        ]
+        return sorted(plain + bucketed, key=lambda r: (r["metric"], r["market"], r["bucket"] or datetime.min))
+
+
+# A read folds at most this often in a process: a fold is a few round trips, and the numbers
+# are exact without it (a page that reads the summaries three times folds once).
+READ_FOLD_SECONDS = 2.0
+_last_read_fold = float("-inf")
+
+
+def summary_read(*prefixes: str, fold: bool = True, buckets: bool = False) -> SummaryValues:
+    """The current numbers under the metric prefixes (e.g. "candles.", "symbols."): a
+    few rows; with `buckets`, their hour and day buckets too. Folds the pending deltas
+    first (at most every READ_FOLD_SECONDS, and only when no other fold is running), so
+    the next read has less to add up; exact either way."""
+    global _last_read_fold
+    if fold and time.monotonic() - _last_read_fold >= READ_FOLD_SECONDS:
+        _last_read_fold = time.monotonic()
+        summaries_fold(tallies=False)
+    with connection.cursor() as cur:
+        cur.execute(_READ, {"patterns": [p + "%" for p in prefixes], "buckets": buckets})
+        return SummaryValues(cur.fetchall())
+
+
+_UNLINKED_PAIRS = """
+SELECT ticker, market, sum(candles)::bigint AS n FROM (
+    SELECT ticker, market, candles FROM integrity_unlinked_pairs
+    UNION ALL SELECT ticker, market, candles FROM integrity_unlinked_pair_deltas
+) x GROUP BY 1, 2 HAVING sum(candles) > 0
+ORDER BY 3 DESC, 1, 2
+"""
+
+# Symbols (an SQL alias `s`) with no candle, from their tallies rather than market_data.
+SYMBOL_WITHOUT_CANDLES_SQL = """
+COALESCE((SELECT sum(x.candles) FROM (
+    SELECT t.candles FROM integrity_symbol_tallies t WHERE t.symbol_id = s.id
+    UNION ALL SELECT d.candles FROM integrity_symbol_tally_deltas d WHERE d.symbol_id = s.id
+) x), 0) = 0
+"""
+
+
+def unlinked_pairs_read() -> list[tuple[str, str, int]]:
+    """(ticker, market, candles) of every raw pair with candles but no symbol, most candles first."""
+    with connection.cursor() as cur:
+        cur.execute(_UNLINKED_PAIRS)
+        return cur.fetchall()
+
+
+def hour_floor(moment: datetime) -> datetime:
+    """The start of the (UTC) hour bucket `moment` falls in."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hourly_since(values: SummaryValues, metric: str, since: datetime) -> dict[str, int]:
+    """Per market, the hour buckets of `metric` that lie wholly after `since` (summed, or
+    the largest for a ".max"). The hour `since` falls in is the caller's to count."""
+    after = hour_floor(since) + timedelta(hours=1)
+    out: dict[str, int] = {}
+    for (market, bucket), value in values.buckets(metric).items():
+        if bucket >= after:
+            out[market] = max(out.get(market, value), value) if metric.endswith(".max") else out.get(market, 0) + value
+    return out
+
+
+def summaries_forget(*, table: str) -> None:
+    """Take the candles of `table` (a `market_data` partition about to be dropped or
+    detached, which fires no DELETE trigger) out of the summaries, in the caller's
+    transaction: call it in the transaction that drops the partition."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT integrity_candles_forget(%s::regclass)", [table])
