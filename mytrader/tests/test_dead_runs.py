@@ -105,6 +105,7 @@ def test_every_run_type_names_a_dead_run_sweep_that_runs_every_minute():
         "corrections.CorrectionRun",
         "enrichment.FeatureRun",
         "enrichment.AssetEnrichmentRun",
+        "etl.SummaryRecount",
     }
     # backfills are not run records: their sweep runs with the heartbeat sweep
     assert "backfills" in recovery.runs_heartbeat_sweep().work_recovered
