@@ -29,16 +29,38 @@ def _fast_password_hashing(settings):
 TEST_CANDLE_YEARS = (1995, 2035)
 
 
+def ensure_test_partitions() -> None:
+    for table in PARTITIONED_TABLES:
+        partitions_ensure(
+            table=table,
+            first=datetime(TEST_CANDLE_YEARS[0], 1, 1, tzinfo=UTC),
+            last=datetime(TEST_CANDLE_YEARS[1], 1, 1, tzinfo=UTC),
+        )
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """The test database as migrated, with yearly candle partitions for TEST_CANDLE_YEARS."""
     with django_db_blocker.unblock():
-        for table in PARTITIONED_TABLES:
-            partitions_ensure(
-                table=table,
-                first=datetime(TEST_CANDLE_YEARS[0], 1, 1, tzinfo=UTC),
-                last=datetime(TEST_CANDLE_YEARS[1], 1, 1, tzinfo=UTC),
-            )
+        ensure_test_partitions()
+
+
+@pytest.fixture
+def migrations_restored(transactional_db):
+    """For a test that migrates backwards: afterwards, pass or fail, the database is migrated
+    to the latest state again, as `migrate` leaves it (event triggers, test partitions), so
+    the tests after it find every table."""
+    yield
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from etl.event_triggers import event_triggers_install
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    event_triggers_install()
+    ensure_test_partitions()
 
 
 @pytest.fixture(autouse=True)

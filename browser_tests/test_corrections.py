@@ -15,9 +15,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def imported(sample_folder, data_root) -> dict[int, str | None]:
-    """The sample imported and synced. The importer stores the folder's word as asset
-    class ("BIST", "NASDAQ", "NYSE": mismatching the symbols' STOCK_* classes; "CRYPTO"
-    already right). Returns each candle's asset class before any correction."""
+    """The sample imported and synced, its stock candles then given the folder's word as asset
+    class ("BIST", "NASDAQ", "NYSE"), as the old importer stored them: mismatching the symbols'
+    STOCK_* classes ("CRYPTO" already right). The import links symbols and classes at write,
+    so it has nothing to correct by itself. Returns each candle's asset class before any
+    correction."""
     from etl.models import MarketData
 
     call_command(
@@ -31,6 +33,7 @@ def imported(sample_folder, data_root) -> dict[int, str | None]:
         stdout=StringIO(),
         stderr=StringIO(),
     )
+    MarketData.objects.filter(market__in=["BIST", "NASDAQ", "NYSE"]).update(asset_class=F("market"))
     before = dict(MarketData.objects.values_list("id", "asset_class"))
     assert len(before) > 400 and set(before.values()) == {"BIST", "CRYPTO", "NASDAQ", "NYSE"}
     assert not MarketData.objects.filter(symbol__isnull=True).exists()

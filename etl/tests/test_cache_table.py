@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @override_settings(
     CACHES={"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "django_cache"}}
 )
-def test_migrate_creates_the_cache_table():
+def test_migrate_creates_the_cache_table(migrations_restored):
     with connection.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS django_cache")
     executor = MigrationExecutor(connection)

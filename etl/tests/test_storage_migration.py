@@ -10,11 +10,10 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from batchimport.models import ImportFile, ImportJob
-from conftest import TEST_CANDLE_YEARS
 from etl.event_triggers import event_triggers_install
 from etl.models import DataCorrection, Market, MarketData, Symbol
 from etl.services import reference_data_bootstrap
-from etl.services.partitions import PARTITIONED_TABLES, partition_years, partitions_ensure
+from etl.services.partitions import partition_years
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,49 +83,38 @@ def candles() -> list[tuple]:
         return cur.fetchall()
 
 
-def test_a_populated_table_moves_to_partitions_with_its_ids_sequence_and_provenance_and_back():
-    try:
-        migrate(BEFORE)
-        world = old_world()
-        before = candles()
-        sequence_at = scalar("SELECT last_value FROM market_data_id_seq")
-        migrate(latest())
-        event_triggers_install()  # what post_migrate does after a real `migrate`
+def test_a_populated_table_moves_to_partitions_with_its_ids_sequence_and_provenance_and_back(migrations_restored):
+    migrate(BEFORE)
+    world = old_world()
+    before = candles()
+    sequence_at = scalar("SELECT last_value FROM market_data_id_seq")
+    migrate(latest())
+    event_triggers_install()  # what post_migrate does after a real `migrate`
 
-        assert candles() == before  # every row, its id and its values
-        assert set(partition_years("market_data")) >= {1999, 2024}
-        aapl = MarketData.objects.get(pk=world["ids"][("AAPL", 2024)])
-        assert aapl.import_file_id == world["file"].pk
-        # The MSFT path had no file row left: it is kept in the audit trail, not dropped.
-        lost = DataCorrection.objects.get(kind="provenance_kept")
-        assert (lost.ticker, lost.old_value, lost.row_count) == ("MSFT", "NASDAQ/MSFT.csv", 1)
-        assert MarketData.objects.get(ticker="BTC").import_file_id is None
-        # The sequence goes on where it was: no id is given twice.
-        new = MarketData.objects.create(
-            ticker="NEW", market="NASDAQ", timeframe="1d", ts=datetime(2024, 7, 1, tzinfo=UTC),
-            open=1, high=1, low=1, close=1, volume=1,
-        )  # fmt: skip
-        assert new.pk == sequence_at + 1
-        assert scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'metric_market_data_newest'") >= 1
-        assert scalar("SELECT relkind FROM pg_class WHERE relname = 'market_data_v2'") == "p"
-        # float8 features come over bit for bit.
-        v2 = scalar(
-            "SELECT row(close, rsi_14, symbol_id)::text FROM market_data_v2 WHERE id = %s", [world["ids"]["v2"]]
-        )
-        assert v2 == f"(0.30000000000000004,55.5,{Symbol.objects.get().pk})"
+    assert candles() == before  # every row, its id and its values
+    assert set(partition_years("market_data")) >= {1999, 2024}
+    aapl = MarketData.objects.get(pk=world["ids"][("AAPL", 2024)])
+    assert aapl.import_file_id == world["file"].pk
+    # The MSFT path had no file row left: it is kept in the audit trail, not dropped.
+    lost = DataCorrection.objects.get(kind="provenance_kept")
+    assert (lost.ticker, lost.old_value, lost.row_count) == ("MSFT", "NASDAQ/MSFT.csv", 1)
+    assert MarketData.objects.get(ticker="BTC").import_file_id is None
+    # The sequence goes on where it was: no id is given twice.
+    new = MarketData.objects.create(
+        ticker="NEW", market="NASDAQ", timeframe="1d", ts=datetime(2024, 7, 1, tzinfo=UTC),
+        open=1, high=1, low=1, close=1, volume=1,
+    )  # fmt: skip
+    assert new.pk == sequence_at + 1
+    assert scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'metric_market_data_newest'") >= 1
+    assert scalar("SELECT relkind FROM pg_class WHERE relname = 'market_data_v2'") == "p"
+    # float8 features come over bit for bit.
+    v2 = scalar("SELECT row(close, rsi_14, symbol_id)::text FROM market_data_v2 WHERE id = %s", [world["ids"]["v2"]])
+    assert v2 == f"(0.30000000000000004,55.5,{Symbol.objects.get().pk})"
 
-        migrate(BEFORE)
-        assert scalar("SELECT relkind FROM pg_class WHERE relname = 'market_data'") == "r"
-        with connection.cursor() as cur:
-            cur.execute("SELECT source_file, import_job_id FROM market_data WHERE id = %s", [aapl.pk])
-            assert cur.fetchone() == ("NASDAQ/AAPL.csv", world["job"].pk)
-        assert scalar("SELECT count(*) FROM market_data") == len(before) + 1
-        migrate(latest())
-    finally:
-        migrate(latest())
-        for table in PARTITIONED_TABLES:
-            partitions_ensure(
-                table=table,
-                first=datetime(TEST_CANDLE_YEARS[0], 1, 1, tzinfo=UTC),
-                last=datetime(TEST_CANDLE_YEARS[1], 1, 1, tzinfo=UTC),
-            )
+    migrate(BEFORE)
+    assert scalar("SELECT relkind FROM pg_class WHERE relname = 'market_data'") == "r"
+    with connection.cursor() as cur:
+        cur.execute("SELECT source_file, import_job_id FROM market_data WHERE id = %s", [aapl.pk])
+        assert cur.fetchone() == ("NASDAQ/AAPL.csv", world["job"].pk)
+    assert scalar("SELECT count(*) FROM market_data") == len(before) + 1
+    migrate(latest())

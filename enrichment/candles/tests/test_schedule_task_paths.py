@@ -21,7 +21,7 @@ def migrate(targets) -> None:
     executor.migrate(targets)
 
 
-def test_stored_task_paths_move_to_the_new_modules_and_back():
+def test_stored_task_paths_move_to_the_new_modules_and_back(migrations_restored):
     migrate(BEFORE)
     old = {
         "features: BINANCE hourly": "enrichment.tasks_features.features_scheduled",
