@@ -1,0 +1,216 @@
+"""The chunked feature step (`feature_batch`) against the per-series one: the same rows on
+random data, a bounded no-op, cancel between chunks, a failing series, candles written once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from enrichment.candles.services import feature_batch, feature_compute
+from enrichment.candles.services.feature_runs import features_run
+from enrichment.candles.tests.feature_fixtures import insert_market_data, make_symbol, random_candles
+from enrichment.models import DataQualityMetric, EnrichmentComputeLog, EnrichmentStatus, FeatureRun, MarketDataV2
+from etl.models import DataCorrection, MarketData
+from etl.progress import Cancelled, ProgressReporter
+
+pytestmark = pytest.mark.django_db
+
+V2_COLUMNS = [
+    f.column
+    for f in MarketDataV2._meta.concrete_fields
+    if f.column not in ("id", "symbol_id", "computed_at", "updated_at", "created_at")
+]
+METRIC_FIELDS = [
+    "timeframe",
+    "day",
+    "expected_bars",
+    "actual_bars",
+    "completeness",
+    "gaps",
+    "volume_anomalies",
+    "ohlc_inconsistencies",
+    "outside_session",
+    "avg_quality_score",
+]
+STATUS_FIELDS = ["timeframe", "state", "rows", "first_ts", "last_ts", "avg_quality_score", "completeness", "last_error"]
+# (market, timeframe, bar seconds, start): crypto around the clock and a stock market with sessions.
+SHAPES = [
+    ("BINANCE", "15m", 900, 1_700_000_100 - 1_700_000_100 % 900),
+    ("BINANCE", "1h", 3600, 1_700_002_800),
+    ("NASDAQ", "1d", 86400, 1_700_006_400),
+]
+
+
+def v2_rows(symbol) -> list[tuple]:
+    return list(MarketDataV2.objects.filter(symbol=symbol).order_by("timeframe", "ts").values_list(*V2_COLUMNS))
+
+
+def assert_same_series(a, b) -> None:
+    """Two symbols fed the same candles hold the same rows, bit for bit."""
+    left, right = v2_rows(a), v2_rows(b)
+    assert len(left) == len(right)
+    for x, y in zip(left, right, strict=True):  # NULL is None, so == compares floats bit for bit
+        assert x == y, [(c, u, v) for c, u, v in zip(V2_COLUMNS, x, y, strict=True) if u != v]
+    for model, fields in ((DataQualityMetric, METRIC_FIELDS), (EnrichmentStatus, STATUS_FIELDS)):
+        ordered = model.objects.order_by(*fields[:2])
+        left = list(ordered.filter(symbol=a).values_list(*fields))
+        right = list(ordered.filter(symbol=b).values_list(*fields))
+        assert left == right, model.__name__
+    logs = EnrichmentComputeLog.objects.order_by("timeframe", "created_at", "id")
+    fields = ("timeframe", "mode", "rows_read", "rows_written", "first_ts", "last_ts", "succeeded")
+    assert list(logs.filter(symbol=a).values_list(*fields)) == list(logs.filter(symbol=b).values_list(*fields))
+    amendments = DataCorrection.objects.filter(kind="candle_amendment").order_by("created_at", "id")
+    fields = ("field", "old_value", "new_value")
+    assert list(amendments.filter(ticker=a.ticker).values_list(*fields)) == list(
+        amendments.filter(ticker=b.ticker).values_list(*fields)
+    )
+
+
+def feed(pairs, shape, data, rows: slice) -> None:
+    market, timeframe, _, _ = shape
+    for symbol in pairs:
+        insert_market_data(symbol, data, timeframe=timeframe, rows=rows)
+
+
+def restate(pairs, timeframe: str, rng: np.random.Generator, count: int) -> None:
+    """Restate `count` random stored bars of each symbol the same way (as an import does)."""
+    stored = list(MarketData.objects.filter(symbol=pairs[0], timeframe=timeframe).order_by("ts").values_list("ts"))
+    for (ts,) in (stored[i] for i in rng.choice(len(stored), size=min(count, len(stored)), replace=False)):
+        for symbol in pairs:
+            MarketData.objects.filter(symbol=symbol, timeframe=timeframe, ts=ts).update(
+                close=F("close") * 1.01, high=F("high") * 1.02, updated_at=timezone.now()
+            )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_chunked_path_gives_the_rows_of_the_per_series_path_on_random_data(seed, monkeypatch):
+    """Gaps, restatements, several timeframes and markets, series added between runs: a
+    per-series run over one set of symbols and a chunked run (chunks of three series) over a
+    twin set fed the same candles end with the same rows, metrics, status, logs and amendments."""
+    monkeypatch.setattr(feature_batch, "CHUNK_SERIES", 3)
+    rng = np.random.default_rng(seed)
+    twins, plans = [], []
+    for i in range(7):
+        shape = SHAPES[i % len(SHAPES)]
+        market = shape[0]
+        one = make_symbol(f"P{i}", market, "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ")
+        two = make_symbol(f"C{i}", market, "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ")
+        n = int(rng.integers(60, 260))
+        data = random_candles(
+            n, seed=seed * 100 + i, timeframe_seconds=shape[2], start=shape[3], gaps=int(rng.integers(0, 6))
+        )
+        twins.append((one, two))
+        # The first run sees a prefix (or nothing: a series added later), the second the rest.
+        cut = 0 if i == 6 else int(rng.integers(n // 2, n))
+        plans.append((shape, data, cut, n))
+        feed((one, two), shape, data, slice(0, cut))
+
+    def both_runs():
+        per_series = features_run(symbols=[p for p, _ in twins], chunked=False)
+        chunked = features_run(symbols=[c for _, c in twins], chunked=True)
+        assert per_series.failed == chunked.failed == 0
+        for name in ("series", "candles_inserted", "candles_updated", "amendments", "rows_computed"):
+            assert getattr(per_series, name) == getattr(chunked, name), name
+
+    both_runs()
+    for (one, two), (shape, data, cut, n) in zip(twins, plans, strict=True):
+        restate((one, two), shape[1], rng, 2) if cut else None
+        feed((one, two), shape, data, slice(cut, n))
+    both_runs()
+    both_runs()  # nothing new: a no-op for both
+    for one, two in twins:
+        assert_same_series(one, two)
+    assert DataCorrection.objects.filter(kind="candle_amendment").count() > 0
+
+
+def test_a_chunked_full_recompute_equals_the_per_series_one():
+    pairs = []
+    for i, shape in enumerate(SHAPES):
+        market = shape[0]
+        one = make_symbol(f"P{i}", market)
+        two = make_symbol(f"C{i}", market)
+        data = random_candles(150, seed=40 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3)
+        feed((one, two), shape, data, slice(None))
+        pairs.append((one, two))
+    features_run(symbols=[p for p, _ in pairs], chunked=False)
+    features_run(symbols=[c for _, c in pairs], chunked=True)
+    features_run(symbols=[p for p, _ in pairs], chunked=False, full=True)
+    features_run(symbols=[c for _, c in pairs], chunked=True, full=True)
+    for one, two in pairs:
+        assert_same_series(one, two)
+
+
+def make_series(count: int, bars: int = 30, *, first: int = 0) -> list:
+    symbols = []
+    for i in range(first, first + count):
+        symbol = make_symbol(f"S{i:03d}", "BINANCE", "CRYPTO")
+        insert_market_data(symbol, random_candles(bars, seed=i))
+        symbols.append(symbol)
+    return symbols
+
+
+def test_a_no_op_run_costs_the_same_few_queries_for_10_or_200_series():
+    make_series(10)
+    features_run(chunked=True)
+    with CaptureQueriesContext(connection) as ten:
+        result = features_run()
+    assert result.series == 10 and result.rows_computed == 0
+    make_series(190, first=10)
+    features_run(chunked=True)
+    with CaptureQueriesContext(connection) as two_hundred:
+        result = features_run()
+    assert result.series == 200 and result.rows_computed == 0
+    assert len(ten.captured_queries) == len(two_hundred.captured_queries) <= 4
+
+
+def test_cancel_stops_between_chunks(monkeypatch):
+    monkeypatch.setattr(feature_batch, "CHUNK_SERIES", 2)
+    make_series(6)
+    run = FeatureRun.objects.create(kind=FeatureRun.Kind.COMPUTE, params={}, requested_by="test")
+    reporter = ProgressReporter(run, label="features")
+    FeatureRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    with pytest.raises(Cancelled):
+        features_run(run=run, progress=reporter, chunked=True)
+    # The first chunk is done and recorded; the others were not started.
+    assert EnrichmentStatus.objects.filter(state="ok").count() == 2
+    assert MarketDataV2.objects.values("symbol").distinct().count() == 2
+    assert FeatureRun.objects.get(pk=run.pk).progress_done == 2
+
+
+def test_a_failing_series_fails_alone_and_the_rest_of_its_chunk_goes_on(monkeypatch):
+    symbols = make_series(5)
+    broken = symbols[2]
+
+    def failing(real):
+        def compute(series, rows, bars_per_day):
+            if series.symbol.pk == broken.pk:
+                raise RuntimeError("boom")
+            return real(series, rows, bars_per_day)
+
+        return compute
+
+    monkeypatch.setattr(feature_batch, "compute_rows", failing(feature_batch.compute_rows))
+    monkeypatch.setattr(feature_compute, "compute_rows", failing(feature_compute.compute_rows))
+    result = features_run(chunked=True)
+    assert result.failed == 1 and "boom" in result.errors[0] and result.rows_computed == 4 * 30
+    status = EnrichmentStatus.objects.get(symbol=broken)
+    assert status.state == "failed" and "boom" in status.last_error
+    assert EnrichmentComputeLog.objects.filter(symbol=broken, succeeded=False).exists()
+    assert EnrichmentStatus.objects.filter(state="ok").count() == 4
+    monkeypatch.undo()
+    again = features_run(chunked=True)  # fixed: the failed series is stale and computed now
+    assert again.failed == 0 and again.rows_computed == 30
+    assert EnrichmentStatus.objects.filter(state="ok").count() == 5
+
+
+def test_the_chunked_run_keeps_the_integrity_summaries_exact(reference_data, assert_summaries_exact):
+    symbols = make_series(6, bars=80)
+    features_run(chunked=True)
+    assert_summaries_exact()
+    insert_market_data(symbols[0], random_candles(120, seed=0), rows=slice(80, None))
+    features_run(chunked=True)
+    assert_summaries_exact()
