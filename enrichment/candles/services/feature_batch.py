@@ -342,44 +342,51 @@ class Tail:
     incremental: bool
 
 
+# `feature_compute._first_stale`, `_context_from` and `_read_context`'s row count for every
+# series of the chunk at once: one pass over the chunk's rows (the primary key's order), no
+# per-series subquery.
 _TAILS_SQL = """
 CREATE TEMP TABLE feature_tails ON COMMIT DROP AS
-WITH d AS (
-    SELECT c.k, c.symbol_id, c.timeframe, c.lookback,
-           (SELECT min(v.ts) FROM market_data_v2 v WHERE {series} {stale}) AS dirty,
-           (SELECT min(v.ts) FROM market_data_v2 v WHERE {series}) AS earliest
+WITH r AS (
+    SELECT c.k, c.symbol_id, c.timeframe, c.lookback, v.ts, v.funding_rate IS NOT NULL AS funded,
+           {stale} AS stale
     FROM feature_chunk c
-), f AS (
-    SELECT c.*,
-           (SELECT v.ts FROM market_data_v2 v WHERE {series} AND v.ts < c.dirty
-             ORDER BY v.ts DESC OFFSET c.lookback LIMIT 1) AS by_rows,
-           (SELECT v.ts FROM market_data_v2 v WHERE {series} AND v.ts < c.dirty AND v.funding_rate IS NOT NULL
-             ORDER BY v.ts DESC OFFSET {funding_offset} LIMIT 1) AS by_funding,
-           EXISTS (SELECT 1 FROM market_data_v2 v WHERE {series} AND v.ts < c.dirty
-                   AND v.funding_rate IS NOT NULL) AS funded
-    FROM d c WHERE c.dirty IS NOT NULL
+    JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+), d AS (
+    SELECT k, min(ts) FILTER (WHERE stale) AS dirty, min(ts) AS earliest FROM r GROUP BY k
+), b AS (
+    -- the rows before the first stale one, counted back from it: all of them, and the funded ones
+    SELECT r.k, r.ts, r.funded, r.lookback,
+           row_number() OVER (PARTITION BY r.k ORDER BY r.ts DESC) - 1 AS back,
+           row_number() OVER (PARTITION BY r.k, r.funded ORDER BY r.ts DESC) - 1 AS back_same
+    FROM r JOIN d ON d.k = r.k
+    WHERE r.ts < d.dirty
+), e AS (
+    SELECT k, max(ts) FILTER (WHERE back = lookback) AS by_rows,
+           max(ts) FILTER (WHERE funded AND back_same = {funding_offset}) AS by_funding,
+           bool_or(funded) AS funded
+    FROM b GROUP BY k
 ), g AS (
-    -- `feature_compute._context_from`, for every series at once
-    SELECT c.k, c.symbol_id, c.timeframe, c.dirty,
-           CASE WHEN c.by_rows IS NULL THEN c.earliest
-                WHEN c.by_funding IS NOT NULL THEN least(c.by_rows, c.by_funding)
-                WHEN c.funded THEN c.earliest
-                ELSE c.by_rows END AS ctx
-    FROM f c
+    SELECT d.k, d.dirty,
+           CASE WHEN e.by_rows IS NULL THEN d.earliest
+                WHEN e.by_funding IS NOT NULL THEN least(e.by_rows, e.by_funding)
+                WHEN e.funded THEN d.earliest
+                ELSE e.by_rows END AS ctx
+    FROM d LEFT JOIN e ON e.k = d.k
+    WHERE d.dirty IS NOT NULL
 )
-SELECT c.*,
-       (SELECT max(v.ts) FROM market_data_v2 v WHERE {series} AND v.ts < c.ctx) AS prev,
-       (SELECT count(*) FROM market_data_v2 v WHERE {series} AND v.ts < c.ctx) AS row_offset
-FROM g c
+SELECT g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx,
+       max(r.ts) FILTER (WHERE r.ts < g.ctx) AS prev, count(*) FILTER (WHERE r.ts < g.ctx) AS row_offset
+FROM g JOIN feature_chunk c ON c.k = g.k JOIN r ON r.k = g.k
+GROUP BY g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx
 """
-_SERIES = "v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe"
 
 
 def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     """Read every stale tail of the chunk with its context in one COPY, compute each series over
     its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail."""
-    stale = "" if full else "AND v.features_revision IS DISTINCT FROM v.revision"
-    cur.execute(_TAILS_SQL.format(series=_SERIES, stale=stale, funding_offset=FUNDING_WINDOW - 2))
+    stale = "true" if full else "v.features_revision IS DISTINCT FROM v.revision"
+    cur.execute(_TAILS_SQL.format(stale=stale, funding_offset=FUNDING_WINDOW - 2))
     cur.execute("SELECT k, dirty, prev, row_offset FROM feature_tails ORDER BY k")
     meta = cur.fetchall()
     if not meta:
@@ -476,40 +483,44 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         " ORDER BY d.k, v.ts",
         {"k": "i", "ts": "t", "flags": "i", "score": "f"},
     )
-    ks = sorted(earlier)
-    bounds = np.searchsorted(read["k"], ks + [ks[-1] + 1])
-    frames = []
-    for i, k in enumerate(ks):
-        a, b = int(bounds[i]), int(bounds[i + 1])
-        if a == b:
-            continue
-        key = keys[k]
-        metrics = candle_quality.daily_metrics(
-            ts_seconds=read["ts"][a:b] // _US,
-            flags=read["flags"][a:b],
-            score=read["score"][a:b],
+    # One pass per calendar and timeframe over all its series (`daily_metrics_many`).
+    ks = np.array(sorted(earlier), dtype=np.int64)
+    bounds = np.searchsorted(read["k"], np.append(ks, ks[-1] + 1))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, k in enumerate(ks.tolist()):
+        if bounds[i + 1] > bounds[i]:
+            groups.setdefault((keys[k].symbol.market_id, keys[k].seconds), []).append(i)
+    parts = []
+    for members in groups.values():
+        key = keys[int(ks[members[0]])]
+        rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
+        lengths = np.array([bounds[i + 1] - bounds[i] for i in members])
+        metrics = candle_quality.daily_metrics_many(
+            ts_seconds=read["ts"][rows] // _US,
+            flags=read["flags"][rows],
+            score=read["score"][rows],
+            bounds=np.concatenate([[0], np.cumsum(lengths)]),
+            from_day_start=np.array([earlier[int(ks[i])] for i in members], dtype=bool),
             calendar=key.calendar,
             timeframe_seconds=key.seconds,
-            from_day_start=bool(earlier[k]),
         )
-        if not metrics.empty:
-            frames.append(metrics.assign(k=float(k)))
-    if not frames:
+        metrics["k"] = ks[members][metrics.pop("series")].astype(np.float64)
+        parts.append(metrics)
+    if not parts:
         return
-    metrics = pd.concat(frames, ignore_index=True)
+    metrics = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
     cols = list(METRIC_COLUMNS)
     cur.execute(
         "CREATE TEMP TABLE feature_metrics (ts timestamptz NOT NULL, k float8 NOT NULL, "
         + ", ".join(f"{c} float8" for c in cols[1:])
         + ") ON COMMIT DROP"
     )
-    days = np.array(metrics["day"].tolist(), dtype="datetime64[D]").astype("datetime64[us]")
     copy_into(
         cur,
         table="feature_metrics",
         columns=["k", *cols[1:]],
-        ts=days,
-        arrays=[metrics["k"].to_numpy(np.float64)] + [metrics[c].to_numpy(np.float64) for c in cols[1:]],
+        ts=metrics["day"].astype("datetime64[D]").astype("datetime64[us]"),
+        arrays=[metrics["k"]] + [metrics[c].astype(np.float64) for c in cols[1:]],
     )
     casts = ", ".join(f"s.{c}::{t.removesuffix('[]')}" for c, t in list(METRIC_COLUMNS.items())[1:])
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])

@@ -214,3 +214,49 @@ def test_the_chunked_run_keeps_the_integrity_summaries_exact(reference_data, ass
     insert_market_data(symbols[0], random_candles(120, seed=0), rows=slice(80, None))
     features_run(chunked=True)
     assert_summaries_exact()
+
+
+@pytest.mark.parametrize(
+    ("market", "seconds", "start"),
+    [("BINANCE", 900, 1_700_000_100), ("NASDAQ", 900, 1_700_000_100), ("NASDAQ", 86400, 1_700_006_400)],
+)
+def test_daily_metrics_of_many_series_at_once_equal_each_series_on_its_own(market, seconds, start):
+    from enrichment.candles import candle_quality
+    from enrichment.candles.tests.feature_fixtures import make_market
+    from etl.calendars import market_calendar
+
+    calendar = market_calendar(make_market(market))
+    rng = np.random.default_rng(seconds)
+    parts, lengths, from_start = [], [], []
+    for i in range(6):
+        n = int(rng.integers(1, 300))
+        steps = rng.integers(1, 4, size=n) * seconds  # gaps of up to two bars
+        ts = start + i * 7 * seconds + np.cumsum(steps) - steps[0] + int(rng.integers(0, 3)) * 60 * (seconds < 86400)
+        flags = rng.integers(0, 16, size=n)
+        score = np.where(rng.random(n) < 0.1, np.nan, 1.0 - 0.25 * rng.integers(0, 5, size=n))
+        parts.append((ts, flags, score))
+        lengths.append(n)
+        from_start.append(bool(i % 2))
+    many = candle_quality.daily_metrics_many(
+        ts_seconds=np.concatenate([p[0] for p in parts]),
+        flags=np.concatenate([p[1] for p in parts]),
+        score=np.concatenate([p[2] for p in parts]),
+        bounds=np.concatenate([[0], np.cumsum(lengths)]),
+        from_day_start=np.array(from_start),
+        calendar=calendar,
+        timeframe_seconds=seconds,
+    )
+    for i, (ts, flags, score) in enumerate(parts):
+        one = candle_quality.daily_metrics(
+            ts_seconds=ts,
+            flags=flags,
+            score=score,
+            calendar=calendar,
+            timeframe_seconds=seconds,
+            from_day_start=from_start[i],
+        )
+        mine = many["series"] == i
+        days = np.array(one["day"].tolist(), dtype="datetime64[D]").astype(np.int64)
+        np.testing.assert_array_equal(many["day"][mine], days)
+        for column in candle_quality.DAILY_COLUMNS[1:]:
+            np.testing.assert_array_equal(many[column][mine], one[column].to_numpy(np.float64), err_msg=column)
