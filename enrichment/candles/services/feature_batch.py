@@ -33,7 +33,7 @@ from enrichment.candles import candle_quality
 from enrichment.candles.feature_list import FUNDING_WINDOW, INPUT_COLUMNS, RECURSIVE, lookback_bars
 from enrichment.candles.local_source import MARKET_DATA_SOURCE
 from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog, FeatureRun
-from enrichment.candles.services.candle_upsert import copy_into, stage_amendments, stage_upsert
+from enrichment.candles.services.candle_upsert import changed_condition, copy_into, stage_amendments, stage_upsert
 from enrichment.candles.services.feature_compute import (
     FEATURE_COLUMNS,
     METRIC_COLUMNS,
@@ -187,9 +187,9 @@ def chunk_run(
         # ON COMMIT DROP tables outlive a chunk that is a savepoint in a longer transaction.
         cur.execute(f"DROP TABLE IF EXISTS {', '.join(_TEMP_TABLES)}")
         _chunk_table(cur, chunk, keys)
-        written = _copy_candles(cur, run_ref=run_ref)
-        result.inserted, result.updated, result.amendments = written
+        new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
         tails = _compute(cur, keys, full=full)
+        result.inserted = _insert_new(cur) if new else 0
         result.rows_computed = sum(t.rows_written for t in tails.values())
         _refresh_metrics(cur, keys, tails)
         _refresh_status(cur)
@@ -285,26 +285,42 @@ _SOURCE_COLUMNS = {
 
 
 def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
-    """market_data -> market_data_v2 for the whole chunk: stage the candles changed since each
-    series' watermark (one per bar: the newest row wins), then amendments and upsert."""
+    """market_data -> feature_stage for the whole chunk: the candles changed since each series'
+    watermark (one per bar: the newest row wins), each marked new or not in market_data_v2.
+    Restated bars get their amendment and are rewritten now (revision + 1, features stale); new
+    ones wait for their features and are inserted with them (`_write_features`): written once.
+    Returns (new, updated, amendments)."""
     select = ", ".join(f"{_SOURCE_COLUMNS.get(c, 'NULL::float8')} AS {c}" for c in CANDLE_COLUMNS)
+    # Only what is new or differs from the stored bar is kept: re-read candles (the watermark's
+    # overlap, a correction that touched updated_at) cost one comparison, no write and no lock.
     cur.execute(
         f"""
         CREATE TEMP TABLE feature_stage ON COMMIT DROP AS
-        SELECT DISTINCT ON (c.k, md.ts) c.symbol_id, c.timeframe, md.ts, {select}
-        FROM feature_chunk c
-        JOIN market_data md ON md.symbol_id = c.symbol_id AND md.timeframe = c.timeframe
-        WHERE c.since IS NULL OR md.updated_at > c.since
-        ORDER BY c.k, md.ts, md.id DESC
+        SELECT x.*, m.ts IS NULL AS is_new
+        FROM (
+            SELECT DISTINCT ON (c.k, md.ts) c.k, c.symbol_id, c.timeframe, md.ts, {select}
+            FROM feature_chunk c
+            JOIN market_data md ON md.symbol_id = c.symbol_id AND md.timeframe = c.timeframe
+            WHERE c.since IS NULL OR md.updated_at > c.since
+            ORDER BY c.k, md.ts, md.id DESC
+        ) x
+        LEFT JOIN market_data_v2 m ON m.symbol_id = x.symbol_id AND m.timeframe = x.timeframe AND m.ts = x.ts
+        WHERE m.ts IS NULL OR {changed_condition("m", "x")}
         """  # noqa: S608 - column expressions are constants of this module
     )
     if not cur.rowcount:
         return 0, 0, 0
     cur.execute("ANALYZE feature_stage")
+    cur.execute("SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM feature_stage")
+    new, old = cur.fetchone()
     partitions_ensure_from(table="market_data_v2", source="feature_stage")
-    amendments = stage_amendments(cur, stage="feature_stage", source=MARKET_DATA_SOURCE, run_ref=run_ref)
-    written = stage_upsert(cur, stage="feature_stage", source=MARKET_DATA_SOURCE)
-    return written.inserted, written.updated, amendments
+    if not old:
+        return new, 0, 0
+    amendments = stage_amendments(
+        cur, stage="feature_stage", source=MARKET_DATA_SOURCE, run_ref=run_ref, where="NOT s.is_new"
+    )
+    written = stage_upsert(cur, stage="feature_stage", source=MARKET_DATA_SOURCE, where="NOT s.is_new")
+    return new, written.updated, amendments
 
 
 def copy_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray]:
@@ -348,10 +364,13 @@ class Tail:
 _TAILS_SQL = """
 CREATE TEMP TABLE feature_tails ON COMMIT DROP AS
 WITH r AS (
-    SELECT c.k, c.symbol_id, c.timeframe, c.lookback, v.ts, v.funding_rate IS NOT NULL AS funded,
-           {stale} AS stale
+    -- each series as it will be: its stored rows and its new candles (stale, of course)
+    SELECT c.k, c.lookback, v.ts, v.funding_rate IS NOT NULL AS funded, {stale} AS stale
     FROM feature_chunk c
     JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+    UNION ALL
+    SELECT c.k, c.lookback, s.ts, s.funding_rate IS NOT NULL, true
+    FROM feature_chunk c JOIN feature_stage s ON s.k = c.k AND s.is_new
 ), d AS (
     SELECT k, min(ts) FILTER (WHERE stale) AS dirty, min(ts) AS earliest FROM r GROUP BY k
 ), b AS (
@@ -393,11 +412,18 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
         return {}
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
-    values = ", ".join(f"COALESCE(v.{c}, 'NaN')" for c in columns)
+    stored = ", ".join(f"COALESCE(v.{c}, 'NaN')" for c in columns)
+    staged = ", ".join("'NaN'::float8" if c in RECURSIVE else f"COALESCE(s.{c}, 'NaN')" for c in columns)
     read = copy_out(
         cur,
-        f"SELECT t.k, v.ts, {values} FROM feature_tails t JOIN market_data_v2 v"  # noqa: S608 - constants
-        " ON v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe AND v.ts >= t.ctx ORDER BY t.k, v.ts",
+        f"""
+        SELECT * FROM (
+            SELECT t.k, v.ts, {stored} FROM feature_tails t JOIN market_data_v2 v
+                ON v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe AND v.ts >= t.ctx
+            UNION ALL
+            SELECT t.k, s.ts, {staged} FROM feature_tails t JOIN feature_stage s ON s.k = t.k AND s.is_new
+        ) u ORDER BY 1, 2
+        """,  # noqa: S608 - column names are constants
         fields,
     )
     arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
@@ -455,6 +481,28 @@ def _write_features(cur, ts_us: np.ndarray, ks: np.ndarray, out: dict[str, np.nd
         WHERE m.symbol_id = c.symbol_id AND m.timeframe = c.timeframe AND m.ts = s.ts
         """  # noqa: S608 - column names are constants
     )
+
+
+def _insert_new(cur) -> int:
+    """The chunk's new candles into market_data_v2 with their features: one INSERT, each row
+    written once (no insert-then-update, so no dead row version per candle)."""
+    candles = ", ".join(CANDLE_COLUMNS)
+    staged = ", ".join(f"s.{c}::bigint" if c == "trades" else f"s.{c}" for c in CANDLE_COLUMNS)
+    features = ", ".join(FEATURE_COLUMNS)
+    computed = ", ".join(f"o.{c}" for c in FEATURE_COLUMNS)
+    cur.execute(
+        f"""
+        INSERT INTO market_data_v2 (symbol_id, timeframe, ts, {candles}, source, revision, {features},
+                                    quality_score, quality_flags, features_revision, computed_at, updated_at)
+        SELECT s.symbol_id, s.timeframe, s.ts, {staged}, %s, 1, {computed},
+               o.quality_score, o.quality_flags::int, 1, now(), now()
+        FROM feature_stage s JOIN feature_out o ON o.k::int8 = s.k AND o.ts = s.ts
+        WHERE s.is_new
+        ORDER BY s.symbol_id, s.timeframe, s.ts
+        """,  # noqa: S608 - column names are constants
+        [MARKET_DATA_SOURCE],
+    )
+    return cur.rowcount
 
 
 def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None:

@@ -260,3 +260,33 @@ def test_daily_metrics_of_many_series_at_once_equal_each_series_on_its_own(marke
         np.testing.assert_array_equal(many["day"][mine], days)
         for column in candle_quality.DAILY_COLUMNS[1:]:
             np.testing.assert_array_equal(many[column][mine], one[column].to_numpy(np.float64), err_msg=column)
+
+
+def v2_writes() -> np.ndarray:
+    """Rows inserted and updated in market_data_v2's partitions by this transaction so far."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0) FROM pg_stat_xact_user_tables"
+            " WHERE relid IN (SELECT relid FROM pg_partition_tree('market_data_v2') WHERE isleaf)"
+        )
+        return np.array(cur.fetchone(), dtype=np.int64)
+
+
+def test_the_chunked_run_writes_a_new_candle_once_with_its_features():
+    symbols = make_series(4, bars=60)
+    before = v2_writes()
+    result = features_run(chunked=True)
+    inserted, updated = v2_writes() - before
+    assert result.candles_inserted == inserted == 4 * 60 and updated == 0
+    assert not MarketDataV2.objects.filter(features_revision__isnull=True).exists()
+    for symbol in symbols:  # one new bar each: inserted with its features, nothing older rewritten
+        insert_market_data(symbol, random_candles(61, seed=symbol.pk), rows=slice(60, 61))
+    before = v2_writes()
+    assert features_run(chunked=True).rows_computed == 4
+    assert list(v2_writes() - before) == [4, 0]
+    # The per-series path, for contrast, inserts and then updates each candle.
+    other = make_symbol("OTHER", "BINANCE", "CRYPTO")
+    insert_market_data(other, random_candles(60, seed=99))
+    before = v2_writes()
+    features_run(symbols=[other], chunked=False)
+    assert list(v2_writes() - before) == [60, 60]
