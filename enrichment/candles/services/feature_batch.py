@@ -45,7 +45,7 @@ from enrichment.candles.services.feature_compute import (
 )
 from enrichment.candles.services.series_refs import timeframe_parse
 from etl.calendars import MarketCalendar, market_calendar
-from etl.locks import FEATURE_SERIES
+from etl.locks import FEATURE_SERIES, xact_locks
 from etl.models import Symbol
 from etl.services.partitions import partitions_ensure_from
 
@@ -185,7 +185,7 @@ def chunk_run(
     keys = context.keys(chunk)
     result = ChunkResult()
     with transaction.atomic(), connection.cursor() as cur:
-        _lock(cur, keys)
+        _lock(keys)
         # ON COMMIT DROP tables outlive a chunk that is a savepoint in a longer transaction.
         cur.execute(f"DROP TABLE IF EXISTS {', '.join(_TEMP_TABLES)}")
         _chunk_table(cur, chunk, keys)
@@ -224,14 +224,10 @@ def nothing_log(series: list[tuple[int, str]], *, run: FeatureRun | None) -> Non
 # --- the steps of a chunk ---------------------------------------------------------------
 
 
-def _lock(cur, keys: list[SeriesKey]) -> None:
-    """Every series' lock, in key order so that two chunked runs never wait on each other in a
-    cycle (the live poller and a backfill hold one series' lock at a time)."""
-    items = sorted({FEATURE_SERIES.key(f"{k.symbol.pk}:{k.timeframe}")[1] for k in keys})
-    cur.execute(
-        "SELECT count(pg_advisory_xact_lock(%s, k)) FROM (SELECT k FROM unnest(%s::int[]) AS k ORDER BY k) s",
-        [FEATURE_SERIES.namespace, items],
-    )
+def _lock(keys: list[SeriesKey]) -> None:
+    """Every series' lock, in key order (`xact_locks`): two chunked runs never wait on each other
+    in a cycle, and the live poller and a backfill hold one series' lock at a time."""
+    xact_locks(FEATURE_SERIES, [f"{k.symbol.pk}:{k.timeframe}" for k in keys])
 
 
 def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None:
