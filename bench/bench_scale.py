@@ -17,8 +17,10 @@ On a database of its own (<your database>_bench_scale, created fresh and migrate
      scratch), validate: the whole pipeline;
    - noop: the feature step again, with nothing new;
    - newbar: the hourly run over the hourly delivery: import, sync, correct and features
-     (incremental) in one pipeline run. Sync and correct are in it because today the import
-     stores candles without their symbol: without a sync the feature step would not see them;
+     (incremental) in one pipeline run, the steps an hourly pipeline runs. The import links each
+     candle to its symbol as it writes it, so the sync has nothing left to link and the feature
+     step sees the new bars at once; sync and correct stay in the run because the hourly
+     pipeline runs them too (new tickers, asset classes to repair);
    - status: /api/etl/status, the admin dashboard (/admin/) and /metrics through Django's test
      client, logged in as a superuser (staff) for the first two, from 127.0.0.1 for /metrics: a
      first call, then --repeat calls whose median is the figure;

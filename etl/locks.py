@@ -72,7 +72,8 @@ FEATURE_SERIES = AdvisoryLock(
     "feature_series",
     72_200,
     LockScope.TRANSACTION,
-    "market_data_v2 writes of one series (item: 'symbol_id:timeframe')",
+    "market_data_v2 writes of one series (item: 'symbol_id:timeframe'); a chunked feature run holds those of"
+    " all its chunk's series (`xact_locks`, in key order)",
 )
 FEATURE_SCHEDULE = AdvisoryLock(
     "feature_schedule",
@@ -181,6 +182,20 @@ def xact_lock(lock: AdvisoryLock, item: int | str = 0) -> None:
     """Wait for the lock until the current transaction ends."""
     with connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock.key(item))
+
+
+def xact_locks(lock: AdvisoryLock, items: Sequence[int | str]) -> None:
+    """Wait for the lock of each item until the current transaction ends, in one statement and
+    in key order, so that two callers taking overlapping groups never wait on each other in a
+    cycle (a chunked feature run takes all its series at once; one-item callers cannot cycle)."""
+    keys = sorted({lock.key(item)[1] for item in items})
+    if not keys:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, s.k)) FROM (SELECT k FROM unnest(%s::int[]) AS k ORDER BY k) s",
+            [lock.namespace, keys],
+        )
 
 
 def try_xact_lock(lock: AdvisoryLock, item: int | str = 0) -> bool:

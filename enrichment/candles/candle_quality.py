@@ -218,3 +218,111 @@ def daily_metrics(
     for col in ("actual_bars", *COUNTED_FLAGS):
         result[col] = result[col].astype(np.int64)
     return result[columns]
+
+
+def _day_numbers(ts_seconds: np.ndarray, zone: str) -> np.ndarray:
+    """Local date of each ts, as days since 1970-01-01 (the dates `_local_days` gives)."""
+    if zone == "UTC":
+        return ts_seconds // DAY
+    local = pd.DatetimeIndex(pd.to_datetime(ts_seconds, unit="s", utc=True)).tz_convert(zone).tz_localize(None)
+    return local.as_unit("s").asi8 // DAY
+
+
+def _runs(keys: np.ndarray) -> np.ndarray:
+    """Start of each run of equal consecutive keys."""
+    return np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else np.zeros(0, np.int64)
+
+
+_KEY_DAYS = 1 << 32  # (series, day) as one int64: series * _KEY_DAYS + day + _KEY_DAYS // 2
+
+
+def _expected_many(firsts, lasts, from_day_start, calendar, timeframe_seconds: int, zone: str):
+    """Expected bars per (series, day) key: each series' grid from the start of its first day
+    (or its first bar) to its last bar, on its first bar's alignment (`_expected_per_day`)."""
+    first_days = _day_numbers(firsts, zone)
+    if zone == "UTC":
+        day_starts = first_days * DAY
+    else:
+        midnight = pd.DatetimeIndex((first_days * DAY).astype("datetime64[s]")).tz_localize(zone)
+        day_starts = midnight.as_unit("s").asi8
+    first = np.where(np.asarray(from_day_start, dtype=bool), day_starts, firsts)
+    anchor = firsts % timeframe_seconds
+    grid_start = first - (first - anchor) % timeframe_seconds
+    counts = (lasts - grid_start) // timeframe_seconds + 1
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    grid = np.repeat(grid_start, counts) + offsets * timeframe_seconds
+    grid_series = np.repeat(np.arange(len(counts)), counts)
+    keep = grid >= np.repeat(first, counts)
+    grid, grid_series = grid[keep], grid_series[keep]
+    grid_key = grid_series * _KEY_DAYS + _day_numbers(grid, zone) + _KEY_DAYS // 2
+    grid_starts = _runs(grid_key)
+    grid_expected = expected_mask(grid, calendar, timeframe_seconds).astype(np.int64)
+    expected = np.add.reduceat(grid_expected, grid_starts) if len(grid_starts) else grid_expected[:0]
+    return grid_key[grid_starts], expected
+
+
+def daily_metrics_many(
+    *,
+    ts_seconds: np.ndarray,
+    flags: np.ndarray,
+    score: np.ndarray,
+    bounds: np.ndarray,
+    from_day_start: np.ndarray,
+    calendar: MarketCalendar,
+    timeframe_seconds: int,
+) -> dict[str, np.ndarray]:
+    """`daily_metrics` of many series of one calendar and timeframe in one pass: series i is
+    rows bounds[i]:bounds[i+1] (sorted by ts, not empty). Returns equal-length arrays: `series`
+    (i), `day` (days since 1970) and the DAILY_COLUMNS after it, the same values
+    `daily_metrics` gives each series on its own (a test checks it)."""
+    ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
+    flags = np.asarray(flags, dtype=np.int64)
+    zone = "UTC" if timeframe_seconds >= DAY else calendar.timezone
+    lengths = np.diff(bounds)
+    series = np.repeat(np.arange(len(lengths)), lengths)
+    firsts, lasts = ts_seconds[bounds[:-1]], ts_seconds[bounds[1:] - 1]
+
+    # Bars seen per day: runs of equal (series, local day), the rows being sorted by both.
+    day = _day_numbers(ts_seconds, zone)
+    seen_key = series * _KEY_DAYS + day + _KEY_DAYS // 2
+    starts = _runs(seen_key)
+    row_expected = expected_mask(ts_seconds, calendar, timeframe_seconds).astype(np.int64)
+    seen = {
+        "actual_bars": np.diff(np.append(starts, len(seen_key))),
+        "actual_expected": np.add.reduceat(row_expected, starts) if len(starts) else row_expected[:0],
+    }
+    for name, flag in COUNTED_FLAGS.items():
+        hit = ((flags & int(flag)) > 0).astype(np.int64)
+        seen[name] = np.add.reduceat(hit, starts) if len(starts) else hit[:0]
+    scored = ~np.isnan(score)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.add.reduceat(np.where(scored, score, 0.0), starts) if len(starts) else score[:0]
+        counted = np.add.reduceat(scored.astype(np.int64), starts) if len(starts) else row_expected[:0]
+        seen["avg_quality_score"] = np.where(counted > 0, total / np.maximum(counted, 1), np.nan)
+
+    expected_keys, expected = _expected_many(firsts, lasts, from_day_start, calendar, timeframe_seconds, zone)
+
+    # Every day either side knows of, per series.
+    seen_keys = seen_key[starts]
+    keys = np.union1d(seen_keys, expected_keys)
+    out: dict[str, np.ndarray] = {
+        "series": keys // _KEY_DAYS,
+        "day": keys % _KEY_DAYS - _KEY_DAYS // 2,
+    }
+    at_expected = np.searchsorted(keys, expected_keys)
+    out["expected_bars"] = np.zeros(len(keys), dtype=np.int64)
+    out["expected_bars"][at_expected] = expected
+    at_seen = np.searchsorted(keys, seen_keys)
+    for name in ("actual_bars", "actual_expected", *COUNTED_FLAGS):
+        out[name] = np.zeros(len(keys), dtype=np.int64)
+        out[name][at_seen] = seen[name]
+    out["avg_quality_score"] = np.full(len(keys), np.nan)
+    out["avg_quality_score"][at_seen] = seen["avg_quality_score"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["completeness"] = np.where(
+            out["expected_bars"] > 0,
+            np.minimum(out["actual_expected"] / np.maximum(out["expected_bars"], 1), 1.0),
+            np.nan,
+        )
+    del out["actual_expected"]
+    return out

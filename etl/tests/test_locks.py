@@ -78,3 +78,17 @@ def test_a_group_of_session_locks_is_taken_and_released_in_one_statement_each():
         assert locks.held_items(locks.IMPORT_FILE, [*items, 9]) == {5, 2**40, 7}
         locks.session_unlock_many(locks.IMPORT_FILE, [5, 2**40])
         assert locks.held_items(locks.IMPORT_FILE, items) == {7}
+
+
+@pytest.mark.django_db
+def test_a_group_of_transaction_locks_is_taken_in_one_statement():
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    items = ["3:1d", "1:1d", "2:15m", "1:1d"]
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            locks.xact_locks(locks.FEATURE_SERIES, items)
+        assert len(queries.captured_queries) == 1
+        assert all(locks.is_held(locks.FEATURE_SERIES, item) for item in items)
+    locks.xact_locks(locks.FEATURE_SERIES, [])  # nothing to take: no statement

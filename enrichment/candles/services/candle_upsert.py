@@ -154,7 +154,7 @@ def candles_upsert(
     )
 
 
-def _changed_condition(table: str, excluded: str) -> str:
+def changed_condition(table: str, excluded: str) -> str:
     old = ", ".join(f"{table}.{c}" for c in CANDLE_COLUMNS)
     new = ", ".join(_new_value(c, table, excluded) for c in CANDLE_COLUMNS)
     return f"({old}) IS DISTINCT FROM ({new})"
@@ -184,7 +184,7 @@ def _write_amendments(cur, *, symbol: Symbol, timeframe: str, source: str, run_r
                %s, now()
         FROM v2_stage s
         JOIN market_data_v2 m ON m.symbol_id = %s AND m.timeframe = %s AND m.ts = s.ts
-        WHERE {_changed_condition("m", "s")}
+        WHERE {changed_condition("m", "s")}
         """,  # noqa: S608 - column names are constants of this module
         [AMENDMENT_KIND, run_ref, symbol.ticker, symbol.market.code, source, actor, symbol.pk, timeframe],
     )
@@ -206,7 +206,7 @@ def _upsert_from_stage(cur, *, symbol_id: int, timeframe: str, source: str) -> S
                 revision = market_data_v2.revision + 1,
                 features_revision = NULL,
                 updated_at = now()
-            WHERE {_changed_condition("market_data_v2", "EXCLUDED")}
+            WHERE {changed_condition("market_data_v2", "EXCLUDED")}
             RETURNING revision
         )
         -- A new row has revision 1, a rewritten one 2 or more (`xmax = 0`, the usual test,
@@ -214,6 +214,77 @@ def _upsert_from_stage(cur, *, symbol_id: int, timeframe: str, source: str) -> S
         SELECT count(*) FILTER (WHERE revision = 1), count(*) FILTER (WHERE revision > 1) FROM up
         """,  # noqa: S608 - column names are constants of this module
         [symbol_id, timeframe, source],
+    )
+    inserted, updated = cur.fetchone()
+    return StageWrite(inserted=int(inserted), updated=int(updated))
+
+
+# --- many series at once (the chunked feature step) --------------------------------------
+# A stage table with `symbol_id`, `timeframe`, `ts` and the candle columns (float8), holding
+# the candles of many series: the same amendment and upsert as above, one statement each.
+
+
+def stage_amendments(cur, *, stage: str, source: str, run_ref: str, actor: str = "", where: str = "true") -> int:
+    """One amendment in data_corrections per staged bar that restates a stored one (the same
+    rows `_write_amendments` writes for one series); returns how many."""
+    fields = ", ".join(f"CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN '{c}' END" for c in CANDLE_COLUMNS)
+    old = ", ".join(
+        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb(m.{c}) END" for c in CANDLE_COLUMNS
+    )
+    new = ", ".join(
+        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb({_new_value(c, 'm')}) END"
+        for c in CANDLE_COLUMNS
+    )
+    cur.execute(
+        f"""
+        INSERT INTO data_corrections
+            (kind, run_ref, table_name, ticker, market, field, old_value, new_value, row_count, detail,
+             created_by, created_at)
+        SELECT %s, %s, 'market_data_v2', sy.ticker, mk.code, concat_ws(',', {fields}),
+               jsonb_strip_nulls(jsonb_build_object({old}))::text,
+               jsonb_strip_nulls(jsonb_build_object({new}))::text,
+               1,
+               jsonb_build_object('symbol_id', m.symbol_id, 'timeframe', m.timeframe, 'ts', m.ts,
+                                  'revision_from', m.revision, 'revision_to', m.revision + 1,
+                                  'source_from', m.source, 'source_to', %s::text),
+               %s, now()
+        FROM {stage} s
+        JOIN market_data_v2 m ON m.symbol_id = s.symbol_id AND m.timeframe = s.timeframe AND m.ts = s.ts
+        JOIN symbols sy ON sy.id = s.symbol_id
+        JOIN markets mk ON mk.id = sy.market_id
+        WHERE ({where}) AND {changed_condition("m", "s")}
+        """,  # noqa: S608 - table and column names are constants of our code
+        [AMENDMENT_KIND, run_ref, source, actor],
+    )
+    return cur.rowcount
+
+
+def stage_upsert(cur, *, stage: str, source: str, where: str = "true") -> StageWrite:
+    """Insert the staged bars that are new, rewrite the changed ones (revision + 1, features
+    stale), leave the unchanged ones alone: `_upsert_from_stage` for many series (the staged
+    rows `where` says)."""
+    cols = ", ".join(CANDLE_COLUMNS)
+    select = ", ".join(f"s.{c}::bigint" if c == "trades" else f"s.{c}" for c in CANDLE_COLUMNS)
+    updates = ", ".join(f"{c} = {_new_value(c, 'market_data_v2', 'EXCLUDED')}" for c in CANDLE_COLUMNS)
+    cur.execute(
+        f"""
+        WITH up AS (
+            INSERT INTO market_data_v2 (symbol_id, timeframe, ts, {cols}, source, revision, quality_flags,
+                                        updated_at)
+            SELECT s.symbol_id, s.timeframe, s.ts, {select}, %s, 1, 0, now() FROM {stage} s
+            WHERE {where}
+            ORDER BY s.symbol_id, s.timeframe, s.ts
+            ON CONFLICT (symbol_id, timeframe, ts) DO UPDATE SET {updates},
+                source = EXCLUDED.source,
+                revision = market_data_v2.revision + 1,
+                features_revision = NULL,
+                updated_at = now()
+            WHERE {changed_condition("market_data_v2", "EXCLUDED")}
+            RETURNING revision
+        )
+        SELECT count(*) FILTER (WHERE revision = 1), count(*) FILTER (WHERE revision > 1) FROM up
+        """,  # noqa: S608 - table and column names are constants of our code
+        [source],
     )
     inserted, updated = cur.fetchone()
     return StageWrite(inserted=int(inserted), updated=int(updated))

@@ -84,9 +84,9 @@ class SeriesKey:
 class ContextRows:
     """The rows read for a computation: the context before the first stale row, then the tail."""
 
-    ts: pd.DatetimeIndex
+    ts: pd.DatetimeIndex | None  # None where the caller keeps the timestamps itself (the chunked path)
     ts_seconds: np.ndarray
-    frame: pd.DataFrame
+    data: dict[str, np.ndarray]  # INPUT_COLUMNS and RECURSIVE as float64, NULL as NaN
     emit_from: int  # index of the first stale row
     row_offset: int  # rows of the series before the first one read
     breaks: np.ndarray
@@ -195,33 +195,55 @@ def _read_context(cur, series: SeriesKey, *, dirty: datetime, context_from: date
     )
     frame = pd.DataFrame(cur.fetchall(), columns=columns)
     ts = pd.DatetimeIndex(pd.to_datetime(frame["ts"], utc=True))
-    ts_s = ts.as_unit("s").asi8
     prev = _scalar(cur, f"SELECT max(ts) FROM market_data_v2 WHERE {SERIES} AND ts < %s", key + [context_from])  # noqa: S608
-    with_prev = ts_s if prev is None else np.concatenate([[int(pd.Timestamp(prev).timestamp())], ts_s])
-    skip = 0 if prev is None else 1
     # Windows are aligned to the series' global row numbers: count the rows before the context.
     row_offset = _scalar(cur, f"SELECT count(*) FROM market_data_v2 WHERE {SERIES} AND ts < %s", key + [context_from])  # noqa: S608
+    return context_rows(
+        series,
+        ts_seconds=ts.as_unit("s").asi8,
+        data={c: frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in (*INPUT_COLUMNS, *RECURSIVE)},
+        dirty_seconds=int(pd.Timestamp(dirty).timestamp()),
+        row_offset=int(row_offset),
+        prev_seconds=None if prev is None else int(pd.Timestamp(prev).timestamp()),
+        ts=ts,
+    )
+
+
+def context_rows(
+    series: SeriesKey,
+    *,
+    ts_seconds: np.ndarray,
+    data: dict[str, np.ndarray],
+    dirty_seconds: int,
+    row_offset: int,
+    prev_seconds: int | None,
+    ts: pd.DatetimeIndex | None = None,
+) -> ContextRows:
+    """The rows read for one series' computation, with its series breaks and missing-bar
+    counts; the row before them (`prev_seconds`, if any) tells whether the first one continues
+    an older stretch. Shared by the per-series and the chunked path, so both compute the same."""
+    with_prev = ts_seconds if prev_seconds is None else np.concatenate([[prev_seconds], ts_seconds])
+    skip = 0 if prev_seconds is None else 1
     return ContextRows(
         ts=ts,
-        ts_seconds=ts_s,
-        frame=frame,
-        emit_from=int(np.searchsorted(ts_s, int(pd.Timestamp(dirty).timestamp()))),
-        row_offset=int(row_offset),
+        ts_seconds=ts_seconds,
+        data=data,
+        emit_from=int(np.searchsorted(ts_seconds, dirty_seconds)),
+        row_offset=row_offset,
         breaks=candle_quality.series_breaks(with_prev, series.calendar, series.seconds)[skip:],
         missing=candle_quality.missing_before(with_prev, series.calendar, series.seconds)[skip:],
     )
 
 
-def _compute_rows(series: SeriesKey, rows: ContextRows, bars_per_day: int | None) -> dict[str, np.ndarray]:
+def compute_rows(series: SeriesKey, rows: ContextRows, bars_per_day: int | None) -> dict[str, np.ndarray]:
     """Features, quality score and flags of the rows from `emit_from` on."""
     # numba adds 0.15-0.21 s to an import on top of pandas (measured: `import pandas; import numba`
     # three times); importing the kernels here keeps it off every manage.py start-up.
     from enrichment.candles.feature_kernels import compute_features
 
-    data = {c: rows.frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in INPUT_COLUMNS}
+    data = {c: rows.data[c] for c in INPUT_COLUMNS}
     # The stored recursive state of the row before the first stale one (NULL while warming up).
-    before = rows.frame.iloc[rows.emit_from - 1] if rows.emit_from else None
-    state = {c: np.nan if before is None or pd.isna(before[c]) else float(before[c]) for c in RECURSIVE}
+    state = {c: float(rows.data[c][rows.emit_from - 1]) if rows.emit_from else np.nan for c in RECURSIVE}
     out = compute_features(
         data,
         timeframe_seconds=series.seconds,
@@ -255,7 +277,7 @@ def _compute_tail(cur, series: SeriesKey, *, full: bool) -> TailResult:
     lookback = lookback_bars(timeframe_seconds=series.seconds, bars_per_day=bars_per_day)
     context_from = _context_from(cur, series, dirty, lookback)
     rows = _read_context(cur, series, dirty=dirty, context_from=context_from)
-    out = _compute_rows(series, rows, bars_per_day)
+    out = compute_rows(series, rows, bars_per_day)
     _write_features(cur, series, rows.ts[rows.emit_from :], out)
     incremental = not full and rows.emit_from > 0
     return TailResult(
@@ -284,10 +306,16 @@ def _write_features(cur, series: SeriesKey, ts: pd.DatetimeIndex, out: dict[str,
     )
 
 
+def metrics_day_start(series: SeriesKey, since: datetime) -> pd.Timestamp:
+    """Start of the day (the market's local day; UTC for daily and longer bars) of `since`:
+    the daily metrics are recomputed from there."""
+    zone = "UTC" if series.seconds >= candle_quality.DAY else series.calendar.timezone
+    return pd.Timestamp(since).tz_convert(zone).normalize()
+
+
 def _refresh_metrics(cur, series: SeriesKey, since: datetime) -> None:
     """Recompute data_quality_metrics for every day from the first recomputed bar's day on."""
-    zone = "UTC" if series.seconds >= candle_quality.DAY else series.calendar.timezone
-    day_start = pd.Timestamp(since).tz_convert(zone).normalize()
+    day_start = metrics_day_start(series, since)
     where = SERIES
     key = series.params
     cur.execute(

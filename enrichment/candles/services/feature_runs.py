@@ -3,7 +3,8 @@ features (`feature_compute`); feature runs recorded, queued, executed and cancel
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -16,6 +17,7 @@ from django_q.tasks import async_task
 from enrichment.candles.local_source import MARKET_DATA_SOURCE, MarketDataSource
 from enrichment.candles.models import EnrichmentStatus, FeatureRun
 from enrichment.candles.services.candle_upsert import candles_upsert
+from enrichment.candles.services.feature_batch import SeriesContext, chunk_run, chunks, nothing_log, series_scan
 from enrichment.candles.services.feature_compute import features_compute
 from enrichment.candles.services.live import live_markets_ensure
 from enrichment.candles.services.schedules import due_close, schedules_ensure
@@ -32,6 +34,7 @@ from etl.recovery import connection_lost, connection_reset, dead_runs_cancel, wr
 # Re-read market_data a little before the last watermark: an import that committed late
 # may carry an older updated_at. Re-reading is free: unchanged bars are not written.
 WATERMARK_OVERLAP = timedelta(hours=1)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,44 +91,129 @@ def features_run(
     source: str = MARKET_DATA_SOURCE,
     run: FeatureRun | None = None,
     progress=None,
+    chunked: bool | None = None,
 ) -> RunResult:
     """The feature step over every linked series (or the ones named): sync candles from
-    the source, then compute features. A failing series is recorded and the rest go on."""
+    the source, then compute features. A failing series is recorded and the rest go on.
+
+    From market_data the stale series are found with one query and done in chunks of many
+    series (`feature_batch`); below CHUNK_MIN_SERIES stale series (or with `chunked=False`)
+    one by one, as the live poller does. Both give the same rows."""
     for tf in timeframes or []:
         timeframe_parse(tf)
     if source != MARKET_DATA_SOURCE:
         get_source(source)  # unknown codes fail before any work
-    pairs = local_series(symbols=symbols, timeframes=timeframes)
+        return _features_run_per_series(
+            local_series(symbols=symbols, timeframes=timeframes), source=source, full=full, run=run, progress=progress
+        )
+    scan = series_scan(
+        symbol_ids=[s.pk for s in symbols or []] or None, timeframes=timeframes, full=full, overlap=WATERMARK_OVERLAP
+    )
     if progress is not None:
-        progress.set_total(len(pairs))
-    totals = {"inserted": 0, "updated": 0, "amendments": 0}
-    rows, failed, errors = 0, 0, []
-    run_ref = f"feature_run:{run.pk}" if run else "features"
+        progress.set_total(len(scan.stale) + len(scan.fresh))
+    nothing_log(scan.fresh, run=run)
+    if progress is not None and scan.fresh:
+        progress.advance(len(scan.fresh))
+    use_chunks = chunked if chunked is not None else len(scan.stale) >= CHUNK_MIN_SERIES
+    if not use_chunks:
+        pairs = _symbols_of([(s.symbol_id, s.timeframe) for s in scan.stale])
+        result = _features_run_per_series(pairs, source=source, full=full, run=run, progress=progress)
+        return replace(result, series=result.series + len(scan.fresh))
+    tally = _Tally()
+    context = SeriesContext()
+    run_ref = _run_ref(run)
+    for chunk in chunks(scan.stale):
+        try:
+            done = chunk_run(chunk, full=full, run=run, run_ref=run_ref, context=context)
+        except DomainError:
+            raise
+        except Exception as exc:
+            if connection_lost(exc):
+                raise
+            # Which series broke the chunk? Each one again on its own: the others go on.
+            logger.warning("feature chunk of %s series failed (%s); running them one by one", len(chunk), exc)
+            pairs = _symbols_of([(s.symbol_id, s.timeframe) for s in chunk])
+            tally.add_result(_features_run_per_series(pairs, source=source, full=full, run=run, progress=progress))
+            continue
+        tally.inserted += done.inserted
+        tally.updated += done.updated
+        tally.amendments += done.amendments
+        tally.rows += done.rows_computed
+        if progress is not None:
+            progress.advance(len(chunk), check_cancel=False)
+            progress.check_cancel()  # between chunks, whatever the reporter's interval
+    return tally.result(run, series=len(scan.stale) + len(scan.fresh))
+
+
+# Fewer stale series than this are done one by one: a chunk costs about twenty statements
+# whatever its size, one series on its own about thirty, so below a handful the chunk saves
+# nothing (and the per-series path is the one the live poller and backfills use).
+CHUNK_MIN_SERIES = 4
+
+
+@dataclass(slots=True)
+class _Tally:
+    inserted: int = 0
+    updated: int = 0
+    amendments: int = 0
+    rows: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add_result(self, result: RunResult) -> None:
+        self.inserted += result.candles_inserted
+        self.updated += result.candles_updated
+        self.amendments += result.amendments
+        self.rows += result.rows_computed
+        self.failed += result.failed
+        self.errors.extend(result.errors)
+
+    def result(self, run: FeatureRun | None, *, series: int) -> RunResult:
+        return RunResult(
+            run_id=run.pk if run else None,
+            series=series,
+            candles_inserted=self.inserted,
+            candles_updated=self.updated,
+            amendments=self.amendments,
+            rows_computed=self.rows,
+            failed=self.failed,
+            errors=self.errors[:20],
+        )
+
+
+def _run_ref(run: FeatureRun | None) -> str:
+    return f"feature_run:{run.pk}" if run else "features"
+
+
+def _symbols_of(pairs: list[tuple[int, str]]) -> list[tuple[Symbol, str]]:
+    by_id = Symbol.objects.select_related("market").in_bulk([p[0] for p in pairs])
+    return [(by_id[sid], tf) for sid, tf in pairs]
+
+
+def _features_run_per_series(
+    pairs: list[tuple[Symbol, str]], *, source: str, full: bool, run: FeatureRun | None, progress
+) -> RunResult:
+    """Each series on its own: sync its candles (from market_data), compute its features."""
+    tally = _Tally()
+    run_ref = _run_ref(run)
     for symbol, tf in pairs:
         try:
             if source == MARKET_DATA_SOURCE:
-                for k, v in candles_sync_local(symbol=symbol, timeframe=tf, full=full, run_ref=run_ref).items():
-                    totals[k] += v
-            rows += features_compute(symbol=symbol, timeframe=tf, full=full, run=run).rows_written
+                synced = candles_sync_local(symbol=symbol, timeframe=tf, full=full, run_ref=run_ref)
+                tally.inserted += synced["inserted"]
+                tally.updated += synced["updated"]
+                tally.amendments += synced["amendments"]
+            tally.rows += features_compute(symbol=symbol, timeframe=tf, full=full, run=run).rows_written
         except DomainError:
             raise
         except Exception as exc:  # one bad series must not stop the others; it is logged and counted
             if connection_lost(exc):
                 raise  # not this series' fault: every series after it would fail the same way
-            failed += 1
-            errors.append(f"{symbol} {tf}: {exc}")
+            tally.failed += 1
+            tally.errors.append(f"{symbol} {tf}: {exc}")
         if progress is not None:
             progress.advance(1)
-    return RunResult(
-        run_id=run.pk if run else None,
-        series=len(pairs),
-        candles_inserted=totals["inserted"],
-        candles_updated=totals["updated"],
-        amendments=totals["amendments"],
-        rows_computed=rows,
-        failed=failed,
-        errors=errors[:20],
-    )
+    return tally.result(run, series=len(pairs))
 
 
 def feature_run_create(*, symbols: list[str], timeframes: list[str], full: bool, requested_by: str) -> FeatureRun:

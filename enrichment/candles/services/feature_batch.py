@@ -1,0 +1,654 @@
+"""The feature step over many series at once (DESIGN.md, "Scale: cost per item, not per row").
+
+`series_scan` finds the stale series of the whole scope with one query. Then, per chunk of
+many series, in one transaction that holds every series' lock (`FEATURE_SERIES`, the lock the
+live poller and backfills take for one series):
+
+1. copy:    their new and changed candles from market_data into a staging table (one
+            INSERT ... SELECT), the amendments of restated bars and the upsert into
+            market_data_v2 (one statement each, `candle_upsert.stage_*`);
+2. read:    where each series' stale tail starts and the context its longest window needs
+            (one query), then all those rows in one binary COPY, ordered by series and time;
+3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
+            the very code of the per-series path, so the bits are the same);
+4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
+            the daily quality metrics likewise (one read, one COPY, one upsert); status rows and
+            the compute log with one statement each.
+
+A chunk that raises is rolled back and its series are run one by one through the per-series
+path, so a failing series is recorded with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+
+from enrichment.candles import candle_quality
+from enrichment.candles.feature_list import FUNDING_WINDOW, INPUT_COLUMNS, RECURSIVE, lookback_bars
+from enrichment.candles.local_source import MARKET_DATA_SOURCE
+from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog, FeatureRun
+from enrichment.candles.services.candle_upsert import changed_condition, copy_into, stage_amendments, stage_upsert
+from enrichment.candles.services.feature_compute import (
+    FEATURE_COLUMNS,
+    METRIC_COLUMNS,
+    WRITE_COLUMNS,
+    SeriesKey,
+    compute_rows,
+    context_rows,
+    metrics_day_start,
+)
+from enrichment.candles.services.series_refs import timeframe_parse
+from etl.calendars import MarketCalendar, market_calendar
+from etl.locks import FEATURE_SERIES, xact_locks
+from etl.models import Symbol
+from etl.services.partitions import partitions_ensure_from
+
+# A chunk: at most this many series, and about this many candle rows read. Its fixed cost is
+# about twenty statements; its memory about 2.5 kB a row (the read, the features, the write
+# buffers: 789 MB peak RSS at 1,000 series of 250 daily bars in bench_scale), so the peak stays
+# well under 1 GB whatever the number of series.
+CHUNK_SERIES = 500
+CHUNK_ROWS = 250_000
+# Rows of context an incremental series reads besides its new candles (for the row budget only).
+CONTEXT_ESTIMATE = 128
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
+_US = 1_000_000
+
+# The newest change of every linked series in market_data, against what the status row says
+# was copied already. `%(horizon)s`: see `series_scan`.
+SCAN_SQL = """
+SELECT md.symbol_id, md.timeframe, max(md.updated_at) AS changed,
+       count(*) FILTER (WHERE es.source_synced_until IS NULL
+                        OR md.updated_at > es.source_synced_until - %(overlap)s) AS fresh,
+       count(*) AS candles, es.source_synced_until, es.state
+FROM market_data md
+LEFT JOIN enrichment_status es ON es.symbol_id = md.symbol_id AND es.timeframe = md.timeframe
+WHERE md.symbol_id IS NOT NULL {where}
+GROUP BY md.symbol_id, md.timeframe, es.source_synced_until, es.state
+ORDER BY md.symbol_id, md.timeframe
+"""
+# The oldest transaction still open elsewhere: a row it writes has updated_at >= its start,
+# so a watermark below it cannot skip a candle that commits after the scan read.
+HORIZON_SQL = """
+SELECT least(clock_timestamp(), min(xact_start)) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedSeries:
+    symbol_id: int
+    timeframe: str
+    changed: datetime  # the newest market_data.updated_at of the series
+    watermark: datetime  # what its status row's source_synced_until becomes once copied
+    since: datetime | None  # copy the candles with updated_at after this (None: all)
+    estimate: int  # rows a chunk reads for it (the row budget)
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    stale: list[ScannedSeries]
+    fresh: list[tuple[int, str]]  # nothing new and nothing pending
+
+
+def series_scan(*, symbol_ids: list[int] | None, timeframes: list[str] | None, full: bool, overlap: timedelta) -> Scan:
+    """Every linked series of the scope, stale or not, in one query: stale when market_data
+    changed after its watermark (`enrichment_status.source_synced_until`), when it has no
+    status row yet or its features are pending or failed, or always with `full`."""
+    where, params = [], {"overlap": overlap}
+    if symbol_ids:
+        where.append("AND md.symbol_id = ANY(%(symbols)s)")
+        params["symbols"] = list(symbol_ids)
+    if timeframes:
+        where.append("AND md.timeframe = ANY(%(timeframes)s)")
+        params["timeframes"] = list(timeframes)
+    with connection.cursor() as cur:
+        cur.execute(HORIZON_SQL)
+        horizon = cur.fetchone()[0] - timedelta(microseconds=1)
+        cur.execute(SCAN_SQL.format(where=" ".join(where)), params)  # noqa: S608 - fixed clauses
+        rows = cur.fetchall()
+    stale, fresh = [], []
+    for symbol_id, timeframe, changed, fresh_rows, candles, synced, state in rows:
+        is_stale = full or synced is None or state != "ok" or changed > synced
+        if not is_stale:
+            fresh.append((symbol_id, timeframe))
+            continue
+        since = None if full or synced is None else synced - overlap
+        estimate = candles if since is None else min(candles, fresh_rows + CONTEXT_ESTIMATE)
+        stale.append(ScannedSeries(symbol_id, timeframe, changed, min(changed, horizon), since, estimate))
+    return Scan(stale=stale, fresh=fresh)
+
+
+def chunks(series: list[ScannedSeries]):
+    """Consecutive groups of at most CHUNK_SERIES series and about CHUNK_ROWS rows (a series
+    larger than the budget is a chunk of its own)."""
+    max_series, max_rows = CHUNK_SERIES, CHUNK_ROWS
+    chunk: list[ScannedSeries] = []
+    rows = 0
+    for item in series:
+        if chunk and (len(chunk) >= max_series or rows + item.estimate > max_rows):
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(item)
+        rows += item.estimate
+    if chunk:
+        yield chunk
+
+
+_TEMP_TABLES = ("feature_chunk", "feature_stage", "feature_tails", "feature_out", "feature_days", "feature_metrics")
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    inserted: int = 0
+    updated: int = 0
+    amendments: int = 0
+    rows_computed: int = 0
+
+
+@dataclass(slots=True)
+class SeriesContext:
+    """What the computation needs about the symbols and markets of a run: loaded once per
+    chunk for its symbols, calendars once per market."""
+
+    calendars: dict[int, MarketCalendar] = field(default_factory=dict)
+
+    def keys(self, chunk: list[ScannedSeries]) -> list[SeriesKey]:
+        symbols = Symbol.objects.select_related("market").prefetch_related("market__sessions", "market__closures")
+        by_id = symbols.in_bulk([s.symbol_id for s in chunk])
+        out = []
+        for item in chunk:
+            symbol = by_id[item.symbol_id]
+            calendar = self.calendars.get(symbol.market_id)
+            if calendar is None:
+                calendar = self.calendars[symbol.market_id] = market_calendar(symbol.market)
+            out.append(SeriesKey(symbol, item.timeframe, timeframe_parse(item.timeframe), calendar))
+        return out
+
+
+def chunk_run(
+    chunk: list[ScannedSeries],
+    *,
+    full: bool,
+    run: FeatureRun | None,
+    run_ref: str,
+    context: SeriesContext,
+) -> ChunkResult:
+    """Copy, compute and record one chunk of series in one transaction (all or nothing)."""
+    started = time.perf_counter()
+    keys = context.keys(chunk)
+    result = ChunkResult()
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock(keys)
+        # ON COMMIT DROP tables outlive a chunk that is a savepoint in a longer transaction.
+        cur.execute(f"DROP TABLE IF EXISTS {', '.join(_TEMP_TABLES)}")
+        _chunk_table(cur, chunk, keys)
+        new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
+        tails = _compute(cur, keys, full=full)
+        result.inserted = _insert_new(cur) if new else 0
+        result.rows_computed = sum(t.rows_written for t in tails.values())
+        _refresh_metrics(cur, keys, tails)
+        _refresh_status(cur)
+        duration = (time.perf_counter() - started) * 1000 / len(chunk)
+        _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
+    return result
+
+
+def nothing_log(series: list[tuple[int, str]], *, run: FeatureRun | None) -> None:
+    """The compute log's "nothing to do" rows of the series a run found fresh: one statement."""
+    if not series:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO enrichment_compute_log (run_id, symbol_id, timeframe, mode, rows_read, rows_written,
+                                                duration_ms, succeeded, error, created_at)
+            SELECT %s, u.symbol_id, u.timeframe, %s, 0, 0, 0, true, '', clock_timestamp()
+            FROM unnest(%s::int[], %s::text[]) AS u(symbol_id, timeframe)
+            """,
+            [
+                run.pk if run else None,
+                EnrichmentComputeLog.Mode.NOTHING,
+                [s for s, _ in series],
+                [t for _, t in series],
+            ],
+        )
+
+
+# --- the steps of a chunk ---------------------------------------------------------------
+
+
+def _lock(keys: list[SeriesKey]) -> None:
+    """Every series' lock, in key order (`xact_locks`): two chunked runs never wait on each other
+    in a cycle, and the live poller and a backfill hold one series' lock at a time."""
+    xact_locks(FEATURE_SERIES, [f"{k.symbol.pk}:{k.timeframe}" for k in keys])
+
+
+def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None:
+    """feature_chunk: the chunk's series, numbered k = 0.. in chunk order, with what to copy
+    (`since`), the watermark to record and the rows of context each needs."""
+    lookbacks = []
+    for key in keys:
+        bars_per_day = candle_quality.bars_per_day(key.calendar, key.seconds)
+        lookbacks.append(lookback_bars(timeframe_seconds=key.seconds, bars_per_day=bars_per_day))
+    cur.execute(
+        """
+        CREATE TEMP TABLE feature_chunk (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
+                                         since timestamptz, watermark timestamptz, lookback int NOT NULL)
+        ON COMMIT DROP
+        """
+    )
+    cur.execute(
+        """
+        INSERT INTO feature_chunk
+        SELECT u.n - 1, u.symbol_id, u.timeframe, u.since, u.watermark, u.lookback
+        FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
+             WITH ORDINALITY AS u(symbol_id, timeframe, since, watermark, lookback, n)
+        """,
+        [
+            [s.symbol_id for s in chunk],
+            [s.timeframe for s in chunk],
+            [s.since for s in chunk],
+            [s.watermark for s in chunk],
+            lookbacks,
+        ],
+    )
+    cur.execute("ANALYZE feature_chunk")
+
+
+def _number(expr: str) -> str:
+    """A text field of market_data.extra as float8, NULL when it is not a number (as the
+    per-series path's `pd.to_numeric(errors="coerce")`)."""
+    number = "'^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$'"
+    return f"CASE WHEN {expr} ~ {number} THEN ({expr})::float8 END"
+
+
+# What `MarketDataSource.fetch` reads, for every series of the chunk at once.
+_SOURCE_COLUMNS = {
+    "open": "md.open::float8",
+    "high": "md.high::float8",
+    "low": "md.low::float8",
+    "close": "md.close::float8",
+    "volume": "md.volume::float8",
+    "taker_buy_volume": _number("COALESCE(md.extra->>'taker_buy_volume', md.extra->>'taker_buy_base_volume')"),
+    "quote_volume": _number("md.extra->>'quote_volume'"),
+    "trades": _number("COALESCE(md.extra->>'trades', md.extra->>'count')"),
+}
+
+
+def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
+    """market_data -> feature_stage for the whole chunk: the candles changed since each series'
+    watermark (one per bar: the newest row wins), each marked new or not in market_data_v2.
+    Restated bars get their amendment and are rewritten now (revision + 1, features stale); new
+    ones wait for their features and are inserted with them (`_write_features`): written once.
+    Returns (new, updated, amendments)."""
+    select = ", ".join(f"{_SOURCE_COLUMNS.get(c, 'NULL::float8')} AS {c}" for c in CANDLE_COLUMNS)
+    # Only what is new or differs from the stored bar is kept: re-read candles (the watermark's
+    # overlap, a correction that touched updated_at) cost one comparison, no write and no lock.
+    cur.execute(
+        f"""
+        CREATE TEMP TABLE feature_stage ON COMMIT DROP AS
+        SELECT x.*, m.ts IS NULL AS is_new
+        FROM (
+            SELECT DISTINCT ON (c.k, md.ts) c.k, c.symbol_id, c.timeframe, md.ts, {select}
+            FROM feature_chunk c
+            JOIN market_data md ON md.symbol_id = c.symbol_id AND md.timeframe = c.timeframe
+            WHERE c.since IS NULL OR md.updated_at > c.since
+            ORDER BY c.k, md.ts, md.id DESC
+        ) x
+        LEFT JOIN market_data_v2 m ON m.symbol_id = x.symbol_id AND m.timeframe = x.timeframe AND m.ts = x.ts
+        WHERE m.ts IS NULL OR {changed_condition("m", "x")}
+        """  # noqa: S608 - column expressions are constants of this module
+    )
+    if not cur.rowcount:
+        return 0, 0, 0
+    cur.execute("ANALYZE feature_stage")
+    cur.execute("SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM feature_stage")
+    new, old = cur.fetchone()
+    partitions_ensure_from(table="market_data_v2", source="feature_stage")
+    if not old:
+        return new, 0, 0
+    amendments = stage_amendments(
+        cur, stage="feature_stage", source=MARKET_DATA_SOURCE, run_ref=run_ref, where="NOT s.is_new"
+    )
+    written = stage_upsert(cur, stage="feature_stage", source=MARKET_DATA_SOURCE, where="NOT s.is_new")
+    return new, written.updated, amendments
+
+
+def copy_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray]:
+    """Run `COPY (select) TO STDOUT (FORMAT BINARY)` and parse it with numpy. Every column must
+    be a non-NULL 8-byte value, `fields` says which: "i" int8, "f" float8, "t" timestamptz
+    (returned as microseconds since 1970)."""
+    parts = []
+    with cur.copy(f"COPY ({select}) TO STDOUT (FORMAT BINARY)") as copy:
+        for block in copy:
+            parts.append(bytes(block))
+    buf = b"".join(parts)
+    start = 19 + int.from_bytes(buf[15:19], "big")  # signature, flags, header extension
+    layout = [("count", ">i2")]
+    for name, kind in fields.items():
+        layout += [(f"{name}__len", ">i4"), (name, ">f8" if kind == "f" else ">i8")]
+    rows = np.frombuffer(buf[start:-2], dtype=np.dtype(layout))
+    for name in fields:
+        if len(rows) and not (rows[f"{name}__len"] == 8).all():
+            raise ValueError(f"copy_out: column {name} is not a non-NULL 8-byte value")
+    out = {}
+    for name, kind in fields.items():
+        values = rows[name].astype(np.float64 if kind == "f" else np.int64)
+        out[name] = values + _PG_EPOCH_US if kind == "t" else values
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What the chunk computed for one series."""
+
+    rows_read: int
+    rows_written: int
+    first_us: int | None
+    last_us: int | None
+    incremental: bool
+
+
+# `feature_compute._first_stale`, `_context_from` and `_read_context`'s row count for every
+# series of the chunk at once: one pass over the chunk's rows (the primary key's order), no
+# per-series subquery.
+_TAILS_SQL = """
+CREATE TEMP TABLE feature_tails ON COMMIT DROP AS
+WITH r AS (
+    -- each series as it will be: its stored rows and its new candles (stale, of course)
+    SELECT c.k, c.lookback, v.ts, v.funding_rate IS NOT NULL AS funded, {stale} AS stale
+    FROM feature_chunk c
+    JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+    UNION ALL
+    SELECT c.k, c.lookback, s.ts, s.funding_rate IS NOT NULL, true
+    FROM feature_chunk c JOIN feature_stage s ON s.k = c.k AND s.is_new
+), d AS (
+    SELECT k, min(ts) FILTER (WHERE stale) AS dirty, min(ts) AS earliest FROM r GROUP BY k
+), b AS (
+    -- the rows before the first stale one, counted back from it: all of them, and the funded ones
+    SELECT r.k, r.ts, r.funded, r.lookback,
+           row_number() OVER (PARTITION BY r.k ORDER BY r.ts DESC) - 1 AS back,
+           row_number() OVER (PARTITION BY r.k, r.funded ORDER BY r.ts DESC) - 1 AS back_same
+    FROM r JOIN d ON d.k = r.k
+    WHERE r.ts < d.dirty
+), e AS (
+    SELECT k, max(ts) FILTER (WHERE back = lookback) AS by_rows,
+           max(ts) FILTER (WHERE funded AND back_same = {funding_offset}) AS by_funding,
+           bool_or(funded) AS funded
+    FROM b GROUP BY k
+), g AS (
+    SELECT d.k, d.dirty,
+           CASE WHEN e.by_rows IS NULL THEN d.earliest
+                WHEN e.by_funding IS NOT NULL THEN least(e.by_rows, e.by_funding)
+                WHEN e.funded THEN d.earliest
+                ELSE e.by_rows END AS ctx
+    FROM d LEFT JOIN e ON e.k = d.k
+    WHERE d.dirty IS NOT NULL
+)
+SELECT g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx,
+       max(r.ts) FILTER (WHERE r.ts < g.ctx) AS prev, count(*) FILTER (WHERE r.ts < g.ctx) AS row_offset
+FROM g JOIN feature_chunk c ON c.k = g.k JOIN r ON r.k = g.k
+GROUP BY g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx
+"""
+
+
+def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
+    """Read every stale tail of the chunk with its context in one COPY, compute each series over
+    its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail."""
+    stale = "true" if full else "v.features_revision IS DISTINCT FROM v.revision"
+    cur.execute(_TAILS_SQL.format(stale=stale, funding_offset=FUNDING_WINDOW - 2))
+    cur.execute("SELECT k, dirty, prev, row_offset FROM feature_tails ORDER BY k")
+    meta = cur.fetchall()
+    if not meta:
+        return {}
+    columns = (*INPUT_COLUMNS, *RECURSIVE)
+    fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
+    stored = ", ".join(f"COALESCE(v.{c}, 'NaN')" for c in columns)
+    staged = ", ".join("'NaN'::float8" if c in RECURSIVE else f"COALESCE(s.{c}, 'NaN')" for c in columns)
+    read = copy_out(
+        cur,
+        f"""
+        SELECT * FROM (
+            SELECT t.k, v.ts, {stored} FROM feature_tails t JOIN market_data_v2 v
+                ON v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe AND v.ts >= t.ctx
+            UNION ALL
+            SELECT t.k, s.ts, {staged} FROM feature_tails t JOIN feature_stage s ON s.k = t.k AND s.is_new
+        ) u ORDER BY 1, 2
+        """,  # noqa: S608 - column names are constants
+        fields,
+    )
+    arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
+    ks, ts_us = read["k"], read["ts"]
+    bounds = np.searchsorted(ks, [m[0] for m in meta] + [meta[-1][0] + 1])
+    tails: dict[int, Tail] = {}
+    out_k, out_ts, out_cols = [], [], {c: [] for c in WRITE_COLUMNS}
+    for i, (k, dirty, prev, row_offset) in enumerate(meta):
+        a, b = int(bounds[i]), int(bounds[i + 1])
+        key = keys[k]
+        rows = context_rows(
+            key,
+            ts_seconds=ts_us[a:b] // _US,
+            data={c: arrays[c][a:b] for c in columns},
+            dirty_seconds=int(pd.Timestamp(dirty).timestamp()),
+            row_offset=int(row_offset),
+            prev_seconds=None if prev is None else int(pd.Timestamp(prev).timestamp()),
+        )
+        bars_per_day = candle_quality.bars_per_day(key.calendar, key.seconds)
+        out = compute_rows(key, rows, bars_per_day)
+        emitted = ts_us[a + rows.emit_from : b]
+        out_k.append(np.full(len(emitted), float(k)))
+        out_ts.append(emitted)
+        for c in WRITE_COLUMNS:
+            out_cols[c].append(out[c])
+        tails[k] = Tail(
+            rows_read=b - a,
+            rows_written=len(emitted),
+            first_us=int(emitted[0]) if len(emitted) else None,
+            last_us=int(ts_us[b - 1]) if b > a else None,
+            incremental=not full and rows.emit_from > 0,
+        )
+    features = {c: np.concatenate(v) for c, v in out_cols.items()}
+    _write_features(cur, np.concatenate(out_ts), np.concatenate(out_k), features)
+    return tails
+
+
+def _write_features(cur, ts_us: np.ndarray, ks: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    cols = ", ".join(f"{c} float8" for c in WRITE_COLUMNS)
+    cur.execute(f"CREATE TEMP TABLE feature_out (ts timestamptz NOT NULL, k float8 NOT NULL, {cols}) ON COMMIT DROP")
+    copy_into(
+        cur,
+        table="feature_out",
+        columns=["k", *WRITE_COLUMNS],
+        ts=ts_us.astype("datetime64[us]"),
+        arrays=[ks, *(out[c] for c in WRITE_COLUMNS)],
+    )
+    cur.execute("ANALYZE feature_out")
+    sets = ", ".join(f"{c} = s.{c}" for c in FEATURE_COLUMNS)
+    cur.execute(
+        f"""
+        UPDATE market_data_v2 m SET {sets}, quality_score = s.quality_score,
+            quality_flags = s.quality_flags::int, features_revision = m.revision, computed_at = now()
+        FROM feature_out s JOIN feature_chunk c ON c.k = s.k::int8
+        WHERE m.symbol_id = c.symbol_id AND m.timeframe = c.timeframe AND m.ts = s.ts
+        """  # noqa: S608 - column names are constants
+    )
+
+
+def _insert_new(cur) -> int:
+    """The chunk's new candles into market_data_v2 with their features: one INSERT, each row
+    written once (no insert-then-update, so no dead row version per candle)."""
+    candles = ", ".join(CANDLE_COLUMNS)
+    staged = ", ".join(f"s.{c}::bigint" if c == "trades" else f"s.{c}" for c in CANDLE_COLUMNS)
+    features = ", ".join(FEATURE_COLUMNS)
+    computed = ", ".join(f"o.{c}" for c in FEATURE_COLUMNS)
+    cur.execute(
+        f"""
+        INSERT INTO market_data_v2 (symbol_id, timeframe, ts, {candles}, source, revision, {features},
+                                    quality_score, quality_flags, features_revision, computed_at, updated_at)
+        SELECT s.symbol_id, s.timeframe, s.ts, {staged}, %s, 1, {computed},
+               o.quality_score, o.quality_flags::int, 1, now(), now()
+        FROM feature_stage s JOIN feature_out o ON o.k::int8 = s.k AND o.ts = s.ts
+        WHERE s.is_new
+        ORDER BY s.symbol_id, s.timeframe, s.ts
+        """,  # noqa: S608 - column names are constants
+        [MARKET_DATA_SOURCE],
+    )
+    return cur.rowcount
+
+
+def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None:
+    """data_quality_metrics of every day from each series' first recomputed bar's day on
+    (`feature_compute._refresh_metrics` for the whole chunk): one read, one write."""
+    written = [(k, t) for k, t in tails.items() if t.rows_written]
+    if not written:
+        return
+    starts = [metrics_day_start(keys[k], pd.Timestamp(t.first_us, unit="us", tz="UTC")) for k, t in written]
+    cur.execute("CREATE TEMP TABLE feature_days (k int8 PRIMARY KEY, day_start timestamptz NOT NULL) ON COMMIT DROP")
+    cur.execute(
+        "INSERT INTO feature_days SELECT * FROM unnest(%s::int8[], %s::timestamptz[])",
+        [[k for k, _ in written], [s.to_pydatetime() for s in starts]],
+    )
+    cur.execute(
+        "SELECT d.k, EXISTS (SELECT 1 FROM market_data_v2 v JOIN feature_chunk c ON c.k = d.k"
+        " WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts < d.day_start)"
+        " FROM feature_days d ORDER BY d.k"
+    )
+    earlier = dict(cur.fetchall())
+    read = copy_out(
+        cur,
+        "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8, COALESCE(v.quality_score, 'NaN')"
+        " FROM feature_days d JOIN feature_chunk c ON c.k = d.k"
+        " JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts >= d.day_start"
+        " ORDER BY d.k, v.ts",
+        {"k": "i", "ts": "t", "flags": "i", "score": "f"},
+    )
+    # One pass per calendar and timeframe over all its series (`daily_metrics_many`).
+    ks = np.array(sorted(earlier), dtype=np.int64)
+    bounds = np.searchsorted(read["k"], np.append(ks, ks[-1] + 1))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, k in enumerate(ks.tolist()):
+        if bounds[i + 1] > bounds[i]:
+            groups.setdefault((keys[k].symbol.market_id, keys[k].seconds), []).append(i)
+    parts = []
+    for members in groups.values():
+        key = keys[int(ks[members[0]])]
+        rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
+        lengths = np.array([bounds[i + 1] - bounds[i] for i in members])
+        metrics = candle_quality.daily_metrics_many(
+            ts_seconds=read["ts"][rows] // _US,
+            flags=read["flags"][rows],
+            score=read["score"][rows],
+            bounds=np.concatenate([[0], np.cumsum(lengths)]),
+            from_day_start=np.array([earlier[int(ks[i])] for i in members], dtype=bool),
+            calendar=key.calendar,
+            timeframe_seconds=key.seconds,
+        )
+        metrics["k"] = ks[members][metrics.pop("series")].astype(np.float64)
+        parts.append(metrics)
+    if not parts:
+        return
+    metrics = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    cols = list(METRIC_COLUMNS)
+    cur.execute(
+        "CREATE TEMP TABLE feature_metrics (ts timestamptz NOT NULL, k float8 NOT NULL, "
+        + ", ".join(f"{c} float8" for c in cols[1:])
+        + ") ON COMMIT DROP"
+    )
+    copy_into(
+        cur,
+        table="feature_metrics",
+        columns=["k", *cols[1:]],
+        ts=metrics["day"].astype("datetime64[D]").astype("datetime64[us]"),
+        arrays=[metrics["k"]] + [metrics[c].astype(np.float64) for c in cols[1:]],
+    )
+    casts = ", ".join(f"s.{c}::{t.removesuffix('[]')}" for c, t in list(METRIC_COLUMNS.items())[1:])
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+    cur.execute(
+        f"""
+        INSERT INTO data_quality_metrics (symbol_id, timeframe, {", ".join(cols)}, computed_at)
+        SELECT c.symbol_id, c.timeframe, (s.ts AT TIME ZONE 'UTC')::date, {casts}, now()
+        FROM feature_metrics s JOIN feature_chunk c ON c.k = s.k::int8
+        ORDER BY c.symbol_id, c.timeframe, s.ts
+        ON CONFLICT (symbol_id, timeframe, day) DO UPDATE SET {updates}, computed_at = now()
+        """  # noqa: S608 - column names are constants
+    )
+
+
+def _refresh_status(cur) -> None:
+    """`feature_compute._refresh_status` for every series of the chunk, with its watermark."""
+    cur.execute(
+        """
+        INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
+                                       avg_quality_score, completeness, last_error, source_synced_until,
+                                       updated_at)
+        SELECT c.symbol_id, c.timeframe, CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END,
+               a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.completeness, '', c.watermark, now()
+        FROM feature_chunk c
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
+                   count(*) AS n, min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
+                   avg(v.quality_score) AS quality
+            FROM market_data_v2 v WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+        ) a
+        CROSS JOIN LATERAL (
+            SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0)
+                   AS completeness
+            FROM data_quality_metrics q WHERE q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
+        ) q
+        ORDER BY c.symbol_id, c.timeframe
+        ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+            state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
+            last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+            completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error,
+            source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
+        """
+    )
+
+
+def _log(
+    cur, keys: list[SeriesKey], tails: dict[int, Tail], *, run: FeatureRun | None, full: bool, duration_ms: float
+) -> None:
+    """One compute log row per series of the chunk (its share of the chunk's time), one statement."""
+    Mode = EnrichmentComputeLog.Mode
+    modes, read, written, first, last = [], [], [], [], []
+    for k in range(len(keys)):
+        tail = tails.get(k)
+        if tail is None:
+            modes.append(Mode.NOTHING)
+            read.append(0)
+            written.append(0)
+            first.append(None)
+            last.append(None)
+            continue
+        modes.append(Mode.INCREMENTAL if tail.incremental else Mode.FULL)
+        read.append(tail.rows_read)
+        written.append(tail.rows_written)
+        first.append(None if tail.first_us is None else pd.Timestamp(tail.first_us, unit="us", tz="UTC"))
+        last.append(None if tail.last_us is None else pd.Timestamp(tail.last_us, unit="us", tz="UTC"))
+    cur.execute(
+        """
+        INSERT INTO enrichment_compute_log (run_id, symbol_id, timeframe, mode, rows_read, rows_written, first_ts,
+                                            last_ts, duration_ms, succeeded, error, created_at)
+        SELECT %s, c.symbol_id, c.timeframe, u.mode, u.rows_read, u.rows_written, u.first_ts, u.last_ts, %s,
+               true, '', clock_timestamp()
+        FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::timestamptz[], %s::timestamptz[])
+             WITH ORDINALITY AS u(mode, rows_read, rows_written, first_ts, last_ts, n)
+        JOIN feature_chunk c ON c.k = u.n - 1
+        """,
+        [
+            run.pk if run else None,
+            duration_ms,
+            [str(m) for m in modes],
+            read,
+            written,
+            [x.to_pydatetime() if x is not None else None for x in first],
+            [x.to_pydatetime() if x is not None else None for x in last],
+        ],
+    )

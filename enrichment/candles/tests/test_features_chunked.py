@@ -1,0 +1,293 @@
+"""The chunked feature step (`feature_batch`) against the per-series one: the same rows on
+random data, a bounded no-op, cancel between chunks, a failing series, candles written once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from enrichment.candles.services import feature_batch, feature_compute
+from enrichment.candles.services.feature_runs import features_run
+from enrichment.candles.tests.feature_fixtures import insert_market_data, make_symbol, random_candles
+from enrichment.models import DataQualityMetric, EnrichmentComputeLog, EnrichmentStatus, FeatureRun, MarketDataV2
+from etl.models import DataCorrection, MarketData
+from etl.progress import Cancelled, ProgressReporter
+
+pytestmark = pytest.mark.django_db
+
+V2_COLUMNS = [
+    f.column
+    for f in MarketDataV2._meta.concrete_fields
+    if f.column not in ("id", "symbol_id", "computed_at", "updated_at", "created_at")
+]
+METRIC_FIELDS = [
+    "timeframe",
+    "day",
+    "expected_bars",
+    "actual_bars",
+    "completeness",
+    "gaps",
+    "volume_anomalies",
+    "ohlc_inconsistencies",
+    "outside_session",
+    "avg_quality_score",
+]
+STATUS_FIELDS = ["timeframe", "state", "rows", "first_ts", "last_ts", "avg_quality_score", "completeness", "last_error"]
+# (market, timeframe, bar seconds, start): crypto around the clock and a stock market with sessions.
+SHAPES = [
+    ("BINANCE", "15m", 900, 1_700_000_100 - 1_700_000_100 % 900),
+    ("BINANCE", "1h", 3600, 1_700_002_800),
+    ("NASDAQ", "1d", 86400, 1_700_006_400),
+]
+
+
+def v2_rows(symbol) -> list[tuple]:
+    return list(MarketDataV2.objects.filter(symbol=symbol).order_by("timeframe", "ts").values_list(*V2_COLUMNS))
+
+
+def assert_same_series(a, b) -> None:
+    """Two symbols fed the same candles hold the same rows, bit for bit."""
+    left, right = v2_rows(a), v2_rows(b)
+    assert len(left) == len(right)
+    for x, y in zip(left, right, strict=True):  # NULL is None, so == compares floats bit for bit
+        assert x == y, [(c, u, v) for c, u, v in zip(V2_COLUMNS, x, y, strict=True) if u != v]
+    for model, fields in ((DataQualityMetric, METRIC_FIELDS), (EnrichmentStatus, STATUS_FIELDS)):
+        ordered = model.objects.order_by(*fields[:2])
+        left = list(ordered.filter(symbol=a).values_list(*fields))
+        right = list(ordered.filter(symbol=b).values_list(*fields))
+        assert left == right, model.__name__
+    logs = EnrichmentComputeLog.objects.order_by("timeframe", "created_at", "id")
+    fields = ("timeframe", "mode", "rows_read", "rows_written", "first_ts", "last_ts", "succeeded")
+    assert list(logs.filter(symbol=a).values_list(*fields)) == list(logs.filter(symbol=b).values_list(*fields))
+    # One statement writes a run's amendments of a series in either path, in no particular order.
+    amendments = DataCorrection.objects.filter(kind="candle_amendment")
+    fields = ("field", "old_value", "new_value")
+    assert sorted(amendments.filter(ticker=a.ticker).values_list(*fields)) == sorted(
+        amendments.filter(ticker=b.ticker).values_list(*fields)
+    )
+
+
+def feed(pairs, shape, data, rows: slice) -> None:
+    market, timeframe, _, _ = shape
+    for symbol in pairs:
+        insert_market_data(symbol, data, timeframe=timeframe, rows=rows)
+
+
+def restate(pairs, timeframe: str, rng: np.random.Generator, count: int) -> None:
+    """Restate `count` random stored bars of each symbol the same way (as an import does)."""
+    stored = list(MarketData.objects.filter(symbol=pairs[0], timeframe=timeframe).order_by("ts").values_list("ts"))
+    for (ts,) in (stored[i] for i in rng.choice(len(stored), size=min(count, len(stored)), replace=False)):
+        for symbol in pairs:
+            MarketData.objects.filter(symbol=symbol, timeframe=timeframe, ts=ts).update(
+                close=F("close") * 1.01, high=F("high") * 1.02, updated_at=timezone.now()
+            )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_chunked_path_gives_the_rows_of_the_per_series_path_on_random_data(seed, monkeypatch):
+    """Gaps, restatements, several timeframes and markets, series added between runs: a
+    per-series run over one set of symbols and a chunked run (chunks of three series) over a
+    twin set fed the same candles end with the same rows, metrics, status, logs and amendments."""
+    monkeypatch.setattr(feature_batch, "CHUNK_SERIES", 3)
+    rng = np.random.default_rng(seed)
+    twins, plans = [], []
+    for i in range(7):
+        shape = SHAPES[i % len(SHAPES)]
+        market = shape[0]
+        one = make_symbol(f"P{i}", market, "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ")
+        two = make_symbol(f"C{i}", market, "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ")
+        n = int(rng.integers(60, 260))
+        data = random_candles(
+            n, seed=seed * 100 + i, timeframe_seconds=shape[2], start=shape[3], gaps=int(rng.integers(0, 6))
+        )
+        twins.append((one, two))
+        # The first run sees a prefix (or nothing: a series added later), the second the rest.
+        cut = 0 if i == 6 else int(rng.integers(n // 2, n))
+        plans.append((shape, data, cut, n))
+        feed((one, two), shape, data, slice(0, cut))
+
+    def both_runs():
+        per_series = features_run(symbols=[p for p, _ in twins], chunked=False)
+        chunked = features_run(symbols=[c for _, c in twins], chunked=True)
+        assert per_series.failed == chunked.failed == 0
+        for name in ("series", "candles_inserted", "candles_updated", "amendments", "rows_computed"):
+            assert getattr(per_series, name) == getattr(chunked, name), name
+
+    both_runs()
+    for (one, two), (shape, data, cut, n) in zip(twins, plans, strict=True):
+        restate((one, two), shape[1], rng, 2) if cut else None
+        feed((one, two), shape, data, slice(cut, n))
+    both_runs()
+    both_runs()  # nothing new: a no-op for both
+    for one, two in twins:
+        assert_same_series(one, two)
+    assert DataCorrection.objects.filter(kind="candle_amendment").count() > 0
+
+
+def test_a_chunked_full_recompute_equals_the_per_series_one():
+    pairs = []
+    for i, shape in enumerate(SHAPES):
+        market = shape[0]
+        one = make_symbol(f"P{i}", market)
+        two = make_symbol(f"C{i}", market)
+        data = random_candles(150, seed=40 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3)
+        feed((one, two), shape, data, slice(None))
+        pairs.append((one, two))
+    features_run(symbols=[p for p, _ in pairs], chunked=False)
+    features_run(symbols=[c for _, c in pairs], chunked=True)
+    features_run(symbols=[p for p, _ in pairs], chunked=False, full=True)
+    features_run(symbols=[c for _, c in pairs], chunked=True, full=True)
+    for one, two in pairs:
+        assert_same_series(one, two)
+
+
+def make_series(count: int, bars: int = 30, *, first: int = 0) -> list:
+    symbols = []
+    for i in range(first, first + count):
+        symbol = make_symbol(f"S{i:03d}", "BINANCE", "CRYPTO")
+        insert_market_data(symbol, random_candles(bars, seed=i))
+        symbols.append(symbol)
+    return symbols
+
+
+def test_a_no_op_run_costs_the_same_few_queries_for_10_or_200_series():
+    make_series(10)
+    features_run(chunked=True)
+    with CaptureQueriesContext(connection) as ten:
+        result = features_run()
+    assert result.series == 10 and result.rows_computed == 0
+    make_series(190, first=10)
+    features_run(chunked=True)
+    with CaptureQueriesContext(connection) as two_hundred:
+        result = features_run()
+    assert result.series == 200 and result.rows_computed == 0
+    assert len(ten.captured_queries) == len(two_hundred.captured_queries) <= 4
+
+
+def test_cancel_stops_between_chunks(monkeypatch):
+    monkeypatch.setattr(feature_batch, "CHUNK_SERIES", 2)
+    make_series(6)
+    run = FeatureRun.objects.create(kind=FeatureRun.Kind.COMPUTE, params={}, requested_by="test")
+    reporter = ProgressReporter(run, label="features")
+    FeatureRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    with pytest.raises(Cancelled):
+        features_run(run=run, progress=reporter, chunked=True)
+    # The first chunk is done and recorded; the others were not started.
+    assert EnrichmentStatus.objects.filter(state="ok").count() == 2
+    assert MarketDataV2.objects.values("symbol").distinct().count() == 2
+    assert FeatureRun.objects.get(pk=run.pk).progress_done == 2
+
+
+def test_a_failing_series_fails_alone_and_the_rest_of_its_chunk_goes_on(monkeypatch):
+    symbols = make_series(5)
+    broken = symbols[2]
+
+    def failing(real):
+        def compute(series, rows, bars_per_day):
+            if series.symbol.pk == broken.pk:
+                raise RuntimeError("boom")
+            return real(series, rows, bars_per_day)
+
+        return compute
+
+    monkeypatch.setattr(feature_batch, "compute_rows", failing(feature_batch.compute_rows))
+    monkeypatch.setattr(feature_compute, "compute_rows", failing(feature_compute.compute_rows))
+    result = features_run(chunked=True)
+    assert result.failed == 1 and "boom" in result.errors[0] and result.rows_computed == 4 * 30
+    status = EnrichmentStatus.objects.get(symbol=broken)
+    assert status.state == "failed" and "boom" in status.last_error
+    assert EnrichmentComputeLog.objects.filter(symbol=broken, succeeded=False).exists()
+    assert EnrichmentStatus.objects.filter(state="ok").count() == 4
+    monkeypatch.undo()
+    again = features_run(chunked=True)  # fixed: the failed series is stale and computed now
+    assert again.failed == 0 and again.rows_computed == 30
+    assert EnrichmentStatus.objects.filter(state="ok").count() == 5
+
+
+def test_the_chunked_run_keeps_the_integrity_summaries_exact(reference_data, assert_summaries_exact):
+    symbols = make_series(6, bars=80)
+    features_run(chunked=True)
+    assert_summaries_exact()
+    insert_market_data(symbols[0], random_candles(120, seed=0), rows=slice(80, None))
+    features_run(chunked=True)
+    assert_summaries_exact()
+
+
+@pytest.mark.parametrize(
+    ("market", "seconds", "start"),
+    [("BINANCE", 900, 1_700_000_100), ("NASDAQ", 900, 1_700_000_100), ("NASDAQ", 86400, 1_700_006_400)],
+)
+def test_daily_metrics_of_many_series_at_once_equal_each_series_on_its_own(market, seconds, start):
+    from enrichment.candles import candle_quality
+    from enrichment.candles.tests.feature_fixtures import make_market
+    from etl.calendars import market_calendar
+
+    calendar = market_calendar(make_market(market))
+    rng = np.random.default_rng(seconds)
+    parts, lengths, from_start = [], [], []
+    for i in range(6):
+        n = int(rng.integers(1, 300))
+        steps = rng.integers(1, 4, size=n) * seconds  # gaps of up to two bars
+        ts = start + i * 7 * seconds + np.cumsum(steps) - steps[0] + int(rng.integers(0, 3)) * 60 * (seconds < 86400)
+        flags = rng.integers(0, 16, size=n)
+        score = np.where(rng.random(n) < 0.1, np.nan, 1.0 - 0.25 * rng.integers(0, 5, size=n))
+        parts.append((ts, flags, score))
+        lengths.append(n)
+        from_start.append(bool(i % 2))
+    many = candle_quality.daily_metrics_many(
+        ts_seconds=np.concatenate([p[0] for p in parts]),
+        flags=np.concatenate([p[1] for p in parts]),
+        score=np.concatenate([p[2] for p in parts]),
+        bounds=np.concatenate([[0], np.cumsum(lengths)]),
+        from_day_start=np.array(from_start),
+        calendar=calendar,
+        timeframe_seconds=seconds,
+    )
+    for i, (ts, flags, score) in enumerate(parts):
+        one = candle_quality.daily_metrics(
+            ts_seconds=ts,
+            flags=flags,
+            score=score,
+            calendar=calendar,
+            timeframe_seconds=seconds,
+            from_day_start=from_start[i],
+        )
+        mine = many["series"] == i
+        days = np.array(one["day"].tolist(), dtype="datetime64[D]").astype(np.int64)
+        np.testing.assert_array_equal(many["day"][mine], days)
+        for column in candle_quality.DAILY_COLUMNS[1:]:
+            np.testing.assert_array_equal(many[column][mine], one[column].to_numpy(np.float64), err_msg=column)
+
+
+def v2_writes() -> np.ndarray:
+    """Rows inserted and updated in market_data_v2's partitions by this transaction so far."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0) FROM pg_stat_xact_user_tables"
+            " WHERE relid IN (SELECT relid FROM pg_partition_tree('market_data_v2') WHERE isleaf)"
+        )
+        return np.array(cur.fetchone(), dtype=np.int64)
+
+
+def test_the_chunked_run_writes_a_new_candle_once_with_its_features():
+    symbols = make_series(4, bars=60)
+    before = v2_writes()
+    result = features_run(chunked=True)
+    inserted, updated = v2_writes() - before
+    assert result.candles_inserted == inserted == 4 * 60 and updated == 0
+    assert not MarketDataV2.objects.filter(features_revision__isnull=True).exists()
+    for symbol in symbols:  # one new bar each: inserted with its features, nothing older rewritten
+        insert_market_data(symbol, random_candles(61, seed=symbol.pk), rows=slice(60, 61))
+    before = v2_writes()
+    assert features_run(chunked=True).rows_computed == 4
+    assert list(v2_writes() - before) == [4, 0]
+    # The per-series path, for contrast, inserts and then updates each candle.
+    other = make_symbol("OTHER", "BINANCE", "CRYPTO")
+    insert_market_data(other, random_candles(60, seed=99))
+    before = v2_writes()
+    features_run(symbols=[other], chunked=False)
+    assert list(v2_writes() - before) == [60, 60]
