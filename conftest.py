@@ -41,13 +41,19 @@ def django_db_setup(django_db_setup, django_db_blocker):
             )
 
 
-# Partitions a transactional test's writers made beyond TEST_CANDLE_YEARS (a generated series of
-# 100,000 daily bars spans three centuries) outlive its flush: hundreds of empty tables that every
-# later flush of that test database truncates (0.7 s with the test years' 41, 2 s with 436).
+# A transactional test's writes are committed, DDL too: its flush empties the tables but keeps
+# the yearly partitions its writers made beyond TEST_CANDLE_YEARS (a generated series of 100,000
+# daily bars, or a fuzzed date, spans centuries) and leaves a test year dropped by a retention run
+# dropped. The next tests of that database would inherit them: hundreds of empty tables that every
+# later flush truncates (0.7 s with the test years' 41, 2 s with 436; thousands exhaust the lock
+# table), or a missing year. After each one the partitions are the test years' again.
 EXTRA_PARTITIONS_SQL = """
 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = to_regclass(%s) AND substring(c.relname FROM '_y(\\d{4})$')::int NOT BETWEEN %s AND %s
 """
+# Partitions per DROP: each takes a lock per table and index, and a transaction holds at most
+# max_locks_per_transaction (64) times max_connections of them, shared by the whole server.
+DROP_BATCH = 50
 
 
 def _transactional(item: pytest.Item) -> bool:
@@ -57,20 +63,29 @@ def _transactional(item: pytest.Item) -> bool:
     return bool({"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ())))
 
 
+def candle_partitions_reset() -> None:
+    """Exactly the TEST_CANDLE_YEARS partitions on every candle table (their rows already flushed)."""
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    first, last = (datetime(year, 1, 1, tzinfo=UTC) for year in TEST_CANDLE_YEARS)
+    for table in PARTITIONED_TABLES:
+        with connection.cursor() as cur:
+            cur.execute(EXTRA_PARTITIONS_SQL, [table, *TEST_CANDLE_YEARS])
+            extra = [row[0] for row in cur.fetchall()]
+            for start in range(0, len(extra), DROP_BATCH):  # empty: no summary to correct
+                cur.execute(f"DROP TABLE {', '.join(quote(name) for name in extra[start : start + DROP_BATCH])}")
+        partitions_ensure(table=table, first=first, last=last)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     result = yield  # the test's fixtures are torn down: a transactional test's tables are flushed
     if _transactional(item):
-        from django.db import connection
         from pytest_django.plugin import blocking_manager_key
 
-        with item.config.stash[blocking_manager_key].unblock(), connection.cursor() as cur:
-            extra = []
-            for table in PARTITIONED_TABLES:
-                cur.execute(EXTRA_PARTITIONS_SQL, [table, *TEST_CANDLE_YEARS])
-                extra += [row[0] for row in cur.fetchall()]
-            if extra:  # empty, flushed: no summary to correct (etl.services.partitions._drop)
-                cur.execute(f"DROP TABLE {', '.join(connection.ops.quote_name(name) for name in extra)}")
+        with item.config.stash[blocking_manager_key].unblock():
+            candle_partitions_reset()
     return result
 
 
