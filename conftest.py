@@ -31,14 +31,10 @@ TEST_CANDLE_YEARS = (1995, 2035)
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """The test database as migrated, with yearly candle partitions for TEST_CANDLE_YEARS."""
+    """The test database as migrated, with yearly candle partitions for TEST_CANDLE_YEARS (and no
+    others: a database kept by --reuse-db may hold what an interrupted run left)."""
     with django_db_blocker.unblock():
-        for table in PARTITIONED_TABLES:
-            partitions_ensure(
-                table=table,
-                first=datetime(TEST_CANDLE_YEARS[0], 1, 1, tzinfo=UTC),
-                last=datetime(TEST_CANDLE_YEARS[1], 1, 1, tzinfo=UTC),
-            )
+        candle_partitions_reset()
 
 
 # A transactional test's writes are committed, DDL too: its flush empties the tables but keeps
