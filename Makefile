@@ -78,10 +78,12 @@ test: install
 	@$(MAKE) --no-print-directory test-suite
 
 # pytest-xdist: each worker has its own test database (<name>_gw0, _gw1, ...). The conftest hands
-# out the longest tests first (the HTTP schemathesis run takes minutes alone) and keeps the tests
-# of one restartable server on one worker (--dist loadgroup). TEST_WORKERS=0: one process.
+# out the longest tests first (the HTTP schemathesis run takes minutes alone); a worker is given one
+# test at a time (--maxschedchunk 1), so none waits behind a long one while the other worker idles.
+# Not --dist loadgroup/loadscope: they key tests by node id, and schemathesis' in-process tests share
+# one id per function (91 of them ran as 1). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
+XDIST := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 # The embedded-server pass after a run on a server: what behaves differently on the embedded
 # backend, not the whole suite again (that would double `make test`; see README "Two commands").

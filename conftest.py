@@ -187,14 +187,10 @@ def restartable_server():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-# Parallel runs (pytest-xdist; `make test` runs `-n 2 --dist loadgroup`) ----------------------------
+# Parallel runs (pytest-xdist; `make test` runs `-n 2 --dist load --maxschedchunk 1`) ----------------------
 # Each worker has its own test database (pytest-django adds _gw0, _gw1, ...), its own temp folder
-# and its own live servers on free ports; the fixtures above are worker-safe as they are.
-# Tests that start their own long-lived machinery share a group, so one worker builds it once.
-XDIST_GROUPS = {
-    # initdb, a start and a migrated template database: about half a minute, once per group.
-    "restartable_server": "restartable_server",
-}
+# and its own live servers on free ports; the fixtures above are worker-safe as they are (a worker
+# that runs a restart test starts its own restartable server).
 # A worker is handed its next test only when it is nearly idle, in collection order: the longest
 # tests go first, so none of them is left running alone at the end while the other worker waits.
 # The HTTP schemathesis run takes minutes on its own; then the other fuzz, slow and browser tests.
@@ -211,10 +207,6 @@ def _start_rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for fixture, group in XDIST_GROUPS.items():
-            if fixture in item.fixturenames:
-                item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=_start_rank)  # stable: the order within a rank is pytest's
 
 
