@@ -71,19 +71,39 @@ serve:
 worker: install
 	$(MANAGE) qcluster
 
-# Everything CI checks: the whole suite; when it ran against a PostgreSQL server,
-# once more on the embedded one (minus the browser and fuzz tests, which exercise
-# the web layer only, and the slow fault tests, which start their own servers);
-# the alert-rule tests; the container files; lint.
+# Everything CI checks: the whole suite in parallel (TEST_WORKERS processes); when it ran against a
+# PostgreSQL server, the embedded-server pass (below); the alert-rule tests; the container files; lint.
 test: install
 	@$(MAKE) --no-print-directory test-tools
 	@$(MAKE) --no-print-directory test-suite
 
+# pytest-xdist: each worker has its own test database (<name>_gw0, _gw1, ...). The conftest hands
+# out the longest tests first (the HTTP schemathesis run takes minutes alone); a worker is given one
+# test at a time (--maxschedchunk 1), so none waits behind a long one while the other worker idles.
+# Not --dist loadgroup/loadscope: they key tests by node id, and schemathesis' in-process tests share
+# one id per function (91 of them ran as 1). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+
+# The embedded-server pass after a run on a server: what behaves differently on the embedded
+# backend, not the whole suite again (that would double `make test`; see README "Two commands").
+# The `embedded` tests, less the slow restart tests (they start servers of their own and ran in
+# the first pass already), and a smoke set: the backend and pytest-django's test databases on it,
+# COPY import, the pipeline, corrections with rollback, feature upserts, yearly partitions,
+# summary triggers, advisory locks, health, the status doors, and a child process killed
+# mid-correction and resumed, reaching the test database through the server's socket folder.
+EMBEDDED_SMOKE := etl/tests/test_embedded_postgres.py etl/tests/test_pipeline.py etl/tests/test_partitions.py \
+	etl/tests/test_locks.py etl/tests/test_summaries.py etl/tests/test_health.py \
+	batchimport/tests/test_loader.py corrections/tests/test_execute_rollback.py \
+	corrections/tests/test_resume_after_kill.py enrichment/candles/tests/test_v2_upsert.py \
+	mytrader/tests/test_status_reads.py
+EMBEDDED_SMOKE_ARGS := $(EMBEDDED_SMOKE)
+
 test-suite:
-	CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(PYTEST_ARGS)
+	CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 	@if [ -n "$$DATABASE_URL" ]; then \
-	  echo "== the suite once more on the embedded PostgreSQL"; \
-	  $(MAKE) --no-print-directory test-embedded PYTEST_ARGS='-m "not browser and not fuzz and not slow"'; \
+	  echo "== the embedded-PostgreSQL pass: its own tests and a smoke set (Makefile EMBEDDED_SMOKE)"; \
+	  $(MAKE) --no-print-directory test-embedded PYTEST_ARGS='$(EMBEDDED_SMOKE_ARGS)'; \
 	fi
 	@if [ -n "$(PROMTOOL)" ] && [ -n "$(AMTOOL)" ]; then \
 	  $(MAKE) --no-print-directory alerts-test; \
@@ -119,9 +139,10 @@ test-tools:
 	  $$sudo_cmd apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null \
 	  || echo "apt-get install $${missing[*]} failed: their tests will be skipped"
 
-# The whole suite once more on the embedded server (no DATABASE_URL).
+# The whole suite on the embedded server (no DATABASE_URL), in parallel: one server for the run
+# (var/pgdata-test), which every worker joins; the last one out stops it.
 test-embedded: install
-	env -u DATABASE_URL EMBEDDED_PG_DATA=$(CURDIR)/var/pgdata-test CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(PYTEST_ARGS)
+	env -u DATABASE_URL EMBEDDED_PG_DATA=$(CURDIR)/var/pgdata-test CHROMIUM_PATH="$(CHROMIUM)" $(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 
 # Refresh the Turkish catalogue from the marked strings, then compile it (needs
 # gettext's msgfmt). The compiled .mo is committed, so installing needs no gettext.

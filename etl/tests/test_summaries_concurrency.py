@@ -34,10 +34,36 @@ def session() -> psycopg.Connection:
 def waiting_for_advisory_lock() -> int:
     namespace = locks.SUMMARY_SYMBOLS.namespace
     with connection.cursor() as cur:
+        # This database's waiters only: a parallel worker's (another test database) would count too.
         cur.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s", [namespace]
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [namespace],
         )
         return cur.fetchone()[0]
+
+
+def test_a_waiter_in_another_database_is_not_counted():
+    # Parallel workers (pytest-xdist) each have a test database on the same server: a test of one
+    # must not see the other's writers queueing on the same advisory lock.
+    params = {k: v for k, v in connection.get_connection_params().items() if k in ("host", "port", "user", "password")}
+    namespace = locks.SUMMARY_SYMBOLS.namespace
+    holder = psycopg.connect(dbname="postgres", autocommit=True, **params)
+    waiter = psycopg.connect(dbname="postgres", autocommit=True, **params)
+    holder.execute("SELECT pg_advisory_lock(%s, 1)", [namespace])
+    thread = threading.Thread(target=waiter.execute, args=("SELECT pg_advisory_lock(%s, 1)", [namespace]))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = %s"
+        while holder.execute(query, [waiter.info.backend_pid]).fetchone()[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = waiting_for_advisory_lock()
+    finally:
+        holder.close()  # its lock goes with it: the waiter gets it and returns
+        thread.join(timeout=30)
+        waiter.close()
+    assert seen == 0
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from batchimport.models import ImportJob
+from conftest import child_database_url
 from enrichment.providers.models import FetchLog
 from etl import services
 from etl.models import AssetClass, Market, MarketData, PipelineRun, Symbol
@@ -215,9 +216,9 @@ def fetch(url: str) -> str:
 
 @pytest.fixture
 def served_env(tmp_path) -> dict[str, str]:
-    """What a web or worker process of this deployment gets: the test database, one multiprocess folder."""
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    """What a web or worker process of this deployment gets: the test database (on a real server or
+    the embedded one's socket folder), one multiprocess folder."""
+    url = child_database_url()
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
     return {**os.environ, "DATABASE_URL": url, "DEBUG": "on", "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}

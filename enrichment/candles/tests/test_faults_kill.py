@@ -74,8 +74,11 @@ class Held:
 
     def waiting(self) -> bool:
         with connection.cursor() as cur:
+            # This database's waiters only: a parallel worker's (another test database) would count too.
             cur.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s", [PAUSE[0]]
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                [PAUSE[0]],
             )
             return cur.fetchone()[0] == 1
 
