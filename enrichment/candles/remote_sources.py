@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -31,10 +33,56 @@ DEFAULT_PRIORITY = ("YAHOO_FINANCE",)
 # Binance's futures statistics come in these periods only.
 STATS_PERIODS = {"5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"}
 _ONE_MS = timedelta(milliseconds=1)
+# Inside `fetch_scope`: the clients, enabled providers and spellings read once for many fetches.
+_SCOPE: ContextVar[dict | None] = ContextVar("candle_fetch_scope", default=None)
+
+
+@contextmanager
+def fetch_scope(symbols: Iterable[Symbol] = ()) -> Iterator[None]:
+    """Many fetches in a row (a live poll): one client per provider, its HTTP session kept
+    alive between calls; the enabled providers read once; the spellings of `symbols` at every
+    provider read in one query. (The circuit and the rate limit are still asked at each call.)"""
+    ids = [s.pk for s in symbols]
+    spellings = {
+        (symbol_id, code): spelled
+        for symbol_id, code, spelled in SymbolMapping.objects.filter(symbol_id__in=ids)
+        .exclude(is_valid=False)
+        .values_list("symbol_id", "provider__code", "provider_symbol")
+    }
+    scope = {"clients": {}, "enabled": None, "spellings": spellings, "known": set(ids)}
+    token = _SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        for client in scope["clients"].values():
+            client.session.close()
+
+
+def _client(code: str):
+    scope = _SCOPE.get()
+    if scope is None:
+        return get_client(code)
+    if code not in scope["clients"]:
+        scope["clients"][code] = get_client(code)
+    return scope["clients"][code]
+
+
+def _enabled_providers() -> set[str]:
+    scope = _SCOPE.get()
+    if scope is not None and scope["enabled"] is not None:
+        return scope["enabled"]
+    enabled = set(DataProvider.objects.filter(is_enabled=True).values_list("code", flat=True))
+    if scope is not None:
+        scope["enabled"] = enabled
+    return enabled
 
 
 def provider_symbol(symbol: Symbol, provider: str) -> str:
     """The symbol's spelling at this provider: its mapping, or the ticker as it is."""
+    scope = _SCOPE.get()
+    if scope is not None and symbol.pk in scope["known"]:
+        return scope["spellings"].get((symbol.pk, provider)) or symbol.ticker
     mapped = (
         SymbolMapping.objects.filter(symbol=symbol, provider__code=provider)
         .exclude(is_valid=False)
@@ -67,7 +115,7 @@ class ProviderCandleSource:
         self.code = code
 
     def fetch(self, *, symbol: Symbol, timeframe: str, start: datetime | None, end: datetime | None) -> pd.DataFrame:
-        return self._candles(symbol, timeframe, start, end, provider_symbol(symbol, self.code), get_client(self.code))
+        return self._candles(symbol, timeframe, start, end, provider_symbol(symbol, self.code), _client(self.code))
 
     def _candles(self, symbol, timeframe, start, end, spelled: str, client) -> pd.DataFrame:
         if start is None or end is None:
@@ -213,7 +261,7 @@ class BinanceFuturesSource(ProviderCandleSource):
         end: datetime | None,
         spread_extras: bool = False,
     ) -> pd.DataFrame:
-        spelled, client = provider_symbol(symbol, self.code), get_client(self.code)
+        spelled, client = provider_symbol(symbol, self.code), _client(self.code)
         frame = self._candles(symbol, timeframe, start, end, spelled, client)
         return binance_extras(
             frame,
@@ -245,7 +293,7 @@ class FallbackSource:
         end: datetime | None,
         spread_extras: bool = False,
     ) -> pd.DataFrame:
-        enabled = set(DataProvider.objects.filter(is_enabled=True).values_list("code", flat=True))
+        enabled = _enabled_providers()
         asset_class = symbol.asset_class.code if symbol.asset_class_id else ""
         family = next((k for k in PRIORITY if asset_class.startswith(k)), None)
         order = [c for c in PRIORITY.get(family, DEFAULT_PRIORITY) if c in enabled]

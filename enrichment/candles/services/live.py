@@ -26,7 +26,8 @@ from django_q.tasks import async_task
 
 from enrichment.candles.freshness import freshness_alert, market_trading
 from enrichment.candles.models import FRESHNESS_DEFAULTS, LiveMarket, LiveSeries, MarketDataV2
-from enrichment.candles.services.live_write import Fetched, live_series_record, live_write
+from enrichment.candles.remote_sources import fetch_scope
+from enrichment.candles.services.live_write import Fetched, live_series_record, live_summaries, live_write
 from enrichment.candles.services.series_refs import timeframe_parse
 from enrichment.candles.source_registry import get_source
 from enrichment.providers import clock
@@ -147,59 +148,78 @@ def _poll_market(live: LiveMarket, now: datetime, shard: tuple[int, int]) -> tup
     source = get_source(live.source)
     # A source that can spreads its statistics calls over their period (remote_sources.binance_extras).
     options = {"spread_extras": True} if getattr(source, "spreads_extras", False) else {}
-    polled = bars = failed = 0
-    errors: list[str] = []
-    batch: list[Fetched] = []
-    records: list[tuple] = []
-
-    def flush() -> None:
-        nonlocal bars, failed
-        written = live_write(batch, timeframe=timeframe, seconds=seconds, calendar=calendar)
-        for item in batch:
-            error = written.errors.get(item.symbol.pk, "")
-            records.append(
-                (
-                    item.symbol,
-                    item.polled_at,
-                    error,
-                    None if error else item.frame,
-                    written.stored_at.get(item.symbol.pk),
-                )
-            )
-            if error:
-                failed += 1
-                errors.append(f"{item.symbol}: {error}")
+    writer = _Writer(timeframe=timeframe, seconds=seconds, calendar=calendar)
+    polled = 0
+    with fetch_scope(symbols):
+        for symbol in symbols:
+            last = newest.get(symbol.pk)
+            start = last + timedelta(seconds=seconds) if last else end - timedelta(seconds=seconds * INITIAL_BARS)
+            if start >= end:
+                continue
+            polled += 1
+            until = min(end, start + timedelta(seconds=seconds * MAX_BARS_PER_POLL))
+            polled_at = clock.now()
+            try:
+                item = _fetch(source, options, live, symbol, start=start, end=until, polled_at=polled_at)
+            except Exception as exc:  # one bad series must not stop the market's others; it is logged and counted
+                if not isinstance(exc, ProviderError):
+                    log.exception("live poll of %s failed", symbol)
+                writer.failed(symbol, polled_at, str(exc))
+                continue
+            if item is None:
+                writer.nothing_new(symbol, polled_at)
             else:
-                bars += len(item.frame)
-        live_series_record(records, timeframe=timeframe, seconds=seconds)
-        batch.clear()
-        records.clear()
+                writer.add(item)
+        writer.flush()
+    writer.finish()
+    return MarketPoll(market.code, polled=polled, bars=writer.bars, failed=len(writer.errors)), writer.errors
 
-    for symbol in symbols:
-        last = newest.get(symbol.pk)
-        start = last + timedelta(seconds=seconds) if last else end - timedelta(seconds=seconds * INITIAL_BARS)
-        if start >= end:
-            continue
-        polled += 1
-        until = min(end, start + timedelta(seconds=seconds * MAX_BARS_PER_POLL))
-        polled_at = clock.now()
-        try:
-            item = _fetch(source, options, live, symbol, start=start, end=until, polled_at=polled_at)
-        except Exception as exc:  # one bad series must not stop the market's others; it is logged and counted
-            if not isinstance(exc, ProviderError):
-                log.exception("live poll of %s failed", symbol)
-            failed += 1
-            errors.append(f"{symbol}: {exc}")
-            records.append((symbol, polled_at, str(exc)[:2000], None, None))
-            continue
-        if item is None:
-            records.append((symbol, polled_at, "", None, None))
-            continue
-        batch.append(item)
-        if len(batch) >= WRITE_BATCH:
-            flush()
-    flush()
-    return MarketPoll(market.code, polled=polled, bars=bars, failed=failed), errors
+
+class _Writer:
+    """Collects a poll's fetched series and writes them WRITE_BATCH at a time (bars, features
+    and `live_series` rows); the summaries once at the end, off the freshness path."""
+
+    def __init__(self, *, timeframe: str, seconds: int, calendar):
+        self.where = {"timeframe": timeframe, "seconds": seconds}
+        self.calendar = calendar
+        self.batch: list[Fetched] = []
+        self.records: list[tuple] = []
+        self.stored: list[Symbol] = []
+        self.tails: list = []
+        self.spent = 0.0
+        self.bars = 0
+        self.errors: list[str] = []
+
+    def failed(self, symbol: Symbol, polled_at: datetime, error: str) -> None:
+        self.errors.append(f"{symbol}: {error}")
+        self.records.append((symbol, polled_at, error[:2000], None, None))
+
+    def nothing_new(self, symbol: Symbol, polled_at: datetime) -> None:
+        self.records.append((symbol, polled_at, "", None, None))
+
+    def add(self, item: Fetched) -> None:
+        self.batch.append(item)
+        if len(self.batch) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        written = live_write(self.batch, calendar=self.calendar, **self.where)
+        self.tails += written.tails
+        self.spent += written.seconds_spent
+        for item in self.batch:
+            error = written.errors.get(item.symbol.pk, "")
+            if error:
+                self.failed(item.symbol, item.polled_at, error)
+                continue
+            self.stored.append(item.symbol)
+            self.bars += len(item.frame)
+            self.records.append((item.symbol, item.polled_at, "", item.frame, written.stored_at[item.symbol.pk]))
+        live_series_record(self.records, **self.where)
+        self.batch, self.records = [], []
+
+    def finish(self) -> None:
+        # The summaries (daily quality, status, compute log) once all the features are stored.
+        live_summaries(self.stored, self.tails, calendar=self.calendar, seconds_spent=self.spent, **self.where)
 
 
 def _fetch(

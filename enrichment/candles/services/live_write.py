@@ -54,16 +54,8 @@ class Fetched:
     earlier: pd.DataFrame | None = None  # extras for bars an earlier poll stored (ts + EXTRAS)
 
 
-@dataclass(slots=True)
-class Written:
-    """What happened to each series: stored bars (and when), or an error."""
-
-    stored_at: dict[int, datetime] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
-class _Tail:
+class Tail:
     symbol_id: int
     incremental: bool
     rows_read: int
@@ -72,9 +64,19 @@ class _Tail:
     last_ts: datetime
 
 
+@dataclass(slots=True)
+class Written:
+    """What happened to each series: stored bars (and when), or an error; the tails computed."""
+
+    stored_at: dict[int, datetime] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    tails: list[Tail] = field(default_factory=list)
+    seconds_spent: float = 0.0
+
+
 def live_write(items: list[Fetched], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> Written:
-    """Write the bars and features of `items` (all of one market and timeframe) and refresh
-    their summaries. Returns when each series' features were stored, or its error."""
+    """Write the bars and features of `items` (all of one market and timeframe). Returns when
+    each series' features were stored, or its error; `live_summaries` refreshes the rest."""
     written = Written()
     if not items:
         return written
@@ -93,9 +95,8 @@ def live_write(items: list[Fetched], *, timeframe: str, seconds: int, calendar: 
             except Exception as exc:  # logged and recorded on the series
                 log.exception("live write of %s failed", item.symbol)
                 written.errors[item.symbol.pk] = str(exc)[:2000]
-    done = [item.symbol for item in items if item.symbol.pk in written.stored_at]
-    if done:
-        _refresh_summaries(done, tails, timeframe=timeframe, seconds=seconds, calendar=calendar, started=started)
+    written.tails = tails
+    written.seconds_spent = time.perf_counter() - started
     return written
 
 
@@ -109,7 +110,7 @@ def _lock_series(cur, symbol_ids: list[int], timeframe: str) -> None:
     )
 
 
-def _write_batch(items: list[Fetched], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> list[_Tail]:
+def _write_batch(items: list[Fetched], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> list[Tail]:
     ids = [item.symbol.pk for item in items]
     with transaction.atomic(), connection.cursor() as cur:
         _lock_series(cur, ids, timeframe)
@@ -265,7 +266,7 @@ def _fill_earlier(cur, items: list[Fetched], timeframe: str) -> None:
     )
 
 
-def _compute_features(cur, ids: list[int], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> list[_Tail]:
+def _compute_features(cur, ids: list[int], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> list[Tail]:
     """Features, quality score and flags of each series' stale tail (features_compute's
     incremental rules: from the first stale row on, with the context the longest window and
     the funding percentile need before it), read in one query and written in one."""
@@ -299,7 +300,7 @@ def _compute_features(cur, ids: list[int], *, timeframe: str, seconds: int, cale
         )
         read, emitted = len(rows), len(tail_ts)
         tails.append(
-            _Tail(
+            Tail(
                 int(sid),
                 incremental=emitted < read,
                 rows_read=read,
@@ -418,17 +419,21 @@ def _series_features(
     return ts[tail], out
 
 
-def _refresh_summaries(
+def live_summaries(
     symbols: list[Symbol],
-    tails: list[_Tail],
+    tails: list[Tail],
     *,
     timeframe: str,
     seconds: int,
     calendar: MarketCalendar,
-    started: float,
+    seconds_spent: float,
 ) -> None:
     """Daily quality metrics from each recomputed tail's first day on, the status rows and the
-    compute log (what features_compute does after its write), for all the series at once."""
+    compute log (what features_compute does after its write), for all the series at once. The
+    poller calls it once its batches' features are stored, so that they wait for none of this."""
+    if not symbols:
+        return
+    started = time.perf_counter() - seconds_spent
     ids = [s.pk for s in symbols]
     with transaction.atomic(), connection.cursor() as cur:
         _lock_series(cur, ids, timeframe)
@@ -440,7 +445,7 @@ def _refresh_summaries(
         EnrichmentComputeLog.objects.bulk_create([_log_row(s, timeframe, by_id.get(s.pk), duration) for s in symbols])
 
 
-def _log_row(symbol: Symbol, timeframe: str, tail: _Tail | None, duration_ms: float) -> EnrichmentComputeLog:
+def _log_row(symbol: Symbol, timeframe: str, tail: Tail | None, duration_ms: float) -> EnrichmentComputeLog:
     mode = EnrichmentComputeLog.Mode
     if tail is None:
         return EnrichmentComputeLog(symbol=symbol, timeframe=timeframe, mode=mode.NOTHING, duration_ms=duration_ms)
@@ -456,7 +461,7 @@ def _log_row(symbol: Symbol, timeframe: str, tail: _Tail | None, duration_ms: fl
     )
 
 
-def _refresh_metrics(cur, tails: list[_Tail], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> None:
+def _refresh_metrics(cur, tails: list[Tail], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> None:
     """data_quality_metrics for every day from each tail's first day on (feature_compute's
     `_refresh_metrics`), read in one query and written in one."""
     zone = "UTC" if seconds >= candle_quality.DAY else calendar.timezone
