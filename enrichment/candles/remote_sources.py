@@ -5,7 +5,6 @@ that tries them in the order of priority for the symbol's asset class."""
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -146,13 +145,15 @@ def _spans_boundary(index: pd.DatetimeIndex, bar: pd.Timedelta, every_seconds: i
     return bool(((-opens) % every_seconds < bar.total_seconds()).any())
 
 
-def stats_delay_bars(provider_symbol: str, *, timeframe: str) -> int:
+def stats_delay_bars(spread_key: int, *, timeframe: str) -> int:
     """How many bars after its own bar a live poll asks for a statistic (1 to the bars in a
-    statistics period): a stable hash of the symbol, so that each minute of a 5-minute period
-    carries a fifth of the symbols' statistics calls instead of all of them on the boundary."""
+    statistics period), from a stable number of the symbol (its id): each minute of a 5-minute
+    period carries a fifth of the symbols' statistics calls instead of all of them on the
+    boundary. Ids rather than a hash: symbols created together have consecutive ids, so the
+    minutes get within one of N/5 each (a hash of 500 symbols would give some minute ~115)."""
     period = stats_period(timeframe)
     slots = max(1, timeframe_seconds(period) // timeframe_seconds(timeframe)) if period else 1
-    return 1 + zlib.crc32(provider_symbol.encode()) % slots
+    return 1 + spread_key % slots
 
 
 def binance_extras(
@@ -164,6 +165,7 @@ def binance_extras(
     start: datetime,
     end: datetime,
     spread: bool = False,
+    spread_key: int = 0,
 ) -> pd.DataFrame:
     """Add to Binance klines the funding rate (on the bar each funding happened in), open
     interest, the global long/short account ratio and, where a kline lacks it, the taker buy
@@ -171,13 +173,13 @@ def binance_extras(
     the candles stand on their own, and the next fetch brings it.
 
     `spread` (the live poller): the extras are asked for the window [start, end) shifted back
-    by `stats_delay_bars` - 1 bars, so a symbol's statistics of a boundary come that many polls
-    later; the values for bars before `start` (stored by an earlier poll) are returned in
+    by `stats_delay_bars(spread_key)` - 1 bars, so a symbol's statistics of a boundary come
+    that many polls later; the values for bars before `start` (stored by an earlier poll) are returned in
     `frame.attrs["earlier_extras"]` (ts and the extra columns) for the caller to fill in."""
     if frame.empty:  # nothing stored: the next poll asks for the same window again
         return frame
     bar = pd.Timedelta(seconds=timeframe_seconds(timeframe))
-    shift = (stats_delay_bars(provider_symbol, timeframe=timeframe) - 1) * bar if spread else pd.Timedelta(0)
+    shift = (stats_delay_bars(spread_key, timeframe=timeframe) - 1) * bar if spread else pd.Timedelta(0)
     window_start, window_end = pd.Timestamp(start) - shift, pd.Timestamp(end) - shift
     if spread:  # every bar of the shifted window may carry an extra, stored or not
         index = pd.date_range(window_start, window_end, freq=bar, inclusive="left")
@@ -271,6 +273,7 @@ class BinanceFuturesSource(ProviderCandleSource):
             start=start,
             end=end,
             spread=spread_extras,
+            spread_key=symbol.pk,
         )
 
 
