@@ -63,6 +63,9 @@ def test_statistics_are_spread_over_the_five_minutes_and_land_on_their_bars(cryp
     since = fake_clock().timestamp()
     results = poll_minutes(fake_clock, 15)
     assert all(r["bars"] == SYMBOLS and r["errors"] == [] for r in results)
+    # One klines call a symbol and minute (limit 1: a page that reaches the end asks no further).
+    klines = [s for t, path, s in crypto.symbol_log if path == "/fapi/v1/klines" and t > since]
+    assert len(klines) == 15 * SYMBOLS
     calls = [(t, s) for t, path, s in crypto.symbol_log if path == STATS and t > since]
     per_minute = Counter(int(t // 60) for t, _ in calls)
     assert max(per_minute.values()) <= math.ceil(SYMBOLS / 5) + 1, per_minute
