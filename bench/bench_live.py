@@ -83,11 +83,16 @@ def teardown(saved: dict) -> None:
     LiveMarket.objects.filter(market__code="BINANCE").update(**saved["live"])
 
 
-def worker(index: int, count: int, minutes: int, start_at: float, since: datetime, out) -> None:
-    """One worker process: the initial history of its share, then a poll at each minute
-    boundary (+1 s) for `minutes` minutes; puts the lags of the bars it stored from `since` on."""
+def worker(index: int, count: int, minutes: int, ready, go, start, out) -> None:
+    """One worker process: the initial history of its share (not measured), then, from the
+    minute the main process names once every worker has its history, a poll at each minute
+    boundary (+1 s) for `minutes` minutes; puts the lags of the bars measured."""
     connections.close_all()
     live_poll(markets=["BINANCE"], shard=(index, count))
+    ready.put(time.time())
+    go.wait()
+    start_at = start.value
+    since = datetime.fromtimestamp(start_at - 1, tz=UTC)
     newest = stored_state(index, count)
     lags = []
     for minute in range(minutes + 1):
@@ -139,17 +144,21 @@ def main(symbols: int, minutes: int, workers: int) -> None:
     server.start()
     saved = setup(symbols, server.url_for("").rstrip("/"))
     try:
-        # The workers first fetch the history each series starts with (not measured).
-        start_at = (time.time() // 60 + 1) * 60 + 1 + 60 * max(2, symbols // workers // 60)
-        measured_from = datetime.fromtimestamp(start_at - 1, tz=UTC)
-        results = multiprocessing.Queue()
+        # The workers first fetch the history each series starts with (not measured); the
+        # measured polls start on the second minute boundary after the last of them is done, so
+        # that no 60-second window holds both (the history's calls fill the budget for minutes).
+        ready, results, go = multiprocessing.Queue(), multiprocessing.Queue(), multiprocessing.Event()
+        start = multiprocessing.Value("d", 0.0)
         processes = [
-            multiprocessing.Process(target=worker, args=(i, workers, minutes, start_at, measured_from, results))
+            multiprocessing.Process(target=worker, args=(i, workers, minutes, ready, go, start, results))
             for i in range(workers)
         ]
         connections.close_all()
         for process in processes:
             process.start()
+        warmed = max(ready.get(timeout=3600) for _ in processes)
+        start.value = start_at = (warmed // 60 + 2) * 60 + 1
+        go.set()
         measured = sorted(lag for _ in processes for lag in results.get(timeout=60 * minutes + 1800))
         for process in processes:
             process.join()
@@ -157,6 +166,7 @@ def main(symbols: int, minutes: int, workers: int) -> None:
         peak = busiest_window(market.request_log, start_at - 1)
         extras = [(t, p, w) for t, p, w in market.request_log if p != "/fapi/v1/klines"]
         extras_peak = busiest_window(extras, start_at - 1)
+        overall = busiest_window(market.request_log, 0)  # the history's catch-up included
     finally:
         server.stop()
         teardown(saved)
@@ -168,6 +178,7 @@ def main(symbols: int, minutes: int, workers: int) -> None:
             f"p95 {p95:.1f} s, max {measured[-1]:.1f} s (target 30 s)"
         )
     print(f"busiest 60 s of Binance request weight: {peak} (budget {budget}/min), of it statistics: {extras_peak}")
+    print(f"busiest 60 s including the initial history: {overall}")
     print(f"p95 under 30 s: {p95 < 30}; within the rate limit: {peak <= budget}")
 
 
