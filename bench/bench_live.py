@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -167,6 +168,12 @@ def main(symbols: int, minutes: int, workers: int) -> None:
         extras = [(t, p, w) for t, p, w in market.request_log if p != "/fapi/v1/klines"]
         extras_peak = busiest_window(extras, start_at - 1)
         overall = busiest_window(market.request_log, 0)  # the history's catch-up included
+        per_minute = {}
+        for t, path, w in market.request_log:
+            if t >= start_at - 1:
+                weight, calls = per_minute.setdefault(int(t - start_at + 1) // 60, (0, Counter()))
+                calls["stats" if path.startswith("/futures/") else path] += 1
+                per_minute[int(t - start_at + 1) // 60] = (weight + w, calls)
     finally:
         server.stop()
         teardown(saved)
@@ -179,6 +186,9 @@ def main(symbols: int, minutes: int, workers: int) -> None:
         )
     print(f"busiest 60 s of Binance request weight: {peak} (budget {budget}/min), of it statistics: {extras_peak}")
     print(f"busiest 60 s including the initial history: {overall}")
+    print("minute: weight (klines, statistics, funding calls)")
+    for minute, (weight, calls) in sorted(per_minute.items()):
+        print(f"  +{minute}: {weight} ({calls['/fapi/v1/klines']}, {calls['stats']}, {calls['/fapi/v1/fundingRate']})")
     print(f"p95 under 30 s: {p95 < 30}; within the rate limit: {peak <= budget}")
 
 
