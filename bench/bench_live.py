@@ -45,6 +45,10 @@ from etl.models import AssetClass, DataProvider, Market, MarketData, Symbol, Sym
 from etl.services import reference_data_bootstrap  # noqa: E402
 
 PREFIX = "LB"
+# Unmeasured polls between the history and the measured ones: the first catches up the two or
+# three bars that closed while the workers fetched their history (with their statistics: a
+# minute at the budget), the second is the first of the steady state.
+SETTLE = 2
 
 
 def setup(symbols: int, url: str) -> dict:
@@ -87,7 +91,8 @@ def teardown(saved: dict) -> None:
 def worker(index: int, count: int, minutes: int, ready, go, start, out) -> None:
     """One worker process: the initial history of its share (not measured), then, from the
     minute the main process names once every worker has its history, a poll at each minute
-    boundary (+1 s) for `minutes` minutes; puts the lags of the bars measured."""
+    boundary (+1 s): SETTLE polls that catch up the bars that closed meanwhile (not measured),
+    then `minutes` measured ones; puts the lags of the bars measured."""
     connections.close_all()
     live_poll(markets=["BINANCE"], shard=(index, count))
     ready.put(time.time())
@@ -96,7 +101,7 @@ def worker(index: int, count: int, minutes: int, ready, go, start, out) -> None:
     since = datetime.fromtimestamp(start_at - 1, tz=UTC)
     newest = stored_state(index, count)
     lags = []
-    for minute in range(minutes + 1):
+    for minute in range(-SETTLE, minutes + 1):
         wake = start_at + 60 * minute
         time.sleep(max(0.0, wake - time.time()))
         live_poll(markets=["BINANCE"], shard=(index, count))
@@ -146,7 +151,7 @@ def main(symbols: int, minutes: int, workers: int) -> None:
     saved = setup(symbols, server.url_for("").rstrip("/"))
     try:
         # The workers first fetch the history each series starts with (not measured); the
-        # measured polls start on the second minute boundary after the last of them is done, so
+        # settling polls start on the second minute boundary after the last of them is done, so
         # that no 60-second window holds both (the history's calls fill the budget for minutes).
         ready, results, go = multiprocessing.Queue(), multiprocessing.Queue(), multiprocessing.Event()
         start = multiprocessing.Value("d", 0.0)
@@ -158,7 +163,7 @@ def main(symbols: int, minutes: int, workers: int) -> None:
         for process in processes:
             process.start()
         warmed = max(ready.get(timeout=3600) for _ in processes)
-        start.value = start_at = (warmed // 60 + 2) * 60 + 1
+        start.value = start_at = (warmed // 60 + 2 + SETTLE) * 60 + 1
         go.set()
         measured = sorted(lag for _ in processes for lag in results.get(timeout=60 * minutes + 1800))
         for process in processes:
