@@ -157,7 +157,9 @@ class BinanceClient(ProviderClient):
             out.extend(c for c in page if to_ms(start) <= to_ms(c.ts) <= end_ms)
             if len(rows) < limit or not page:
                 break
-            cursor = to_ms(page[-1].ts) + 1
+            # The next bar opens one interval after the last one: asking from there (not 1 ms
+            # later) ends a page that reached `end` without another call.
+            cursor = to_ms(page[-1].ts) + INTERVAL_MS[timeframe]
         return out
 
     def fetch_funding_rates(

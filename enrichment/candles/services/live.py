@@ -12,24 +12,22 @@ through the shared rate limiter and circuit breaker of the provider clients.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Max
 from django_q.tasks import async_task
 
 from enrichment.candles.freshness import freshness_alert, market_trading
 from enrichment.candles.models import FRESHNESS_DEFAULTS, LiveMarket, LiveSeries, MarketDataV2
-from enrichment.candles.services.candle_upsert import candles_upsert, series_lock
-from enrichment.candles.services.feature_compute import features_compute
+from enrichment.candles.remote_sources import fetch_scope
+from enrichment.candles.services.live_write import Fetched, live_series_record, live_summaries, live_write
 from enrichment.candles.services.series_refs import timeframe_parse
 from enrichment.candles.source_registry import get_source
 from enrichment.providers import clock
@@ -37,7 +35,6 @@ from enrichment.providers.errors import ProviderError
 from etl.calendars import market_calendar
 from etl.locks import LIVE_POLL, session_lock
 from etl.models import Market, Symbol
-from etl.services.partitions import partitions_ensure
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +46,8 @@ MAX_BARS_PER_POLL = 5000
 # market_data's precision: v2 keeps the same values, so that a later sync from market_data
 # finds nothing changed.
 PRICE_PLACES, VOLUME_PLACES = 10, 8
+# Series whose bars are written (and features computed) together, in one transaction.
+WRITE_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,8 @@ def live_poll(
 def _poll_market(live: LiveMarket, now: datetime, shard: tuple[int, int]) -> tuple[MarketPoll, list[str]]:
     market, timeframe = live.market, live.timeframe
     seconds = timeframe_parse(timeframe)
-    if not market_trading(market_calendar(market), now=now, timeframe_seconds=seconds):
+    calendar = market_calendar(market)
+    if not market_trading(calendar, now=now, timeframe_seconds=seconds):
         return MarketPoll(market.code, skipped_because="the market is closed"), []
     end = pd.Timestamp(int(now.timestamp()) // seconds * seconds, unit="s", tz="UTC").to_pydatetime()
     index, count = shard
@@ -145,25 +145,98 @@ def _poll_market(live: LiveMarket, now: datetime, shard: tuple[int, int]) -> tup
         .order_by("pk")
     )
     newest = _newest_bars(symbols, timeframe)
-    polled = bars = failed = 0
-    errors = []
-    for symbol in symbols:
-        last = newest.get(symbol.pk)
-        start = last + timedelta(seconds=seconds) if last else end - timedelta(seconds=seconds * INITIAL_BARS)
-        if start >= end:
-            continue
-        polled += 1
-        until = min(end, start + timedelta(seconds=seconds * MAX_BARS_PER_POLL))
-        try:
-            outcome = _poll_series(live, symbol, start=start, end=until, seconds=seconds)
-        except Exception as exc:  # one bad series must not stop the market's others; it is logged and counted
-            log.exception("live poll of %s failed", symbol)
-            outcome = SeriesPoll(bars=0, error=str(exc))
-        bars += outcome.bars
-        if outcome.error:
-            failed += 1
-            errors.append(f"{symbol}: {outcome.error}")
-    return MarketPoll(market.code, polled=polled, bars=bars, failed=failed), errors
+    source = get_source(live.source)
+    # A source that can spreads its statistics calls over their period (remote_sources.binance_extras).
+    options = {"spread_extras": True} if getattr(source, "spreads_extras", False) else {}
+    writer = _Writer(timeframe=timeframe, seconds=seconds, calendar=calendar)
+    polled = 0
+    with fetch_scope(symbols):
+        for symbol in symbols:
+            last = newest.get(symbol.pk)
+            start = last + timedelta(seconds=seconds) if last else end - timedelta(seconds=seconds * INITIAL_BARS)
+            if start >= end:
+                continue
+            polled += 1
+            until = min(end, start + timedelta(seconds=seconds * MAX_BARS_PER_POLL))
+            polled_at = clock.now()
+            try:
+                item = _fetch(source, options, live, symbol, start=start, end=until, polled_at=polled_at)
+            except Exception as exc:  # one bad series must not stop the market's others; it is logged and counted
+                if not isinstance(exc, ProviderError):
+                    log.exception("live poll of %s failed", symbol)
+                writer.failed(symbol, polled_at, str(exc))
+                continue
+            if item is None:
+                writer.nothing_new(symbol, polled_at)
+            else:
+                writer.add(item)
+        writer.flush()
+    writer.finish()
+    return MarketPoll(market.code, polled=polled, bars=writer.bars, failed=len(writer.errors)), writer.errors
+
+
+class _Writer:
+    """Collects a poll's fetched series and writes them WRITE_BATCH at a time (bars, features
+    and `live_series` rows); the summaries once at the end, off the freshness path."""
+
+    def __init__(self, *, timeframe: str, seconds: int, calendar):
+        self.where = {"timeframe": timeframe, "seconds": seconds}
+        self.calendar = calendar
+        self.batch: list[Fetched] = []
+        self.records: list[tuple] = []
+        self.stored: list[Symbol] = []
+        self.tails: list = []
+        self.spent = 0.0
+        self.bars = 0
+        self.errors: list[str] = []
+
+    def failed(self, symbol: Symbol, polled_at: datetime, error: str) -> None:
+        self.errors.append(f"{symbol}: {error}")
+        self.records.append((symbol, polled_at, error[:2000], None, None))
+
+    def nothing_new(self, symbol: Symbol, polled_at: datetime) -> None:
+        self.records.append((symbol, polled_at, "", None, None))
+
+    def add(self, item: Fetched) -> None:
+        self.batch.append(item)
+        if len(self.batch) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        written = live_write(self.batch, calendar=self.calendar, **self.where)
+        self.tails += written.tails
+        self.spent += written.seconds_spent
+        for item in self.batch:
+            error = written.errors.get(item.symbol.pk, "")
+            if error:
+                self.failed(item.symbol, item.polled_at, error)
+                continue
+            self.stored.append(item.symbol)
+            self.bars += len(item.frame)
+            self.records.append((item.symbol, item.polled_at, "", item.frame, written.stored_at[item.symbol.pk]))
+        live_series_record(self.records, **self.where)
+        self.batch, self.records = [], []
+
+    def finish(self) -> None:
+        # The summaries (daily quality, status, compute log) once all the features are stored.
+        live_summaries(self.stored, self.tails, calendar=self.calendar, seconds_spent=self.spent, **self.where)
+
+
+def _fetch(
+    source, options: dict, live: LiveMarket, symbol: Symbol, *, start: datetime, end: datetime, polled_at: datetime
+) -> Fetched | None:
+    """The series' bars in [start, end) at market_data's precision (None: no new bar), with the
+    extras a later poll brought for bars stored before."""
+    frame = source.fetch(symbol=symbol, timeframe=live.timeframe, start=start, end=end, **options)
+    provider = frame.attrs.get("provider", live.source)
+    earlier = frame.attrs["earlier_extras"].frame if "earlier_extras" in frame.attrs else None
+    frame = _rounded(frame)  # a source's frame is normalised already
+    frame = frame[(frame["ts"] >= pd.Timestamp(start)) & (frame["ts"] < pd.Timestamp(end))].reset_index(drop=True)
+    if frame.empty:
+        return None
+    if earlier is not None and "taker_buy_volume" in earlier:
+        earlier = earlier.assign(taker_buy_volume=earlier["taker_buy_volume"].round(VOLUME_PLACES))
+    return Fetched(symbol=symbol, frame=frame, provider=provider, polled_at=polled_at, earlier=earlier)
 
 
 def _newest_bars(symbols: list[Symbol], timeframe: str) -> dict[int, datetime]:
@@ -185,34 +258,6 @@ def _newest_bars(symbols: list[Symbol], timeframe: str) -> dict[int, datetime]:
     return known
 
 
-def _poll_series(live: LiveMarket, symbol: Symbol, *, start: datetime, end: datetime, seconds: int) -> SeriesPoll:
-    timeframe = live.timeframe
-    polled_at = clock.now()
-    try:
-        frame = get_source(live.source).fetch(symbol=symbol, timeframe=timeframe, start=start, end=end)
-    except ProviderError as exc:
-        _series_record(symbol, timeframe, polled_at=polled_at, error=str(exc)[:2000])
-        return SeriesPoll(bars=0, error=str(exc))
-    provider = frame.attrs.get("provider", live.source)
-    frame = _rounded(frame)  # a source's frame is normalised already
-    frame = frame[(frame["ts"] >= pd.Timestamp(start)) & (frame["ts"] < pd.Timestamp(end))].reset_index(drop=True)
-    if frame.empty:
-        _series_record(symbol, timeframe, polled_at=polled_at, error="")
-        return SeriesPoll(bars=0)
-    with transaction.atomic():
-        series_lock(symbol_id=symbol.pk, timeframe=timeframe)
-        _market_data_insert(symbol, timeframe, frame)
-        candles_upsert(symbol=symbol, timeframe=timeframe, frame=frame, source=provider, run_ref="live")
-    features_compute(symbol=symbol, timeframe=timeframe)
-    stored_at = clock.now()
-    newest = frame["ts"].iloc[-1].to_pydatetime()
-    lag = (stored_at - (newest + timedelta(seconds=seconds))).total_seconds()
-    _series_record(
-        symbol, timeframe, polled_at=polled_at, error="", newest=newest, stored_at=stored_at, lag=lag, bars=len(frame)
-    )
-    return SeriesPoll(bars=len(frame))
-
-
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in ("open", "high", "low", "close"):
@@ -220,57 +265,3 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("volume", "taker_buy_volume", "quote_volume"):
         out[column] = out[column].round(VOLUME_PLACES)
     return out
-
-
-def _market_data_insert(symbol: Symbol, timeframe: str, frame: pd.DataFrame) -> None:
-    """The raw candles, linked to the symbol, with the kline extras the local source reads back;
-    bars already there are left as they are. No import file: `import_file_id` NULL says the
-    poller wrote them (market_data_v2's `source` names the provider)."""
-
-    def floats(column: str) -> list[float | None]:
-        values = frame[column].to_numpy(dtype=np.float64)
-        return [None if np.isnan(v) else float(v) for v in values]
-
-    extras = [
-        {k: v for k, v in zip(("taker_buy_volume", "quote_volume", "trades"), row, strict=True) if v is not None}
-        or None
-        for row in zip(floats("taker_buy_volume"), floats("quote_volume"), floats("trades"), strict=True)
-    ]
-    partitions_ensure(table="market_data", first=frame["ts"].min(), last=frame["ts"].max())
-    with connection.cursor() as cur:
-        cur.execute(
-            """
-            INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, asset_class,
-                                     symbol_id, extra, updated_at)
-            SELECT %s, %s, %s, u.ts, u.o, u.h, u.l, u.c, u.v, %s, %s, u.extra, now()
-            FROM unnest(%s::timestamptz[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[],
-                        %s::jsonb[]) AS u(ts, o, h, l, c, v, extra)
-            ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
-            """,
-            [
-                symbol.ticker,
-                symbol.market.code,
-                timeframe,
-                symbol.asset_class.code if symbol.asset_class_id else None,
-                symbol.pk,
-                [t.to_pydatetime() for t in frame["ts"]],
-                floats("open"),
-                floats("high"),
-                floats("low"),
-                floats("close"),
-                floats("volume"),
-                [None if e is None else json.dumps(e) for e in extras],
-            ],
-        )
-
-
-def _series_record(symbol: Symbol, timeframe: str, *, polled_at: datetime, error: str, **stored) -> None:
-    """Upsert the series' live row: when it was polled and, when bars were stored, the newest
-    one, when its features were stored and the lag from its close."""
-    updates: dict[str, Any] = {"last_polled_at": polled_at, "last_error": error}
-    if stored:
-        updates.update(last_bar_ts=stored["newest"], last_stored_at=stored["stored_at"], last_lag_seconds=stored["lag"])
-    series = LiveSeries.objects.filter(symbol=symbol, timeframe=timeframe)
-    if series.update(**updates, bars_stored=F("bars_stored") + stored.get("bars", 0)):
-        return
-    LiveSeries.objects.create(symbol=symbol, timeframe=timeframe, bars_stored=stored.get("bars", 0), **updates)

@@ -57,6 +57,8 @@ class LiveMarketServer:
         self.now_ms = now_ms
         self.requests: dict[str, int] = {}
         self.request_log: list[tuple[float, str, int]] = []  # (server time s, path, Binance weight)
+        self.symbol_log: list[tuple[float, str, str]] = []  # (server time s, path, symbol)
+        self.broken: set[str] = set()  # symbols whose klines come with a close of NaN
         self._lock = threading.Lock()
 
     def _count(self, request: Request) -> None:
@@ -67,6 +69,7 @@ class LiveMarketServer:
         with self._lock:
             self.requests[request.path] = self.requests.get(request.path, 0) + 1
             self.request_log.append((self.now_ms() / 1000, request.path, weight))
+            self.symbol_log.append((self.now_ms() / 1000, request.path, request.args.get("symbol", "")))
 
     @staticmethod
     def _json(payload) -> Response:
@@ -92,7 +95,7 @@ class LiveMarketServer:
                     f"{b['open']:.4f}",
                     f"{b['high']:.4f}",
                     f"{b['low']:.4f}",
-                    f"{b['close']:.4f}",
+                    "NaN" if symbol in self.broken else f"{b['close']:.4f}",
                     f"{b['volume']:.3f}",
                     open_ms + MINUTE_MS - 1,
                     f"{b['volume'] * b['close']:.4f}",

@@ -218,7 +218,9 @@ def test_binance_klines_page_by_1500_and_weigh_each_call(providers, httpserver, 
     )
     assert int(httpserver.log[0][0].args["startTime"]) == start_ms
     second_request = httpserver.log[1][0]
-    assert int(second_request.args["startTime"]) == start_ms + 1499 * hour + 1
+    # The second page starts at the next bar's open (not 1 ms after the last one's), so a page
+    # that reaches `end` asks no further.
+    assert int(second_request.args["startTime"]) == start_ms + 1500 * hour
     from enrichment.models import RateLimitGrant
 
     # limit=1500 weighs 10; the second page asks for the 10 bars left, weight 1.

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from werkzeug import Response
 
 from conftest import child_database_url
@@ -107,6 +108,24 @@ def test_rate_limiter_waits_for_the_oldest_grant_to_leave_the_window(providers):
     with pytest.raises(ProviderError) as err:
         rate_limit_acquire(provider_code="X", budget=180, weight=5, window=1.0)
     assert err.value.permanent  # weight 5 can never fit 3 a second
+
+
+@pytest.mark.django_db
+def test_a_grant_counts_a_little_longer_than_the_window_for_requests_that_arrive_late(providers):
+    from enrichment.models import RateLimitGrant
+
+    # 60 a minute; one grant 60.5 s ago still counts (it may have reached the provider 0.5 s
+    # after its grant), one 61.5 s ago no longer does.
+    with connection.cursor() as cur:
+        cur.execute("SELECT clock_timestamp()")
+        (now,) = cur.fetchone()
+    RateLimitGrant.objects.create(provider="X", weight=30, granted_at=now - timedelta(seconds=60.5))
+    RateLimitGrant.objects.create(provider="X", weight=30, granted_at=now - timedelta(seconds=61.5))
+    assert rate_limit_budget(provider_code="X", budget=60).remaining == 30
+    waits: list[float] = []
+    with pytest.raises(ProviderError):
+        rate_limit_acquire(provider_code="X", budget=60, weight=31, max_wait=0.1, sleep=waits.append)
+    assert rate_limit_acquire(provider_code="X", budget=60, weight=30, sleep=waits.append) == 0
 
 
 # -- circuit breaker -------------------------------------------------------------------------------

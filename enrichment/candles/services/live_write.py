@@ -1,0 +1,574 @@
+"""The live poller's writes, for many series at once: the new bars of every series a poll
+fetched go in with one staging COPY and one upsert into `market_data` and `market_data_v2`;
+the features of those series' stale tails are computed from one read and stored with one
+write; daily quality metrics, status, the compute log and `live_series` follow, one statement
+each. The results are the same as one series at a time (`candle_upsert.candles_upsert`, then
+`feature_compute.features_compute`): a full recompute gives the same bits (tested).
+
+Two transactions: the bars and their features (under the series locks, which feature runs
+and backfills take too: the features are visible when the bars are), then the summaries. If
+the batch fails, each series is written alone, so one bad series does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+
+from enrichment.candles import candle_quality
+from enrichment.candles.feature_list import FEATURE_COLUMNS, FUNDING_WINDOW, INPUT_COLUMNS, RECURSIVE, lookback_bars
+from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog
+from enrichment.candles.services.candle_upsert import copy_into
+from enrichment.providers import clock
+from etl.calendars import MarketCalendar
+from etl.locks import FEATURE_SERIES
+from etl.models import Symbol
+from etl.services.partitions import partitions_ensure
+
+log = logging.getLogger(__name__)
+
+# market_data_v2's columns a source may lack: a bar restated without them keeps what it had.
+OHLCV = ("open", "high", "low", "close", "volume")
+SUPPLEMENTARY = tuple(c for c in CANDLE_COLUMNS if c not in OHLCV)
+# The extras a later poll may bring for a bar stored before (see remote_sources.binance_extras).
+EXTRAS = ("open_interest", "funding_rate", "long_short_account_ratio", "taker_buy_volume")
+WRITE_COLUMNS = (*FEATURE_COLUMNS, "quality_score", "quality_flags")
+AMENDMENT_KIND = "candle_amendment"  # as candle_upsert writes them
+DAILY_TYPES = ("date[]", "int[]", "int[]", "float8[]", "int[]", "int[]", "int[]", "int[]", "float8[]")
+
+
+@dataclass(slots=True)
+class Fetched:
+    """One series' bars from this poll (rounded, sorted, within the poll's window)."""
+
+    symbol: Symbol
+    frame: pd.DataFrame
+    provider: str
+    polled_at: datetime
+    earlier: pd.DataFrame | None = None  # extras for bars an earlier poll stored (ts + EXTRAS)
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    symbol_id: int
+    incremental: bool
+    rows_read: int
+    rows_written: int
+    first_ts: datetime
+    last_ts: datetime
+
+
+@dataclass(slots=True)
+class Written:
+    """What happened to each series: stored bars (and when), or an error; the tails computed."""
+
+    stored_at: dict[int, datetime] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    tails: list[Tail] = field(default_factory=list)
+    seconds_spent: float = 0.0
+
+
+def live_write(items: list[Fetched], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> Written:
+    """Write the bars and features of `items` (all of one market and timeframe). Returns when
+    each series' features were stored, or its error; `live_summaries` refreshes the rest."""
+    written = Written()
+    if not items:
+        return written
+    started = time.perf_counter()
+    try:
+        tails = _write_batch(items, timeframe=timeframe, seconds=seconds, calendar=calendar)
+        stored_at = clock.now()
+        written.stored_at.update({item.symbol.pk: stored_at for item in items})
+    except Exception:  # one bad series must not stop the others: write them one by one
+        log.exception("batched live write of %d series failed; writing them one by one", len(items))
+        tails = []
+        for item in items:
+            try:
+                tails += _write_batch([item], timeframe=timeframe, seconds=seconds, calendar=calendar)
+                written.stored_at[item.symbol.pk] = clock.now()
+            except Exception as exc:  # logged and recorded on the series
+                log.exception("live write of %s failed", item.symbol)
+                written.errors[item.symbol.pk] = str(exc)[:2000]
+    written.tails = tails
+    written.seconds_spent = time.perf_counter() - started
+    return written
+
+
+def _lock_series(cur, symbol_ids: list[int], timeframe: str) -> None:
+    """The series locks of all of them, in one statement and a fixed order (no deadlock)."""
+    keys = sorted(FEATURE_SERIES.key(f"{i}:{timeframe}") for i in symbol_ids)
+    cur.execute(
+        "SELECT count(pg_advisory_xact_lock(k.a, k.b)) FROM"
+        " (SELECT a, b FROM unnest(%s::int[], %s::int[]) AS u(a, b) ORDER BY a, b) AS k",
+        [[k[0] for k in keys], [k[1] for k in keys]],
+    )
+
+
+def _write_batch(items: list[Fetched], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> list[Tail]:
+    ids = [item.symbol.pk for item in items]
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock_series(cur, ids, timeframe)
+        bars = [item for item in items if not item.frame.empty]
+        if bars:
+            first = min(item.frame["ts"].iloc[0] for item in bars)
+            last = max(item.frame["ts"].iloc[-1] for item in bars)
+            for table in ("market_data", "market_data_v2"):
+                partitions_ensure(table=table, first=first, last=last)
+            providers = sorted({item.provider for item in bars})
+            _stage_bars(cur, bars, providers)
+            _insert_market_data(cur, timeframe)
+            _write_amendments(cur, timeframe, providers)
+            _upsert_v2(cur, timeframe, providers)
+        _fill_earlier(cur, [item for item in items if item.earlier is not None and not item.earlier.empty], timeframe)
+        return _compute_features(cur, ids, timeframe=timeframe, seconds=seconds, calendar=calendar)
+
+
+def _stage(cur, name: str, columns: tuple[str, ...], ts, arrays: list[np.ndarray]) -> None:
+    """A temporary table (ts, sid, *columns) of float8, filled with one binary COPY."""
+    cols = ", ".join(f"{c} float8" for c in ("sid", *columns))
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} (ts timestamptz NOT NULL, {cols}) ON COMMIT DROP")
+    cur.execute(f"TRUNCATE {name}")  # noqa: S608 - our own table name
+    copy_into(cur, table=name, columns=["sid", *columns], ts=ts, arrays=arrays)
+
+
+def _stage_bars(cur, items: list[Fetched], providers: list[str]) -> None:
+    frames = [item.frame for item in items]
+    ts = pd.DatetimeIndex(pd.concat([f["ts"] for f in frames], ignore_index=True))
+    sid = np.concatenate([np.full(len(item.frame), item.symbol.pk, dtype=np.float64) for item in items])
+    src = np.concatenate([np.full(len(item.frame), providers.index(item.provider) + 1.0) for item in items])
+    values = [np.concatenate([f[c].to_numpy(dtype=np.float64) for f in frames]) for c in CANDLE_COLUMNS]
+    _stage(cur, "live_stage", (*CANDLE_COLUMNS, "src"), ts, [sid, *values, src])
+
+
+def _insert_market_data(cur, timeframe: str) -> None:
+    """The raw candles, linked to their symbols, with the kline extras the local source reads
+    back; bars already there are left as they are. `import_file_id` NULL: the poller wrote them.
+    Through text, so each numeric gets the float's shortest exact digits (as psycopg sends them)."""
+    cur.execute(
+        """
+        INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume, asset_class,
+                                 symbol_id, extra, updated_at)
+        SELECT y.ticker, mk.code, %s, s.ts, s.open::text::numeric, s.high::text::numeric, s.low::text::numeric,
+               s.close::text::numeric, s.volume::text::numeric, ac.code, y.id,
+               NULLIF(jsonb_strip_nulls(jsonb_build_object('taker_buy_volume', s.taker_buy_volume,
+                                                           'quote_volume', s.quote_volume, 'trades', s.trades)),
+                      '{}'::jsonb),
+               now()
+        FROM live_stage s
+        JOIN symbols y ON y.id = s.sid::bigint
+        JOIN markets mk ON mk.id = y.market_id
+        LEFT JOIN asset_classes ac ON ac.id = y.asset_class_id
+        ORDER BY s.sid, s.ts
+        ON CONFLICT (ticker, market, timeframe, ts) DO NOTHING
+        """,
+        [timeframe],
+    )
+
+
+def _new_value(col: str, table: str, excluded: str) -> str:
+    value = f"{excluded}.{col}::bigint" if col == "trades" else f"{excluded}.{col}"
+    return f"COALESCE({value}, {table}.{col})" if col in SUPPLEMENTARY else value
+
+
+def _changed(table: str, excluded: str) -> str:
+    old = ", ".join(f"{table}.{c}" for c in CANDLE_COLUMNS)
+    new = ", ".join(_new_value(c, table, excluded) for c in CANDLE_COLUMNS)
+    return f"({old}) IS DISTINCT FROM ({new})"
+
+
+def _write_amendments(cur, timeframe: str, providers: list[str]) -> None:
+    """A bar that was there already and changes gets one amendment, as candle_upsert writes it."""
+    fields = ", ".join(
+        f"CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm', 's')} THEN '{c}' END" for c in CANDLE_COLUMNS
+    )
+    old = ", ".join(
+        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm', 's')} THEN to_jsonb(m.{c}) END"
+        for c in CANDLE_COLUMNS
+    )
+    new = ", ".join(
+        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {v} THEN to_jsonb({v}) END"
+        for c, v in ((c, _new_value(c, "m", "s")) for c in CANDLE_COLUMNS)
+    )
+    cur.execute(
+        f"""
+        INSERT INTO data_corrections
+            (kind, run_ref, table_name, ticker, market, field, old_value, new_value, row_count, detail,
+             created_by, created_at)
+        SELECT %s, 'live', 'market_data_v2', y.ticker, mk.code, concat_ws(',', {fields}),
+               jsonb_strip_nulls(jsonb_build_object({old}))::text,
+               jsonb_strip_nulls(jsonb_build_object({new}))::text,
+               1,
+               jsonb_build_object('symbol_id', m.symbol_id, 'timeframe', m.timeframe, 'ts', m.ts,
+                                  'revision_from', m.revision, 'revision_to', m.revision + 1,
+                                  'source_from', m.source, 'source_to', (%s::text[])[s.src::int]),
+               '', now()
+        FROM live_stage s
+        JOIN market_data_v2 m ON m.symbol_id = s.sid::bigint AND m.timeframe = %s AND m.ts = s.ts
+        JOIN symbols y ON y.id = m.symbol_id
+        JOIN markets mk ON mk.id = y.market_id
+        WHERE {_changed("m", "s")}
+        """,  # noqa: S608 - column names are constants of this module
+        [AMENDMENT_KIND, providers, timeframe],
+    )
+
+
+def _upsert_v2(cur, timeframe: str, providers: list[str]) -> None:
+    """New bars inserted; changed ones updated with revision + 1 and stale features; unchanged
+    ones not written at all (candle_upsert's rules)."""
+    cols = ", ".join(CANDLE_COLUMNS)
+    select = ", ".join(f"s.{c}::bigint" if c == "trades" else f"s.{c}" for c in CANDLE_COLUMNS)
+    updates = ", ".join(f"{c} = {_new_value(c, 'market_data_v2', 'EXCLUDED')}" for c in CANDLE_COLUMNS)
+    cur.execute(
+        f"""
+        INSERT INTO market_data_v2 (symbol_id, timeframe, ts, {cols}, source, revision, quality_flags, updated_at)
+        SELECT s.sid::bigint, %s, s.ts, {select}, (%s::text[])[s.src::int], 1, 0, now()
+        FROM live_stage s ORDER BY s.sid, s.ts
+        ON CONFLICT (symbol_id, timeframe, ts) DO UPDATE SET {updates},
+            source = EXCLUDED.source,
+            revision = market_data_v2.revision + 1,
+            features_revision = NULL,
+            updated_at = now()
+        WHERE {_changed("market_data_v2", "EXCLUDED")}
+        """,  # noqa: S608 - column names are constants of this module
+        [timeframe, providers],
+    )
+
+
+def _fill_earlier(cur, items: list[Fetched], timeframe: str) -> None:
+    """Extras a later poll brought for bars stored before (a symbol's statistics come a few
+    polls after their bar, see remote_sources.binance_extras): they fill what is still NULL,
+    never replace a value, so this completes a bar rather than amending it (no amendment row);
+    the bar's revision moves on, so its features and those after it are recomputed."""
+    if not items:
+        return
+    frames = [item.earlier.reindex(columns=["ts", *EXTRAS]) for item in items]
+    ts = pd.DatetimeIndex(pd.concat([f["ts"] for f in frames], ignore_index=True))
+    sid = np.concatenate(
+        [np.full(len(f), item.symbol.pk, dtype=np.float64) for f, item in zip(frames, items, strict=True)]
+    )
+    arrays = [sid] + [np.concatenate([f[c].to_numpy(dtype=np.float64) for f in frames]) for c in EXTRAS]
+    _stage(cur, "live_fill", EXTRAS, ts, arrays)
+    sets = ", ".join(f"{c} = COALESCE(m.{c}, f.{c})" for c in EXTRAS)
+    fills = " OR ".join(f"(m.{c} IS NULL AND f.{c} IS NOT NULL)" for c in EXTRAS)
+    cur.execute(
+        f"""
+        UPDATE market_data_v2 m SET {sets}, revision = m.revision + 1, features_revision = NULL, updated_at = now()
+        FROM live_fill f
+        WHERE m.symbol_id = f.sid::bigint AND m.timeframe = %s AND m.ts = f.ts AND ({fills})
+        """,  # noqa: S608 - column names are constants of this module
+        [timeframe],
+    )
+
+
+def _compute_features(cur, ids: list[int], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> list[Tail]:
+    """Features, quality score and flags of each series' stale tail (features_compute's
+    incremental rules: from the first stale row on, with the context the longest window and
+    the funding percentile need before it), read in one query and written in one."""
+    bars_per_day = candle_quality.bars_per_day(calendar, seconds)
+    lookback = lookback_bars(timeframe_seconds=seconds, bars_per_day=bars_per_day)
+    bounds = _context_bounds(cur, ids, timeframe, lookback)
+    if not bounds:
+        return []
+    cur.execute(
+        f"""
+        SELECT m.symbol_id, m.ts, {", ".join(f"m.{c}" for c in (*INPUT_COLUMNS, *RECURSIVE))}
+        FROM unnest(%s::int[], %s::timestamptz[]) AS c(sid, context_from)
+        JOIN market_data_v2 m ON m.symbol_id = c.sid AND m.timeframe = %s AND m.ts >= c.context_from
+        ORDER BY m.symbol_id, m.ts
+        """,  # noqa: S608 - column names are constants
+        [list(bounds), [b[1] for b in bounds.values()], timeframe],
+    )
+    columns = ["symbol_id", "ts", *INPUT_COLUMNS, *RECURSIVE]
+    everything = pd.DataFrame(cur.fetchall(), columns=columns)
+    tails, out_ts, out_sid, outs = [], [], [], []
+    for sid, rows in everything.groupby("symbol_id", sort=False):
+        dirty, _, prev, row_offset = bounds[int(sid)]
+        tail_ts, values = _series_features(
+            rows.reset_index(drop=True),
+            dirty=dirty,
+            prev=prev,
+            row_offset=row_offset,
+            seconds=seconds,
+            calendar=calendar,
+            bars_per_day=bars_per_day,
+        )
+        read, emitted = len(rows), len(tail_ts)
+        tails.append(
+            Tail(
+                int(sid),
+                incremental=emitted < read,
+                rows_read=read,
+                rows_written=emitted,
+                first_ts=tail_ts[0].to_pydatetime(),
+                last_ts=tail_ts[-1].to_pydatetime(),
+            )
+        )
+        out_ts.append(tail_ts)
+        out_sid.append(np.full(emitted, float(sid)))
+        outs.append(values)
+    ts = pd.DatetimeIndex(np.concatenate([t.as_unit("us").asi8 for t in out_ts]).astype("datetime64[us]"), tz="UTC")
+    arrays = [np.concatenate(out_sid)] + [np.concatenate([o[c] for o in outs]) for c in WRITE_COLUMNS]
+    _stage(cur, "live_features", WRITE_COLUMNS, ts, arrays)
+    sets = ", ".join(f"{c} = s.{c}" for c in FEATURE_COLUMNS)
+    # computed_at is the write's own time (not the transaction's start): the features are
+    # visible at the commit that follows.
+    cur.execute(
+        f"""
+        UPDATE market_data_v2 m SET {sets}, quality_score = s.quality_score,
+            quality_flags = s.quality_flags::int, features_revision = m.revision, computed_at = clock_timestamp()
+        FROM live_features s
+        WHERE m.symbol_id = s.sid::bigint AND m.timeframe = %s AND m.ts = s.ts
+        """,  # noqa: S608 - column names are constants
+        [timeframe],
+    )
+    return tails
+
+
+def _context_bounds(
+    cur, ids: list[int], timeframe: str, lookback: int
+) -> dict[int, tuple[datetime, datetime, datetime | None, int]]:
+    """For each series with a stale row: (first stale ts, first row to read, the row before
+    that, rows of the series before it), in one query (feature_compute's `_context_from`)."""
+    cur.execute(
+        """
+        WITH dirty AS (
+            SELECT symbol_id AS sid, min(ts) AS dirty FROM market_data_v2
+            WHERE symbol_id = ANY(%(ids)s) AND timeframe = %(tf)s AND features_revision IS DISTINCT FROM revision
+            GROUP BY symbol_id
+        ), edges AS (
+            SELECT d.sid, d.dirty,
+                (SELECT ts FROM market_data_v2 WHERE symbol_id = d.sid AND timeframe = %(tf)s AND ts < d.dirty
+                 ORDER BY ts DESC OFFSET %(lookback)s LIMIT 1) AS by_rows,
+                (SELECT ts FROM market_data_v2 WHERE symbol_id = d.sid AND timeframe = %(tf)s AND ts < d.dirty
+                 AND funding_rate IS NOT NULL ORDER BY ts DESC OFFSET %(funding)s LIMIT 1) AS by_funding,
+                (SELECT min(ts) FROM market_data_v2 WHERE symbol_id = d.sid AND timeframe = %(tf)s) AS earliest,
+                EXISTS (SELECT 1 FROM market_data_v2 WHERE symbol_id = d.sid AND timeframe = %(tf)s AND ts < d.dirty
+                        AND funding_rate IS NOT NULL) AS any_funding
+            FROM dirty d
+        ), context AS (
+            SELECT sid, dirty,
+                CASE WHEN by_rows IS NULL THEN earliest
+                     WHEN by_funding IS NOT NULL THEN LEAST(by_rows, by_funding)
+                     WHEN any_funding THEN earliest
+                     ELSE by_rows END AS context_from
+            FROM edges
+        )
+        SELECT c.sid, c.dirty, c.context_from,
+            (SELECT max(ts) FROM market_data_v2 WHERE symbol_id = c.sid AND timeframe = %(tf)s
+             AND ts < c.context_from),
+            (SELECT count(*) FROM market_data_v2 WHERE symbol_id = c.sid AND timeframe = %(tf)s
+             AND ts < c.context_from)
+        FROM context c ORDER BY c.sid
+        """,
+        {"ids": ids, "tf": timeframe, "lookback": lookback, "funding": FUNDING_WINDOW - 2},
+    )
+    return {int(r[0]): (r[1], r[2], r[3], int(r[4])) for r in cur.fetchall()}
+
+
+def _series_features(
+    rows: pd.DataFrame,
+    *,
+    dirty: datetime,
+    prev: datetime | None,
+    row_offset: int,
+    seconds: int,
+    calendar: MarketCalendar,
+    bars_per_day: int | None,
+) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
+    """One series' features from its context rows (feature_compute's `_compute_rows`)."""
+    # numba's import is paid where the kernels are first needed, not at every manage.py start.
+    from enrichment.candles.feature_kernels import compute_features
+
+    ts = pd.DatetimeIndex(pd.to_datetime(rows["ts"], utc=True))
+    ts_s = ts.as_unit("s").asi8
+    with_prev = ts_s if prev is None else np.concatenate([[int(pd.Timestamp(prev).timestamp())], ts_s])
+    skip = 0 if prev is None else 1
+    breaks = candle_quality.series_breaks(with_prev, calendar, seconds)[skip:]
+    missing = candle_quality.missing_before(with_prev, calendar, seconds)[skip:]
+    emit_from = int(np.searchsorted(ts_s, int(pd.Timestamp(dirty).timestamp())))
+    data = {c: rows[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in INPUT_COLUMNS}
+    before = rows.iloc[emit_from - 1] if emit_from else None
+    state = {c: np.nan if before is None or pd.isna(before[c]) else float(before[c]) for c in RECURSIVE}
+    out = compute_features(
+        data,
+        timeframe_seconds=seconds,
+        bars_per_day=bars_per_day,
+        breaks=breaks,
+        emit_from=emit_from,
+        state=state,
+        row_offset=row_offset,
+    )
+    tail = slice(emit_from, None)
+    flags, score = candle_quality.row_quality(
+        open_=data["open"][tail],
+        high=data["high"][tail],
+        low=data["low"][tail],
+        close=data["close"][tail],
+        volume=data["volume"][tail],
+        volume_spike_score=out["volume_spike_score"],
+        missing=missing[tail],
+        expected=candle_quality.expected_mask(ts_s[tail], calendar, seconds),
+    )
+    out["quality_score"], out["quality_flags"] = score, flags.astype(np.float64)
+    return ts[tail], out
+
+
+def live_summaries(
+    symbols: list[Symbol],
+    tails: list[Tail],
+    *,
+    timeframe: str,
+    seconds: int,
+    calendar: MarketCalendar,
+    seconds_spent: float,
+) -> None:
+    """Daily quality metrics from each recomputed tail's first day on, the status rows and the
+    compute log (what features_compute does after its write), for all the series at once. The
+    poller calls it once its batches' features are stored, so that they wait for none of this."""
+    if not symbols:
+        return
+    started = time.perf_counter() - seconds_spent
+    ids = [s.pk for s in symbols]
+    with transaction.atomic(), connection.cursor() as cur:
+        _lock_series(cur, ids, timeframe)
+        if tails:
+            _refresh_metrics(cur, tails, timeframe=timeframe, seconds=seconds, calendar=calendar)
+        _refresh_status(cur, ids, timeframe)
+        duration = (time.perf_counter() - started) * 1000 / max(1, len(symbols))
+        by_id = {t.symbol_id: t for t in tails}
+        EnrichmentComputeLog.objects.bulk_create([_log_row(s, timeframe, by_id.get(s.pk), duration) for s in symbols])
+
+
+def _log_row(symbol: Symbol, timeframe: str, tail: Tail | None, duration_ms: float) -> EnrichmentComputeLog:
+    mode = EnrichmentComputeLog.Mode
+    if tail is None:
+        return EnrichmentComputeLog(symbol=symbol, timeframe=timeframe, mode=mode.NOTHING, duration_ms=duration_ms)
+    return EnrichmentComputeLog(
+        symbol=symbol,
+        timeframe=timeframe,
+        mode=mode.INCREMENTAL if tail.incremental else mode.FULL,
+        rows_read=tail.rows_read,
+        rows_written=tail.rows_written,
+        first_ts=tail.first_ts,
+        last_ts=tail.last_ts,
+        duration_ms=duration_ms,
+    )
+
+
+def _refresh_metrics(cur, tails: list[Tail], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> None:
+    """data_quality_metrics for every day from each tail's first day on (feature_compute's
+    `_refresh_metrics`), read in one query and written in one."""
+    zone = "UTC" if seconds >= candle_quality.DAY else calendar.timezone
+    starts = {t.symbol_id: pd.Timestamp(t.first_ts).tz_convert(zone).normalize().to_pydatetime() for t in tails}
+    cur.execute(
+        """
+        SELECT d.sid, m.ts, m.quality_flags, m.quality_score,
+               EXISTS (SELECT 1 FROM market_data_v2 e WHERE e.symbol_id = d.sid AND e.timeframe = %s
+                       AND e.ts < d.day_start) AS earlier
+        FROM unnest(%s::int[], %s::timestamptz[]) AS d(sid, day_start)
+        JOIN market_data_v2 m ON m.symbol_id = d.sid AND m.timeframe = %s AND m.ts >= d.day_start
+        ORDER BY d.sid, m.ts
+        """,
+        [timeframe, list(starts), list(starts.values()), timeframe],
+    )
+    rows = pd.DataFrame(cur.fetchall(), columns=["sid", "ts", "flags", "score", "earlier"])
+    days = []
+    for sid, series in rows.groupby("sid", sort=False):
+        metrics = candle_quality.daily_metrics(
+            ts_seconds=pd.DatetimeIndex(pd.to_datetime(series["ts"], utc=True)).as_unit("s").asi8,
+            flags=series["flags"].fillna(0).to_numpy(dtype=np.int64),
+            score=series["score"].to_numpy(dtype=np.float64, na_value=np.nan),
+            calendar=calendar,
+            timeframe_seconds=seconds,
+            from_day_start=bool(series["earlier"].iloc[0]),
+        )
+        if not metrics.empty:
+            days.append(metrics.assign(sid=int(sid)))
+    if not days:
+        return
+    metrics = pd.concat(days, ignore_index=True)
+    cols = list(candle_quality.DAILY_COLUMNS)
+    arrays = [metrics["sid"].tolist(), metrics["day"].tolist()] + [
+        [None if pd.isna(v) else v for v in metrics[c].tolist()] for c in cols[1:]
+    ]
+    unnest = ", ".join(f"%s::{t}" for t in ("int[]", *DAILY_TYPES))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+    cur.execute(
+        f"""
+        INSERT INTO data_quality_metrics (symbol_id, timeframe, {", ".join(cols)}, computed_at)
+        SELECT u.sid, %s, {", ".join(f"u.{c}" for c in cols)}, now()
+        FROM unnest({unnest}) AS u(sid, {", ".join(cols)})
+        ON CONFLICT (symbol_id, timeframe, day) DO UPDATE SET {updates}, computed_at = now()
+        """,  # noqa: S608 - column names are constants
+        [timeframe, *arrays],
+    )
+
+
+def _refresh_status(cur, ids: list[int], timeframe: str) -> None:
+    """enrichment_status of each series (feature_compute's `_refresh_status`), one statement."""
+    cur.execute(
+        """
+        INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
+                                       avg_quality_score, completeness, last_error, updated_at)
+        SELECT v.symbol_id, %(tf)s,
+               CASE WHEN count(*) FILTER (WHERE features_revision IS DISTINCT FROM revision) > 0
+                    THEN 'pending' ELSE 'ok' END,
+               count(*), min(ts), max(ts), max(computed_at), avg(quality_score),
+               (SELECT sum(LEAST(actual_bars, expected_bars))::float8 / NULLIF(sum(expected_bars), 0)
+                  FROM data_quality_metrics q WHERE q.symbol_id = v.symbol_id AND q.timeframe = %(tf)s),
+               '', now()
+        FROM market_data_v2 v WHERE v.symbol_id = ANY(%(ids)s) AND v.timeframe = %(tf)s
+        GROUP BY v.symbol_id
+        ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+            state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
+            last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+            completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error, updated_at = now()
+        """,
+        {"tf": timeframe, "ids": ids},
+    )
+
+
+def live_series_record(
+    rows: list[tuple[Symbol, datetime, str, pd.DataFrame | None, datetime | None]], *, timeframe: str, seconds: int
+) -> None:
+    """Each polled series' live row, one statement: when it was polled, its error and, when bars
+    were stored, the newest one, when its features were stored and the lag from its close.
+    `rows`: (symbol, polled_at, error, the stored frame or None, stored_at or None)."""
+    if not rows:
+        return
+    ids, polled, errors, newest, stored, lags, counts = [], [], [], [], [], [], []
+    for symbol, polled_at, error, frame, stored_at in rows:
+        ids.append(symbol.pk)
+        polled.append(polled_at)
+        errors.append(error)
+        has_bars = frame is not None and not frame.empty and stored_at is not None
+        last = frame["ts"].iloc[-1].to_pydatetime() if has_bars else None
+        newest.append(last)
+        stored.append(stored_at if has_bars else None)
+        lags.append((stored_at - (last + timedelta(seconds=seconds))).total_seconds() if has_bars else None)
+        counts.append(len(frame) if has_bars else 0)
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO live_series (symbol_id, timeframe, is_enabled, last_bar_ts, last_stored_at, last_lag_seconds,
+                                     last_polled_at, bars_stored, last_error)
+            SELECT u.sid, %s, true, u.newest, u.stored, u.lag, u.polled, u.bars, u.error
+            FROM unnest(%s::int[], %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::timestamptz[],
+                        %s::bigint[], %s::text[]) AS u(sid, newest, stored, lag, polled, bars, error)
+            ORDER BY u.sid
+            ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+                last_polled_at = EXCLUDED.last_polled_at, last_error = EXCLUDED.last_error,
+                last_bar_ts = COALESCE(EXCLUDED.last_bar_ts, live_series.last_bar_ts),
+                last_stored_at = COALESCE(EXCLUDED.last_stored_at, live_series.last_stored_at),
+                last_lag_seconds = CASE WHEN EXCLUDED.last_bar_ts IS NULL THEN live_series.last_lag_seconds
+                                        ELSE EXCLUDED.last_lag_seconds END,
+                bars_stored = live_series.bars_stored + EXCLUDED.bars_stored
+            """,
+            [timeframe, ids, newest, stored, lags, polled, counts, errors],
+        )
