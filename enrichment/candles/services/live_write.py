@@ -27,7 +27,7 @@ from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog
 from enrichment.candles.services.candle_upsert import copy_into
 from enrichment.providers import clock
 from etl.calendars import MarketCalendar
-from etl.locks import FEATURE_SERIES
+from etl.locks import FEATURE_SERIES, xact_locks
 from etl.models import Symbol
 from etl.services.partitions import partitions_ensure
 
@@ -100,20 +100,10 @@ def live_write(items: list[Fetched], *, timeframe: str, seconds: int, calendar: 
     return written
 
 
-def _lock_series(cur, symbol_ids: list[int], timeframe: str) -> None:
-    """The series locks of all of them, in one statement and a fixed order (no deadlock)."""
-    keys = sorted(FEATURE_SERIES.key(f"{i}:{timeframe}") for i in symbol_ids)
-    cur.execute(
-        "SELECT count(pg_advisory_xact_lock(k.a, k.b)) FROM"
-        " (SELECT a, b FROM unnest(%s::int[], %s::int[]) AS u(a, b) ORDER BY a, b) AS k",
-        [[k[0] for k in keys], [k[1] for k in keys]],
-    )
-
-
 def _write_batch(items: list[Fetched], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> list[Tail]:
     ids = [item.symbol.pk for item in items]
     with transaction.atomic(), connection.cursor() as cur:
-        _lock_series(cur, ids, timeframe)
+        xact_locks(FEATURE_SERIES, [f"{i}:{timeframe}" for i in ids])  # the chunked feature step's keys
         bars = [item for item in items if not item.frame.empty]
         if bars:
             first = min(item.frame["ts"].iloc[0] for item in bars)
@@ -436,7 +426,7 @@ def live_summaries(
     started = time.perf_counter() - seconds_spent
     ids = [s.pk for s in symbols]
     with transaction.atomic(), connection.cursor() as cur:
-        _lock_series(cur, ids, timeframe)
+        xact_locks(FEATURE_SERIES, [f"{i}:{timeframe}" for i in ids])  # the chunked feature step's keys
         if tails:
             _refresh_metrics(cur, tails, timeframe=timeframe, seconds=seconds, calendar=calendar)
         _refresh_status(cur, ids, timeframe)
