@@ -81,7 +81,7 @@ test: install
 # out the longest tests first (the HTTP schemathesis run takes minutes alone); a worker is given one
 # test at a time (--maxschedchunk 1), so none waits behind a long one while the other worker idles.
 # Not --dist loadgroup/loadscope: they key tests by node id, and schemathesis' in-process tests share
-# one id per function (91 of them ran as 1). TEST_WORKERS=0: one process.
+# one id per function (92 tests ran as 1). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
