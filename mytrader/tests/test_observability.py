@@ -289,6 +289,20 @@ def test_two_gunicorn_workers_with_multiproc_dir_serve_every_family_and_the_work
 def test_scrape_cost_stays_bounded_at_a_million_fetch_log_rows_and_100k_runs(client, reference_data):
     from etl.metrics import registered_collectors
 
+    def scrape_seconds() -> dict[str, float]:
+        """Each collector's median of three scrapes."""
+        timings: dict[str, list[float]] = {}
+        for _ in range(3):
+            for name, collector in registered_collectors().items():
+                started = time.perf_counter()
+                list(collector.collect())
+                timings.setdefault(name, []).append(time.perf_counter() - started)
+        return {name: sorted(seconds)[1] for name, seconds in timings.items()}
+
+    # The reference: the same scrape over an empty database, in the same test, so that a loaded
+    # machine (parallel workers, other jobs) slows both alike.
+    client.get("/metrics")
+    empty = scrape_seconds()
     with connection.cursor() as cur:
         cur.execute(
             "INSERT INTO pipeline_runs (status, requested_by, created_at, started_at, finished_at, progress_done,"
@@ -303,13 +317,13 @@ def test_scrape_cost_stays_bounded_at_a_million_fetch_log_rows_and_100k_runs(cli
         )
         cur.execute("ANALYZE pipeline_runs; ANALYZE enrichment_fetch_log")
     client.get("/metrics")  # folds the 100k runs' events once
-    timings = {}
-    for name, collector in registered_collectors().items():
-        started = time.perf_counter()
-        list(collector.collect())
-        timings[name] = time.perf_counter() - started
-    print("scrape seconds per collector:", {k: round(v, 4) for k, v in timings.items()})
+    timings = scrape_seconds()
+    print("scrape seconds, empty / full:", {k: (round(empty[k], 4), round(v, 4)) for k, v in timings.items()})
     body = client.get("/metrics").content.decode()
     assert 'mytrader_runs_total{kind="pipelinerun",status="succeeded"} 100000.0' in body
-    ours = {k: v for k, v in timings.items() if not k.startswith("enrichment.")}
-    assert max(ours.values()) < 0.25, ours
+    # Bounded: no collector reads the million rows. Quiet, the events collector takes 0.07-0.15 s
+    # empty and 0.28 s full (it folds and formats the per-symbol fetch counters); a scan of the
+    # fetch log or of the runs on every scrape takes seconds. The bound scales with the empty
+    # scrape, so a loaded machine slows both alike.
+    ours = {k: (empty[k], v) for k, v in timings.items() if not k.startswith("enrichment.")}
+    assert all(full < max(0.5, 5 * before) for before, full in ours.values()), ours
