@@ -160,7 +160,9 @@ def changed_condition(table: str, excluded: str) -> str:
     return f"({old}) IS DISTINCT FROM ({new})"
 
 
-def _write_amendments(cur, *, symbol: Symbol, timeframe: str, source: str, run_ref: str, actor: str) -> int:
+def _amendment_columns() -> tuple[str, str, str]:
+    """SQL over a stored bar `m` and its staged restatement `s`: the names of the changed
+    columns, and the old and the new values of those columns as jsonb_build_object arguments."""
     fields = ", ".join(f"CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN '{c}' END" for c in CANDLE_COLUMNS)
     old = ", ".join(
         f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb(m.{c}) END" for c in CANDLE_COLUMNS
@@ -169,6 +171,11 @@ def _write_amendments(cur, *, symbol: Symbol, timeframe: str, source: str, run_r
         f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb({_new_value(c, 'm')}) END"
         for c in CANDLE_COLUMNS
     )
+    return fields, old, new
+
+
+def _write_amendments(cur, *, symbol: Symbol, timeframe: str, source: str, run_ref: str, actor: str) -> int:
+    fields, old, new = _amendment_columns()
     cur.execute(
         f"""
         INSERT INTO data_corrections
@@ -227,14 +234,7 @@ def _upsert_from_stage(cur, *, symbol_id: int, timeframe: str, source: str) -> S
 def stage_amendments(cur, *, stage: str, source: str, run_ref: str, actor: str = "", where: str = "true") -> int:
     """One amendment in data_corrections per staged bar that restates a stored one (the same
     rows `_write_amendments` writes for one series); returns how many."""
-    fields = ", ".join(f"CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN '{c}' END" for c in CANDLE_COLUMNS)
-    old = ", ".join(
-        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb(m.{c}) END" for c in CANDLE_COLUMNS
-    )
-    new = ", ".join(
-        f"'{c}', CASE WHEN m.{c} IS DISTINCT FROM {_new_value(c, 'm')} THEN to_jsonb({_new_value(c, 'm')}) END"
-        for c in CANDLE_COLUMNS
-    )
+    fields, old, new = _amendment_columns()
     cur.execute(
         f"""
         INSERT INTO data_corrections
