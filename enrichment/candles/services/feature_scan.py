@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 
 from enrichment.candles.models import EnrichmentStatus
 
@@ -41,7 +41,10 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type 
 PRELUDE_SQL = f"""
 SELECT ({HORIZON_SQL}),
        (SELECT max(mark) FROM scan_marks WHERE name = ANY(%(marks)s)),
-       (SELECT count(*) FROM enrichment_status es WHERE true {{es_where}})
+       (SELECT count(*) FROM enrichment_status es WHERE true {{es_where}}),
+       (SELECT coalesce(sum(brin_summarize_new_values(x.indexrelid)), 0)
+        FROM pg_partition_tree('market_data'::regclass) p JOIN pg_index x ON x.indrelid = p.relid
+        WHERE p.isleaf AND x.indexrelid::regclass::text LIKE '%%updated_at%%')
 """  # noqa: S608 - constant text
 
 # Without a mark (the scope's first run, or `full`): the newest change of every linked series
@@ -136,14 +139,15 @@ def series_scan(*, symbol_ids: list[int] | None, timeframes: list[str] | None, f
     name = scan_mark_name(symbol_ids=symbol_ids, timeframes=timeframes)
     with connection.cursor() as cur:
         cur.execute(PRELUDE_SQL.format(es_where=es_where), {**params, "marks": sorted({name, "features:all"})})
-        horizon, mark, known = cur.fetchone()
+        horizon, mark, known, _ = cur.fetchone()
         horizon -= timedelta(microseconds=1)
-        if full or mark is None:
-            mark = None
+    if full or mark is None:
+        mark = None
+        with connection.cursor() as cur:
             cur.execute(FULL_SCAN_SQL.format(md_where=md_where), params)
-        else:
-            cur.execute(MARK_SCAN_SQL.format(md_where=md_where, es_where=es_where), {**params, "mark": mark})
-        rows = cur.fetchall()
+            rows = cur.fetchall()
+    else:
+        rows = _mark_scan(MARK_SCAN_SQL.format(md_where=md_where, es_where=es_where), {**params, "mark": mark})
     stale, fresh, stale_known = [], 0, 0
     for symbol_id, timeframe, changed, fresh_rows, candles, synced, state in rows:
         if not (full or synced is None or state != EnrichmentStatus.State.OK or changed > synced):
@@ -157,6 +161,19 @@ def series_scan(*, symbol_ids: list[int] | None, timeframes: list[str] | None, f
         # The mark scan saw only the series that changed: the others of the scope are fresh.
         fresh = known - stale_known
     return Scan(stale=stale, fresh=fresh, mark_name=name, horizon=horizon, read_since=mark)
+
+
+def _mark_scan(sql: str, params: dict) -> list[tuple]:
+    """The mark scan through the BRIN index. Right after a big import the partitions often have
+    no statistics yet, and the planner's default guess (a third of the rows) makes it read every
+    candle; the BRIN ranges were just summarized (PRELUDE_SQL: the new ones only, what a scan
+    would read anyway), so the index reads only the ranges written since the mark. JIT off: the
+    cost of a plan that would have needed a seq scan is huge, which makes PostgreSQL compile it
+    (1.5 s for a plan that runs in 1 ms)."""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
+        cur.execute(sql, params)
+        return cur.fetchall()
 
 
 def scan_horizon() -> datetime:
