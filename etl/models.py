@@ -330,8 +330,10 @@ class MarketData(models.Model):
         # Each index and the query that needs it (docs/storage.md has the EXPLAINs):
         constraints = [
             # The database's primary key: ON CONFLICT of the import and the live poller, the
-            # loader's overlap and changed-row reads, the admin's and the API's ordering.
-            models.UniqueConstraint(fields=["ticker", "market", "timeframe", "ts"], name="uniq_market_data_bar"),
+            # loader's overlap and changed-row reads, the admin's and the API's ordering. Market
+            # first: the order an import meets its files in (a folder per market), so a bulk
+            # import appends at the index's right end (migration 0018, docs/storage.md).
+            models.UniqueConstraint(fields=["market", "ticker", "timeframe", "ts"], name="uniq_market_data_bar"),
         ]
         indexes = [
             # A series' candles: the local candle source (fetch, latest_change), backfill spans,
