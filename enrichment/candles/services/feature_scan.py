@@ -169,11 +169,14 @@ def _mark_scan(sql: str, params: dict) -> list[tuple]:
     candle; the BRIN ranges were just summarized (PRELUDE_SQL: the new ones only, what a scan
     would read anyway), so the index reads only the ranges written since the mark. JIT off: the
     cost of a plan that would have needed a seq scan is huge, which makes PostgreSQL compile it
-    (1.5 s for a plan that runs in 1 ms)."""
+    (1.5 s for a plan that runs in 1 ms). Both are reset after it: inside a caller's transaction a
+    SET LOCAL would outlive this block and reach the chunks' statements."""
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
         cur.execute(sql, params)
-        return cur.fetchall()
+        rows = cur.fetchall()
+        cur.execute("RESET enable_seqscan; RESET jit")
+        return rows
 
 
 def scan_horizon() -> datetime:

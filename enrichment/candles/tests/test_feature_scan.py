@@ -128,3 +128,12 @@ def test_candles_the_sync_links_after_the_mark_reach_the_features():
     result = features_run()
     assert result.candles_inserted == 60
     assert EnrichmentStatus.objects.get(symbol=late).state == "ok"
+
+
+def test_the_scans_planner_settings_do_not_outlive_it_in_a_callers_transaction():
+    make_series(2)
+    features_run()
+    series_scan(symbol_ids=None, timeframes=None, full=False)  # inside the test's transaction
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_setting('enable_seqscan'), current_setting('jit')")
+        assert cur.fetchone()[0] == "on"
