@@ -58,6 +58,14 @@ SCOPE_SQL = {
 }
 
 
+# The categories each scope changes: SCOPE_SQL over the candles whose symbol has a class.
+SCOPE_CATEGORIES = {
+    Scope.NULL: ("null",),
+    Scope.MISSING: ("null", "empty"),
+    Scope.ALL: ("null", "empty", "mismatched"),
+}
+
+
 def scope_for(*, only_null: bool, overwrite_mismatched: bool) -> Scope:
     if only_null and overwrite_mismatched:
         raise DomainError(
@@ -128,6 +136,11 @@ def category_totals() -> CategoryCounts:
     values = summary_read("candles.")
     counts = {name: values.total(f"candles.{SUMMARY_CATEGORY.get(name, name)}") for name in CATEGORIES}
     return CategoryCounts(total=sum(counts.values()), **counts)
+
+
+def candidates_in_scope(*, scope: Scope, totals: CategoryCounts) -> int:
+    """How many candles `scope` would change, from the summaries' category totals."""
+    return sum(getattr(totals, name) for name in SCOPE_CATEGORIES[Scope(scope)])
 
 
 def asset_class_analysis(*, sample_size: int = 5) -> AnalyzeReport:

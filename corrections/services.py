@@ -30,6 +30,7 @@ from corrections.selectors import (
     AnalyzeReport,
     PreviewPage,
     asset_class_analysis,
+    candidates_in_scope,
     category_totals,
     correction_lock_held,
     correction_preview_page,
@@ -917,6 +918,9 @@ def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None =
     An execute left interrupted (a killed worker, a PostgreSQL restart) is resumed first."""
     resumed = _resume_interrupted(progress)
     only_null, overwrite_mismatched = _correct_scope_options(options)
+    nothing = _nothing_to_correct(scope_for(only_null=only_null, overwrite_mismatched=overwrite_mismatched))
+    if nothing is not None:
+        return {**nothing, **({"resumed": resumed} if resumed else {})}
     run = correction_run_create(
         requested_by=str(options.get("requested_by") or "pipeline"),
         only_null=only_null,
@@ -940,6 +944,27 @@ def correct_step(*, options: dict[str, Any], progress: ProgressReporter | None =
         summary.update(validated=validation.ok, quality_score=validation.quality_score)
         summary["warnings"] = _sla_warnings(seconds=executed.seconds, quality_score=validation.quality_score)
     return summary
+
+
+def _nothing_to_correct(scope: Scope) -> dict[str, Any] | None:
+    """The step's result when the integrity summaries count no candle in `scope` (None when
+    they count some): no run, no scan. The summaries are kept by the triggers of every writer
+    of market_data, symbols and asset_classes in the writer's own transaction, so a wrong class
+    written by anyone is counted here; the daily recount checks them (docs/summaries.md)."""
+    totals = category_totals()
+    if candidates_in_scope(scope=scope, totals=totals):
+        return None
+    quality = round(100.0 * totals.correct / totals.total, 2) if totals.total else 100.0
+    return {
+        "run_id": None,
+        "scope": str(scope),
+        "rows_updated": 0,
+        "status": "skipped",
+        "reason": "the integrity summaries count no candle to correct in this scope",
+        "candles_to_correct": 0,
+        "quality_score": quality,
+        "warnings": _sla_warnings(seconds=0.0, quality_score=quality),
+    }
 
 
 def _sla_warnings(*, seconds: float, quality_score: float) -> list[str]:

@@ -237,7 +237,7 @@ class MarketDataAdmin(admin.ModelAdmin):
     # The primary key's order: the page reads the first rows of each partition's key index
     # (ordering by id or ts would sort every candle). No date hierarchy: it lists the years
     # with a scan of all candles.
-    ordering = ("ticker", "market", "timeframe", "ts")
+    ordering = ("market", "ticker", "timeframe", "ts")
     raw_id_fields = ("symbol",)
     readonly_fields = ("updated_at", "import_file")
     exclude = ("import_file_id",)

@@ -330,8 +330,10 @@ class MarketData(models.Model):
         # Each index and the query that needs it (docs/storage.md has the EXPLAINs):
         constraints = [
             # The database's primary key: ON CONFLICT of the import and the live poller, the
-            # loader's overlap and changed-row reads, the admin's and the API's ordering.
-            models.UniqueConstraint(fields=["ticker", "market", "timeframe", "ts"], name="uniq_market_data_bar"),
+            # loader's overlap and changed-row reads, the admin's and the API's ordering. Market
+            # first: the order an import meets its files in (a folder per market), so a bulk
+            # import appends at the index's right end (migration 0018, docs/storage.md).
+            models.UniqueConstraint(fields=["market", "ticker", "timeframe", "ts"], name="uniq_market_data_bar"),
         ]
         indexes = [
             # A series' candles: the local candle source (fetch, latest_change), backfill spans,
@@ -346,10 +348,34 @@ class MarketData(models.Model):
             # ids grow with the insert order, so a BRIN index of a few kB per partition finds
             # them; a B-tree would cost ~22 bytes a candle.
             BrinIndex(fields=["id"], name="market_data_id_brin", pages_per_range=32, autosummarize=True),
+            # What changed since a reader's high-water mark (`ScanMark`: the feature step's scan
+            # reads only the candles written since its last run). Rows are appended in
+            # updated_at order, so each 32-page range spans a short time; a B-tree would cost
+            # ~20 bytes a candle.
+            BrinIndex(fields=["updated_at"], name="market_data_updated_brin", pages_per_range=32, autosummarize=True),
         ]
 
     def __str__(self) -> str:
         return f"{self.ticker}@{self.market} {self.timeframe} {self.ts:%Y-%m-%d %H:%M}"
+
+
+class ScanMark(models.Model):
+    """A reader's high-water mark over a big table: every row written before `mark` (by
+    `updated_at`, the writer's transaction start) has been handled for the scope `name`
+    names, so the next scan reads only rows written after it (the feature step's scan of
+    `market_data`, docs/features.md). Only ever moves forward."""
+
+    name = models.CharField(_("name"), max_length=120, primary_key=True)
+    mark = models.DateTimeField(_("mark"))
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_default=Now())
+
+    class Meta:
+        verbose_name = _("scan mark")
+        verbose_name_plural = _("scan marks")
+        db_table = "scan_marks"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.mark:%Y-%m-%d %H:%M:%S}"
 
 
 class DataCorrection(models.Model):

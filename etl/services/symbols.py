@@ -250,8 +250,10 @@ WHERE s.ticker = v.ticker AND s.market_id = v.market_id
        OR (s.quote_currency = '' AND v.quote <> ''))
 """
 
+# updated_at = now(): a linked candle is new to its series, and the feature step finds what
+# changed by updated_at (enrichment/candles/services/feature_scan.py); the row is rewritten anyway.
 _LINK_SQL = """
-UPDATE market_data md SET symbol_id = s.id
+UPDATE market_data md SET symbol_id = s.id, updated_at = now()
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS v(raw_ticker, raw_market, ticker, market_id)
 JOIN symbols s ON s.ticker = v.ticker AND s.market_id = v.market_id
 WHERE md.ticker = v.raw_ticker AND md.market = v.raw_market AND {condition}
@@ -665,7 +667,7 @@ def _merge_duplicates(cur, merges: list[_Merge], cleanup: _Cleanup) -> None:
     )
     moved = dict(cur.fetchall())
     cur.execute(
-        "UPDATE market_data md SET symbol_id = m.keeper"
+        "UPDATE market_data md SET symbol_id = m.keeper, updated_at = now()"  # new to the keeper's series
         " FROM unnest(%s::bigint[], %s::bigint[]) AS m(dup, keeper) WHERE md.symbol_id = m.dup",
         [dups, keepers],
     )

@@ -36,7 +36,8 @@ def test_the_candle_list_filters_by_reference_codes_and_pages_in_key_order(admin
     url = reverse("admin:etl_marketdata_changelist")
     page = admin_client.get(url)
     assert page.status_code == 200
-    assert [c.pk for c in page.context["cl"].result_list] == [c.pk for c in candles[0]]  # ticker, market, tf, ts
+    rows = candles[0]
+    assert [c.pk for c in page.context["cl"].result_list] == [rows[2].pk, rows[0].pk, rows[1].pk]  # market, ticker, ts
     assert '"id"' not in str(page.context["cl"].queryset.query).split("ORDER BY")[1]
     bist = admin_client.get(url, {"market": "BIST"})
     assert [c.ticker for c in bist.context["cl"].result_list] == ["THYAO"]

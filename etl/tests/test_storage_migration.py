@@ -118,3 +118,44 @@ def test_a_populated_table_moves_to_partitions_with_its_ids_sequence_and_provena
         assert cur.fetchone() == ("NASDAQ/AAPL.csv", world["job"].pk)
     assert scalar("SELECT count(*) FROM market_data") == len(before) + 1
     migrate(latest())
+
+
+def key_columns() -> list[str]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT a.attname FROM pg_constraint c"
+            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+            " WHERE c.conname = 'uniq_market_data_bar' AND c.conrelid = 'market_data'::regclass ORDER BY k.n"
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def test_a_populated_table_gets_the_updated_at_brin_and_the_market_first_key_and_back(migrations_restored):
+    migrate([("etl", "0016_fill_integrity_summaries")])
+    reference_data_bootstrap()
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume)"
+            " SELECT 'T' || (g % 7), 'NASDAQ', '1d', timestamptz '2024-01-01' + g * interval '1 day',"
+            " 1, 2, 0.5, 1.5, 10"
+            " FROM generate_series(0, 299) g"
+        )
+    before = candles()
+    assert key_columns() == ["ticker", "market", "timeframe", "ts"]
+    migrate([("etl", "0018_market_data_key_market_first")])
+    assert candles() == before
+    assert key_columns() == ["market", "ticker", "timeframe", "ts"]
+    assert scalar("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'market_data_y2024_updated_at%%'") == 1
+    # The key still refuses a duplicate bar and still serves the writers' ON CONFLICT (ticker, market, ...).
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO market_data (ticker, market, timeframe, ts, open, high, low, close, volume)"
+            " VALUES ('T1', 'NASDAQ', '1d', timestamptz '2024-01-02', 9, 9, 9, 9, 9)"
+            " ON CONFLICT (ticker, market, timeframe, ts) DO UPDATE SET volume = 11"
+        )
+    assert scalar("SELECT volume FROM market_data WHERE ticker = 'T1' AND ts = '2024-01-02'") == 11
+    migrate([("etl", "0016_fill_integrity_summaries")])
+    assert key_columns() == ["ticker", "market", "timeframe", "ts"]
+    assert scalar("SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%%brin (updated_at)%%'") == 0
+    assert scalar("SELECT count(*) FROM market_data") == 300

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -43,6 +42,7 @@ from enrichment.candles.services.feature_compute import (
     context_rows,
     metrics_day_start,
 )
+from enrichment.candles.services.feature_scan import ScannedSeries
 from enrichment.candles.services.series_refs import timeframe_parse
 from etl.calendars import MarketCalendar, market_calendar
 from etl.locks import FEATURE_SERIES, xact_locks
@@ -55,74 +55,8 @@ from etl.services.partitions import partitions_ensure_from
 # well under 1 GB whatever the number of series.
 CHUNK_SERIES = 500
 CHUNK_ROWS = 250_000
-# Rows of context an incremental series reads besides its new candles (for the row budget only).
-CONTEXT_ESTIMATE = 128
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
 _US = 1_000_000
-
-# The newest change of every linked series in market_data, against what the status row says
-# was copied already. `%(horizon)s`: see `series_scan`.
-SCAN_SQL = """
-SELECT md.symbol_id, md.timeframe, max(md.updated_at) AS changed,
-       count(*) FILTER (WHERE es.source_synced_until IS NULL
-                        OR md.updated_at > es.source_synced_until - %(overlap)s) AS fresh,
-       count(*) AS candles, es.source_synced_until, es.state
-FROM market_data md
-LEFT JOIN enrichment_status es ON es.symbol_id = md.symbol_id AND es.timeframe = md.timeframe
-WHERE md.symbol_id IS NOT NULL {where}
-GROUP BY md.symbol_id, md.timeframe, es.source_synced_until, es.state
-ORDER BY md.symbol_id, md.timeframe
-"""
-# The oldest transaction still open elsewhere: a row it writes has updated_at >= its start,
-# so a watermark below it cannot skip a candle that commits after the scan read.
-HORIZON_SQL = """
-SELECT least(clock_timestamp(), min(xact_start)) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class ScannedSeries:
-    symbol_id: int
-    timeframe: str
-    changed: datetime  # the newest market_data.updated_at of the series
-    watermark: datetime  # what its status row's source_synced_until becomes once copied
-    since: datetime | None  # copy the candles with updated_at after this (None: all)
-    estimate: int  # rows a chunk reads for it (the row budget)
-
-
-@dataclass(frozen=True, slots=True)
-class Scan:
-    stale: list[ScannedSeries]
-    fresh: list[tuple[int, str]]  # nothing new and nothing pending
-
-
-def series_scan(*, symbol_ids: list[int] | None, timeframes: list[str] | None, full: bool, overlap: timedelta) -> Scan:
-    """Every linked series of the scope, stale or not, in one query: stale when market_data
-    changed after its watermark (`enrichment_status.source_synced_until`), when it has no
-    status row yet or its features are pending or failed, or always with `full`."""
-    where, params = [], {"overlap": overlap}
-    if symbol_ids:
-        where.append("AND md.symbol_id = ANY(%(symbols)s)")
-        params["symbols"] = list(symbol_ids)
-    if timeframes:
-        where.append("AND md.timeframe = ANY(%(timeframes)s)")
-        params["timeframes"] = list(timeframes)
-    with connection.cursor() as cur:
-        cur.execute(HORIZON_SQL)
-        horizon = cur.fetchone()[0] - timedelta(microseconds=1)
-        cur.execute(SCAN_SQL.format(where=" ".join(where)), params)  # noqa: S608 - fixed clauses
-        rows = cur.fetchall()
-    stale, fresh = [], []
-    for symbol_id, timeframe, changed, fresh_rows, candles, synced, state in rows:
-        is_stale = full or synced is None or state != "ok" or changed > synced
-        if not is_stale:
-            fresh.append((symbol_id, timeframe))
-            continue
-        since = None if full or synced is None else synced - overlap
-        estimate = candles if since is None else min(candles, fresh_rows + CONTEXT_ESTIMATE)
-        stale.append(ScannedSeries(symbol_id, timeframe, changed, min(changed, horizon), since, estimate))
-    return Scan(stale=stale, fresh=fresh)
 
 
 def chunks(series: list[ScannedSeries]):
@@ -198,27 +132,6 @@ def chunk_run(
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
     return result
-
-
-def nothing_log(series: list[tuple[int, str]], *, run: FeatureRun | None) -> None:
-    """The compute log's "nothing to do" rows of the series a run found fresh: one statement."""
-    if not series:
-        return
-    with connection.cursor() as cur:
-        cur.execute(
-            """
-            INSERT INTO enrichment_compute_log (run_id, symbol_id, timeframe, mode, rows_read, rows_written,
-                                                duration_ms, succeeded, error, created_at)
-            SELECT %s, u.symbol_id, u.timeframe, %s, 0, 0, 0, true, '', clock_timestamp()
-            FROM unnest(%s::int[], %s::text[]) AS u(symbol_id, timeframe)
-            """,
-            [
-                run.pk if run else None,
-                EnrichmentComputeLog.Mode.NOTHING,
-                [s for s, _ in series],
-                [t for _, t in series],
-            ],
-        )
 
 
 # --- the steps of a chunk ---------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -17,8 +17,9 @@ from django_q.tasks import async_task
 from enrichment.candles.local_source import MARKET_DATA_SOURCE, MarketDataSource
 from enrichment.candles.models import EnrichmentStatus, FeatureRun
 from enrichment.candles.services.candle_upsert import candles_upsert
-from enrichment.candles.services.feature_batch import SeriesContext, chunk_run, chunks, nothing_log, series_scan
+from enrichment.candles.services.feature_batch import SeriesContext, chunk_run, chunks
 from enrichment.candles.services.feature_compute import features_compute
+from enrichment.candles.services.feature_scan import Scan, scan_horizon, scan_mark_advance, series_scan
 from enrichment.candles.services.live import live_markets_ensure
 from enrichment.candles.services.schedules import due_close, schedules_ensure
 from enrichment.candles.services.series_refs import symbols_from_params, timeframe_parse
@@ -31,9 +32,6 @@ from etl.models import Market, MarketData, RunStatus, Symbol
 from etl.progress import Cancelled, ProgressReporter
 from etl.recovery import connection_lost, connection_reset, dead_runs_cancel, write_after_reconnect
 
-# Re-read market_data a little before the last watermark: an import that committed late
-# may carry an older updated_at. Re-reading is free: unchanged bars are not written.
-WATERMARK_OVERLAP = timedelta(hours=1)
 logger = logging.getLogger(__name__)
 
 
@@ -47,6 +45,7 @@ class RunResult:
     rows_computed: int
     failed: int
     errors: list[str] = field(default_factory=list)
+    unchanged: int = 0  # series of the scope with nothing new: no work and no compute-log row
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,13 +66,17 @@ def local_series(
 
 
 def candles_sync_local(*, symbol: Symbol, timeframe: str, full: bool = False, run_ref: str = "") -> dict[str, int]:
-    """Copy new and changed market_data candles of one series into market_data_v2."""
+    """Copy new and changed market_data candles of one series into market_data_v2: those
+    written after its watermark (`feature_scan` says why no overlap is needed)."""
     source = MarketDataSource()
     status = EnrichmentStatus.objects.filter(symbol=symbol, timeframe=timeframe).first()
     since = None
     if not full and status is not None and status.source_synced_until is not None:
-        since = status.source_synced_until - WATERMARK_OVERLAP
+        since = status.source_synced_until
+    horizon = scan_horizon()
     watermark = source.latest_change(symbol=symbol, timeframe=timeframe)
+    if watermark is not None:
+        watermark = min(watermark, horizon)
     frame = source.fetch(symbol=symbol, timeframe=timeframe, changed_since=since)
     result = candles_upsert(symbol=symbol, timeframe=timeframe, frame=frame, source=MARKET_DATA_SOURCE, run_ref=run_ref)
     if watermark is not None:
@@ -96,9 +99,10 @@ def features_run(
     """The feature step over every linked series (or the ones named): sync candles from
     the source, then compute features. A failing series is recorded and the rest go on.
 
-    From market_data the stale series are found with one query and done in chunks of many
-    series (`feature_batch`); below CHUNK_MIN_SERIES stale series (or with `chunked=False`)
-    one by one, as the live poller does. Both give the same rows."""
+    From market_data the stale series are found by `feature_scan.series_scan` (the candles
+    written since the scope's last run) and done in chunks of many series (`feature_batch`);
+    below CHUNK_MIN_SERIES stale series (or with `chunked=False`) one by one, as the live
+    poller does. Both give the same rows."""
     for tf in timeframes or []:
         timeframe_parse(tf)
     if source != MARKET_DATA_SOURCE:
@@ -106,19 +110,26 @@ def features_run(
         return _features_run_per_series(
             local_series(symbols=symbols, timeframes=timeframes), source=source, full=full, run=run, progress=progress
         )
-    scan = series_scan(
-        symbol_ids=[s.pk for s in symbols or []] or None, timeframes=timeframes, full=full, overlap=WATERMARK_OVERLAP
-    )
+    scan = series_scan(symbol_ids=[s.pk for s in symbols or []] or None, timeframes=timeframes, full=full)
     if progress is not None:
-        progress.set_total(len(scan.stale) + len(scan.fresh))
-    nothing_log(scan.fresh, run=run)
-    if progress is not None and scan.fresh:
-        progress.advance(len(scan.fresh))
+        progress.set_total(len(scan.stale) + scan.fresh)
+        if scan.fresh:
+            progress.advance(scan.fresh)
     use_chunks = chunked if chunked is not None else len(scan.stale) >= CHUNK_MIN_SERIES
-    if not use_chunks:
+    if use_chunks:
+        result = _features_run_chunked(scan, full=full, run=run, progress=progress)
+    else:
         pairs = _symbols_of([(s.symbol_id, s.timeframe) for s in scan.stale])
         result = _features_run_per_series(pairs, source=source, full=full, run=run, progress=progress)
-        return replace(result, series=result.series + len(scan.fresh))
+    # Every stale series is done or has its failure on its status row (which the next scan
+    # reads): from now on only what is written after this scan's horizon needs reading.
+    scan_mark_advance(scan)
+    return replace(result, series=result.series + scan.fresh, unchanged=scan.fresh)
+
+
+def _features_run_chunked(scan: Scan, *, full: bool, run: FeatureRun | None, progress) -> RunResult:
+    """The stale series of `scan` in chunks of many series; a chunk that fails is done again
+    one series at a time, so only the failing series fail."""
     tally = _Tally()
     context = SeriesContext()
     run_ref = _run_ref(run)
@@ -133,7 +144,9 @@ def features_run(
             # Which series broke the chunk? Each one again on its own: the others go on.
             logger.warning("feature chunk of %s series failed (%s); running them one by one", len(chunk), exc)
             pairs = _symbols_of([(s.symbol_id, s.timeframe) for s in chunk])
-            tally.add_result(_features_run_per_series(pairs, source=source, full=full, run=run, progress=progress))
+            tally.add_result(
+                _features_run_per_series(pairs, source=MARKET_DATA_SOURCE, full=full, run=run, progress=progress)
+            )
             continue
         tally.inserted += done.inserted
         tally.updated += done.updated
@@ -142,7 +155,7 @@ def features_run(
         if progress is not None:
             progress.advance(len(chunk), check_cancel=False)
             progress.check_cancel()  # between chunks, whatever the reporter's interval
-    return tally.result(run, series=len(scan.stale) + len(scan.fresh))
+    return tally.result(run, series=len(scan.stale))
 
 
 # Fewer stale series than this are done one by one: a chunk costs about twenty statements
@@ -211,6 +224,11 @@ def _features_run_per_series(
                 raise  # not this series' fault: every series after it would fail the same way
             tally.failed += 1
             tally.errors.append(f"{symbol} {tf}: {exc}")
+            # On its status row too (the copy may have failed before the computation recorded
+            # anything): the next scan reads the series whatever the scope's mark says.
+            EnrichmentStatus.objects.update_or_create(
+                symbol=symbol, timeframe=tf, defaults={"state": EnrichmentStatus.State.FAILED, "last_error": str(exc)}
+            )
         if progress is not None:
             progress.advance(1)
     return tally.result(run, series=len(pairs))
