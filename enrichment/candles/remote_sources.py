@@ -39,8 +39,9 @@ _SCOPE: ContextVar[dict | None] = ContextVar("candle_fetch_scope", default=None)
 @contextmanager
 def fetch_scope(symbols: Iterable[Symbol] = ()) -> Iterator[None]:
     """Many fetches in a row (a live poll): one client per provider, its HTTP session kept
-    alive between calls; the enabled providers read once; the spellings of `symbols` at every
-    provider read in one query. (The circuit and the rate limit are still asked at each call.)"""
+    alive between calls and its bookkeeping (rate-limit grants, circuit reads, fetch-log rows)
+    done per block of calls (`enrichment.providers.bookkeeping`); the enabled providers read
+    once; the spellings of `symbols` at every provider read in one query."""
     ids = [s.pk for s in symbols]
     spellings = {
         (symbol_id, code): spelled
@@ -55,7 +56,7 @@ def fetch_scope(symbols: Iterable[Symbol] = ()) -> Iterator[None]:
     finally:
         _SCOPE.reset(token)
         for client in scope["clients"].values():
-            client.session.close()
+            client.close()
 
 
 def _client(code: str):
@@ -63,7 +64,7 @@ def _client(code: str):
     if scope is None:
         return get_client(code)
     if code not in scope["clients"]:
-        scope["clients"][code] = get_client(code)
+        scope["clients"][code] = get_client(code, batched=True)
     return scope["clients"][code]
 
 
