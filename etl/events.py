@@ -23,6 +23,8 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -52,10 +54,34 @@ def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else str(float(bound))
 
 
+# Inside `deltas_batched()`: the deltas collected, to be written with one insert at its end.
+_BATCH: ContextVar[list | None] = ContextVar("metric_deltas_batch", default=None)
+
+
+@contextmanager
+def deltas_batched() -> Iterator[None]:
+    """Every counter, gauge and histogram change made inside is written with one insert when
+    the block ends (a caller that records many events at once: the provider layer's fetch log)."""
+    if _BATCH.get() is not None:  # already collecting: the outer block writes them
+        yield
+        return
+    collected: list = []
+    token = _BATCH.set(collected)
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
+    _append(collected)
+
+
 def _append(rows: Iterable[tuple[str, str, str, dict, str, float]]) -> None:
     """Insert deltas: (family, sample, type, labels, op, value)."""
     rows = list(rows)
     if not rows:
+        return
+    batch = _BATCH.get()
+    if batch is not None:
+        batch.extend(rows)
         return
     placeholders = ", ".join(["(%s, %s, %s, %s::jsonb, %s, %s)"] * len(rows))
     params = [
@@ -140,6 +166,21 @@ class DbHistogram(_DbMetric):
         ]
         rows.append((self.family, f"{self.family}_count", HISTOGRAM, labels, "add", 1))
         rows.append((self.family, f"{self.family}_sum", HISTOGRAM, labels, "add", amount))
+        _append(rows)
+
+    def observe_many(self, amounts: Iterable[float]) -> None:
+        """`observe` each of `amounts`, written as one delta per bucket (not one per amount)."""
+        amounts = list(amounts)
+        if not amounts:
+            return
+        labels = self._label_values()
+        rows = [
+            (self.family, f"{self.family}_bucket", HISTOGRAM, {**labels, "le": _le(b)}, "add", n)
+            for b in self.buckets
+            if (n := sum(1 for a in amounts if a <= b))
+        ]
+        rows.append((self.family, f"{self.family}_count", HISTOGRAM, labels, "add", len(amounts)))
+        rows.append((self.family, f"{self.family}_sum", HISTOGRAM, labels, "add", sum(amounts)))
         _append(rows)
 
 

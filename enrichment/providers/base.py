@@ -31,9 +31,10 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from enrichment.providers import circuit, ratelimit
+from enrichment.providers.bookkeeping import CallBook
 from enrichment.providers.config import provider_setting
 from enrichment.providers.errors import NOT_THE_PROVIDERS_FAULT, FailureReason, ProviderError
-from enrichment.providers.fetch_log import fetch_log_write
+from enrichment.providers.fetch_log import FetchRow, fetch_log_write
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +244,11 @@ class ProviderClient:
         rate_max_wait: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        batched: bool = False,
     ):
+        """`batched`: the bookkeeping of many calls in a row (rate-limit grants, circuit reads,
+        fetch-log rows) is done per block of requests (`bookkeeping.CallBook`); call `close()`
+        at the end, which writes what is pending."""
         self.provider = provider
         self.base_url = provider.base_url.rstrip("/")
         self.max_attempts = max_attempts or provider_setting("MAX_ATTEMPTS")
@@ -258,6 +263,30 @@ class ProviderClient:
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", "mytrader-data-integrity/1.0")
         self.session.headers.setdefault("Accept", "application/json")
+        self.book = (
+            CallBook(
+                code=self.code,
+                budget=provider.rate_limit_per_minute,
+                window=self.rate_window,
+                max_wait=self.rate_max_wait,
+                sleep=self.sleep,
+            )
+            if batched
+            else None
+        )
+
+    def close(self) -> None:
+        """Write the pending bookkeeping (a batched client) and close the HTTP session."""
+        try:
+            if self.book is not None:
+                self.book.flush()
+        finally:
+            self.session.close()
+
+    def flush(self) -> None:
+        """Write a batched client's pending fetch-log rows and give back its unused budget."""
+        if self.book is not None:
+            self.book.flush()
 
     # -- secrets -----------------------------------------------------------------
     @property
@@ -294,7 +323,7 @@ class ProviderClient:
         `text`), through the circuit breaker, the shared rate limit and the retry
         policy. Every attempt is written to the fetch log."""
         try:
-            circuit.circuit_before_call(self.code)
+            self._before_call()
         except ProviderError as exc:  # fails fast: logged as attempt 0, never sent
             self._log(endpoint=endpoint, symbol=symbol, attempt=0, outcome=exc.reason, error=exc.message)
             raise
@@ -320,8 +349,20 @@ class ProviderClient:
         except ProviderError as exc:
             self._record_failure(exc)
             raise
-        circuit.circuit_record_success(self.code)
+        self._record_success()
         return payload
+
+    def _before_call(self) -> None:
+        if self.book is not None:
+            self.book.before_call()
+        else:
+            circuit.circuit_before_call(self.code)
+
+    def _record_success(self) -> None:
+        if self.book is not None:
+            self.book.record_success()
+        else:
+            circuit.circuit_record_success(self.code)
 
     def _record_failure(self, exc: ProviderError) -> None:
         """Our own limits say nothing about the vendor; neither does a symbol it does not
@@ -330,7 +371,9 @@ class ProviderClient:
         if exc.reason in NOT_THE_PROVIDERS_FAULT:
             return
         if exc.permanent and exc.reason != FailureReason.UNAUTHORIZED:
-            circuit.circuit_record_success(self.code)
+            self._record_success()
+        elif self.book is not None:
+            self.book.record_failure(exc.message)
         else:
             circuit.circuit_record_failure(self.code, error=exc.message)
 
@@ -362,6 +405,8 @@ class ProviderClient:
             payload = response.text if target.text else self._read_json(response, endpoint=target.endpoint)
         except ProviderError as exc:
             self._log_attempt(target, attempt, response, started, outcome=exc.reason, error=exc.message)
+            if self.book is not None:
+                self.book.drop_block()  # the next attempt asks the limiter (a Retry-After, another's ban)
             if exc.retryable and self._should_retry(exc) and attempt < self.max_attempts:
                 logger.info("%s %s attempt %d failed, will retry: %s", self.code, target.endpoint, attempt, exc.message)
             raise
@@ -371,7 +416,7 @@ class ProviderClient:
     def send_logged(self, url: str, *, endpoint: str) -> requests.Response:
         """One GET whose status is not ours to judge (a handshake page that sets a cookie):
         budget, circuit and fetch log as every call, no status check, no retry."""
-        circuit.circuit_before_call(self.code)
+        self._before_call()
         target = AttemptTarget(url=url, endpoint=endpoint, params={}, symbol="", weight=1)
         self._take_budget(1)
         started = time.monotonic()
@@ -385,6 +430,9 @@ class ProviderClient:
         return response
 
     def _take_budget(self, weight: int) -> None:
+        if self.book is not None:
+            self.book.take(weight)
+            return
         ratelimit.rate_limit_acquire(
             provider_code=self.code,
             budget=self.provider.rate_limit_per_minute,
@@ -478,7 +526,7 @@ class ProviderClient:
         duration_ms: float = 0.0,
         size: int = 0,
     ) -> None:
-        fetch_log_write(
+        row = FetchRow(
             provider=self.code,
             endpoint=endpoint,
             symbol=symbol,
@@ -489,6 +537,10 @@ class ProviderClient:
             error=error,
             outcome=str(outcome),
         )
+        if self.book is not None:
+            self.book.log(row)
+        else:
+            fetch_log_write(**{f: getattr(row, f) for f in FetchRow.__slots__ if f != "created_at"})
 
     def client_error_reason(self, response: requests.Response) -> FailureReason:
         """A vendor that answers "unknown symbol" with a 400 says so here ("not_found")."""

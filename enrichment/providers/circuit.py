@@ -72,7 +72,8 @@ def circuit_before_call(provider: str) -> str:
     raise ProviderError(message, reason=FailureReason.CIRCUIT_OPEN)
 
 
-def circuit_record_success(provider: str) -> None:
+def circuit_record_success(provider: str) -> bool:
+    """Record a successful call; return whether the circuit is now closed and healthy."""
     now = clock.now()
     # A success on a healthy circuit changes nothing worth a locked write; the
     # last success time is refreshed at most once a minute.
@@ -83,7 +84,7 @@ def circuit_record_success(provider: str) -> None:
         last_success_at__gt=now - timedelta(seconds=60),
     ).exists()
     if healthy:
-        return
+        return True
     with transaction.atomic():
         state = _locked(provider)
         state.consecutive_failures = 0
@@ -94,6 +95,7 @@ def circuit_record_success(provider: str) -> None:
             state.opened_at = None
             state.probe_started_at = None
         state.save()
+    return state.state == CircuitState.State.CLOSED
 
 
 def circuit_record_failure(provider: str, *, error: str) -> None:

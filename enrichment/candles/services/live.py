@@ -228,8 +228,10 @@ def _fetch(
     """The series' bars in [start, end) at market_data's precision (None: no new bar), with the
     extras a later poll brought for bars stored before."""
     frame = source.fetch(symbol=symbol, timeframe=live.timeframe, start=start, end=end, **options)
-    provider = frame.attrs.get("provider", live.source)
-    earlier = frame.attrs["earlier_extras"].frame if "earlier_extras" in frame.attrs else None
+    # Taken off the frame: pandas deep-copies a frame's attrs (here a DataFrame) at every operation.
+    attrs, frame.attrs = frame.attrs, {}
+    provider = attrs.get("provider", live.source)
+    earlier = attrs["earlier_extras"].frame if "earlier_extras" in attrs else None
     frame = _rounded(frame)  # a source's frame is normalised already
     frame = frame[(frame["ts"] >= pd.Timestamp(start)) & (frame["ts"] < pd.Timestamp(end))].reset_index(drop=True)
     if frame.empty:

@@ -25,6 +25,7 @@ from enrichment.candles import candle_quality
 from enrichment.candles.feature_list import FEATURE_COLUMNS, FUNDING_WINDOW, INPUT_COLUMNS, RECURSIVE, lookback_bars
 from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog
 from enrichment.candles.services.candle_upsert import copy_into
+from enrichment.candles.services.feature_batch import copy_out
 from enrichment.providers import clock
 from etl.calendars import MarketCalendar
 from etl.locks import FEATURE_SERIES, xact_locks
@@ -453,50 +454,65 @@ def _log_row(symbol: Symbol, timeframe: str, tail: Tail | None, duration_ms: flo
 
 def _refresh_metrics(cur, tails: list[Tail], *, timeframe: str, seconds: int, calendar: MarketCalendar) -> None:
     """data_quality_metrics for every day from each tail's first day on (feature_compute's
-    `_refresh_metrics`), read in one query and written in one."""
+    `_refresh_metrics`) of all the series at once: one read, one pass of
+    `candle_quality.daily_metrics_many` (equal to `daily_metrics` of each), one upsert."""
     zone = "UTC" if seconds >= candle_quality.DAY else calendar.timezone
-    starts = {t.symbol_id: pd.Timestamp(t.first_ts).tz_convert(zone).normalize().to_pydatetime() for t in tails}
+    starts: dict[int, datetime] = {}
+    for t in tails:
+        start = pd.Timestamp(t.first_ts).tz_convert(zone).normalize().to_pydatetime()
+        starts[t.symbol_id] = min(start, starts.get(t.symbol_id, start))
+    sids = sorted(starts)
     cur.execute(
-        """
-        SELECT d.sid, m.ts, m.quality_flags, m.quality_score,
-               EXISTS (SELECT 1 FROM market_data_v2 e WHERE e.symbol_id = d.sid AND e.timeframe = %s
-                       AND e.ts < d.day_start) AS earlier
-        FROM unnest(%s::int[], %s::timestamptz[]) AS d(sid, day_start)
-        JOIN market_data_v2 m ON m.symbol_id = d.sid AND m.timeframe = %s AND m.ts >= d.day_start
-        ORDER BY d.sid, m.ts
-        """,
-        [timeframe, list(starts), list(starts.values()), timeframe],
+        "CREATE TEMP TABLE IF NOT EXISTS live_days (k int8 PRIMARY KEY, sid int8 NOT NULL, tf text NOT NULL,"
+        " day_start timestamptz NOT NULL) ON COMMIT DROP"
     )
-    rows = pd.DataFrame(cur.fetchall(), columns=["sid", "ts", "flags", "score", "earlier"])
-    days = []
-    for sid, series in rows.groupby("sid", sort=False):
-        metrics = candle_quality.daily_metrics(
-            ts_seconds=pd.DatetimeIndex(pd.to_datetime(series["ts"], utc=True)).as_unit("s").asi8,
-            flags=series["flags"].fillna(0).to_numpy(dtype=np.int64),
-            score=series["score"].to_numpy(dtype=np.float64, na_value=np.nan),
-            calendar=calendar,
-            timeframe_seconds=seconds,
-            from_day_start=bool(series["earlier"].iloc[0]),
-        )
-        if not metrics.empty:
-            days.append(metrics.assign(sid=int(sid)))
-    if not days:
+    cur.execute("TRUNCATE live_days")
+    cur.execute(
+        "INSERT INTO live_days SELECT u.n - 1, u.sid, %s, u.day_start"
+        " FROM unnest(%s::int8[], %s::timestamptz[]) WITH ORDINALITY AS u(sid, day_start, n)",
+        [timeframe, sids, [starts[i] for i in sids]],
+    )
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM market_data_v2 v WHERE v.symbol_id = d.sid AND v.timeframe = d.tf"
+        " AND v.ts < d.day_start) FROM live_days d ORDER BY d.k"
+    )
+    earlier = np.array([row[0] for row in cur.fetchall()], dtype=bool)
+    read = copy_out(
+        cur,
+        "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8, COALESCE(v.quality_score, 'NaN')"
+        " FROM live_days d JOIN market_data_v2 v ON v.symbol_id = d.sid AND v.timeframe = d.tf"
+        " AND v.ts >= d.day_start ORDER BY d.k, v.ts",
+        {"k": "i", "ts": "t", "flags": "i", "score": "f"},
+    )
+    bounds = np.searchsorted(read["k"], np.arange(len(sids) + 1))
+    members = np.flatnonzero(np.diff(bounds) > 0)  # a series with no rows has no days
+    if not len(members):
         return
-    metrics = pd.concat(days, ignore_index=True)
+    rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
+    lengths = bounds[members + 1] - bounds[members]
+    metrics = candle_quality.daily_metrics_many(
+        ts_seconds=read["ts"][rows] // 1_000_000,
+        flags=read["flags"][rows],
+        score=read["score"][rows],
+        bounds=np.concatenate([[0], np.cumsum(lengths)]),
+        from_day_start=earlier[members],
+        calendar=calendar,
+        timeframe_seconds=seconds,
+    )
+    sid = np.array(sids, dtype=np.int64)[members][metrics.pop("series")].astype(np.float64)
     cols = list(candle_quality.DAILY_COLUMNS)
-    arrays = [metrics["sid"].tolist(), metrics["day"].tolist()] + [
-        [None if pd.isna(v) else v for v in metrics[c].tolist()] for c in cols[1:]
-    ]
-    unnest = ", ".join(f"%s::{t}" for t in ("int[]", *DAILY_TYPES))
+    day = metrics["day"].astype("datetime64[D]").astype("datetime64[us]")
+    _stage(cur, "live_metrics", tuple(cols[1:]), day, [sid] + [metrics[c].astype(np.float64) for c in cols[1:]])
+    casts = ", ".join(f"s.{c}::{t.removesuffix('[]')}" for c, t in zip(cols[1:], DAILY_TYPES[1:], strict=True))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
     cur.execute(
         f"""
         INSERT INTO data_quality_metrics (symbol_id, timeframe, {", ".join(cols)}, computed_at)
-        SELECT u.sid, %s, {", ".join(f"u.{c}" for c in cols)}, now()
-        FROM unnest({unnest}) AS u(sid, {", ".join(cols)})
+        SELECT s.sid::bigint, %s, (s.ts AT TIME ZONE 'UTC')::date, {casts}, now()
+        FROM live_metrics s ORDER BY s.sid, s.ts
         ON CONFLICT (symbol_id, timeframe, day) DO UPDATE SET {updates}, computed_at = now()
         """,  # noqa: S608 - column names are constants
-        [timeframe, *arrays],
+        [timeframe],
     )
 
 

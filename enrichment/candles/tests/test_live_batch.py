@@ -15,13 +15,14 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from enrichment.candles.models import LiveMarket, LiveSeries
+from enrichment.candles import candle_quality
+from enrichment.candles.models import DataQualityMetric, LiveMarket, LiveSeries
 from enrichment.candles.services.feature_compute import features_compute
 from enrichment.candles.services.live import live_markets_ensure, live_poll
 from enrichment.candles.tests.feature_fixtures import make_symbol
 from enrichment.candles.tests.live_server import LiveMarketServer
 from enrichment.candles.tests.test_live_poll import T0, FakeClock, feature_matrix, rows
-from enrichment.models import MarketDataV2
+from enrichment.models import FetchLog, MarketDataV2
 from enrichment.providers import clock
 from etl.models import SymbolMapping
 
@@ -126,3 +127,37 @@ def test_a_series_that_cannot_be_written_does_not_stop_the_others(crypto, fake_c
     stamps = [r.ts for r in rows("C03")]
     assert {b - a for a, b in zip(stamps, stamps[1:], strict=False)} == {timedelta(minutes=1)}
     assert LiveSeries.objects.get(symbol__ticker="C03").last_error == ""
+
+
+def test_a_polls_provider_bookkeeping_takes_a_few_statements_not_some_per_symbol(crypto, fake_clock):
+    live_poll(now=fake_clock(), markets=["BINANCE"])
+    fake_clock.advance(minutes=1)
+    with CaptureQueriesContext(connection) as queries:
+        assert live_poll(now=fake_clock(), markets=["BINANCE"]).bars == SYMBOLS
+    tables = ("enrichment_fetch_log", "enrichment_rate_grants", "enrichment_circuit_state", "metric_deltas")
+    bookkeeping = [q for q in queries.captured_queries if any(t in q["sql"] for t in tables)]
+    # One request a symbol or more: each was a circuit read, the limiter's transaction, a
+    # fetch-log row and its counters (over 60 statements for 12 symbols).
+    requests = [t for t, _, _ in crypto.request_log if t > fake_clock().timestamp() - 30]
+    assert len(requests) >= SYMBOLS
+    # A fixed few for the poll (circuit, a minute's success mark) and per block of requests
+    # (grant, the last block's rest given back, the fetch-log rows and their counters).
+    assert len(bookkeeping) <= 20, [q["sql"][:80] for q in bookkeeping]
+    # Every request still has its fetch-log row, and the budget holds exactly what was asked.
+    klines = [s for _, path, s in crypto.symbol_log if path == "/fapi/v1/klines"]
+    assert FetchLog.objects.filter(provider="BINANCE", endpoint="klines").count() == len(klines)
+    with connection.cursor() as cur:
+        cur.execute("SELECT sum(weight) FROM enrichment_rate_grants WHERE provider = 'BINANCE'")
+        assert cur.fetchone()[0] == sum(w for _, _, w in crypto.request_log)
+
+
+def test_the_polls_daily_quality_metrics_equal_a_full_recompute(crypto, fake_clock):
+    live_poll(now=fake_clock(), markets=["BINANCE"])
+    poll_minutes(fake_clock, 3)
+    columns = ("symbol__ticker", "day", *candle_quality.DAILY_COLUMNS[1:])
+    live = list(DataQualityMetric.objects.order_by("symbol__ticker", "day").values_list(*columns))
+    assert len(live) >= SYMBOLS  # every series has its days (the history spans midnight or not)
+    for i in range(SYMBOLS):
+        features_compute(symbol=rows(f"C{i:02d}")[0].symbol, timeframe="1m", full=True)
+    recomputed = list(DataQualityMetric.objects.order_by("symbol__ticker", "day").values_list(*columns))
+    assert live == recomputed
