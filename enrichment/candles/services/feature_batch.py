@@ -36,12 +36,20 @@ from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog, Feat
 from enrichment.candles.services.candle_upsert import changed_condition, copy_into, stage_amendments, stage_upsert
 from enrichment.candles.services.feature_compute import (
     FEATURE_COLUMNS,
-    METRIC_COLUMNS,
     WRITE_COLUMNS,
     SeriesKey,
     compute_rows,
     context_rows,
     metrics_day_start,
+)
+from enrichment.candles.services.feature_scratch import (
+    SOURCE_COLUMNS,
+    ScratchResult,
+    Tail,
+    copy_out,
+    metrics_upsert,
+    scratch_run,
+    scratch_series,
 )
 from enrichment.candles.services.series_refs import timeframe_parse
 from etl.calendars import MarketCalendar, market_calendar
@@ -189,11 +197,14 @@ def chunk_run(
         # ON COMMIT DROP tables outlive a chunk that is a savepoint in a longer transaction.
         cur.execute(f"DROP TABLE IF EXISTS {', '.join(_TEMP_TABLES)}")
         _chunk_table(cur, chunk, keys)
+        scratch = scratch_series(cur)
+        done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
         new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
         tails = _compute(cur, keys, full=full)
-        result.inserted = _insert_new(cur) if new else 0
-        result.rows_computed = sum(t.rows_written for t in tails.values())
+        result.inserted = done.inserted + (_insert_new(cur) if new else 0)
         _refresh_metrics(cur, keys, tails)
+        tails.update(done.tails)
+        result.rows_computed = sum(t.rows_written for t in tails.values())
         _refresh_status(cur)
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
@@ -240,13 +251,14 @@ def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None
     cur.execute(
         """
         CREATE TEMP TABLE feature_chunk (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
-                                         since timestamptz, watermark timestamptz, lookback int NOT NULL)
+                                         since timestamptz, watermark timestamptz, lookback int NOT NULL,
+                                         scratch bool NOT NULL DEFAULT false)
         ON COMMIT DROP
         """
     )
     cur.execute(
         """
-        INSERT INTO feature_chunk
+        INSERT INTO feature_chunk (k, symbol_id, timeframe, since, watermark, lookback)
         SELECT u.n - 1, u.symbol_id, u.timeframe, u.since, u.watermark, u.lookback
         FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
              WITH ORDINALITY AS u(symbol_id, timeframe, since, watermark, lookback, n)
@@ -262,33 +274,13 @@ def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None
     cur.execute("ANALYZE feature_chunk")
 
 
-def _number(expr: str) -> str:
-    """A text field of market_data.extra as float8, NULL when it is not a number (as the
-    per-series path's `pd.to_numeric(errors="coerce")`)."""
-    number = "'^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$'"
-    return f"CASE WHEN {expr} ~ {number} THEN ({expr})::float8 END"
-
-
-# What `MarketDataSource.fetch` reads, for every series of the chunk at once.
-_SOURCE_COLUMNS = {
-    "open": "md.open::float8",
-    "high": "md.high::float8",
-    "low": "md.low::float8",
-    "close": "md.close::float8",
-    "volume": "md.volume::float8",
-    "taker_buy_volume": _number("COALESCE(md.extra->>'taker_buy_volume', md.extra->>'taker_buy_base_volume')"),
-    "quote_volume": _number("md.extra->>'quote_volume'"),
-    "trades": _number("COALESCE(md.extra->>'trades', md.extra->>'count')"),
-}
-
-
 def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
     """market_data -> feature_stage for the whole chunk: the candles changed since each series'
     watermark (one per bar: the newest row wins), each marked new or not in market_data_v2.
     Restated bars get their amendment and are rewritten now (revision + 1, features stale); new
     ones wait for their features and are inserted with them (`_write_features`): written once.
     Returns (new, updated, amendments)."""
-    select = ", ".join(f"{_SOURCE_COLUMNS.get(c, 'NULL::float8')} AS {c}" for c in CANDLE_COLUMNS)
+    select = ", ".join(f"{SOURCE_COLUMNS.get(c, 'NULL::float8')} AS {c}" for c in CANDLE_COLUMNS)
     # Only what is new or differs from the stored bar is kept: re-read candles (the watermark's
     # overlap, a correction that touched updated_at) cost one comparison, no write and no lock.
     cur.execute(
@@ -299,7 +291,7 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
             SELECT DISTINCT ON (c.k, md.ts) c.k, c.symbol_id, c.timeframe, md.ts, {select}
             FROM feature_chunk c
             JOIN market_data md ON md.symbol_id = c.symbol_id AND md.timeframe = c.timeframe
-            WHERE c.since IS NULL OR md.updated_at > c.since
+            WHERE NOT c.scratch AND (c.since IS NULL OR md.updated_at > c.since)
             ORDER BY c.k, md.ts, md.id DESC
         ) x
         LEFT JOIN market_data_v2 m ON m.symbol_id = x.symbol_id AND m.timeframe = x.timeframe AND m.ts = x.ts
@@ -321,41 +313,6 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
     return new, written.updated, amendments
 
 
-def copy_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray]:
-    """Run `COPY (select) TO STDOUT (FORMAT BINARY)` and parse it with numpy. Every column must
-    be a non-NULL 8-byte value, `fields` says which: "i" int8, "f" float8, "t" timestamptz
-    (returned as microseconds since 1970)."""
-    parts = []
-    with cur.copy(f"COPY ({select}) TO STDOUT (FORMAT BINARY)") as copy:
-        for block in copy:
-            parts.append(bytes(block))
-    buf = b"".join(parts)
-    start = 19 + int.from_bytes(buf[15:19], "big")  # signature, flags, header extension
-    layout = [("count", ">i2")]
-    for name, kind in fields.items():
-        layout += [(f"{name}__len", ">i4"), (name, ">f8" if kind == "f" else ">i8")]
-    rows = np.frombuffer(buf[start:-2], dtype=np.dtype(layout))
-    for name in fields:
-        if len(rows) and not (rows[f"{name}__len"] == 8).all():
-            raise ValueError(f"copy_out: column {name} is not a non-NULL 8-byte value")
-    out = {}
-    for name, kind in fields.items():
-        values = rows[name].astype(np.float64 if kind == "f" else np.int64)
-        out[name] = values + _PG_EPOCH_US if kind == "t" else values
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Tail:
-    """What the chunk computed for one series."""
-
-    rows_read: int
-    rows_written: int
-    first_us: int | None
-    last_us: int | None
-    incremental: bool
-
-
 # `feature_compute._first_stale`, `_context_from` and `_read_context`'s row count for every
 # series of the chunk at once: one pass over the chunk's rows (the primary key's order), no
 # per-series subquery.
@@ -366,9 +323,11 @@ WITH r AS (
     SELECT c.k, c.lookback, v.ts, v.funding_rate IS NOT NULL AS funded, {stale} AS stale
     FROM feature_chunk c
     JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+    WHERE NOT c.scratch
     UNION ALL
     SELECT c.k, c.lookback, s.ts, s.funding_rate IS NOT NULL, true
     FROM feature_chunk c JOIN feature_stage s ON s.k = c.k AND s.is_new
+    WHERE NOT c.scratch
 ), d AS (
     SELECT k, min(ts) FILTER (WHERE stale) AS dirty, min(ts) AS earliest FROM r GROUP BY k
 ), b AS (
@@ -554,31 +513,7 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         parts.append(metrics)
     if not parts:
         return
-    metrics = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
-    cols = list(METRIC_COLUMNS)
-    cur.execute(
-        "CREATE TEMP TABLE feature_metrics (ts timestamptz NOT NULL, k float8 NOT NULL, "
-        + ", ".join(f"{c} float8" for c in cols[1:])
-        + ") ON COMMIT DROP"
-    )
-    copy_into(
-        cur,
-        table="feature_metrics",
-        columns=["k", *cols[1:]],
-        ts=metrics["day"].astype("datetime64[D]").astype("datetime64[us]"),
-        arrays=[metrics["k"]] + [metrics[c].astype(np.float64) for c in cols[1:]],
-    )
-    casts = ", ".join(f"s.{c}::{t.removesuffix('[]')}" for c, t in list(METRIC_COLUMNS.items())[1:])
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
-    cur.execute(
-        f"""
-        INSERT INTO data_quality_metrics (symbol_id, timeframe, {", ".join(cols)}, computed_at)
-        SELECT c.symbol_id, c.timeframe, (s.ts AT TIME ZONE 'UTC')::date, {casts}, now()
-        FROM feature_metrics s JOIN feature_chunk c ON c.k = s.k::int8
-        ORDER BY c.symbol_id, c.timeframe, s.ts
-        ON CONFLICT (symbol_id, timeframe, day) DO UPDATE SET {updates}, computed_at = now()
-        """  # noqa: S608 - column names are constants
-    )
+    metrics_upsert(cur, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
 
 
 def _refresh_status(cur) -> None:
