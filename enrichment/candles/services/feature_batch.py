@@ -314,48 +314,47 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 
 
 # `feature_compute._first_stale`, `_context_from` and `_read_context`'s row count for every
-# series of the chunk at once: one pass over the chunk's rows (the primary key's order), no
-# per-series subquery.
-_TAILS_SQL = """
+# series of the chunk at once, each one read by the primary key's index as the per-series path
+# reads it: the first stale row (a stored row whose features are stale, or a new candle), the row
+# `lookback` rows before it, the funding observations the percentile needs, then the row before
+# the context and the rows before it. New candles are stale, so they are never before the first
+# stale row: only the earliest row can be one of them.
+_SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
+_TAILS_SQL = f"""
 CREATE TEMP TABLE feature_tails ON COMMIT DROP AS
-WITH r AS (
-    -- each series as it will be: its stored rows and its new candles (stale, of course)
-    SELECT c.k, c.lookback, v.ts, v.funding_rate IS NOT NULL AS funded, {stale} AS stale
-    FROM feature_chunk c
-    JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+WITH n AS MATERIALIZED (
+    SELECT k, min(ts) AS first FROM feature_stage WHERE is_new GROUP BY k
+), s AS MATERIALIZED (
+    SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first,
+           least((SELECT min(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="c")} AND {{stale}}), n.first) AS dirty
+    FROM feature_chunk c LEFT JOIN n ON n.k = c.k
     WHERE NOT c.scratch
-    UNION ALL
-    SELECT c.k, c.lookback, s.ts, s.funding_rate IS NOT NULL, true
-    FROM feature_chunk c JOIN feature_stage s ON s.k = c.k AND s.is_new
-    WHERE NOT c.scratch
-), d AS (
-    SELECT k, min(ts) FILTER (WHERE stale) AS dirty, min(ts) AS earliest FROM r GROUP BY k
-), b AS (
-    -- the rows before the first stale one, counted back from it: all of them, and the funded ones
-    SELECT r.k, r.ts, r.funded, r.lookback,
-           row_number() OVER (PARTITION BY r.k ORDER BY r.ts DESC) - 1 AS back,
-           row_number() OVER (PARTITION BY r.k, r.funded ORDER BY r.ts DESC) - 1 AS back_same
-    FROM r JOIN d ON d.k = r.k
-    WHERE r.ts < d.dirty
-), e AS (
-    SELECT k, max(ts) FILTER (WHERE back = lookback) AS by_rows,
-           max(ts) FILTER (WHERE funded AND back_same = {funding_offset}) AS by_funding,
-           bool_or(funded) AS funded
-    FROM b GROUP BY k
-), g AS (
-    SELECT d.k, d.dirty,
-           CASE WHEN e.by_rows IS NULL THEN d.earliest
-                WHEN e.by_funding IS NOT NULL THEN least(e.by_rows, e.by_funding)
-                WHEN e.funded THEN d.earliest
-                ELSE e.by_rows END AS ctx
-    FROM d LEFT JOIN e ON e.k = d.k
-    WHERE d.dirty IS NOT NULL
+), g AS MATERIALIZED (
+    SELECT s.k, s.symbol_id, s.timeframe, s.dirty, s.new_first,
+           (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="s")} AND v.ts < s.dirty
+            ORDER BY v.ts DESC OFFSET s.lookback LIMIT 1) AS by_rows,
+           EXISTS (SELECT FROM market_data_v2 v WHERE {_SERIES.format(t="s")} AND v.ts < s.dirty
+                   AND v.funding_rate IS NOT NULL) AS funded
+    FROM s
+    WHERE s.dirty IS NOT NULL
+), h AS MATERIALIZED (
+    SELECT g.k, g.symbol_id, g.timeframe, g.dirty,
+           CASE WHEN g.by_rows IS NULL OR (g.funded AND by_funding IS NULL)
+                THEN least((SELECT min(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="g")}), g.new_first)
+                WHEN g.funded THEN least(g.by_rows, by_funding)
+                ELSE g.by_rows END AS ctx
+    FROM g
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN g.funded THEN (
+            SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="g")} AND v.ts < g.dirty
+            AND v.funding_rate IS NOT NULL ORDER BY v.ts DESC OFFSET {{funding_offset}} LIMIT 1) END AS by_funding
+    ) f
 )
-SELECT g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx,
-       max(r.ts) FILTER (WHERE r.ts < g.ctx) AS prev, count(*) FILTER (WHERE r.ts < g.ctx) AS row_offset
-FROM g JOIN feature_chunk c ON c.k = g.k JOIN r ON r.k = g.k
-GROUP BY g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx
-"""
+SELECT h.k, h.symbol_id, h.timeframe, h.dirty, h.ctx,
+       (SELECT max(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="h")} AND v.ts < h.ctx) AS prev,
+       (SELECT count(*) FROM market_data_v2 v WHERE {_SERIES.format(t="h")} AND v.ts < h.ctx) AS row_offset
+FROM h
+"""  # noqa: S608 - fixed clauses
 
 
 def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
