@@ -4,11 +4,15 @@
 many series, in one transaction that holds every series' lock (`FEATURE_SERIES`, the lock the
 live poller and backfills take for one series):
 
+0. new:     the series without a market_data_v2 row yet go the from-scratch path
+            (`feature_scratch`: one COPY read from market_data, the kernels, one COPY straight
+            into market_data_v2 and one into data_quality_metrics); steps 1-4 skip them;
 1. copy:    their new and changed candles from market_data into a staging table (one
             INSERT ... SELECT), the amendments of restated bars and the upsert into
             market_data_v2 (one statement each, `candle_upsert.stage_*`);
 2. read:    where each series' stale tail starts and the context its longest window needs
-            (one query), then all those rows in one binary COPY, ordered by series and time;
+            (one query, each series read by the primary key's index), then all those rows in
+            one binary COPY, ordered by series and time;
 3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
