@@ -212,7 +212,7 @@ def _write_candles(cur, keys: list[SeriesKey], read: dict, out: dict, now_us: in
     ks, n = read["k"], len(read["k"])
     partitions_ensure(
         table="market_data_v2",
-        first=pd.Timestamp(int(read["ts"][0]), unit="us", tz="UTC").to_pydatetime(),
+        first=pd.Timestamp(int(read["ts"].min()), unit="us", tz="UTC").to_pydatetime(),
         last=pd.Timestamp(int(read["ts"].max()), unit="us", tz="UTC").to_pydatetime(),
     )
     symbol = np.array([key.symbol.pk for key in keys], dtype=np.int64)[ks]

@@ -4,6 +4,7 @@ random data, a bounded no-op, cancel between chunks, a failing series, candles w
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from django.db import connection
 from django.db.models import F
@@ -323,3 +324,25 @@ def test_a_new_series_written_straight_by_copy_equals_the_per_series_path():
         assert_same_series(one, two)
     assert MarketDataV2.objects.filter(trades=12).exists() and MarketDataV2.objects.filter(trades=14).exists()
     assert MarketDataV2.objects.filter(quote_volume__isnull=True).exists()
+
+
+def test_new_series_starting_in_different_years_are_written_in_one_chunk(caplog):
+    """The from-scratch COPY makes the partitions of the earliest and the latest bar of all
+    the chunk's new series, not only of the first series read."""
+    from etl.services.partitions import partitions_ensure
+
+    later, earlier = make_symbol("LATER", "BINANCE", "CRYPTO"), make_symbol("EARLIER", "BINANCE", "CRYPTO")
+    starts = {
+        later: 1_700_000_100 - 1_700_000_100 % 900,
+        earlier: 170_000_100 - 170_000_100 % 900,
+    }  # 1975: no partition yet
+    for symbol, start in starts.items():
+        data = random_candles(40, seed=symbol.pk, start=start)
+        first, last = (pd.Timestamp(data["ts"][i], unit="s", tz="UTC").to_pydatetime() for i in (0, -1))
+        partitions_ensure(table="market_data", first=first, last=last)
+        insert_market_data(symbol, data)
+    with caplog.at_level("WARNING"):
+        result = features_run(chunked=True)
+    assert "one by one" not in caplog.text
+    assert result.failed == 0 and result.candles_inserted == 80
+    assert MarketDataV2.objects.filter(symbol=earlier).count() == 40
