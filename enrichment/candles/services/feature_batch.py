@@ -5,14 +5,14 @@ many series, in one transaction that holds every series' lock (`FEATURE_SERIES`,
 live poller and backfills take for one series):
 
 0. new:     the series without a market_data_v2 row yet go the from-scratch path
-            (`feature_scratch`: one COPY read from market_data, the kernels, one COPY straight
+            (`feature_scratch`: one read from market_data, the kernels, one COPY straight
             into market_data_v2 and one into data_quality_metrics); steps 1-4 skip them;
 1. copy:    their new and changed candles from market_data into a staging table (one
             INSERT ... SELECT), the amendments of restated bars and the upsert into
             market_data_v2 (one statement each, `candle_upsert.stage_*`);
 2. read:    where each series' stale tail starts and the context its longest window needs
             (one query, each series read by the primary key's index), then all those rows in
-            one binary COPY, ordered by series and time;
+            one query, packed into one bytea (`feature_scratch.packed_out`), by series and time;
 3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
@@ -50,8 +50,8 @@ from enrichment.candles.services.feature_scratch import (
     SOURCE_COLUMNS,
     ScratchResult,
     Tail,
-    copy_out,
     metrics_upsert,
+    packed_out,
     scratch_run,
     scratch_series,
 )
@@ -372,9 +372,9 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
         return {}
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
-    stored = ", ".join(f"COALESCE(v.{c}, 'NaN')" for c in columns)
+    stored = ", ".join(f"COALESCE(v.{c}, 'NaN') AS {c}" for c in columns)
     staged = ", ".join("'NaN'::float8" if c in RECURSIVE else f"COALESCE(s.{c}, 'NaN')" for c in columns)
-    read = copy_out(
+    read = packed_out(
         cur,
         f"""
         SELECT * FROM (
@@ -382,7 +382,7 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
                 ON v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe AND v.ts >= t.ctx
             UNION ALL
             SELECT t.k, s.ts, {staged} FROM feature_tails t JOIN feature_stage s ON s.k = t.k AND s.is_new
-        ) u ORDER BY 1, 2
+        ) u
         """,  # noqa: S608 - column names are constants
         fields,
     )
@@ -483,12 +483,11 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         " FROM feature_days d ORDER BY d.k"
     )
     earlier = dict(cur.fetchall())
-    read = copy_out(
+    read = packed_out(
         cur,
-        "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8, COALESCE(v.quality_score, 'NaN')"
+        "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8 AS flags, COALESCE(v.quality_score, 'NaN') AS score"
         " FROM feature_days d JOIN feature_chunk c ON c.k = d.k"
-        " JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts >= d.day_start"
-        " ORDER BY d.k, v.ts",
+        " JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts >= d.day_start",
         {"k": "i", "ts": "t", "flags": "i", "score": "f"},
     )
     # One pass per calendar and timeframe over all its series (`daily_metrics_many`).

@@ -1,7 +1,7 @@
 """The chunked feature step's path for series with no market_data_v2 rows yet (from scratch).
 
 Such a series needs no staging, no comparison with stored bars, no amendment and no UPDATE:
-for all of a chunk's new series at once, one binary COPY reads their candles from market_data
+for all of a chunk's new series at once, one query reads their candles from market_data
 (the newest row of each bar, as `feature_batch._copy_candles` picks it), the kernels run per
 series over slices of that one array (`feature_compute.compute_rows`, the very code of the other
 paths), one binary COPY writes every candle with its features straight into market_data_v2
@@ -70,30 +70,6 @@ class Tail:
     incremental: bool
 
 
-def copy_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray]:
-    """Run `COPY (select) TO STDOUT (FORMAT BINARY)` and parse it with numpy. Every column must
-    be a non-NULL 8-byte value, `fields` says which: "i" int8, "f" float8, "t" timestamptz
-    (returned as microseconds since 1970)."""
-    parts = []
-    with cur.copy(f"COPY ({select}) TO STDOUT (FORMAT BINARY)") as copy:
-        for block in copy:
-            parts.append(bytes(block))
-    buf = b"".join(parts)
-    start = 19 + int.from_bytes(buf[15:19], "big")  # signature, flags, header extension
-    layout = [("count", ">i2")]
-    for name, kind in fields.items():
-        layout += [(f"{name}__len", ">i4"), (name, ">f8" if kind == "f" else ">i8")]
-    rows = np.frombuffer(buf[start:-2], dtype=np.dtype(layout))
-    for name in fields:
-        if len(rows) and not (rows[f"{name}__len"] == 8).all():
-            raise ValueError(f"copy_out: column {name} is not a non-NULL 8-byte value")
-    out = {}
-    for name, kind in fields.items():
-        values = rows[name].astype(np.float64 if kind == "f" else np.int64)
-        out[name] = values + _PG_EPOCH_US if kind == "t" else values
-    return out
-
-
 def copy_in(cur, table: str, columns: list[str], payload: bytes) -> None:
     """COPY a binary payload (`binary_rows`) into `table` (our own name and columns)."""
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -145,26 +121,52 @@ def scratch_series(cur) -> list[int]:
 # The candles of the chunk's new series: one per bar (the newest row wins), NULL as NaN with
 # a bit per column saying which were NULL (the written rows keep NULL and NaN apart).
 _READ_SQL = """
-SELECT k, ts, {values}, {nulls} FROM (
+SELECT k, ts, {values}, {nulls} AS nulls FROM (
     SELECT DISTINCT ON (c.k, md.ts) c.k, md.ts, {select}
     FROM feature_chunk c
     JOIN market_data md ON md.symbol_id = c.symbol_id AND md.timeframe = c.timeframe
     WHERE c.scratch AND (c.since IS NULL OR md.updated_at > c.since)
     ORDER BY c.k, md.ts, md.id DESC
-) x ORDER BY k, ts
+) x
 """
 
 
 def _read(cur) -> dict[str, np.ndarray]:
     columns = list(SOURCE_COLUMNS)
     sql = _READ_SQL.format(
-        values=", ".join(f"COALESCE({c}, 'NaN')" for c in columns),
+        values=", ".join(f"COALESCE({c}, 'NaN') AS {c}" for c in columns),
         nulls="("
         + " + ".join(f"CASE WHEN {c} IS NULL THEN {1 << j} ELSE 0 END" for j, c in enumerate(columns))
         + ")::int8",
         select=", ".join(f"{expr} AS {c}" for c, expr in SOURCE_COLUMNS.items()),
     )
-    return copy_out(cur, sql, {"k": "i", "ts": "t", **dict.fromkeys(columns, "f"), "nulls": "i"})
+    return packed_out(cur, sql, {"k": "i", "ts": "t", **dict.fromkeys(columns, "f"), "nulls": "i"})
+
+
+_SEND = {"i": "int8send", "t": "timestamptz_send", "f": "float8send"}
+
+
+def packed_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray]:
+    """Run `select` and return its columns as numpy arrays, sorted by the first two fields; `fields`
+    names each one's kind: "i" int8, "f" float8, "t" timestamptz (as microseconds since 1970).
+    The server packs each row with the columns' binary send functions (the bytes a binary COPY
+    writes) and aggregates them into one bytea: the client takes one value, not one message per
+    row as from COPY (1.45 s instead of 2.35 s for 500,000 candles). Every column must be
+    non-NULL: a NULL would drop its row from the aggregate, so the row count is checked."""
+    packed = " || ".join(f"{_SEND[kind]}(q.{name})" for name, kind in fields.items())
+    cur.execute(f"SELECT count(*), string_agg({packed}, ''::bytea) FROM ({select}) q")  # noqa: S608
+    count, buf = cur.fetchone()
+    dtype = np.dtype([(name, ">f8" if kind == "f" else ">i8") for name, kind in fields.items()])
+    rows = np.frombuffer(buf or b"", dtype=dtype)
+    if len(rows) != count:
+        raise ValueError("packed_out: a NULL column dropped rows")
+    first, second = list(fields)[:2]
+    rows = rows[np.lexsort((rows[second], rows[first]))]
+    out = {}
+    for name, kind in fields.items():
+        values = rows[name].astype(np.float64 if kind == "f" else np.int64)
+        out[name] = values + _PG_EPOCH_US if kind == "t" else values
+    return out
 
 
 @dataclass(slots=True)
