@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from django.db import connection
 
 from enrichment.candles import candle_quality
 from enrichment.candles.feature_list import INPUT_COLUMNS, RECURSIVE
@@ -71,8 +72,10 @@ class Tail:
 
 
 def copy_in(cur, table: str, columns: list[str], payload: bytes) -> None:
-    """COPY a binary payload (`binary_rows`) into `table` (our own name and columns)."""
-    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+    """COPY a binary payload (`binary_rows`) into `table` (our own name and columns). Errors are
+    Django's, as from `cur.execute` (a lost connection is an OperationalError either way)."""
+    copy_sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    with connection.wrap_database_errors, cur.copy(copy_sql) as copy:
         copy.write(COPY_HEADER)
         view = memoryview(payload)
         for offset in range(0, len(view), _COPY_BLOCK):
