@@ -53,41 +53,61 @@ def series_lock(*, symbol_id: int, timeframe: str) -> None:
     xact_lock(FEATURE_SERIES, f"{symbol_id}:{timeframe}")
 
 
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+COPY_TRAILER = b"\xff\xff"
+_BINARY = {"int4": ">i4", "int8": ">i8", "float8": ">f8"}
+_SLICE_ROWS = 1 << 16  # rows built at a time: a few tens of MB whatever the payload
+
+
 def binary_copy_payload(ts: pd.Series | np.ndarray, columns: list[np.ndarray]) -> bytes:
     """PostgreSQL binary COPY rows (timestamptz, float8, float8, ...), NaN as NULL, built with numpy."""
     ts_us = _epoch_us(ts) - _PG_EPOCH_US
-    n, k = len(ts_us), 1 + len(columns)
-    values = [ts_us.astype(">i8").view(np.uint8).reshape(n, 8)]
-    valid = [np.ones(n, dtype=bool)]
+    fields = [("int8", ts_us, None)]
     for col in columns:
         arr = np.asarray(col, dtype=np.float64)
-        values.append(arr.astype(">f8").view(np.uint8).reshape(n, 8))
-        valid.append(~np.isnan(arr))
-    sizes = np.stack([np.where(v, 12, 4) for v in valid], axis=1)
-    row_sizes = 2 + sizes.sum(axis=1)
-    header = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-    row_start = len(header) + np.concatenate([[0], np.cumsum(row_sizes)[:-1]])
-    buf = np.empty(len(header) + int(row_sizes.sum()) + 2, dtype=np.uint8)
-    buf[: len(header)] = np.frombuffer(header, dtype=np.uint8)
-    buf[row_start] = k >> 8
-    buf[row_start + 1] = k & 0xFF
-    field_start = (
-        row_start[:, None]
-        + 2
-        + np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(sizes, axis=1)[:, :-1]], axis=1)
-    )
-    length_8 = np.array([0, 0, 0, 8], dtype=np.uint8)
-    null = np.array([255, 255, 255, 255], dtype=np.uint8)
-    four, eight = np.arange(4), np.arange(8)
-    for j in range(k):
-        ok = valid[j]
-        starts = field_start[:, j]
-        buf[(starts[ok, None] + four)] = length_8
-        buf[(starts[ok, None] + 4 + eight)] = values[j][ok]
-        if not ok.all():
-            buf[(starts[~ok, None] + four)] = null
-    buf[-2:] = 255
-    return buf.tobytes()
+        fields.append(("float8", arr, np.isnan(arr)))
+    return COPY_HEADER + binary_rows(fields) + COPY_TRAILER
+
+
+def binary_rows(fields: list[tuple[str, np.ndarray, np.ndarray | None]]) -> bytes:
+    """The rows of a binary COPY (no header, no trailer), built with numpy, no loop per row.
+    Each field is (kind, values, null): kind "int4", "int8" (a timestamptz as microseconds since
+    2000-01-01 too), "float8" or "text" (values a numpy bytes array, "S<n>"); null a bool array
+    (True: NULL) or None. Every row is first laid out at full width, then the bytes a NULL or a
+    shorter text does not use are dropped with one boolean mask."""
+    n = len(fields[0][1])
+    layout: list[tuple[str, str]] = [("count", ">i2")]
+    for j, (kind, values, _) in enumerate(fields):
+        layout += [(f"l{j}", ">i4"), (f"v{j}", f"S{values.dtype.itemsize}" if kind == "text" else _BINARY[kind])]
+    dtype = np.dtype(layout)
+    parts = []
+    for a in range(0, n, _SLICE_ROWS):
+        b = min(n, a + _SLICE_ROWS)
+        parts.append(_binary_slice(dtype, [(k, v[a:b], None if z is None else z[a:b]) for k, v, z in fields]))
+    return b"".join(parts)
+
+
+def _binary_slice(dtype: np.dtype, fields: list[tuple[str, np.ndarray, np.ndarray | None]]) -> bytes:
+    m = len(fields[0][1])
+    rows = np.empty(m, dtype=dtype)
+    rows["count"] = len(fields)
+    variable = []
+    for j, (kind, values, null) in enumerate(fields):
+        width = dtype.fields[f"v{j}"][0].itemsize
+        length = np.char.str_len(values).astype(np.int32) if kind == "text" else np.full(m, width, np.int32)
+        if null is not None and null.any():
+            length[null] = -1
+        rows[f"l{j}"] = length
+        rows[f"v{j}"] = values
+        if kind == "text" or (null is not None and null.any()):
+            variable.append((dtype.fields[f"v{j}"][1], width, length))
+    if not variable:
+        return rows.tobytes()
+    raw = rows.view(np.uint8).reshape(m, dtype.itemsize)
+    keep = np.ones(raw.shape, dtype=bool)
+    for offset, width, length in variable:
+        keep[:, offset : offset + width] = np.arange(width) < length[:, None]
+    return raw[keep].tobytes()
 
 
 def _epoch_us(ts) -> np.ndarray:

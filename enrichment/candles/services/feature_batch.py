@@ -4,11 +4,15 @@
 many series, in one transaction that holds every series' lock (`FEATURE_SERIES`, the lock the
 live poller and backfills take for one series):
 
+0. new:     the series without a market_data_v2 row yet go the from-scratch path
+            (`feature_scratch`: one read from market_data, the kernels, one COPY straight
+            into market_data_v2 and one into data_quality_metrics); steps 1-4 skip them;
 1. copy:    their new and changed candles from market_data into a staging table (one
             INSERT ... SELECT), the amendments of restated bars and the upsert into
             market_data_v2 (one statement each, `candle_upsert.stage_*`);
 2. read:    where each series' stale tail starts and the context its longest window needs
-            (one query), then all those rows in one binary COPY, ordered by series and time;
+            (one query, each series read by the primary key's index), then all those rows in
+            one query, packed into one bytea (`feature_scratch.packed_out`), by series and time;
 3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
@@ -35,7 +39,6 @@ from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog, Feat
 from enrichment.candles.services.candle_upsert import changed_condition, copy_into, stage_amendments, stage_upsert
 from enrichment.candles.services.feature_compute import (
     FEATURE_COLUMNS,
-    METRIC_COLUMNS,
     WRITE_COLUMNS,
     SeriesKey,
     compute_rows,
@@ -43,6 +46,15 @@ from enrichment.candles.services.feature_compute import (
     metrics_day_start,
 )
 from enrichment.candles.services.feature_scan import ScannedSeries
+from enrichment.candles.services.feature_scratch import (
+    SOURCE_COLUMNS,
+    ScratchResult,
+    Tail,
+    metrics_upsert,
+    packed_out,
+    scratch_run,
+    scratch_series,
+)
 from enrichment.candles.services.series_refs import timeframe_parse
 from etl.calendars import MarketCalendar, market_calendar
 from etl.locks import FEATURE_SERIES, xact_locks
@@ -123,11 +135,14 @@ def chunk_run(
         # ON COMMIT DROP tables outlive a chunk that is a savepoint in a longer transaction.
         cur.execute(f"DROP TABLE IF EXISTS {', '.join(_TEMP_TABLES)}")
         _chunk_table(cur, chunk, keys)
+        scratch = scratch_series(cur)
+        done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
         new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
         tails = _compute(cur, keys, full=full)
-        result.inserted = _insert_new(cur) if new else 0
-        result.rows_computed = sum(t.rows_written for t in tails.values())
+        result.inserted = done.inserted + (_insert_new(cur) if new else 0)
         _refresh_metrics(cur, keys, tails)
+        tails.update(done.tails)
+        result.rows_computed = sum(t.rows_written for t in tails.values())
         _refresh_status(cur)
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
@@ -153,13 +168,14 @@ def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None
     cur.execute(
         """
         CREATE TEMP TABLE feature_chunk (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
-                                         since timestamptz, watermark timestamptz, lookback int NOT NULL)
+                                         since timestamptz, watermark timestamptz, lookback int NOT NULL,
+                                         scratch bool NOT NULL DEFAULT false)
         ON COMMIT DROP
         """
     )
     cur.execute(
         """
-        INSERT INTO feature_chunk
+        INSERT INTO feature_chunk (k, symbol_id, timeframe, since, watermark, lookback)
         SELECT u.n - 1, u.symbol_id, u.timeframe, u.since, u.watermark, u.lookback
         FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
              WITH ORDINALITY AS u(symbol_id, timeframe, since, watermark, lookback, n)
@@ -175,33 +191,13 @@ def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None
     cur.execute("ANALYZE feature_chunk")
 
 
-def _number(expr: str) -> str:
-    """A text field of market_data.extra as float8, NULL when it is not a number (as the
-    per-series path's `pd.to_numeric(errors="coerce")`)."""
-    number = "'^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$'"
-    return f"CASE WHEN {expr} ~ {number} THEN ({expr})::float8 END"
-
-
-# What `MarketDataSource.fetch` reads, for every series of the chunk at once.
-_SOURCE_COLUMNS = {
-    "open": "md.open::float8",
-    "high": "md.high::float8",
-    "low": "md.low::float8",
-    "close": "md.close::float8",
-    "volume": "md.volume::float8",
-    "taker_buy_volume": _number("COALESCE(md.extra->>'taker_buy_volume', md.extra->>'taker_buy_base_volume')"),
-    "quote_volume": _number("md.extra->>'quote_volume'"),
-    "trades": _number("COALESCE(md.extra->>'trades', md.extra->>'count')"),
-}
-
-
 def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
     """market_data -> feature_stage for the whole chunk: the candles changed since each series'
     watermark (one per bar: the newest row wins), each marked new or not in market_data_v2.
     Restated bars get their amendment and are rewritten now (revision + 1, features stale); new
     ones wait for their features and are inserted with them (`_write_features`): written once.
     Returns (new, updated, amendments)."""
-    select = ", ".join(f"{_SOURCE_COLUMNS.get(c, 'NULL::float8')} AS {c}" for c in CANDLE_COLUMNS)
+    select = ", ".join(f"{SOURCE_COLUMNS.get(c, 'NULL::float8')} AS {c}" for c in CANDLE_COLUMNS)
     # Only what is new or differs from the stored bar is kept: re-read candles (the watermark's
     # overlap, a correction that touched updated_at) cost one comparison, no write and no lock.
     cur.execute(
@@ -212,7 +208,7 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
             SELECT DISTINCT ON (c.k, md.ts) c.k, c.symbol_id, c.timeframe, md.ts, {select}
             FROM feature_chunk c
             JOIN market_data md ON md.symbol_id = c.symbol_id AND md.timeframe = c.timeframe
-            WHERE c.since IS NULL OR md.updated_at > c.since
+            WHERE NOT c.scratch AND (c.since IS NULL OR md.updated_at > c.since)
             ORDER BY c.k, md.ts, md.id DESC
         ) x
         LEFT JOIN market_data_v2 m ON m.symbol_id = x.symbol_id AND m.timeframe = x.timeframe AND m.ts = x.ts
@@ -234,82 +230,48 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
     return new, written.updated, amendments
 
 
-def copy_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray]:
-    """Run `COPY (select) TO STDOUT (FORMAT BINARY)` and parse it with numpy. Every column must
-    be a non-NULL 8-byte value, `fields` says which: "i" int8, "f" float8, "t" timestamptz
-    (returned as microseconds since 1970)."""
-    parts = []
-    with cur.copy(f"COPY ({select}) TO STDOUT (FORMAT BINARY)") as copy:
-        for block in copy:
-            parts.append(bytes(block))
-    buf = b"".join(parts)
-    start = 19 + int.from_bytes(buf[15:19], "big")  # signature, flags, header extension
-    layout = [("count", ">i2")]
-    for name, kind in fields.items():
-        layout += [(f"{name}__len", ">i4"), (name, ">f8" if kind == "f" else ">i8")]
-    rows = np.frombuffer(buf[start:-2], dtype=np.dtype(layout))
-    for name in fields:
-        if len(rows) and not (rows[f"{name}__len"] == 8).all():
-            raise ValueError(f"copy_out: column {name} is not a non-NULL 8-byte value")
-    out = {}
-    for name, kind in fields.items():
-        values = rows[name].astype(np.float64 if kind == "f" else np.int64)
-        out[name] = values + _PG_EPOCH_US if kind == "t" else values
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Tail:
-    """What the chunk computed for one series."""
-
-    rows_read: int
-    rows_written: int
-    first_us: int | None
-    last_us: int | None
-    incremental: bool
-
-
 # `feature_compute._first_stale`, `_context_from` and `_read_context`'s row count for every
-# series of the chunk at once: one pass over the chunk's rows (the primary key's order), no
-# per-series subquery.
-_TAILS_SQL = """
+# series of the chunk at once, each one read by the primary key's index as the per-series path
+# reads it: the first stale row (a stored row whose features are stale, or a new candle), the row
+# `lookback` rows before it, the funding observations the percentile needs, then the row before
+# the context and the rows before it. New candles are stale, so they are never before the first
+# stale row: only the earliest row can be one of them.
+_SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
+_TAILS_SQL = f"""
 CREATE TEMP TABLE feature_tails ON COMMIT DROP AS
-WITH r AS (
-    -- each series as it will be: its stored rows and its new candles (stale, of course)
-    SELECT c.k, c.lookback, v.ts, v.funding_rate IS NOT NULL AS funded, {stale} AS stale
-    FROM feature_chunk c
-    JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
-    UNION ALL
-    SELECT c.k, c.lookback, s.ts, s.funding_rate IS NOT NULL, true
-    FROM feature_chunk c JOIN feature_stage s ON s.k = c.k AND s.is_new
-), d AS (
-    SELECT k, min(ts) FILTER (WHERE stale) AS dirty, min(ts) AS earliest FROM r GROUP BY k
-), b AS (
-    -- the rows before the first stale one, counted back from it: all of them, and the funded ones
-    SELECT r.k, r.ts, r.funded, r.lookback,
-           row_number() OVER (PARTITION BY r.k ORDER BY r.ts DESC) - 1 AS back,
-           row_number() OVER (PARTITION BY r.k, r.funded ORDER BY r.ts DESC) - 1 AS back_same
-    FROM r JOIN d ON d.k = r.k
-    WHERE r.ts < d.dirty
-), e AS (
-    SELECT k, max(ts) FILTER (WHERE back = lookback) AS by_rows,
-           max(ts) FILTER (WHERE funded AND back_same = {funding_offset}) AS by_funding,
-           bool_or(funded) AS funded
-    FROM b GROUP BY k
-), g AS (
-    SELECT d.k, d.dirty,
-           CASE WHEN e.by_rows IS NULL THEN d.earliest
-                WHEN e.by_funding IS NOT NULL THEN least(e.by_rows, e.by_funding)
-                WHEN e.funded THEN d.earliest
-                ELSE e.by_rows END AS ctx
-    FROM d LEFT JOIN e ON e.k = d.k
-    WHERE d.dirty IS NOT NULL
+WITH n AS MATERIALIZED (
+    SELECT k, min(ts) AS first FROM feature_stage WHERE is_new GROUP BY k
+), s AS MATERIALIZED (
+    SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first,
+           least((SELECT min(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="c")} AND {{stale}}), n.first) AS dirty
+    FROM feature_chunk c LEFT JOIN n ON n.k = c.k
+    WHERE NOT c.scratch
+), g AS MATERIALIZED (
+    SELECT s.k, s.symbol_id, s.timeframe, s.dirty, s.new_first,
+           (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="s")} AND v.ts < s.dirty
+            ORDER BY v.ts DESC OFFSET s.lookback LIMIT 1) AS by_rows,
+           EXISTS (SELECT FROM market_data_v2 v WHERE {_SERIES.format(t="s")} AND v.ts < s.dirty
+                   AND v.funding_rate IS NOT NULL) AS funded
+    FROM s
+    WHERE s.dirty IS NOT NULL
+), h AS MATERIALIZED (
+    SELECT g.k, g.symbol_id, g.timeframe, g.dirty,
+           CASE WHEN g.by_rows IS NULL OR (g.funded AND by_funding IS NULL)
+                THEN least((SELECT min(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="g")}), g.new_first)
+                WHEN g.funded THEN least(g.by_rows, by_funding)
+                ELSE g.by_rows END AS ctx
+    FROM g
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN g.funded THEN (
+            SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="g")} AND v.ts < g.dirty
+            AND v.funding_rate IS NOT NULL ORDER BY v.ts DESC OFFSET {{funding_offset}} LIMIT 1) END AS by_funding
+    ) f
 )
-SELECT g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx,
-       max(r.ts) FILTER (WHERE r.ts < g.ctx) AS prev, count(*) FILTER (WHERE r.ts < g.ctx) AS row_offset
-FROM g JOIN feature_chunk c ON c.k = g.k JOIN r ON r.k = g.k
-GROUP BY g.k, c.symbol_id, c.timeframe, g.dirty, g.ctx
-"""
+SELECT h.k, h.symbol_id, h.timeframe, h.dirty, h.ctx,
+       (SELECT max(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="h")} AND v.ts < h.ctx) AS prev,
+       (SELECT count(*) FROM market_data_v2 v WHERE {_SERIES.format(t="h")} AND v.ts < h.ctx) AS row_offset
+FROM h
+"""  # noqa: S608 - fixed clauses
 
 
 def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
@@ -323,9 +285,9 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
         return {}
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
-    stored = ", ".join(f"COALESCE(v.{c}, 'NaN')" for c in columns)
+    stored = ", ".join(f"COALESCE(v.{c}, 'NaN') AS {c}" for c in columns)
     staged = ", ".join("'NaN'::float8" if c in RECURSIVE else f"COALESCE(s.{c}, 'NaN')" for c in columns)
-    read = copy_out(
+    read = packed_out(
         cur,
         f"""
         SELECT * FROM (
@@ -333,7 +295,7 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
                 ON v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe AND v.ts >= t.ctx
             UNION ALL
             SELECT t.k, s.ts, {staged} FROM feature_tails t JOIN feature_stage s ON s.k = t.k AND s.is_new
-        ) u ORDER BY 1, 2
+        ) u
         """,  # noqa: S608 - column names are constants
         fields,
     )
@@ -434,12 +396,11 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         " FROM feature_days d ORDER BY d.k"
     )
     earlier = dict(cur.fetchall())
-    read = copy_out(
+    read = packed_out(
         cur,
-        "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8, COALESCE(v.quality_score, 'NaN')"
+        "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8 AS flags, COALESCE(v.quality_score, 'NaN') AS score"
         " FROM feature_days d JOIN feature_chunk c ON c.k = d.k"
-        " JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts >= d.day_start"
-        " ORDER BY d.k, v.ts",
+        " JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts >= d.day_start",
         {"k": "i", "ts": "t", "flags": "i", "score": "f"},
     )
     # One pass per calendar and timeframe over all its series (`daily_metrics_many`).
@@ -467,31 +428,7 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         parts.append(metrics)
     if not parts:
         return
-    metrics = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
-    cols = list(METRIC_COLUMNS)
-    cur.execute(
-        "CREATE TEMP TABLE feature_metrics (ts timestamptz NOT NULL, k float8 NOT NULL, "
-        + ", ".join(f"{c} float8" for c in cols[1:])
-        + ") ON COMMIT DROP"
-    )
-    copy_into(
-        cur,
-        table="feature_metrics",
-        columns=["k", *cols[1:]],
-        ts=metrics["day"].astype("datetime64[D]").astype("datetime64[us]"),
-        arrays=[metrics["k"]] + [metrics[c].astype(np.float64) for c in cols[1:]],
-    )
-    casts = ", ".join(f"s.{c}::{t.removesuffix('[]')}" for c, t in list(METRIC_COLUMNS.items())[1:])
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
-    cur.execute(
-        f"""
-        INSERT INTO data_quality_metrics (symbol_id, timeframe, {", ".join(cols)}, computed_at)
-        SELECT c.symbol_id, c.timeframe, (s.ts AT TIME ZONE 'UTC')::date, {casts}, now()
-        FROM feature_metrics s JOIN feature_chunk c ON c.k = s.k::int8
-        ORDER BY c.symbol_id, c.timeframe, s.ts
-        ON CONFLICT (symbol_id, timeframe, day) DO UPDATE SET {updates}, computed_at = now()
-        """  # noqa: S608 - column names are constants
-    )
+    metrics_upsert(cur, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
 
 
 def _refresh_status(cur) -> None:

@@ -25,7 +25,7 @@ from enrichment.candles import candle_quality
 from enrichment.candles.feature_list import FEATURE_COLUMNS, FUNDING_WINDOW, INPUT_COLUMNS, RECURSIVE, lookback_bars
 from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog
 from enrichment.candles.services.candle_upsert import copy_into
-from enrichment.candles.services.feature_batch import copy_out
+from enrichment.candles.services.feature_scratch import packed_out
 from enrichment.providers import clock
 from etl.calendars import MarketCalendar
 from etl.locks import FEATURE_SERIES, xact_locks
@@ -477,11 +477,12 @@ def _refresh_metrics(cur, tails: list[Tail], *, timeframe: str, seconds: int, ca
         " AND v.ts < d.day_start) FROM live_days d ORDER BY d.k"
     )
     earlier = np.array([row[0] for row in cur.fetchall()], dtype=bool)
-    read = copy_out(
+    read = packed_out(
         cur,
-        "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8, COALESCE(v.quality_score, 'NaN')"
+        "SELECT d.k AS k, v.ts AS ts, COALESCE(v.quality_flags, 0)::int8 AS flags,"
+        " COALESCE(v.quality_score, 'NaN') AS score"
         " FROM live_days d JOIN market_data_v2 v ON v.symbol_id = d.sid AND v.timeframe = d.tf"
-        " AND v.ts >= d.day_start ORDER BY d.k, v.ts",
+        " AND v.ts >= d.day_start",
         {"k": "i", "ts": "t", "flags": "i", "score": "f"},
     )
     bounds = np.searchsorted(read["k"], np.arange(len(sids) + 1))

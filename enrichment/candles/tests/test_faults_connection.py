@@ -56,7 +56,7 @@ def test_a_feature_run_whose_session_is_cut_fails_with_the_cause_and_runs_again_
         symbols.append(make_symbol(f"C{n}", "BINANCE", "CRYPTO"))
         insert_market_data(symbols[-1], random_candles(120, seed=70 + n))
     run = feature_run_create(symbols=[], timeframes=[], full=False, requested_by="test")
-    cut_write(2)  # the four series are one chunk: in its second write (the new candles' INSERT)
+    cut_write(1)  # the four series are one chunk, all new: in its one write (the from-scratch COPY)
     monkeypatch.setattr("etl.recovery.time.sleep", lambda seconds: None)
     with pytest.raises(OperationalError):
         feature_run_execute(run=run)

@@ -174,10 +174,11 @@ def test_a_worker_killed_mid_features_is_found_within_a_minute_and_the_rerun_is_
         symbol = make_symbol(f"C{n}", "BINANCE", "CRYPTO")
         insert_market_data(symbol, random_candles(400, seed=40 + n, gaps=3))
         symbols.append(symbol)
-    # the eight series are one chunk (feature_batch): its features UPDATE commits nothing yet,
-    # the second write (the INSERT of the chunk's new candles with their features) waits, so the
-    # kill lands inside the chunk's transaction (the state a rerun must complete)
-    held = held_write(2)
+    # the eight series are one chunk (feature_batch), all new: its first write to market_data_v2
+    # (the from-scratch COPY of the candles with their features, feature_scratch) waits before
+    # its transaction commits, so the kill lands inside the chunk's transaction (the state a
+    # rerun must complete)
+    held = held_write(1)
     run = feature_run_queue(symbols=[], timeframes=[], full=False, requested_by="test")
     victim = _cluster(tmp_path / "victim.log")
     try:

@@ -4,13 +4,14 @@ random data, a bounded no-op, cancel between chunks, a failing series, candles w
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from django.db import connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from enrichment.candles.services import feature_batch, feature_compute
+from enrichment.candles.services import feature_batch, feature_compute, feature_scratch
 from enrichment.candles.services.feature_runs import features_run
 from enrichment.candles.tests.feature_fixtures import insert_market_data, make_symbol, random_candles
 from enrichment.models import DataQualityMetric, EnrichmentComputeLog, EnrichmentStatus, FeatureRun, MarketDataV2
@@ -199,6 +200,7 @@ def test_a_failing_series_fails_alone_and_the_rest_of_its_chunk_goes_on(monkeypa
         return compute
 
     monkeypatch.setattr(feature_batch, "compute_rows", failing(feature_batch.compute_rows))
+    monkeypatch.setattr(feature_scratch, "compute_rows", failing(feature_scratch.compute_rows))
     monkeypatch.setattr(feature_compute, "compute_rows", failing(feature_compute.compute_rows))
     result = features_run(chunked=True)
     assert result.failed == 1 and "boom" in result.errors[0] and result.rows_computed == 4 * 30
@@ -295,3 +297,56 @@ def test_the_chunked_run_writes_a_new_candle_once_with_its_features():
     before = v2_writes()
     features_run(symbols=[other], chunked=False)
     assert list(v2_writes() - before) == [60, 60]
+
+
+def test_a_new_series_written_straight_by_copy_equals_the_per_series_path():
+    """The from-scratch path (`feature_scratch`: no staging, one COPY into market_data_v2 and one
+    into data_quality_metrics) on candles with every kind of extra field: numbers, text that is
+    no number, missing ones, trades to round."""
+    pairs = []
+    for i in range(4):
+        one, two = make_symbol(f"P{i}", "BINANCE", "CRYPTO"), make_symbol(f"C{i}", "BINANCE", "CRYPTO")
+        data = random_candles(90, seed=70 + i, gaps=2)
+        feed((one, two), SHAPES[0], data, slice(None))
+        pairs.append((one, two))
+    extras = [
+        {"trades": "12.5", "quote_volume": "1e3", "taker_buy_base_volume": "3"},
+        {"count": "7", "quote_volume": "n/a"},
+        {},
+        {"trades": " 13.5 ", "taker_buy_volume": "-0.0"},
+    ]
+    for one, two in pairs:  # the same extras for both twins, bar by bar
+        for symbol in (one, two):
+            for j, row in enumerate(MarketData.objects.filter(symbol=symbol).order_by("ts")):
+                row.extra = extras[j % len(extras)]
+                row.save(update_fields=["extra"])
+    features_run(symbols=[p for p, _ in pairs], chunked=False)
+    before = v2_writes()
+    chunked = features_run(symbols=[c for _, c in pairs], chunked=True)
+    assert chunked.candles_inserted == 4 * 90 and list(v2_writes() - before) == [4 * 90, 0]
+    for one, two in pairs:
+        assert_same_series(one, two)
+    assert MarketDataV2.objects.filter(trades=12).exists() and MarketDataV2.objects.filter(trades=14).exists()
+    assert MarketDataV2.objects.filter(quote_volume__isnull=True).exists()
+
+
+def test_new_series_starting_in_different_years_are_written_in_one_chunk(caplog):
+    """The from-scratch COPY makes the partitions of the earliest and the latest bar of all
+    the chunk's new series, not only of the first series read."""
+    from etl.services.partitions import partitions_ensure
+
+    later, earlier = make_symbol("LATER", "BINANCE", "CRYPTO"), make_symbol("EARLIER", "BINANCE", "CRYPTO")
+    starts = {
+        later: 1_700_000_100 - 1_700_000_100 % 900,
+        earlier: 170_000_100 - 170_000_100 % 900,
+    }  # 1975: no partition yet
+    for symbol, start in starts.items():
+        data = random_candles(40, seed=symbol.pk, start=start)
+        first, last = (pd.Timestamp(data["ts"][i], unit="s", tz="UTC").to_pydatetime() for i in (0, -1))
+        partitions_ensure(table="market_data", first=first, last=last)
+        insert_market_data(symbol, data)
+    with caplog.at_level("WARNING"):
+        result = features_run(chunked=True)
+    assert "one by one" not in caplog.text
+    assert result.failed == 0 and result.candles_inserted == 80
+    assert MarketDataV2.objects.filter(symbol=earlier).count() == 40
