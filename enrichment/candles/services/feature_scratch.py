@@ -14,6 +14,7 @@ tests of test_features_chunked.py compare both with the per-series path).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from etl.services.partitions import partitions_ensure
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
 _PG_EPOCH_DAYS = 10_957
 _US = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COPY_BLOCK = 8 << 20
 
 
@@ -210,7 +212,8 @@ def scratch_run(cur, keys: list[SeriesKey], new: list[int]) -> ScratchResult:
         tails[k] = Tail(b - a, b - a, int(ts_us[a]), int(ts_us[b - 1]), incremental=False)
     out = {c: np.concatenate([o[c] for o in outs]) for c in outs[0]}
     cur.execute("SELECT now()")
-    now_us = int(pd.Timestamp(cur.fetchone()[0]).as_unit("us").value)
+    # Microseconds since 1970, exactly (pandas' `Timestamp.value` is nanoseconds whatever its unit).
+    now_us = (cur.fetchone()[0] - _EPOCH) // timedelta(microseconds=1)
     _write_candles(cur, keys, read, out, now_us)
     _write_metrics(cur, keys, read, bounds, present, out, now_us)
     return ScratchResult(len(ks), tails)

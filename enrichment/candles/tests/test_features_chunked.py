@@ -3,6 +3,8 @@ random data, a bounded no-op, cancel between chunks, a failing series, candles w
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -328,6 +330,27 @@ def test_a_new_series_written_straight_by_copy_equals_the_per_series_path():
         assert_same_series(one, two)
     assert MarketDataV2.objects.filter(trades=12).exists() and MarketDataV2.objects.filter(trades=14).exists()
     assert MarketDataV2.objects.filter(quote_volume__isnull=True).exists()
+
+
+def test_a_new_series_written_by_copy_is_stamped_with_the_runs_time():
+    """The from-scratch COPY writes `computed_at` and `updated_at` of its candles and
+    `computed_at` of its metric days in microseconds since 2000, the transaction's `now()`:
+    they read back as that time (pandas' `Timestamp.value` is nanoseconds whatever the unit,
+    which wrote year 58901 and made every later read of the row fail)."""
+    symbols = [make_symbol(f"S{i}", "BINANCE", "CRYPTO") for i in range(4)]
+    for i, symbol in enumerate(symbols):
+        feed((symbol,), SHAPES[0], random_candles(40, seed=90 + i, gaps=0), slice(None))
+    with connection.cursor() as cur:
+        cur.execute("SELECT now()")
+        started = cur.fetchone()[0]
+    result = features_run(symbols=symbols, chunked=True)
+    assert result.candles_inserted == 4 * 40
+    rows = MarketDataV2.objects.filter(symbol__in=symbols)
+    stamps = {*rows.values_list("computed_at", flat=True), *rows.values_list("updated_at", flat=True)}
+    days = set(DataQualityMetric.objects.filter(symbol__in=symbols).values_list("computed_at", flat=True))
+    assert days and stamps
+    for stamp in stamps | days:
+        assert started <= stamp <= started + timedelta(minutes=5)
 
 
 def test_new_series_starting_in_different_years_are_written_in_one_chunk(caplog):
