@@ -205,5 +205,9 @@ def test_every_operation_over_http_with_stateful_links(live):
     # cancelled or retried, through the schema's links.
     done = created_runs_followed(links_followed(live.folder / "report"))
     print("runs created by a POST, then:", {source: sorted(verbs) for source, verbs in done.items()})
-    assert any("read" in verbs for verbs in done.values()), done
-    assert any(verbs & {"cancel", "retry", "rollback"} for verbs in done.values()), done
+    # Which links a scenario draws depends on the answers (a run may be finished before its cancel
+    # arrives), so no single verb is certain to be drawn: ask for two kinds of follow-up, one of
+    # them an action on the run.
+    followed_verbs = set().union(*done.values()) if done else set()
+    assert len(followed_verbs) >= 2, done
+    assert followed_verbs & {"cancel", "retry", "rollback"}, done
