@@ -5,7 +5,9 @@ served by web processes, so an in-memory counter is seen by nobody. Instead
 every increment is appended to `metric_deltas` (insert-only: concurrent writers
 never wait on a shared counter row) and each scrape folds the deltas into
 `metric_totals`, which nothing prunes: a counter there only grows, whatever
-happens to the rows the events came from.
+happens to the rows the events came from. The `metrics-fold` schedule folds
+every minute too, so a scrape never finds more than a minute of deltas pending
+(`metrics_fold`).
 
 Three ways in:
 - `DbCounter` / `DbGauge` / `DbHistogram`: drop-in for prometheus_client's
@@ -195,6 +197,7 @@ def event_count(family: str, n: float = 1, **labels: str) -> None:
 # ---------------------------------------------------------------------------
 # Scrape side
 
+# Returns the number of deltas moved.
 FOLD_SQL = """
 WITH moved AS (DELETE FROM metric_deltas RETURNING id, family, sample, type, labels, op, value),
 folded AS (
@@ -202,15 +205,17 @@ folded AS (
            CASE min(op) WHEN 'add' THEN sum(value) WHEN 'max' THEN max(value)
                 ELSE (array_agg(value ORDER BY id DESC))[1] END AS value
     FROM moved GROUP BY family, sample, type, labels
+), up AS (
+    INSERT INTO metric_totals AS t (family, sample, type, labels, op, value, updated_at)
+    SELECT family, sample, type, labels, op, value, now() FROM folded
+    ORDER BY sample, labels
+    ON CONFLICT (sample, labels) DO UPDATE SET
+        value = CASE EXCLUDED.op WHEN 'add' THEN t.value + EXCLUDED.value
+                                 WHEN 'max' THEN greatest(t.value, EXCLUDED.value)
+                                 ELSE EXCLUDED.value END,
+        updated_at = now()
 )
-INSERT INTO metric_totals AS t (family, sample, type, labels, op, value, updated_at)
-SELECT family, sample, type, labels, op, value, now() FROM folded
-ORDER BY sample, labels
-ON CONFLICT (sample, labels) DO UPDATE SET
-    value = CASE EXCLUDED.op WHEN 'add' THEN t.value + EXCLUDED.value
-                             WHEN 'max' THEN greatest(t.value, EXCLUDED.value)
-                             ELSE EXCLUDED.value END,
-    updated_at = now()
+SELECT count(*) FROM moved
 """
 
 
@@ -223,16 +228,45 @@ class Sample:
     value: float
 
 
-def metric_samples() -> list[Sample]:
-    """Fold the pending deltas into the totals and read them all (both tables
-    are small: one row per exported series, plus what arrived since the last scrape)."""
+# A fold that moved at least this many deltas vacuums the table after it (outside a
+# transaction): otherwise every later fold's DELETE reads the dead rows again until
+# autovacuum comes by (an import leaves about 15 deltas a file: 1.5 M at 100,000 files, and
+# each scrape after their fold took 150 ms reading 280 MB of dead rows).
+VACUUM_AFTER_DELTAS = 10_000
+
+
+def _deltas_vacuum(moved: int) -> None:
+    if moved >= VACUUM_AFTER_DELTAS and not connection.in_atomic_block:
+        with connection.cursor() as cur:
+            cur.execute("VACUUM metric_deltas")
+
+
+def metrics_fold() -> int:
+    """Fold the pending deltas into the totals, as a scrape does first; the number of deltas
+    moved. The `metrics-fold` schedule calls it every minute, so a scrape finds at most a
+    minute of deltas pending even when nothing scrapes for a while (a 35-minute import of
+    100,000 files left 1.5 M, and the first scrape after it took 8.6 s folding them)."""
     with transaction.atomic():
-        # One folder at a time, so two scrapes never lock the same totals in another order.
+        # One folder at a time, so two folds never lock the same totals in another order.
         locks.xact_lock(locks.METRICS)
         with connection.cursor() as cur:
             cur.execute(FOLD_SQL)
+            moved = cur.fetchone()[0]
+    _deltas_vacuum(moved)
+    return moved
+
+
+def metric_samples() -> list[Sample]:
+    """Fold the pending deltas into the totals and read them all (both tables
+    are small: one row per exported series, plus what arrived since the last fold)."""
+    with transaction.atomic():
+        locks.xact_lock(locks.METRICS)
+        with connection.cursor() as cur:
+            cur.execute(FOLD_SQL)
+            moved = cur.fetchone()[0]
             cur.execute("SELECT family, sample, type, labels, value FROM metric_totals ORDER BY family, sample, id")
             rows = cur.fetchall()
+    _deltas_vacuum(moved)
     return [
         Sample(family, sample, typ, labels if isinstance(labels, dict) else json.loads(labels), value)
         for family, sample, typ, labels, value in rows

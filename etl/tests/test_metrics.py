@@ -123,3 +123,52 @@ def test_every_run_table_has_its_trigger():
 
     expected = {m._meta.db_table for m in apps.get_models() if issubclass(m, RunRecord)}
     assert "pipeline_runs" in expected and expected <= tables
+
+
+def _finished_runs(n: int) -> None:
+    """`n` pipeline runs that finished: the run trigger appends 12 deltas for each."""
+    from etl.models import PipelineRun
+
+    now = timezone.now()
+    PipelineRun.objects.bulk_create(
+        PipelineRun(status="succeeded", started_at=now - timedelta(seconds=2), finished_at=now) for _ in range(n)
+    )
+
+
+def test_the_metrics_fold_schedule_leaves_a_scrape_nothing_to_fold(reference_data, client):
+    """Nothing scraped during a long import: its deltas (about 15 a file) wait for the first scrape,
+    which took 8.6 s at 100,000 files. The `metrics-fold` schedule folds them every minute."""
+    from django.utils.module_loading import import_string
+    from django_q.models import Schedule
+
+    _finished_runs(300)
+    assert MetricDelta.objects.count() >= 300 * 12
+    schedule = Schedule.objects.get(name="metrics-fold")
+    assert schedule.schedule_type == Schedule.CRON and schedule.cron == "* * * * *"
+    assert import_string(schedule.func)() >= 300 * 12
+    assert not MetricDelta.objects.exists()
+    with connection.cursor() as cur:
+        cur.execute(events.FOLD_SQL)
+        assert cur.fetchone()[0] == 0  # what the next scrape folds
+    counters = scrape(client)["counter"]
+    assert counters[("mytrader_runs_total", '{kind="pipelinerun",status="succeeded"}')] == 300.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_fold_vacuums_the_deltas_so_later_scrapes_read_no_dead_rows():
+    """After folding 1.5 M deltas every scrape's DELETE read their 280 MB of dead rows (150 ms)
+    until autovacuum came by; a fold that moved many vacuums the table itself."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO metric_deltas (family, sample, type, labels, op, value)"
+            " SELECT 'test_things', 'test_things_total', 'counter', '{}'::jsonb, 'add', 1"
+            " FROM generate_series(1, %s)",
+            [events.VACUUM_AFTER_DELTAS],
+        )
+        cur.execute("SELECT pg_relation_size('metric_deltas')")
+        assert cur.fetchone()[0] > 0
+    assert events.metrics_fold() == events.VACUUM_AFTER_DELTAS
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_relation_size('metric_deltas')")
+        assert cur.fetchone()[0] == 0  # the dead rows are gone and the empty pages with them
+    assert events.stored_value("test_things_total") == events.VACUUM_AFTER_DELTAS
