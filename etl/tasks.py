@@ -45,7 +45,13 @@ def integrity_snapshot() -> int:
 
 def summaries_fold() -> dict[str, Any]:
     result = summaries.summaries_fold()
-    return {"folded": result.folded, "values": result.values, "pairs": result.pairs, "tallies": result.tallies}
+    return {
+        "folded": result.folded,
+        "moved": result.moved,
+        "values": result.values,
+        "pairs": result.pairs,
+        "tallies": result.tallies,
+    }
 
 
 def metrics_fold() -> int:

@@ -449,3 +449,23 @@ def test_summary_migration_lock_is_the_registered_one():
         migration = importlib.import_module(module)
         assert f"({namespace}, {item})" in migration.LOCK_SHARED + migration.LOCK_EXCLUSIVE, module
         assert f"pg_advisory_xact_lock_shared({namespace}, {item})" in migration.CREATE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_fold_vacuums_the_deltas_so_later_reads_scan_no_dead_rows():
+    """The feature step of 100,000 series leaves about 430,000 summary deltas; once folded,
+    each read of the summaries (the dashboard reads them three times) scanned their dead rows
+    until autovacuum came by. A fold that moved many vacuums the table itself."""
+    n = summaries.VACUUM_AFTER_DELTAS
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO integrity_summary_deltas (market, metric, value)"
+            " SELECT 'NASDAQ', 'candles.orphan', g %% 2 FROM generate_series(1, %s) g",
+            [n],
+        )
+    result = summaries.summaries_fold()
+    assert result.moved == n and result.values == 1
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_relation_size('integrity_summary_deltas')")
+        assert cur.fetchone()[0] == 0  # the dead rows are gone and the empty pages with them
+    assert summaries.summary_read("candles.", fold=False).value("candles.orphan", "NASDAQ") == n // 2
