@@ -9,6 +9,8 @@ twice changes nothing), for
   one observation of `mytrader_run_duration_seconds{kind}`;
 - `market_data`: the newest candle close per market, a summary row the lag
   gauge reads instead of scanning the table;
+- every run table again: its runs per kind and hour in the integrity summaries
+  (`runs.created`, `runs.failed`: the dashboard's last 24 h, `etl.summaries`);
 - whatever `EventTrigger`s the apps register (`register_event_trigger`).
 """
 
@@ -21,10 +23,11 @@ import re
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db import connection
+from django.db import connection, transaction
 
 from etl.events import DURATION_BUCKETS, OPEN_RUN_STATUSES, _le, run_kind
 from etl.models import RunRecord
+from etl.summaries import RUNS_WINDOW_HOURS, runs_summary_sql, runs_summary_triggers_install, window_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,19 @@ def event_triggers_install(**_signal_kwargs) -> None:
                     "AFTER INSERT OR UPDATE OF status",
                     f"FOR EACH ROW EXECUTE FUNCTION metric_run_finished({_literal(kind)})",
                 )
+        run_tables = [(table, kind) for table, kind in _run_tables() if table in existing]
+        if "integrity_summary_deltas" in existing:
+            # The dashboard's runs of the last 24 h per kind (etl.summaries); a run table that had
+            # no trigger yet has its runs of the window counted once, here (its inserts wait for
+            # this transaction: CREATE TRIGGER locks the table).
+            with transaction.atomic():
+                new = runs_summary_triggers_install(cur, run_tables)
+                if new:
+                    fill = runs_summary_sql([(t, k) for t, k in run_tables if t in new])
+                    cur.execute(
+                        f"INSERT INTO integrity_summary_deltas (market, metric, bucket, value) {fill}",
+                        {"since": window_start(RUNS_WINDOW_HOURS)},
+                    )
         if "market_data" in existing:
             cur.execute(MARKET_DATA_FUNCTION)
             _create_trigger(

@@ -348,3 +348,107 @@ def summaries_forget(*, table: str) -> None:
     transaction: call it in the transaction that drops the partition."""
     with connection.cursor() as cur:
         cur.execute("SELECT integrity_candles_forget(%s::regclass)", [table])
+
+
+# ---------------------------------------------------------------------------
+# Runs per kind and hour: the dashboard's "runs and failures of the last 24 h"
+
+# The SQL below is built from our own constants and the models' table names, never from input.
+RUNS = "runs"
+RUNS_WINDOW_HOURS = 48  # a day more than the 24 hours the dashboard shows
+_HOUR = "date_trunc('hour', {ts} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+# What one run row adds: a run created in its hour, and a failure when it failed.
+_RUN_VALUES = "(VALUES ('runs.created', 1), ('runs.failed', CASE WHEN {row}.status = 'failed' THEN 1 ELSE 0 END))"
+_RUN_DELTAS = "INSERT INTO integrity_summary_deltas (market, metric, bucket, value)"
+
+RUN_SUMMARY_FUNCTIONS = f"""
+CREATE OR REPLACE FUNCTION integrity_runs_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Statement level: a job that creates 100,000 file runs at once appends a few rows.
+    {_RUN_DELTAS}
+    SELECT TG_ARGV[0], v.metric, {_HOUR.format(ts="n.created_at")}, sum(v.value)
+    FROM new_rows n CROSS JOIN LATERAL {_RUN_VALUES.format(row="n")} AS v(metric, value)
+    GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION integrity_runs_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    {_RUN_DELTAS}
+    SELECT TG_ARGV[0], v.metric, {_HOUR.format(ts="o.created_at")}, -sum(v.value)
+    FROM old_rows o CROSS JOIN LATERAL {_RUN_VALUES.format(row="o")} AS v(metric, value)
+    GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION integrity_runs_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Row level, and only where it matters (see the trigger's WHEN): progress updates pass by.
+    {_RUN_DELTAS}
+    SELECT TG_ARGV[0], v.metric, v.bucket, sum(v.value) FROM (
+        SELECT x.metric, {_HOUR.format(ts="NEW.created_at")} AS bucket, x.value
+        FROM {_RUN_VALUES.format(row="NEW")} AS x(metric, value)
+        UNION ALL
+        SELECT x.metric, {_HOUR.format(ts="OLD.created_at")}, -x.value
+        FROM {_RUN_VALUES.format(row="OLD")} AS x(metric, value)
+    ) v GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0;
+    RETURN NULL;
+END $$;
+"""  # noqa: S608
+_RUN_UPDATE_WHEN = (
+    "WHEN ((OLD.status = 'failed') IS DISTINCT FROM (NEW.status = 'failed')"
+    " OR OLD.created_at IS DISTINCT FROM NEW.created_at)"
+)
+
+
+def runs_summary_sql(tables: list[tuple[str, str]]) -> str:
+    """The recount of `runs.*` over the run tables [(table, kind)], from %(since)s."""
+    parts = " UNION ALL ".join(
+        f"SELECT '{kind}' AS kind, created_at, status FROM {table} WHERE created_at >= %(since)s"  # noqa: S608
+        for table, kind in tables
+    )
+    return f"""
+SELECT r.kind AS market, v.metric, {_HOUR.format(ts="r.created_at")} AS bucket, sum(v.value) AS value
+FROM ({parts}) r CROSS JOIN LATERAL {_RUN_VALUES.format(row="r")} AS v(metric, value)
+GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0
+"""  # noqa: S608
+
+
+def runs_summary_triggers_install(cur, tables: list[tuple[str, str]]) -> list[str]:
+    """(Re)create the `runs.*` triggers on the run tables [(table, kind)]; the tables that had
+    none before (their runs of the window are then counted once by the caller: a recount)."""
+    cur.execute(RUN_SUMMARY_FUNCTIONS)
+    cur.execute(
+        "SELECT DISTINCT event_object_table FROM information_schema.triggers"
+        " WHERE trigger_name = 'integrity_runs_ins' AND event_object_schema = current_schema()"
+    )
+    had = {row[0] for row in cur.fetchall()}
+    for table, kind in tables:
+        quoted = connection.ops.quote_name(table)
+        literal = "'" + kind.replace("'", "''") + "'"
+        for name, timing, body in (
+            ("integrity_runs_ins", "AFTER INSERT", "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"),
+            ("integrity_runs_del", "AFTER DELETE", "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT"),
+            ("integrity_runs_upd", "AFTER UPDATE", f"FOR EACH ROW {_RUN_UPDATE_WHEN}"),
+        ):
+            function = {"ins": "insert", "del": "delete", "upd": "update"}[name[-3:]]
+            cur.execute(f"DROP TRIGGER IF EXISTS {name} ON {quoted}")
+            cur.execute(
+                f"CREATE TRIGGER {name} {timing} ON {quoted} {body}"
+                f" EXECUTE FUNCTION integrity_runs_{function}({literal})"
+            )
+    return [table for table, _ in tables if table not in had]
+
+
+def runs_last_day(*, now: datetime | None = None) -> tuple[datetime, dict[str, dict[str, int]]]:
+    """Runs created, and those of them that failed, per kind since the start of the hour 24
+    hours ago (24 to 25 hours: whole hours of the summaries, never a count of the run
+    tables): (since, {kind: {"created", "failed"}})."""
+    since = hour_floor(now or timezone.now()) - timedelta(hours=24)
+    values = summary_read("runs.", buckets=True)
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"created": 0, "failed": 0})
+    for metric, key in (("runs.created", "created"), ("runs.failed", "failed")):
+        for (kind, bucket), value in values.buckets(metric).items():
+            if bucket >= since:
+                out[kind][key] += value
+    return since, dict(out)

@@ -469,3 +469,22 @@ def test_a_large_fold_vacuums_the_deltas_so_later_reads_scan_no_dead_rows():
         cur.execute("SELECT pg_relation_size('integrity_summary_deltas')")
         assert cur.fetchone()[0] == 0  # the dead rows are gone and the empty pages with them
     assert summaries.summary_read("candles.", fold=False).value("candles.orphan", "NASDAQ") == n // 2
+
+
+def test_a_run_table_gets_its_runs_counted_when_its_triggers_are_installed(assert_summaries_exact):
+    """An existing database learns the `runs.*` summaries at its next migrate: the runs
+    already in the window are counted once, and installing again counts nothing twice."""
+    from etl.event_triggers import event_triggers_install
+    from etl.models import PipelineRun
+
+    with connection.cursor() as cur:
+        for name in ("integrity_runs_ins", "integrity_runs_upd", "integrity_runs_del"):
+            cur.execute(f"DROP TRIGGER {name} ON pipeline_runs")
+    PipelineRun.objects.bulk_create([PipelineRun(status="failed"), PipelineRun(status="succeeded")])
+    assert summary_services.summary_check(sources=["runs"])  # not counted yet
+    event_triggers_install()
+    assert_summaries_exact(sources=["runs"])
+    event_triggers_install()
+    assert_summaries_exact(sources=["runs"])
+    PipelineRun.objects.create(status="failed")
+    assert_summaries_exact(sources=["runs"])
