@@ -103,10 +103,8 @@ def test_the_runs_panel_counts_the_last_day_from_the_summaries_not_the_run_table
 
     since, counted = runs_last_day()
     assert since <= now - timedelta(hours=24) and since > now - timedelta(hours=25)
-    assert counted[run_kind(PipelineRun)] == _runs_counted_by_the_table(PipelineRun, since) == {
-        "created": 43,
-        "failed": 7,
-    }
+    expected = {"created": 43, "failed": 7}
+    assert counted[run_kind(PipelineRun)] == _runs_counted_by_the_table(PipelineRun, since) == expected
     with CaptureQueriesContext(connection) as queries:
         context = runs_context(None)
     counts = [q["sql"] for q in queries.captured_queries if "count(" in q["sql"].lower()]
