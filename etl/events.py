@@ -228,31 +228,39 @@ class Sample:
     value: float
 
 
-# A fold that moved at least this many deltas vacuums the table after it (outside a
-# transaction): otherwise every later fold's DELETE reads the dead rows again until
-# autovacuum comes by (an import leaves about 15 deltas a file: 1.5 M at 100,000 files, and
-# each scrape after their fold took 150 ms reading 280 MB of dead rows).
-VACUUM_AFTER_DELTAS = 10_000
+# After a fold the table is empty: past this size it is dead rows, which every later fold's
+# DELETE reads again until autovacuum comes by (an import leaves 15 deltas a file: 1.5 M,
+# 280 MB, at 100,000 files; each scrape after their fold took 150 ms). The schedule's and
+# the pipeline's folds vacuum it then; a scrape never does (that VACUUM takes seconds).
+VACUUM_ABOVE_BYTES = 1 << 20
 
 
-def _deltas_vacuum(moved: int) -> None:
-    if moved >= VACUUM_AFTER_DELTAS and not connection.in_atomic_block:
-        with connection.cursor() as cur:
-            cur.execute("VACUUM metric_deltas")
+def table_vacuum_if_bloated(table: str, *, above: int = VACUUM_ABOVE_BYTES) -> bool:
+    """VACUUM `table` (one of our delta tables, just folded) when it takes more than `above`
+    bytes; not inside a transaction (VACUUM cannot), where autovacuum is left to it."""
+    if connection.in_atomic_block:
+        return False
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_relation_size(%s::regclass)", [table])
+        if cur.fetchone()[0] <= above:
+            return False
+        cur.execute(f"VACUUM {connection.ops.quote_name(table)}")
+    return True
 
 
 def metrics_fold() -> int:
-    """Fold the pending deltas into the totals, as a scrape does first; the number of deltas
-    moved. The `metrics-fold` schedule calls it every minute, so a scrape finds at most a
-    minute of deltas pending even when nothing scrapes for a while (a 35-minute import of
-    100,000 files left 1.5 M, and the first scrape after it took 8.6 s folding them)."""
+    """Fold the pending deltas into the totals, as a scrape does first, and vacuum the table
+    when it is bloated; the number of deltas moved. The `metrics-fold` schedule calls it every
+    minute and each pipeline step at its end, so a scrape finds little pending even when
+    nothing scrapes for a while (a 35-minute import of 100,000 files left 1.5 M, and the first
+    scrape after it took 8.6 s folding them)."""
     with transaction.atomic():
         # One folder at a time, so two folds never lock the same totals in another order.
         locks.xact_lock(locks.METRICS)
         with connection.cursor() as cur:
             cur.execute(FOLD_SQL)
             moved = cur.fetchone()[0]
-    _deltas_vacuum(moved)
+    table_vacuum_if_bloated("metric_deltas")
     return moved
 
 
@@ -263,10 +271,8 @@ def metric_samples() -> list[Sample]:
         locks.xact_lock(locks.METRICS)
         with connection.cursor() as cur:
             cur.execute(FOLD_SQL)
-            moved = cur.fetchone()[0]
             cur.execute("SELECT family, sample, type, labels, value FROM metric_totals ORDER BY family, sample, id")
             rows = cur.fetchall()
-    _deltas_vacuum(moved)
     return [
         Sample(family, sample, typ, labels if isinstance(labels, dict) else json.loads(labels), value)
         for family, sample, typ, labels, value in rows

@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from etl import locks
+from etl.events import table_vacuum_if_bloated
 
 log = logging.getLogger(__name__)
 
@@ -133,22 +134,18 @@ class FoldResult:
     moved: int = 0  # deltas moved, of every kind
 
 
-# A fold that moved at least this many deltas of a table vacuums it afterwards (outside a
-# transaction): otherwise every later read and fold scans their dead rows until autovacuum
-# comes by. The feature step of 100,000 series leaves about 430,000 summary deltas (markets
-# x days x metrics for each chunk of series); after their fold each dashboard read of the
-# summaries scanned 45 MB of dead rows.
-VACUUM_AFTER_DELTAS = 10_000
 DELTA_TABLES = ("integrity_unlinked_pair_deltas", "integrity_symbol_tally_deltas", "integrity_summary_deltas")
 
 
-def summaries_fold(*, tallies: bool = True, wait: bool = False) -> FoldResult:
+def summaries_fold(*, tallies: bool = True, wait: bool = False, vacuum: bool = False) -> FoldResult:
     """Move the pending deltas into the totals: the unlinked pairs first (a pair that gains
     or loses its last candle changes `candles.unlinked_pairs`), then the per-symbol
     tallies (unless `tallies` is False: only a change of a symbol's class reads them),
     then the numbers; drop hour buckets that left their source's window. One fold at a
-    time; without `wait` a fold already running elsewhere makes this one a no-op. A
-    table it moved many deltas out of is vacuumed afterwards (VACUUM_AFTER_DELTAS)."""
+    time; without `wait` a fold already running elsewhere makes this one a no-op. With
+    `vacuum` (the schedule, the pipeline's steps; never a page's read) a delta table left
+    bloated is vacuumed afterwards: the feature step of 100,000 series leaves about 430,000
+    summary deltas, whose dead rows each read of the summaries scanned until autovacuum."""
     moved: dict[str, int] = {}
     with transaction.atomic(), connection.cursor() as cur:
         if wait:
@@ -164,7 +161,9 @@ def summaries_fold(*, tallies: bool = True, wait: bool = False) -> FoldResult:
         cur.execute(_FOLD_SUMMARY)
         moved["integrity_summary_deltas"], values = cur.fetchone()
         expired = _expire_buckets(cur)
-    _deltas_vacuum([table for table, n in moved.items() if n >= VACUUM_AFTER_DELTAS])
+    if vacuum:
+        for table in DELTA_TABLES:
+            table_vacuum_if_bloated(table)
     return FoldResult(
         folded=True,
         pairs=pairs,
@@ -173,16 +172,6 @@ def summaries_fold(*, tallies: bool = True, wait: bool = False) -> FoldResult:
         expired=expired,
         moved=sum(moved.values()),
     )
-
-
-def _deltas_vacuum(tables: list[str]) -> None:
-    """VACUUM cannot run inside a transaction: inside one (a test, a caller's atomic block)
-    autovacuum is left to it."""
-    if not tables or connection.in_atomic_block:
-        return
-    with connection.cursor() as cur:
-        for table in tables:
-            cur.execute(f"VACUUM {table}")  # noqa: S608 - our own table names
 
 
 def _expire_buckets(cur) -> int:

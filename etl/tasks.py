@@ -44,7 +44,7 @@ def integrity_snapshot() -> int:
 
 
 def summaries_fold() -> dict[str, Any]:
-    result = summaries.summaries_fold()
+    result = summaries.summaries_fold(vacuum=True)
     return {
         "folded": result.folded,
         "moved": result.moved,

@@ -456,7 +456,7 @@ def _deltas_fold(step_name: str) -> None:
     already running elsewhere does the summaries' part; a failure only logs."""
     try:
         events.metrics_fold()
-        summaries.summaries_fold()
+        summaries.summaries_fold(vacuum=True)
     except Exception:
         logger.exception("folding the deltas after step %s failed", step_name)
 
