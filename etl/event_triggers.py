@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.db import connection, transaction
 
-from etl.events import DURATION_BUCKETS, OPEN_RUN_STATUSES, _le, run_kind
+from etl.events import OPEN_RUN_STATUSES, run_kind
 from etl.models import RunRecord
 from etl.summaries import RUNS_WINDOW_HOURS, runs_summary_sql, runs_summary_triggers_install, window_start
 
@@ -62,7 +62,6 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-_BUCKETS = "ARRAY[" + ", ".join(_literal(_le(b)) for b in (*DURATION_BUCKETS, float("inf"))) + "]"
 _DELTA = "INSERT INTO metric_deltas (family, sample, type, labels, op, value)"
 
 RUN_FUNCTION = f"""
@@ -78,16 +77,10 @@ BEGIN
     {_DELTA} VALUES ('mytrader_runs', 'mytrader_runs_total', 'counter',
         jsonb_build_object('kind', kind, 'status', NEW.status), 'add', 1);
     IF NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL THEN
+        -- One observation: the fold makes its buckets, count and sum (etl.events.FOLD_SQL).
         seconds := greatest(0, extract(epoch FROM NEW.finished_at - NEW.started_at));
-        {_DELTA}
-        SELECT 'mytrader_run_duration_seconds', 'mytrader_run_duration_seconds_bucket', 'histogram',
-               jsonb_build_object('kind', kind, 'le', le), 'add', 1
-        FROM unnest({_BUCKETS}) AS le WHERE le = '+Inf' OR seconds <= le::double precision;
-        {_DELTA} VALUES
-            ('mytrader_run_duration_seconds', 'mytrader_run_duration_seconds_count', 'histogram',
-             jsonb_build_object('kind', kind), 'add', 1),
-            ('mytrader_run_duration_seconds', 'mytrader_run_duration_seconds_sum', 'histogram',
-             jsonb_build_object('kind', kind), 'add', seconds);
+        {_DELTA} VALUES ('mytrader_run_duration_seconds', 'mytrader_run_duration_seconds', 'histogram',
+            jsonb_build_object('kind', kind), 'obs', seconds);
     END IF;
     RETURN NULL;
 END $$;

@@ -126,7 +126,7 @@ def test_every_run_table_has_its_trigger():
 
 
 def _finished_runs(n: int) -> None:
-    """`n` pipeline runs that finished: the run trigger appends 12 deltas for each."""
+    """`n` pipeline runs that finished: the run trigger appends two deltas for each."""
     from etl.models import PipelineRun
 
     now = timezone.now()
@@ -142,10 +142,10 @@ def test_the_metrics_fold_schedule_leaves_a_scrape_nothing_to_fold(reference_dat
     from django_q.models import Schedule
 
     _finished_runs(300)
-    assert MetricDelta.objects.count() >= 300 * 12
+    assert MetricDelta.objects.count() >= 300 * 2
     schedule = Schedule.objects.get(name="metrics-fold")
     assert schedule.schedule_type == Schedule.CRON and schedule.cron == "* * * * *"
-    assert import_string(schedule.func)() >= 300 * 12
+    assert import_string(schedule.func)() >= 300 * 2
     assert not MetricDelta.objects.exists()
     with connection.cursor() as cur:
         cur.execute(events.FOLD_SQL)
@@ -183,3 +183,27 @@ def test_the_scheduled_fold_vacuums_the_deltas_so_later_scrapes_read_no_dead_row
         cur.execute("SELECT pg_relation_size('metric_deltas')")
         assert cur.fetchone()[0] == 0  # the dead rows are gone and the empty pages with them
     assert events.stored_value("test_things_total") == 2 * n
+
+
+def test_a_finished_run_is_two_deltas_and_its_duration_folds_into_the_histogram(client):
+    """Twelve deltas a finished run (its buckets one by one, count, sum, the status counter):
+    15 a file with the import's counters, 1.5 M for 100,000 files. Now the duration is one
+    `obs` delta that the fold turns into the same buckets, count and sum."""
+    from etl.models import PipelineRun
+
+    now = timezone.now()
+    PipelineRun.objects.bulk_create(
+        PipelineRun(status="succeeded", started_at=now - timedelta(seconds=seconds), finished_at=now)
+        for seconds in (0.5, 2, 100)
+    )
+    assert MetricDelta.objects.count() == 3 * 2
+    samples = scrape(client)["histogram"]
+    kind = 'kind="pipelinerun"'
+    buckets = {
+        le: samples.get(("mytrader_run_duration_seconds_bucket", f'{{{kind},le="{le}"}}'))
+        for le in ("1.0", "5.0", "15.0", "60.0", "300.0", "+Inf")
+    }
+    assert buckets == {"1.0": 1.0, "5.0": 2.0, "15.0": 2.0, "60.0": 2.0, "300.0": 3.0, "+Inf": 3.0}
+    assert samples[("mytrader_run_duration_seconds_count", f"{{{kind}}}")] == 3.0
+    assert samples[("mytrader_run_duration_seconds_sum", f"{{{kind}}}")] == 102.5
+    assert not MetricDelta.objects.exists()
