@@ -199,22 +199,28 @@ def event_count(family: str, n: float = 1, **labels: str) -> None:
 
 # An `obs` delta is one observation of a histogram with DURATION_BUCKETS (a run's duration,
 # appended by the run tables' trigger: one row where its buckets, count and sum were eleven or
-# twelve, at 100,000 import files a run): the fold makes those samples from it.
-DURATION_BUCKETS_SQL = "ARRAY[" + ", ".join(f"'{_le(b)}'" for b in (*DURATION_BUCKETS, math.inf)) + "]"
+# twelve, at 100,000 import files a run): the fold counts them per series first, then makes
+# those samples from the counts (a bucket that no observation reached gets no row, as before).
+_BOUNDS = (*DURATION_BUCKETS, math.inf)
+_OBS_BUCKETS = ", ".join(
+    "count(*)" if math.isinf(b) else f"count(*) FILTER (WHERE value <= {float(b)!r})" for b in _BOUNDS
+)
+_OBS_LABELS = "ARRAY[" + ", ".join(f"'{_le(b)}'" for b in _BOUNDS) + "]"
 # Returns the number of deltas moved.
 FOLD_SQL = f"""
 WITH moved AS (DELETE FROM metric_deltas RETURNING id, family, sample, type, labels, op, value),
-expanded AS (
+observed AS (
+    SELECT family, type, labels, count(*) AS n, sum(value) AS total, ARRAY[{_OBS_BUCKETS}] AS cumulative
+    FROM moved WHERE op = 'obs' GROUP BY family, type, labels
+), expanded AS (
     SELECT id, family, sample, type, labels, op, value FROM moved WHERE op <> 'obs'
     UNION ALL
-    SELECT m.id, m.family, m.family || x.suffix, m.type, m.labels || x.label, 'add', x.value
-    FROM moved m CROSS JOIN LATERAL (
-        SELECT '_bucket', jsonb_build_object('le', le), 1::double precision
-        FROM unnest({DURATION_BUCKETS_SQL}) AS le WHERE le = '+Inf' OR m.value <= le::double precision
-        UNION ALL SELECT '_count', '{{}}'::jsonb, 1
-        UNION ALL SELECT '_sum', '{{}}'::jsonb, m.value
-    ) AS x(suffix, label, value)
-    WHERE m.op = 'obs'
+    SELECT 0, o.family, o.family || '_bucket', o.type, o.labels || jsonb_build_object('le', b.le), 'add', b.n
+    FROM observed o CROSS JOIN LATERAL unnest({_OBS_LABELS}, o.cumulative) AS b(le, n) WHERE b.n > 0
+    UNION ALL
+    SELECT 0, family, family || '_count', type, labels, 'add', n FROM observed
+    UNION ALL
+    SELECT 0, family, family || '_sum', type, labels, 'add', total FROM observed
 ), folded AS (
     SELECT family, sample, type, labels, min(op) AS op,
            CASE min(op) WHEN 'add' THEN sum(value) WHEN 'max' THEN max(value)
