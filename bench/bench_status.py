@@ -196,7 +196,7 @@ def measure(repeat: int, fold: bool) -> dict:
         from etl import events, summaries
 
         started = time.perf_counter()
-        folded = {"metric_deltas": events.metrics_fold(), "summary": summaries.summaries_fold().moved}
+        folded = {"metric_deltas": events.metrics_fold(), "summary": summaries.summaries_fold(vacuum=True).moved}
         folded["seconds"] = round(time.perf_counter() - started, 2)
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
