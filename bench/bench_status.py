@@ -11,10 +11,11 @@ the writers left pending, not the candles. This bench makes those by SQL in abou
    reused by --reuse), holding N NASDAQ/NYSE symbols linked at write with B daily candles each,
    one import job with one file run per symbol (created queued by one statement, then finished
    in chunks of 1,000 as the import's workers finish them: the run trigger and the import's own
-   counters leave 14 metric deltas a file, as the import does), an `enrichment_status` and a
+   counters leave their metric deltas, as the import does: 4 a file, 15 before a run's duration
+   became one delta), an `enrichment_status` and a
    compute-log row per series, and B quality days per series written by one statement per chunk
    of 500 series, each spanning the year (the feature step's summary deltas: markets x days x
-   metrics a chunk, about 430,000 at 100,000 series). Nothing is folded: the deltas wait as the
+   metrics a chunk, 218,000 at 100,000 series here). Nothing is folded: the deltas wait as the
    writers left them. Triggers keep every summary, as in production.
 2. each measurement on a fresh copy of it (<your database>_bench_status, CREATE DATABASE ...
    TEMPLATE), in a child process of its own, as `bench_scale.py`'s status step does:

@@ -144,7 +144,7 @@ def summaries_fold(*, tallies: bool = True, wait: bool = False, vacuum: bool = F
     then the numbers; drop hour buckets that left their source's window. One fold at a
     time; without `wait` a fold already running elsewhere makes this one a no-op. With
     `vacuum` (the schedule, the pipeline's steps; never a page's read) a delta table left
-    bloated is vacuumed afterwards: the feature step of 100,000 series leaves about 430,000
+    bloated is vacuumed afterwards: the feature step of 100,000 series leaves some 300,000
     summary deltas, whose dead rows each read of the summaries scanned until autovacuum."""
     moved: dict[str, int] = {}
     with transaction.atomic(), connection.cursor() as cur:

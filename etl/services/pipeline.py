@@ -452,7 +452,7 @@ def _deltas_fold(step_name: str) -> None:
     """Fold the metric and integrity-summary deltas the step left, so that the status pages
     and the next scrape add up a few rows instead of folding them: an import of 100,000 files
     leaves 1.5 M metric deltas (the first scrape after it took 8.6 s), the feature step of
-    100,000 series about 430,000 summary deltas. The step that wrote them pays, once. A fold
+    100,000 series some 300,000 summary deltas. The step that wrote them pays, once. A fold
     already running elsewhere does the summaries' part; a failure only logs."""
     try:
         events.metrics_fold()

@@ -453,7 +453,7 @@ def test_summary_migration_lock_is_the_registered_one():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_scheduled_fold_vacuums_the_deltas_so_later_reads_scan_no_dead_rows(monkeypatch):
-    """The feature step of 100,000 series leaves about 430,000 summary deltas; once folded,
+    """The feature step of 100,000 series leaves some 300,000 summary deltas; once folded,
     each read of the summaries (the dashboard reads them three times) scanned their dead rows
     until autovacuum came by. The schedule's and the pipeline's folds vacuum a bloated delta
     table; a page's read folds without vacuuming."""
