@@ -134,10 +134,11 @@ def _size_or_none(path: Path) -> int | None:
 
 def _add_files(job: ImportJob, files: list[Path]) -> int:
     priority = job.priority
+    root = data_root()  # resolved once, not once a file (an lstat per part of its path)
     rows = [
         ImportFile(
             job=job,
-            relpath=relative_to_root(p),
+            relpath=relative_to_root(p, root=root),
             market=job.market,
             ticker=ticker_from_filename(p.name)[:TICKER_LENGTH],  # a longer one fails its file, with the reason
             size=_size_or_none(p),
