@@ -373,3 +373,55 @@ def test_new_series_starting_in_different_years_are_written_in_one_chunk(caplog)
     assert "one by one" not in caplog.text
     assert result.failed == 0 and result.candles_inserted == 80
     assert MarketDataV2.objects.filter(symbol=earlier).count() == 40
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_one_new_bar_per_series_batched_equals_the_per_series_path(seed):
+    """The hourly case: every series gets its next bar, round after round. The chunked run reads
+    the context of the series whose new bars follow every stored one, with nothing stale and no
+    funding, by its short query (`_TAILS_FAST_SQL`: also one with fewer stored rows than the
+    longest window needs, read from its first row); a series with a restated bar or with funding
+    observations goes the general way. Both end with the rows, metrics, status, logs and
+    amendments of the per-series path, bit for bit."""
+    rng = np.random.default_rng(seed)
+    twins, plans = [], []
+    for i in range(9):
+        shape = SHAPES[i % len(SHAPES)]
+        market = shape[0]
+        asset_class = "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ"
+        one, two = make_symbol(f"P{i}", market, asset_class), make_symbol(f"C{i}", market, asset_class)
+        n = int(rng.integers(90, 200))
+        data = random_candles(
+            n, seed=seed * 100 + i, timeframe_seconds=shape[2], start=shape[3], gaps=int(rng.integers(0, 6))
+        )
+        cut = 20 if i == 8 else int(rng.integers(60, n - 5))  # the last: shorter than the lookback
+        twins.append((one, two))
+        plans.append((shape, data, cut))
+        feed((one, two), shape, data, slice(0, cut))
+
+    def both_runs() -> list[str]:
+        per_series = features_run(symbols=[p for p, _ in twins], chunked=False)
+        with CaptureQueriesContext(connection) as queries:
+            chunked = features_run(symbols=[c for _, c in twins], chunked=True)
+        assert per_series.failed == chunked.failed == 0
+        for name in ("series", "candles_inserted", "candles_updated", "amendments", "rows_computed"):
+            assert getattr(per_series, name) == getattr(chunked, name), name
+        return [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().startswith("INSERT INTO feature_tails")]
+
+    both_runs()
+    for step in range(4):
+        if step == 1:  # funding observations on stored rows of one pair (a provider source writes them)
+            for symbol in twins[1]:
+                stamps = list(MarketDataV2.objects.filter(symbol=symbol).order_by("ts").values_list("ts", flat=True))
+                MarketDataV2.objects.filter(symbol=symbol, ts__in=stamps[10:40:8]).update(funding_rate=1e-4)
+        if step == 2:
+            restate(twins[0], plans[0][0][1], rng, 1)
+        for (one, two), (shape, data, cut) in zip(twins, plans, strict=True):
+            feed((one, two), shape, data, slice(cut + step, cut + step + 1))
+        tails = both_runs()
+        assert any("WHERE p.fast" in q for q in tails)  # the hourly series' short query
+        # The general one from the funding on: for that pair, and for the restated one.
+        assert any("WHERE NOT p.fast" in q for q in tails) == (step >= 1)
+    for one, two in twins:
+        assert_same_series(one, two)
+    assert DataCorrection.objects.filter(kind="candle_amendment").exists()
