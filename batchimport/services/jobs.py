@@ -135,30 +135,32 @@ def _size_or_none(path: Path) -> int | None:
 
 
 def _add_files(job: ImportJob, files: list[Path]) -> int:
-    priority = job.priority
+    """The job's files as import_files rows (a path already there is left as it is); their bytes.
+    One INSERT ... SELECT FROM unnest(): an array per column, the fields the request does not set
+    at their defaults, rather than a model and thirty parameters per file (5,000 files: 0.1 s
+    where bulk_create took 1 s)."""
+    if not files:
+        return 0
     root = data_root()  # resolved once, not once a file (an lstat per part of its path)
-    rows = [
-        ImportFile(
-            job=job,
-            relpath=relative_to_root(p, root=root),
-            market=job.market,
-            ticker=ticker_from_filename(p.name)[:TICKER_LENGTH],  # a longer one fails its file, with the reason
-            size=_size_or_none(p),
-            priority=priority,
-        )
-        for p in files
-    ]
-    _insert_files(rows)
-    return sum(r.size or 0 for r in rows)
-
-
-def _insert_files(rows: list[ImportFile]) -> None:
-    """`bulk_create(rows, ignore_conflicts=True)` as one INSERT ... SELECT FROM unnest(): an
-    array per column instead of thirty parameters per file (5,000 files: 0.2 s, not 1 s)."""
-    if not rows:
-        return
+    n = len(files)
+    sizes = [_size_or_none(p) for p in files]
+    given = {
+        "job_id": [job.pk] * n,
+        "relpath": [relative_to_root(p, root=root) for p in files],
+        "market": [job.market] * n,
+        "ticker": [ticker_from_filename(p.name)[:TICKER_LENGTH] for p in files],  # a longer one fails its file
+        "size": sizes,
+        "priority": [job.priority] * n,
+    }
+    now = timezone.now()
     fields = [f for f in ImportFile._meta.concrete_fields if not f.primary_key]
-    columns = [[f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows] for f in fields]
+    columns = []
+    for f in fields:
+        if f.attname in given:
+            columns.append(given[f.attname])
+        else:
+            default = now if getattr(f, "auto_now_add", False) else f.get_default()
+            columns.append([f.get_db_prep_save(default, connection)] * n)
     names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
     with connection.cursor() as cur:
@@ -166,6 +168,7 @@ def _insert_files(rows: list[ImportFile]) -> None:
             f"INSERT INTO import_files ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING",  # noqa: S608 - the model's columns
             columns,
         )
+    return sum(size or 0 for size in sizes)
 
 
 @transaction.atomic
