@@ -17,7 +17,7 @@ from enrichment.candles.services import feature_batch, feature_compute, feature_
 from enrichment.candles.services.feature_runs import features_run
 from enrichment.candles.tests.feature_fixtures import insert_market_data, make_symbol, random_candles
 from enrichment.models import DataQualityMetric, EnrichmentComputeLog, EnrichmentStatus, FeatureRun, MarketDataV2
-from etl.models import DataCorrection, MarketData
+from etl.models import DataCorrection, MarketData, Symbol
 from etl.progress import Cancelled, ProgressReporter
 
 pytestmark = pytest.mark.django_db
@@ -425,3 +425,26 @@ def test_one_new_bar_per_series_batched_equals_the_per_series_path(seed):
     for one, two in twins:
         assert_same_series(one, two)
     assert DataCorrection.objects.filter(kind="candle_amendment").exists()
+
+
+def test_a_chunk_runs_without_jit_and_puts_the_setting_back(monkeypatch):
+    """The chunk's statements are costed above `jit_above_cost` and were compiled for nothing
+    (25-30 ms apiece): the chunk turns JIT off for itself, and the caller's setting is back after."""
+    make_series(3)
+    features_run(chunked=True)
+    for symbol in Symbol.objects.filter(ticker__startswith="S"):
+        insert_market_data(symbol, random_candles(31, seed=symbol.pk), rows=slice(30, 31))
+    seen = []
+    real = feature_batch._compute
+
+    def compute(cur, keys, *, full):
+        cur.execute("SELECT current_setting('jit')")
+        seen.append(cur.fetchone()[0])
+        return real(cur, keys, full=full)
+
+    monkeypatch.setattr(feature_batch, "_compute", compute)
+    with connection.cursor() as cur:
+        cur.execute("SET jit = on")
+        assert features_run(chunked=True).rows_computed == 3
+        cur.execute("SELECT current_setting('jit')")
+        assert seen == ["off"] and cur.fetchone()[0] == "on"
