@@ -10,9 +10,11 @@ live poller and backfills take for one series):
 1. copy:    their new and changed candles from market_data into a staging table (one
             INSERT ... SELECT), the amendments of restated bars and the upsert into
             market_data_v2 (one statement each, `candle_upsert.stage_*`);
-2. read:    where each series' stale tail starts and the context its longest window needs
-            (one query, each series read by the primary key's index), then all those rows in
-            one query, packed into one bytea (`feature_scratch.packed_out`), by series and time;
+2. read:    where each series' stale tail starts and the context its longest window needs:
+            one pass over each series' stored rows (`feature_probe`), then two index probes per
+            series whose new bars follow every stored one with nothing stale and no funding (the
+            hourly case), the general query for the others; then all those rows in one query,
+            packed into one bytea (`feature_scratch.packed_out`), by series and time;
 3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
