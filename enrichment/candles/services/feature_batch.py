@@ -473,10 +473,10 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         "INSERT INTO feature_days SELECT * FROM unnest(%s::int8[], %s::timestamptz[])",
         [[k for k, _ in written], [s.to_pydatetime() for s in starts]],
     )
+    # Whether the series has a row before that day: its earliest stored row, from the probe (the
+    # chunk deletes no row, and its new candles are at or after the first recomputed bar).
     cur.execute(
-        "SELECT d.k, EXISTS (SELECT 1 FROM market_data_v2 v JOIN feature_chunk c ON c.k = d.k"
-        " WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts < d.day_start)"
-        " FROM feature_days d ORDER BY d.k"
+        "SELECT d.k, p.earliest < d.day_start FROM feature_days d JOIN feature_probe p ON p.k = d.k ORDER BY d.k"
     )
     earlier = dict(cur.fetchall())
     read = packed_out(
