@@ -380,24 +380,29 @@ def test_one_new_bar_per_series_batched_equals_the_per_series_path(seed):
     """The hourly case: every series gets its next bar, round after round. The chunked run reads
     the context of the series whose new bars follow every stored one, with nothing stale and no
     funding, by its short query (`_TAILS_FAST_SQL`: also one with fewer stored rows than the
-    longest window needs, read from its first row); a series with a restated bar or with funding
-    observations goes the general way. Both end with the rows, metrics, status, logs and
-    amendments of the per-series path, bit for bit."""
+    longest window needs, read from its first row, one whose late bar fills a hole between stored
+    ones, and one that gets older history before its first stored bar); a series with a restated
+    bar or with funding observations goes the general way. Both end with the rows, metrics,
+    status, logs and amendments of the per-series path, bit for bit."""
     rng = np.random.default_rng(seed)
     twins, plans = [], []
-    for i in range(9):
-        shape = SHAPES[i % len(SHAPES)]
+    for i in range(11):
+        shape = SHAPES[i % len(SHAPES)] if i < 9 else SHAPES[2]  # daily: a context of 52 rows
         market = shape[0]
         asset_class = "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ"
         one, two = make_symbol(f"P{i}", market, asset_class), make_symbol(f"C{i}", market, asset_class)
-        n = int(rng.integers(90, 200))
+        n = int(rng.integers(90 if i < 9 else 160, 200))
         data = random_candles(
             n, seed=seed * 100 + i, timeframe_seconds=shape[2], start=shape[3], gaps=int(rng.integers(0, 6))
         )
-        cut = 20 if i == 8 else int(rng.integers(60, n - 5))  # the last: shorter than the lookback
+        cut = 20 if i == 8 else int(rng.integers(60, n - 5)) if i < 9 else n - 5  # the 9th: short
+        # Held back until the third round: a bar in the middle (the 10th), the oldest 15 (the 11th).
+        held = {9: [slice(cut - 30, cut - 29)], 10: [slice(0, 15)]}.get(i, [])
         twins.append((one, two))
-        plans.append((shape, data, cut))
-        feed((one, two), shape, data, slice(0, cut))
+        plans.append((shape, data, cut, held))
+        first = held[0].stop if i == 10 else 0
+        for part in [slice(first, cut)] if i != 9 else [slice(0, cut - 30), slice(cut - 29, cut)]:
+            feed((one, two), shape, data, part)
 
     def both_runs() -> list[str]:
         per_series = features_run(symbols=[p for p, _ in twins], chunked=False)
@@ -416,8 +421,10 @@ def test_one_new_bar_per_series_batched_equals_the_per_series_path(seed):
                 MarketDataV2.objects.filter(symbol=symbol, ts__in=stamps[10:40:8]).update(funding_rate=1e-4)
         if step == 2:
             restate(twins[0], plans[0][0][1], rng, 1)
-        for (one, two), (shape, data, cut) in zip(twins, plans, strict=True):
+        for (one, two), (shape, data, cut, held) in zip(twins, plans, strict=True):
             feed((one, two), shape, data, slice(cut + step, cut + step + 1))
+            for part in held if step == 3 else []:
+                feed((one, two), shape, data, part)
         tails = both_runs()
         assert any("WHERE p.fast" in q for q in tails)  # the hourly series' short query
         # The general one from the funding on: for that pair, and for the restated one.
