@@ -465,7 +465,13 @@ def files_claim(*, job: ImportJob, worker: str, limit: int = 1) -> list[ImportFi
                     progress_done=0,
                     progress_total=None,
                 )
-                return list(ImportFile.objects.select_related("job").filter(pk__in=chosen).order_by("priority", "id"))
+                # Their jobs read afresh, as select_related did, but one object per job rather than
+                # a copy per file (that read took 3-6 ms of a 10-16 ms claim of 100 files).
+                files = list(ImportFile.objects.filter(pk__in=chosen).order_by("priority", "id"))
+                jobs = ImportJob.objects.in_bulk({f.job_id for f in files})
+                for claimed in files:
+                    claimed.job = jobs[claimed.job_id]
+                return files
     return []
 
 
