@@ -97,6 +97,7 @@ _TEMP_TABLES = (
     "feature_out",
     "feature_days",
     "feature_metrics",
+    "feature_appended",
 )
 
 
@@ -158,7 +159,7 @@ def chunk_run(
         _refresh_metrics(cur, keys, tails)
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
-        _refresh_status(cur)
+        _refresh_status(cur, full=full, size=len(chunk))
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
         cur.execute("SELECT set_config('jit', %s, true)", [jit])
@@ -281,7 +282,7 @@ WITH n AS MATERIALIZED (
     SELECT k, min(ts) AS first FROM feature_stage WHERE is_new GROUP BY k
 )
 SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first, a.stale_first, a.earliest,
-       a.before_new, a.funded_before_new,
+       a.before_new, a.funded_before_new, a.latest, a.stored, a.computed, a.quality_sum, a.quality_n,
        n.first IS NOT NULL AND (a.stale_first IS NULL OR a.stale_first >= n.first)
        AND NOT coalesce(a.funded_before_new, false) AS fast
 FROM feature_chunk c
@@ -289,7 +290,9 @@ LEFT JOIN n ON n.k = c.k
 CROSS JOIN LATERAL (
     SELECT min(v.ts) FILTER (WHERE {{stale}}) AS stale_first, min(v.ts) AS earliest,
            count(*) FILTER (WHERE v.ts < n.first) AS before_new,
-           bool_or(v.funding_rate IS NOT NULL) FILTER (WHERE v.ts < n.first) AS funded_before_new
+           bool_or(v.funding_rate IS NOT NULL) FILTER (WHERE v.ts < n.first) AS funded_before_new,
+           max(v.ts) AS latest, count(*) AS stored, max(v.computed_at) AS computed,
+           sum(v.quality_score) AS quality_sum, count(v.quality_score) AS quality_n
     FROM market_data_v2 v WHERE {_SERIES.format(t="c")}
 ) a
 WHERE NOT c.scratch
@@ -514,35 +517,79 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
     metrics_upsert(cur, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
 
 
-def _refresh_status(cur) -> None:
-    """`feature_compute._refresh_status` for every series of the chunk, with its watermark."""
-    cur.execute(
-        """
-        INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                                       avg_quality_score, completeness, last_error, source_synced_until,
-                                       updated_at)
-        SELECT c.symbol_id, c.timeframe, CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END,
-               a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.completeness, '', c.watermark, now()
-        FROM feature_chunk c
-        CROSS JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
-                   count(*) AS n, min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
-                   avg(v.quality_score) AS quality
-            FROM market_data_v2 v WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
-        ) a
-        CROSS JOIN LATERAL (
-            SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0)
-                   AS completeness
-            FROM data_quality_metrics q WHERE q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
-        ) q
-        ORDER BY c.symbol_id, c.timeframe
-        ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
-            state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
-            last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
-            completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error,
-            source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
-        """
-    )
+# The status of a series whose chunk only appended bars, from the probe's pass over its stored
+# rows (made before the new ones were inserted, and which the chunk did not touch: nothing was
+# stale, so only the new rows were computed) and the new rows, read by the primary key's index.
+# Counts and timestamps are exactly a recount's; the mean quality score is the stored rows' sum
+# plus the new rows' over their count, as `avg` sums them (float8, in the order read): no running
+# sum is kept, so no error builds up from run to run.
+_APPENDED_SQL = """
+CREATE TEMP TABLE feature_appended ON COMMIT DROP AS
+SELECT p.k, p.stored + t.n AS rows, p.earliest AS first_ts, greatest(p.latest, t.last_ts) AS last_ts,
+       greatest(p.computed, t.computed) AS computed, t.pending,
+       (coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0)) / NULLIF(p.quality_n + t.quality_n, 0) AS quality
+FROM feature_probe p
+JOIN enrichment_status es ON es.symbol_id = p.symbol_id AND es.timeframe = p.timeframe
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
+           count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
+           sum(v.quality_score) AS quality_sum, count(v.quality_score) AS quality_n
+    FROM market_data_v2 v WHERE v.symbol_id = p.symbol_id AND v.timeframe = p.timeframe AND v.ts >= p.new_first
+) t
+WHERE es.state = 'ok' AND p.stored > 0 AND p.stale_first IS NULL AND p.new_first > p.latest
+  AND NOT EXISTS (SELECT FROM feature_stage s WHERE s.k = p.k AND NOT s.is_new)
+"""
+_STATUS_SQL = """
+INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
+                               avg_quality_score, completeness, last_error, source_synced_until, updated_at)
+SELECT c.symbol_id, c.timeframe, CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END,
+       a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.completeness, '', c.watermark, now()
+FROM feature_chunk c
+{rows}
+CROSS JOIN LATERAL (
+    SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0) AS completeness
+    FROM data_quality_metrics q WHERE q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
+) q
+{where}
+ORDER BY c.symbol_id, c.timeframe
+ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+    state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
+    last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+    completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error,
+    source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
+"""
+_STATUS_APPENDED = """
+JOIN (SELECT k, pending, rows AS n, first_ts, last_ts, computed, quality FROM feature_appended) a ON a.k = c.k
+"""
+_STATUS_RECOUNT = """
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
+           count(*) AS n, min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
+           avg(v.quality_score) AS quality
+    FROM market_data_v2 v WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+) a
+"""
+
+
+def _refresh_status(cur, *, full: bool, size: int) -> int:
+    """`feature_compute._refresh_status` for every series of the chunk, with its watermark.
+    A series that was ok and got only bars after its stored ones (the hourly case) is updated
+    from the probe and its new rows (`_APPENDED_SQL`); the others (restated or pending bars, a
+    late bar between stored ones, a failed or new series, a full run) are recounted from all
+    their rows. The completeness is summed over every day of each series either way (the status
+    row keeps the ratio only). Returns how many series were updated without a recount."""
+    if full:
+        cur.execute("CREATE TEMP TABLE feature_appended (k int8 PRIMARY KEY) ON COMMIT DROP")
+        appended = 0
+    else:
+        cur.execute(_APPENDED_SQL)
+        appended = cur.rowcount
+    if appended:
+        cur.execute(_STATUS_SQL.format(rows=_STATUS_APPENDED, where=""))
+    if appended < size:
+        where = "WHERE NOT EXISTS (SELECT FROM feature_appended x WHERE x.k = c.k)"
+        cur.execute(_STATUS_SQL.format(rows=_STATUS_RECOUNT, where=where))
+    return appended
 
 
 def _log(
