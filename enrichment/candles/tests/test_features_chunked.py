@@ -523,11 +523,15 @@ def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_
     for _ in range(6):
         for s in series:
             action = rng.choice(["next", "gap", "restate", "late", "two", "nothing"], p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
-            step = {"next": 1, "gap": 3, "two": 2}.get(str(action), 0)
+            step = {"next": 1, "gap": 3, "two": 2, "restate": 1}.get(str(action), 0)
             if action == "gap":
                 s["next"] += 2  # two bars never arrive
-            if action == "restate":
-                restate((s["symbol"],), s["shape"][1], rng, 1)
+            if action == "restate":  # a stored bar restated inconsistent (its score drops), and the next bar
+                stored = MarketData.objects.filter(symbol=s["symbol"]).order_by("ts").values_list("ts", flat=True)
+                ts = list(stored)[int(rng.integers(0, s["next"] - 5))]
+                MarketData.objects.filter(symbol=s["symbol"], ts=ts).update(
+                    high=F("low") * 0.5, updated_at=timezone.now()
+                )
             if action == "late" and s["held"] is not None:
                 feed((s["symbol"],), s["shape"], s["data"], slice(s["held"], s["held"] + 1))
                 s["held"] = None
