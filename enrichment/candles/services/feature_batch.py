@@ -18,8 +18,10 @@ live poller and backfills take for one series):
 3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
-            the daily quality metrics likewise (one read, one COPY, one upsert); status rows and
-            the compute log with one statement each.
+            the daily quality metrics likewise (one read, one COPY, one upsert); the compute log
+            with one statement; the status rows with one statement for the series that only got
+            bars after their stored ones (from the probe's pass and their new rows: no recount)
+            and one that recounts the others (`_refresh_status`).
 
 A chunk that raises is rolled back and its series are run one by one through the per-series
 path, so a failing series is recorded with its error and the others go on.
@@ -265,7 +267,8 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # stale row: only the earliest row can be one of them.
 #
 # First one pass over each series' stored rows (`_PROBE_SQL`): its first stale row, its earliest
-# row, and how many rows and funding observations lie before its first new candle. The hourly
+# row, and how many rows and funding observations lie before its first new candle; and, for its
+# status row (`_refresh_status`), its row count, last row, last computation and quality sum. The hourly
 # case — new bars after every stored one, nothing stale, no funding — then needs only two index
 # probes more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first new candle
 # and the rows before it are those before the new candle less the `lookback + 1` of the context.
