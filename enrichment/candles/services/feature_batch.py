@@ -106,8 +106,8 @@ class SeriesContext:
     calendars: dict[int, MarketCalendar] = field(default_factory=dict)
 
     def keys(self, chunk: list[ScannedSeries]) -> list[SeriesKey]:
-        symbols = Symbol.objects.select_related("market").prefetch_related("market__sessions", "market__closures")
-        by_id = symbols.in_bulk([s.symbol_id for s in chunk])
+        # Sessions and closures only for a market met first (two queries), not for every symbol.
+        by_id = Symbol.objects.select_related("market").in_bulk([s.symbol_id for s in chunk])
         out = []
         for item in chunk:
             symbol = by_id[item.symbol_id]
@@ -137,8 +137,10 @@ def chunk_run(
         _chunk_table(cur, chunk, keys)
         scratch = scratch_series(cur)
         done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
-        new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
-        tails = _compute(cur, keys, full=full)
+        new, tails = 0, {}
+        if len(scratch) < len(keys):  # a chunk of new series only has nothing to stage or re-read
+            new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
+            tails = _compute(cur, keys, full=full)
         result.inserted = done.inserted + (_insert_new(cur) if new else 0)
         _refresh_metrics(cur, keys, tails)
         tails.update(done.tails)
