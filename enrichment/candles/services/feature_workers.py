@@ -38,7 +38,8 @@ def run_overlapped(
     """`work(item)` for each item, at most `workers` at once, each in a thread with its own
     database connection; yields (item, result or the Exception it raised) as each finishes.
     One by one on this thread when `workers` is 1 or a transaction is open here. Closing the
-    iterator early (a cancel) lets the items in flight finish and starts no other."""
+    iterator early (a cancel) lets the items in flight finish and starts no other: a worker
+    starts its next item once the caller has taken a result."""
     if workers <= 1 or connection.in_atomic_block:
         return _one_by_one(items, work)
     return _Overlap(items, work).run(workers)
@@ -62,9 +63,13 @@ class _Overlap:
         self.take = threading.Lock()
         self.stop = threading.Event()
         self.done: queue.Queue = queue.Queue()
+        # An item is started only when the caller has taken the result of one before it (or at
+        # the start): a cancel seen on a result leaves only the items already in flight to finish.
+        self.slots = threading.Semaphore(0)
 
     def run(self, workers: int) -> Iterator[tuple]:
         threads = [threading.Thread(target=self.worker, name=f"feature-chunk-{i}", daemon=True) for i in range(workers)]
+        self.slots.release(workers)
         for thread in threads:
             thread.start()
         running = len(threads)
@@ -75,16 +80,21 @@ class _Overlap:
                     running -= 1
                 elif isinstance(got[1], Exception) or not isinstance(got[1], BaseException):
                     yield got
+                    self.slots.release()
                 else:
                     raise got[1]  # not the item's fault (an interrupt): raised on the caller's thread
         finally:
             self.stop.set()
+            self.slots.release(workers)  # wakes the waiting workers, which see `stop` and end
             for thread in threads:
                 thread.join()
 
     def worker(self) -> None:
         try:
-            while not self.stop.is_set():
+            while True:
+                self.slots.acquire()
+                if self.stop.is_set():
+                    return
                 with self.take:
                     item = next(self.source, _END)
                 if item is _END:
