@@ -258,6 +258,9 @@ def _write_candles(cur, keys: list[SeriesKey], read: dict, out: dict, now_us: in
         ("computed_at", "int8", stamp, None),
         ("updated_at", "int8", stamp, None),
     ]
+    # A column NULL in every row of the chunk (a source's missing fields, the features they feed)
+    # is left out of the COPY: it is NULL by default, and neither side handles it row by row.
+    fields = [field for field in fields if field[3] is None or not field[3].all()]
     payload = binary_rows([(kind, values, null) for _, kind, values, null in fields])
     copy_in(cur, "market_data_v2", [name for name, *_ in fields], payload)
 
