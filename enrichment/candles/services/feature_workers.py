@@ -9,7 +9,8 @@ guarantees does not change (all or nothing, every series' lock held from the rea
 commit); a second worker thread, with a connection of its own, runs the next chunk meanwhile.
 Chunks never share a series, so the two transactions never wait on each other's series locks.
 psycopg releases the GIL while it waits on the server (COPY included), numpy inside its bulk
-operations.
+operations; the from-scratch path does its Python-only work under one lock
+(`feature_scratch.PYTHON_WORK`) so that the two chunks take turns rather than advance in lockstep.
 
 Inside a transaction (a test's, or a caller's atomic block) another connection could not see
 what that transaction wrote: the chunks then run one by one on the caller's connection.
