@@ -27,7 +27,7 @@ export DATA_ROOT ?= $(CURDIR)/var/data
 
 .PHONY: alerts-test install lock migrate demo demo-setup serve worker test test-suite test-tools containers-check test-embedded lint format \
 	messages bench bench-providers bench-features bench-corrections bench-import bench-sync bench-storage bench-enrich bench-live \
-	bench-scale bench-summary db-stop
+	bench-scale bench-summary bench-status db-stop
 
 # Development installs the development lock (runtime + tests + lint, same
 # versions); production installs requirements.txt only (see docs/deploy.md).
@@ -184,6 +184,12 @@ bench-storage: migrate
 # Not part of `make bench`: status doors at 1 M and 10 M candles, the summary triggers' cost (about 20 minutes).
 bench-summary: migrate
 	$(PYTHON) bench/bench_summary.py
+
+# Not part of `make bench`: /api/etl/status, the dashboard and /metrics at 100,000 symbols on a
+# database made by SQL in about a minute (bench/bench_status.py; BENCH_STATUS_ARGS="--reuse --fold").
+BENCH_STATUS_ARGS ?=
+bench-status: migrate
+	$(PYTHON) bench/bench_status.py $(BENCH_STATUS_ARGS)
 
 # 10,000 symbols against a local Yahoo/CoinMarketCap look-alike enforcing their rate limits.
 bench-enrich: migrate

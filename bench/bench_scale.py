@@ -46,7 +46,10 @@ Options: --steps runs a subset (in the order above); --keep leaves the database 
 place, --reuse starts from what a --keep run left (no new database, no regeneration) so a
 developer can re-run one step on existing data: figures not re-measured come from the earlier run
 (results.json beside the files) and are marked so. A step re-run measures the data as it is: a
-second `features` is incremental, a second `import` of the same files skips them.
+second `features` is incremental, a second `import` of the same files skips them. The new-bar step
+is the exception: with --keep its first run saves the database as it was before it
+(<database>_before_newbar) and a --reuse run restores that copy before the step, so
+`--reuse --keep --steps newbar` re-measures the same hourly run on the same data each time.
 
 Targets of the issue are for 100,000 symbols x 250 bars; at other sizes the pipeline, no-op and
 new-bar targets are scaled linearly (per candle, per series, per symbol) and the table says so.
@@ -582,6 +585,30 @@ def run_child(step: str, database: str, data_dir: Path, repeat: int) -> dict:
     return result
 
 
+def _admin_cursor():
+    """An autocommit session on the server's `postgres` database (CREATE/DROP DATABASE)."""
+    params = connection.get_connection_params()
+    keys = ("user", "password", "host", "port")
+    return psycopg.connect(**{k: v for k, v in params.items() if k in keys}, dbname="postgres", autocommit=True)
+
+
+def before_newbar(name: str, *, reuse: bool, keep: bool) -> None:
+    """Make the new-bar step re-runnable on kept data: the database as it is before its first
+    new-bar run is saved as <name>_before_newbar (a template copy); a --reuse run starts the step
+    from that copy, so it imports the hourly files again instead of skipping them as done."""
+    snapshot = f"{name}_before_newbar"
+    connection.close()  # CREATE DATABASE ... TEMPLATE needs the source without sessions
+    with _admin_cursor() as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [snapshot]).fetchone()
+        if exists and reuse:
+            print(f"  restoring {name} from {snapshot} (the data before the first new-bar run)", flush=True)
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(*map(sql.Identifier, (name, snapshot))))
+        elif not exists and keep:
+            print(f"  saving {name} as {snapshot}: a --reuse run of newbar starts from it", flush=True)
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(*map(sql.Identifier, (snapshot, name))))
+
+
 class BenchDatabase:
     """A database of the bench's own (<name>, created and migrated by Django's test-database
     machinery); dropped on exit unless kept."""
@@ -942,6 +969,8 @@ def run(args: argparse.Namespace) -> dict:
                 results["remeasured"].append(step)
                 (data_dir / "results.json").write_text(json.dumps(results, default=str))
                 continue
+            if step == "newbar" and (args.keep or args.reuse):
+                before_newbar(db.name, reuse=args.reuse, keep=args.keep)
             record(results, step, run_child(step, db.name, data_dir, args.repeat), data_dir)
         results["meta"]["activity_after"] = _other_activity()
     return results
@@ -988,6 +1017,9 @@ def main() -> None:
     print(f"\nraw figures: {out.relative_to(ROOT)}")
     if not args.keep:
         shutil.rmtree(BENCH_DIR / "scale" / f"N{args.n}-B{args.bars}", ignore_errors=True)
+        with _admin_cursor() as admin:
+            snapshot = f"{results['meta']['database']}_before_newbar"
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(snapshot)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ twice changes nothing), for
   one observation of `mytrader_run_duration_seconds{kind}`;
 - `market_data`: the newest candle close per market, a summary row the lag
   gauge reads instead of scanning the table;
+- every run table again: its runs per kind and hour in the integrity summaries
+  (`runs.created`, `runs.failed`: the dashboard's last 24 h, `etl.summaries`);
 - whatever `EventTrigger`s the apps register (`register_event_trigger`).
 """
 
@@ -21,10 +23,11 @@ import re
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db import connection
+from django.db import connection, transaction
 
-from etl.events import DURATION_BUCKETS, OPEN_RUN_STATUSES, _le, run_kind
+from etl.events import OPEN_RUN_STATUSES, run_kind
 from etl.models import RunRecord
+from etl.summaries import RUNS_WINDOW_HOURS, runs_summary_sql, runs_summary_triggers_install, window_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,6 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-_BUCKETS = "ARRAY[" + ", ".join(_literal(_le(b)) for b in (*DURATION_BUCKETS, float("inf"))) + "]"
 _DELTA = "INSERT INTO metric_deltas (family, sample, type, labels, op, value)"
 
 RUN_FUNCTION = f"""
@@ -75,16 +77,10 @@ BEGIN
     {_DELTA} VALUES ('mytrader_runs', 'mytrader_runs_total', 'counter',
         jsonb_build_object('kind', kind, 'status', NEW.status), 'add', 1);
     IF NEW.started_at IS NOT NULL AND NEW.finished_at IS NOT NULL THEN
+        -- One observation: the fold makes its buckets, count and sum (etl.events.FOLD_SQL).
         seconds := greatest(0, extract(epoch FROM NEW.finished_at - NEW.started_at));
-        {_DELTA}
-        SELECT 'mytrader_run_duration_seconds', 'mytrader_run_duration_seconds_bucket', 'histogram',
-               jsonb_build_object('kind', kind, 'le', le), 'add', 1
-        FROM unnest({_BUCKETS}) AS le WHERE le = '+Inf' OR seconds <= le::double precision;
-        {_DELTA} VALUES
-            ('mytrader_run_duration_seconds', 'mytrader_run_duration_seconds_count', 'histogram',
-             jsonb_build_object('kind', kind), 'add', 1),
-            ('mytrader_run_duration_seconds', 'mytrader_run_duration_seconds_sum', 'histogram',
-             jsonb_build_object('kind', kind), 'add', seconds);
+        {_DELTA} VALUES ('mytrader_run_duration_seconds', 'mytrader_run_duration_seconds', 'histogram',
+            jsonb_build_object('kind', kind), 'obs', seconds);
     END IF;
     RETURN NULL;
 END $$;
@@ -154,6 +150,19 @@ def event_triggers_install(**_signal_kwargs) -> None:
                     "AFTER INSERT OR UPDATE OF status",
                     f"FOR EACH ROW EXECUTE FUNCTION metric_run_finished({_literal(kind)})",
                 )
+        run_tables = [(table, kind) for table, kind in _run_tables() if table in existing]
+        if "integrity_summary_deltas" in existing:
+            # The dashboard's runs of the last 24 h per kind (etl.summaries); a run table that had
+            # no trigger yet has its runs of the window counted once, here (its inserts wait for
+            # this transaction: CREATE TRIGGER locks the table).
+            with transaction.atomic():
+                new = runs_summary_triggers_install(cur, run_tables)
+                if new:
+                    fill = runs_summary_sql([(t, k) for t, k in run_tables if t in new])
+                    cur.execute(
+                        f"INSERT INTO integrity_summary_deltas (market, metric, bucket, value) {fill}",
+                        {"since": window_start(RUNS_WINDOW_HOURS)},
+                    )
         if "market_data" in existing:
             cur.execute(MARKET_DATA_FUNCTION)
             _create_trigger(

@@ -781,7 +781,9 @@ class MetricTotal(models.Model):
 class MetricDelta(models.Model):
     """An increment (`add`), a high-water mark (`max`) or a new value (`set`)
     not yet folded into `MetricTotal`. Append-only, so writers in concurrent
-    transactions never wait on one another's counter row."""
+    transactions never wait on one another's counter row. The run tables' trigger
+    also appends `obs`: one observation of a duration histogram, which the fold
+    turns into its buckets, count and sum (`etl.events.FOLD_SQL`)."""
 
     class Op(models.TextChoices):
         ADD = "add"

@@ -198,6 +198,14 @@ SCHEDULES: list[dict] = [
         "cluster": None,
     },
     {
+        # Folds the metric deltas (etl.events) every minute whether or not Prometheus scrapes:
+        # a scrape then folds at most a minute of them (a bulk import writes ~15 a file).
+        "name": "metrics-fold",
+        "func": "etl.tasks.metrics_fold",
+        "cron": "* * * * *",
+        "cluster": None,
+    },
+    {
         # The full recount of the integrity summaries: reports and repairs drift.
         "name": "summary-recount",
         "func": "etl.tasks.summary_recount",

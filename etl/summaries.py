@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from etl import locks
+from etl.events import table_vacuum_if_bloated
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,15 @@ WITH moved AS (
     INSERT INTO integrity_unlinked_pairs AS p (market, ticker, candles)
     SELECT market, ticker, n FROM d WHERE n <> 0 ORDER BY market, ticker
     ON CONFLICT (market, ticker) DO UPDATE SET candles = p.candles + EXCLUDED.candles
+), counted AS (
+    INSERT INTO integrity_summary_deltas (market, metric, value)
+    SELECT market, 'candles.unlinked_pairs', sum(CASE WHEN old <= 0 AND old + n > 0 THEN 1
+                                                     WHEN old > 0 AND old + n <= 0 THEN -1 ELSE 0 END)
+    FROM before GROUP BY market
+    HAVING sum(CASE WHEN old <= 0 AND old + n > 0 THEN 1 WHEN old > 0 AND old + n <= 0 THEN -1 ELSE 0 END) <> 0
+    RETURNING 1
 )
-INSERT INTO integrity_summary_deltas (market, metric, value)
-SELECT market, 'candles.unlinked_pairs', sum(CASE WHEN old <= 0 AND old + n > 0 THEN 1
-                                                 WHEN old > 0 AND old + n <= 0 THEN -1 ELSE 0 END)
-FROM before GROUP BY market
-HAVING sum(CASE WHEN old <= 0 AND old + n > 0 THEN 1 WHEN old > 0 AND old + n <= 0 THEN -1 ELSE 0 END) <> 0
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM counted)
 """
 
 _FOLD_TALLIES = """
@@ -90,10 +94,13 @@ WITH moved AS (
     DELETE FROM integrity_symbol_tally_deltas RETURNING symbol_id, asset_class, candles
 ), d AS (
     SELECT symbol_id, asset_class, sum(candles) AS n FROM moved GROUP BY 1, 2 HAVING sum(candles) <> 0
+), up AS (
+    INSERT INTO integrity_symbol_tallies AS t (symbol_id, asset_class, candles)
+    SELECT symbol_id, asset_class, n FROM d ORDER BY symbol_id, asset_class
+    ON CONFLICT (symbol_id, asset_class) DO UPDATE SET candles = t.candles + EXCLUDED.candles
+    RETURNING 1
 )
-INSERT INTO integrity_symbol_tallies AS t (symbol_id, asset_class, candles)
-SELECT symbol_id, asset_class, n FROM d ORDER BY symbol_id, asset_class
-ON CONFLICT (symbol_id, asset_class) DO UPDATE SET candles = t.candles + EXCLUDED.candles
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM up)
 """
 
 # A ".max" metric keeps the largest value seen (a longest duration); the others add up.
@@ -104,12 +111,16 @@ WITH moved AS (
     SELECT market, metric, bucket,
            CASE WHEN metric LIKE '%.max' THEN max(value) ELSE sum(value) END AS value
     FROM moved GROUP BY 1, 2, 3
+), up AS (
+    INSERT INTO integrity_summary AS t (market, metric, bucket, value, updated_at)
+    SELECT market, metric, bucket, value, now() FROM folded ORDER BY market, metric, bucket
+    ON CONFLICT (market, metric, bucket) DO UPDATE SET
+        value = CASE WHEN t.metric LIKE '%.max' THEN greatest(t.value, EXCLUDED.value)
+                     ELSE t.value + EXCLUDED.value END,
+        updated_at = now()
+    RETURNING 1
 )
-INSERT INTO integrity_summary AS t (market, metric, bucket, value, updated_at)
-SELECT market, metric, bucket, value, now() FROM folded ORDER BY market, metric, bucket
-ON CONFLICT (market, metric, bucket) DO UPDATE SET
-    value = CASE WHEN t.metric LIKE '%.max' THEN greatest(t.value, EXCLUDED.value) ELSE t.value + EXCLUDED.value END,
-    updated_at = now()
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM up)
 """
 
 
@@ -120,29 +131,47 @@ class FoldResult:
     tallies: int = 0
     values: int = 0
     expired: int = 0
+    moved: int = 0  # deltas moved, of every kind
 
 
-def summaries_fold(*, tallies: bool = True, wait: bool = False) -> FoldResult:
+DELTA_TABLES = ("integrity_unlinked_pair_deltas", "integrity_symbol_tally_deltas", "integrity_summary_deltas")
+
+
+def summaries_fold(*, tallies: bool = True, wait: bool = False, vacuum: bool = False) -> FoldResult:
     """Move the pending deltas into the totals: the unlinked pairs first (a pair that gains
     or loses its last candle changes `candles.unlinked_pairs`), then the per-symbol
     tallies (unless `tallies` is False: only a change of a symbol's class reads them),
     then the numbers; drop hour buckets that left their source's window. One fold at a
-    time; without `wait` a fold already running elsewhere makes this one a no-op."""
+    time; without `wait` a fold already running elsewhere makes this one a no-op. With
+    `vacuum` (the schedule, the pipeline's steps; never a page's read) a delta table left
+    bloated is vacuumed afterwards: the feature step of 100,000 series leaves some 300,000
+    summary deltas, whose dead rows each read of the summaries scanned until autovacuum."""
+    moved: dict[str, int] = {}
     with transaction.atomic(), connection.cursor() as cur:
         if wait:
             locks.xact_lock(locks.SUMMARY_FOLD)
         elif not locks.try_xact_lock(locks.SUMMARY_FOLD):
             return FoldResult(folded=False)
         cur.execute(_FOLD_PAIRS)
-        pairs = cur.rowcount
+        moved["integrity_unlinked_pair_deltas"], pairs = cur.fetchone()
         folded_tallies = 0
         if tallies:
             cur.execute(_FOLD_TALLIES)
-            folded_tallies = cur.rowcount
+            moved["integrity_symbol_tally_deltas"], folded_tallies = cur.fetchone()
         cur.execute(_FOLD_SUMMARY)
-        values = cur.rowcount
+        moved["integrity_summary_deltas"], values = cur.fetchone()
         expired = _expire_buckets(cur)
-    return FoldResult(folded=True, pairs=pairs, tallies=folded_tallies, values=values, expired=expired)
+    if vacuum:
+        for table in DELTA_TABLES:
+            table_vacuum_if_bloated(table)
+    return FoldResult(
+        folded=True,
+        pairs=pairs,
+        tallies=folded_tallies,
+        values=values,
+        expired=expired,
+        moved=sum(moved.values()),
+    )
 
 
 def _expire_buckets(cur) -> int:
@@ -308,3 +337,107 @@ def summaries_forget(*, table: str) -> None:
     transaction: call it in the transaction that drops the partition."""
     with connection.cursor() as cur:
         cur.execute("SELECT integrity_candles_forget(%s::regclass)", [table])
+
+
+# ---------------------------------------------------------------------------
+# Runs per kind and hour: the dashboard's "runs and failures of the last 24 h"
+
+# The SQL below is built from our own constants and the models' table names, never from input.
+RUNS = "runs"
+RUNS_WINDOW_HOURS = 48  # a day more than the 24 hours the dashboard shows
+_HOUR = "date_trunc('hour', {ts} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+# What one run row adds: a run created in its hour, and a failure when it failed.
+_RUN_VALUES = "(VALUES ('runs.created', 1), ('runs.failed', CASE WHEN {row}.status = 'failed' THEN 1 ELSE 0 END))"
+_RUN_DELTAS = "INSERT INTO integrity_summary_deltas (market, metric, bucket, value)"
+
+RUN_SUMMARY_FUNCTIONS = f"""
+CREATE OR REPLACE FUNCTION integrity_runs_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Statement level: a job that creates 100,000 file runs at once appends a few rows.
+    {_RUN_DELTAS}
+    SELECT TG_ARGV[0], v.metric, {_HOUR.format(ts="n.created_at")}, sum(v.value)
+    FROM new_rows n CROSS JOIN LATERAL {_RUN_VALUES.format(row="n")} AS v(metric, value)
+    GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION integrity_runs_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    {_RUN_DELTAS}
+    SELECT TG_ARGV[0], v.metric, {_HOUR.format(ts="o.created_at")}, -sum(v.value)
+    FROM old_rows o CROSS JOIN LATERAL {_RUN_VALUES.format(row="o")} AS v(metric, value)
+    GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION integrity_runs_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Row level, and only where it matters (see the trigger's WHEN): progress updates pass by.
+    {_RUN_DELTAS}
+    SELECT TG_ARGV[0], v.metric, v.bucket, sum(v.value) FROM (
+        SELECT x.metric, {_HOUR.format(ts="NEW.created_at")} AS bucket, x.value
+        FROM {_RUN_VALUES.format(row="NEW")} AS x(metric, value)
+        UNION ALL
+        SELECT x.metric, {_HOUR.format(ts="OLD.created_at")}, -x.value
+        FROM {_RUN_VALUES.format(row="OLD")} AS x(metric, value)
+    ) v GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0;
+    RETURN NULL;
+END $$;
+"""  # noqa: S608
+_RUN_UPDATE_WHEN = (
+    "WHEN ((OLD.status = 'failed') IS DISTINCT FROM (NEW.status = 'failed')"
+    " OR OLD.created_at IS DISTINCT FROM NEW.created_at)"
+)
+
+
+def runs_summary_sql(tables: list[tuple[str, str]]) -> str:
+    """The recount of `runs.*` over the run tables [(table, kind)], from %(since)s."""
+    parts = " UNION ALL ".join(
+        f"SELECT '{kind}' AS kind, created_at, status FROM {table} WHERE created_at >= %(since)s"  # noqa: S608
+        for table, kind in tables
+    )
+    return f"""
+SELECT r.kind AS market, v.metric, {_HOUR.format(ts="r.created_at")} AS bucket, sum(v.value) AS value
+FROM ({parts}) r CROSS JOIN LATERAL {_RUN_VALUES.format(row="r")} AS v(metric, value)
+GROUP BY 1, 2, 3 HAVING sum(v.value) <> 0
+"""  # noqa: S608
+
+
+def runs_summary_triggers_install(cur, tables: list[tuple[str, str]]) -> list[str]:
+    """(Re)create the `runs.*` triggers on the run tables [(table, kind)]; the tables that had
+    none before (their runs of the window are then counted once by the caller: a recount)."""
+    cur.execute(RUN_SUMMARY_FUNCTIONS)
+    cur.execute(
+        "SELECT DISTINCT event_object_table FROM information_schema.triggers"
+        " WHERE trigger_name = 'integrity_runs_ins' AND event_object_schema = current_schema()"
+    )
+    had = {row[0] for row in cur.fetchall()}
+    for table, kind in tables:
+        quoted = connection.ops.quote_name(table)
+        literal = "'" + kind.replace("'", "''") + "'"
+        for name, timing, body in (
+            ("integrity_runs_ins", "AFTER INSERT", "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"),
+            ("integrity_runs_del", "AFTER DELETE", "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT"),
+            ("integrity_runs_upd", "AFTER UPDATE", f"FOR EACH ROW {_RUN_UPDATE_WHEN}"),
+        ):
+            function = {"ins": "insert", "del": "delete", "upd": "update"}[name[-3:]]
+            cur.execute(f"DROP TRIGGER IF EXISTS {name} ON {quoted}")
+            cur.execute(
+                f"CREATE TRIGGER {name} {timing} ON {quoted} {body}"
+                f" EXECUTE FUNCTION integrity_runs_{function}({literal})"
+            )
+    return [table for table, _ in tables if table not in had]
+
+
+def runs_last_day(*, now: datetime | None = None) -> tuple[datetime, dict[str, dict[str, int]]]:
+    """Runs created, and those of them that failed, per kind since the start of the hour 24
+    hours ago (24 to 25 hours: whole hours of the summaries, never a count of the run
+    tables): (since, {kind: {"created", "failed"}})."""
+    since = hour_floor(now or timezone.now()) - timedelta(hours=24)
+    values = summary_read("runs.", buckets=True)
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"created": 0, "failed": 0})
+    for metric, key in (("runs.created", "created"), ("runs.failed", "failed")):
+        for (kind, bucket), value in values.buckets(metric).items():
+            if bucket >= since:
+                out[kind][key] += value
+    return since, dict(out)

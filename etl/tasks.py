@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from etl import services, summaries
+from etl import events, services, summaries
 from etl.models import SummaryRecount
 from etl.services import summaries as summary_services
 from etl.services.partitions import partitions_maintain
@@ -44,8 +44,19 @@ def integrity_snapshot() -> int:
 
 
 def summaries_fold() -> dict[str, Any]:
-    result = summaries.summaries_fold()
-    return {"folded": result.folded, "values": result.values, "pairs": result.pairs, "tallies": result.tallies}
+    result = summaries.summaries_fold(vacuum=True)
+    return {
+        "folded": result.folded,
+        "moved": result.moved,
+        "values": result.values,
+        "pairs": result.pairs,
+        "tallies": result.tallies,
+    }
+
+
+def metrics_fold() -> int:
+    """The `metrics-fold` schedule: the metric deltas into their totals (etl.events)."""
+    return events.metrics_fold()
 
 
 def summary_recount(repair: bool = True) -> dict[str, Any]:

@@ -111,10 +111,12 @@ def _list_files(path: Path) -> tuple[list[Path], list[str]]:
     if path.is_file():
         return [path], []
     files, refused = [], []
-    for candidate in sorted(path.rglob("*")):
+    # rglob does not descend into symlinked folders, so below the resolved folder only a file
+    # that is itself a link can lead elsewhere: the others need no resolve (an lstat per part).
+    for candidate in sorted(path.resolve().rglob("*")):
         if candidate.suffix.lower() not in CSV_SUFFIXES:
             continue
-        resolved = candidate.resolve()
+        resolved = candidate.resolve() if candidate.is_symlink() else candidate
         if root not in resolved.parents:
             refused.append(f"{candidate.name}: links outside the data root")
             continue
@@ -133,20 +135,40 @@ def _size_or_none(path: Path) -> int | None:
 
 
 def _add_files(job: ImportJob, files: list[Path]) -> int:
-    priority = job.priority
-    rows = [
-        ImportFile(
-            job=job,
-            relpath=relative_to_root(p),
-            market=job.market,
-            ticker=ticker_from_filename(p.name)[:TICKER_LENGTH],  # a longer one fails its file, with the reason
-            size=_size_or_none(p),
-            priority=priority,
+    """The job's files as import_files rows (a path already there is left as it is); their bytes.
+    One INSERT ... SELECT FROM unnest(): an array per column, the fields the request does not set
+    at their defaults, rather than a model and thirty parameters per file (2,500 files, load 4:
+    0.09 s where bulk_create and a resolve of the data root per file took 0.30 s)."""
+    if not files:
+        return 0
+    root = data_root()  # resolved once, not once a file (an lstat per part of its path)
+    n = len(files)
+    sizes = [_size_or_none(p) for p in files]
+    given = {
+        "job_id": [job.pk] * n,
+        "relpath": [relative_to_root(p, root=root) for p in files],
+        "market": [job.market] * n,
+        "ticker": [ticker_from_filename(p.name)[:TICKER_LENGTH] for p in files],  # a longer one fails its file
+        "size": sizes,
+        "priority": [job.priority] * n,
+    }
+    now = timezone.now()
+    fields = [f for f in ImportFile._meta.concrete_fields if not f.primary_key]
+    columns = []
+    for f in fields:
+        if f.attname in given:
+            columns.append(given[f.attname])
+        else:
+            default = now if getattr(f, "auto_now_add", False) else f.get_default()
+            columns.append([f.get_db_prep_save(default, connection)] * n)
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO import_files ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING",  # noqa: S608 - the model's columns
+            columns,
         )
-        for p in files
-    ]
-    ImportFile.objects.bulk_create(rows, ignore_conflicts=True)
-    return sum(r.size or 0 for r in rows)
+    return sum(size or 0 for size in sizes)
 
 
 @transaction.atomic
@@ -291,31 +313,40 @@ def _market_job(
 
 
 def import_job_start(
-    *, job: ImportJob, workers: int = 1, queue: bool = False, on_batch: Callable[[int], None] | None = None
+    *,
+    job: ImportJob,
+    workers: int = 1,
+    queue: bool = False,
+    alone: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> ImportJob:
     """Run the job on the django-q2 cluster(s) (`queue`: its `max_concurrency`
     tasks share it, batchimport.services.concurrency), or here, in `workers`
-    threads. Each worker claims files until none is left."""
+    threads. Each worker claims files until none is left. `alone`: no queued
+    task works on the job (the caller just created it), so the threads here
+    claim groups sized for themselves rather than leave shares for tasks that
+    will not come (`group_limit`)."""
     workers = max(1, workers)
     if queue:
         transaction.on_commit(partial(job_enqueue, job.pk))
         return job
+    sharing = workers if alone else None
     if workers == 1:
-        import_job_work(job_id=job.pk, on_batch=on_batch)
+        import_job_work(job_id=job.pk, on_batch=on_batch, workers=sharing)
     else:
-        _run_threads(job.pk, workers=workers, on_batch=on_batch)
+        _run_threads(job.pk, workers=workers, sharing=sharing, on_batch=on_batch)
     job.refresh_from_db()
     return job
 
 
-def _run_threads(job_id: int, *, workers: int, on_batch: Callable[[int], None] | None) -> None:
+def _run_threads(job_id: int, *, workers: int, sharing: int | None, on_batch: Callable[[int], None] | None) -> None:
     """`workers` threads share the job. Each runs in a copy of the caller's
     context, so the run context of the log lines (etl.logcontext) follows
     them: a new thread would otherwise start with none."""
 
     def run() -> None:
         try:
-            import_job_work(job_id=job_id, on_batch=on_batch)
+            import_job_work(job_id=job_id, on_batch=on_batch, workers=sharing)
         finally:
             connection.close()
 
@@ -347,7 +378,8 @@ def import_job_submit(
             return import_job_start(job=job, workers=workers or job.max_concurrency, queue=True)
     if on_start is not None:
         on_start(job)
-    return import_job_start(job=job, workers=workers or 1, on_batch=on_batch)
+    # Created just now and queued nowhere: these threads are all its workers.
+    return import_job_start(job=job, workers=workers or 1, alone=True, on_batch=on_batch)
 
 
 def _job_family(job: ImportJob) -> list[ImportJob]:
@@ -382,12 +414,14 @@ FOR UPDATE SKIP LOCKED
 """
 
 
-def group_limit(*, job: ImportJob) -> int:
+def group_limit(*, job: ImportJob, workers: int | None = None) -> int:
     """How many files a worker claims at once: IMPORT_GROUP_FILES, but, when the job
     runs on several workers, no more than a share of what is left (the files still
-    to do over twice its concurrency), so the others get files too."""
+    to do over twice the workers), so the others get files too. `workers`: how many
+    work on the job when the caller knows (all in this process); else its
+    `max_concurrency`, as many as the queue may run."""
     remaining = max(1, job.files_total - job.files_done)
-    workers = max(1, job.max_concurrency)
+    workers = max(1, job.max_concurrency if workers is None else workers)
     share = remaining if workers == 1 else -(-remaining // (2 * workers))
     return max(1, min(settings.IMPORT_GROUP_FILES, share))
 
@@ -431,7 +465,13 @@ def files_claim(*, job: ImportJob, worker: str, limit: int = 1) -> list[ImportFi
                     progress_done=0,
                     progress_total=None,
                 )
-                return list(ImportFile.objects.select_related("job").filter(pk__in=chosen).order_by("priority", "id"))
+                # Their jobs read afresh, as select_related did, but one object per job rather than
+                # a copy per file (that read took 3-6 ms of a 10-16 ms claim of 100 files).
+                files = list(ImportFile.objects.filter(pk__in=chosen).order_by("priority", "id"))
+                jobs = ImportJob.objects.in_bulk({f.job_id for f in files})
+                for claimed in files:
+                    claimed.job = jobs[claimed.job_id]
+                return files
     return []
 
 
@@ -461,11 +501,13 @@ def import_job_work(
     worker: str | None = None,
     on_batch: Callable[[int], None] | None = None,
     max_files: int | None = None,
+    workers: int | None = None,
 ) -> WorkResult:
     """One worker's loop: claim a group of files, load it, record every file's
     outcome, until no file of the job is left to claim (or `max_files` were done).
     Safe to run in many processes at once: it works only while it holds one of the
-    job's `max_concurrency` worker slots (batchimport.services.concurrency)."""
+    job's `max_concurrency` worker slots (batchimport.services.concurrency).
+    `workers`: how many work on the job in all, when the caller knows (`group_limit`)."""
     worker = worker or worker_name()
     job = ImportJob.objects.select_related("parent").get(pk=job_id)
     result = WorkResult(job_id=job_id, worker=worker, files_processed=0, rows_read=0)
@@ -478,7 +520,7 @@ def import_job_work(
             with worker_slot(job) as slot:
                 if slot is None:
                     break  # max_concurrency tasks are at work on this job already
-                done = _work_loop(job, worker=worker, on_batch=on_batch, max_files=max_files)
+                done = _work_loop(job, worker=worker, on_batch=on_batch, max_files=max_files, workers=workers)
             result = WorkResult(
                 job_id, worker, result.files_processed + done.files_processed, result.rows_read + done.rows_read
             )
@@ -488,7 +530,12 @@ def import_job_work(
 
 
 def _work_loop(
-    job: ImportJob, *, worker: str, on_batch: Callable[[int], None] | None, max_files: int | None
+    job: ImportJob,
+    *,
+    worker: str,
+    on_batch: Callable[[int], None] | None,
+    max_files: int | None,
+    workers: int | None,
 ) -> WorkResult:
     _mark_started(job)
     processed = rows = 0
@@ -496,7 +543,7 @@ def _work_loop(
         job.refresh_from_db(fields=["cancel_requested", "status", "files_total", "files_done", "max_concurrency"])
         if job.cancel_requested or job.status in TERMINAL:
             break
-        limit = group_limit(job=job)
+        limit = group_limit(job=job, workers=workers)
         if max_files is not None:
             limit = min(limit, max_files - processed)
         claimed = files_claim(job=job, worker=worker, limit=limit)

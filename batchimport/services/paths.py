@@ -76,9 +76,10 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 200 else text[:200] + "…")
 
 
-def relative_to_root(path: Path) -> str:
+def relative_to_root(path: Path, *, root: Path | None = None) -> str:
+    """`path` relative to DATA_ROOT (`root`, when the caller resolved it already), else as it is."""
     try:
-        return str(path.relative_to(data_root()))
+        return str(path.relative_to(root or data_root()))
     except ValueError:
         return str(path)
 

@@ -181,6 +181,19 @@ def test_a_job_for_several_workers_leaves_each_a_share(data_root, reference_data
     assert writes == [2, 1, 1, 1, 1]  # a quarter of what is left (rounded up): two workers, two claims each
 
 
+def test_a_job_run_here_alone_claims_groups_for_its_own_workers(data_root, reference_data, writes):
+    """The pipeline's step and the command create the job and run it in this process: no queued
+    task will take a share, so one worker claims every file at once (the market's concurrency,
+    here 2, stays the job's setting); threads here leave each other a share."""
+    _six_files(data_root)
+    job = services.import_job_submit(queue=False, path="NYSE", max_concurrency=2)
+    assert job.max_concurrency == 2 and job.files_done == 6 and writes == [6]
+    job.files_done = 0
+    assert services.group_limit(job=job) == 2  # a quarter: two queued tasks, two claims each
+    assert services.group_limit(job=job, workers=1) == 6
+    assert services.group_limit(job=job, workers=3) == 1
+
+
 def test_groups_are_bounded_in_files_and_bytes(data_root, reference_data, writes, settings):
     _six_files(data_root)
     settings.IMPORT_GROUP_FILES = 4

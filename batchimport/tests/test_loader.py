@@ -377,3 +377,39 @@ def test_a_failed_import_mails_the_admins_once(data_root, settings, mailoutbox):
     assert [m.subject for m in mailoutbox] == [
         f"[MyTrader] CRITICAL: Import job #{job.pk} (NYSE) failed: 1 file(s) failed or dead-lettered"
     ]
+
+
+def test_the_unchanged_probe_reads_the_groups_files_not_the_whole_history(data_root, reference_data):
+    """Whether a file is unchanged since a successful import is one probe of the fingerprint index
+    per file of the group: it was a hash over every succeeded file ever imported, a cost that grew
+    with each hourly run."""
+    import json
+
+    from django.db import connection
+
+    job = ImportJob.objects.create(kind=ImportJob.Kind.MARKET, market="NYSE", path="NYSE")
+    history = [
+        ImportFile(job=job, relpath=f"NYSE/H{i}.csv", market="NYSE", size=i, sha256=f"{i:064x}", status="succeeded")
+        for i in range(3000)
+    ]
+    # Statistics taken while the table was small, as after a first import (autovacuum's analyze
+    # lags a burst of inserts): the plan the old probe got then scanned every succeeded file.
+    ImportFile.objects.bulk_create(history[:20])
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE import_files")
+    ImportFile.objects.bulk_create(history[20:])
+    with connection.cursor() as cur:
+        group = history[:5] + [ImportFile(relpath="NYSE/NEW.csv", size=1, sha256="0" * 64)]
+        params = [[f.relpath for f in group], [f.size for f in group], [f.sha256 for f in group], [-1]]
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + loader.UNCHANGED_SQL, params)
+        plan = cur.fetchone()[0]
+        cur.execute(loader.UNCHANGED_SQL, params)
+        found = {row[0] for row in cur.fetchall()}
+    assert found == {f.relpath for f in history[:5]}
+
+    def rows_of_import_files(node) -> int:
+        own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == "import_files" else 0
+        return own + sum(rows_of_import_files(child) for child in node.get("Plans", []))
+
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    assert rows_of_import_files(plan[0]["Plan"]) <= len(group)

@@ -71,11 +71,15 @@ def missing_before(ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_s
     return out
 
 
-def series_breaks(ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_seconds: int) -> np.ndarray:
+def series_breaks(
+    ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_seconds: int, *, missing: np.ndarray | None = None
+) -> np.ndarray:
     """Breaks for the features: the first row, and rows after more missing bars than one
-    trading day (0 on a market that is always open)."""
+    trading day (0 on a market that is always open). `missing`: `missing_before` of the same
+    rows, when the caller has it already."""
     ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
-    missing = missing_before(ts_seconds, calendar, timeframe_seconds)
+    if missing is None:
+        missing = missing_before(ts_seconds, calendar, timeframe_seconds)
     tolerance = 0 if calendar.always_open else (bars_per_day(calendar, timeframe_seconds) or 0)
     breaks = missing > tolerance
     if len(breaks):

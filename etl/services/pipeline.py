@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, pgettext_lazy
 from django_q.models import Schedule
 
-from etl import locks
+from etl import events, locks, summaries
 from etl.alerts import run_failure_notify
 from etl.errors import ConflictError, DomainError
 from etl.logcontext import run_context
@@ -445,6 +445,20 @@ def _run_step(
             _step_done(step_run, counts, state, on_step=on_step)
     finally:
         pipeline_step_seconds.labels(step=step_run.name).observe(step_run.duration_seconds or 0.0)
+        _deltas_fold(step_run.name)
+
+
+def _deltas_fold(step_name: str) -> None:
+    """Fold the metric and integrity-summary deltas the step left, so that the status pages
+    and the next scrape add up a few rows instead of folding them: an import of 100,000 files
+    leaves 1.5 M metric deltas (the first scrape after it took 8.6 s), the feature step of
+    100,000 series some 300,000 summary deltas. The step that wrote them pays, once. A fold
+    already running elsewhere does the summaries' part; a failure only logs."""
+    try:
+        events.metrics_fold()
+        summaries.summaries_fold(vacuum=True)
+    except Exception:
+        logger.exception("folding the deltas after step %s failed", step_name)
 
 
 def _lock_again(run: PipelineRun, step_name: str, state: _RunState) -> None:

@@ -15,16 +15,26 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.apps import apps
 from django.db import connection, transaction
 from django.utils import timezone
 
 from etl import locks
 from etl.errors import DomainError
-from etl.events import DbCounter
-from etl.models import RunStatus, SummaryRecount
+from etl.events import DbCounter, run_kind
+from etl.models import RunRecord, RunStatus, SummaryRecount
 from etl.progress import Cancelled, ProgressReporter
 from etl.queue import queue_on_commit
-from etl.summaries import SummarySource, register_summary_source, registered_sources, summary_read, window_start
+from etl.summaries import (
+    RUNS,
+    RUNS_WINDOW_HOURS,
+    SummarySource,
+    register_summary_source,
+    registered_sources,
+    runs_summary_sql,
+    summary_read,
+    window_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +151,24 @@ def register_core_sources() -> None:
         SummarySource(CANDLES, "candles.", CANDLES_SQL, "market_data: candles per market by category")
     )
     register_summary_source(SummarySource(SYMBOLS, "symbols.", SYMBOLS_SQL, "symbols per market"))
+    register_summary_source(
+        SummarySource(
+            RUNS,
+            "runs.",
+            runs_summary_sql(run_tables()),
+            "run tables: runs created and failed per kind and hour (the dashboard's last 24 h)",
+            window_hours=RUNS_WINDOW_HOURS,
+        )
+    )
+
+
+def run_tables() -> list[tuple[str, str]]:
+    """(table, kind) of every run table (`etl.models.RunRecord`), by table."""
+    return sorted(
+        (model._meta.db_table, run_kind(model))
+        for model in apps.get_models()
+        if issubclass(model, RunRecord) and not model._meta.proxy
+    )
 
 
 # ---------------------------------------------------------------------------

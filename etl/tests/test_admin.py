@@ -52,7 +52,7 @@ def test_bootstrap_from_the_admin_confirms_then_runs(admin_client):
     assert Market.objects.count() == 0
     done = admin_client.post(url, follow=True)
     assert Market.objects.count() == 5
-    assert b"Bootstrap done: 46 created, 0 updated" in done.content
+    assert b"Bootstrap done: 47 created, 0 updated" in done.content
 
 
 def test_bootstrap_admin_view_refuses_staff_without_permission(client, django_user_model):

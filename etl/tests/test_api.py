@@ -36,7 +36,7 @@ def test_bootstrap_endpoint_needs_staff_with_permission(api_anon, api_client_for
     allowed = api_client_for(staff=True, perms=("etl.bootstrap_reference_data",))
     response = allowed.post(BOOTSTRAP, {"runAsync": False}, format="json")
     assert response.status_code == 200
-    assert response.json()["total_created"] == 46
+    assert response.json()["total_created"] == 47
     assert PipelineRun.objects.get(pk=response.json()["run_id"]).steps_requested == ["bootstrap"]
     assert allowed.post(BOOTSTRAP, {"runAsync": False}, format="json").json()["total_created"] == 0
 
@@ -189,7 +189,7 @@ def test_bootstrap_run_runs_on_the_queue_and_its_status_is_at_its_location(
     assert response.status_code == 202
     done = client.get(response["Location"]).json()
     assert done["status"] == "succeeded"
-    assert done["steps"][0]["counts"]["total_created"] == 46
+    assert done["steps"][0]["counts"]["total_created"] == 47
     assert Market.objects.count() == 5
 
 

@@ -19,7 +19,7 @@ def test_bootstrap_creates_reference_data():
         "markets": 5,
         "trading_sessions": 17,
         "data_providers": 5,
-        "schedules": 6,  # retention, candle partitions, integrity snapshot, daily enrichment, summary fold and recount
+        "schedules": 7,  # retention, partitions, snapshot, enrichment, summary fold, recount, metrics fold
         "import_market_settings": 4,  # registered by batchimport: BIST, CRYPTO, NASDAQ, NYSE
     }
     assert set(AssetClass.objects.values_list("code", flat=True)) >= {
@@ -60,5 +60,5 @@ def test_command_json_summary():
     call_command("bootstrap_reference_data", "--json", stdout=out)
     summary = json.loads(out.getvalue())
     assert summary["ok"] is True
-    assert summary["total_created"] == 46
+    assert summary["total_created"] == 47
     assert TradingSession.objects.filter(market__code="BINANCE").count() == 1

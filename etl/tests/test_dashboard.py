@@ -66,3 +66,50 @@ def test_integrity_panel_draws_the_trend_from_snapshots(admin_client):
     assert 'id="integrity-figure"' in page
     assert "candles without symbol" in page
     assert "symbol__isnull=True" in page  # the number links to the candles behind it
+
+
+def _runs_counted_by_the_table(model, since) -> dict[str, int]:
+    runs = model.objects.filter(created_at__gte=since)
+    return {"created": runs.count(), "failed": runs.filter(status="failed").count()}
+
+
+def test_the_runs_panel_counts_the_last_day_from_the_summaries_not_the_run_tables(admin_client, assert_summaries_exact):
+    """An hourly run at 100,000 symbols creates 100,000 import-file runs an hour: the panel's
+    count of the run tables over 24 h grew with them (28 ms at 100,000, seconds at 2.4 M). It
+    reads the hour buckets the run tables' triggers keep, which equal a count of the table."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from etl.dashboard_panels import runs_context
+    from etl.events import run_kind
+    from etl.models import PipelineRun
+    from etl.summaries import runs_last_day
+
+    now = timezone.now()
+    PipelineRun.objects.bulk_create(  # one statement, as a job creates its file runs
+        [PipelineRun(status="queued") for _ in range(40)]
+        + [PipelineRun(status="failed", finished_at=now) for _ in range(3)]
+        + [PipelineRun(status="failed") for _ in range(2)]
+    )
+    old = PipelineRun.objects.create(status="failed")
+    PipelineRun.objects.filter(pk=old.pk).update(created_at=now - timedelta(hours=30))  # out of the window
+    queued = list(PipelineRun.objects.filter(status="queued").values_list("pk", flat=True))
+    PipelineRun.objects.filter(pk__in=queued[:5]).update(status="running")  # progress, not counted again
+    PipelineRun.objects.filter(pk__in=queued[5:9]).update(status="failed", finished_at=now)
+    PipelineRun.objects.filter(pk__in=queued[9:10]).update(status="succeeded")
+    PipelineRun.objects.filter(pk__in=queued[10:12]).delete()  # an admin's delete, a retention prune
+    PipelineRun.objects.filter(status="failed", finished_at__isnull=True).exclude(pk=old.pk).update(status="queued")
+    assert_summaries_exact(sources=["runs"])
+
+    since, counted = runs_last_day()
+    assert since <= now - timedelta(hours=24) and since > now - timedelta(hours=25)
+    expected = {"created": 43, "failed": 7}
+    assert counted[run_kind(PipelineRun)] == _runs_counted_by_the_table(PipelineRun, since) == expected
+    with CaptureQueriesContext(connection) as queries:
+        context = runs_context(None)
+    counts = [q["sql"] for q in queries.captured_queries if "count(" in q["sql"].lower()]
+    assert counts == []  # no run table is counted
+    pipeline = next(k for k in context["kinds"] if k["kind"] == PipelineRun._meta.verbose_name_plural)
+    assert (pipeline["total"], pipeline["failed"]) == (43, 7)
+    page = admin_client.get("/admin/").content.decode()
+    assert f"since {timezone.localtime(since):%Y-%m-%d %H:%M}" in page

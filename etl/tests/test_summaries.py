@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
 
-from etl import locks, selectors, services, summaries
+from etl import events, locks, selectors, services, summaries, tasks
 from etl.errors import DomainError
 from etl.health import health_report
 from etl.models import (
@@ -449,3 +449,54 @@ def test_summary_migration_lock_is_the_registered_one():
         migration = importlib.import_module(module)
         assert f"({namespace}, {item})" in migration.LOCK_SHARED + migration.LOCK_EXCLUSIVE, module
         assert f"pg_advisory_xact_lock_shared({namespace}, {item})" in migration.CREATE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scheduled_fold_vacuums_the_deltas_so_later_reads_scan_no_dead_rows(monkeypatch):
+    """The feature step of 100,000 series leaves some 300,000 summary deltas; once folded,
+    each read of the summaries (the dashboard reads them three times) scanned their dead rows
+    until autovacuum came by. The schedule's and the pipeline's folds vacuum a bloated delta
+    table; a page's read folds without vacuuming."""
+    monkeypatch.setattr(summaries, "READ_FOLD_SECONDS", 0)  # this read folds
+    n = 20_000
+
+    def insert() -> None:
+        with connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO integrity_summary_deltas (market, metric, value)"
+                " SELECT 'NASDAQ', 'candles.orphan', g %% 2 FROM generate_series(1, %s) g",
+                [n],
+            )
+
+    def size() -> int:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_relation_size('integrity_summary_deltas')")
+            return cur.fetchone()[0]
+
+    insert()
+    assert summaries.summary_read("candles.").value("candles.orphan", "NASDAQ") == n // 2  # a read folds
+    assert size() > events.VACUUM_ABOVE_BYTES  # and leaves the dead rows
+    insert()
+    result = tasks.summaries_fold()
+    assert result["moved"] == n and result["values"] == 1
+    assert size() == 0  # the dead rows are gone and the empty pages with them
+    assert summaries.summary_read("candles.", fold=False).value("candles.orphan", "NASDAQ") == n
+
+
+def test_a_run_table_gets_its_runs_counted_when_its_triggers_are_installed(assert_summaries_exact):
+    """An existing database learns the `runs.*` summaries at its next migrate: the runs
+    already in the window are counted once, and installing again counts nothing twice."""
+    from etl.event_triggers import event_triggers_install
+    from etl.models import PipelineRun
+
+    with connection.cursor() as cur:
+        for name in ("integrity_runs_ins", "integrity_runs_upd", "integrity_runs_del"):
+            cur.execute(f"DROP TRIGGER {name} ON pipeline_runs")
+    PipelineRun.objects.bulk_create([PipelineRun(status="failed"), PipelineRun(status="succeeded")])
+    assert summary_services.summary_check(sources=["runs"])  # not counted yet
+    event_triggers_install()
+    assert_summaries_exact(sources=["runs"])
+    event_triggers_install()
+    assert_summaries_exact(sources=["runs"])
+    PipelineRun.objects.create(status="failed")
+    assert_summaries_exact(sources=["runs"])

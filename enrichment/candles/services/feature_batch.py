@@ -10,9 +10,11 @@ live poller and backfills take for one series):
 1. copy:    their new and changed candles from market_data into a staging table (one
             INSERT ... SELECT), the amendments of restated bars and the upsert into
             market_data_v2 (one statement each, `candle_upsert.stage_*`);
-2. read:    where each series' stale tail starts and the context its longest window needs
-            (one query, each series read by the primary key's index), then all those rows in
-            one query, packed into one bytea (`feature_scratch.packed_out`), by series and time;
+2. read:    where each series' stale tail starts and the context its longest window needs:
+            one pass over each series' stored rows (`feature_probe`), then two index probes per
+            series whose new bars follow every stored one with nothing stale and no funding (the
+            hourly case), the general query for the others; then all those rows in one query,
+            packed into one bytea (`feature_scratch.packed_out`), by series and time;
 3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
@@ -58,7 +60,7 @@ from enrichment.candles.services.feature_scratch import (
 from enrichment.candles.services.series_refs import timeframe_parse
 from etl.calendars import MarketCalendar, market_calendar
 from etl.locks import FEATURE_SERIES, xact_locks
-from etl.models import Symbol
+from etl.models import Market, Symbol
 from etl.services.partitions import partitions_ensure_from
 
 # A chunk: at most this many series, and about this many candle rows read. Its fixed cost is
@@ -87,7 +89,15 @@ def chunks(series: list[ScannedSeries]):
         yield chunk
 
 
-_TEMP_TABLES = ("feature_chunk", "feature_stage", "feature_tails", "feature_out", "feature_days", "feature_metrics")
+_TEMP_TABLES = (
+    "feature_chunk",
+    "feature_stage",
+    "feature_probe",
+    "feature_tails",
+    "feature_out",
+    "feature_days",
+    "feature_metrics",
+)
 
 
 @dataclass(slots=True)
@@ -100,20 +110,26 @@ class ChunkResult:
 
 @dataclass(slots=True)
 class SeriesContext:
-    """What the computation needs about the symbols and markets of a run: loaded once per
-    chunk for its symbols, calendars once per market."""
+    """What the computation needs about the symbols and markets of a run: the symbols loaded
+    once per chunk, each market (with its sessions and closures) and its calendar once per run.
+    (Prefetching every chunk's markets again cost 0.15 s a chunk: thousands of closure rows.)"""
 
     calendars: dict[int, MarketCalendar] = field(default_factory=dict)
+    markets: dict[int, Market] = field(default_factory=dict)
 
     def keys(self, chunk: list[ScannedSeries]) -> list[SeriesKey]:
-        # Sessions and closures only for a market met first (two queries), not for every symbol.
-        by_id = Symbol.objects.select_related("market").in_bulk([s.symbol_id for s in chunk])
+        by_id = Symbol.objects.in_bulk([s.symbol_id for s in chunk])
+        unknown = {symbol.market_id for symbol in by_id.values()} - self.markets.keys()
+        for market in Market.objects.filter(pk__in=unknown).prefetch_related("sessions", "closures"):
+            # The calendar first: a chunk on the other worker thread (`feature_workers`) that
+            # sees the market known finds its calendar.
+            self.calendars[market.pk] = market_calendar(market)
+            self.markets[market.pk] = market
         out = []
         for item in chunk:
             symbol = by_id[item.symbol_id]
-            calendar = self.calendars.get(symbol.market_id)
-            if calendar is None:
-                calendar = self.calendars[symbol.market_id] = market_calendar(symbol.market)
+            symbol.market = self.markets[symbol.market_id]  # the per-series fallback reads its calendar
+            calendar = self.calendars[symbol.market_id]
             out.append(SeriesKey(symbol, item.timeframe, timeframe_parse(item.timeframe), calendar))
         return out
 
@@ -137,6 +153,7 @@ def chunk_run(
         _chunk_table(cur, chunk, keys)
         scratch = scratch_series(cur)
         done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
+        jit = _jit_off(cur)
         new, tails = 0, {}
         if len(scratch) < len(keys):  # a chunk of new series only has nothing to stage or re-read
             new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
@@ -148,10 +165,21 @@ def chunk_run(
         _refresh_status(cur)
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
+        cur.execute("SELECT set_config('jit', %s, true)", [jit])
     return result
 
 
 # --- the steps of a chunk ---------------------------------------------------------------
+
+
+def _jit_off(cur) -> str:
+    """JIT off for the chunk's statements; returns the setting to put back. Over 500 series their
+    per-series index loops are costed above `jit_above_cost`, so PostgreSQL compiled each of them
+    (25-30 ms apiece, four of them a chunk: 1 s of a 5,000-series hourly run) for plans that run in
+    100-200 ms. Transaction-local and put back at the chunk's end: inside a caller's transaction
+    the chunk is a savepoint, whose rollback undoes it too."""
+    cur.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+    return cur.fetchone()[0]
 
 
 def _lock(keys: list[SeriesKey]) -> None:
@@ -238,16 +266,60 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # `lookback` rows before it, the funding observations the percentile needs, then the row before
 # the context and the rows before it. New candles are stale, so they are never before the first
 # stale row: only the earliest row can be one of them.
+#
+# First one pass over each series' stored rows (`_PROBE_SQL`): its first stale row, its earliest
+# row, and how many rows and funding observations lie before its first new candle. The hourly
+# case — new bars after every stored one, nothing stale, no funding — then needs only two index
+# probes more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first new candle
+# and the rows before it are those before the new candle less the `lookback + 1` of the context.
+# The other series (restated bars, funding, a full run) take the general query (`_TAILS_SQL`).
 _SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
-_TAILS_SQL = f"""
-CREATE TEMP TABLE feature_tails ON COMMIT DROP AS
+_TAILS_DDL = """
+CREATE TEMP TABLE feature_tails (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
+                                 dirty timestamptz NOT NULL, ctx timestamptz, prev timestamptz, row_offset int8)
+ON COMMIT DROP
+"""
+_PROBE_SQL = f"""
+CREATE TEMP TABLE feature_probe ON COMMIT DROP AS
 WITH n AS MATERIALIZED (
     SELECT k, min(ts) AS first FROM feature_stage WHERE is_new GROUP BY k
-), s AS MATERIALIZED (
-    SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first,
-           least((SELECT min(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="c")} AND {{stale}}), n.first) AS dirty
-    FROM feature_chunk c LEFT JOIN n ON n.k = c.k
-    WHERE NOT c.scratch
+)
+SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first, a.stale_first, a.earliest,
+       a.before_new, a.funded_before_new,
+       n.first IS NOT NULL AND (a.stale_first IS NULL OR a.stale_first >= n.first)
+       AND NOT coalesce(a.funded_before_new, false) AS fast
+FROM feature_chunk c
+LEFT JOIN n ON n.k = c.k
+CROSS JOIN LATERAL (
+    SELECT min(v.ts) FILTER (WHERE {{stale}}) AS stale_first, min(v.ts) AS earliest,
+           count(*) FILTER (WHERE v.ts < n.first) AS before_new,
+           bool_or(v.funding_rate IS NOT NULL) FILTER (WHERE v.ts < n.first) AS funded_before_new
+    FROM market_data_v2 v WHERE {_SERIES.format(t="c")}
+) a
+WHERE NOT c.scratch
+"""  # noqa: S608 - fixed clauses
+_TAILS_FAST_SQL = f"""
+INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
+WITH f AS MATERIALIZED (
+    SELECT p.k, p.symbol_id, p.timeframe, p.new_first, p.earliest, p.before_new, p.lookback,
+           (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="p")} AND v.ts < p.new_first
+            ORDER BY v.ts DESC OFFSET p.lookback LIMIT 1) AS by_rows
+    FROM feature_probe p WHERE p.fast
+), g AS MATERIALIZED (
+    SELECT f.k, f.symbol_id, f.timeframe, f.new_first AS dirty,
+           coalesce(f.by_rows, least(f.earliest, f.new_first)) AS ctx,
+           CASE WHEN f.by_rows IS NULL THEN 0 ELSE f.before_new - f.lookback - 1 END AS row_offset
+    FROM f
+)
+SELECT g.k, g.symbol_id, g.timeframe, g.dirty, g.ctx,
+       (SELECT max(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="g")} AND v.ts < g.ctx), g.row_offset
+FROM g
+"""  # noqa: S608 - fixed clauses
+_TAILS_SQL = f"""
+INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
+WITH s AS MATERIALIZED (
+    SELECT p.k, p.symbol_id, p.timeframe, p.lookback, p.new_first, least(p.stale_first, p.new_first) AS dirty
+    FROM feature_probe p WHERE NOT p.fast
 ), g AS MATERIALIZED (
     SELECT s.k, s.symbol_id, s.timeframe, s.dirty, s.new_first,
            (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="s")} AND v.ts < s.dirty
@@ -276,11 +348,24 @@ FROM h
 """  # noqa: S608 - fixed clauses
 
 
+def _tails(cur, *, full: bool) -> None:
+    """feature_tails: where each series of the chunk has to be recomputed from (`dirty`), the
+    first row of its context (`ctx`), the row before that and how many rows lie before it."""
+    stale = "true" if full else "v.features_revision IS DISTINCT FROM v.revision"
+    cur.execute(_TAILS_DDL)
+    cur.execute(_PROBE_SQL.format(stale=stale))
+    cur.execute("SELECT count(*) FILTER (WHERE fast), count(*) FILTER (WHERE NOT fast) FROM feature_probe")
+    fast, other = cur.fetchone()
+    if fast:
+        cur.execute(_TAILS_FAST_SQL)
+    if other:
+        cur.execute(_TAILS_SQL.format(funding_offset=FUNDING_WINDOW - 2))
+
+
 def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     """Read every stale tail of the chunk with its context in one COPY, compute each series over
     its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail."""
-    stale = "true" if full else "v.features_revision IS DISTINCT FROM v.revision"
-    cur.execute(_TAILS_SQL.format(stale=stale, funding_offset=FUNDING_WINDOW - 2))
+    _tails(cur, full=full)
     cur.execute("SELECT k, dirty, prev, row_offset FROM feature_tails ORDER BY k")
     meta = cur.fetchall()
     if not meta:
@@ -392,10 +477,10 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         "INSERT INTO feature_days SELECT * FROM unnest(%s::int8[], %s::timestamptz[])",
         [[k for k, _ in written], [s.to_pydatetime() for s in starts]],
     )
+    # Whether the series has a row before that day: its earliest stored row, from the probe (the
+    # chunk deletes no row, and its new candles are at or after the first recomputed bar).
     cur.execute(
-        "SELECT d.k, EXISTS (SELECT 1 FROM market_data_v2 v JOIN feature_chunk c ON c.k = d.k"
-        " WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts < d.day_start)"
-        " FROM feature_days d ORDER BY d.k"
+        "SELECT d.k, p.earliest < d.day_start FROM feature_days d JOIN feature_probe p ON p.k = d.k ORDER BY d.k"
     )
     earlier = dict(cur.fetchall())
     read = packed_out(

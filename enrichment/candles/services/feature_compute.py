@@ -224,14 +224,15 @@ def context_rows(
     an older stretch. Shared by the per-series and the chunked path, so both compute the same."""
     with_prev = ts_seconds if prev_seconds is None else np.concatenate([[prev_seconds], ts_seconds])
     skip = 0 if prev_seconds is None else 1
+    missing = candle_quality.missing_before(with_prev, series.calendar, series.seconds)
     return ContextRows(
         ts=ts,
         ts_seconds=ts_seconds,
         data=data,
         emit_from=int(np.searchsorted(ts_seconds, dirty_seconds)),
         row_offset=row_offset,
-        breaks=candle_quality.series_breaks(with_prev, series.calendar, series.seconds)[skip:],
-        missing=candle_quality.missing_before(with_prev, series.calendar, series.seconds)[skip:],
+        breaks=candle_quality.series_breaks(with_prev, series.calendar, series.seconds, missing=missing)[skip:],
+        missing=missing[skip:],
     )
 
 

@@ -17,7 +17,7 @@ from enrichment.candles.services import feature_batch, feature_compute, feature_
 from enrichment.candles.services.feature_runs import features_run
 from enrichment.candles.tests.feature_fixtures import insert_market_data, make_symbol, random_candles
 from enrichment.models import DataQualityMetric, EnrichmentComputeLog, EnrichmentStatus, FeatureRun, MarketDataV2
-from etl.models import DataCorrection, MarketData
+from etl.models import DataCorrection, MarketData, Symbol
 from etl.progress import Cancelled, ProgressReporter
 
 pytestmark = pytest.mark.django_db
@@ -373,3 +373,85 @@ def test_new_series_starting_in_different_years_are_written_in_one_chunk(caplog)
     assert "one by one" not in caplog.text
     assert result.failed == 0 and result.candles_inserted == 80
     assert MarketDataV2.objects.filter(symbol=earlier).count() == 40
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_one_new_bar_per_series_batched_equals_the_per_series_path(seed):
+    """The hourly case: every series gets its next bar, round after round. The chunked run reads
+    the context of the series whose new bars follow every stored one, with nothing stale and no
+    funding, by its short query (`_TAILS_FAST_SQL`: also one with fewer stored rows than the
+    longest window needs, read from its first row, one whose late bar fills a hole between stored
+    ones, and one that gets older history before its first stored bar); a series with a restated
+    bar or with funding observations goes the general way. Both end with the rows, metrics,
+    status, logs and amendments of the per-series path, bit for bit."""
+    rng = np.random.default_rng(seed)
+    twins, plans = [], []
+    for i in range(11):
+        shape = SHAPES[i % len(SHAPES)] if i < 9 else SHAPES[2]  # daily: a context of 52 rows
+        market = shape[0]
+        asset_class = "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ"
+        one, two = make_symbol(f"P{i}", market, asset_class), make_symbol(f"C{i}", market, asset_class)
+        n = int(rng.integers(90 if i < 9 else 160, 200))
+        data = random_candles(
+            n, seed=seed * 100 + i, timeframe_seconds=shape[2], start=shape[3], gaps=int(rng.integers(0, 6))
+        )
+        cut = 20 if i == 8 else int(rng.integers(60, n - 5)) if i < 9 else n - 5  # the 9th: short
+        # Held back until the third round: a bar in the middle (the 10th), the oldest 15 (the 11th).
+        held = {9: [slice(cut - 30, cut - 29)], 10: [slice(0, 15)]}.get(i, [])
+        twins.append((one, two))
+        plans.append((shape, data, cut, held))
+        first = held[0].stop if i == 10 else 0
+        for part in [slice(first, cut)] if i != 9 else [slice(0, cut - 30), slice(cut - 29, cut)]:
+            feed((one, two), shape, data, part)
+
+    def both_runs() -> list[str]:
+        per_series = features_run(symbols=[p for p, _ in twins], chunked=False)
+        with CaptureQueriesContext(connection) as queries:
+            chunked = features_run(symbols=[c for _, c in twins], chunked=True)
+        assert per_series.failed == chunked.failed == 0
+        for name in ("series", "candles_inserted", "candles_updated", "amendments", "rows_computed"):
+            assert getattr(per_series, name) == getattr(chunked, name), name
+        return [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().startswith("INSERT INTO feature_tails")]
+
+    both_runs()
+    for step in range(4):
+        if step == 1:  # funding observations on stored rows of one pair (a provider source writes them)
+            for symbol in twins[1]:
+                stamps = list(MarketDataV2.objects.filter(symbol=symbol).order_by("ts").values_list("ts", flat=True))
+                MarketDataV2.objects.filter(symbol=symbol, ts__in=stamps[10:40:8]).update(funding_rate=1e-4)
+        if step == 2:
+            restate(twins[0], plans[0][0][1], rng, 1)
+        for (one, two), (shape, data, cut, held) in zip(twins, plans, strict=True):
+            feed((one, two), shape, data, slice(cut + step, cut + step + 1))
+            for part in held if step == 3 else []:
+                feed((one, two), shape, data, part)
+        tails = both_runs()
+        assert any("WHERE p.fast" in q for q in tails)  # the hourly series' short query
+        # The general one from the funding on: for that pair, and for the restated one.
+        assert any("WHERE NOT p.fast" in q for q in tails) == (step >= 1)
+    for one, two in twins:
+        assert_same_series(one, two)
+    assert DataCorrection.objects.filter(kind="candle_amendment").exists()
+
+
+def test_a_chunk_runs_without_jit_and_puts_the_setting_back(monkeypatch):
+    """The chunk's statements are costed above `jit_above_cost` and were compiled for nothing
+    (25-30 ms apiece): the chunk turns JIT off for itself, and the caller's setting is back after."""
+    make_series(3)
+    features_run(chunked=True)
+    for symbol in Symbol.objects.filter(ticker__startswith="S"):
+        insert_market_data(symbol, random_candles(31, seed=symbol.pk), rows=slice(30, 31))
+    seen = []
+    real = feature_batch._compute
+
+    def compute(cur, keys, *, full):
+        cur.execute("SELECT current_setting('jit')")
+        seen.append(cur.fetchone()[0])
+        return real(cur, keys, full=full)
+
+    monkeypatch.setattr(feature_batch, "_compute", compute)
+    with connection.cursor() as cur:
+        cur.execute("SET jit = on")
+        assert features_run(chunked=True).rows_computed == 3
+        cur.execute("SELECT current_setting('jit')")
+        assert seen == ["off"] and cur.fetchone()[0] == "on"
