@@ -27,7 +27,13 @@ from django.db import connection, transaction
 
 from etl.events import OPEN_RUN_STATUSES, run_kind
 from etl.models import RunRecord
-from etl.summaries import RUNS_WINDOW_HOURS, runs_summary_sql, runs_summary_triggers_install, window_start
+from etl.summaries import (
+    RUNS_WINDOW_HOURS,
+    runs_summary_sql,
+    runs_summary_triggers_drop,
+    runs_summary_triggers_install,
+    window_start,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +169,8 @@ def event_triggers_install(**_signal_kwargs) -> None:
                         f"INSERT INTO integrity_summary_deltas (market, metric, bucket, value) {fill}",
                         {"since": window_start(RUNS_WINDOW_HOURS)},
                     )
+        else:  # migrated back before the summaries: their triggers would write to a table that is gone
+            runs_summary_triggers_drop(cur, run_tables)
         if "market_data" in existing:
             cur.execute(MARKET_DATA_FUNCTION)
             _create_trigger(

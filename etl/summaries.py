@@ -429,6 +429,14 @@ def runs_summary_triggers_install(cur, tables: list[tuple[str, str]]) -> list[st
     return [table for table, _ in tables if table not in had]
 
 
+def runs_summary_triggers_drop(cur, tables: list[tuple[str, str]]) -> None:
+    """Drop the `runs.*` triggers from the run tables [(table, kind)] (no summaries to write to)."""
+    for table, _kind in tables:
+        quoted = connection.ops.quote_name(table)
+        for name in ("integrity_runs_ins", "integrity_runs_del", "integrity_runs_upd"):
+            cur.execute(f"DROP TRIGGER IF EXISTS {name} ON {quoted}")
+
+
 def runs_last_day(*, now: datetime | None = None) -> tuple[datetime, dict[str, dict[str, int]]]:
     """Runs created, and those of them that failed, per kind since the start of the hour 24
     hours ago (24 to 25 hours: whole hours of the summaries, never a count of the run

@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
+from numba import njit
 
 from enrichment.candles.candle_frames import normalise
 from enrichment.candles.models import CANDLE_COLUMNS
@@ -104,10 +105,33 @@ def _binary_slice(dtype: np.dtype, fields: list[tuple[str, np.ndarray, np.ndarra
     if not variable:
         return rows.tobytes()
     raw = rows.view(np.uint8).reshape(m, dtype.itemsize)
-    keep = np.ones(raw.shape, dtype=bool)
-    for offset, width, length in variable:
-        keep[:, offset : offset + width] = np.arange(width) < length[:, None]
-    return raw[keep].tobytes()
+    offsets = np.array([offset for offset, _, _ in variable], dtype=np.int64)
+    widths = np.array([width for _, width, _ in variable], dtype=np.int64)
+    lengths = np.stack([length for _, _, length in variable], axis=1)
+    used = np.maximum(lengths, 0).sum(dtype=np.int64) + (dtype.itemsize - widths.sum()) * m
+    out = np.empty(int(used), dtype=np.uint8)
+    _compact(raw, offsets, widths, lengths, out)
+    return out.tobytes()
+
+
+@njit(cache=True)
+def _compact(raw, offsets, widths, lengths, out):  # pragma: no cover - compiled
+    """Each row of `raw` into `out`, of its variable fields (at `offsets`, `widths` wide) only
+    the first `lengths[row, j]` bytes (none for NULL, -1): one pass, no mask as big as the rows."""
+    pos = 0
+    for i in range(raw.shape[0]):
+        start = 0
+        for j in range(offsets.shape[0]):
+            for b in range(start, offsets[j]):
+                out[pos] = raw[i, b]
+                pos += 1
+            for b in range(offsets[j], offsets[j] + max(lengths[i, j], 0)):
+                out[pos] = raw[i, b]
+                pos += 1
+            start = offsets[j] + widths[j]
+        for b in range(start, raw.shape[1]):
+            out[pos] = raw[i, b]
+            pos += 1
 
 
 def _epoch_us(ts) -> np.ndarray:

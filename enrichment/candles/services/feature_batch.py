@@ -124,8 +124,10 @@ class SeriesContext:
         by_id = Symbol.objects.in_bulk([s.symbol_id for s in chunk])
         unknown = {symbol.market_id for symbol in by_id.values()} - self.markets.keys()
         for market in Market.objects.filter(pk__in=unknown).prefetch_related("sessions", "closures"):
-            self.markets[market.pk] = market
+            # The calendar first: a chunk on the other worker thread (`feature_workers`) that
+            # sees the market known finds its calendar.
             self.calendars[market.pk] = market_calendar(market)
+            self.markets[market.pk] = market
         out = []
         for item in chunk:
             symbol = by_id[item.symbol_id]
@@ -155,8 +157,10 @@ def chunk_run(
         scratch = scratch_series(cur)
         done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
         jit = _jit_off(cur)
-        new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
-        tails = _compute(cur, keys, full=full)
+        new, tails = 0, {}
+        if len(scratch) < len(keys):  # a chunk of new series only has nothing to stage or re-read
+            new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
+            tails = _compute(cur, keys, full=full)
         result.inserted = done.inserted + (_insert_new(cur) if new else 0)
         _refresh_metrics(cur, keys, tails)
         tails.update(done.tails)

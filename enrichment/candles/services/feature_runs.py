@@ -4,6 +4,7 @@ features (`feature_compute`); feature runs recorded, queued, executed and cancel
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -20,6 +21,7 @@ from enrichment.candles.services.candle_upsert import candles_upsert
 from enrichment.candles.services.feature_batch import SeriesContext, chunk_run, chunks
 from enrichment.candles.services.feature_compute import features_compute
 from enrichment.candles.services.feature_scan import Scan, scan_horizon, scan_mark_advance, series_scan
+from enrichment.candles.services.feature_workers import run_overlapped
 from enrichment.candles.services.live import live_markets_ensure
 from enrichment.candles.services.schedules import due_close, schedules_ensure
 from enrichment.candles.services.series_refs import symbols_from_params, timeframe_parse
@@ -133,28 +135,29 @@ def _features_run_chunked(scan: Scan, *, full: bool, run: FeatureRun | None, pro
     tally = _Tally()
     context = SeriesContext()
     run_ref = _run_ref(run)
-    for chunk in chunks(scan.stale):
-        try:
-            done = chunk_run(chunk, full=full, run=run, run_ref=run_ref, context=context)
-        except DomainError:
-            raise
-        except Exception as exc:
-            if connection_lost(exc):
-                raise
-            # Which series broke the chunk? Each one again on its own: the others go on.
-            logger.warning("feature chunk of %s series failed (%s); running them one by one", len(chunk), exc)
-            pairs = _symbols_of([(s.symbol_id, s.timeframe) for s in chunk])
-            tally.add_result(
-                _features_run_per_series(pairs, source=MARKET_DATA_SOURCE, full=full, run=run, progress=progress)
-            )
-            continue
-        tally.inserted += done.inserted
-        tally.updated += done.updated
-        tally.amendments += done.amendments
-        tally.rows += done.rows_computed
-        if progress is not None:
-            progress.advance(len(chunk), check_cancel=False)
-            progress.check_cancel()  # between chunks, whatever the reporter's interval
+    work = partial(chunk_run, full=full, run=run, run_ref=run_ref, context=context)
+    # Two chunks in flight, each its own transaction on its own connection (`feature_workers`);
+    # closed on the way out (a cancel, an error raised here): the chunks in flight finish first.
+    with closing(run_overlapped(chunks(scan.stale), work=work)) as outcomes:
+        for chunk, done in outcomes:
+            if isinstance(done, Exception):
+                exc = done
+                if isinstance(exc, DomainError) or connection_lost(exc):
+                    raise exc
+                # Which series broke the chunk? Each one again on its own: the others go on.
+                logger.warning("feature chunk of %s series failed (%s); running them one by one", len(chunk), exc)
+                pairs = _symbols_of([(s.symbol_id, s.timeframe) for s in chunk])
+                tally.add_result(
+                    _features_run_per_series(pairs, source=MARKET_DATA_SOURCE, full=full, run=run, progress=progress)
+                )
+                continue
+            tally.inserted += done.inserted
+            tally.updated += done.updated
+            tally.amendments += done.amendments
+            tally.rows += done.rows_computed
+            if progress is not None:
+                progress.advance(len(chunk), check_cancel=False)
+                progress.check_cancel()  # between chunks, whatever the reporter's interval
     return tally.result(run, series=len(scan.stale))
 
 
