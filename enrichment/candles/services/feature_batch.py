@@ -165,7 +165,7 @@ def chunk_run(
         _refresh_metrics(cur, keys, tails)
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
-        _refresh_status(cur, full=full, size=len(chunk))
+        _refresh_status(cur, probed=not full and len(scratch) < len(keys), size=len(chunk))
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
         cur.execute("SELECT set_config('jit', %s, true)", [jit])
@@ -578,14 +578,15 @@ CROSS JOIN LATERAL (
 """
 
 
-def _refresh_status(cur, *, full: bool, size: int) -> int:
+def _refresh_status(cur, *, probed: bool, size: int) -> int:
     """`feature_compute._refresh_status` for every series of the chunk, with its watermark.
     A series that was ok and got only bars after its stored ones (the hourly case) is updated
     from the probe and its new rows (`_APPENDED_SQL`); the others (restated or pending bars, a
     late bar between stored ones, a failed or new series, a full run) are recounted from all
     their rows. The completeness is summed over every day of each series either way (the status
-    row keeps the ratio only). Returns how many series were updated without a recount."""
-    if full:
+    row keeps the ratio only). `probed`: an incremental run whose probe ran (not a chunk of new
+    series only). Returns how many series were updated without a recount."""
+    if not probed:
         cur.execute("CREATE TEMP TABLE feature_appended (k int8 PRIMARY KEY) ON COMMIT DROP")
         appended = 0
     else:
