@@ -165,7 +165,8 @@ def chunk_run(
         _refresh_metrics(cur, keys, tails)
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
-        _refresh_status(cur, probed=not full and len(scratch) < len(keys), size=len(chunk))
+        probed = not full and len(scratch) < len(keys)
+        _refresh_status(cur, probed=probed, inserted=result.inserted - done.inserted, size=len(chunk))
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
         cur.execute("SELECT set_config('jit', %s, true)", [jit])
@@ -526,23 +527,26 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
 
 # The status of a series whose chunk only appended bars, from the probe's pass over its stored
 # rows (made before the new ones were inserted, and which the chunk did not touch: nothing was
-# stale, so only the new rows were computed) and the new rows, read by the primary key's index.
+# stale, so only the new rows were computed) and the new rows, as `_insert_new` wrote them (the
+# staged new candles with their features: revision 1 computed, stamped now()).
 # Counts and timestamps are exactly a recount's; the mean quality score is the stored rows' sum
 # plus the new rows' over their count, as `avg` sums them (float8, in the order read): no running
 # sum is kept, so no error builds up from run to run.
 _APPENDED_SQL = """
 CREATE TEMP TABLE feature_appended ON COMMIT DROP AS
+WITH t AS (
+    SELECT s.k, count(*) AS n, max(s.ts) AS last_ts, sum(o.quality_score) AS quality_sum,
+           count(o.quality_score) AS quality_n
+    FROM feature_stage s JOIN feature_out o ON o.k::int8 = s.k AND o.ts = s.ts
+    WHERE s.is_new
+    GROUP BY s.k
+)
 SELECT p.k, p.stored + t.n AS rows, p.earliest AS first_ts, greatest(p.latest, t.last_ts) AS last_ts,
-       greatest(p.computed, t.computed) AS computed, t.pending,
+       greatest(p.computed, now()) AS computed, 0 AS pending,
        (coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0)) / NULLIF(p.quality_n + t.quality_n, 0) AS quality
 FROM feature_probe p
+JOIN t ON t.k = p.k
 JOIN enrichment_status es ON es.symbol_id = p.symbol_id AND es.timeframe = p.timeframe
-CROSS JOIN LATERAL (
-    SELECT count(*) AS n, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
-           count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
-           sum(v.quality_score) AS quality_sum, count(v.quality_score) AS quality_n
-    FROM market_data_v2 v WHERE v.symbol_id = p.symbol_id AND v.timeframe = p.timeframe AND v.ts >= p.new_first
-) t
 WHERE es.state = 'ok' AND p.stored > 0 AND p.stale_first IS NULL AND p.new_first > p.latest
   AND NOT EXISTS (SELECT FROM feature_stage s WHERE s.k = p.k AND NOT s.is_new)
 """
@@ -578,15 +582,16 @@ CROSS JOIN LATERAL (
 """
 
 
-def _refresh_status(cur, *, probed: bool, size: int) -> int:
+def _refresh_status(cur, *, probed: bool, inserted: int, size: int) -> int:
     """`feature_compute._refresh_status` for every series of the chunk, with its watermark.
     A series that was ok and got only bars after its stored ones (the hourly case) is updated
     from the probe and its new rows (`_APPENDED_SQL`); the others (restated or pending bars, a
     late bar between stored ones, a failed or new series, a full run) are recounted from all
     their rows. The completeness is summed over every day of each series either way (the status
     row keeps the ratio only). `probed`: an incremental run whose probe ran (not a chunk of new
-    series only). Returns how many series were updated without a recount."""
-    if not probed:
+    series only); `inserted`: new candles written by `_insert_new`. Returns how many series were
+    updated without a recount."""
+    if not (probed and inserted):
         cur.execute("CREATE TEMP TABLE feature_appended (k int8 PRIMARY KEY) ON COMMIT DROP")
         appended = 0
     else:

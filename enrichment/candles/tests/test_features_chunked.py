@@ -499,8 +499,8 @@ def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_
     appended, recounted = [], []
     refresh = feature_batch._refresh_status
 
-    def spy(cur, *, probed, size):
-        done = refresh(cur, probed=probed, size=size)
+    def spy(cur, *, probed, inserted, size):
+        done = refresh(cur, probed=probed, inserted=inserted, size=size)
         appended.append(done)
         recounted.append(size - done)
         return done
