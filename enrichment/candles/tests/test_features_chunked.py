@@ -488,6 +488,7 @@ def assert_status_is_a_recount() -> int:
     return len(rows)
 
 
+@pytest.mark.django_db(transaction=True)  # each run commits: its now() is its own, as last_computed_at
 @pytest.mark.parametrize("seed", [5, 6])
 def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_and_gaps(seed, monkeypatch):
     """The chunked run updates the status of a series that only got bars after its stored ones
