@@ -18,8 +18,10 @@ live poller and backfills take for one series):
 3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
-            the daily quality metrics likewise (one read, one COPY, one upsert); status rows and
-            the compute log with one statement each.
+            the daily quality metrics likewise (one read, one COPY, one upsert); the compute log
+            with one statement; the status rows with one statement for the series that only got
+            bars after their stored ones (from the probe's pass and their new rows: no recount)
+            and one that recounts the others (`_refresh_status`).
 
 A chunk that raises is rolled back and its series are run one by one through the per-series
 path, so a failing series is recorded with its error and the others go on.
@@ -97,6 +99,7 @@ _TEMP_TABLES = (
     "feature_out",
     "feature_days",
     "feature_metrics",
+    "feature_appended",
 )
 
 
@@ -162,7 +165,8 @@ def chunk_run(
         _refresh_metrics(cur, keys, tails)
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
-        _refresh_status(cur)
+        probed = not full and len(scratch) < len(keys)
+        _refresh_status(cur, probed=probed, inserted=result.inserted - done.inserted, size=len(chunk))
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
         cur.execute("SELECT set_config('jit', %s, true)", [jit])
@@ -268,7 +272,8 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # stale row: only the earliest row can be one of them.
 #
 # First one pass over each series' stored rows (`_PROBE_SQL`): its first stale row, its earliest
-# row, and how many rows and funding observations lie before its first new candle. The hourly
+# row, and how many rows and funding observations lie before its first new candle; and, for its
+# status row (`_refresh_status`), its row count, last row, last computation and quality sum. The hourly
 # case — new bars after every stored one, nothing stale, no funding — then needs only two index
 # probes more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first new candle
 # and the rows before it are those before the new candle less the `lookback + 1` of the context.
@@ -285,7 +290,7 @@ WITH n AS MATERIALIZED (
     SELECT k, min(ts) AS first FROM feature_stage WHERE is_new GROUP BY k
 )
 SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first, a.stale_first, a.earliest,
-       a.before_new, a.funded_before_new,
+       a.before_new, a.funded_before_new, a.latest, a.stored, a.computed, a.quality_sum, a.quality_n,
        n.first IS NOT NULL AND (a.stale_first IS NULL OR a.stale_first >= n.first)
        AND NOT coalesce(a.funded_before_new, false) AS fast
 FROM feature_chunk c
@@ -293,7 +298,9 @@ LEFT JOIN n ON n.k = c.k
 CROSS JOIN LATERAL (
     SELECT min(v.ts) FILTER (WHERE {{stale}}) AS stale_first, min(v.ts) AS earliest,
            count(*) FILTER (WHERE v.ts < n.first) AS before_new,
-           bool_or(v.funding_rate IS NOT NULL) FILTER (WHERE v.ts < n.first) AS funded_before_new
+           bool_or(v.funding_rate IS NOT NULL) FILTER (WHERE v.ts < n.first) AS funded_before_new,
+           max(v.ts) AS latest, count(*) AS stored, max(v.computed_at) AS computed,
+           sum(v.quality_score) AS quality_sum, count(v.quality_score) AS quality_n
     FROM market_data_v2 v WHERE {_SERIES.format(t="c")}
 ) a
 WHERE NOT c.scratch
@@ -518,35 +525,84 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
     metrics_upsert(cur, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
 
 
-def _refresh_status(cur) -> None:
-    """`feature_compute._refresh_status` for every series of the chunk, with its watermark."""
-    cur.execute(
-        """
-        INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                                       avg_quality_score, completeness, last_error, source_synced_until,
-                                       updated_at)
-        SELECT c.symbol_id, c.timeframe, CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END,
-               a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.completeness, '', c.watermark, now()
-        FROM feature_chunk c
-        CROSS JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
-                   count(*) AS n, min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
-                   avg(v.quality_score) AS quality
-            FROM market_data_v2 v WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
-        ) a
-        CROSS JOIN LATERAL (
-            SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0)
-                   AS completeness
-            FROM data_quality_metrics q WHERE q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
-        ) q
-        ORDER BY c.symbol_id, c.timeframe
-        ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
-            state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
-            last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
-            completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error,
-            source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
-        """
-    )
+# The status of a series whose chunk only appended bars, from the probe's pass over its stored
+# rows (made before the new ones were inserted, and which the chunk did not touch: nothing was
+# stale, so only the new rows were computed) and the new rows, as `_insert_new` wrote them (the
+# staged new candles with their features: revision 1 computed, stamped now()).
+# Counts and timestamps are exactly a recount's; the mean quality score is the stored rows' sum
+# plus the new rows' over their count, as `avg` sums them (float8, in the order read): no running
+# sum is kept, so no error builds up from run to run.
+_APPENDED_SQL = """
+CREATE TEMP TABLE feature_appended ON COMMIT DROP AS
+WITH t AS (
+    SELECT s.k, count(*) AS n, max(s.ts) AS last_ts, sum(o.quality_score) AS quality_sum,
+           count(o.quality_score) AS quality_n
+    FROM feature_stage s JOIN feature_out o ON o.k::int8 = s.k AND o.ts = s.ts
+    WHERE s.is_new
+    GROUP BY s.k
+)
+SELECT p.k, p.stored + t.n AS rows, p.earliest AS first_ts, greatest(p.latest, t.last_ts) AS last_ts,
+       greatest(p.computed, now()) AS computed, 0 AS pending,
+       (coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0)) / NULLIF(p.quality_n + t.quality_n, 0) AS quality
+FROM feature_probe p
+JOIN t ON t.k = p.k
+JOIN enrichment_status es ON es.symbol_id = p.symbol_id AND es.timeframe = p.timeframe
+WHERE es.state = 'ok' AND p.stored > 0 AND p.stale_first IS NULL AND p.new_first > p.latest
+  AND NOT EXISTS (SELECT FROM feature_stage s WHERE s.k = p.k AND NOT s.is_new)
+"""
+_STATUS_SQL = """
+INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
+                               avg_quality_score, completeness, last_error, source_synced_until, updated_at)
+SELECT c.symbol_id, c.timeframe, CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END,
+       a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.completeness, '', c.watermark, now()
+FROM feature_chunk c
+{rows}
+CROSS JOIN LATERAL (
+    SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0) AS completeness
+    FROM data_quality_metrics q WHERE q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
+) q
+{where}
+ORDER BY c.symbol_id, c.timeframe
+ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+    state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
+    last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+    completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error,
+    source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
+"""
+_STATUS_APPENDED = """
+JOIN (SELECT k, pending, rows AS n, first_ts, last_ts, computed, quality FROM feature_appended) a ON a.k = c.k
+"""
+_STATUS_RECOUNT = """
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
+           count(*) AS n, min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
+           avg(v.quality_score) AS quality
+    FROM market_data_v2 v WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
+) a
+"""
+
+
+def _refresh_status(cur, *, probed: bool, inserted: int, size: int) -> int:
+    """`feature_compute._refresh_status` for every series of the chunk, with its watermark.
+    A series that was ok and got only bars after its stored ones (the hourly case) is updated
+    from the probe and its new rows (`_APPENDED_SQL`); the others (restated or pending bars, a
+    late bar between stored ones, a failed or new series, a full run) are recounted from all
+    their rows. The completeness is summed over every day of each series either way (the status
+    row keeps the ratio only). `probed`: an incremental run whose probe ran (not a chunk of new
+    series only); `inserted`: new candles written by `_insert_new`. Returns how many series were
+    updated without a recount."""
+    if not (probed and inserted):
+        cur.execute("CREATE TEMP TABLE feature_appended (k int8 PRIMARY KEY) ON COMMIT DROP")
+        appended = 0
+    else:
+        cur.execute(_APPENDED_SQL)
+        appended = cur.rowcount
+    if appended:
+        cur.execute(_STATUS_SQL.format(rows=_STATUS_APPENDED, where=""))
+    if appended < size:
+        where = "WHERE NOT EXISTS (SELECT FROM feature_appended x WHERE x.k = c.k)"
+        cur.execute(_STATUS_SQL.format(rows=_STATUS_RECOUNT, where=where))
+    return appended
 
 
 def _log(

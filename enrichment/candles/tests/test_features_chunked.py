@@ -455,3 +455,91 @@ def test_a_chunk_runs_without_jit_and_puts_the_setting_back(monkeypatch):
         assert features_run(chunked=True).rows_computed == 3
         cur.execute("SELECT current_setting('jit')")
         assert seen == ["off"] and cur.fetchone()[0] == "on"
+
+
+# `feature_compute._refresh_status`'s full recount of one series, for every status row.
+RECOUNT_SQL = """
+SELECT es.symbol_id, es.timeframe, es.state, es.rows, es.first_ts, es.last_ts, es.last_computed_at,
+       es.avg_quality_score, es.completeness,
+       CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END, a.n, a.first_ts, a.last_ts, a.computed, a.quality,
+       (SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0)
+        FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe)
+FROM enrichment_status es
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending, count(*) AS n,
+           min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed, avg(v.quality_score) AS quality
+    FROM market_data_v2 v WHERE v.symbol_id = es.symbol_id AND v.timeframe = es.timeframe
+) a
+ORDER BY es.symbol_id, es.timeframe
+"""
+
+
+def assert_status_is_a_recount() -> int:
+    """Every status row equals a full recount of its series: state, counts, timestamps and
+    completeness exactly, the mean quality score to the last bits of a float sum's order."""
+    with connection.cursor() as cur:
+        cur.execute(RECOUNT_SQL)
+        rows = cur.fetchall()
+    for row in rows:
+        stored, recounted = row[2:9], row[9:]
+        assert stored[:5] == recounted[:5], row[:2]
+        assert stored[5] == pytest.approx(recounted[5], rel=1e-12, nan_ok=True), row[:2]
+        assert stored[6] == recounted[6], row[:2]
+    return len(rows)
+
+
+@pytest.mark.django_db(transaction=True)  # each run commits: its now() is its own, as last_computed_at
+@pytest.mark.parametrize("seed", [5, 6])
+def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_and_gaps(seed, monkeypatch):
+    """The chunked run updates the status of a series that only got bars after its stored ones
+    from its stored rows' pass and its new rows (no recount); the others are recounted. Round
+    after round of new bars, a bar after a gap, a restated bar, a late bar between stored ones
+    and two bars at once, on crypto (with funding) and daily stock series, every status row is
+    a recount's, and both ways were taken."""
+    monkeypatch.setattr(feature_batch, "CHUNK_SERIES", 4)
+    appended, recounted = [], []
+    refresh = feature_batch._refresh_status
+
+    def spy(cur, *, probed, inserted, size):
+        done = refresh(cur, probed=probed, inserted=inserted, size=size)
+        appended.append(done)
+        recounted.append(size - done)
+        return done
+
+    monkeypatch.setattr(feature_batch, "_refresh_status", spy)
+    rng = np.random.default_rng(seed)
+    series = []
+    for i in range(9):
+        shape = SHAPES[i % len(SHAPES)]
+        market = shape[0]
+        symbol = make_symbol(f"Q{i}", market, "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ")
+        data = random_candles(120, seed=seed * 10 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3)
+        cut = int(rng.integers(60, 80))
+        held = cut - 10  # a bar held back: written late, between stored ones
+        feed((symbol,), shape, data, slice(0, held))
+        feed((symbol,), shape, data, slice(held + 1, cut))
+        series.append({"symbol": symbol, "shape": shape, "data": data, "next": cut, "held": held})
+    assert features_run(chunked=True).failed == 0
+    assert_status_is_a_recount()
+    for _ in range(6):
+        for s in series:
+            action = rng.choice(["next", "gap", "restate", "late", "two", "nothing"], p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
+            step = {"next": 1, "gap": 3, "two": 2, "restate": 1}.get(str(action), 0)
+            if action == "gap":
+                s["next"] += 2  # two bars never arrive
+            if action == "restate":  # a stored bar restated inconsistent (its score drops), and the next bar
+                stored = MarketData.objects.filter(symbol=s["symbol"]).order_by("ts").values_list("ts", flat=True)
+                ts = list(stored)[int(rng.integers(0, s["next"] - 5))]
+                MarketData.objects.filter(symbol=s["symbol"], ts=ts).update(
+                    high=F("low") * 0.5, updated_at=timezone.now()
+                )
+            if action == "late" and s["held"] is not None:
+                feed((s["symbol"],), s["shape"], s["data"], slice(s["held"], s["held"] + 1))
+                s["held"] = None
+            if step:
+                take = 2 if action == "two" else 1
+                feed((s["symbol"],), s["shape"], s["data"], slice(s["next"], s["next"] + take))
+                s["next"] += take
+        assert features_run(chunked=True).failed == 0
+        assert assert_status_is_a_recount() == len(series)
+    assert sum(appended) > 0 and sum(recounted) > 0
