@@ -18,6 +18,7 @@ what that transaction wrote: the chunks then run one by one on the caller's conn
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -75,7 +76,13 @@ class _Overlap:
         self.slots = threading.Semaphore(0)
 
     def run(self, workers: int) -> Iterator[tuple]:
-        threads = [threading.Thread(target=self.worker, name=f"feature-chunk-{i}", daemon=True) for i in range(workers)]
+        # Each thread in a copy of the caller's context: the run's log tag (etl.logcontext) goes with it.
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(self.worker,), name=f"feature-chunk-{i}")
+            for i in range(workers)
+        ]
+        for thread in threads:
+            thread.daemon = True
         self.slots.release(workers)
         for thread in threads:
             thread.start()

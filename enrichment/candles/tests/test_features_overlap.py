@@ -125,3 +125,11 @@ def test_an_interrupt_in_a_worker_is_raised_on_the_callers_thread_and_stops_the_
     with pytest.raises(KeyboardInterrupt):
         list(run_overlapped(range(100), work=work))
     assert len(started) < 100
+
+
+def test_the_workers_log_under_the_callers_run():
+    from etl.logcontext import current_run, run_context
+
+    with run_context("featurerun", 7):
+        seen = {got for _item, got in run_overlapped(range(4), work=lambda _item: current_run())}
+    assert seen == {("featurerun", "7")}
