@@ -26,6 +26,7 @@ from django.apps import apps
 from django.db import connection, transaction
 
 from etl.events import OPEN_RUN_STATUSES, run_kind
+from etl.locks import TRIGGERS_INSTALL, xact_lock
 from etl.models import RunRecord
 from etl.summaries import (
     RUNS_WINDOW_HOURS,
@@ -162,6 +163,7 @@ def event_triggers_install(**_signal_kwargs) -> None:
             # no trigger yet has its runs of the window counted once, here (its inserts wait for
             # this transaction: CREATE TRIGGER locks the table).
             with transaction.atomic():
+                xact_lock(TRIGGERS_INSTALL)  # which tables had the triggers is read under it
                 new = runs_summary_triggers_install(cur, run_tables)
                 if new:
                     fill = runs_summary_sql([(t, k) for t, k in run_tables if t in new])

@@ -116,6 +116,13 @@ IMPORT_SLOT = AdvisoryLock(
 METRICS = AdvisoryLock(
     "metrics", 72_400, LockScope.TRANSACTION, "one scrape at a time folds metric_deltas into metric_totals"
 )
+TRIGGERS_INSTALL = AdvisoryLock(
+    "triggers_install",
+    72_410,
+    LockScope.TRANSACTION,
+    "one install of the run tables' summary triggers at a time (post_migrate on several hosts at once would"
+    " each count the window's runs once)",
+)
 SUMMARY_SYMBOLS = AdvisoryLock(
     "summary_symbols",
     72_500,
@@ -169,6 +176,7 @@ LOCKS: tuple[AdvisoryLock, ...] = (
     IMPORT_START,
     IMPORT_SLOT,
     METRICS,
+    TRIGGERS_INSTALL,
     SUMMARY_SYMBOLS,
     SUMMARY_FOLD,
     LIVE_POLL,

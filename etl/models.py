@@ -789,6 +789,7 @@ class MetricDelta(models.Model):
         ADD = "add"
         MAX = "max"
         SET = "set"
+        OBS = "obs"  # one observation of a histogram: the fold makes its buckets, count and sum
 
     family = models.CharField(max_length=120)
     sample = models.CharField(max_length=140)

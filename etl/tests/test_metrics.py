@@ -207,3 +207,15 @@ def test_a_finished_run_is_two_deltas_and_its_duration_folds_into_the_histogram(
     assert samples[("mytrader_run_duration_seconds_count", f"{{{kind}}}")] == 3.0
     assert samples[("mytrader_run_duration_seconds_sum", f"{{{kind}}}")] == 102.5
     assert not MetricDelta.objects.exists()
+
+
+def test_a_runs_duration_delta_is_a_valid_metric_delta():
+    """The `obs` delta the run tables' trigger writes is one of the model's ops (the admin and
+    full_clean refused it)."""
+    from etl.models import PipelineRun
+
+    now = timezone.now()
+    PipelineRun.objects.create(status="succeeded", started_at=now - timedelta(seconds=3), finished_at=now)
+    observed = MetricDelta.objects.get(op=MetricDelta.Op.OBS)
+    observed.full_clean()
+    assert observed.value == 3.0

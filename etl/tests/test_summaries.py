@@ -500,3 +500,23 @@ def test_a_run_table_gets_its_runs_counted_when_its_triggers_are_installed(asser
     assert_summaries_exact(sources=["runs"])
     PipelineRun.objects.create(status="failed")
     assert_summaries_exact(sources=["runs"])
+
+
+def test_installing_the_run_triggers_waits_for_another_install():
+    """Two hosts migrating at once: each reads which run tables have no trigger yet and counts
+    their window's runs; under one lock the second sees the first's triggers and counts nothing."""
+    import psycopg
+    from django.db.utils import OperationalError
+
+    from etl.event_triggers import event_triggers_install
+
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")})
+    try:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", locks.TRIGGERS_INSTALL.key())
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '200ms'")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            event_triggers_install()
+    finally:
+        other.close()

@@ -530,8 +530,9 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
 # stale, so only the new rows were computed) and the new rows, as `_insert_new` wrote them (the
 # staged new candles with their features: revision 1 computed, stamped now()).
 # Counts and timestamps are exactly a recount's; the mean quality score is the stored rows' sum
-# plus the new rows' over their count, as `avg` sums them (float8, in the order read): no running
-# sum is kept, so no error builds up from run to run.
+# plus the new rows' sum over their count: float8 added in another order than a recount's `avg`
+# adds them, so it may differ from it in the last bits (the test allows 1e-12 relative); no
+# running sum is kept, so no error builds up from run to run.
 _APPENDED_SQL = """
 CREATE TEMP TABLE feature_appended ON COMMIT DROP AS
 WITH t AS (

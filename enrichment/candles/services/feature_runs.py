@@ -138,7 +138,12 @@ def _features_run_chunked(scan: Scan, *, full: bool, run: FeatureRun | None, pro
     work = partial(chunk_run, full=full, run=run, run_ref=run_ref, context=context)
     # Two chunks in flight, each its own transaction on its own connection (`feature_workers`);
     # closed on the way out (a cancel, an error raised here): the chunks in flight finish first.
-    with closing(run_overlapped(chunks(scan.stale), work=work)) as outcomes:
+
+    def counted_late(chunk, _done) -> None:  # in flight when the run stopped: committed, so counted
+        if progress is not None:
+            progress.advance(len(chunk), check_cancel=False)
+
+    with closing(run_overlapped(chunks(scan.stale), work=work, late=counted_late)) as outcomes:
         for chunk, done in outcomes:
             if isinstance(done, Exception):
                 exc = done

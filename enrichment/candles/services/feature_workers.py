@@ -18,6 +18,7 @@ what that transaction wrote: the chunks then run one by one on the caller's conn
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -34,16 +35,21 @@ CHUNK_WORKERS = 2
 
 
 def run_overlapped(
-    items: Iterable[Item], *, work: Callable[[Item], Result], workers: int = CHUNK_WORKERS
+    items: Iterable[Item],
+    *,
+    work: Callable[[Item], Result],
+    workers: int = CHUNK_WORKERS,
+    late: Callable[[Item, Result], None] | None = None,
 ) -> Iterator[tuple[Item, Result | Exception]]:
     """`work(item)` for each item, at most `workers` at once, each in a thread with its own
     database connection; yields (item, result or the Exception it raised) as each finishes.
     One by one on this thread when `workers` is 1 or a transaction is open here. Closing the
     iterator early (a cancel) lets the items in flight finish and starts no other: a worker
-    starts its next item once the caller has taken a result."""
+    starts its next item once the caller has taken a result; `late(item, result)` is called, on
+    the caller's thread, for each of those that then succeeded (their work is done: committed)."""
     if workers <= 1 or connection.in_atomic_block:
         return _one_by_one(items, work)
-    return _Overlap(items, work).run(workers)
+    return _Overlap(items, work, late).run(workers)
 
 
 def _one_by_one(items: Iterable[Item], work: Callable[[Item], Result]) -> Iterator[tuple[Item, Result | Exception]]:
@@ -58,9 +64,10 @@ _END = object()
 
 
 class _Overlap:
-    def __init__(self, items: Iterable, work: Callable) -> None:
+    def __init__(self, items: Iterable, work: Callable, late: Callable | None = None) -> None:
         self.source = iter(items)
         self.work = work
+        self.late = late
         self.take = threading.Lock()
         self.stop = threading.Event()
         self.done: queue.Queue = queue.Queue()
@@ -69,7 +76,13 @@ class _Overlap:
         self.slots = threading.Semaphore(0)
 
     def run(self, workers: int) -> Iterator[tuple]:
-        threads = [threading.Thread(target=self.worker, name=f"feature-chunk-{i}", daemon=True) for i in range(workers)]
+        # Each thread in a copy of the caller's context: the run's log tag (etl.logcontext) goes with it.
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(self.worker,), name=f"feature-chunk-{i}")
+            for i in range(workers)
+        ]
+        for thread in threads:
+            thread.daemon = True
         self.slots.release(workers)
         for thread in threads:
             thread.start()
@@ -89,6 +102,17 @@ class _Overlap:
             self.slots.release(workers)  # wakes the waiting workers, which see `stop` and end
             for thread in threads:
                 thread.join()
+            self._finished_late()
+
+    def _finished_late(self) -> None:
+        """The results nobody took (the caller stopped): hand the successes to `late`."""
+        while True:
+            try:
+                got = self.done.get_nowait()
+            except queue.Empty:
+                return
+            if got is not _END and self.late is not None and not isinstance(got[1], BaseException):
+                self.late(*got)
 
     def worker(self) -> None:
         try:

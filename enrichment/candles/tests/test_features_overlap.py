@@ -102,12 +102,14 @@ def test_a_cancel_lets_the_chunk_in_flight_finish_and_starts_no_other(monkeypatc
         insert_market_data(make_symbol(f"X{i}", "BINANCE"), random_candles(40, seed=i), timeframe="1h")
     run = FeatureRun.objects.create(kind=FeatureRun.Kind.COMPUTE, params={}, requested_by="test")
     FeatureRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    reporter = ProgressReporter(run, label="features")
     with pytest.raises(Cancelled):
-        features_run(run=run, progress=ProgressReporter(run, label="features"), chunked=True)
+        features_run(run=run, progress=reporter, chunked=True)
     # Two chunks were started at once: the first one's end is where the cancel is seen; the
     # other one finishes (committed, all its series done); the last two were never started.
     done = EnrichmentStatus.objects.filter(state="ok").count()
     assert done == MarketDataV2.objects.values("symbol").distinct().count() == 4
+    assert reporter.done == done  # the chunk that finished after the cancel is counted too
 
 
 def test_an_interrupt_in_a_worker_is_raised_on_the_callers_thread_and_stops_the_others():
@@ -123,3 +125,11 @@ def test_an_interrupt_in_a_worker_is_raised_on_the_callers_thread_and_stops_the_
     with pytest.raises(KeyboardInterrupt):
         list(run_overlapped(range(100), work=work))
     assert len(started) < 100
+
+
+def test_the_workers_log_under_the_callers_run():
+    from etl.logcontext import current_run, run_context
+
+    with run_context("featurerun", 7):
+        seen = {got for _item, got in run_overlapped(range(4), work=lambda _item: current_run())}
+    assert seen == {("featurerun", "7")}
