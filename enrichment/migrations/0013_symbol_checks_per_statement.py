@@ -84,11 +84,20 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION symbol_refs_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    full_tables text[];
 BEGIN
     -- No symbol left, so no row of either table may stay: emptied as TRUNCATE empties (no
     -- DELETE over millions of rows, no dead tuples), and the quality numbers go with them (the
     -- summary triggers of a DELETE would find no market for the rows: symbols is empty).
-    TRUNCATE market_data_v2, data_quality_metrics;
+    -- Only the tables with rows: one the same TRUNCATE named (Django's flush names them all) is
+    -- empty already, and a TRUNCATE of it here would fail as "in use by active queries".
+    full_tables := ARRAY(SELECT t FROM unnest(ARRAY['market_data_v2', 'data_quality_metrics']) t
+                         WHERE CASE t WHEN 'market_data_v2' THEN EXISTS (SELECT 1 FROM market_data_v2)
+                                      ELSE EXISTS (SELECT 1 FROM data_quality_metrics) END);
+    IF cardinality(full_tables) > 0 THEN
+        EXECUTE 'TRUNCATE ' || array_to_string(full_tables, ', ');
+    END IF;
     DELETE FROM integrity_summary WHERE metric LIKE 'quality.%';
     DELETE FROM integrity_summary_deltas WHERE metric LIKE 'quality.%';
     RETURN NULL;

@@ -194,7 +194,14 @@ DELETED_ROWS = (
 )
 
 
-def test_truncating_symbols_empties_both_tables_and_the_quality_numbers(reference_data, assert_summaries_exact):
+@pytest.mark.parametrize(
+    "truncate",
+    ["TRUNCATE symbols CASCADE", "TRUNCATE symbols, market_data_v2, data_quality_metrics CASCADE"],
+    ids=["symbols", "with_both_tables"],  # the second as Django's flush names every table
+)
+def test_truncating_symbols_empties_both_tables_and_the_quality_numbers(
+    truncate, reference_data, assert_summaries_exact
+):
     """TRUNCATE empties them as TRUNCATE does (no DELETE of every row), and the quality numbers
     equal a recount of the empty table (a DELETE's triggers no longer found the rows' market)."""
     for ticker in ("ONE", "TWO"):
@@ -206,7 +213,7 @@ def test_truncating_symbols_empties_both_tables_and_the_quality_numbers(referenc
         cur.execute(DELETED_ROWS)
         deleted_before = cur.fetchone()[0]
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the other tables' deferred keys, before TRUNCATE
-        cur.execute("TRUNCATE symbols CASCADE")
+        cur.execute(truncate)
         cur.execute(DELETED_ROWS)
         deleted = cur.fetchone()[0] - deleted_before
     assert not MarketDataV2.objects.exists() and not DataQualityMetric.objects.exists()
