@@ -18,7 +18,13 @@ took 9.6 s of its 36 s (bench_scale 5000 250, profiled): as long as writing the 
 - delete of a symbol: a row trigger on symbols deletes the symbol's rows of both tables first
   (Django's on_delete=CASCADE already deleted them: two index probes), so a DELETE in SQL leaves
   no orphans either, and the quality summaries' triggers still find the symbol's market. A
-  TRUNCATE of symbols empties both tables, and a symbol's id cannot change while rows name it.
+  TRUNCATE of symbols truncates both tables (no DELETE of every row) and clears their quality
+  summaries, and a symbol's id cannot change while rows name it.
+- partitions: PostgreSQL does not copy a statement trigger to a partition, so every partition of
+  market_data_v2 gets its own insert check (a statement naming the partition fires only that
+  one's); candle_partition_ensure, re-created here, gives it to the partitions it makes later.
+- undo: the rows naming a missing symbol are counted per table first; the foreign keys come back
+  only when there are none.
 
 Limit: the delete trigger sees rows committed after its snapshot only under READ COMMITTED (the
 isolation Django and every writer here use), where a real foreign key also checks them under
