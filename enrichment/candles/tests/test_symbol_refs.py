@@ -235,3 +235,23 @@ def test_undoing_the_checks_names_the_orphans_first():
     message = "cannot undo enrichment 0013: 2 rows of market_data_v2, 1 rows of data_quality_metrics name a symbol"
     with pytest.raises(IntegrityError, match=message), transaction.atomic(), connection.cursor() as cur:
         cur.execute(undo)
+
+
+def test_a_write_through_the_parent_is_checked_once():
+    """The partitions' own checks do not fire when the parent is the target: one check for a
+    statement whose rows land in two partitions, one more for a statement naming a partition."""
+    real = make_symbol("REAL", "BINANCE", "CRYPTO").pk
+    calls = "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions WHERE funcname = 'symbol_refs_insert'"
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL track_functions = 'all'")
+        cur.execute(
+            f"INSERT INTO market_data_v2 ({V2_COLUMNS}) SELECT %s, '1d', y, 1, 1, 1, 1, 1, 'test', 1, 0"  # noqa: S608
+            " FROM unnest(ARRAY['2024-06-01', '2025-06-01']::timestamptz[]) y",
+            [real],
+        )
+        cur.execute(calls)
+        assert cur.fetchone()[0] == 1
+    write_into("market_data_v2_y2024", real, datetime(2024, 7, 1, tzinfo=UTC), how="insert")
+    with connection.cursor() as cur:
+        cur.execute(calls)
+        assert cur.fetchone()[0] == 2
