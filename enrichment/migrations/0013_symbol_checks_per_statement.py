@@ -18,7 +18,13 @@ took 9.6 s of its 36 s (bench_scale 5000 250, profiled): as long as writing the 
 - delete of a symbol: a row trigger on symbols deletes the symbol's rows of both tables first
   (Django's on_delete=CASCADE already deleted them: two index probes), so a DELETE in SQL leaves
   no orphans either, and the quality summaries' triggers still find the symbol's market. A
-  TRUNCATE of symbols empties both tables, and a symbol's id cannot change while rows name it.
+  TRUNCATE of symbols truncates both tables (no DELETE of every row) and clears their quality
+  summaries, and a symbol's id cannot change while rows name it.
+- partitions: PostgreSQL does not copy a statement trigger to a partition, so every partition of
+  market_data_v2 gets its own insert check (a statement naming the partition fires only that
+  one's); candle_partition_ensure, re-created here, gives it to the partitions it makes later.
+- undo: the rows naming a missing symbol are counted per table first; the foreign keys come back
+  only when there are none.
 
 Limit: the delete trigger sees rows committed after its snapshot only under READ COMMITTED (the
 isolation Django and every writer here use), where a real foreign key also checks them under
@@ -29,6 +35,7 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 import etl.models
+from etl.migrations._candle_tables import ENSURE_FUNCTION
 
 TABLES = ("market_data_v2", "data_quality_metrics")
 OLD_FKS = {
@@ -83,10 +90,69 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION symbol_refs_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    full_tables text[];
 BEGIN
-    DELETE FROM market_data_v2;
-    DELETE FROM data_quality_metrics;
+    -- No symbol left, so no row of either table may stay: emptied as TRUNCATE empties (no
+    -- DELETE over millions of rows, no dead tuples), and the quality numbers go with them (the
+    -- summary triggers of a DELETE would find no market for the rows: symbols is empty).
+    -- Only the tables with rows: one the same TRUNCATE named (Django's flush names them all) is
+    -- empty already, and a TRUNCATE of it here would fail as "in use by active queries".
+    full_tables := ARRAY(SELECT t FROM unnest(ARRAY['market_data_v2', 'data_quality_metrics']) t
+                         WHERE CASE t WHEN 'market_data_v2' THEN EXISTS (SELECT 1 FROM market_data_v2)
+                                      ELSE EXISTS (SELECT 1 FROM data_quality_metrics) END);
+    IF cardinality(full_tables) > 0 THEN
+        EXECUTE 'TRUNCATE ' || array_to_string(full_tables, ', ');
+    END IF;
+    DELETE FROM integrity_summary WHERE metric LIKE 'quality.%';
+    DELETE FROM integrity_summary_deltas WHERE metric LIKE 'quality.%';
     RETURN NULL;
+END $$;
+"""
+
+INSERT_TRIGGER = (
+    "CREATE TRIGGER symbol_refs_ins AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION symbol_refs_insert();"
+)
+
+# PostgreSQL copies row triggers to partitions, not statement triggers: without its own
+# symbol_refs_ins a partition takes an INSERT or COPY naming it unchecked. It fires only when the
+# partition itself is the target, so a write through the parent is checked once. Partitions made
+# later get it from candle_partition_ensure (etl/migrations/_candle_tables.py, re-created here).
+PARTITION_TRIGGERS = """
+DO $$ DECLARE part regclass; BEGIN
+    FOR part IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'market_data_v2'::regclass LOOP
+        EXECUTE format('CREATE TRIGGER symbol_refs_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows'
+                       ' FOR EACH STATEMENT EXECUTE FUNCTION symbol_refs_insert()', part);
+    END LOOP;
+END $$;
+"""
+DROP_PARTITION_TRIGGERS = """
+DO $$ DECLARE part regclass; BEGIN
+    FOR part IN SELECT tgrelid::regclass FROM pg_trigger
+                WHERE tgname = 'symbol_refs_ins' AND tgfoid = 'symbol_refs_insert()'::regprocedure LOOP
+        EXECUTE format('DROP TRIGGER symbol_refs_ins ON %s', part);
+    END LOOP;
+END $$;
+"""
+
+# The foreign keys validate every row when they come back, and one row naming a missing symbol
+# (written with the triggers disabled, say) fails that with a bare foreign_key_violation. The
+# orphans are counted first, per table, and the undo stops with what to do.
+ORPHANS = """
+DO $$ DECLARE t text; n bigint; found text := ''; BEGIN
+    FOREACH t IN ARRAY ARRAY['market_data_v2', 'data_quality_metrics'] LOOP
+        EXECUTE format('SELECT count(*) FROM %I r WHERE NOT EXISTS'
+                       ' (SELECT 1 FROM symbols s WHERE s.id = r.symbol_id)', t) INTO n;
+        IF n > 0 THEN
+            found := found || format('%s%s rows of %s', CASE WHEN found = '' THEN '' ELSE ', ' END, n, t);
+        END IF;
+    END LOOP;
+    IF found <> '' THEN
+        RAISE EXCEPTION 'cannot undo enrichment 0013: % name a symbol that does not exist', found
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'The foreign keys it restores would reject them: delete those rows first, then migrate back.';
+    END IF;
 END $$;
 """
 
@@ -106,8 +172,7 @@ def _forward() -> str:
     for table in TABLES:
         sql += [
             DROP_FK.format(table=table),
-            f"CREATE TRIGGER symbol_refs_ins AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows"
-            " FOR EACH STATEMENT EXECUTE FUNCTION symbol_refs_insert();",
+            INSERT_TRIGGER.format(table=table),
             f"CREATE TRIGGER symbol_refs_upd BEFORE UPDATE OF symbol_id ON {table} FOR EACH ROW"
             " WHEN (OLD.symbol_id IS DISTINCT FROM NEW.symbol_id) EXECUTE FUNCTION symbol_refs_update();",
         ]
@@ -117,12 +182,16 @@ def _forward() -> str:
         " EXECUTE FUNCTION symbol_refs_id_kept();",
         "CREATE TRIGGER symbol_refs_trunc AFTER TRUNCATE ON symbols FOR EACH STATEMENT"
         " EXECUTE FUNCTION symbol_refs_truncate();",
+        PARTITION_TRIGGERS,
+        ENSURE_FUNCTION,
     ]
     return "\n".join(sql)
 
 
 def _backward() -> str:
     sql = [
+        ORPHANS,
+        DROP_PARTITION_TRIGGERS,
         "DROP TRIGGER IF EXISTS symbol_refs_del ON symbols;",
         "DROP TRIGGER IF EXISTS symbol_refs_id ON symbols;",
         "DROP TRIGGER IF EXISTS symbol_refs_trunc ON symbols;",

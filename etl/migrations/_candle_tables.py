@@ -20,6 +20,12 @@ RETURNS int[] LANGUAGE plpgsql AS $$
 -- The yearly partitions <parent>_y<YYYY> of first_year..last_year that are missing: a plain
 -- table LIKE the parent, then ATTACH (SHARE UPDATE EXCLUSIVE on the parent, not ACCESS
 -- EXCLUSIVE as CREATE TABLE ... PARTITION OF would take). Returns the years made.
+-- Only a new, empty table is ever attached: ATTACH checks the partition bound and the
+-- foreign keys, not the statement-level symbol check (enrichment 0013), so a table that
+-- already holds rows would bring them in unchecked.
+-- PostgreSQL does not copy statement triggers to a partition: a parent's `symbol_refs_ins`
+-- (enrichment 0013) is created on the new partition too, so a write straight into it is
+-- checked as well (it does not fire when the parent is the statement's target).
 DECLARE
     y int;
     part text;
@@ -32,6 +38,11 @@ BEGIN
                            part, parent);
             EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', parent, part,
                            make_timestamptz(y, 1, 1, 0, 0, 0, 'UTC'), make_timestamptz(y + 1, 1, 1, 0, 0, 0, 'UTC'));
+            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(format('%I', parent))
+                       AND tgname = 'symbol_refs_ins') THEN
+                EXECUTE format('CREATE TRIGGER symbol_refs_ins AFTER INSERT ON %I REFERENCING NEW TABLE AS new_rows'
+                               ' FOR EACH STATEMENT EXECUTE FUNCTION symbol_refs_insert()', part);
+            END IF;
             made := made || y;
         END IF;
     END LOOP;
