@@ -93,3 +93,19 @@ def insert_market_data(symbol, data: dict, *, timeframe: str = "15m", rows: slic
     ]
     MarketData.objects.bulk_create(objs, batch_size=5000)
     return len(objs)
+
+
+def fail_series_in(monkeypatch, broken_pk: int) -> None:
+    """Every path's `compute_rows` (chunked, from scratch, per series) raises "boom" for one symbol."""
+    from enrichment.candles.services import feature_batch, feature_compute, feature_scratch
+
+    def failing(real):
+        def compute(series, rows, bars_per_day):
+            if series.symbol.pk == broken_pk:
+                raise RuntimeError("boom")
+            return real(series, rows, bars_per_day)
+
+        return compute
+
+    for module in (feature_batch, feature_scratch, feature_compute):
+        monkeypatch.setattr(module, "compute_rows", failing(module.compute_rows))

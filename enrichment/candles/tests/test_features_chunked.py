@@ -13,9 +13,14 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from enrichment.candles.services import feature_batch, feature_compute, feature_scratch
+from enrichment.candles.services import feature_batch
 from enrichment.candles.services.feature_runs import features_run
-from enrichment.candles.tests.feature_fixtures import insert_market_data, make_symbol, random_candles
+from enrichment.candles.tests.feature_fixtures import (
+    fail_series_in,
+    insert_market_data,
+    make_symbol,
+    random_candles,
+)
 from enrichment.models import DataQualityMetric, EnrichmentComputeLog, EnrichmentStatus, FeatureRun, MarketDataV2
 from etl.models import DataCorrection, MarketData, Symbol
 from etl.progress import Cancelled, ProgressReporter
@@ -192,18 +197,7 @@ def test_cancel_stops_between_chunks(monkeypatch):
 def test_a_failing_series_fails_alone_and_the_rest_of_its_chunk_goes_on(monkeypatch):
     symbols = make_series(5)
     broken = symbols[2]
-
-    def failing(real):
-        def compute(series, rows, bars_per_day):
-            if series.symbol.pk == broken.pk:
-                raise RuntimeError("boom")
-            return real(series, rows, bars_per_day)
-
-        return compute
-
-    monkeypatch.setattr(feature_batch, "compute_rows", failing(feature_batch.compute_rows))
-    monkeypatch.setattr(feature_scratch, "compute_rows", failing(feature_scratch.compute_rows))
-    monkeypatch.setattr(feature_compute, "compute_rows", failing(feature_compute.compute_rows))
+    fail_series_in(monkeypatch, broken.pk)
     result = features_run(chunked=True)
     assert result.failed == 1 and "boom" in result.errors[0] and result.rows_computed == 4 * 30
     status = EnrichmentStatus.objects.get(symbol=broken)

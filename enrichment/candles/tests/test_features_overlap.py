@@ -9,10 +9,15 @@ import time
 import pytest
 from django.db import connection
 
-from enrichment.candles.services import feature_batch, feature_compute, feature_runs, feature_scratch
+from enrichment.candles.services import feature_batch, feature_runs
 from enrichment.candles.services.feature_runs import features_run
 from enrichment.candles.services.feature_workers import run_overlapped
-from enrichment.candles.tests.feature_fixtures import insert_market_data, make_symbol, random_candles
+from enrichment.candles.tests.feature_fixtures import (
+    fail_series_in,
+    insert_market_data,
+    make_symbol,
+    random_candles,
+)
 from enrichment.candles.tests.test_features_chunked import assert_same_series
 from enrichment.models import EnrichmentStatus, FeatureRun, MarketDataV2
 from etl.progress import Cancelled, ProgressReporter
@@ -79,17 +84,7 @@ def test_a_failing_series_fails_alone_with_chunks_in_flight(monkeypatch):
     monkeypatch.setattr(feature_batch, "CHUNK_SERIES", 2)
     pairs = twins(5)
     broken = pairs[2][1]
-
-    def failing(real):
-        def compute(series, rows, bars_per_day):
-            if series.symbol.pk == broken.pk:
-                raise RuntimeError("boom")
-            return real(series, rows, bars_per_day)
-
-        return compute
-
-    for module in (feature_batch, feature_scratch, feature_compute):
-        monkeypatch.setattr(module, "compute_rows", failing(module.compute_rows))
+    fail_series_in(monkeypatch, broken.pk)
     result = features_run(symbols=[p[1] for p in pairs], chunked=True)
     assert result.failed == 1 and "boom" in result.errors[0]
     assert EnrichmentStatus.objects.get(symbol=broken).state == "failed"
