@@ -345,11 +345,31 @@ def _execute_batch(run: CorrectionRun, low: int, high: int) -> int:
     return changed
 
 
-def _start_execute(run: CorrectionRun) -> bool:
+class Withdrawn(Exception):
+    """A queued execute was cancelled before its worker started it."""
+
+
+def _start_save(run: CorrectionRun, *, queued: bool, **fields: Any) -> None:
+    """Mark the run running. From the queue, only while it is still queued: an operator's
+    cancel (`correction_cancel`) may have withdrawn it since it was queued, up to this very
+    statement; after it, a cancel stops the run after its current batch."""
+    if not queued:
+        _save(run, **fields)
+    elif CorrectionRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(**fields):
+        for name, value in fields.items():
+            setattr(run, name, value)
+    else:
+        run.refresh_from_db()
+        raise Withdrawn
+
+
+def _start_execute(run: CorrectionRun, *, queued: bool = False) -> bool:
     """Move the run into `executing` (or resume it); returns whether it resumed."""
+    if queued and run.status != RunStatus.QUEUED:
+        raise Withdrawn
     if run.phase == Phase.EXECUTING:
         brin_summarize(table="market_data")
-        _save(run, status=RunStatus.RUNNING, error="", cancel_requested=False, finished_at=None)
+        _start_save(run, queued=queued, status=RunStatus.RUNNING, error="", cancel_requested=False, finished_at=None)
         return True
     if run.phase not in (Phase.ANALYZED, Phase.PREVIEWED):
         raise ConflictError(
@@ -372,8 +392,9 @@ def _start_execute(run: CorrectionRun) -> bool:
     bounds = MarketData.objects.aggregate(low=Min("id"), high=Max("id"))
     low, high = bounds["low"] or 0, bounds["high"] or -1
     total = rows_needing_change(scope=run.scope, id_low=low, id_high=high) if high >= low else 0
-    _save(
+    _start_save(
         run,
+        queued=queued,
         phase=Phase.EXECUTING,
         status=RunStatus.RUNNING,
         started_at=timezone.now(),
@@ -389,15 +410,16 @@ def _start_execute(run: CorrectionRun) -> bool:
     return False
 
 
-def correction_execute(*, run: CorrectionRun, bar: bool = False) -> ExecuteResult:
+def correction_execute(*, run: CorrectionRun, bar: bool = False, queued: bool = False) -> ExecuteResult:
     """Back up, then set market_data.asset_class from symbols, batch by batch.
     Each batch is its own transaction, so a crash loses at most one batch of
     work and the run resumes from its last committed id. Cancel is honoured
     between batches; the run stays `executing` (resumable) when cancelled.
     A run refused before it starts (another is active) is not left `queued`:
-    it is marked failed with the reason."""
+    it is marked failed with the reason. `queued`: the worker of `correction_execute_queue`,
+    which leaves a run an operator cancelled before it started as it is."""
     try:
-        return _execute_exclusively(run, bar=bar)
+        return _execute_exclusively(run, bar=bar, queued=queued)
     except ConflictError as exc:
         _record_refusal(run, exc)
         raise
@@ -426,11 +448,14 @@ def _failed(run: CorrectionRun, exc: BaseException) -> None:
     write_after_reconnect(partial(_save, run, **fields), what=f"the failure of correction {run.pk}")
 
 
-def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
+def _execute_exclusively(run: CorrectionRun, *, bar: bool, queued: bool) -> ExecuteResult:
     started = time.monotonic()
     with _exclusive():
         run.refresh_from_db()
-        resumed = _start_execute(run)
+        try:
+            resumed = _start_execute(run, queued=queued)
+        except Withdrawn:
+            return _result(run, resumed=False, seconds=0.0)
         metrics.operations_started.labels("execute").inc()
         done_before = run.rows_updated
         reporter = ProgressReporter(run, total=run.progress_total, label=f"correction {run.pk}", bar=bar)
@@ -475,23 +500,36 @@ def _execute_exclusively(run: CorrectionRun, *, bar: bool) -> ExecuteResult:
         metrics.records_processed.labels("execute").inc(run.rows_updated - done_before)
         metrics.operation_duration.labels("execute").observe(elapsed)
         metrics.operations_completed.labels("execute", str(result)).inc()
-        return ExecuteResult(
-            run_id=run.pk,
-            status=str(run.status),
-            phase=str(run.phase),
-            resumed=resumed,
-            rows_updated=run.rows_updated,
-            rows_backed_up=run.rows_backed_up,
-            batches=run.batches_done,
-            seconds=round(elapsed, 3),
-            rate_per_second=rate,
-        )
+        return _result(run, resumed=resumed, seconds=elapsed)
+
+
+def _result(run: CorrectionRun, *, resumed: bool, seconds: float) -> ExecuteResult:
+    return ExecuteResult(
+        run_id=run.pk,
+        status=str(run.status),
+        phase=str(run.phase),
+        resumed=resumed,
+        rows_updated=run.rows_updated,
+        rows_backed_up=run.rows_backed_up,
+        batches=run.batches_done,
+        seconds=round(seconds, 3),
+        rate_per_second=run.rate_per_second,
+    )
 
 
 def correction_cancel(*, run: CorrectionRun) -> CorrectionRun:
     """Ask a running execute or rollback to stop after its current batch. One whose
     process is gone (no session holds the correction lock) is cancelled at once, in
-    its phase: executing (rolling back) it again resumes it."""
+    its phase: executing (rolling back) it again resumes it. An execute queued for a
+    worker and not started yet is withdrawn at once: its worker leaves it as it is."""
+    requested = Q(phase=Phase.EXECUTING) | Q(phase__in=[Phase.ANALYZED, Phase.PREVIEWED], started_at__isnull=False)
+    if CorrectionRun.objects.filter(requested, pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED,
+        finished_at=timezone.now(),
+        error="cancelled by an operator before its worker started it",
+    ):
+        run.refresh_from_db()
+        return run
     updated = CorrectionRun.objects.filter(
         pk=run.pk, phase__in=[Phase.EXECUTING, Phase.ROLLING_BACK], status__in=[RunStatus.RUNNING, RunStatus.QUEUED]
     ).update(cancel_requested=True)

@@ -9,7 +9,7 @@ from corrections.models import CorrectionRun
 
 
 def correction_execute(run_id: int) -> dict[str, Any]:
-    return services.correction_execute(run=CorrectionRun.objects.get(pk=run_id)).to_dict()
+    return services.correction_execute(run=CorrectionRun.objects.get(pk=run_id), queued=True).to_dict()
 
 
 def correction_rollback(run_id: int, reason: str, requested_by: str, force: bool = False) -> dict[str, Any]:

@@ -387,3 +387,63 @@ def test_backups_join_candles_by_hashing_a_window_not_by_one_brin_probe_per_back
             plan = "\n".join(row[0] for row in cur.fetchall())
         transaction.set_rollback(True)
     assert "Hash Join" in plan and "Nested Loop" not in plan
+
+
+def test_a_queued_execute_cancelled_before_its_worker_starts_is_left_alone(world):
+    from corrections import tasks
+
+    run = new_run(overwrite_mismatched=True)
+    before = market_data_checksum()
+    services.correction_execute_queue(run=run)  # the worker's task is sent when the test's transaction commits
+    cancelled = services.correction_cancel(run=run)
+    assert (cancelled.status, cancelled.phase) == (RunStatus.CANCELLED, Phase.ANALYZED)
+    assert "before its worker started it" in cancelled.error
+    result = tasks.correction_execute(run.pk)  # the worker picks the task up later
+    assert (result["status"], result["phase"], result["rows_updated"]) == ("cancelled", "analyzed", 0)
+    assert market_data_checksum() == before and not CorrectionBackup.objects.filter(run=run).exists()
+    # Another run may execute now: the cancelled one no longer waits in the queue.
+    assert services.correction_execute(run=new_run()).status == "succeeded"
+
+
+def test_a_queued_resume_cancelled_before_its_worker_starts_stays_where_it_stopped(world):
+    from corrections import tasks
+
+    run = new_run(overwrite_mismatched=True, batch_size=10)
+    original = services._execute_batch
+
+    def cancel_after_first(run_, low, high):
+        changed = original(run_, low, high)
+        CorrectionRun.objects.filter(pk=run_.pk).update(cancel_requested=True)
+        return changed
+
+    services._execute_batch = cancel_after_first
+    try:
+        assert services.correction_execute(run=run).batches == 1
+    finally:
+        services._execute_batch = original
+    backed_up = CorrectionBackup.objects.filter(run=run).count()
+    services.correction_execute_queue(run=run)
+    assert services.correction_cancel(run=run).status == RunStatus.CANCELLED
+    result = tasks.correction_execute(run.pk)
+    assert (result["status"], result["phase"], result["batches"]) == ("cancelled", "executing", 1)
+    assert CorrectionBackup.objects.filter(run=run).count() == backed_up
+    resumed = services.correction_execute(run=run)  # executing it again still resumes it
+    assert resumed.resumed and resumed.status == "succeeded" and resumed.rows_updated == 75
+
+
+def test_a_cancel_that_lands_while_the_worker_prepares_the_run_wins(world, monkeypatch):
+    from corrections import tasks
+
+    run = new_run()
+    services.correction_execute_queue(run=run)
+    counted = services.rows_needing_change
+
+    def cancelled_meanwhile(**kwargs):
+        # the operator's cancel commits after the worker read the run as queued, before it is marked running
+        services.correction_cancel(run=CorrectionRun.objects.get(pk=run.pk))
+        return counted(**kwargs)
+
+    monkeypatch.setattr(services, "rows_needing_change", cancelled_meanwhile)
+    result = tasks.correction_execute(run.pk)
+    assert (result["status"], result["rows_updated"]) == ("cancelled", 0)
+    assert not CorrectionBackup.objects.filter(run=run).exists()
