@@ -50,44 +50,73 @@ def bars_per_day(calendar: MarketCalendar, timeframe_seconds: int) -> int | None
     return -(-calendar.trading_day_seconds() // timeframe_seconds)
 
 
-def _grid(ts_seconds: np.ndarray, timeframe_seconds: int) -> np.ndarray:
-    first, last = int(ts_seconds[0]), int(ts_seconds[-1])
-    return np.arange(first, last + 1, timeframe_seconds, dtype=np.int64)
+NO_PREV = np.iinfo(np.int64).min  # `gaps_many`'s prev_seconds of a series with no row before its first
 
 
 def missing_before(ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_seconds: int) -> np.ndarray:
     """Expected bars missing between each row and the one before it (0 for the first)."""
     ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
-    n = len(ts_seconds)
-    out = np.zeros(n, dtype=np.int64)
-    if n < 2:
-        return out
-    grid = _grid(ts_seconds, timeframe_seconds)
-    expected_cum = np.concatenate([[0], np.cumsum(expected_mask(grid, calendar, timeframe_seconds))])
-    # Grid slots strictly between two rows: (prev, cur) -> indices prev+1 .. cur-1.
-    slot = (ts_seconds - ts_seconds[0]) // timeframe_seconds
-    between = expected_cum[slot[1:]] - expected_cum[slot[:-1] + 1]
-    out[1:] = np.maximum(between, 0)
-    return out
+    return gaps_many(ts_seconds, np.array([0, len(ts_seconds)]), np.array([NO_PREV]), calendar, timeframe_seconds)[0]
 
 
 def series_breaks(
     ts_seconds: np.ndarray, calendar: MarketCalendar, timeframe_seconds: int, *, missing: np.ndarray | None = None
 ) -> np.ndarray:
     """Breaks for the features: the first row, and rows after more missing bars than one
-    trading day (0 on a market that is always open). `missing`: `missing_before` of the same
-    rows, when the caller has it already."""
+    trading day (0 on a market that is always open), or after a step that is not a whole
+    number of bars. (`missing` is accepted for compatibility; they are computed together.)"""
     ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
-    if missing is None:
-        missing = missing_before(ts_seconds, calendar, timeframe_seconds)
-    tolerance = 0 if calendar.always_open else (bars_per_day(calendar, timeframe_seconds) or 0)
-    breaks = missing > tolerance
-    if len(breaks):
-        breaks[0] = True
+    return gaps_many(ts_seconds, np.array([0, len(ts_seconds)]), np.array([NO_PREV]), calendar, timeframe_seconds)[1]
+
+
+def gaps_many(
+    ts_seconds: np.ndarray,
+    bounds: np.ndarray,
+    prev_seconds: np.ndarray,
+    calendar: MarketCalendar,
+    timeframe_seconds: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(missing, breaks) of many series of one calendar and timeframe: series s is rows
+    bounds[s]:bounds[s+1] (sorted by ts), preceded by the stored row prev_seconds[s] (NO_PREV:
+    none). missing[i]: expected bars between row i and the row before it in its series (the
+    prev row for its first; 0 without one). breaks[i]: row i starts a stretch for the
+    features: a series' first row without a prev row, a row after more missing bars than one
+    trading day (0 on a market that is always open), or after a step that is not a whole
+    number of bars. Nothing is counted across series."""
+    ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
+    bounds = np.asarray(bounds, dtype=np.int64)
+    prev_seconds = np.asarray(prev_seconds, dtype=np.int64)
+    tf = timeframe_seconds
+    n, lengths = len(ts_seconds), np.diff(bounds)
+    has_prev = prev_seconds != NO_PREV
+    # Each series with its prev row in front: "extended" series, laid out one after another.
+    before = np.cumsum(has_prev)  # prev rows up to and including each series
+    rows_at = np.arange(n) + np.repeat(before, lengths)
+    ext = np.empty(n + int(has_prev.sum()), dtype=np.int64)
+    ext[rows_at] = ts_seconds
+    ext_lengths = lengths + has_prev
+    ext_starts = np.cumsum(ext_lengths) - ext_lengths
+    ext[ext_starts[has_prev]] = prev_seconds[has_prev]
+    # Each extended series' own grid of bars from its first row to its last (its first row's
+    # alignment), one after another; expected bars counted strictly between consecutive rows.
+    used = ext_lengths > 0
+    firsts, counts = np.zeros(len(lengths), dtype=np.int64), np.zeros(len(lengths), dtype=np.int64)
+    firsts[used] = ext[ext_starts[used]]
+    counts[used] = (ext[ext_starts[used] + ext_lengths[used] - 1] - firsts[used]) // tf + 1
+    grid_starts = np.cumsum(counts) - counts
+    grid = np.repeat(firsts, counts) + (np.arange(counts.sum()) - np.repeat(grid_starts, counts)) * tf
+    expected_cum = np.concatenate([[0], np.cumsum(expected_mask(grid, calendar, tf))])
+    slot = np.repeat(grid_starts, ext_lengths) + (ext - np.repeat(firsts, ext_lengths)) // tf
+    between = np.zeros(len(ext), dtype=np.int64)
+    between[1:] = expected_cum[slot[1:]] - expected_cum[slot[:-1] + 1]
+    first_row = np.zeros(len(ext), dtype=bool)
+    first_row[ext_starts[used]] = True
+    missing = np.where(first_row, 0, np.maximum(between, 0))
+    tolerance = 0 if calendar.always_open else (bars_per_day(calendar, tf) or 0)
+    breaks = (missing > tolerance) | first_row
     # Misaligned rows (a step that is not a whole number of bars) also break the series.
-    if len(ts_seconds) > 1:
-        breaks[1:] |= (np.diff(ts_seconds) % timeframe_seconds) != 0
-    return breaks
+    breaks[1:] |= (np.diff(ext) % tf) != 0
+    return missing[rows_at], breaks[rows_at]
 
 
 def row_quality(

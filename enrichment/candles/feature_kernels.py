@@ -20,7 +20,7 @@ Three rules shape the code:
   with numba (TA-Lib's speed and arithmetic). A caller passes the context rows
   before `emit_from` (at least
   `LOOKBACK_BARS` of them, and `FUNDING_WINDOW` funding observations) and the
-  stored recursive state at row `emit_from - 1` (see `STATE_COLUMNS`).
+  stored recursive state at row `emit_from - 1` (see `feature_list.RECURSIVE`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from enrichment.candles.feature_list import (
     ATR_PERIOD,
     EMA_PERIOD,
     FUNDING_WINDOW,
+    RECURSIVE,
     RSI_PERIOD,
     STRUCTURE_WINDOW,
     horizon_bars,
@@ -65,34 +66,67 @@ def compute_features(
     first row continues an older stretch whose start lies before the data: the
     recursions then continue from `state` (values at row `emit_from - 1`).
     `row_offset` is the number of the series' rows before `data` (windows are aligned
-    to global row numbers, see `_window_kernel`).
+    to global row numbers, see `_window_kernel`). One series: `compute_features_many`.
     """
-    close = _col(data, "close")
-    n = len(close)
+    n = len(_col(data, "close"))
     if breaks is None:
         breaks = default_breaks(np.asarray(data["ts"]), timeframe_seconds)
-    breaks = np.asarray(breaks, dtype=bool)
+    state = state or {}
+    return compute_features_many(
+        data,
+        timeframe_seconds=timeframe_seconds,
+        bars_per_day=bars_per_day,
+        breaks=breaks,
+        bounds=np.array([0, n], dtype=np.int64),
+        emit_from=np.array([emit_from], dtype=np.int64),
+        state={c: np.array([np.nan if state.get(c) is None else state[c]], dtype=np.float64) for c in RECURSIVE},
+        row_offset=np.array([row_offset], dtype=np.int64),
+    )
+
+
+def compute_features_many(
+    data: Mapping[str, np.ndarray],
+    *,
+    timeframe_seconds: int,
+    bars_per_day: int | None,
+    breaks: np.ndarray,
+    bounds: np.ndarray,
+    emit_from: np.ndarray,
+    state: Mapping[str, np.ndarray],
+    row_offset: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """`compute_features` of many series of one timeframe and bars_per_day in one pass over
+    their concatenated rows: series s is rows bounds[s]:bounds[s+1], with its own `emit_from`
+    (index in the series), `row_offset` and `state` (arrays, one value per series; NaN: none).
+    No window, recursion or look-back crosses a series boundary. Returns the rows each series
+    emits (from its emit_from on), series after series."""
+    close = _col(data, "close")
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    emit_from = np.ascontiguousarray(emit_from, dtype=np.int64)
+    offsets = np.ascontiguousarray(row_offset, dtype=np.int64)
+    breaks = np.ascontiguousarray(breaks, dtype=np.bool_)
     high, low, volume = _col(data, "high"), _col(data, "low"), _col(data, "volume")
-    seg_start, pos = _stretch_kernel(breaks)  # pos: bars since the stretch started (huge if before the data)
+    # pos: bars since the stretch started (huge if it started before the data); reach: rows
+    # back that are in the data and in the same stretch; local: row number in its series.
+    seg_start, pos, reach, local = _layout_kernel(breaks, bounds)
 
     out: dict[str, np.ndarray] = {}
-    prev_close = _prev_kernel(close, pos)
+    prev_close = _prev_kernel(close, reach)
 
     log_ret = _log_ratio(close, prev_close)
-    out["volatility_20"] = _rolling_std(log_ret, 20, pos, row_offset, min_pos=20)
-    out["volatility_50"] = _rolling_std(log_ret, 50, pos, row_offset, min_pos=50)
+    out["volatility_20"] = _rolling_std(log_ret, 20, pos, bounds, offsets, min_pos=20)
+    out["volatility_50"] = _rolling_std(log_ret, 50, pos, bounds, offsets, min_pos=50)
 
-    sma_20 = _rolling_mean(close, 20, pos, row_offset)
-    sma_50 = _rolling_mean(close, 50, pos, row_offset)
+    sma_20 = _rolling_mean(close, 20, pos, bounds, offsets)
+    sma_50 = _rolling_mean(close, 50, pos, bounds, offsets)
     out["sma_20"], out["sma_50"] = sma_20, sma_50
-    close_std_20 = _rolling_std(close, 20, pos, row_offset, min_pos=19)
+    close_std_20 = _rolling_std(close, 20, pos, bounds, offsets, min_pos=19)
 
     # True range: the first bar of a stretch has no previous close, so TR = high - low.
     tr, gains, losses = _true_range_moves(high, low, close, prev_close, breaks & (pos == 0))
 
-    segments = _segments(breaks, n)
-    out.update(_recursive_features(close, tr, gains, losses, segments, breaks, emit_from, state or {}))
-    vol_20 = _rolling_mean(volume, 20, pos, row_offset)
+    out.update(_recursive_features(close, tr, gains, losses, breaks, bounds, emit_from, state))
+    vol_20 = _rolling_mean(volume, 20, pos, bounds, offsets)
     out["rolling_volume_20"] = vol_20
     horizons = horizon_bars(timeframe_seconds=timeframe_seconds, bars_per_day=bars_per_day)
     w = STRUCTURE_WINDOW
@@ -104,47 +138,57 @@ def compute_features(
         _col(data, "taker_buy_volume"),
         _col(data, "liquidations"),
         _col(data, "open_interest"),
-        pos,
+        reach,
         horizons["return_1h"] or 0,
         horizons["return_1d"] or 0,
         sma_20,
         sma_50,
         close_std_20,
         vol_20,
-        _rolling_extreme(high, w, row_offset, 1),
-        _rolling_extreme(low, w, row_offset, 2),
+        _window_many(high, w, bounds, offsets, 1),
+        _window_many(low, w, bounds, offsets, 2),
         w,
-        _rolling_sum((high + low + close) / 3.0 * volume, 20, pos, row_offset),
-        _rolling_sum(volume, 20, pos, row_offset),
+        _rolling_sum((high + low + close) / 3.0 * volume, 20, pos, bounds, offsets),
+        _rolling_sum(volume, 20, pos, bounds, offsets),
     )
     out.update(zip(_ROW_FEATURES, row, strict=True))
     out["long_short_ratio"] = _col(data, "long_short_account_ratio").copy()
     out["exchange_inflow"] = _col(data, "exchange_netflow").copy()
     out["funding_rate_percentile"] = _funding_percentile(_col(data, "funding_rate"), seg_start)
 
-    if emit_from:
-        out = {k: v[emit_from:] for k, v in out.items()}
+    if emit_from.any():
+        emitted = local >= np.repeat(emit_from, np.diff(bounds))
+        out = {k: v[emitted] for k, v in out.items()}
     return out
 
 
 # --- building blocks -------------------------------------------------------
 
 
-def _recursive_features(close, tr, gains, losses, segments, breaks, emit_from: int, state: Mapping[str, float]):
+def _recursive_features(close, tr, gains, losses, breaks, bounds, emit_from, state: Mapping[str, np.ndarray]):
     """ATR, EMA and RSI with its two averages: the recursions, continued from `state`."""
+
+    def recursive(x, period, wilder, seed_offset, name, skip=0):
+        values = np.ascontiguousarray(state[name], dtype=np.float64) if name in state else _nan(len(bounds) - 1)
+        return _recursive_kernel(
+            np.ascontiguousarray(x, dtype=np.float64),
+            period,
+            wilder,
+            seed_offset,
+            breaks,
+            bounds,
+            emit_from,
+            values,
+            skip,
+        )
+
     out = {
-        "atr_14": _recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1, segments, breaks, emit_from, state.get("atr_14")),
-        "ema_20": _recursive(
-            close, EMA_PERIOD, False, EMA_PERIOD - 1, segments, breaks, emit_from, state.get("ema_20")
-        ),
+        "atr_14": recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1, "atr_14"),
+        "ema_20": recursive(close, EMA_PERIOD, False, EMA_PERIOD - 1, "ema_20"),
     }
     # RSI's averages start one bar later: the first bar of a stretch has no change.
-    avg_gain = _recursive(
-        gains, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_gain"), skip=1
-    )
-    avg_loss = _recursive(
-        losses, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, emit_from, state.get("rsi_avg_loss"), skip=1
-    )
+    avg_gain = recursive(gains, RSI_PERIOD, True, RSI_PERIOD, "rsi_avg_gain", skip=1)
+    avg_loss = recursive(losses, RSI_PERIOD, True, RSI_PERIOD, "rsi_avg_loss", skip=1)
     out["rsi_avg_gain"], out["rsi_avg_loss"] = avg_gain, avg_loss
     out["rsi_14"] = _rsi_kernel(avg_gain, avg_loss)
     return out
@@ -176,7 +220,7 @@ def _row_features(
     taker_buy,
     liq,
     oi,
-    pos,
+    reach,
     k_hour,
     k_day,
     sma_20,
@@ -200,12 +244,10 @@ def _row_features(
     trend, structure, spike, vwap = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     hl, delta, bsr, liq_int, oi_chg = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
-        p = pos[i]
+        p = reach[i]  # a row k back must be in the data, in the same series and stretch
         c = close[i]
-        # A row k back must be in the data and in the same stretch (pos is huge for a stretch
-        # that began before the data, so i >= k is checked as well).
-        r1h[i] = c / close[i - k_hour] - 1.0 if k_hour and p >= k_hour and i >= k_hour else nan
-        r1d[i] = c / close[i - k_day] - 1.0 if k_day and p >= k_day and i >= k_day else nan
+        r1h[i] = c / close[i - k_hour] - 1.0 if k_hour and p >= k_hour else nan
+        r1d[i] = c / close[i - k_day] - 1.0 if k_day and p >= k_day else nan
         bbu[i] = sma_20[i] + 2.0 * std_20[i]
         bbl[i] = sma_20[i] - 2.0 * std_20[i]
         s20, s50 = sma_20[i], sma_50[i]
@@ -217,8 +259,8 @@ def _row_features(
             trend[i] = -1.0
         else:
             trend[i] = 0.0
-        hp = hh[i - w] if p >= w and i >= w else nan
-        lp = ll[i - w] if p >= w and i >= w else nan
+        hp = hh[i - w] if p >= w else nan
+        lp = ll[i - w] if p >= w else nan
         if hp != hp or lp != lp:
             structure[i] = nan
         elif hh[i] > hp and ll[i] > lp:
@@ -227,7 +269,7 @@ def _row_features(
             structure[i] = -1.0
         else:
             structure[i] = 0.0
-        prior = vol_20[i - 1] if p >= 1 and i >= 1 else nan
+        prior = vol_20[i - 1] if p >= 1 else nan
         spike[i] = volume[i] / prior if prior > 0 else nan
         vwap[i] = pv[i] / vsum[i] if vsum[i] > 0 else nan
         hl[i] = (high[i] - low[i]) / c
@@ -235,32 +277,46 @@ def _row_features(
         delta[i] = taker_buy[i] - sell
         bsr[i] = taker_buy[i] / sell if sell > 0 else nan
         liq_int[i] = liq[i] / volume[i] if volume[i] > 0 else nan
-        prev_oi = oi[i - 1] if p >= 1 and i >= 1 else nan
+        prev_oi = oi[i - 1] if p >= 1 else nan
         oi_chg[i] = oi[i] / prev_oi - 1.0 if prev_oi > 0 else nan
     return r1h, r1d, bbu, bbl, trend, structure, spike, vwap, hl, delta, bsr, liq_int, oi_chg
 
 
+_HUGE = 2**62
+
+
 @njit(cache=True)
-def _stretch_kernel(breaks):  # pragma: no cover - compiled
-    """seg_start[i] (index of the row that started i's stretch, very negative when it
-    started before the data) and pos[i] = i - seg_start[i]."""
+def _layout_kernel(breaks, bounds):  # pragma: no cover - compiled
+    """Per row: seg_start (the row that started its stretch: the series' first row for a
+    stretch that began before the data), pos (bars since that start; huge for a stretch that
+    began before the data), reach = min(pos, rows before it in its series) and local (its
+    index in its series)."""
     n = len(breaks)
     seg_start = np.empty(n, dtype=np.int64)
     pos = np.empty(n, dtype=np.int64)
-    current = -(2**62)
-    for i in range(n):
-        if breaks[i]:
-            current = i
-        seg_start[i] = current
-        pos[i] = i - current
-    return seg_start, pos
+    reach = np.empty(n, dtype=np.int64)
+    local = np.empty(n, dtype=np.int64)
+    for s in range(len(bounds) - 1):
+        lo = bounds[s]
+        current = lo
+        before = _HUGE
+        for i in range(lo, bounds[s + 1]):
+            if breaks[i]:
+                current = i
+                before = 0
+            seg_start[i] = current
+            p = i - current + before
+            pos[i] = p
+            local[i] = i - lo
+            reach[i] = p if p < i - lo else i - lo
+    return seg_start, pos, reach, local
 
 
 @njit(cache=True)
-def _prev_kernel(x, pos):  # pragma: no cover - compiled
+def _prev_kernel(x, reach):  # pragma: no cover - compiled
     out = np.empty(len(x))
     for i in range(len(x)):
-        out[i] = x[i - 1] if pos[i] >= 1 and i >= 1 else np.nan
+        out[i] = x[i - 1] if reach[i] >= 1 else np.nan
     return out
 
 
@@ -366,14 +422,32 @@ def _window_kernel(x, w, offset, kind):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _std_kernel(x, w, offset):  # pragma: no cover - compiled
+def _window_many_kernel(x, w, bounds, offsets, kind):  # pragma: no cover - compiled
+    """`_window_into` of each series' rows, aligned to its own row numbers (offsets[s])."""
+    out = np.empty(len(x))
+    for s in range(len(bounds) - 1):
+        a, b = bounds[s], bounds[s + 1]
+        _window_into(x[a:b], w, offsets[s], kind, out[a:b])
+    return out
+
+
+@njit(cache=True)
+def _std_many_kernel(x, w, bounds, offsets):  # pragma: no cover - compiled
+    out = np.empty(len(x))
+    sq = np.empty(len(x))
+    for s in range(len(bounds) - 1):
+        a, b = bounds[s], bounds[s + 1]
+        _std_into(x[a:b], w, offsets[s], out[a:b], sq[a:b])
+    return out
+
+
+@njit(cache=True)
+def _std_into(x, w, offset, out, sq):  # pragma: no cover - compiled
     """Population standard deviation over each window, as TA-Lib: sqrt(E[x^2] - E[x]^2).
     The sums of x and x^2 use the same block structure as `_window_into`, in one pass each way."""
     n = len(x)
-    out = np.empty(n)
-    sq = np.empty(n)
     if n == 0:
-        return out
+        return
     q1 = 0.0
     q2 = 0.0
     r = (offset + n - 1) % w
@@ -415,7 +489,6 @@ def _std_kernel(x, w, offset):  # pragma: no cover - compiled
             out[i] = math.sqrt(var) if var > 0.0 else (0.0 if var == var else np.nan)
         r = r + 1 if r < w - 1 else 0
         rs = rs + 1 if rs < w - 1 else 0
-    return out
 
 
 @njit(cache=True)
@@ -449,49 +522,36 @@ def _true_range_moves(high, low, close, prev_close, first):  # pragma: no cover 
     return tr, gains, losses
 
 
-def _window(x: np.ndarray, w: int, offset: int, kind: int = 0) -> np.ndarray:
-    return _window_kernel(np.ascontiguousarray(x, dtype=np.float64), w, offset, kind)
+def _window_many(x: np.ndarray, w: int, bounds: np.ndarray, offsets: np.ndarray, kind: int = 0) -> np.ndarray:
+    return _window_many_kernel(np.ascontiguousarray(x, dtype=np.float64), w, bounds, offsets, kind)
 
 
 @njit(cache=True)
-def _masked_window(x, w, offset, kind, scale, pos, min_pos):  # pragma: no cover - compiled
-    out = np.empty(len(x))
-    _window_into(x, w, offset, kind, out)
+def _masked_window(x, w, bounds, offsets, kind, scale, pos, min_pos):  # pragma: no cover - compiled
+    out = _window_many_kernel(x, w, bounds, offsets, kind)
     for i in range(len(x)):
         out[i] = np.nan if pos[i] < min_pos else out[i] * scale
     return out
 
 
-def _rolling_sum(x: np.ndarray, w: int, pos: np.ndarray, offset: int, *, min_pos: int | None = None) -> np.ndarray:
+def _rolling_sum(x: np.ndarray, w: int, pos, bounds, offsets, *, min_pos: int | None = None) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float64)
-    return _masked_window(x, w, offset, 0, 1.0, pos, w - 1 if min_pos is None else min_pos)
+    return _masked_window(x, w, bounds, offsets, 0, 1.0, pos, w - 1 if min_pos is None else min_pos)
 
 
-def _rolling_mean(x: np.ndarray, w: int, pos: np.ndarray, offset: int) -> np.ndarray:
+def _rolling_mean(x: np.ndarray, w: int, pos, bounds, offsets) -> np.ndarray:
     """Sum over the window, then divided by w (as TA-Lib's SMA does)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
-    out = _masked_window(x, w, offset, 0, 1.0, pos, w - 1)
+    out = _masked_window(x, w, bounds, offsets, 0, 1.0, pos, w - 1)
     out /= w
     return out
 
 
-def _rolling_std(x: np.ndarray, w: int, pos: np.ndarray, offset: int, *, min_pos: int) -> np.ndarray:
+def _rolling_std(x: np.ndarray, w: int, pos, bounds, offsets, *, min_pos: int) -> np.ndarray:
     """Population standard deviation (ddof=0) over w values, as TA-Lib: E[x^2] - E[x]^2."""
-    out = _std_kernel(np.ascontiguousarray(x, dtype=np.float64), w, offset)
+    out = _std_many_kernel(np.ascontiguousarray(x, dtype=np.float64), w, bounds, offsets)
     out[pos < min_pos] = np.nan
     return out
-
-
-def _rolling_extreme(x: np.ndarray, w: int, offset: int, kind: int) -> np.ndarray:
-    return _window(x, w, offset, kind)
-
-
-def _segments(breaks: np.ndarray, n: int) -> list[tuple[int, int]]:
-    starts = np.flatnonzero(breaks).tolist()
-    if n and (not starts or starts[0] != 0):
-        starts.insert(0, 0)
-    ends = starts[1:] + [n]
-    return list(zip(starts, ends, strict=True))
 
 
 @njit(cache=True)
@@ -531,38 +591,33 @@ def _seed(x, a, b, period):  # pragma: no cover - compiled
     return acc / period
 
 
-def _recursive(
-    x: np.ndarray,
-    period: int,
-    wilder: bool,
-    seed_offset: int,
-    segments: list[tuple[int, int]],
-    breaks: np.ndarray,
-    emit_from: int,
-    state: float | None,
-    *,
-    skip: int = 0,
-) -> np.ndarray:
+@njit(cache=True)
+def _recursive_kernel(x, period, wilder, seed_offset, breaks, bounds, emit_from, state, skip):  # pragma: no cover
     """y[s] = mean of the first `period` inputs of a stretch (after `skip`), then the
-    Wilder or EMA recursion. A stretch whose start is in the data is computed from its
-    seed; one that started before the data (breaks[0] False) continues from `state`,
-    the stored value at row emit_from - 1."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    y = _nan(len(x))
-    for a, b in segments:
-        if b <= emit_from:
-            continue
-        if breaks[a]:
-            start = a + seed_offset
-            if start >= b:
-                continue
-            y[start] = _seed(x, a + skip, start + 1, period)
-        else:
-            if emit_from == 0 or state is None or np.isnan(state):
-                continue
-            start = emit_from - 1
-            y[start] = state
-        _recur(x, y, start, b, period, wilder)
+    Wilder or EMA recursion, per series. A stretch whose start is in the data is computed from
+    its seed; one that started before the data (no break on the series' first row) continues
+    from state[series], the stored value at its row emit_from - 1. Stretches that end before
+    the series' emit_from are skipped (nothing of them is emitted)."""
+    y = np.full(len(x), np.nan)
+    for s in range(len(bounds) - 1):
+        lo, hi = bounds[s], bounds[s + 1]
+        first_emitted = lo + emit_from[s]
+        a = lo
+        while a < hi:
+            b = a + 1
+            while b < hi and not breaks[b]:
+                b += 1
+            if b > first_emitted:
+                if breaks[a]:
+                    start = a + seed_offset
+                    if start < b:
+                        y[start] = _seed(x, a + skip, start + 1, period)
+                        _recur(x, y, start, b, period, wilder)
+                elif emit_from[s] != 0 and state[s] == state[s]:
+                    start = first_emitted - 1
+                    y[start] = state[s]
+                    _recur(x, y, start, b, period, wilder)
+            a = b
     return y
 
 
@@ -610,21 +665,26 @@ def ta_indicators(data: Mapping[str, np.ndarray], *, timeframe_seconds: int) -> 
     close, high, low, volume = (_col(data, c) for c in ("close", "high", "low", "volume"))
     n = len(close)
     breaks = default_breaks(np.asarray(data["ts"]), timeframe_seconds)
-    _, pos = _stretch_kernel(breaks)
-    segments = _segments(breaks, n)
-    prev_close = _prev_kernel(close, pos)
+    bounds = np.array([0, n], dtype=np.int64)
+    offsets, emit_from, none = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), _nan(1)
+    _, pos, reach, _ = _layout_kernel(breaks, bounds)
+    prev_close = _prev_kernel(close, reach)
     tr, gains, losses = _true_range_moves(high, low, close, prev_close, breaks & (pos == 0))
-    avg_gain = _recursive(gains, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, 0, None, skip=1)
-    avg_loss = _recursive(losses, RSI_PERIOD, True, RSI_PERIOD, segments, breaks, 0, None, skip=1)
+
+    def recursive(x, period, wilder, seed_offset, skip=0):
+        return _recursive_kernel(x, period, wilder, seed_offset, breaks, bounds, emit_from, none, skip)
+
+    avg_gain = recursive(gains, RSI_PERIOD, True, RSI_PERIOD, skip=1)
+    avg_loss = recursive(losses, RSI_PERIOD, True, RSI_PERIOD, skip=1)
     log_ret = _log_ratio(close, prev_close)
     rsi = _rsi_kernel(avg_gain, avg_loss)
     return {
-        "atr_14": _recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1, segments, breaks, 0, None),
+        "atr_14": recursive(tr, ATR_PERIOD, True, ATR_PERIOD - 1),
         "rsi_14": rsi,
-        "sma_20": _rolling_mean(close, 20, pos, 0),
-        "sma_50": _rolling_mean(close, 50, pos, 0),
-        "ema_20": _recursive(close, EMA_PERIOD, False, EMA_PERIOD - 1, segments, breaks, 0, None),
-        "volatility_20": _rolling_std(log_ret, 20, pos, 0, min_pos=20),
-        "volatility_50": _rolling_std(log_ret, 50, pos, 0, min_pos=50),
-        "rolling_volume_20": _rolling_mean(volume, 20, pos, 0),
+        "sma_20": _rolling_mean(close, 20, pos, bounds, offsets),
+        "sma_50": _rolling_mean(close, 50, pos, bounds, offsets),
+        "ema_20": recursive(close, EMA_PERIOD, False, EMA_PERIOD - 1),
+        "volatility_20": _rolling_std(log_ret, 20, pos, bounds, offsets, min_pos=20),
+        "volatility_50": _rolling_std(log_ret, 50, pos, bounds, offsets, min_pos=50),
+        "rolling_volume_20": _rolling_mean(volume, 20, pos, bounds, offsets),
     }

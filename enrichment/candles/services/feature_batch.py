@@ -15,7 +15,7 @@ live poller and backfills take for one series):
             series whose new bars follow every stored one with nothing stale and no funding (the
             hourly case), the general query for the others; then all those rows in one query,
             packed into one bytea (`feature_scratch.packed_out`), by series and time;
-3. compute: the kernels per series over slices of the one array (`feature_compute.compute_rows`,
+3. compute: the kernels over all series of the one array at once (`feature_compute.compute_many`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
             the daily quality metrics likewise (one read, one COPY, one upsert); the compute log
@@ -44,9 +44,9 @@ from enrichment.candles.services.candle_upsert import changed_condition, copy_in
 from enrichment.candles.services.feature_compute import (
     FEATURE_COLUMNS,
     WRITE_COLUMNS,
+    ManyRows,
     SeriesKey,
-    compute_rows,
-    context_rows,
+    compute_many,
     metrics_day_start,
 )
 from enrichment.candles.services.feature_scan import ScannedSeries
@@ -395,36 +395,43 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     )
     arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
     ks, ts_us = read["k"], read["ts"]
-    bounds = np.searchsorted(ks, [m[0] for m in meta] + [meta[-1][0] + 1])
-    tails: dict[int, Tail] = {}
-    out_k, out_ts, out_cols = [], [], {c: [] for c in WRITE_COLUMNS}
-    for i, (k, dirty, prev, row_offset) in enumerate(meta):
-        a, b = int(bounds[i]), int(bounds[i + 1])
-        key = keys[k]
-        rows = context_rows(
-            key,
-            ts_seconds=ts_us[a:b] // _US,
-            data={c: arrays[c][a:b] for c in columns},
-            dirty_seconds=int(pd.Timestamp(dirty).timestamp()),
-            row_offset=int(row_offset),
-            prev_seconds=None if prev is None else int(pd.Timestamp(prev).timestamp()),
+    series = np.array([m[0] for m in meta], dtype=np.int64)
+    bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
+    # Per series: the first stale ts, the row before the context (NaT: none), rows before it.
+    dirty = pd.DatetimeIndex(pd.to_datetime([m[1] for m in meta], utc=True)).as_unit("s").asi8
+    prev = pd.DatetimeIndex(pd.to_datetime([m[2] for m in meta], utc=True)).as_unit("s").asi8
+    rows = ManyRows.build(
+        ts_seconds=ts_us // _US,
+        data=arrays,
+        bounds=bounds,
+        dirty_seconds=dirty,
+        row_offset=np.array([m[3] for m in meta], dtype=np.int64),
+        prev_seconds=np.where(prev == pd.NaT.value, candle_quality.NO_PREV, prev),
+    )
+    features = compute_many([keys[k] for k in series.tolist()], rows)
+    emitted = rows.emitted()
+    lengths = np.diff(bounds)
+    written = lengths - rows.emit_from
+    firsts = ts_us[np.minimum(bounds[:-1] + rows.emit_from, max(len(ts_us) - 1, 0))]
+    tails = {
+        k: Tail(
+            rows_read=n_read,
+            rows_written=n_written,
+            first_us=first if n_written else None,
+            last_us=last if n_read else None,
+            incremental=not full and emit_from > 0,
         )
-        bars_per_day = candle_quality.bars_per_day(key.calendar, key.seconds)
-        out = compute_rows(key, rows, bars_per_day)
-        emitted = ts_us[a + rows.emit_from : b]
-        out_k.append(np.full(len(emitted), float(k)))
-        out_ts.append(emitted)
-        for c in WRITE_COLUMNS:
-            out_cols[c].append(out[c])
-        tails[k] = Tail(
-            rows_read=b - a,
-            rows_written=len(emitted),
-            first_us=int(emitted[0]) if len(emitted) else None,
-            last_us=int(ts_us[b - 1]) if b > a else None,
-            incremental=not full and rows.emit_from > 0,
+        for k, n_read, n_written, first, last, emit_from in zip(
+            series.tolist(),
+            lengths.tolist(),
+            written.tolist(),
+            firsts.tolist(),
+            ts_us[np.maximum(bounds[1:] - 1, 0)].tolist(),
+            rows.emit_from.tolist(),
+            strict=True,
         )
-    features = {c: np.concatenate(v) for c, v in out_cols.items()}
-    _write_features(cur, np.concatenate(out_ts), np.concatenate(out_k), features)
+    }
+    _write_features(cur, ts_us[emitted], ks[emitted].astype(np.float64), features)
     return tails
 
 

@@ -84,13 +84,49 @@ class SeriesKey:
 class ContextRows:
     """The rows read for a computation: the context before the first stale row, then the tail."""
 
-    ts: pd.DatetimeIndex | None  # None where the caller keeps the timestamps itself (the chunked path)
+    ts: pd.DatetimeIndex | None  # None where the caller keeps the timestamps itself
     ts_seconds: np.ndarray
     data: dict[str, np.ndarray]  # INPUT_COLUMNS and RECURSIVE as float64, NULL as NaN
     emit_from: int  # index of the first stale row
     row_offset: int  # rows of the series before the first one read
-    breaks: np.ndarray
-    missing: np.ndarray
+    prev_seconds: int | None  # the series' row before the first one read, if any
+
+
+@dataclass(frozen=True, slots=True)
+class ManyRows:
+    """The rows of many series read for one computation (`compute_many`), one after another:
+    series s is rows bounds[s]:bounds[s+1], sorted by ts; per series, `emit_from` (index of
+    its first stale row in its rows), `row_offset` (its rows before the first one read) and
+    `prev_seconds` (its row before the first one read; candle_quality.NO_PREV: none)."""
+
+    ts_seconds: np.ndarray
+    data: dict[str, np.ndarray]  # INPUT_COLUMNS and RECURSIVE as float64, NULL as NaN
+    bounds: np.ndarray
+    emit_from: np.ndarray
+    row_offset: np.ndarray
+    prev_seconds: np.ndarray
+
+    @classmethod
+    def build(cls, *, ts_seconds, data, bounds, dirty_seconds, row_offset, prev_seconds) -> ManyRows:
+        """`emit_from` from each series' first stale ts (`dirty_seconds`): its rows before it."""
+        ts_seconds = np.asarray(ts_seconds, dtype=np.int64)
+        bounds = np.asarray(bounds, dtype=np.int64)
+        lengths = np.diff(bounds)
+        earlier = np.concatenate([[0], np.cumsum(ts_seconds < np.repeat(np.asarray(dirty_seconds), lengths))])
+        return cls(
+            ts_seconds=ts_seconds,
+            data=data,
+            bounds=bounds,
+            emit_from=earlier[bounds[1:]] - earlier[bounds[:-1]],
+            row_offset=np.asarray(row_offset, dtype=np.int64),
+            prev_seconds=np.asarray(prev_seconds, dtype=np.int64),
+        )
+
+    def emitted(self) -> np.ndarray:
+        """Indices of the rows `compute_many` returns, in its order."""
+        lengths = np.diff(self.bounds)
+        local = np.arange(len(self.ts_seconds)) - np.repeat(self.bounds[:-1], lengths)
+        return np.flatnonzero(local >= np.repeat(self.emit_from, lengths))
 
 
 def features_compute(
@@ -219,42 +255,92 @@ def context_rows(
     prev_seconds: int | None,
     ts: pd.DatetimeIndex | None = None,
 ) -> ContextRows:
-    """The rows read for one series' computation, with its series breaks and missing-bar
-    counts; the row before them (`prev_seconds`, if any) tells whether the first one continues
-    an older stretch. Shared by the per-series and the chunked path, so both compute the same."""
-    with_prev = ts_seconds if prev_seconds is None else np.concatenate([[prev_seconds], ts_seconds])
-    skip = 0 if prev_seconds is None else 1
-    missing = candle_quality.missing_before(with_prev, series.calendar, series.seconds)
+    """The rows read for one series' computation; the row before them (`prev_seconds`, if
+    any) tells whether the first one continues an older stretch."""
     return ContextRows(
         ts=ts,
         ts_seconds=ts_seconds,
         data=data,
         emit_from=int(np.searchsorted(ts_seconds, dirty_seconds)),
         row_offset=row_offset,
-        breaks=candle_quality.series_breaks(with_prev, series.calendar, series.seconds, missing=missing)[skip:],
-        missing=missing[skip:],
+        prev_seconds=prev_seconds,
     )
 
 
-def compute_rows(series: SeriesKey, rows: ContextRows, bars_per_day: int | None) -> dict[str, np.ndarray]:
-    """Features, quality score and flags of the rows from `emit_from` on."""
+def compute_rows(series: SeriesKey, rows: ContextRows) -> dict[str, np.ndarray]:
+    """Features, quality score and flags of one series' rows from `emit_from` on:
+    `compute_many` with one series."""
+    many = ManyRows(
+        ts_seconds=np.asarray(rows.ts_seconds, dtype=np.int64),
+        data=rows.data,
+        bounds=np.array([0, len(rows.ts_seconds)], dtype=np.int64),
+        emit_from=np.array([rows.emit_from], dtype=np.int64),
+        row_offset=np.array([rows.row_offset], dtype=np.int64),
+        prev_seconds=np.array([candle_quality.NO_PREV if rows.prev_seconds is None else rows.prev_seconds]),
+    )
+    return compute_many([series], many)
+
+
+def compute_many(keys: list[SeriesKey], rows: ManyRows) -> dict[str, np.ndarray]:
+    """Features, quality score and flags of many series (keys[s] is series s of `rows`) from
+    each one's `emit_from` on, over their concatenated rows: one pass of the kernels per group
+    of series with the same timeframe and calendar (usually one). Returns the rows
+    `rows.emitted()` names, in that order; each series' values are those it gets on its own
+    (one series is the per-series path, `compute_rows`)."""
+    groups: dict[tuple[int, int], int] = {}
+    label = np.array([groups.setdefault((key.seconds, id(key.calendar)), len(groups)) for key in keys])
+    if len(groups) == 1:
+        return _compute_group(keys[0], rows)
+    # Several groups: each on its own rows, the results put back in row order.
+    emitted = rows.emitted()
+    out: dict[str, np.ndarray] = {}
+    lengths = np.diff(rows.bounds)
+    row_label = np.repeat(label, lengths)
+    for g in range(len(groups)):
+        members = np.flatnonzero(label == g)
+        picked = np.flatnonzero(row_label == g)
+        sub = ManyRows(
+            ts_seconds=rows.ts_seconds[picked],
+            data={c: v[picked] for c, v in rows.data.items()},
+            bounds=np.concatenate([[0], np.cumsum(lengths[members])]),
+            emit_from=rows.emit_from[members],
+            row_offset=rows.row_offset[members],
+            prev_seconds=rows.prev_seconds[members],
+        )
+        part = _compute_group(keys[members[0]], sub)
+        at = np.searchsorted(emitted, picked[sub.emitted()])
+        for c, values in part.items():
+            out.setdefault(c, np.full(len(emitted), np.nan))[at] = values
+    return out
+
+
+def _compute_group(key: SeriesKey, rows: ManyRows) -> dict[str, np.ndarray]:
+    """`compute_many` of series that share `key`'s timeframe and calendar."""
     # numba adds 0.15-0.21 s to an import on top of pandas (measured: `import pandas; import numba`
     # three times); importing the kernels here keeps it off every manage.py start-up.
-    from enrichment.candles.feature_kernels import compute_features
+    from enrichment.candles.feature_kernels import compute_features_many
 
-    data = {c: rows.data[c] for c in INPUT_COLUMNS}
-    # The stored recursive state of the row before the first stale one (NULL while warming up).
-    state = {c: float(rows.data[c][rows.emit_from - 1]) if rows.emit_from else np.nan for c in RECURSIVE}
-    out = compute_features(
+    n = len(rows.ts_seconds)
+    bars_per_day = candle_quality.bars_per_day(key.calendar, key.seconds)
+    missing, breaks = candle_quality.gaps_many(
+        rows.ts_seconds, rows.bounds, rows.prev_seconds, key.calendar, key.seconds
+    )
+    data = {c: np.asarray(rows.data[c], dtype=np.float64) for c in INPUT_COLUMNS}
+    # The stored recursive state of each series' row before its first stale one (NULL while warming up).
+    before = np.clip(rows.bounds[:-1] + rows.emit_from - 1, 0, max(n - 1, 0))
+    has_state = (rows.emit_from > 0) & (n > 0)
+    state = {c: np.where(has_state, rows.data[c][before] if n else np.nan, np.nan) for c in RECURSIVE}
+    out = compute_features_many(
         data,
-        timeframe_seconds=series.seconds,
+        timeframe_seconds=key.seconds,
         bars_per_day=bars_per_day,
-        breaks=rows.breaks,
+        breaks=breaks,
+        bounds=rows.bounds,
         emit_from=rows.emit_from,
         state=state,
         row_offset=rows.row_offset,
     )
-    tail = slice(rows.emit_from, None)
+    tail = rows.emitted() if rows.emit_from.any() else slice(None)
     flags, score = candle_quality.row_quality(
         open_=data["open"][tail],
         high=data["high"][tail],
@@ -262,8 +348,8 @@ def compute_rows(series: SeriesKey, rows: ContextRows, bars_per_day: int | None)
         close=data["close"][tail],
         volume=data["volume"][tail],
         volume_spike_score=out["volume_spike_score"],
-        missing=rows.missing[tail],
-        expected=candle_quality.expected_mask(rows.ts_seconds[tail], series.calendar, series.seconds),
+        missing=missing[tail],
+        expected=candle_quality.expected_mask(rows.ts_seconds[tail], key.calendar, key.seconds),
     )
     out["quality_score"], out["quality_flags"] = score, flags.astype(np.float64)
     return out
@@ -278,7 +364,7 @@ def _compute_tail(cur, series: SeriesKey, *, full: bool) -> TailResult:
     lookback = lookback_bars(timeframe_seconds=series.seconds, bars_per_day=bars_per_day)
     context_from = _context_from(cur, series, dirty, lookback)
     rows = _read_context(cur, series, dirty=dirty, context_from=context_from)
-    out = compute_rows(series, rows, bars_per_day)
+    out = compute_rows(series, rows)
     _write_features(cur, series, rows.ts[rows.emit_from :], out)
     incremental = not full and rows.emit_from > 0
     return TailResult(

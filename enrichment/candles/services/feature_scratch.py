@@ -3,7 +3,7 @@
 Such a series needs no staging, no comparison with stored bars, no amendment and no UPDATE:
 for all of a chunk's new series at once, one query reads their candles from market_data
 (the newest row of each bar, as `feature_batch._copy_candles` picks it), the kernels run per
-series over slices of that one array (`feature_compute.compute_rows`, the very code of the other
+series over that one array at once (`feature_compute.compute_many`, the very code of the other
 paths), one binary COPY writes every candle with its features straight into market_data_v2
 (the payload built with numpy, `candle_upsert.binary_rows`), and their daily quality metrics are
 computed from the flags and scores in hand and written with one more COPY (an upsert where the
@@ -29,9 +29,9 @@ from enrichment.candles.services.candle_upsert import COPY_HEADER, COPY_TRAILER,
 from enrichment.candles.services.feature_compute import (
     FEATURE_COLUMNS,
     METRIC_COLUMNS,
+    ManyRows,
     SeriesKey,
-    compute_rows,
-    context_rows,
+    compute_many,
 )
 from etl.services.partitions import partitions_ensure
 
@@ -204,23 +204,23 @@ def scratch_run(cur, keys: list[SeriesKey], new: list[int]) -> ScratchResult:
         ks, ts_us = read["k"], read["ts"]
         present = np.unique(ks)
         bounds = np.searchsorted(ks, np.append(present, present[-1] + 1))
-        outs, tails = [], {}
         nan = np.full(len(ks), np.nan)
-        data = {c: read.get(c, nan) for c in (*INPUT_COLUMNS, *RECURSIVE)}
-        for i, k in enumerate(present.tolist()):
-            a, b = int(bounds[i]), int(bounds[i + 1])
-            key = keys[k]
-            rows = context_rows(
-                key,
-                ts_seconds=ts_us[a:b] // _US,
-                data={c: v[a:b] for c, v in data.items()},
-                dirty_seconds=int(ts_us[a] // _US),
-                row_offset=0,
-                prev_seconds=None,
-            )
-            outs.append(compute_rows(key, rows, candle_quality.bars_per_day(key.calendar, key.seconds)))
-            tails[k] = Tail(b - a, b - a, int(ts_us[a]), int(ts_us[b - 1]), incremental=False)
-        out = {c: np.concatenate([o[c] for o in outs]) for c in outs[0]}
+        lengths = np.diff(bounds)
+        zeros = np.zeros(len(present), dtype=np.int64)
+        rows = ManyRows(
+            ts_seconds=ts_us // _US,
+            data={c: read.get(c, nan) for c in (*INPUT_COLUMNS, *RECURSIVE)},
+            bounds=bounds,
+            emit_from=zeros,
+            row_offset=zeros,
+            prev_seconds=np.full(len(present), candle_quality.NO_PREV),
+        )
+        out = compute_many([keys[k] for k in present.tolist()], rows)
+        firsts, lasts = ts_us[bounds[:-1]].tolist(), ts_us[bounds[1:] - 1].tolist()
+        tails = {
+            k: Tail(n, n, first, last, incremental=False)
+            for k, n, first, last in zip(present.tolist(), lengths.tolist(), firsts, lasts, strict=True)
+        }
         cur.execute("SELECT now()")
         # Microseconds since 1970, exactly (pandas' `Timestamp.value` is nanoseconds whatever its unit).
         now_us = (cur.fetchone()[0] - _EPOCH) // timedelta(microseconds=1)

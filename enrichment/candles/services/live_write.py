@@ -25,6 +25,7 @@ from enrichment.candles import candle_quality
 from enrichment.candles.feature_list import FEATURE_COLUMNS, FUNDING_WINDOW, INPUT_COLUMNS, RECURSIVE, lookback_bars
 from enrichment.candles.models import CANDLE_COLUMNS, EnrichmentComputeLog
 from enrichment.candles.services.candle_upsert import copy_into
+from enrichment.candles.services.feature_compute import ManyRows, SeriesKey, compute_many
 from enrichment.candles.services.feature_scratch import packed_out
 from enrichment.providers import clock
 from etl.calendars import MarketCalendar
@@ -263,8 +264,8 @@ def _compute_features(cur, ids: list[int], *, timeframe: str, seconds: int, cale
     the funding percentile need before it), read in one query and written in one."""
     bars_per_day = candle_quality.bars_per_day(calendar, seconds)
     lookback = lookback_bars(timeframe_seconds=seconds, bars_per_day=bars_per_day)
-    bounds = _context_bounds(cur, ids, timeframe, lookback)
-    if not bounds:
+    bounds_by_sid = _context_bounds(cur, ids, timeframe, lookback)
+    if not bounds_by_sid:
         return []
     cur.execute(
         f"""
@@ -273,38 +274,53 @@ def _compute_features(cur, ids: list[int], *, timeframe: str, seconds: int, cale
         JOIN market_data_v2 m ON m.symbol_id = c.sid AND m.timeframe = %s AND m.ts >= c.context_from
         ORDER BY m.symbol_id, m.ts
         """,  # noqa: S608 - column names are constants
-        [list(bounds), [b[1] for b in bounds.values()], timeframe],
+        [list(bounds_by_sid), [b[1] for b in bounds_by_sid.values()], timeframe],
     )
     columns = ["symbol_id", "ts", *INPUT_COLUMNS, *RECURSIVE]
     everything = pd.DataFrame(cur.fetchall(), columns=columns)
-    tails, out_ts, out_sid, outs = [], [], [], []
-    for sid, rows in everything.groupby("symbol_id", sort=False):
-        dirty, _, prev, row_offset = bounds[int(sid)]
-        tail_ts, values = _series_features(
-            rows.reset_index(drop=True),
-            dirty=dirty,
-            prev=prev,
-            row_offset=row_offset,
-            seconds=seconds,
-            calendar=calendar,
-            bars_per_day=bars_per_day,
+    if everything.empty:
+        return []
+    # Every series at once (feature_compute's `compute_many`, the code of the other paths).
+    ts_all = pd.DatetimeIndex(pd.to_datetime(everything["ts"], utc=True))
+    sids = everything["symbol_id"].to_numpy(dtype=np.int64)
+    series = np.unique(sids)
+    bounds = np.searchsorted(sids, np.append(series, series[-1] + 1))
+    meta = [bounds_by_sid[sid] for sid in series.tolist()]  # (dirty, context_from, prev, row_offset)
+    dirty = pd.DatetimeIndex(pd.to_datetime([m[0] for m in meta], utc=True)).as_unit("s").asi8
+    prev = pd.DatetimeIndex(pd.to_datetime([m[2] for m in meta], utc=True)).as_unit("s").asi8
+    rows = ManyRows.build(
+        ts_seconds=ts_all.as_unit("s").asi8,
+        data={c: everything[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in (*INPUT_COLUMNS, *RECURSIVE)},
+        bounds=bounds,
+        dirty_seconds=dirty,
+        row_offset=np.array([m[3] for m in meta], dtype=np.int64),
+        prev_seconds=np.where(prev == pd.NaT.value, candle_quality.NO_PREV, prev),
+    )
+    key = SeriesKey(None, timeframe, seconds, calendar)
+    values = compute_many([key] * len(series), rows)
+    emitted = rows.emitted()
+    lengths = np.diff(bounds)
+    first_at = bounds[:-1] + rows.emit_from
+    tails = [
+        Tail(
+            sid,
+            incremental=emit_from > 0,
+            rows_read=read,
+            rows_written=read - emit_from,
+            first_ts=ts_all[first].to_pydatetime(),
+            last_ts=ts_all[end - 1].to_pydatetime(),
         )
-        read, emitted = len(rows), len(tail_ts)
-        tails.append(
-            Tail(
-                int(sid),
-                incremental=emitted < read,
-                rows_read=read,
-                rows_written=emitted,
-                first_ts=tail_ts[0].to_pydatetime(),
-                last_ts=tail_ts[-1].to_pydatetime(),
-            )
+        for sid, read, emit_from, first, end in zip(
+            series.tolist(),
+            lengths.tolist(),
+            rows.emit_from.tolist(),
+            first_at.tolist(),
+            bounds[1:].tolist(),
+            strict=True,
         )
-        out_ts.append(tail_ts)
-        out_sid.append(np.full(emitted, float(sid)))
-        outs.append(values)
-    ts = pd.DatetimeIndex(np.concatenate([t.as_unit("us").asi8 for t in out_ts]).astype("datetime64[us]"), tz="UTC")
-    arrays = [np.concatenate(out_sid)] + [np.concatenate([o[c] for o in outs]) for c in WRITE_COLUMNS]
+    ]
+    ts = ts_all[emitted].as_unit("us")
+    arrays = [sids[emitted].astype(np.float64)] + [values[c] for c in WRITE_COLUMNS]
     _stage(cur, "live_features", WRITE_COLUMNS, ts, arrays)
     sets = ", ".join(f"{c} = s.{c}" for c in FEATURE_COLUMNS)
     # computed_at is the write's own time (not the transaction's start): the features are
@@ -360,54 +376,6 @@ def _context_bounds(
         {"ids": ids, "tf": timeframe, "lookback": lookback, "funding": FUNDING_WINDOW - 2},
     )
     return {int(r[0]): (r[1], r[2], r[3], int(r[4])) for r in cur.fetchall()}
-
-
-def _series_features(
-    rows: pd.DataFrame,
-    *,
-    dirty: datetime,
-    prev: datetime | None,
-    row_offset: int,
-    seconds: int,
-    calendar: MarketCalendar,
-    bars_per_day: int | None,
-) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
-    """One series' features from its context rows (feature_compute's `_compute_rows`)."""
-    # numba's import is paid where the kernels are first needed, not at every manage.py start.
-    from enrichment.candles.feature_kernels import compute_features
-
-    ts = pd.DatetimeIndex(pd.to_datetime(rows["ts"], utc=True))
-    ts_s = ts.as_unit("s").asi8
-    with_prev = ts_s if prev is None else np.concatenate([[int(pd.Timestamp(prev).timestamp())], ts_s])
-    skip = 0 if prev is None else 1
-    breaks = candle_quality.series_breaks(with_prev, calendar, seconds)[skip:]
-    missing = candle_quality.missing_before(with_prev, calendar, seconds)[skip:]
-    emit_from = int(np.searchsorted(ts_s, int(pd.Timestamp(dirty).timestamp())))
-    data = {c: rows[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in INPUT_COLUMNS}
-    before = rows.iloc[emit_from - 1] if emit_from else None
-    state = {c: np.nan if before is None or pd.isna(before[c]) else float(before[c]) for c in RECURSIVE}
-    out = compute_features(
-        data,
-        timeframe_seconds=seconds,
-        bars_per_day=bars_per_day,
-        breaks=breaks,
-        emit_from=emit_from,
-        state=state,
-        row_offset=row_offset,
-    )
-    tail = slice(emit_from, None)
-    flags, score = candle_quality.row_quality(
-        open_=data["open"][tail],
-        high=data["high"][tail],
-        low=data["low"][tail],
-        close=data["close"][tail],
-        volume=data["volume"][tail],
-        volume_spike_score=out["volume_spike_score"],
-        missing=missing[tail],
-        expected=candle_quality.expected_mask(ts_s[tail], calendar, seconds),
-    )
-    out["quality_score"], out["quality_flags"] = score, flags.astype(np.float64)
-    return ts[tail], out
 
 
 def live_summaries(

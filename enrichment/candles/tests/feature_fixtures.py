@@ -96,16 +96,17 @@ def insert_market_data(symbol, data: dict, *, timeframe: str = "15m", rows: slic
 
 
 def fail_series_in(monkeypatch, broken_pk: int) -> None:
-    """Every path's `compute_rows` (chunked, from scratch, per series) raises "boom" for one symbol."""
+    """Every path's `compute_many` (chunked, from scratch, and per series through `compute_rows`)
+    raises "boom" when one symbol's series is among those it computes."""
     from enrichment.candles.services import feature_batch, feature_compute, feature_scratch
 
     def failing(real):
-        def compute(series, rows, bars_per_day):
-            if series.symbol.pk == broken_pk:
+        def compute(keys, rows):
+            if any(key.symbol.pk == broken_pk for key in keys):
                 raise RuntimeError("boom")
-            return real(series, rows, bars_per_day)
+            return real(keys, rows)
 
         return compute
 
     for module in (feature_batch, feature_scratch, feature_compute):
-        monkeypatch.setattr(module, "compute_rows", failing(module.compute_rows))
+        monkeypatch.setattr(module, "compute_many", failing(module.compute_many))
