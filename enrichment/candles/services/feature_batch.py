@@ -53,6 +53,7 @@ from enrichment.candles.services.feature_scan import ScannedSeries
 from enrichment.candles.services.feature_scratch import (
     SOURCE_COLUMNS,
     ScratchResult,
+    ScratchStatus,
     Tail,
     metrics_upsert,
     packed_out,
@@ -166,7 +167,9 @@ def chunk_run(
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
         probed = not full and len(scratch) < len(keys)
-        _refresh_status(cur, probed=probed, inserted=result.inserted - done.inserted, size=len(chunk))
+        _refresh_status(
+            cur, probed=probed, inserted=result.inserted - done.inserted, size=len(chunk), known=done.status
+        )
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
         cur.execute("SELECT set_config('jit', %s, true)", [jit])
@@ -583,7 +586,49 @@ CROSS JOIN LATERAL (
 """
 
 
-def _refresh_status(cur, *, probed: bool, inserted: int, size: int) -> int:
+# The status of the new series written by the from-scratch path, from what it computed and wrote
+# (`feature_scratch.ScratchStatus`): the rows a recount would read back are the ones it just
+# wrote, so nothing is read. Timestamps go as microseconds since 1970 (exact, as an interval).
+_STATUS_KNOWN = """
+INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
+                               avg_quality_score, completeness, last_error, source_synced_until, updated_at)
+SELECT c.symbol_id, c.timeframe, 'ok', u.n, 'epoch'::timestamptz + u.first_us * interval '1 microsecond',
+       'epoch'::timestamptz + u.last_us * interval '1 microsecond', now(), u.quality, u.completeness, '',
+       c.watermark, now()
+FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::float8[])
+     AS u(k, n, first_us, last_us, quality, completeness)
+JOIN feature_chunk c ON c.k = u.k
+ORDER BY c.symbol_id, c.timeframe
+ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+    state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
+    last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+    completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error,
+    source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
+"""
+
+
+def _status_known(cur, known: ScratchStatus) -> list[int]:
+    """The status rows of `known` (one statement); returns their k."""
+
+    def nullable(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(x) else float(x) for x in values.tolist()]
+
+    ks = known.k.tolist()
+    cur.execute(
+        _STATUS_KNOWN,
+        [
+            ks,
+            known.rows.tolist(),
+            known.first_us.tolist(),
+            known.last_us.tolist(),
+            nullable(known.quality),
+            nullable(known.completeness),
+        ],
+    )
+    return ks
+
+
+def _refresh_status(cur, *, probed: bool, inserted: int, size: int, known: ScratchStatus | None = None) -> int:
     """`feature_compute._refresh_status` for every series of the chunk, with its watermark.
     A series that was ok and got only bars after its stored ones (the hourly case) is updated
     from the probe and its new rows (`_APPENDED_SQL`); the others (restated or pending bars, a
@@ -591,7 +636,9 @@ def _refresh_status(cur, *, probed: bool, inserted: int, size: int) -> int:
     their rows. The completeness is summed over every day of each series either way (the status
     row keeps the ratio only). `probed`: an incremental run whose probe ran (not a chunk of new
     series only); `inserted`: new candles written by `_insert_new`. Returns how many series were
-    updated without a recount."""
+    updated without a recount. `known`: the status of the chunk's new series written by the
+    from-scratch path (`_STATUS_KNOWN`), not recounted either."""
+    skip = _status_known(cur, known) if known is not None and len(known.k) else []
     if not (probed and inserted):
         cur.execute("CREATE TEMP TABLE feature_appended (k int8 PRIMARY KEY) ON COMMIT DROP")
         appended = 0
@@ -600,10 +647,12 @@ def _refresh_status(cur, *, probed: bool, inserted: int, size: int) -> int:
         appended = cur.rowcount
     if appended:
         cur.execute(_STATUS_SQL.format(rows=_STATUS_APPENDED, where=""))
-    if appended < size:
+    if appended + len(skip) < size:
         where = "WHERE NOT EXISTS (SELECT FROM feature_appended x WHERE x.k = c.k)"
-        cur.execute(_STATUS_SQL.format(rows=_STATUS_RECOUNT, where=where))
-    return appended
+        if skip:
+            where += " AND NOT c.k = ANY(%s::int8[])"
+        cur.execute(_STATUS_SQL.format(rows=_STATUS_RECOUNT, where=where), [skip] if skip else None)
+    return appended + len(skip)
 
 
 def _log(

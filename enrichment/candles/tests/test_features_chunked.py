@@ -494,8 +494,8 @@ def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_
     appended, recounted = [], []
     refresh = feature_batch._refresh_status
 
-    def spy(cur, *, probed, inserted, size):
-        done = refresh(cur, probed=probed, inserted=inserted, size=size)
+    def spy(cur, *, probed, inserted, size, known=None):
+        done = refresh(cur, probed=probed, inserted=inserted, size=size, known=known)
         appended.append(done)
         recounted.append(size - done)
         return done
@@ -537,3 +537,43 @@ def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_
         assert features_run(chunked=True).failed == 0
         assert assert_status_is_a_recount() == len(series)
     assert sum(appended) > 0 and sum(recounted) > 0
+
+
+@pytest.mark.django_db(transaction=True)  # each run commits: its now() is its own, as last_computed_at
+def test_new_series_get_their_status_from_what_the_chunk_wrote_equal_to_a_full_recount(monkeypatch):
+    """The from-scratch path writes the status rows of its new series from the rows and metric
+    days it has just written (`feature_scratch.ScratchStatus`), with no recount statement; they
+    equal a full recount (crypto with gaps, daily stock bars with their weekend days). A new
+    series that already has metric days (its candles gone, its days kept) is recounted."""
+    recounted = []
+    refresh = feature_batch._refresh_status
+
+    def spy(cur, *, probed, inserted, size, known=None):
+        done = refresh(cur, probed=probed, inserted=inserted, size=size, known=known)
+        recounted.append(size - done)
+        return done
+
+    monkeypatch.setattr(feature_batch, "_refresh_status", spy)
+    symbols = []
+    for i in range(6):
+        shape = SHAPES[i % len(SHAPES)]
+        symbol = make_symbol(f"N{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
+        feed(
+            (symbol,),
+            shape,
+            random_candles(70 + i, seed=200 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3),
+            slice(None),
+        )
+        symbols.append(symbol)
+    assert features_run(chunked=True).failed == 0
+    assert recounted and sum(recounted) == 0
+    assert assert_status_is_a_recount() == 6
+    assert EnrichmentStatus.objects.filter(completeness__isnull=False).count() == 6
+    # Candles gone, metric days kept: from scratch again, through the upsert, and recounted.
+    MarketDataV2.objects.filter(symbol__in=symbols[:4]).delete()
+    EnrichmentStatus.objects.filter(symbol__in=symbols[:4]).delete()
+    MarketData.objects.filter(symbol__in=symbols[:4]).update(updated_at=timezone.now())
+    recounted.clear()
+    assert features_run(chunked=True).failed == 0
+    assert sum(recounted) == 4
+    assert assert_status_is_a_recount() == 6
