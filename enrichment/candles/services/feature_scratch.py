@@ -94,9 +94,29 @@ def copy_in(cur, table: str, columns: list[str], payload: bytes) -> None:
         copy.write(COPY_TRAILER)
 
 
-def metrics_upsert(cur, metrics: dict[str, np.ndarray]) -> None:
+# What an upsert of metric days changes in each series' completeness sums (enrichment_status's
+# complete_bars and expected_bars): the new days' sums less the sums of the stored days they
+# replace, read by their keys before the upsert (an index probe per day written, whatever the
+# series' history).
+_COMPLETENESS_DELTA = """
+CREATE TEMP TABLE feature_completeness ON COMMIT DROP AS
+SELECT s.k::int8 AS k,
+       sum(LEAST(s.actual_bars, s.expected_bars))::int8 - coalesce(sum(LEAST(q.actual_bars, q.expected_bars)), 0)
+           AS complete,
+       sum(s.expected_bars)::int8 - coalesce(sum(q.expected_bars), 0) AS expected
+FROM feature_metrics s
+JOIN feature_chunk c ON c.k = s.k::int8
+LEFT JOIN data_quality_metrics q
+       ON q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe AND q.day = (s.ts AT TIME ZONE 'UTC')::date
+GROUP BY s.k
+"""
+
+
+def metrics_upsert(cur, metrics: dict[str, np.ndarray], *, delta: bool = False) -> None:
     """Daily quality metrics (`daily_metrics_many`'s arrays, `k` the series of feature_chunk as
-    float8) into data_quality_metrics: one binary COPY into a temporary table, one upsert."""
+    float8) into data_quality_metrics: one binary COPY into a temporary table, one upsert.
+    `delta`: first record in feature_completeness what the upsert changes in each series'
+    completeness sums (`_COMPLETENESS_DELTA`)."""
     cols = list(METRIC_COLUMNS)
     cur.execute(
         "CREATE TEMP TABLE feature_metrics (ts timestamptz NOT NULL, k float8 NOT NULL, "
@@ -110,6 +130,8 @@ def metrics_upsert(cur, metrics: dict[str, np.ndarray]) -> None:
         ts=metrics["day"].astype("datetime64[D]").astype("datetime64[us]"),
         arrays=[metrics["k"]] + [metrics[c].astype(np.float64) for c in cols[1:]],
     )
+    if delta:
+        cur.execute(_COMPLETENESS_DELTA)
     casts = ", ".join(f"s.{c}::{t.removesuffix('[]')}" for c, t in list(METRIC_COLUMNS.items())[1:])
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
     cur.execute(
@@ -200,6 +222,8 @@ class ScratchStatus:
     last_us: np.ndarray
     quality: np.ndarray
     completeness: np.ndarray
+    complete: np.ndarray  # sum of LEAST(actual, expected) bars over its metric days
+    expected: np.ndarray  # sum of expected bars
 
 
 @dataclass(slots=True)
@@ -276,6 +300,8 @@ def _status(present, bounds, ts_us, score, complete, expected) -> ScratchStatus:
         last_us=ts_us[bounds[1:] - 1],
         quality=quality,
         completeness=completeness,
+        complete=complete,
+        expected=expected,
     )
 
 

@@ -457,6 +457,11 @@ SELECT es.symbol_id, es.timeframe, es.state, es.rows, es.first_ts, es.last_ts, e
        es.avg_quality_score, es.completeness,
        CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END, a.n, a.first_ts, a.last_ts, a.computed, a.quality,
        (SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0)
+        FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe),
+       es.complete_bars, es.expected_bars,
+       (SELECT sum(LEAST(q.actual_bars, q.expected_bars))
+        FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe),
+       (SELECT sum(q.expected_bars)
         FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe)
 FROM enrichment_status es
 CROSS JOIN LATERAL (
@@ -469,12 +474,15 @@ ORDER BY es.symbol_id, es.timeframe
 
 
 def assert_status_is_a_recount() -> int:
-    """Every status row equals a full recount of its series: state, counts, timestamps and
-    completeness exactly, the mean quality score to the last bits of a float sum's order."""
+    """Every status row equals a full recount of its series: state, counts, timestamps,
+    completeness and its kept sums exactly, the mean quality score to the last bits of a float
+    sum's order."""
     with connection.cursor() as cur:
         cur.execute(RECOUNT_SQL)
         rows = cur.fetchall()
     for row in rows:
+        assert row[-4:-2] == row[-2:], row[:2]
+        row = row[:-4]
         stored, recounted = row[2:9], row[9:]
         assert stored[:5] == recounted[:5], row[:2]
         assert stored[5] == pytest.approx(recounted[5], rel=1e-12, nan_ok=True), row[:2]
@@ -577,3 +585,38 @@ def test_new_series_get_their_status_from_what_the_chunk_wrote_equal_to_a_full_r
     assert features_run(chunked=True).failed == 0
     assert sum(recounted) == 4
     assert assert_status_is_a_recount() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_appended_series_updates_its_completeness_from_its_kept_sums_and_the_days_rewritten():
+    """One new bar per series: the completeness comes from the status row's kept sums plus what
+    the upsert of the rewritten days changed (not a sum over every metric day): a sum set off by
+    one on purpose stays off by one; a row without kept sums (NULL) is summed over every day."""
+    symbols = []
+    for i in range(6):
+        shape = SHAPES[i % len(SHAPES)]
+        symbol = make_symbol(f"K{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
+        data = random_candles(80, seed=300 + i, timeframe_seconds=shape[2], start=shape[3], gaps=2)
+        feed((symbol,), shape, data, slice(0, 79))
+        symbols.append((symbol, shape, data))
+    assert features_run(chunked=True).failed == 0
+    assert_status_is_a_recount()
+    off, unknown = symbols[0][0], symbols[1][0]
+    EnrichmentStatus.objects.filter(symbol=off).update(complete_bars=F("complete_bars") - 1)
+    EnrichmentStatus.objects.filter(symbol=unknown).update(complete_bars=None, expected_bars=None)
+    for symbol, shape, data in symbols:
+        feed((symbol,), shape, data, slice(79, 80))
+    assert features_run(chunked=True).failed == 0
+    kept = EnrichmentStatus.objects.get(symbol=off)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT sum(LEAST(actual_bars, expected_bars)), sum(expected_bars) FROM data_quality_metrics"
+            " WHERE symbol_id = %s",
+            [off.pk],
+        )
+        complete, expected = cur.fetchone()
+    assert (kept.complete_bars, kept.expected_bars) == (complete - 1, expected)
+    assert kept.completeness == (complete - 1) / expected
+    kept.delete()
+    assert assert_status_is_a_recount() == 5  # the others, `unknown` included, equal a recount
+    assert EnrichmentStatus.objects.get(symbol=unknown).expected_bars is not None
