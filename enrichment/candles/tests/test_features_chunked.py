@@ -620,3 +620,25 @@ def test_an_appended_series_updates_its_completeness_from_its_kept_sums_and_the_
     kept.delete()
     assert assert_status_is_a_recount() == 5  # the others, `unknown` included, equal a recount
     assert EnrichmentStatus.objects.get(symbol=unknown).expected_bars is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_per_series_path_keeps_the_completeness_sums_the_chunked_run_then_adds_to():
+    """The per-series path (as the live poller and backfills run it) writes the completeness sums
+    with the ratio; a chunked run of one new bar per series adds to them: every status row, sums
+    included, equals a recount after each."""
+    symbols = []
+    for i in range(6):
+        shape = SHAPES[i % len(SHAPES)]
+        symbol = make_symbol(f"R{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
+        data = random_candles(60, seed=400 + i, timeframe_seconds=shape[2], start=shape[3], gaps=2)
+        feed((symbol,), shape, data, slice(0, 58))
+        symbols.append((symbol, shape, data))
+    assert features_run(chunked=False).failed == 0
+    assert assert_status_is_a_recount() == 6
+    assert EnrichmentStatus.objects.filter(expected_bars__isnull=True).count() == 0
+    for stop in (59, 60):
+        for symbol, shape, data in symbols:
+            feed((symbol,), shape, data, slice(stop - 1, stop))
+        assert features_run(chunked=True).failed == 0
+        assert assert_status_is_a_recount() == 6
