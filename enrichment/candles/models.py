@@ -277,6 +277,15 @@ class EnrichmentStatus(models.Model):
     last_computed_at = models.DateTimeField(_("last computed at"), null=True, blank=True)
     avg_quality_score = models.FloatField(_("avg quality score"), null=True, blank=True)
     completeness = models.FloatField(_("completeness"), null=True, blank=True, help_text=_("over all measured days"))
+    # The sums `completeness` is the ratio of, kept so that a run that rewrote a few metric days
+    # updates it from those days alone (`feature_batch`); every writer of `completeness` writes
+    # them. NULL: not known (a row from before they were kept), the next write recounts them.
+    complete_bars = models.BigIntegerField(
+        _("complete bars"), null=True, blank=True, help_text=_("sum of LEAST(actual, expected) bars over all days")
+    )
+    expected_bars = models.BigIntegerField(
+        _("expected bars"), null=True, blank=True, help_text=_("sum of expected bars over all days")
+    )
     last_error = models.TextField(_("last error"), blank=True)
     source_synced_until = models.DateTimeField(
         _("source synced until"),

@@ -53,6 +53,7 @@ from enrichment.candles.services.feature_scan import ScannedSeries
 from enrichment.candles.services.feature_scratch import (
     SOURCE_COLUMNS,
     ScratchResult,
+    ScratchStatus,
     Tail,
     metrics_upsert,
     packed_out,
@@ -100,6 +101,7 @@ _TEMP_TABLES = (
     "feature_days",
     "feature_metrics",
     "feature_appended",
+    "feature_completeness",
 )
 
 
@@ -166,7 +168,9 @@ def chunk_run(
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
         probed = not full and len(scratch) < len(keys)
-        _refresh_status(cur, probed=probed, inserted=result.inserted - done.inserted, size=len(chunk))
+        _refresh_status(
+            cur, probed=probed, inserted=result.inserted - done.inserted, size=len(chunk), known=done.status
+        )
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
         cur.execute("SELECT set_config('jit', %s, true)", [jit])
@@ -529,7 +533,7 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         parts.append(metrics)
     if not parts:
         return
-    metrics_upsert(cur, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
+    metrics_upsert(cur, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}, delta=True)
 
 
 # The status of a series whose chunk only appended bars, from the probe's pass over its stored
@@ -551,34 +555,55 @@ WITH t AS (
 )
 SELECT p.k, p.stored + t.n AS rows, p.earliest AS first_ts, greatest(p.latest, t.last_ts) AS last_ts,
        greatest(p.computed, now()) AS computed, 0 AS pending,
-       (coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0)) / NULLIF(p.quality_n + t.quality_n, 0) AS quality
+       (coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0)) / NULLIF(p.quality_n + t.quality_n, 0) AS quality,
+       es.complete_bars + d.complete AS complete, es.expected_bars + d.expected AS expected
 FROM feature_probe p
 JOIN t ON t.k = p.k
 JOIN enrichment_status es ON es.symbol_id = p.symbol_id AND es.timeframe = p.timeframe
+LEFT JOIN feature_completeness d ON d.k = p.k
 WHERE es.state = 'ok' AND p.stored > 0 AND p.stale_first IS NULL AND p.new_first > p.latest
   AND NOT EXISTS (SELECT FROM feature_stage s WHERE s.k = p.k AND NOT s.is_new)
 """
 _STATUS_SQL = """
 INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                               avg_quality_score, completeness, last_error, source_synced_until, updated_at)
+                               avg_quality_score, completeness, complete_bars, expected_bars, last_error,
+                               source_synced_until, updated_at)
 SELECT c.symbol_id, c.timeframe, CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END,
-       a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.completeness, '', c.watermark, now()
+       a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.complete::float8 / NULLIF(q.expected, 0),
+       q.complete, q.expected, '', c.watermark, now()
 FROM feature_chunk c
 {rows}
 CROSS JOIN LATERAL (
-    SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0) AS completeness
-    FROM data_quality_metrics q WHERE q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
+    {completeness}
 ) q
 {where}
 ORDER BY c.symbol_id, c.timeframe
 ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
     state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
     last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
-    completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error,
+    completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
+    expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error,
     source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
 """
+# The completeness sums: summed over every metric day of the series...
+_COMPLETENESS_RECOUNT = """
+    SELECT sum(LEAST(q.actual_bars, q.expected_bars)) AS complete, sum(q.expected_bars) AS expected
+    FROM data_quality_metrics q WHERE q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
+"""
+# ... or, for an appended series, its status row's sums plus what the chunk's upsert of its metric
+# days changed (`feature_scratch._COMPLETENESS_DELTA`): exact integers, read from a few days
+# whatever its history. Summed over every day where the status row does not have them yet (NULL:
+# written before they were kept); the recount's scan is skipped otherwise (a one-time filter).
+_COMPLETENESS_KEPT = """
+    SELECT a.complete, a.expected WHERE a.expected IS NOT NULL
+    UNION ALL
+    SELECT sum(LEAST(q.actual_bars, q.expected_bars)), sum(q.expected_bars)
+    FROM data_quality_metrics q WHERE a.expected IS NULL AND q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe
+    HAVING a.expected IS NULL
+"""
 _STATUS_APPENDED = """
-JOIN (SELECT k, pending, rows AS n, first_ts, last_ts, computed, quality FROM feature_appended) a ON a.k = c.k
+JOIN (SELECT k, pending, rows AS n, first_ts, last_ts, computed, quality, complete, expected FROM feature_appended) a
+    ON a.k = c.k
 """
 _STATUS_RECOUNT = """
 CROSS JOIN LATERAL (
@@ -590,7 +615,53 @@ CROSS JOIN LATERAL (
 """
 
 
-def _refresh_status(cur, *, probed: bool, inserted: int, size: int) -> int:
+# The status of the new series written by the from-scratch path, from what it computed and wrote
+# (`feature_scratch.ScratchStatus`): the rows a recount would read back are the ones it just
+# wrote, so nothing is read. Timestamps go as microseconds since 1970 (exact, as an interval).
+_STATUS_KNOWN = """
+INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
+                               avg_quality_score, completeness, complete_bars, expected_bars, last_error,
+                               source_synced_until, updated_at)
+SELECT c.symbol_id, c.timeframe, 'ok', u.n, 'epoch'::timestamptz + u.first_us * interval '1 microsecond',
+       'epoch'::timestamptz + u.last_us * interval '1 microsecond', now(), u.quality, u.completeness,
+       u.complete, u.expected, '', c.watermark, now()
+FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::float8[], %s::int8[], %s::int8[])
+     AS u(k, n, first_us, last_us, quality, completeness, complete, expected)
+JOIN feature_chunk c ON c.k = u.k
+ORDER BY c.symbol_id, c.timeframe
+ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+    state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
+    last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+    completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
+    expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error,
+    source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
+"""
+
+
+def _status_known(cur, known: ScratchStatus) -> list[int]:
+    """The status rows of `known` (one statement); returns their k."""
+
+    def nullable(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(x) else float(x) for x in values.tolist()]
+
+    ks = known.k.tolist()
+    cur.execute(
+        _STATUS_KNOWN,
+        [
+            ks,
+            known.rows.tolist(),
+            known.first_us.tolist(),
+            known.last_us.tolist(),
+            nullable(known.quality),
+            nullable(known.completeness),
+            known.complete.tolist(),
+            known.expected.tolist(),
+        ],
+    )
+    return ks
+
+
+def _refresh_status(cur, *, probed: bool, inserted: int, size: int, known: ScratchStatus | None = None) -> int:
     """`feature_compute._refresh_status` for every series of the chunk, with its watermark.
     A series that was ok and got only bars after its stored ones (the hourly case) is updated
     from the probe and its new rows (`_APPENDED_SQL`); the others (restated or pending bars, a
@@ -598,19 +669,28 @@ def _refresh_status(cur, *, probed: bool, inserted: int, size: int) -> int:
     their rows. The completeness is summed over every day of each series either way (the status
     row keeps the ratio only). `probed`: an incremental run whose probe ran (not a chunk of new
     series only); `inserted`: new candles written by `_insert_new`. Returns how many series were
-    updated without a recount."""
+    updated without a recount. `known`: the status of the chunk's new series written by the
+    from-scratch path (`_STATUS_KNOWN`), not recounted either."""
+    skip = _status_known(cur, known) if known is not None and len(known.k) else []
     if not (probed and inserted):
         cur.execute("CREATE TEMP TABLE feature_appended (k int8 PRIMARY KEY) ON COMMIT DROP")
         appended = 0
     else:
+        # `_refresh_metrics` made it where the chunk wrote metric days; an appended series always has some.
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS feature_completeness (k int8, complete int8, expected int8) ON COMMIT DROP"
+        )
         cur.execute(_APPENDED_SQL)
         appended = cur.rowcount
     if appended:
-        cur.execute(_STATUS_SQL.format(rows=_STATUS_APPENDED, where=""))
-    if appended < size:
+        cur.execute(_STATUS_SQL.format(rows=_STATUS_APPENDED, completeness=_COMPLETENESS_KEPT, where=""))
+    if appended + len(skip) < size:
         where = "WHERE NOT EXISTS (SELECT FROM feature_appended x WHERE x.k = c.k)"
-        cur.execute(_STATUS_SQL.format(rows=_STATUS_RECOUNT, where=where))
-    return appended
+        if skip:
+            where += " AND NOT c.k = ANY(%s::int8[])"
+        status_sql = _STATUS_SQL.format(rows=_STATUS_RECOUNT, completeness=_COMPLETENESS_RECOUNT, where=where)
+        cur.execute(status_sql, [skip] if skip else None)
+    return appended + len(skip)
 
 
 def _log(

@@ -443,21 +443,28 @@ def _refresh_status(cur, series: SeriesKey, *, error: str) -> None:
     cur.execute(
         """
         INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                                       avg_quality_score, completeness, last_error, updated_at)
-        SELECT %s, %s,
-               CASE WHEN count(*) FILTER (WHERE features_revision IS DISTINCT FROM revision) > 0
-                    THEN 'pending' ELSE 'ok' END,
-               count(*), min(ts), max(ts), max(computed_at), avg(quality_score),
-               (SELECT sum(LEAST(actual_bars, expected_bars))::float8 / NULLIF(sum(expected_bars), 0)
-                  FROM data_quality_metrics q WHERE q.symbol_id = %s AND q.timeframe = %s),
-               %s, now()
-        FROM market_data_v2 WHERE symbol_id = %s AND timeframe = %s
+                                       avg_quality_score, completeness, complete_bars, expected_bars, last_error,
+                                       updated_at)
+        SELECT %s, %s, a.state, a.n, a.first_ts, a.last_ts, a.computed, a.quality,
+               q.complete::float8 / NULLIF(q.expected, 0), q.complete, q.expected, %s, now()
+        FROM (
+            SELECT CASE WHEN count(*) FILTER (WHERE features_revision IS DISTINCT FROM revision) > 0
+                        THEN 'pending' ELSE 'ok' END AS state,
+                   count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts, max(computed_at) AS computed,
+                   avg(quality_score) AS quality
+            FROM market_data_v2 WHERE symbol_id = %s AND timeframe = %s
+        ) a
+        CROSS JOIN (
+            SELECT sum(LEAST(actual_bars, expected_bars)) AS complete, sum(expected_bars) AS expected
+            FROM data_quality_metrics q WHERE q.symbol_id = %s AND q.timeframe = %s
+        ) q
         ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
             state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
             last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
-            completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error, updated_at = now()
+            completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
+            expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error, updated_at = now()
         """,
-        [symbol.pk, timeframe, symbol.pk, timeframe, error, symbol.pk, timeframe],
+        [symbol.pk, timeframe, error, symbol.pk, timeframe, symbol.pk, timeframe],
     )
 
 

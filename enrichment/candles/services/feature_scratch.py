@@ -94,9 +94,29 @@ def copy_in(cur, table: str, columns: list[str], payload: bytes) -> None:
         copy.write(COPY_TRAILER)
 
 
-def metrics_upsert(cur, metrics: dict[str, np.ndarray]) -> None:
+# What an upsert of metric days changes in each series' completeness sums (enrichment_status's
+# complete_bars and expected_bars): the new days' sums less the sums of the stored days they
+# replace, read by their keys before the upsert (an index probe per day written, whatever the
+# series' history).
+_COMPLETENESS_DELTA = """
+CREATE TEMP TABLE feature_completeness ON COMMIT DROP AS
+SELECT s.k::int8 AS k,
+       sum(LEAST(s.actual_bars, s.expected_bars))::int8 - coalesce(sum(LEAST(q.actual_bars, q.expected_bars)), 0)
+           AS complete,
+       sum(s.expected_bars)::int8 - coalesce(sum(q.expected_bars), 0) AS expected
+FROM feature_metrics s
+JOIN feature_chunk c ON c.k = s.k::int8
+LEFT JOIN data_quality_metrics q
+       ON q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe AND q.day = (s.ts AT TIME ZONE 'UTC')::date
+GROUP BY s.k
+"""
+
+
+def metrics_upsert(cur, metrics: dict[str, np.ndarray], *, delta: bool = False) -> None:
     """Daily quality metrics (`daily_metrics_many`'s arrays, `k` the series of feature_chunk as
-    float8) into data_quality_metrics: one binary COPY into a temporary table, one upsert."""
+    float8) into data_quality_metrics: one binary COPY into a temporary table, one upsert.
+    `delta`: first record in feature_completeness what the upsert changes in each series'
+    completeness sums (`_COMPLETENESS_DELTA`)."""
     cols = list(METRIC_COLUMNS)
     cur.execute(
         "CREATE TEMP TABLE feature_metrics (ts timestamptz NOT NULL, k float8 NOT NULL, "
@@ -110,6 +130,8 @@ def metrics_upsert(cur, metrics: dict[str, np.ndarray]) -> None:
         ts=metrics["day"].astype("datetime64[D]").astype("datetime64[us]"),
         arrays=[metrics["k"]] + [metrics[c].astype(np.float64) for c in cols[1:]],
     )
+    if delta:
+        cur.execute(_COMPLETENESS_DELTA)
     casts = ", ".join(f"s.{c}::{t.removesuffix('[]')}" for c, t in list(METRIC_COLUMNS.items())[1:])
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
     cur.execute(
@@ -188,10 +210,28 @@ def packed_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ScratchStatus:
+    """The status rows of the new series, from what the chunk wrote (no read back): per series k,
+    its row count, first and last bar (microseconds since 1970), the mean quality score (NaN for
+    none: NULL), and the completeness over its metric days (NaN for none: NULL)."""
+
+    k: np.ndarray
+    rows: np.ndarray
+    first_us: np.ndarray
+    last_us: np.ndarray
+    quality: np.ndarray
+    completeness: np.ndarray
+    complete: np.ndarray  # sum of LEAST(actual, expected) bars over its metric days
+    expected: np.ndarray  # sum of expected bars
+
+
 @dataclass(slots=True)
 class ScratchResult:
     inserted: int
     tails: dict[int, Tail]
+    # None where a series of the chunk already had metric days (the upsert): then recounted.
+    status: ScratchStatus | None = None
 
 
 def scratch_run(cur, keys: list[SeriesKey], new: list[int]) -> ScratchResult:
@@ -232,8 +272,37 @@ def scratch_run(cur, keys: list[SeriesKey], new: list[int]) -> ScratchResult:
         last=pd.Timestamp(int(read["ts"].max()), unit="us", tz="UTC").to_pydatetime(),
     )
     copy_in(cur, "market_data_v2", columns, payload)
-    _write_metrics(cur, keys, read, bounds, present, out, now_us)
-    return ScratchResult(len(ks), tails)
+    sums = _write_metrics(cur, keys, read, bounds, present, out, now_us)
+    with PYTHON_WORK:
+        status = None if sums is None else _status(present, bounds, ts_us, out["quality_score"], *sums)
+    return ScratchResult(len(ks), tails, status)
+
+
+def _status(present, bounds, ts_us, score, complete, expected) -> ScratchStatus:
+    """What `feature_batch._refresh_status`'s recount would read back from the rows just written:
+    each series' count, first and last bar, mean quality score (the non-NULL scores summed one by
+    one in time order, as the recount's `avg` sums them), and completeness (the sums of its metric
+    days' LEAST(actual, expected) and expected: exact integers, divided as float8)."""
+    n = len(present)
+    quality = np.full(n, np.nan)
+    for i in range(n):
+        values = score[bounds[i] : bounds[i + 1]]
+        valid = ~np.isnan(values)
+        count = int(valid.sum())
+        if count:
+            quality[i] = np.cumsum(values[valid])[-1] / count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        completeness = np.where(expected > 0, complete.astype(np.float64) / expected.astype(np.float64), np.nan)
+    return ScratchStatus(
+        k=present.astype(np.int64),
+        rows=np.diff(bounds).astype(np.int64),
+        first_us=ts_us[bounds[:-1]],
+        last_us=ts_us[bounds[1:] - 1],
+        quality=quality,
+        completeness=completeness,
+        complete=complete,
+        expected=expected,
+    )
 
 
 def _candles_payload(keys: list[SeriesKey], read: dict, out: dict, now_us: int) -> tuple[list[str], bytes]:
@@ -278,10 +347,14 @@ def _candles_payload(keys: list[SeriesKey], read: dict, out: dict, now_us: int) 
     return [name for name, *_ in fields], payload
 
 
-def _write_metrics(cur, keys, read: dict, bounds: np.ndarray, present: np.ndarray, out: dict, now_us: int) -> None:
+def _write_metrics(
+    cur, keys, read: dict, bounds: np.ndarray, present: np.ndarray, out: dict, now_us: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The daily quality metrics of the new series from their first bar's day on (no earlier
     row: `from_day_start` false), one pass per calendar and timeframe (`daily_metrics_many`);
-    one COPY into data_quality_metrics, or an upsert where a series already has metric rows."""
+    one COPY into data_quality_metrics, or an upsert where a series already has metric rows.
+    Returns, per series of `present`, the sums of LEAST(actual, expected) and of expected bars
+    over its metric days (all of them: no earlier row), or None after an upsert."""
     cur.execute(
         "SELECT EXISTS (SELECT 1 FROM feature_chunk c JOIN data_quality_metrics q"
         " ON q.symbol_id = c.symbol_id AND q.timeframe = c.timeframe WHERE c.scratch)"
@@ -313,8 +386,14 @@ def _write_metrics(cur, keys, read: dict, bounds: np.ndarray, present: np.ndarra
         metrics = {c: v[order] for c, v in metrics.items()}
     if upsert:
         metrics_upsert(cur, {**metrics, "k": metrics["k"].astype(np.float64)})
-        return
+        return None
     with PYTHON_WORK:
+        where = np.searchsorted(present, metrics["k"])
+        expected_bars = metrics["expected_bars"].astype(np.int64)
+        complete = np.bincount(
+            where, weights=np.minimum(metrics["actual_bars"].astype(np.int64), expected_bars), minlength=len(present)
+        )
+        expected = np.bincount(where, weights=expected_bars, minlength=len(present))
         n, cols = len(metrics["k"]), list(METRIC_COLUMNS)
         fields = [
             ("int8", np.array([key.symbol.pk for key in keys], dtype=np.int64)[metrics["k"]], None),
@@ -330,3 +409,5 @@ def _write_metrics(cur, keys, read: dict, bounds: np.ndarray, present: np.ndarra
         fields.append(("int8", np.full(n, now_us - _PG_EPOCH_US, dtype=np.int64), None))
         payload = binary_rows(fields)
     copy_in(cur, "data_quality_metrics", ["symbol_id", "timeframe", *cols, "computed_at"], payload)
+    # bincount sums in float64: exact below 2**53 bars
+    return complete.astype(np.int64), expected.astype(np.int64)

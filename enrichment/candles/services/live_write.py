@@ -490,20 +490,28 @@ def _refresh_status(cur, ids: list[int], timeframe: str) -> None:
     cur.execute(
         """
         INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                                       avg_quality_score, completeness, last_error, updated_at)
-        SELECT v.symbol_id, %(tf)s,
-               CASE WHEN count(*) FILTER (WHERE features_revision IS DISTINCT FROM revision) > 0
-                    THEN 'pending' ELSE 'ok' END,
-               count(*), min(ts), max(ts), max(computed_at), avg(quality_score),
-               (SELECT sum(LEAST(actual_bars, expected_bars))::float8 / NULLIF(sum(expected_bars), 0)
-                  FROM data_quality_metrics q WHERE q.symbol_id = v.symbol_id AND q.timeframe = %(tf)s),
-               '', now()
-        FROM market_data_v2 v WHERE v.symbol_id = ANY(%(ids)s) AND v.timeframe = %(tf)s
-        GROUP BY v.symbol_id
+                                       avg_quality_score, completeness, complete_bars, expected_bars, last_error,
+                                       updated_at)
+        SELECT a.symbol_id, %(tf)s, a.state, a.n, a.first_ts, a.last_ts, a.computed, a.quality,
+               q.complete::float8 / NULLIF(q.expected, 0), q.complete, q.expected, '', now()
+        FROM (
+            SELECT v.symbol_id,
+                   CASE WHEN count(*) FILTER (WHERE features_revision IS DISTINCT FROM revision) > 0
+                        THEN 'pending' ELSE 'ok' END AS state,
+                   count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts, max(computed_at) AS computed,
+                   avg(quality_score) AS quality
+            FROM market_data_v2 v WHERE v.symbol_id = ANY(%(ids)s) AND v.timeframe = %(tf)s
+            GROUP BY v.symbol_id
+        ) a
+        CROSS JOIN LATERAL (
+            SELECT sum(LEAST(q.actual_bars, q.expected_bars)) AS complete, sum(q.expected_bars) AS expected
+            FROM data_quality_metrics q WHERE q.symbol_id = a.symbol_id AND q.timeframe = %(tf)s
+        ) q
         ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
             state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
             last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
-            completeness = EXCLUDED.completeness, last_error = EXCLUDED.last_error, updated_at = now()
+            completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
+            expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error, updated_at = now()
         """,
         {"tf": timeframe, "ids": ids},
     )

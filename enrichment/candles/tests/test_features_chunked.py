@@ -457,6 +457,11 @@ SELECT es.symbol_id, es.timeframe, es.state, es.rows, es.first_ts, es.last_ts, e
        es.avg_quality_score, es.completeness,
        CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END, a.n, a.first_ts, a.last_ts, a.computed, a.quality,
        (SELECT sum(LEAST(q.actual_bars, q.expected_bars))::float8 / NULLIF(sum(q.expected_bars), 0)
+        FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe),
+       es.complete_bars, es.expected_bars,
+       (SELECT sum(LEAST(q.actual_bars, q.expected_bars))
+        FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe),
+       (SELECT sum(q.expected_bars)
         FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe)
 FROM enrichment_status es
 CROSS JOIN LATERAL (
@@ -469,12 +474,15 @@ ORDER BY es.symbol_id, es.timeframe
 
 
 def assert_status_is_a_recount() -> int:
-    """Every status row equals a full recount of its series: state, counts, timestamps and
-    completeness exactly, the mean quality score to the last bits of a float sum's order."""
+    """Every status row equals a full recount of its series: state, counts, timestamps,
+    completeness and its kept sums exactly, the mean quality score to the last bits of a float
+    sum's order."""
     with connection.cursor() as cur:
         cur.execute(RECOUNT_SQL)
         rows = cur.fetchall()
     for row in rows:
+        assert row[-4:-2] == row[-2:], row[:2]
+        row = row[:-4]
         stored, recounted = row[2:9], row[9:]
         assert stored[:5] == recounted[:5], row[:2]
         assert stored[5] == pytest.approx(recounted[5], rel=1e-12, nan_ok=True), row[:2]
@@ -494,8 +502,8 @@ def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_
     appended, recounted = [], []
     refresh = feature_batch._refresh_status
 
-    def spy(cur, *, probed, inserted, size):
-        done = refresh(cur, probed=probed, inserted=inserted, size=size)
+    def spy(cur, *, probed, inserted, size, known=None):
+        done = refresh(cur, probed=probed, inserted=inserted, size=size, known=known)
         appended.append(done)
         recounted.append(size - done)
         return done
@@ -537,3 +545,100 @@ def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_
         assert features_run(chunked=True).failed == 0
         assert assert_status_is_a_recount() == len(series)
     assert sum(appended) > 0 and sum(recounted) > 0
+
+
+@pytest.mark.django_db(transaction=True)  # each run commits: its now() is its own, as last_computed_at
+def test_new_series_get_their_status_from_what_the_chunk_wrote_equal_to_a_full_recount(monkeypatch):
+    """The from-scratch path writes the status rows of its new series from the rows and metric
+    days it has just written (`feature_scratch.ScratchStatus`), with no recount statement; they
+    equal a full recount (crypto with gaps, daily stock bars with their weekend days). A new
+    series that already has metric days (its candles gone, its days kept) is recounted."""
+    recounted = []
+    refresh = feature_batch._refresh_status
+
+    def spy(cur, *, probed, inserted, size, known=None):
+        done = refresh(cur, probed=probed, inserted=inserted, size=size, known=known)
+        recounted.append(size - done)
+        return done
+
+    monkeypatch.setattr(feature_batch, "_refresh_status", spy)
+    symbols = []
+    for i in range(6):
+        shape = SHAPES[i % len(SHAPES)]
+        symbol = make_symbol(f"N{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
+        feed(
+            (symbol,),
+            shape,
+            random_candles(70 + i, seed=200 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3),
+            slice(None),
+        )
+        symbols.append(symbol)
+    assert features_run(chunked=True).failed == 0
+    assert recounted and sum(recounted) == 0
+    assert assert_status_is_a_recount() == 6
+    assert EnrichmentStatus.objects.filter(completeness__isnull=False).count() == 6
+    # Candles gone, metric days kept: from scratch again, through the upsert, and recounted.
+    MarketDataV2.objects.filter(symbol__in=symbols[:4]).delete()
+    EnrichmentStatus.objects.filter(symbol__in=symbols[:4]).delete()
+    MarketData.objects.filter(symbol__in=symbols[:4]).update(updated_at=timezone.now())
+    recounted.clear()
+    assert features_run(chunked=True).failed == 0
+    assert sum(recounted) == 4
+    assert assert_status_is_a_recount() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_appended_series_updates_its_completeness_from_its_kept_sums_and_the_days_rewritten():
+    """One new bar per series: the completeness comes from the status row's kept sums plus what
+    the upsert of the rewritten days changed (not a sum over every metric day): a sum set off by
+    one on purpose stays off by one; a row without kept sums (NULL) is summed over every day."""
+    symbols = []
+    for i in range(6):
+        shape = SHAPES[i % len(SHAPES)]
+        symbol = make_symbol(f"K{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
+        data = random_candles(80, seed=300 + i, timeframe_seconds=shape[2], start=shape[3], gaps=2)
+        feed((symbol,), shape, data, slice(0, 79))
+        symbols.append((symbol, shape, data))
+    assert features_run(chunked=True).failed == 0
+    assert_status_is_a_recount()
+    off, unknown = symbols[0][0], symbols[1][0]
+    EnrichmentStatus.objects.filter(symbol=off).update(complete_bars=F("complete_bars") - 1)
+    EnrichmentStatus.objects.filter(symbol=unknown).update(complete_bars=None, expected_bars=None)
+    for symbol, shape, data in symbols:
+        feed((symbol,), shape, data, slice(79, 80))
+    assert features_run(chunked=True).failed == 0
+    kept = EnrichmentStatus.objects.get(symbol=off)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT sum(LEAST(actual_bars, expected_bars)), sum(expected_bars) FROM data_quality_metrics"
+            " WHERE symbol_id = %s",
+            [off.pk],
+        )
+        complete, expected = cur.fetchone()
+    assert (kept.complete_bars, kept.expected_bars) == (complete - 1, expected)
+    assert kept.completeness == (complete - 1) / expected
+    kept.delete()
+    assert assert_status_is_a_recount() == 5  # the others, `unknown` included, equal a recount
+    assert EnrichmentStatus.objects.get(symbol=unknown).expected_bars is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_per_series_path_keeps_the_completeness_sums_the_chunked_run_then_adds_to():
+    """The per-series path (as the live poller and backfills run it) writes the completeness sums
+    with the ratio; a chunked run of one new bar per series adds to them: every status row, sums
+    included, equals a recount after each."""
+    symbols = []
+    for i in range(6):
+        shape = SHAPES[i % len(SHAPES)]
+        symbol = make_symbol(f"R{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
+        data = random_candles(60, seed=400 + i, timeframe_seconds=shape[2], start=shape[3], gaps=2)
+        feed((symbol,), shape, data, slice(0, 58))
+        symbols.append((symbol, shape, data))
+    assert features_run(chunked=False).failed == 0
+    assert assert_status_is_a_recount() == 6
+    assert EnrichmentStatus.objects.filter(expected_bars__isnull=True).count() == 0
+    for stop in (59, 60):
+        for symbol, shape, data in symbols:
+            feed((symbol,), shape, data, slice(stop - 1, stop))
+        assert features_run(chunked=True).failed == 0
+        assert assert_status_is_a_recount() == 6

@@ -157,6 +157,15 @@ def test_the_polls_daily_quality_metrics_equal_a_full_recompute(crypto, fake_clo
     columns = ("symbol__ticker", "day", *candle_quality.DAILY_COLUMNS[1:])
     live = list(DataQualityMetric.objects.order_by("symbol__ticker", "day").values_list(*columns))
     assert len(live) >= SYMBOLS  # every series has its days (the history spans midnight or not)
+    with connection.cursor() as cur:  # the status rows' completeness sums are their days' (live_write keeps them)
+        cur.execute(
+            "SELECT es.complete_bars, es.expected_bars, q.c, q.e FROM enrichment_status es"
+            " JOIN (SELECT symbol_id, timeframe, sum(LEAST(actual_bars, expected_bars)) AS c, sum(expected_bars) AS e"
+            "       FROM data_quality_metrics GROUP BY 1, 2) q"
+            " ON q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe"
+        )
+        sums = cur.fetchall()
+    assert len(sums) == SYMBOLS and all(row[:2] == row[2:] for row in sums)
     for i in range(SYMBOLS):
         features_compute(symbol=rows(f"C{i:02d}")[0].symbol, timeframe="1m", full=True)
     recomputed = list(DataQualityMetric.objects.order_by("symbol__ticker", "day").values_list(*columns))
