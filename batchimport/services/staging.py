@@ -27,9 +27,10 @@ from django.db import connection
 from django.utils import timezone
 
 from batchimport.models import ImportFile, RejectedRow
-from batchimport.parsing import Candle, CsvFileReader, FileFormatError, Reject
+from batchimport.parsing import Candle, CsvFileReader, FileFormatError, Reject, plausible_dates
 from etl.models import MarketData
 from etl.progress import Cancelled
+from etl.sqlarrays import int_array
 
 # What reading one file can raise: its own fault or its host's (FileFormatError
 # and UnicodeError are ValueErrors). Database errors are not among them: those
@@ -61,6 +62,7 @@ STAGE_COPY = (
 # Numbers travel as the file's own text and are cast once by PostgreSQL: exact,
 # and much cheaper than building Decimal objects in Python.
 STAGE_TYPES = ["int8", "int4", "timestamptz", "text", "text", "text", "text", "text", "text", "jsonb"]
+REJECTS_DELETE_SQL = "DELETE FROM rejected_rows WHERE file_id = ANY(%s::bigint[])"
 STAGE_DROP_FILE = "DELETE FROM import_stage_rows WHERE file_id = %s"
 REJECTS_COPY = "COPY rejected_rows (file_id, job_id, line, raw, reason, field, created_at) FROM STDIN"
 JOBS_PROGRESS_SQL = """
@@ -70,7 +72,7 @@ FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, bytes) WHERE j.id = v.id
 FILE_PROGRESS_SQL = (
     "UPDATE import_files SET progress_done = %s, progress_total = %s, rate_per_second = %s WHERE id = %s"
 )
-CANCEL_SQL = "SELECT EXISTS (SELECT 1 FROM import_files WHERE id = ANY(%s) AND cancel_requested)"
+CANCEL_SQL = "SELECT EXISTS (SELECT 1 FROM import_files WHERE id = ANY(%s::bigint[]) AND cancel_requested)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +122,11 @@ class GroupStager:
     def __init__(self, cur, *, files: Sequence[ImportFile], batch_size: int, on_batch: Callable[[int], None] | None):
         self.cur, self.batch_size, self.on_batch = cur, max(1, batch_size), on_batch
         self.file_ids = [f.pk for f in files]
+        self._file_ids_array = int_array(self.file_ids)
         self.candles: list[tuple] = []  # staged rows: (file_id, *Candle)
         self.rejects: list[tuple] = []
         self.now = timezone.now()
+        self.dates = plausible_dates()  # once a group: the same for all its files
         self.flushes = 0
         self.bytes_by_job: dict[int, int] = {}  # read since the last flush
         self._current: tuple[ImportFile, CsvFileReader, float] | None = None
@@ -134,11 +138,11 @@ class GroupStager:
         if cur.fetchone()[0]:
             cur.execute(STAGE_TRUNCATE)
         # Rejects of an earlier, interrupted attempt are replaced by this one's.
-        RejectedRow.objects.filter(file_id__in=self.file_ids).delete()
+        cur.execute(REJECTS_DELETE_SQL, [self._file_ids_array])
 
     def stage(self, import_file: ImportFile, path: Path) -> StagedFile:
         started = time.monotonic()
-        reader = CsvFileReader(path, market=import_file.market)
+        reader = CsvFileReader(path, market=import_file.market, dates=self.dates)
         if len(reader.ticker) > TICKER_LENGTH:
             raise FileFormatError(
                 f"{path.name}: the ticker its name gives, {reader.ticker[:40]!r}…, is longer than"
@@ -223,12 +227,12 @@ class GroupStager:
             self.cur.execute(FILE_PROGRESS_SQL, [reader.rows_read, total, rate, import_file.pk])
         if self.bytes_by_job and not last:
             ids = sorted(self.bytes_by_job)  # one order for every worker: no deadlock on the job rows
-            self.cur.execute(JOBS_PROGRESS_SQL, [ids, [self.bytes_by_job[i] for i in ids]])
+            self.cur.execute(JOBS_PROGRESS_SQL, [int_array(ids), int_array(self.bytes_by_job[i] for i in ids)])
             self.bytes_by_job.clear()
         if self.on_batch is not None:
             self.on_batch(n)
         # one indexed read per flush: cancellation takes effect at the next flush
-        self.cur.execute(CANCEL_SQL, [self.file_ids])
+        self.cur.execute(CANCEL_SQL, [self._file_ids_array])
         if self.cur.fetchone()[0]:
             raise Cancelled(f"import files {self.file_ids} were cancelled")
 
