@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -731,7 +731,7 @@ class CsvFileReader:
         timeframe: str | None = None,
         dates: DateRange | None = None,
     ):
-        self.path = Path(path)
+        self.path = path if type(path) is PosixPath else Path(path)
         self.dates = dates or plausible_dates()
         self.market = market or market_from_path(self.path)
         self.ticker = ticker or ticker_from_filename(self.path.name)

@@ -255,7 +255,7 @@ class _Entry:
 
     @property
     def file_id(self) -> int:
-        return self.staged.file.pk
+        return self.staged.file.id
 
     @property
     def live(self) -> int:
@@ -316,8 +316,8 @@ def file_load(
     """One claimed file on its own (a group of one): its result, or what reading it raised."""
     import_file.job = job
     loaded = files_load(files=[import_file], batch_size=batch_size, on_batch=on_batch)
-    if import_file.pk in loaded.failed:
-        raise loaded.failed[import_file.pk]
+    if import_file.id in loaded.failed:
+        raise loaded.failed[import_file.id]
     return loaded.results[0]
 
 
@@ -325,23 +325,23 @@ def _read_phase(cur, files: Sequence[ImportFile], *, batch_size: int, on_batch) 
     """Fingerprint every file, skip the unchanged ones, stage the others."""
     group = _Group()
     root = data_root()  # this host's mount point of the share
-    paths = {f.pk: root / f.relpath for f in files}
+    paths = {f.id: root / f.relpath for f in files}
     for import_file in files:
         try:
-            group.prints[import_file.pk] = fingerprint(paths[import_file.pk])
+            group.prints[import_file.id] = fingerprint(paths[import_file.id])
         except FILE_ERRORS as exc:
-            group.failed[import_file.pk] = exc
-    readable = [f for f in files if f.pk in group.prints]
+            group.failed[import_file.id] = exc
+    readable = [f for f in files if f.id in group.prints]
     unchanged = _unchanged_since_success([f for f in readable if not f.job.overwrite], group.prints)
-    group.skipped = [f for f in readable if f.pk in unchanged]
+    group.skipped = [f for f in readable if f.id in unchanged]
     stager = GroupStager(cur, files=readable, batch_size=batch_size, on_batch=on_batch)
     for import_file in readable:
-        if import_file.pk in unchanged:
+        if import_file.id in unchanged:
             continue
         try:
-            group.staged.append(stager.stage(import_file, paths[import_file.pk]))
+            group.staged.append(stager.stage(import_file, paths[import_file.id]))
         except FILE_ERRORS as exc:
-            group.failed[import_file.pk] = exc
+            group.failed[import_file.id] = exc
     stager.close()
     group.bytes_by_job = stager.bytes_by_job
     return group
@@ -356,13 +356,13 @@ def _unchanged_since_success(files: Sequence[ImportFile], prints: dict[int, tupl
             UNCHANGED_SQL,
             [
                 text_array(f.relpath for f in files),
-                int_array(prints[f.pk][0] for f in files),
-                text_array(prints[f.pk][1] for f in files),
-                int_array(f.pk for f in files),
+                int_array(prints[f.id][0] for f in files),
+                text_array(prints[f.id][1] for f in files),
+                int_array(f.id for f in files),
             ],
         )
         found = set(cur.fetchall())
-    return {f.pk for f in files if (f.relpath, *prints[f.pk]) in found}
+    return {f.id for f in files if (f.relpath, *prints[f.id]) in found}
 
 
 def _entries(staged: Sequence[StagedFile]) -> list[_Entry]:
@@ -521,7 +521,7 @@ def _changed(cur, entries: list[_Entry]) -> None:
         audit.append(
             DataCorrection(
                 kind="import_overwrite",
-                run_ref=f"import:{job.pk}",
+                run_ref=f"import:{job.id}",
                 table_name="market_data",
                 ticker=e.staged.ticker,
                 market=e.market,
@@ -567,15 +567,15 @@ def _finish(cur, group: _Group, entries: list[_Entry], *, write_seconds: float) 
         FileResult(file_id=e.file_id, status=ImportStatus.SUCCEEDED, seconds=e.staged.seconds + share, **_counts(e))
         for e in entries
     ]
-    results += [FileResult(file_id=f.pk, status=ImportStatus.SKIPPED) for f in group.skipped]
+    results += [FileResult(file_id=f.id, status=ImportStatus.SKIPPED) for f in group.skipped]
     if not results:
         return results
-    files = {e.file_id: e.staged.file for e in entries} | {f.pk: f for f in group.skipped}
+    files = {e.file_id: e.staged.file for e in entries} | {f.id: f for f in group.skipped}
     _files_finish(cur, results, files, group.prints, {e.file_id: e for e in entries})
     _jobs_finish(cur, results, files, group.prints, group.bytes_by_job)
     succeeded = [files[r.file_id] for r in results if r.status == ImportStatus.SUCCEEDED]
     if succeeded:
-        cur.execute(EARLIER_REJECTS_SQL, [text_array(f.relpath for f in succeeded), int_array(f.pk for f in succeeded)])
+        cur.execute(EARLIER_REJECTS_SQL, [text_array(f.relpath for f in succeeded), int_array(f.id for f in succeeded)])
     return results
 
 
@@ -613,7 +613,7 @@ def _jobs_finish(cur, results: list[FileResult], files: dict, prints: dict, byte
         job = files[r.file_id].job
         skipped = r.status == ImportStatus.SKIPPED
         add = [getattr(r, name) for name in COUNT_FIELDS] + [1, int(skipped), prints[r.file_id][0] if skipped else 0]
-        for job_id in (job.pk, job.parent_id):
+        for job_id in (job.id, job.parent_id):
             if job_id is not None:
                 totals[job_id] = [a + b for a, b in zip(totals.get(job_id, [0] * width), add, strict=True)]
     ids = sorted(totals)

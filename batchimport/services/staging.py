@@ -107,7 +107,7 @@ def write_rejects(cur, rows: Sequence[tuple]) -> None:
 
 
 def reject_row(import_file: ImportFile, reject: Reject, now: datetime) -> tuple:
-    return (import_file.pk, import_file.job_id, reject.line, reject.raw, reject.reason[:300], reject.field[:64], now)
+    return (import_file.id, import_file.job_id, reject.line, reject.raw, reject.reason[:300], reject.field[:64], now)
 
 
 class GroupStager:
@@ -121,7 +121,7 @@ class GroupStager:
 
     def __init__(self, cur, *, files: Sequence[ImportFile], batch_size: int, on_batch: Callable[[int], None] | None):
         self.cur, self.batch_size, self.on_batch = cur, max(1, batch_size), on_batch
-        self.file_ids = [f.pk for f in files]
+        self.file_ids = [f.id for f in files]
         self._file_ids_array = int_array(self.file_ids)
         self.candles: list[tuple] = []  # staged rows: (file_id, *Candle)
         self.rejects: list[tuple] = []
@@ -174,7 +174,7 @@ class GroupStager:
         )
 
     def _read(self, import_file: ImportFile, reader: CsvFileReader, tally: _Tally) -> None:
-        file_id, batch_size, now = import_file.pk, self.batch_size, self.now
+        file_id, batch_size, now = import_file.id, self.batch_size, self.now
         candles, rejects = self.candles, self.rejects
         for item in reader:
             if type(item) is Candle:
@@ -190,12 +190,12 @@ class GroupStager:
         del self.candles[tally.candle_mark :]
         del self.rejects[tally.reject_mark :]
         if tally.flushed:
-            self.cur.execute(STAGE_DROP_FILE, [import_file.pk])
-            RejectedRow.objects.filter(file_id=import_file.pk).delete()
+            self.cur.execute(STAGE_DROP_FILE, [import_file.id])
+            RejectedRow.objects.filter(file_id=import_file.id).delete()
 
     def _count_bytes(self, import_file: ImportFile, delta: int) -> None:
         job = import_file.job
-        for job_id in (job.pk, job.parent_id):
+        for job_id in (job.id, job.parent_id):
             if job_id is not None and delta:
                 self.bytes_by_job[job_id] = self.bytes_by_job.get(job_id, 0) + delta
 
@@ -224,7 +224,7 @@ class GroupStager:
             elapsed = time.monotonic() - started
             rate = round(reader.rows_read / elapsed, 3) if elapsed > 0 else None
             total = max(total or 0, reader.rows_read)
-            self.cur.execute(FILE_PROGRESS_SQL, [reader.rows_read, total, rate, import_file.pk])
+            self.cur.execute(FILE_PROGRESS_SQL, [reader.rows_read, total, rate, import_file.id])
         if self.bytes_by_job and not last:
             ids = sorted(self.bytes_by_job)  # one order for every worker: no deadlock on the job rows
             self.cur.execute(JOBS_PROGRESS_SQL, [int_array(ids), int_array(self.bytes_by_job[i] for i in ids)])
