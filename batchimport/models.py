@@ -225,10 +225,12 @@ class ImportFile(RunRecord, RowCounts):
     # Queued again (not failed) within a minute when its reader's lock is free.
     dead_run_sweep: ClassVar[str] = "batchimport.tasks.orphaned_files_requeue"
 
-    status = models.CharField(
-        _("status"), max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED, db_index=True
+    # Not indexed alone (nor with a LIKE index): see `import_file_unfinished` below.
+    status = models.CharField(_("status"), max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    # Its own index would repeat the leading column of (job, status) and of (job, relpath).
+    job = models.ForeignKey(
+        ImportJob, on_delete=models.CASCADE, related_name="files", verbose_name=_("job"), db_index=False
     )
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="files", verbose_name=_("job"))
     # Relative, so that a worker on any host finds the file below its own DATA_ROOT (the share's mount point).
     relpath = models.CharField(_("relative path"), max_length=500, help_text=_("Relative to DATA_ROOT"))
     market = models.CharField(_("market"), max_length=16, choices=MarketKey.choices)
@@ -248,9 +250,21 @@ class ImportFile(RunRecord, RowCounts):
         db_table = "import_files"
         ordering = ["job", "priority", "id"]
         constraints = [models.UniqueConstraint(fields=["job", "relpath"], name="uniq_import_file_job_relpath")]
+        # Each file's row is written three times (created, claimed, finished: non-HOT updates, every
+        # index gets an entry each time), so it has only the indexes some query needs:
+        # (job, status): claiming, job_finish's probe and tally, a job's files by status;
+        # (job, relpath), the unique constraint: adding a job's files, its files by path;
+        # the fingerprint: "unchanged since a successful import" and the earlier rejects' DELETE;
+        # the unfinished ones (partial: a finished file leaves it): the queued and running counts of
+        # the status page, the failed, dead-lettered and cancelled files of the admin's filter.
         indexes = [
             models.Index(fields=["job", "status"]),
             models.Index(fields=["relpath", "size", "sha256"], name="import_file_fingerprint"),
+            models.Index(
+                fields=["status"],
+                name="import_file_unfinished",
+                condition=~models.Q(status__in=["succeeded", "skipped"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -132,7 +132,9 @@ INTRADAY_LIMIT = 20 * 3600  # a smallest gap of 20 h or more is daily (DST gives
 
 def ticker_from_filename(name: str) -> str:
     """`AGROT_historical.csv` -> `AGROT`: upper-cased stem without the scraper's suffixes."""
-    stem = Path(name).stem
+    base = os.path.basename(os.path.normpath(name)) if os.sep in name else name
+    dot = base.rfind(".")
+    stem = base[:dot] if 0 < dot < len(base) - 1 else base  # Path(name).stem, without building a Path
     lowered = stem.lower()
     for suffix in _TICKER_SUFFIXES:
         if lowered.endswith(suffix):
@@ -303,7 +305,22 @@ def _norm(name: str) -> str:
 
 def detect_layout(first_line: str) -> LayoutSpec:
     """The layout from the first line of the file (header, or first data row for
-    header-less Binance archives)."""
+    header-less Binance archives). The files of a folder share a few headers: each
+    distinct first line is read once (a header-less Binance file's first line is a
+    row, different in every file, so those are not kept)."""
+    spec = _LAYOUTS.get(first_line)
+    if spec is None:
+        spec = _detect_layout(first_line)
+        if spec.has_header and len(_LAYOUTS) < _LAYOUTS_KEPT:
+            _LAYOUTS[first_line] = spec
+    return spec
+
+
+_LAYOUTS: dict[str, LayoutSpec] = {}
+_LAYOUTS_KEPT = 256
+
+
+def _detect_layout(first_line: str) -> LayoutSpec:
     line = first_line.lstrip("\ufeff").rstrip("\r\n")
     if not line.strip():
         raise FileFormatError("the first line is empty: no header")
@@ -342,10 +359,27 @@ def _field(fields: list[str], index: int, name: str, parse=parse_number) -> Deci
         raise FieldError(f"{name}: {exc}") from None
 
 
+_PARSERS: dict[LayoutSpec, dict] = {}
+
+
 class _RowParser:
-    """Column positions resolved once per file; `__call__` is the hot path."""
+    """Column positions resolved once per layout spec; `__call__` is the hot path."""
 
     def __init__(self, spec: LayoutSpec):
+        resolved = _PARSERS.get(spec)
+        if resolved is None:
+            self._resolve(spec)
+            if len(_PARSERS) < _LAYOUTS_KEPT:
+                _PARSERS[spec] = dict(self.__dict__)
+        else:
+            self.__dict__.update(resolved)
+        # set once the timeframe is known (see CsvFileReader._read)
+        self.daily = False
+        self.utc_naive = False
+
+    def _resolve(self, spec: LayoutSpec) -> None:
+        """The column positions and parse functions of a layout and header (kept per spec:
+        a folder of one-row files would otherwise spend most of its parse time here)."""
         self.spec = spec
         cols = list(spec.columns)
         self.width = len(cols) + (1 if spec.skip_index else 0)
@@ -407,9 +441,6 @@ class _RowParser:
         self.adj_pos = pos(self.names[6], required=False) if self.names[6] else None
         self.is_bist = layout == Layout.BIST_DETAILED
         self.is_investing = layout == Layout.INVESTING_TR
-        # set once the timeframe is known (see CsvFileReader._read)
-        self.daily = False
-        self.utc_naive = False
         self.drop_zero_extra = layout == Layout.YAHOO
 
     def extra(self, fields: list[str]) -> dict | None:
@@ -700,7 +731,7 @@ class CsvFileReader:
         timeframe: str | None = None,
         dates: DateRange | None = None,
     ):
-        self.path = Path(path)
+        self.path = path if type(path) is PosixPath else Path(path)
         self.dates = dates or plausible_dates()
         self.market = market or market_from_path(self.path)
         self.ticker = ticker or ticker_from_filename(self.path.name)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from django.db import InterfaceError, OperationalError, connection
 
+from etl.sqlarrays import int_array
+
 
 class LockScope(enum.StrEnum):
     TRANSACTION = "transaction"
@@ -234,7 +236,7 @@ def try_session_locks(lock: AdvisoryLock, items: Sequence[int]) -> list[int]:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT v.n FROM unnest(%s::int[]) WITH ORDINALITY AS v(k, n) WHERE pg_try_advisory_lock(%s, v.k)",
-            [keys, lock.namespace],
+            [int_array(keys), lock.namespace],
         )
         taken = {n for (n,) in cur.fetchall()}
     return [item for n, item in enumerate(items, start=1) if n in taken]
@@ -247,7 +249,7 @@ def session_unlock_many(lock: AdvisoryLock, items: Sequence[int]) -> None:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT pg_advisory_unlock(%s, v.k) FROM unnest(%s::int[]) AS v(k)",
-            [lock.namespace, [lock.key(item)[1] for item in items]],
+            [lock.namespace, int_array(lock.key(item)[1] for item in items)],
         )
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import DataError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import BooleanField, Count, F, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext
 from django_q.models import Schedule
@@ -47,6 +48,7 @@ from etl.logcontext import current_run, run_context
 from etl.models import DeadLetter, status_word
 from etl.progress import Cancelled
 from etl.recovery import connection_reset, write_after_reconnect
+from etl.sqlarrays import array_literal, int_array, text_array
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +114,33 @@ def _list_files(path: Path) -> tuple[list[Path], list[str]]:
         return [path], []
     files, refused = [], []
     # rglob does not descend into symlinked folders, so below the resolved folder only a file
-    # that is itself a link can lead elsewhere: the others need no resolve (an lstat per part).
-    for candidate in sorted(path.resolve().rglob("*")):
+    # that is itself a link can lead elsewhere: the others need no resolve (an lstat per part),
+    # and, when the folder is inside the data root, no check of their parents either.
+    # Sorted by their parts, the order of sorting the paths themselves, without a Python
+    # comparison per pair (5,000 files: a third of the listing's time).
+    base = path.resolve()
+    inside = base == root or root in base.parents
+    for candidate in sorted(base.rglob("*"), key=_path_parts):
         if candidate.suffix.lower() not in CSV_SUFFIXES:
             continue
-        resolved = candidate.resolve() if candidate.is_symlink() else candidate
-        if root not in resolved.parents:
+        link = candidate.is_symlink()
+        resolved = candidate.resolve() if link else candidate
+        if (link or not inside) and root not in resolved.parents:
             refused.append(f"{candidate.name}: links outside the data root")
             continue
         if resolved.is_file():
             files.append(resolved)
     return files, refused
+
+
+def _relpath(path: Path, root: Path, prefix: str) -> str:
+    """`relative_to_root` for a listed file: a slice of its text when it lies below the root."""
+    text = str(path)
+    return text[len(prefix) :] if text.startswith(prefix) else relative_to_root(path, root=root)
+
+
+def _path_parts(path: Path) -> tuple[str, ...]:
+    return path.parts
 
 
 def _size_or_none(path: Path) -> int | None:
@@ -136,37 +154,44 @@ def _size_or_none(path: Path) -> int | None:
 
 def _add_files(job: ImportJob, files: list[Path]) -> int:
     """The job's files as import_files rows (a path already there is left as it is); their bytes.
-    One INSERT ... SELECT FROM unnest(): an array per column, the fields the request does not set
-    at their defaults, rather than a model and thirty parameters per file (2,500 files, load 4:
-    0.09 s where bulk_create and a resolve of the data root per file took 0.30 s)."""
+    One INSERT ... SELECT FROM unnest(): an array per column that varies by file (path, ticker,
+    size), each passed as one array literal (etl.sqlarrays), and one parameter for each field the
+    job gives every file or that keeps its default, rather than a model and thirty parameters per
+    file (2,500 files, load 4: 0.09 s where bulk_create and a resolve of the data root per file
+    took 0.30 s; arrays of every column, psycopg adapting each element: 0.12 ms a file)."""
     if not files:
         return 0
     root = data_root()  # resolved once, not once a file (an lstat per part of its path)
-    n = len(files)
+    prefix = str(root).rstrip(os.sep) + os.sep
     sizes = [_size_or_none(p) for p in files]
-    given = {
-        "job_id": [job.pk] * n,
-        "relpath": [relative_to_root(p, root=root) for p in files],
-        "market": [job.market] * n,
+    varying = {
+        "relpath": [_relpath(p, root, prefix) for p in files],
         "ticker": [ticker_from_filename(p.name)[:TICKER_LENGTH] for p in files],  # a longer one fails its file
         "size": sizes,
-        "priority": [job.priority] * n,
     }
+    given = {"job_id": job.pk, "market": job.market, "priority": job.priority}
     now = timezone.now()
-    fields = [f for f in ImportFile._meta.concrete_fields if not f.primary_key]
-    columns = []
-    for f in fields:
+    names, values, arrays, params = [], [], [], []
+    for f in (f for f in ImportFile._meta.concrete_fields if not f.primary_key):
+        names.append(connection.ops.quote_name(f.column))
+        if f.attname in varying:
+            values.append(f"v.{f.column}")
+            to_array = array_literal if f.attname == "size" else text_array  # a size may be None
+            arrays.append((f"%s::{f.db_type(connection)}[]", f.column, to_array(varying[f.attname])))
+            continue
         if f.attname in given:
-            columns.append(given[f.attname])
+            value = given[f.attname]
         else:
-            default = now if getattr(f, "auto_now_add", False) else f.get_default()
-            columns.append([f.get_db_prep_save(default, connection)] * n)
-    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+            value = now if getattr(f, "auto_now_add", False) else f.get_default()
+        values.append(f"%s::{f.db_type(connection)}")
+        params.append(f.get_db_prep_save(value, connection))
+    source = ", ".join(a[0] for a in arrays)
+    columns = ", ".join(a[1] for a in arrays)
     with connection.cursor() as cur:
         cur.execute(
-            f"INSERT INTO import_files ({names}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING",  # noqa: S608 - the model's columns
-            columns,
+            f"INSERT INTO import_files ({', '.join(names)}) SELECT {', '.join(values)}"  # noqa: S608 - the model's columns
+            f" FROM unnest({source}) AS v({columns}) ON CONFLICT DO NOTHING",
+            [*params, *(a[2] for a in arrays)],
         )
     return sum(size or 0 for size in sizes)
 
@@ -456,7 +481,10 @@ def files_claim(*, job: ImportJob, worker: str, limit: int = 1) -> list[ImportFi
             chosen = _within_budget([c for c in candidates if c[0] in locked], limit)
             session_unlock_many(IMPORT_FILE, sorted(locked - set(chosen)))
             if chosen:
-                ImportFile.objects.filter(pk__in=chosen).update(
+                # the ids as one array literal (etl.sqlarrays), not 500 parameters of an IN list
+                # (an `= ANY` of the primary key: index probes, whatever the number of files ever imported)
+                ids = RawSQL('"import_files"."id" = ANY(%s::bigint[])', [int_array(chosen)], BooleanField())  # noqa: S611
+                ImportFile.objects.filter(ids).update(
                     status=ImportStatus.RUNNING,
                     attempts=F("attempts") + 1,
                     claimed_by=worker[:100],
@@ -467,7 +495,7 @@ def files_claim(*, job: ImportJob, worker: str, limit: int = 1) -> list[ImportFi
                 )
                 # Their jobs read afresh, as select_related did, but one object per job rather than
                 # a copy per file (that read took 3-6 ms of a 10-16 ms claim of 100 files).
-                files = list(ImportFile.objects.filter(pk__in=chosen).order_by("priority", "id"))
+                files = list(ImportFile.objects.filter(ids).order_by("priority", "id"))
                 jobs = ImportJob.objects.in_bulk({f.job_id for f in files})
                 for claimed in files:
                     claimed.job = jobs[claimed.job_id]

@@ -27,9 +27,10 @@ from django.db import connection
 from django.utils import timezone
 
 from batchimport.models import ImportFile, RejectedRow
-from batchimport.parsing import Candle, CsvFileReader, FileFormatError, Reject
+from batchimport.parsing import Candle, CsvFileReader, FileFormatError, Reject, plausible_dates
 from etl.models import MarketData
 from etl.progress import Cancelled
+from etl.sqlarrays import int_array
 
 # What reading one file can raise: its own fault or its host's (FileFormatError
 # and UnicodeError are ValueErrors). Database errors are not among them: those
@@ -61,6 +62,7 @@ STAGE_COPY = (
 # Numbers travel as the file's own text and are cast once by PostgreSQL: exact,
 # and much cheaper than building Decimal objects in Python.
 STAGE_TYPES = ["int8", "int4", "timestamptz", "text", "text", "text", "text", "text", "text", "jsonb"]
+REJECTS_DELETE_SQL = "DELETE FROM rejected_rows WHERE file_id = ANY(%s::bigint[])"
 STAGE_DROP_FILE = "DELETE FROM import_stage_rows WHERE file_id = %s"
 REJECTS_COPY = "COPY rejected_rows (file_id, job_id, line, raw, reason, field, created_at) FROM STDIN"
 JOBS_PROGRESS_SQL = """
@@ -70,7 +72,7 @@ FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, bytes) WHERE j.id = v.id
 FILE_PROGRESS_SQL = (
     "UPDATE import_files SET progress_done = %s, progress_total = %s, rate_per_second = %s WHERE id = %s"
 )
-CANCEL_SQL = "SELECT EXISTS (SELECT 1 FROM import_files WHERE id = ANY(%s) AND cancel_requested)"
+CANCEL_SQL = "SELECT EXISTS (SELECT 1 FROM import_files WHERE id = ANY(%s::bigint[]) AND cancel_requested)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ def write_rejects(cur, rows: Sequence[tuple]) -> None:
 
 
 def reject_row(import_file: ImportFile, reject: Reject, now: datetime) -> tuple:
-    return (import_file.pk, import_file.job_id, reject.line, reject.raw, reject.reason[:300], reject.field[:64], now)
+    return (import_file.id, import_file.job_id, reject.line, reject.raw, reject.reason[:300], reject.field[:64], now)
 
 
 class GroupStager:
@@ -119,10 +121,12 @@ class GroupStager:
 
     def __init__(self, cur, *, files: Sequence[ImportFile], batch_size: int, on_batch: Callable[[int], None] | None):
         self.cur, self.batch_size, self.on_batch = cur, max(1, batch_size), on_batch
-        self.file_ids = [f.pk for f in files]
+        self.file_ids = [f.id for f in files]
+        self._file_ids_array = int_array(self.file_ids)
         self.candles: list[tuple] = []  # staged rows: (file_id, *Candle)
         self.rejects: list[tuple] = []
         self.now = timezone.now()
+        self.dates = plausible_dates()  # once a group: the same for all its files
         self.flushes = 0
         self.bytes_by_job: dict[int, int] = {}  # read since the last flush
         self._current: tuple[ImportFile, CsvFileReader, float] | None = None
@@ -134,11 +138,11 @@ class GroupStager:
         if cur.fetchone()[0]:
             cur.execute(STAGE_TRUNCATE)
         # Rejects of an earlier, interrupted attempt are replaced by this one's.
-        RejectedRow.objects.filter(file_id__in=self.file_ids).delete()
+        cur.execute(REJECTS_DELETE_SQL, [self._file_ids_array])
 
     def stage(self, import_file: ImportFile, path: Path) -> StagedFile:
         started = time.monotonic()
-        reader = CsvFileReader(path, market=import_file.market)
+        reader = CsvFileReader(path, market=import_file.market, dates=self.dates)
         if len(reader.ticker) > TICKER_LENGTH:
             raise FileFormatError(
                 f"{path.name}: the ticker its name gives, {reader.ticker[:40]!r}…, is longer than"
@@ -170,7 +174,7 @@ class GroupStager:
         )
 
     def _read(self, import_file: ImportFile, reader: CsvFileReader, tally: _Tally) -> None:
-        file_id, batch_size, now = import_file.pk, self.batch_size, self.now
+        file_id, batch_size, now = import_file.id, self.batch_size, self.now
         candles, rejects = self.candles, self.rejects
         for item in reader:
             if type(item) is Candle:
@@ -186,12 +190,12 @@ class GroupStager:
         del self.candles[tally.candle_mark :]
         del self.rejects[tally.reject_mark :]
         if tally.flushed:
-            self.cur.execute(STAGE_DROP_FILE, [import_file.pk])
-            RejectedRow.objects.filter(file_id=import_file.pk).delete()
+            self.cur.execute(STAGE_DROP_FILE, [import_file.id])
+            RejectedRow.objects.filter(file_id=import_file.id).delete()
 
     def _count_bytes(self, import_file: ImportFile, delta: int) -> None:
         job = import_file.job
-        for job_id in (job.pk, job.parent_id):
+        for job_id in (job.id, job.parent_id):
             if job_id is not None and delta:
                 self.bytes_by_job[job_id] = self.bytes_by_job.get(job_id, 0) + delta
 
@@ -220,15 +224,15 @@ class GroupStager:
             elapsed = time.monotonic() - started
             rate = round(reader.rows_read / elapsed, 3) if elapsed > 0 else None
             total = max(total or 0, reader.rows_read)
-            self.cur.execute(FILE_PROGRESS_SQL, [reader.rows_read, total, rate, import_file.pk])
+            self.cur.execute(FILE_PROGRESS_SQL, [reader.rows_read, total, rate, import_file.id])
         if self.bytes_by_job and not last:
             ids = sorted(self.bytes_by_job)  # one order for every worker: no deadlock on the job rows
-            self.cur.execute(JOBS_PROGRESS_SQL, [ids, [self.bytes_by_job[i] for i in ids]])
+            self.cur.execute(JOBS_PROGRESS_SQL, [int_array(ids), int_array(self.bytes_by_job[i] for i in ids)])
             self.bytes_by_job.clear()
         if self.on_batch is not None:
             self.on_batch(n)
         # one indexed read per flush: cancellation takes effect at the next flush
-        self.cur.execute(CANCEL_SQL, [self.file_ids])
+        self.cur.execute(CANCEL_SQL, [self._file_ids_array])
         if self.cur.fetchone()[0]:
             raise Cancelled(f"import files {self.file_ids} were cancelled")
 

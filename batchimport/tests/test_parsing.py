@@ -394,3 +394,49 @@ def test_two_identical_rows_are_not_monotonic(tmp_path):
     path.write_text("\n".join([header, row, row]) + "\n")
     reader, candles, _ = read(path)
     assert len(candles) == 2 and not reader.monotonic
+
+
+# ---------------------------------------------------------------- setup kept per header
+
+
+STANDARD = "HisseKodu,Tarih,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis,Hacim\n"
+REORDERED = "Tarih,HisseKodu,Hacim,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis\n"
+
+
+def test_files_sharing_a_header_share_its_layout_but_not_each_others_timeframe(tmp_path):
+    """The layout and the row parser are kept per header; the timeframe (daily or intraday) is
+    each file's own, also when an intraday file follows a daily one with the same header."""
+    daily = tmp_path / "BIST" / "AAA.csv"
+    daily.parent.mkdir()
+    daily.write_text(STANDARD + "AAA,2024-01-02,10,11,9,10.5,10.5,100\nAAA,2024-01-03,10,11,9,10.5,10.5,100\n")
+    intraday = tmp_path / "BIST" / "BBB.csv"
+    intraday.write_text(
+        STANDARD + "BBB,2024-01-02 10:00:00,10,11,9,10.5,10.5,100\nBBB,2024-01-02 11:00:00,10,11,9,10.5,10.5,100\n"
+    )
+    assert detect_layout(STANDARD) is detect_layout(STANDARD)  # kept
+    first, first_rows, _ = read(daily, market="BIST")
+    second, second_rows, _ = read(intraday, market="BIST")
+    again, again_rows, _ = read(daily, market="BIST")
+    assert (first.meta.timeframe, second.meta.timeframe, again.meta.timeframe) == ("1d", "1h", "1d")
+    assert (
+        [c.ts for c in first_rows]
+        == [c.ts for c in again_rows]
+        == [
+            datetime(2024, 1, 2, tzinfo=UTC),
+            datetime(2024, 1, 3, tzinfo=UTC),
+        ]
+    )
+    # naive intraday stamps are Istanbul time (UTC+3): not taken as daily keys
+    assert [c.ts for c in second_rows] == [datetime(2024, 1, 2, 7, tzinfo=UTC), datetime(2024, 1, 2, 8, tzinfo=UTC)]
+
+
+def test_a_header_in_another_order_gets_its_own_column_positions(tmp_path):
+    first = tmp_path / "BIST" / "AAA.csv"
+    first.parent.mkdir()
+    first.write_text(STANDARD + "AAA,2024-01-02,10,11,9,10.5,10.4,100\n")
+    second = tmp_path / "BIST" / "BBB.csv"
+    second.write_text(REORDERED + "2024-01-02,BBB,200,20,21,19,20.5,20.4\n")
+    _, a, _ = read(first, market="BIST")
+    _, b, _ = read(second, market="BIST")
+    assert a[0][2:8] == (Decimal(10), Decimal(11), Decimal(9), Decimal("10.5"), Decimal(100), Decimal("10.4"))
+    assert b[0][2:8] == (Decimal(20), Decimal(21), Decimal(19), Decimal("20.5"), Decimal(200), Decimal("20.4"))

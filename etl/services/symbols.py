@@ -28,6 +28,7 @@ from etl.progress import ProgressReporter
 from etl.queue import QueuedTask, queue_on_commit
 from etl.selectors import integrity_status
 from etl.services.integrity import integrity_snapshot_take, quality_gates_check
+from etl.sqlarrays import int_array, text_array
 from etl.summaries import SYMBOL_WITHOUT_CANDLES_SQL, summary_read, unlinked_pairs_read
 
 UNRESOLVED_LISTED = 100
@@ -306,11 +307,11 @@ def _symbol_links(pairs: Sequence[_Pair]) -> dict[tuple[str, str], SymbolLink]:
     with connection.cursor() as cur:
         cur.execute(
             _LOOKUP_SQL,
-            [
-                [p.raw_ticker for p in pairs],
-                [p.raw_market for p in pairs],
-                [p.inference.ticker for p in pairs],
-                [p.market_id for p in pairs],
+            [  # array literals (etl.sqlarrays): the import asks for every file's pair
+                text_array(p.raw_ticker for p in pairs),
+                text_array(p.raw_market for p in pairs),
+                text_array(p.inference.ticker for p in pairs),
+                int_array(p.market_id for p in pairs),
             ],
         )
         return {(t, m): SymbolLink(symbol_id=sid, asset_class=code) for t, m, sid, code in cur.fetchall()}
