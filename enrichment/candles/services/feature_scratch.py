@@ -118,6 +118,8 @@ def metrics_upsert(cur, metrics: dict[str, np.ndarray], *, delta: bool = False) 
     `delta`: first record in feature_completeness what the upsert changes in each series'
     completeness sums (`_COMPLETENESS_DELTA`)."""
     cols = list(METRIC_COLUMNS)
+    # A chunk may upsert twice: its new series that kept metric days, then its other series.
+    cur.execute("DROP TABLE IF EXISTS feature_metrics")
     cur.execute(
         "CREATE TEMP TABLE feature_metrics (ts timestamptz NOT NULL, k float8 NOT NULL, "
         + ", ".join(f"{c} float8" for c in cols[1:])

@@ -642,3 +642,25 @@ def test_the_per_series_path_keeps_the_completeness_sums_the_chunked_run_then_ad
             feed((symbol,), shape, data, slice(stop - 1, stop))
         assert features_run(chunked=True).failed == 0
         assert assert_status_is_a_recount() == 6
+
+
+def test_a_chunk_with_a_new_series_that_kept_its_metric_days_and_appended_series_runs_as_one(caplog):
+    """A series whose market_data_v2 rows are gone but whose metric days are kept (its rows were
+    deleted), in a full run is computed from scratch with a metric upsert, in the same chunk as series that got
+    a new bar and have their metric days upserted too: two upserts in one transaction."""
+    symbols = []
+    for i in range(5):
+        symbol = make_symbol(f"K{i:03d}", "BINANCE", "CRYPTO")
+        insert_market_data(symbol, random_candles(31, seed=i), rows=slice(0, 30))
+        symbols.append(symbol)
+    features_run(chunked=True)
+    MarketDataV2.objects.filter(symbol=symbols[0]).delete()
+    assert DataQualityMetric.objects.filter(symbol=symbols[0]).exists()
+    for i, symbol in enumerate(symbols[1:], start=1):
+        insert_market_data(symbol, random_candles(31, seed=i), rows=slice(30, 31))
+    with caplog.at_level("WARNING"):
+        result = features_run(chunked=True, full=True)  # an operator's full recompute
+    assert "one by one" not in caplog.text
+    assert result.failed == 0 and result.candles_inserted == 30 + 4
+    assert MarketDataV2.objects.filter(symbol=symbols[0]).count() == 30
+    assert assert_status_is_a_recount() == 5
