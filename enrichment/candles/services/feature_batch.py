@@ -564,7 +564,17 @@ LEFT JOIN feature_completeness d ON d.k = p.k
 WHERE es.state = 'ok' AND p.stored > 0 AND p.stale_first IS NULL AND p.new_first > p.latest
   AND NOT EXISTS (SELECT FROM feature_stage s WHERE s.k = p.k AND NOT s.is_new)
 """
-_STATUS_SQL = """
+# Both status statements end the same way: a series' row is replaced whole.
+_STATUS_UPSERT = """
+ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
+    state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
+    last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+    completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
+    expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error,
+    source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
+"""
+_STATUS_SQL = (
+    """
 INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
                                avg_quality_score, completeness, complete_bars, expected_bars, last_error,
                                source_synced_until, updated_at)
@@ -578,13 +588,9 @@ CROSS JOIN LATERAL (
 ) q
 {where}
 ORDER BY c.symbol_id, c.timeframe
-ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
-    state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
-    last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
-    completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
-    expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error,
-    source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
 """
+    + _STATUS_UPSERT
+)
 # The completeness sums: summed over every metric day of the series...
 _COMPLETENESS_RECOUNT = """
     SELECT sum(LEAST(q.actual_bars, q.expected_bars)) AS complete, sum(q.expected_bars) AS expected
@@ -618,7 +624,8 @@ CROSS JOIN LATERAL (
 # The status of the new series written by the from-scratch path, from what it computed and wrote
 # (`feature_scratch.ScratchStatus`): the rows a recount would read back are the ones it just
 # wrote, so nothing is read. Timestamps go as microseconds since 1970 (exact, as an interval).
-_STATUS_KNOWN = """
+_STATUS_KNOWN = (
+    """
 INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
                                avg_quality_score, completeness, complete_bars, expected_bars, last_error,
                                source_synced_until, updated_at)
@@ -629,13 +636,9 @@ FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::fl
      AS u(k, n, first_us, last_us, quality, completeness, complete, expected)
 JOIN feature_chunk c ON c.k = u.k
 ORDER BY c.symbol_id, c.timeframe
-ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
-    state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
-    last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
-    completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
-    expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error,
-    source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
 """
+    + _STATUS_UPSERT
+)
 
 
 def _status_known(cur, known: ScratchStatus) -> list[int]:
