@@ -473,6 +473,13 @@ ORDER BY es.symbol_id, es.timeframe
 """
 
 
+def shaped_series(name: str, i: int, *, bars: int, seed: int, gaps: int) -> tuple:
+    """Series i of SHAPES' round (crypto 15m, crypto 1h, NASDAQ daily): its symbol, shape and candles."""
+    shape = SHAPES[i % len(SHAPES)]
+    symbol = make_symbol(name, shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
+    return symbol, shape, random_candles(bars, seed=seed, timeframe_seconds=shape[2], start=shape[3], gaps=gaps)
+
+
 def assert_status_is_a_recount() -> int:
     """Every status row equals a full recount of its series: state, counts, timestamps,
     completeness and its kept sums exactly, the mean quality score to the last bits of a float
@@ -512,10 +519,7 @@ def test_status_rows_equal_a_full_recount_after_rounds_of_new_bars_restatements_
     rng = np.random.default_rng(seed)
     series = []
     for i in range(9):
-        shape = SHAPES[i % len(SHAPES)]
-        market = shape[0]
-        symbol = make_symbol(f"Q{i}", market, "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ")
-        data = random_candles(120, seed=seed * 10 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3)
+        symbol, shape, data = shaped_series(f"Q{i}", i, bars=120, seed=seed * 10 + i, gaps=3)
         cut = int(rng.integers(60, 80))
         held = cut - 10  # a bar held back: written late, between stored ones
         feed((symbol,), shape, data, slice(0, held))
@@ -564,14 +568,8 @@ def test_new_series_get_their_status_from_what_the_chunk_wrote_equal_to_a_full_r
     monkeypatch.setattr(feature_batch, "_refresh_status", spy)
     symbols = []
     for i in range(6):
-        shape = SHAPES[i % len(SHAPES)]
-        symbol = make_symbol(f"N{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
-        feed(
-            (symbol,),
-            shape,
-            random_candles(70 + i, seed=200 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3),
-            slice(None),
-        )
+        symbol, shape, data = shaped_series(f"N{i}", i, bars=70 + i, seed=200 + i, gaps=3)
+        feed((symbol,), shape, data, slice(None))
         symbols.append(symbol)
     assert features_run(chunked=True).failed == 0
     assert recounted and sum(recounted) == 0
@@ -594,9 +592,7 @@ def test_an_appended_series_updates_its_completeness_from_its_kept_sums_and_the_
     one on purpose stays off by one; a row without kept sums (NULL) is summed over every day."""
     symbols = []
     for i in range(6):
-        shape = SHAPES[i % len(SHAPES)]
-        symbol = make_symbol(f"K{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
-        data = random_candles(80, seed=300 + i, timeframe_seconds=shape[2], start=shape[3], gaps=2)
+        symbol, shape, data = shaped_series(f"K{i}", i, bars=80, seed=300 + i, gaps=2)
         feed((symbol,), shape, data, slice(0, 79))
         symbols.append((symbol, shape, data))
     assert features_run(chunked=True).failed == 0
@@ -629,9 +625,7 @@ def test_the_per_series_path_keeps_the_completeness_sums_the_chunked_run_then_ad
     included, equals a recount after each."""
     symbols = []
     for i in range(6):
-        shape = SHAPES[i % len(SHAPES)]
-        symbol = make_symbol(f"R{i}", shape[0], "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ")
-        data = random_candles(60, seed=400 + i, timeframe_seconds=shape[2], start=shape[3], gaps=2)
+        symbol, shape, data = shaped_series(f"R{i}", i, bars=60, seed=400 + i, gaps=2)
         feed((symbol,), shape, data, slice(0, 58))
         symbols.append((symbol, shape, data))
     assert features_run(chunked=False).failed == 0
