@@ -48,6 +48,28 @@ def _float(verbose_name, **kw) -> models.FloatField:
     return models.FloatField(verbose_name, null=True, blank=True, **kw)
 
 
+class NumericField(models.DecimalField):
+    """PostgreSQL `numeric` without precision or scale: exact sums of any size (a `numeric(p, s)`
+    would round every value written)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.pop("max_digits", None)
+        kwargs.pop("decimal_places", None)
+        super().__init__(*args, **kwargs)
+
+    def check(self, **kwargs):
+        return models.Field.check(self, **kwargs)  # no digits to check
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("max_digits", None)
+        kwargs.pop("decimal_places", None)
+        return name, path, args, kwargs
+
+    def db_type(self, connection) -> str:
+        return "numeric"
+
+
 class MarketDataV2(models.Model):
     """The enriched candle table. Rows are upserted by (symbol, timeframe, ts); a changed
     candle bumps `revision` (its amendment is in data_corrections) and clears
@@ -135,6 +157,11 @@ class MarketDataV2(models.Model):
         indexes = [
             # `id` lookups (the admin's change page): a BRIN index of a few kB per partition.
             BrinIndex(fields=["id"], name="market_data_v2_id_brin", pages_per_range=32, autosummarize=True),
+            # Not declared here (their predicates are not expressible as a Q), made by migration 0017:
+            # market_data_v2_stale (symbol, timeframe, ts) WHERE features_revision IS DISTINCT FROM
+            # revision — the feature step's first stale row of a series in one probe; empty once
+            # features are computed. market_data_v2_funding (symbol, timeframe, ts) WHERE funding_rate
+            # IS NOT NULL — whether a series has funding before its new bars; perpetual futures only.
         ]
         permissions = [
             ("compute_features", "Can compute features"),
@@ -285,6 +312,18 @@ class EnrichmentStatus(models.Model):
     )
     expected_bars = models.BigIntegerField(
         _("expected bars"), null=True, blank=True, help_text=_("sum of expected bars over all days")
+    )
+    # The sum and count of the rows' quality scores, kept with `rows` by every writer of the row, so
+    # that a series that only got new bars is updated from them and its new bars (`feature_batch`).
+    # numeric: added exactly run after run, no error builds up. NULL: not known, the next run counts.
+    quality_sum = NumericField(
+        _("quality sum"),
+        null=True,
+        blank=True,
+        help_text=_("sum of the rows' quality scores (numeric: exact)"),
+    )
+    quality_n = models.BigIntegerField(
+        _("scored rows"), null=True, blank=True, help_text=_("rows with a quality score")
     )
     last_error = models.TextField(_("last error"), blank=True)
     source_synced_until = models.DateTimeField(

@@ -11,17 +11,19 @@ live poller and backfills take for one series):
             INSERT ... SELECT), the amendments of restated bars and the upsert into
             market_data_v2 (one statement each, `candle_upsert.stage_*`);
 2. read:    where each series' stale tail starts and the context its longest window needs:
-            one pass over each series' stored rows (`feature_probe`), then two index probes per
-            series whose new bars follow every stored one with nothing stale and no funding (the
-            hourly case), the general query for the others; then all those rows in one query,
-            packed into one bytea (`feature_scratch.packed_out`), by series and time;
+            a few index probes per series (`feature_probe`: its first stale row, its ends, any
+            funding) and, where its status row can be trusted, its row count from there (else
+            one pass over its stored rows); then two index probes per series whose new bars
+            follow every stored one with nothing stale and no funding (the hourly case), the
+            general query for the others; then all those rows in one query, packed into one
+            bytea (`feature_scratch.packed_out`), by series and time;
 3. compute: the kernels over all series of the one array at once (`feature_compute.compute_many`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
             the daily quality metrics likewise (one read, one COPY, one upsert); the compute log
             with one statement; the status rows with one statement for the series that only got
-            bars after their stored ones (from the probe's pass and their new rows: no recount)
-            and one that recounts the others (`_refresh_status`).
+            bars after their stored ones (from the probe and their new rows: no recount) and one
+            that recounts the others (`_refresh_status`).
 
 A chunk that raises is rolled back and its series are run one by one through the per-series
 path, so a failing series is recorded with its error and the others go on.
@@ -275,13 +277,23 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # the context and the rows before it. New candles are stale, so they are never before the first
 # stale row: only the earliest row can be one of them.
 #
-# First one pass over each series' stored rows (`_PROBE_SQL`): its first stale row, its earliest
-# row, and how many rows and funding observations lie before its first new candle; and, for its
-# status row (`_refresh_status`), its row count, last row, last computation and quality sum. The hourly
-# case — new bars after every stored one, nothing stale, no funding — then needs only two index
-# probes more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first new candle
-# and the rows before it are those before the new candle less the `lookback + 1` of the context.
-# The other series (restated bars, funding, a full run) take the general query (`_TAILS_SQL`).
+# First the probe (`_PROBE_SQL`), by index: each series' first stale row (the partial index
+# market_data_v2_stale, empty once features are computed), its earliest and latest rows (the
+# primary key's ends) and whether funding observations lie before its first new candle (the
+# partial index market_data_v2_funding). Then how many rows lie before its first new candle and,
+# for its status row (`_refresh_status`), its row count, last computation and quality sum and
+# count: from its status row where that row can be trusted, which every writer of market_data_v2
+# keeps exact or leaves detectably behind — it is `ok` (every row computed when it was written),
+# has the sums, its first and last bar are the series' ends (retention drops the oldest rows, an
+# import adds new ones: both move an end), no row is stale (a provider's or the live poller's
+# restated or uncomputed bar is), and the new bars follow every stored one; else (`kept` false)
+# from one pass over the series' stored rows, as before. The row count must be exact: the
+# window kernels align their blocks on `row_offset % w`.
+# The hourly case — new bars after every stored one, nothing stale, no funding — then needs only
+# two index probes more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first
+# new candle and the rows before it are those before the new candle less the `lookback + 1` of
+# the context. The other series (restated bars, funding, a full run) take the general query
+# (`_TAILS_SQL`).
 _SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
 _TAILS_DDL = """
 CREATE TEMP TABLE feature_tails (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
@@ -292,22 +304,42 @@ _PROBE_SQL = f"""
 CREATE TEMP TABLE feature_probe ON COMMIT DROP AS
 WITH n AS MATERIALIZED (
     SELECT k, min(ts) AS first FROM feature_stage WHERE is_new GROUP BY k
+), e AS MATERIALIZED (
+    SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first,
+           (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="c")} AND {{stale}}
+            ORDER BY v.ts LIMIT 1) AS stale_first,
+           (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="c")} ORDER BY v.ts LIMIT 1) AS earliest,
+           (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="c")} ORDER BY v.ts DESC LIMIT 1) AS latest,
+           EXISTS (SELECT FROM market_data_v2 v WHERE {_SERIES.format(t="c")} AND v.funding_rate IS NOT NULL
+                   AND v.ts < n.first) AS funded_before_new
+    FROM feature_chunk c
+    LEFT JOIN n ON n.k = c.k
+    WHERE NOT c.scratch
+), t AS MATERIALIZED (
+    SELECT e.*, es.rows AS kept_rows, es.last_computed_at AS kept_computed, es.quality_sum AS kept_sum,
+           es.quality_n AS kept_n
+    FROM e
+    LEFT JOIN enrichment_status es
+        ON es.symbol_id = e.symbol_id AND es.timeframe = e.timeframe AND es.state = 'ok' AND es.rows > 0
+       AND es.quality_n IS NOT NULL AND es.first_ts = e.earliest AND es.last_ts = e.latest
+       AND e.stale_first IS NULL AND e.new_first > e.latest
 )
-SELECT c.k, c.symbol_id, c.timeframe, c.lookback, n.first AS new_first, a.stale_first, a.earliest,
-       a.before_new, a.funded_before_new, a.latest, a.stored, a.computed, a.quality_sum, a.quality_n,
-       n.first IS NOT NULL AND (a.stale_first IS NULL OR a.stale_first >= n.first)
-       AND NOT coalesce(a.funded_before_new, false) AS fast
-FROM feature_chunk c
-LEFT JOIN n ON n.k = c.k
+SELECT t.k, t.symbol_id, t.timeframe, t.lookback, t.new_first, t.stale_first, t.earliest, t.latest,
+       t.funded_before_new, t.kept_rows IS NOT NULL AS kept,
+       CASE WHEN t.kept_rows IS NULL THEN a.before_new ELSE t.kept_rows END AS before_new,
+       CASE WHEN t.kept_rows IS NULL THEN a.stored ELSE t.kept_rows END AS stored,
+       CASE WHEN t.kept_rows IS NULL THEN a.computed ELSE t.kept_computed END AS computed,
+       CASE WHEN t.kept_rows IS NULL THEN a.quality_sum ELSE t.kept_sum END AS quality_sum,
+       CASE WHEN t.kept_rows IS NULL THEN a.quality_n ELSE t.kept_n END AS quality_n,
+       t.new_first IS NOT NULL AND (t.stale_first IS NULL OR t.stale_first >= t.new_first)
+       AND NOT t.funded_before_new AS fast
+FROM t
 CROSS JOIN LATERAL (
-    SELECT min(v.ts) FILTER (WHERE {{stale}}) AS stale_first, min(v.ts) AS earliest,
-           count(*) FILTER (WHERE v.ts < n.first) AS before_new,
-           bool_or(v.funding_rate IS NOT NULL) FILTER (WHERE v.ts < n.first) AS funded_before_new,
-           max(v.ts) AS latest, count(*) AS stored, max(v.computed_at) AS computed,
-           sum(v.quality_score) AS quality_sum, count(v.quality_score) AS quality_n
-    FROM market_data_v2 v WHERE {_SERIES.format(t="c")}
+    SELECT count(*) FILTER (WHERE v.ts < t.new_first) AS before_new, count(*) AS stored,
+           max(v.computed_at) AS computed, sum(v.quality_score::numeric) AS quality_sum,
+           count(v.quality_score) AS quality_n
+    FROM market_data_v2 v WHERE {_SERIES.format(t="t")} AND t.kept_rows IS NULL
 ) a
-WHERE NOT c.scratch
 """  # noqa: S608 - fixed clauses
 _TAILS_FAST_SQL = f"""
 INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
@@ -536,18 +568,18 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
     metrics_upsert(cur, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}, delta=True)
 
 
-# The status of a series whose chunk only appended bars, from the probe's pass over its stored
-# rows (made before the new ones were inserted, and which the chunk did not touch: nothing was
+# The status of a series whose chunk only appended bars, from the probe (its status row's kept
+# count and sums, or its pass over the stored rows; the chunk did not touch them: nothing was
 # stale, so only the new rows were computed) and the new rows, as `_insert_new` wrote them (the
 # staged new candles with their features: revision 1 computed, stamped now()).
-# Counts and timestamps are exactly a recount's; the mean quality score is the stored rows' sum
-# plus the new rows' sum over their count: float8 added in another order than a recount's `avg`
-# adds them, so it may differ from it in the last bits (the test allows 1e-12 relative); no
-# running sum is kept, so no error builds up from run to run.
+# Counts and timestamps are exactly a recount's; the quality sum is kept in numeric (each score
+# converted as `float8::numeric` converts it, then added exactly: no error builds up from run to
+# run), and the mean is that sum over the count, which may differ from a recount's float8 `avg`
+# in the last bits (the test allows 1e-12 relative).
 _APPENDED_SQL = """
 CREATE TEMP TABLE feature_appended ON COMMIT DROP AS
 WITH t AS (
-    SELECT s.k, count(*) AS n, max(s.ts) AS last_ts, sum(o.quality_score) AS quality_sum,
+    SELECT s.k, count(*) AS n, max(s.ts) AS last_ts, sum(o.quality_score::numeric) AS quality_sum,
            count(o.quality_score) AS quality_n
     FROM feature_stage s JOIN feature_out o ON o.k::int8 = s.k AND o.ts = s.ts
     WHERE s.is_new
@@ -555,7 +587,11 @@ WITH t AS (
 )
 SELECT p.k, p.stored + t.n AS rows, p.earliest AS first_ts, greatest(p.latest, t.last_ts) AS last_ts,
        greatest(p.computed, now()) AS computed, 0 AS pending,
-       (coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0)) / NULLIF(p.quality_n + t.quality_n, 0) AS quality,
+       ((coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0)) / NULLIF(p.quality_n + t.quality_n, 0))::float8
+           AS quality,
+       CASE WHEN p.quality_n + t.quality_n > 0 THEN coalesce(p.quality_sum, 0) + coalesce(t.quality_sum, 0) END
+           AS quality_sum,
+       p.quality_n + t.quality_n AS quality_n,
        es.complete_bars + d.complete AS complete, es.expected_bars + d.expected AS expected
 FROM feature_probe p
 JOIN t ON t.k = p.k
@@ -569,6 +605,7 @@ _STATUS_UPSERT = """
 ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
     state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
     last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+    quality_sum = EXCLUDED.quality_sum, quality_n = EXCLUDED.quality_n,
     completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
     expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error,
     source_synced_until = EXCLUDED.source_synced_until, updated_at = now()
@@ -576,11 +613,11 @@ ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
 _STATUS_SQL = (
     """
 INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                               avg_quality_score, completeness, complete_bars, expected_bars, last_error,
-                               source_synced_until, updated_at)
+                               avg_quality_score, quality_sum, quality_n, completeness, complete_bars,
+                               expected_bars, last_error, source_synced_until, updated_at)
 SELECT c.symbol_id, c.timeframe, CASE WHEN a.pending > 0 THEN 'pending' ELSE 'ok' END,
-       a.n, a.first_ts, a.last_ts, a.computed, a.quality, q.complete::float8 / NULLIF(q.expected, 0),
-       q.complete, q.expected, '', c.watermark, now()
+       a.n, a.first_ts, a.last_ts, a.computed, a.quality, a.quality_sum, a.quality_n,
+       q.complete::float8 / NULLIF(q.expected, 0), q.complete, q.expected, '', c.watermark, now()
 FROM feature_chunk c
 {rows}
 CROSS JOIN LATERAL (
@@ -608,14 +645,16 @@ _COMPLETENESS_KEPT = """
     HAVING a.expected IS NULL
 """
 _STATUS_APPENDED = """
-JOIN (SELECT k, pending, rows AS n, first_ts, last_ts, computed, quality, complete, expected FROM feature_appended) a
+JOIN (SELECT k, pending, rows AS n, first_ts, last_ts, computed, quality, quality_sum, quality_n, complete, expected
+      FROM feature_appended) a
     ON a.k = c.k
 """
 _STATUS_RECOUNT = """
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending,
            count(*) AS n, min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed,
-           avg(v.quality_score) AS quality
+           avg(v.quality_score) AS quality, sum(v.quality_score::numeric) AS quality_sum,
+           count(v.quality_score) AS quality_n
     FROM market_data_v2 v WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe
 ) a
 """
@@ -627,13 +666,14 @@ CROSS JOIN LATERAL (
 _STATUS_KNOWN = (
     """
 INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                               avg_quality_score, completeness, complete_bars, expected_bars, last_error,
-                               source_synced_until, updated_at)
+                               avg_quality_score, quality_sum, quality_n, completeness, complete_bars,
+                               expected_bars, last_error, source_synced_until, updated_at)
 SELECT c.symbol_id, c.timeframe, 'ok', u.n, 'epoch'::timestamptz + u.first_us * interval '1 microsecond',
-       'epoch'::timestamptz + u.last_us * interval '1 microsecond', now(), u.quality, u.completeness,
-       u.complete, u.expected, '', c.watermark, now()
-FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::float8[], %s::int8[], %s::int8[])
-     AS u(k, n, first_us, last_us, quality, completeness, complete, expected)
+       'epoch'::timestamptz + u.last_us * interval '1 microsecond', now(), u.quality, u.quality_sum::numeric,
+       u.quality_n, u.completeness, u.complete, u.expected, '', c.watermark, now()
+FROM unnest(%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::float8[], %s::float8[], %s::int8[], %s::float8[],
+            %s::int8[], %s::int8[])
+     AS u(k, n, first_us, last_us, quality, quality_sum, quality_n, completeness, complete, expected)
 JOIN feature_chunk c ON c.k = u.k
 ORDER BY c.symbol_id, c.timeframe
 """
@@ -656,6 +696,8 @@ def _status_known(cur, known: ScratchStatus) -> list[int]:
             known.first_us.tolist(),
             known.last_us.tolist(),
             nullable(known.quality),
+            [x if n else None for x, n in zip(known.quality_sum.tolist(), known.quality_n.tolist(), strict=True)],
+            known.quality_n.tolist(),
             nullable(known.completeness),
             known.complete.tolist(),
             known.expected.tolist(),
@@ -669,8 +711,8 @@ def _refresh_status(cur, *, probed: bool, inserted: int, size: int, known: Scrat
     A series that was ok and got only bars after its stored ones (the hourly case) is updated
     from the probe and its new rows (`_APPENDED_SQL`); the others (restated or pending bars, a
     late bar between stored ones, a failed or new series, a full run) are recounted from all
-    their rows. The completeness is summed over every day of each series either way (the status
-    row keeps the ratio only). `probed`: an incremental run whose probe ran (not a chunk of new
+    their rows. Either way the row keeps the sums its ratios come from (quality, completeness)
+    for the next run. `probed`: an incremental run whose probe ran (not a chunk of new
     series only); `inserted`: new candles written by `_insert_new`. Returns how many series were
     updated without a recount. `known`: the status of the chunk's new series written by the
     from-scratch path (`_STATUS_KNOWN`), not recounted either."""

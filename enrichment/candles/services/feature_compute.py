@@ -443,15 +443,16 @@ def _refresh_status(cur, series: SeriesKey, *, error: str) -> None:
     cur.execute(
         """
         INSERT INTO enrichment_status (symbol_id, timeframe, state, rows, first_ts, last_ts, last_computed_at,
-                                       avg_quality_score, completeness, complete_bars, expected_bars, last_error,
-                                       updated_at)
-        SELECT %s, %s, a.state, a.n, a.first_ts, a.last_ts, a.computed, a.quality,
+                                       avg_quality_score, quality_sum, quality_n, completeness, complete_bars,
+                                       expected_bars, last_error, updated_at)
+        SELECT %s, %s, a.state, a.n, a.first_ts, a.last_ts, a.computed, a.quality, a.quality_sum, a.quality_n,
                q.complete::float8 / NULLIF(q.expected, 0), q.complete, q.expected, %s, now()
         FROM (
             SELECT CASE WHEN count(*) FILTER (WHERE features_revision IS DISTINCT FROM revision) > 0
                         THEN 'pending' ELSE 'ok' END AS state,
                    count(*) AS n, min(ts) AS first_ts, max(ts) AS last_ts, max(computed_at) AS computed,
-                   avg(quality_score) AS quality
+                   avg(quality_score) AS quality, sum(quality_score::numeric) AS quality_sum,
+                   count(quality_score) AS quality_n
             FROM market_data_v2 WHERE symbol_id = %s AND timeframe = %s
         ) a
         CROSS JOIN (
@@ -461,6 +462,7 @@ def _refresh_status(cur, series: SeriesKey, *, error: str) -> None:
         ON CONFLICT (symbol_id, timeframe) DO UPDATE SET
             state = EXCLUDED.state, rows = EXCLUDED.rows, first_ts = EXCLUDED.first_ts, last_ts = EXCLUDED.last_ts,
             last_computed_at = EXCLUDED.last_computed_at, avg_quality_score = EXCLUDED.avg_quality_score,
+            quality_sum = EXCLUDED.quality_sum, quality_n = EXCLUDED.quality_n,
             completeness = EXCLUDED.completeness, complete_bars = EXCLUDED.complete_bars,
             expected_bars = EXCLUDED.expected_bars, last_error = EXCLUDED.last_error, updated_at = now()
         """,

@@ -223,6 +223,8 @@ class ScratchStatus:
     first_us: np.ndarray
     last_us: np.ndarray
     quality: np.ndarray
+    quality_sum: np.ndarray  # the non-NaN scores' sum (0 for none), kept with the status row
+    quality_n: np.ndarray  # and their count
     completeness: np.ndarray
     complete: np.ndarray  # sum of LEAST(actual, expected) bars over its metric days
     expected: np.ndarray  # sum of expected bars
@@ -287,12 +289,16 @@ def _status(present, bounds, ts_us, score, complete, expected) -> ScratchStatus:
     days' LEAST(actual, expected) and expected: exact integers, divided as float8)."""
     n = len(present)
     quality = np.full(n, np.nan)
+    quality_sum = np.zeros(n)
+    quality_n = np.zeros(n, dtype=np.int64)
     for i in range(n):
         values = score[bounds[i] : bounds[i + 1]]
         valid = ~np.isnan(values)
         count = int(valid.sum())
         if count:
-            quality[i] = np.cumsum(values[valid])[-1] / count
+            quality_sum[i] = np.cumsum(values[valid])[-1]
+            quality_n[i] = count
+            quality[i] = quality_sum[i] / count
     with np.errstate(invalid="ignore", divide="ignore"):
         completeness = np.where(expected > 0, complete.astype(np.float64) / expected.astype(np.float64), np.nan)
     return ScratchStatus(
@@ -301,6 +307,8 @@ def _status(present, bounds, ts_us, score, complete, expected) -> ScratchStatus:
         first_us=ts_us[bounds[:-1]],
         last_us=ts_us[bounds[1:] - 1],
         quality=quality,
+        quality_sum=quality_sum,
+        quality_n=quality_n,
         completeness=completeness,
         complete=complete,
         expected=expected,

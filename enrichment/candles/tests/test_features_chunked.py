@@ -462,11 +462,13 @@ SELECT es.symbol_id, es.timeframe, es.state, es.rows, es.first_ts, es.last_ts, e
        (SELECT sum(LEAST(q.actual_bars, q.expected_bars))
         FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe),
        (SELECT sum(q.expected_bars)
-        FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe)
+        FROM data_quality_metrics q WHERE q.symbol_id = es.symbol_id AND q.timeframe = es.timeframe),
+       es.quality_n, a.quality_n, es.quality_sum::float8, a.quality_sum::float8
 FROM enrichment_status es
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE v.features_revision IS DISTINCT FROM v.revision) AS pending, count(*) AS n,
-           min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed, avg(v.quality_score) AS quality
+           min(v.ts) AS first_ts, max(v.ts) AS last_ts, max(v.computed_at) AS computed, avg(v.quality_score) AS quality,
+           count(v.quality_score) AS quality_n, sum(v.quality_score::numeric) AS quality_sum
     FROM market_data_v2 v WHERE v.symbol_id = es.symbol_id AND v.timeframe = es.timeframe
 ) a
 ORDER BY es.symbol_id, es.timeframe
@@ -482,12 +484,17 @@ def shaped_series(name: str, i: int, *, bars: int, seed: int, gaps: int) -> tupl
 
 def assert_status_is_a_recount() -> int:
     """Every status row equals a full recount of its series: state, counts, timestamps,
-    completeness and its kept sums exactly, the mean quality score to the last bits of a float
-    sum's order."""
+    completeness and its kept sums exactly, the mean quality score and the kept quality sum to
+    the last bits of a float sum's order (the from-scratch path sums float8), the count of
+    scored rows exactly."""
     with connection.cursor() as cur:
         cur.execute(RECOUNT_SQL)
         rows = cur.fetchall()
     for row in rows:
+        kept_n, counted_n, kept_sum, counted_sum = row[-4:]
+        assert kept_n == counted_n, row[:2]
+        assert kept_sum == pytest.approx(counted_sum, rel=1e-12, nan_ok=True), row[:2]
+        row = row[:-4]
         assert row[-4:-2] == row[-2:], row[:2]
         row = row[:-4]
         stored, recounted = row[2:9], row[9:]
@@ -658,3 +665,67 @@ def test_a_chunk_with_a_new_series_that_kept_its_metric_days_and_appended_series
     assert result.failed == 0 and result.candles_inserted == 30 + 4
     assert MarketDataV2.objects.filter(symbol=symbols[0]).count() == 30
     assert assert_status_is_a_recount() == 5
+
+
+def kept_spy(monkeypatch) -> list[tuple[str, bool]]:
+    """Records, for every series a chunk probed, its ticker and whether its count and quality sums
+    came from its status row (`kept`) rather than a pass over its stored rows."""
+    seen: list[tuple[str, bool]] = []
+    real = feature_batch._tails
+
+    def spy(cur, *, full):
+        real(cur, full=full)
+        cur.execute("SELECT s.ticker, p.kept FROM feature_probe p JOIN symbols s ON s.id = p.symbol_id")
+        seen.extend(cur.fetchall())
+
+    monkeypatch.setattr(feature_batch, "_tails", spy)
+    return seen
+
+
+@pytest.mark.django_db(transaction=True)  # each run commits: its now() is its own, as last_computed_at
+def test_the_hourly_run_counts_from_the_status_row_and_recounts_where_it_cannot_be_trusted(monkeypatch):
+    """A series that only got bars after its stored ones takes its row count and quality sums from
+    its status row, not from a pass over its rows; where that row cannot be trusted the pass counts
+    them, and the rows, metrics and status equal the per-series path's bit for bit either way:
+    its oldest rows gone without the status row knowing (retention's dropped partition), a stored
+    row stale again (a provider's restatement), sums not known (a row from before they were kept),
+    a status row not `ok`."""
+    seen = kept_spy(monkeypatch)
+    twins, plans = [], []
+    for i in range(5):
+        shape = SHAPES[i % len(SHAPES)]
+        asset_class = "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ"
+        one, two = make_symbol(f"K{i}", shape[0], asset_class), make_symbol(f"T{i}", shape[0], asset_class)
+        data = random_candles(120, seed=700 + i, timeframe_seconds=shape[2], start=shape[3], gaps=3)
+        feed((one, two), shape, data, slice(0, 80))
+        twins.append((one, two))
+        plans.append((shape, data))
+
+    def both_runs(step: int) -> dict[str, bool]:
+        for (one, two), (shape, data) in zip(twins, plans, strict=True):
+            feed((one, two), shape, data, slice(80 + step, 81 + step))
+        seen.clear()
+        per_series = features_run(symbols=[p for p, _ in twins], chunked=False)
+        chunked = features_run(symbols=[c for _, c in twins], chunked=True)
+        assert per_series.failed == chunked.failed == 0
+        assert per_series.rows_computed == chunked.rows_computed
+        for one, two in twins:
+            assert_same_series(one, two)
+        assert_status_is_a_recount()
+        return dict(seen)
+
+    assert both_runs(0) == {}  # new series: the from-scratch path, nothing probed
+    assert both_runs(1) == {f"T{i}": True for i in range(5)}
+    # Broken behind the status rows' back, the same way for both twins of a series:
+    (a1, a2), (b1, b2), (c1, c2), (d1, d2) = twins[:4]
+    for symbol in (a1, a2):  # the oldest rows gone
+        oldest = MarketDataV2.objects.filter(symbol=symbol).order_by("ts").values_list("ts", flat=True)[:7]
+        MarketDataV2.objects.filter(symbol=symbol, ts__in=list(oldest)).delete()
+    for symbol in (b1, b2):  # a stored row's features stale again
+        middle = MarketDataV2.objects.filter(symbol=symbol).order_by("ts").values_list("ts", flat=True)[40]
+        MarketDataV2.objects.filter(symbol=symbol, ts=middle).update(features_revision=None)
+    EnrichmentStatus.objects.filter(symbol=c2).update(quality_sum=None, quality_n=None)
+    EnrichmentStatus.objects.filter(symbol=d2).update(state=EnrichmentStatus.State.FAILED)
+    assert both_runs(2) == {"T0": False, "T1": False, "T2": False, "T3": False, "T4": True}
+    # Each counted again, each row is kept again.
+    assert both_runs(3) == {f"T{i}": True for i in range(5)}

@@ -170,3 +170,20 @@ def test_the_polls_daily_quality_metrics_equal_a_full_recompute(crypto, fake_clo
         features_compute(symbol=rows(f"C{i:02d}")[0].symbol, timeframe="1m", full=True)
     recomputed = list(DataQualityMetric.objects.order_by("symbol__ticker", "day").values_list(*columns))
     assert live == recomputed
+
+
+def test_the_polls_status_rows_keep_their_count_and_quality_sums_exact(crypto, fake_clock):
+    """The hourly feature step takes a series' row count and quality sums from its status row
+    (`feature_batch._PROBE_SQL`): the poller writes them with every bar, equal to a recount."""
+    live_poll(now=fake_clock(), markets=["BINANCE"])
+    poll_minutes(fake_clock, 2)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT es.state, es.rows, es.quality_n, es.quality_sum, es.first_ts, es.last_ts,"
+            "       'ok', a.n, a.quality_n, a.quality_sum, a.first_ts, a.last_ts FROM enrichment_status es"
+            " JOIN (SELECT symbol_id, timeframe, count(*) AS n, count(quality_score) AS quality_n,"
+            "              sum(quality_score::numeric) AS quality_sum, min(ts) AS first_ts, max(ts) AS last_ts"
+            "       FROM market_data_v2 GROUP BY 1, 2) a ON a.symbol_id = es.symbol_id AND a.timeframe = es.timeframe"
+        )
+        kept = cur.fetchall()
+    assert len(kept) == SYMBOLS and all(row[:6] == row[6:] for row in kept), kept[:2]
