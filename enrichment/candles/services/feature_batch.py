@@ -13,7 +13,7 @@ live poller and backfills take for one series):
 2. read:    where each series' stale tail starts and the context its longest window needs:
             a few index probes per series (`feature_probe`: its first stale row, its ends, any
             funding) and, where its status row can be trusted, its row count from there (else
-            one pass over its stored rows); then two index probes per series whose new bars
+            one pass over its stored rows); then one index probe per series whose new bars
             follow every stored one with nothing stale and no funding (the hourly case), the
             general query for the others; then all those rows in one query, packed into one
             bytea (`feature_scratch.packed_out`), by series and time;
@@ -289,10 +289,11 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # restated or uncomputed bar is), and the new bars follow every stored one; else (`kept` false)
 # from one pass over the series' stored rows, as before. The row count must be exact: the
 # window kernels align their blocks on `row_offset % w`.
-# The hourly case — new bars after every stored one, nothing stale, no funding — then needs only
-# two index probes more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first
-# new candle and the rows before it are those before the new candle less the `lookback + 1` of
-# the context. The other series (restated bars, funding, a full run) take the general query
+# The hourly case — new bars after every stored one, nothing stale, no funding — then needs one
+# index probe more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first new
+# candle, the row before the context is the next one back (none: fewer rows than that, and the
+# context starts at the first row), and the rows before it are those before the new candle less
+# the `lookback + 1` of the context. The other series (restated bars, funding, a full run) take the general query
 # (`_TAILS_SQL`).
 _SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
 _TAILS_DDL = """
@@ -345,18 +346,13 @@ _TAILS_FAST_SQL = f"""
 INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
 WITH f AS MATERIALIZED (
     SELECT p.k, p.symbol_id, p.timeframe, p.new_first, p.earliest, p.before_new, p.lookback,
-           (SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="p")} AND v.ts < p.new_first
-            ORDER BY v.ts DESC OFFSET p.lookback LIMIT 1) AS by_rows
+           ARRAY(SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="p")} AND v.ts < p.new_first
+                 ORDER BY v.ts DESC OFFSET p.lookback LIMIT 2) AS back
     FROM feature_probe p WHERE p.fast
-), g AS MATERIALIZED (
-    SELECT f.k, f.symbol_id, f.timeframe, f.new_first AS dirty,
-           coalesce(f.by_rows, least(f.earliest, f.new_first)) AS ctx,
-           CASE WHEN f.by_rows IS NULL THEN 0 ELSE f.before_new - f.lookback - 1 END AS row_offset
-    FROM f
 )
-SELECT g.k, g.symbol_id, g.timeframe, g.dirty, g.ctx,
-       (SELECT max(v.ts) FROM market_data_v2 v WHERE {_SERIES.format(t="g")} AND v.ts < g.ctx), g.row_offset
-FROM g
+SELECT f.k, f.symbol_id, f.timeframe, f.new_first, coalesce(f.back[1], least(f.earliest, f.new_first)), f.back[2],
+       CASE WHEN f.back[1] IS NULL THEN 0 ELSE f.before_new - f.lookback - 1 END
+FROM f
 """  # noqa: S608 - fixed clauses
 _TAILS_SQL = f"""
 INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
