@@ -3,6 +3,7 @@ random data, a bounded no-op, cancel between chunks, a failing series, candles w
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 
 import numpy as np
@@ -729,3 +730,20 @@ def test_the_hourly_run_counts_from_the_status_row_and_recounts_where_it_cannot_
     assert both_runs(2) == {"T0": False, "T1": False, "T2": False, "T3": False, "T4": True}
     # Each counted again, each row is kept again.
     assert both_runs(3) == {f"T{i}": True for i in range(5)}
+
+
+def test_the_upgrade_fills_the_kept_quality_sums_where_the_status_row_matches_its_rows():
+    """Migration 0018 fills the kept quality sums of the status rows written before 0017 from
+    their rows; a row whose count is not its series' is left NULL (the next run counts it)."""
+    fill = importlib.import_module("enrichment.migrations.0018_fill_status_quality_sums").FILL
+    for i in range(3):
+        symbol, shape, data = shaped_series(f"U{i}", i, bars=60, seed=900 + i, gaps=2)
+        feed((symbol,), shape, data, slice(0, 60))
+    assert features_run(chunked=True).failed == 0
+    EnrichmentStatus.objects.update(quality_sum=None, quality_n=None)
+    EnrichmentStatus.objects.filter(symbol__ticker="U2").update(rows=F("rows") - 1)
+    with connection.cursor() as cur:
+        cur.execute(fill)
+    assert EnrichmentStatus.objects.get(symbol__ticker="U2").quality_n is None
+    EnrichmentStatus.objects.filter(symbol__ticker="U2").delete()
+    assert assert_status_is_a_recount() == 2
