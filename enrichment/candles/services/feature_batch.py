@@ -285,8 +285,9 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # count: from its status row where that row can be trusted, which every writer of market_data_v2
 # keeps exact or leaves detectably behind — it is `ok` (every row computed when it was written),
 # has the sums, its first and last bar are the series' ends (retention drops the oldest rows, an
-# import adds new ones: both move an end), no row is stale (a provider's or the live poller's
-# restated or uncomputed bar is), and the new bars follow every stored one; else (`kept` false)
+# import adds new ones: both move an end), no row is stale (a provider's restated or uncomputed
+# bar is; the live poller, whose status refresh comes a transaction later, clears `quality_n` as
+# it writes), and the new bars follow every stored one; else (`kept` false)
 # from one pass over the series' stored rows, as before. The row count must be exact: the
 # window kernels align their blocks on `row_offset % w`.
 # The hourly case — new bars after every stored one, nothing stale, no funding — then needs one

@@ -118,6 +118,14 @@ def _write_batch(items: list[Fetched], *, timeframe: str, seconds: int, calendar
             _write_amendments(cur, timeframe, providers)
             _upsert_v2(cur, timeframe, providers)
         _fill_earlier(cur, [item for item in items if item.earlier is not None and not item.earlier.empty], timeframe)
+        # The status rows are recounted by `live_summaries`, in a later transaction: until then
+        # their kept count and quality sums are not these rows' (a late bar between stored ones,
+        # a restated score), and the hourly feature step must count them (`feature_batch`).
+        cur.execute(
+            "UPDATE enrichment_status SET quality_n = NULL"
+            " WHERE symbol_id = ANY(%s) AND timeframe = %s AND quality_n IS NOT NULL",
+            [ids, timeframe],
+        )
         return _compute_features(cur, ids, timeframe=timeframe, seconds=seconds, calendar=calendar)
 
 

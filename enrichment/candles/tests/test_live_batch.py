@@ -22,7 +22,7 @@ from enrichment.candles.services.live import live_markets_ensure, live_poll
 from enrichment.candles.tests.feature_fixtures import make_symbol
 from enrichment.candles.tests.live_server import LiveMarketServer
 from enrichment.candles.tests.test_live_poll import T0, FakeClock, feature_matrix, rows
-from enrichment.models import FetchLog, MarketDataV2
+from enrichment.models import EnrichmentStatus, FetchLog, MarketDataV2
 from enrichment.providers import clock
 from etl.models import SymbolMapping
 
@@ -187,3 +187,18 @@ def test_the_polls_status_rows_keep_their_count_and_quality_sums_exact(crypto, f
         )
         kept = cur.fetchall()
     assert len(kept) == SYMBOLS and all(row[:6] == row[6:] for row in kept), kept[:2]
+
+
+def test_a_polls_write_leaves_its_status_rows_counted_again_until_its_summaries(crypto, fake_clock, monkeypatch):
+    """The poller stores bars and features in one transaction and refreshes the status rows in a
+    later one (`live_summaries`): in between (or if it dies there) a series' kept count and
+    quality sums are marked unknown, so the hourly feature step counts its rows instead."""
+    from enrichment.candles.services import live
+
+    live_poll(now=fake_clock(), markets=["BINANCE"])
+    assert not EnrichmentStatus.objects.filter(quality_n__isnull=True).exists()
+    monkeypatch.setattr(live, "live_summaries", lambda *args, **kwargs: None)  # dies before its summaries
+    fake_clock.advance(minutes=1)
+    live_poll(now=fake_clock(), markets=["BINANCE"])
+    assert EnrichmentStatus.objects.count() == SYMBOLS
+    assert not EnrichmentStatus.objects.filter(quality_n__isnull=False).exists()
