@@ -412,9 +412,16 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     """Read every stale tail of the chunk with its context in one COPY, compute each series over
     its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail."""
     _tails(cur, full=full)
-    cur.execute("SELECT k, dirty, prev, row_offset FROM feature_tails ORDER BY k")
-    meta = cur.fetchall()
-    if not meta:
+    # Per series: the first stale ts and the row before the context (NO_PREV: none), in whole
+    # seconds since 1970 (floored, as the kernels take them), and the rows before the context:
+    # integers, not 1,000 timestamps a chunk parsed and converted one by one.
+    cur.execute(
+        "SELECT k, floor(extract(epoch FROM dirty))::int8, coalesce(floor(extract(epoch FROM prev))::int8, %s),"
+        " row_offset FROM feature_tails ORDER BY k",
+        [int(candle_quality.NO_PREV)],
+    )
+    meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 4)
+    if not len(meta):
         return {}
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
@@ -434,18 +441,15 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     )
     arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
     ks, ts_us = read["k"], read["ts"]
-    series = np.array([m[0] for m in meta], dtype=np.int64)
+    series, dirty, prev, row_offset = meta.T
     bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
-    # Per series: the first stale ts, the row before the context (NaT: none), rows before it.
-    dirty = pd.DatetimeIndex(pd.to_datetime([m[1] for m in meta], utc=True)).as_unit("s").asi8
-    prev = pd.DatetimeIndex(pd.to_datetime([m[2] for m in meta], utc=True)).as_unit("s").asi8
     rows = ManyRows.build(
         ts_seconds=ts_us // _US,
         data=arrays,
         bounds=bounds,
         dirty_seconds=dirty,
-        row_offset=np.array([m[3] for m in meta], dtype=np.int64),
-        prev_seconds=np.where(prev == pd.NaT.value, candle_quality.NO_PREV, prev),
+        row_offset=row_offset,
+        prev_seconds=prev,
     )
     features = compute_many([keys[k] for k in series.tolist()], rows)
     emitted = rows.emitted()
@@ -526,9 +530,10 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         return
     starts = [metrics_day_start(keys[k], pd.Timestamp(t.first_us, unit="us", tz="UTC")) for k, t in written]
     cur.execute("CREATE TEMP TABLE feature_days (k int8 PRIMARY KEY, day_start timestamptz NOT NULL) ON COMMIT DROP")
-    cur.execute(
-        "INSERT INTO feature_days SELECT * FROM unnest(%s::int8[], %s::timestamptz[])",
-        [[k for k, _ in written], [s.to_pydatetime() for s in starts]],
+    cur.execute(  # the day starts as microseconds since 1970 (exact, as an interval)
+        "INSERT INTO feature_days SELECT u.k, 'epoch'::timestamptz + u.us * interval '1 microsecond'"
+        " FROM unnest(%s::int8[], %s::int8[]) AS u(k, us)",
+        [[k for k, _ in written], [s.value // 1000 for s in starts]],
     )
     # Whether the series has a row before that day: its earliest stored row, from the probe (the
     # chunk deletes no row, and its new candles are at or after the first recomputed bar).
