@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
@@ -75,6 +76,9 @@ CHUNK_SERIES = 500
 CHUNK_ROWS = 250_000
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
 _US = 1_000_000
+# Timestamps sent as microseconds since 1970 (exact, as an interval): cheaper than datetimes.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def chunks(series: list[ScannedSeries]):
@@ -249,15 +253,16 @@ def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey], context
     cur.execute(
         """
         INSERT INTO feature_chunk (k, symbol_id, timeframe, since, watermark, lookback)
-        SELECT u.n - 1, u.symbol_id, u.timeframe, u.since, u.watermark, u.lookback
-        FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
+        SELECT u.n - 1, u.symbol_id, u.timeframe, 'epoch'::timestamptz + u.since * interval '1 microsecond',
+               'epoch'::timestamptz + u.watermark * interval '1 microsecond', u.lookback
+        FROM unnest(%s::int[], %s::text[], %s::int8[], %s::int8[], %s::int[])
              WITH ORDINALITY AS u(symbol_id, timeframe, since, watermark, lookback, n)
         """,
         [
             [s.symbol_id for s in chunk],
             [s.timeframe for s in chunk],
-            [s.since for s in chunk],
-            [s.watermark for s in chunk],
+            [None if s.since is None else (s.since - _EPOCH) // _ONE_US for s in chunk],
+            [(s.watermark - _EPOCH) // _ONE_US for s in chunk],
             lookbacks,
         ],
     )
