@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -76,6 +78,9 @@ CHUNK_SERIES = 500
 CHUNK_ROWS = 250_000
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970
 _US = 1_000_000
+# Timestamps sent as microseconds since 1970 (exact, as an interval): cheaper than datetimes.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def chunks(series: list[ScannedSeries]):
@@ -115,30 +120,50 @@ class ChunkResult:
     rows_computed: int = 0
 
 
+class SymbolRef(NamedTuple):
+    """What a chunk needs of a symbol: its id and market (`SeriesKey.symbol`). Loading the whole
+    Symbol rows cost 0.08 ms a series (5,000 model instances an hourly run at 5,000 symbols, each
+    with its market set on it), for two integers; the per-series fallback loads its own."""
+
+    pk: int
+    market_id: int
+
+
 @dataclass(slots=True)
 class SeriesContext:
-    """What the computation needs about the symbols and markets of a run: the symbols loaded
-    once per chunk, each market (with its sessions and closures) and its calendar once per run.
-    (Prefetching every chunk's markets again cost 0.15 s a chunk: thousands of closure rows.)"""
+    """What the computation needs about the symbols and markets of a run: the symbols' ids and
+    markets once per chunk, each market (with its sessions and closures) and its calendar once per
+    run, and each market's lookback per timeframe. (Prefetching every chunk's markets again cost
+    0.15 s a chunk: thousands of closure rows.)"""
 
     calendars: dict[int, MarketCalendar] = field(default_factory=dict)
     markets: dict[int, Market] = field(default_factory=dict)
+    lookbacks: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def keys(self, chunk: list[ScannedSeries]) -> list[SeriesKey]:
-        by_id = Symbol.objects.in_bulk([s.symbol_id for s in chunk])
-        unknown = {symbol.market_id for symbol in by_id.values()} - self.markets.keys()
+        market_of = dict(Symbol.objects.filter(pk__in=[s.symbol_id for s in chunk]).values_list("pk", "market_id"))
+        unknown = set(market_of.values()) - self.markets.keys()
         for market in Market.objects.filter(pk__in=unknown).prefetch_related("sessions", "closures"):
             # The calendar first: a chunk on the other worker thread (`feature_workers`) that
             # sees the market known finds its calendar.
             self.calendars[market.pk] = market_calendar(market)
             self.markets[market.pk] = market
+        seconds = {tf: timeframe_parse(tf) for tf in {s.timeframe for s in chunk}}
         out = []
         for item in chunk:
-            symbol = by_id[item.symbol_id]
-            symbol.market = self.markets[symbol.market_id]  # the per-series fallback reads its calendar
-            calendar = self.calendars[symbol.market_id]
-            out.append(SeriesKey(symbol, item.timeframe, timeframe_parse(item.timeframe), calendar))
+            market_id = market_of[item.symbol_id]
+            symbol = SymbolRef(item.symbol_id, market_id)
+            out.append(SeriesKey(symbol, item.timeframe, seconds[item.timeframe], self.calendars[market_id]))
         return out
+
+    def lookback(self, key: SeriesKey) -> int:
+        """The rows of context the longest window of `key`'s series needs (per market and timeframe)."""
+        at = (key.symbol.market_id, key.seconds)
+        found = self.lookbacks.get(at)
+        if found is None:
+            bars_per_day = candle_quality.bars_per_day(key.calendar, key.seconds)
+            found = self.lookbacks[at] = lookback_bars(timeframe_seconds=key.seconds, bars_per_day=bars_per_day)
+        return found
 
 
 def chunk_run(
@@ -157,10 +182,10 @@ def chunk_run(
         _lock(keys)
         # ON COMMIT DROP tables outlive a chunk that is a savepoint in a longer transaction.
         cur.execute(f"DROP TABLE IF EXISTS {', '.join(_TEMP_TABLES)}")
-        _chunk_table(cur, chunk, keys)
+        _chunk_table(cur, chunk, keys, context)
         scratch = scratch_series(cur)
         done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
-        jit = _jit_off(cur)
+        saved = _settings(cur)
         new, tails = 0, {}
         if len(scratch) < len(keys):  # a chunk of new series only has nothing to stage or re-read
             new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
@@ -175,21 +200,38 @@ def chunk_run(
         )
         duration = (time.perf_counter() - started) * 1000 / len(chunk)
         _log(cur, keys, tails, run=run, full=full, duration_ms=duration)
-        cur.execute("SELECT set_config('jit', %s, true)", [jit])
+        _settings_restore(cur, saved)
     return result
 
 
 # --- the steps of a chunk ---------------------------------------------------------------
 
 
-def _jit_off(cur) -> str:
-    """JIT off for the chunk's statements; returns the setting to put back. Over 500 series their
-    per-series index loops are costed above `jit_above_cost`, so PostgreSQL compiled each of them
-    (25-30 ms apiece, four of them a chunk: 1 s of a 5,000-series hourly run) for plans that run in
-    100-200 ms. Transaction-local and put back at the chunk's end: inside a caller's transaction
-    the chunk is a savepoint, whose rollback undoes it too."""
-    cur.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
-    return cur.fetchone()[0]
+# The chunk's work_mem, at least: the read of the tails with their context (`packed_out`'s
+# aggregate of one bytea per series and month) held 3.7 MB for 500 series of 52 rows and spilled
+# to disk in five batches under the default 4 MB (half of the statement's 46 ms a chunk).
+CHUNK_WORK_MEM = "32MB"
+
+
+def _settings(cur) -> tuple[str, str]:
+    """JIT off and work_mem at least CHUNK_WORK_MEM for the chunk's statements; returns the
+    settings to put back (`_settings_restore`). Over 500 series their per-series index loops are
+    costed above `jit_above_cost`, so PostgreSQL compiled each of them (25-30 ms apiece, four of
+    them a chunk: 1 s of a 5,000-series hourly run) for plans that run in 100-200 ms.
+    Transaction-local and put back at the chunk's end: inside a caller's transaction the chunk is
+    a savepoint, whose rollback undoes them too."""
+    cur.execute(
+        "SELECT current_setting('jit'), current_setting('work_mem'), set_config('jit', 'off', true),"
+        " CASE WHEN pg_size_bytes(current_setting('work_mem')) < pg_size_bytes(%s)"
+        " THEN set_config('work_mem', %s, true) END",
+        [CHUNK_WORK_MEM, CHUNK_WORK_MEM],
+    )
+    jit, work_mem, *_ = cur.fetchone()
+    return jit, work_mem
+
+
+def _settings_restore(cur, saved: tuple[str, str]) -> None:
+    cur.execute("SELECT set_config('jit', %s, true), set_config('work_mem', %s, true)", list(saved))
 
 
 def _lock(keys: list[SeriesKey]) -> None:
@@ -198,13 +240,10 @@ def _lock(keys: list[SeriesKey]) -> None:
     xact_locks(FEATURE_SERIES, [f"{k.symbol.pk}:{k.timeframe}" for k in keys])
 
 
-def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None:
+def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey], context: SeriesContext) -> None:
     """feature_chunk: the chunk's series, numbered k = 0.. in chunk order, with what to copy
     (`since`), the watermark to record and the rows of context each needs."""
-    lookbacks = []
-    for key in keys:
-        bars_per_day = candle_quality.bars_per_day(key.calendar, key.seconds)
-        lookbacks.append(lookback_bars(timeframe_seconds=key.seconds, bars_per_day=bars_per_day))
+    lookbacks = [context.lookback(key) for key in keys]
     cur.execute(
         """
         CREATE TEMP TABLE feature_chunk (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
@@ -216,15 +255,16 @@ def _chunk_table(cur, chunk: list[ScannedSeries], keys: list[SeriesKey]) -> None
     cur.execute(
         """
         INSERT INTO feature_chunk (k, symbol_id, timeframe, since, watermark, lookback)
-        SELECT u.n - 1, u.symbol_id, u.timeframe, u.since, u.watermark, u.lookback
-        FROM unnest(%s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[])
+        SELECT u.n - 1, u.symbol_id, u.timeframe, 'epoch'::timestamptz + u.since * interval '1 microsecond',
+               'epoch'::timestamptz + u.watermark * interval '1 microsecond', u.lookback
+        FROM unnest(%s::int[], %s::text[], %s::int8[], %s::int8[], %s::int[])
              WITH ORDINALITY AS u(symbol_id, timeframe, since, watermark, lookback, n)
         """,
         [
             [s.symbol_id for s in chunk],
             [s.timeframe for s in chunk],
-            [s.since for s in chunk],
-            [s.watermark for s in chunk],
+            [None if s.since is None else (s.since - _EPOCH) // _ONE_US for s in chunk],
+            [(s.watermark - _EPOCH) // _ONE_US for s in chunk],
             lookbacks,
         ],
     )
@@ -406,9 +446,16 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     """Read every stale tail of the chunk with its context in one COPY, compute each series over
     its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail."""
     _tails(cur, full=full)
-    cur.execute("SELECT k, dirty, prev, row_offset FROM feature_tails ORDER BY k")
-    meta = cur.fetchall()
-    if not meta:
+    # Per series: the first stale ts and the row before the context (NO_PREV: none), in whole
+    # seconds since 1970 (floored, as the kernels take them), and the rows before the context:
+    # integers, not 1,000 timestamps a chunk parsed and converted one by one.
+    cur.execute(
+        "SELECT k, floor(extract(epoch FROM dirty))::int8, coalesce(floor(extract(epoch FROM prev))::int8, %s),"
+        " row_offset FROM feature_tails ORDER BY k",
+        [int(candle_quality.NO_PREV)],
+    )
+    meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 4)
+    if not len(meta):
         return {}
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
@@ -428,18 +475,15 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     )
     arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
     ks, ts_us = read["k"], read["ts"]
-    series = np.array([m[0] for m in meta], dtype=np.int64)
+    series, dirty, prev, row_offset = meta.T
     bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
-    # Per series: the first stale ts, the row before the context (NaT: none), rows before it.
-    dirty = pd.DatetimeIndex(pd.to_datetime([m[1] for m in meta], utc=True)).as_unit("s").asi8
-    prev = pd.DatetimeIndex(pd.to_datetime([m[2] for m in meta], utc=True)).as_unit("s").asi8
     rows = ManyRows.build(
         ts_seconds=ts_us // _US,
         data=arrays,
         bounds=bounds,
         dirty_seconds=dirty,
-        row_offset=np.array([m[3] for m in meta], dtype=np.int64),
-        prev_seconds=np.where(prev == pd.NaT.value, candle_quality.NO_PREV, prev),
+        row_offset=row_offset,
+        prev_seconds=prev,
     )
     features = compute_many([keys[k] for k in series.tolist()], rows)
     emitted = rows.emitted()
@@ -520,9 +564,10 @@ def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None
         return
     starts = [metrics_day_start(keys[k], pd.Timestamp(t.first_us, unit="us", tz="UTC")) for k, t in written]
     cur.execute("CREATE TEMP TABLE feature_days (k int8 PRIMARY KEY, day_start timestamptz NOT NULL) ON COMMIT DROP")
-    cur.execute(
-        "INSERT INTO feature_days SELECT * FROM unnest(%s::int8[], %s::timestamptz[])",
-        [[k for k, _ in written], [s.to_pydatetime() for s in starts]],
+    cur.execute(  # the day starts as microseconds since 1970 (exact, as an interval)
+        "INSERT INTO feature_days SELECT u.k, 'epoch'::timestamptz + u.us * interval '1 microsecond'"
+        " FROM unnest(%s::int8[], %s::int8[]) AS u(k, us)",
+        [[k for k, _ in written], [s.value // 1000 for s in starts]],
     )
     # Whether the series has a row before that day: its earliest stored row, from the probe (the
     # chunk deletes no row, and its new candles are at or after the first recomputed bar).
@@ -738,40 +783,34 @@ def _refresh_status(cur, *, probed: bool, inserted: int, size: int, known: Scrat
 def _log(
     cur, keys: list[SeriesKey], tails: dict[int, Tail], *, run: FeatureRun | None, full: bool, duration_ms: float
 ) -> None:
-    """One compute log row per series of the chunk (its share of the chunk's time), one statement."""
+    """One compute log row per series of the chunk (its share of the chunk's time), one statement.
+    Timestamps go as microseconds since 1970 (exact, as an interval), not as 10,000 datetimes a
+    chunk made and sent one by one."""
     Mode = EnrichmentComputeLog.Mode
-    modes, read, written, first, last = [], [], [], [], []
-    for k in range(len(keys)):
-        tail = tails.get(k)
-        if tail is None:
-            modes.append(Mode.NOTHING)
-            read.append(0)
-            written.append(0)
-            first.append(None)
-            last.append(None)
-            continue
-        modes.append(Mode.INCREMENTAL if tail.incremental else Mode.FULL)
-        read.append(tail.rows_read)
-        written.append(tail.rows_written)
-        first.append(None if tail.first_us is None else pd.Timestamp(tail.first_us, unit="us", tz="UTC"))
-        last.append(None if tail.last_us is None else pd.Timestamp(tail.last_us, unit="us", tz="UTC"))
+    nothing = (str(Mode.NOTHING), 0, 0, None, None)
+    rows = [
+        nothing
+        if (tail := tails.get(k)) is None
+        else (
+            str(Mode.INCREMENTAL if tail.incremental else Mode.FULL),
+            tail.rows_read,
+            tail.rows_written,
+            tail.first_us,
+            tail.last_us,
+        )
+        for k in range(len(keys))
+    ]
+    modes, read, written, first, last = (list(column) for column in zip(*rows, strict=True))
     cur.execute(
         """
         INSERT INTO enrichment_compute_log (run_id, symbol_id, timeframe, mode, rows_read, rows_written, first_ts,
                                             last_ts, duration_ms, succeeded, error, created_at)
-        SELECT %s, c.symbol_id, c.timeframe, u.mode, u.rows_read, u.rows_written, u.first_ts, u.last_ts, %s,
-               true, '', clock_timestamp()
-        FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::timestamptz[], %s::timestamptz[])
-             WITH ORDINALITY AS u(mode, rows_read, rows_written, first_ts, last_ts, n)
+        SELECT %s, c.symbol_id, c.timeframe, u.mode, u.rows_read, u.rows_written,
+               'epoch'::timestamptz + u.first_us * interval '1 microsecond',
+               'epoch'::timestamptz + u.last_us * interval '1 microsecond', %s, true, '', clock_timestamp()
+        FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[], %s::int8[])
+             WITH ORDINALITY AS u(mode, rows_read, rows_written, first_us, last_us, n)
         JOIN feature_chunk c ON c.k = u.n - 1
         """,
-        [
-            run.pk if run else None,
-            duration_ms,
-            [str(m) for m in modes],
-            read,
-            written,
-            [x.to_pydatetime() if x is not None else None for x in first],
-            [x.to_pydatetime() if x is not None else None for x in last],
-        ],
+        [run.pk if run else None, duration_ms, modes, read, written, first, last],
     )

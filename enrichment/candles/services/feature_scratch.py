@@ -148,10 +148,14 @@ def metrics_upsert(cur, metrics: dict[str, np.ndarray], *, delta: bool = False) 
 
 
 def scratch_series(cur) -> list[int]:
-    """The chunk's series without a market_data_v2 row (feature_chunk.scratch), by k."""
+    """The chunk's series without a market_data_v2 row (feature_chunk.scratch), by k. Only a
+    series copied from its first candle (`since` NULL: no watermark yet, or a full run) is looked
+    for: one that has a watermark was copied before, and should it have no row now, the staged
+    path computes it as well (the same rows, only slower for a long series). The hourly run then
+    probes no series here (was 500 index probes a chunk, 0.07 s at 5,000 symbols)."""
     cur.execute(
-        "UPDATE feature_chunk c SET scratch = true WHERE NOT EXISTS (SELECT 1 FROM market_data_v2 v"
-        " WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe) RETURNING k"
+        "UPDATE feature_chunk c SET scratch = true WHERE c.since IS NULL AND NOT EXISTS (SELECT 1 FROM"
+        " market_data_v2 v WHERE v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe) RETURNING k"
     )
     return sorted(k for (k,) in cur.fetchall())
 

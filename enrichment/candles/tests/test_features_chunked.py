@@ -431,25 +431,66 @@ def test_one_new_bar_per_series_batched_equals_the_per_series_path(seed):
 
 def test_a_chunk_runs_without_jit_and_puts_the_setting_back(monkeypatch):
     """The chunk's statements are costed above `jit_above_cost` and were compiled for nothing
-    (25-30 ms apiece): the chunk turns JIT off for itself, and the caller's setting is back after."""
+    (25-30 ms apiece): the chunk turns JIT off for itself, and the caller's setting is back after.
+    Its work_mem is raised to CHUNK_WORK_MEM (the context read's aggregate spilled to disk under
+    4 MB), never lowered, and put back too."""
     make_series(3)
     features_run(chunked=True)
-    for symbol in Symbol.objects.filter(ticker__startswith="S"):
-        insert_market_data(symbol, random_candles(31, seed=symbol.pk), rows=slice(30, 31))
     seen = []
     real = feature_batch._compute
 
     def compute(cur, keys, *, full):
-        cur.execute("SELECT current_setting('jit')")
-        seen.append(cur.fetchone()[0])
+        cur.execute("SELECT current_setting('jit'), current_setting('work_mem')")
+        seen.append(cur.fetchone())
         return real(cur, keys, full=full)
 
     monkeypatch.setattr(feature_batch, "_compute", compute)
+    for round_, work_mem in enumerate(("4MB", "64MB")):
+        for symbol in Symbol.objects.filter(ticker__startswith="S"):
+            insert_market_data(symbol, random_candles(32, seed=symbol.pk), rows=slice(30 + round_, 31 + round_))
+        with connection.cursor() as cur:
+            cur.execute(f"SET jit = on; SET work_mem = '{work_mem}'")
+            assert features_run(chunked=True).rows_computed == 3
+            cur.execute("SELECT current_setting('jit'), current_setting('work_mem')")
+            assert cur.fetchone() == ("on", work_mem)
+    assert seen == [("off", feature_batch.CHUNK_WORK_MEM), ("off", "64MB")]
     with connection.cursor() as cur:
-        cur.execute("SET jit = on")
-        assert features_run(chunked=True).rows_computed == 3
-        cur.execute("SELECT current_setting('jit')")
-        assert seen == ["off"] and cur.fetchone()[0] == "on"
+        cur.execute("RESET jit; RESET work_mem")
+
+
+def test_a_series_with_a_watermark_and_no_stored_row_is_computed_by_the_staged_path(monkeypatch):
+    """Only a series without a watermark is looked for among the new ones (`scratch_series`: the
+    hourly run probes none); one that was copied before but has no market_data_v2 row now (its rows
+    deleted) goes the staged path, and gets the rows, metrics, status and logs of the per-series
+    path, bit for bit."""
+    twins = []
+    for i, shape in enumerate([*SHAPES, SHAPES[2]]):
+        asset_class = "CRYPTO" if shape[0] == "BINANCE" else "STOCK_NASDAQ"
+        pair = make_symbol(f"P{i}", shape[0], asset_class), make_symbol(f"C{i}", shape[0], asset_class)
+        data = random_candles(120, seed=300 + i, timeframe_seconds=shape[2], start=shape[3], gaps=2)
+        feed(pair, shape, data, slice(0, 100))
+        twins.append((pair, shape, data))
+    features_run(symbols=[p for (p, _), _, _ in twins], chunked=False)
+    features_run(symbols=[c for (_, c), _, _ in twins], chunked=True)
+    for pair, shape, data in twins:
+        MarketDataV2.objects.filter(symbol__in=pair).delete()
+        feed(pair, shape, data, slice(100, 103))
+    per_series = features_run(symbols=[p for (p, _), _, _ in twins], chunked=False)
+    probed = []
+    real = feature_batch.scratch_series
+
+    def scratch_series(cur):
+        found = real(cur)
+        probed.append(found)
+        return found
+
+    monkeypatch.setattr(feature_batch, "scratch_series", scratch_series)
+    chunked = features_run(symbols=[c for (_, c), _, _ in twins], chunked=True)
+    assert probed == [[]] and per_series.failed == chunked.failed == 0
+    assert per_series.candles_inserted == chunked.candles_inserted == 4 * 3
+    for (one, two), _, _ in twins:
+        assert_same_series(one, two)
+        assert MarketDataV2.objects.filter(symbol=two).count() == 3
 
 
 # `feature_compute._refresh_status`'s full recount of one series, for every status row.
