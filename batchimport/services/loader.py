@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -232,8 +233,10 @@ def fingerprint(path: Path) -> tuple[int, str, bytes | None]:
     the end of the file."""
     digest = hashlib.sha256()
     size = 0
-    wanted = 64 * 1024
     with open(path, "rb") as handle:
+        # a first read of what the file holds (and a byte more: the end is then seen at once),
+        # rather than of a 64 KiB buffer for a file of a hundred bytes
+        wanted = min(64 * 1024, os.fstat(handle.fileno()).st_size + 1)
         while block := handle.read(wanted):
             size += len(block)
             digest.update(block)
