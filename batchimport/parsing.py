@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -604,8 +605,9 @@ class _RawLines:
     """The file's bytes line by line, read forward on demand: the raw text and
     the true byte offset of a line that held a NUL or an undecodable byte."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, content: bytes | None = None):
         self.path = path
+        self.content = content
         self._handle = None
         self.number = 0
         self.offset = 0
@@ -614,7 +616,7 @@ class _RawLines:
         """(offset of the line's first byte, the line's bytes) of physical line `number`."""
         if self._handle is None or number <= self.number:
             self.close()
-            self._handle = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            self._handle = open(self.path, "rb") if self.content is None else io.BytesIO(self.content)  # noqa: SIM115
             self.number = self.offset = 0
         start, raw = self.offset, b""
         while self.number < number:
@@ -712,7 +714,9 @@ class CsvFileReader:
     `meta` is set once the first rows have been read; `bytes_read` grows as
     the file is consumed (for progress); `monotonic` stays True while
     timestamps only ever move one way (then no row can repeat an earlier one
-    and the loader skips its duplicate check).
+    and the loader skips its duplicate check). `content`: the file's bytes when
+    the caller has read them already (the import's fingerprint reads a small
+    file whole): read from memory, as the file would be, without opening it again.
 
     Candle prices and volume are text: the original number when it is plain,
     else the normalised value (`12,410` -> `12.410` in the Turkish export);
@@ -730,6 +734,7 @@ class CsvFileReader:
         ticker: str | None = None,
         timeframe: str | None = None,
         dates: DateRange | None = None,
+        content: bytes | None = None,
     ):
         self.path = path if type(path) is PosixPath else Path(path)
         self.dates = dates or plausible_dates()
@@ -743,7 +748,8 @@ class CsvFileReader:
         self._keeper: _TimeKeeper | None = None
         self._handle = None
         self._bytes_done = 0
-        self._raw = _RawLines(self.path)
+        self._content = content
+        self._raw = _RawLines(self.path, content)
 
     @property
     def monotonic(self) -> bool:
@@ -757,12 +763,7 @@ class CsvFileReader:
         return self._bytes_done
 
     def __iter__(self) -> Iterator[Candle | Reject]:
-        try:
-            handle = open(self.path, encoding="utf-8-sig", errors=_MARK_ERRORS, newline="")  # noqa: SIM115
-        except FileNotFoundError:
-            raise  # not the file's fault: the import retries it (the share may be missing on this host)
-        except OSError as exc:
-            raise FileFormatError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+        handle = self._open()
         self._handle = handle
         with handle:
             try:
@@ -770,6 +771,16 @@ class CsvFileReader:
             finally:
                 self._raw.close()
             self._bytes_done = handle.buffer.tell()
+
+    def _open(self):
+        if self._content is not None:
+            return io.TextIOWrapper(io.BytesIO(self._content), encoding="utf-8-sig", errors=_MARK_ERRORS, newline="")
+        try:
+            return open(self.path, encoding="utf-8-sig", errors=_MARK_ERRORS, newline="")  # noqa: SIM115
+        except FileNotFoundError:
+            raise  # not the file's fault: the import retries it (the share may be missing on this host)
+        except OSError as exc:
+            raise FileFormatError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
 
     def _read(self, handle) -> Iterator[Candle | Reject]:
         """Detect the layout, look ahead to learn the timeframe, then stream."""

@@ -140,9 +140,10 @@ class GroupStager:
         # Rejects of an earlier, interrupted attempt are replaced by this one's.
         cur.execute(REJECTS_DELETE_SQL, [self._file_ids_array])
 
-    def stage(self, import_file: ImportFile, path: Path) -> StagedFile:
+    def stage(self, import_file: ImportFile, path: Path, *, content: bytes | None = None) -> StagedFile:
+        """`content`: the file's bytes when the caller read them already (see CsvFileReader)."""
         started = time.monotonic()
-        reader = CsvFileReader(path, market=import_file.market, dates=self.dates)
+        reader = CsvFileReader(path, market=import_file.market, dates=self.dates, content=content)
         if len(reader.ticker) > TICKER_LENGTH:
             raise FileFormatError(
                 f"{path.name}: the ticker its name gives, {reader.ticker[:40]!r}…, is longer than"

@@ -440,3 +440,30 @@ def test_a_header_in_another_order_gets_its_own_column_positions(tmp_path):
     _, b, _ = read(second, market="BIST")
     assert a[0][2:8] == (Decimal(10), Decimal(11), Decimal(9), Decimal("10.5"), Decimal(100), Decimal("10.4"))
     assert b[0][2:8] == (Decimal(20), Decimal(21), Decimal(19), Decimal("20.5"), Decimal(200), Decimal("20.4"))
+
+
+def test_a_file_read_from_its_bytes_gives_what_reading_it_gives(tmp_path):
+    """The import hands the parser the bytes its fingerprint read (a small file whole) rather
+    than have it open the file again: the same rows, rejects (a NUL and an undecodable byte
+    among them, whose raw text is read back from those bytes), meta and byte count."""
+    path = tmp_path / "NYSE" / "KO.csv"
+    samples.write_file(path, Layout.STANDARD, ticker="KO", rows=120, defect_every=9, seed=5)
+    lines = (b"\xef\xbb\xbf" + path.read_bytes()).split(b"\n")  # with a byte-order mark
+    lines[7] = lines[7].replace(b",", b",\x00", 1)
+    lines[11] = lines[11] + b"\xff"
+    path.write_bytes(b"\n".join(lines))
+    data = path.read_bytes()
+    from_file = CsvFileReader(path, market="NYSE")
+    expected = list(from_file)
+    path.unlink()  # read from memory: the file is not opened again
+    from_bytes = CsvFileReader(path, market="NYSE", content=data)
+    got = list(from_bytes)
+    assert got == expected
+    assert any(type(item) is Reject and "\\x00" in item.raw for item in got)
+    assert any(type(item) is Reject and "\\xff" in item.raw for item in got)
+    assert (from_bytes.meta, from_bytes.rows_read, from_bytes.bytes_read, from_bytes.monotonic) == (
+        from_file.meta,
+        from_file.rows_read,
+        from_file.bytes_read,
+        from_file.monotonic,
+    )

@@ -111,22 +111,54 @@ def test_a_market_open_all_week_lags_from_its_newest_close(reference_data):
     assert expected_close_missed(market=binance, newest_close=close, now=close) is None
 
 
-def test_every_run_table_has_its_trigger():
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT event_object_table FROM information_schema.triggers WHERE trigger_name = 'metric_run_finished'"
-        )
-        tables = {row[0] for row in cur.fetchall()}
+def test_every_run_table_has_its_triggers():
     from django.apps import apps
 
     from etl.models import RunRecord
 
     expected = {m._meta.db_table for m in apps.get_models() if issubclass(m, RunRecord)}
-    assert "pipeline_runs" in expected and expected <= tables
+    assert "pipeline_runs" in expected
+    for name, event in (("metric_run_finished", "UPDATE"), ("metric_run_finished_ins", "INSERT")):
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT event_object_table FROM information_schema.triggers"
+                " WHERE trigger_name = %s AND event_manipulation = %s AND action_orientation = 'STATEMENT'",
+                [name, event],
+            )
+            assert expected <= {row[0] for row in cur.fetchall()}
+
+
+def test_one_statement_finishing_many_runs_counts_each_run_once(client):
+    """The run triggers work per statement: an UPDATE that finishes runs counts each run whose
+    status changed to a final one (a counter delta per status, an observation per run), and
+    counts nothing for runs it leaves open or whose status it does not change."""
+    from etl.models import PipelineRun
+
+    now = timezone.now()
+    PipelineRun.objects.bulk_create(
+        [PipelineRun(status="running", started_at=now - timedelta(seconds=3)) for _ in range(5)]
+        + [PipelineRun(status="queued") for _ in range(2)]
+        + [PipelineRun(status="failed", started_at=now - timedelta(seconds=1), finished_at=now)]
+    )
+    running = PipelineRun.objects.filter(status="running").order_by("id")
+    ids = list(running.values_list("id", flat=True))
+    PipelineRun.objects.filter(id__in=ids[:3]).update(status="succeeded", finished_at=now)
+    PipelineRun.objects.filter(id__in=ids[3:]).update(status="failed", finished_at=now)
+    PipelineRun.objects.filter(status="queued").update(status="running")  # still open: not counted
+    PipelineRun.objects.filter(status="succeeded").update(status="succeeded")  # no change: not counted
+    assert MetricDelta.objects.filter(family="mytrader_run_duration_seconds").count() == 6
+    samples = scrape(client)
+    counters = samples["counter"]
+    assert counters[("mytrader_runs_total", '{kind="pipelinerun",status="succeeded"}')] == 3.0
+    assert counters[("mytrader_runs_total", '{kind="pipelinerun",status="failed"}')] == 3.0
+    histogram = samples["histogram"]
+    assert histogram[("mytrader_run_duration_seconds_count", '{kind="pipelinerun"}')] == 6.0
+    assert histogram[("mytrader_run_duration_seconds_sum", '{kind="pipelinerun"}')] == pytest.approx(5 * 3.0 + 1.0)
 
 
 def _finished_runs(n: int) -> None:
-    """`n` pipeline runs that finished: the run trigger appends two deltas for each."""
+    """`n` pipeline runs that finished: the run trigger appends a counter delta for their status
+    and one duration observation for each."""
     from etl.models import PipelineRun
 
     now = timezone.now()
@@ -142,10 +174,10 @@ def test_the_metrics_fold_schedule_leaves_a_scrape_nothing_to_fold(reference_dat
     from django_q.models import Schedule
 
     _finished_runs(300)
-    assert MetricDelta.objects.count() >= 300 * 2
+    assert MetricDelta.objects.count() >= 300
     schedule = Schedule.objects.get(name="metrics-fold")
     assert schedule.schedule_type == Schedule.CRON and schedule.cron == "* * * * *"
-    assert import_string(schedule.func)() >= 300 * 2
+    assert import_string(schedule.func)() >= 300
     assert not MetricDelta.objects.exists()
     with connection.cursor() as cur:
         cur.execute(events.FOLD_SQL)
@@ -185,10 +217,11 @@ def test_the_scheduled_fold_vacuums_the_deltas_so_later_scrapes_read_no_dead_row
     assert events.stored_value("test_things_total") == 2 * n
 
 
-def test_a_finished_run_is_two_deltas_and_its_duration_folds_into_the_histogram(client):
+def test_finished_runs_are_one_counter_delta_and_an_observation_each_folded_into_the_histogram(client):
     """Twelve deltas a finished run (its buckets one by one, count, sum, the status counter):
     15 a file with the import's counters, 1.5 M for 100,000 files. Now the duration is one
-    `obs` delta that the fold turns into the same buckets, count and sum."""
+    `obs` delta that the fold turns into the same buckets, count and sum, and the runs one
+    statement finishes share one counter delta per status."""
     from etl.models import PipelineRun
 
     now = timezone.now()
@@ -196,7 +229,7 @@ def test_a_finished_run_is_two_deltas_and_its_duration_folds_into_the_histogram(
         PipelineRun(status="succeeded", started_at=now - timedelta(seconds=seconds), finished_at=now)
         for seconds in (0.5, 2, 100)
     )
-    assert MetricDelta.objects.count() == 3 * 2
+    assert MetricDelta.objects.count() == 1 + 3
     samples = scrape(client)["histogram"]
     kind = 'kind="pipelinerun"'
     buckets = {
