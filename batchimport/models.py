@@ -252,13 +252,14 @@ class ImportFile(RunRecord, RowCounts):
         constraints = [models.UniqueConstraint(fields=["job", "relpath"], name="uniq_import_file_job_relpath")]
         # Each file's row is written three times (created, claimed, finished: non-HOT updates, every
         # index gets an entry each time), so it has only the indexes some query needs:
-        # (job, status): claiming, job_finish's probe and tally, a job's files by status;
+        # (job, status, priority, id): claiming (an ordered scan per job that stops at the group's
+        # limit), job_finish's probe and tally, a job's files by status;
         # (job, relpath), the unique constraint: adding a job's files, its files by path;
         # the fingerprint: "unchanged since a successful import" and the earlier rejects' DELETE;
         # the unfinished ones (partial: a finished file leaves it): the queued and running counts of
         # the status page, the failed, dead-lettered and cancelled files of the admin's filter.
         indexes = [
-            models.Index(fields=["job", "status"]),
+            models.Index(fields=["job", "status", "priority", "id"], name="import_file_claim"),
             models.Index(fields=["relpath", "size", "sha256"], name="import_file_fingerprint"),
             models.Index(
                 fields=["status"],

@@ -422,20 +422,24 @@ def _job_family(job: ImportJob) -> list[ImportJob]:
 
 # A group at a time (see files_claim). The orphan query has no limit: the
 # `running` rows of live workers come first and are passed over by their locks.
-CLAIM_QUEUED_SQL = """
-SELECT id, coalesce(size, 0) FROM import_files
-WHERE job_id = ANY(%s) AND status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-ORDER BY priority, id
+# Each job of the family is read by its own ordered scan of the (job, status, priority, id)
+# index, which stops after `limit` rows: `job_id = ANY(…) … ORDER BY priority, id` sorted every
+# queued file of the job for each group (a claim cost that grew with the job: 12 ms a group at
+# 100,000 files, quadratic over the job).
+_CLAIM_SQL = """
+SELECT f.id, f.size FROM unnest(%s::bigint[]) AS j(id)
+CROSS JOIN LATERAL (
+    SELECT id, coalesce(size, 0) AS size, priority FROM import_files
+    WHERE job_id = j.id AND status = '{status}' {ready}
+    ORDER BY priority, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+) f
+ORDER BY f.priority, f.id
 LIMIT %s
-FOR UPDATE SKIP LOCKED
 """
-CLAIM_ORPHAN_SQL = """
-SELECT id, coalesce(size, 0) FROM import_files
-WHERE job_id = ANY(%s) AND status = 'running'
-ORDER BY priority, id
-LIMIT %s
-FOR UPDATE SKIP LOCKED
-"""
+CLAIM_QUEUED_SQL = _CLAIM_SQL.format(status="queued", ready="AND (next_attempt_at IS NULL OR next_attempt_at <= now())")
+CLAIM_ORPHAN_SQL = _CLAIM_SQL.format(status="running", ready="")
 
 
 def group_limit(*, job: ImportJob, workers: int | None = None) -> int:
@@ -474,7 +478,7 @@ def files_claim(*, job: ImportJob, worker: str, limit: int = 1) -> list[ImportFi
     job_ids = [j.pk for j in family]
     with transaction.atomic(), connection.cursor() as cur:
         for sql, most in ((CLAIM_QUEUED_SQL, limit), (CLAIM_ORPHAN_SQL, None)):
-            cur.execute(sql, [job_ids, most])
+            cur.execute(sql, [job_ids, most, most])
             candidates = cur.fetchall()
             locked = set(try_session_locks(IMPORT_FILE, [file_id for file_id, _ in candidates]))
             chosen = _within_budget([c for c in candidates if c[0] in locked], limit)
