@@ -186,12 +186,12 @@ def chunk_run(
         scratch = scratch_series(cur)
         done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
         saved = _settings(cur)
-        new, tails = 0, {}
+        new, tails, hand = 0, {}, None
         if len(scratch) < len(keys):  # a chunk of new series only has nothing to stage or re-read
             new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
-            tails = _compute(cur, keys, full=full)
+            tails, hand = _compute(cur, keys, full=full)
         result.inserted = done.inserted + (_insert_new(cur) if new else 0)
-        _refresh_metrics(cur, keys, tails)
+        _refresh_metrics(cur, keys, tails, hand)
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
         probed = not full and len(scratch) < len(keys)
@@ -442,9 +442,25 @@ def _tails(cur, *, full: bool) -> None:
         cur.execute(_TAILS_SQL.format(funding_offset=FUNDING_WINDOW - 2))
 
 
-def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
+@dataclass(frozen=True, slots=True)
+class InHand:
+    """The rows `_compute` read and wrote, per series (`series`: its k, sorted; rows
+    bounds[i]:bounds[i+1], by ts): the quality flags and scores it wrote from emit_from[i] on,
+    and how many stored rows lie before the first one read (row_offset)."""
+
+    series: np.ndarray
+    bounds: np.ndarray
+    emit_from: np.ndarray
+    row_offset: np.ndarray
+    ts_us: np.ndarray
+    flags: np.ndarray  # the rows' written quality_flags, where emitted (0 elsewhere)
+    score: np.ndarray  # their written quality_score, where emitted (NaN elsewhere)
+
+
+def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail], InHand | None]:
     """Read every stale tail of the chunk with its context in one COPY, compute each series over
-    its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail."""
+    its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail and
+    the rows in hand (`InHand`, for `_refresh_metrics`)."""
     _tails(cur, full=full)
     # Per series: the first stale ts and the row before the context (NO_PREV: none), in whole
     # seconds since 1970 (floored, as the kernels take them), and the rows before the context:
@@ -456,7 +472,7 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
     )
     meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 4)
     if not len(meta):
-        return {}
+        return {}, None
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
     stored = ", ".join(f"COALESCE(v.{c}, 'NaN') AS {c}" for c in columns)
@@ -509,7 +525,11 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
         )
     }
     _write_features(cur, ts_us[emitted], ks[emitted].astype(np.float64), features)
-    return tails
+    flags, score = np.zeros(len(ts_us), dtype=np.int64), np.full(len(ts_us), np.nan)
+    flags[emitted] = features["quality_flags"].astype(np.int64)  # as written: ::int of a whole float8
+    score[emitted] = features["quality_score"]
+    hand = InHand(series, bounds, rows.emit_from, row_offset, ts_us, flags, score)
+    return tails, hand
 
 
 def _write_features(cur, ts_us: np.ndarray, ks: np.ndarray, out: dict[str, np.ndarray]) -> None:
@@ -556,32 +576,82 @@ def _insert_new(cur) -> int:
     return cur.rowcount
 
 
-def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None:
-    """data_quality_metrics of every day from each series' first recomputed bar's day on
-    (`feature_compute._refresh_metrics` for the whole chunk): one read, one write."""
-    written = [(k, t) for k, t in tails.items() if t.rows_written]
-    if not written:
-        return
-    starts = [metrics_day_start(keys[k], pd.Timestamp(t.first_us, unit="us", tz="UTC")) for k, t in written]
+def _read_metric_days(cur, to_read: list[tuple[int, int]], earlier: dict[int, bool]) -> dict[str, np.ndarray]:
+    """The stored rows of series k from day_us on (`to_read`), in one query; fills `earlier`."""
     cur.execute("CREATE TEMP TABLE feature_days (k int8 PRIMARY KEY, day_start timestamptz NOT NULL) ON COMMIT DROP")
     cur.execute(  # the day starts as microseconds since 1970 (exact, as an interval)
         "INSERT INTO feature_days SELECT u.k, 'epoch'::timestamptz + u.us * interval '1 microsecond'"
         " FROM unnest(%s::int8[], %s::int8[]) AS u(k, us)",
-        [[k for k, _ in written], [s.value // 1000 for s in starts]],
+        [[k for k, _ in to_read], [us for _, us in to_read]],
     )
     # Whether the series has a row before that day: its earliest stored row, from the probe (the
     # chunk deletes no row, and its new candles are at or after the first recomputed bar).
     cur.execute(
         "SELECT d.k, p.earliest < d.day_start FROM feature_days d JOIN feature_probe p ON p.k = d.k ORDER BY d.k"
     )
-    earlier = dict(cur.fetchall())
-    read = packed_out(
+    earlier.update(cur.fetchall())
+    return packed_out(
         cur,
         "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8 AS flags, COALESCE(v.quality_score, 'NaN') AS score"
         " FROM feature_days d JOIN feature_chunk c ON c.k = d.k"
         " JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts >= d.day_start",
         {"k": "i", "ts": "t", "flags": "i", "score": "f"},
     )
+
+
+def _in_hand(hand: InHand | None, k: int, day_us: int) -> tuple[int, int, bool] | None:
+    """Series k's rows from `day_us` on as `_compute` wrote them, where it holds them all: those
+    rows are all its emitted ones (their flags and scores are what it wrote), and a row before
+    them is in hand too or the series has none (the read started at its first row). Returns
+    (start, end, whether a row lies before day_us) in the arrays of `hand`, or None (read them)."""
+    if hand is None:
+        return None
+    i = int(np.searchsorted(hand.series, k))
+    if i == len(hand.series) or hand.series[i] != k:
+        return None
+    lo, hi = int(hand.bounds[i]), int(hand.bounds[i + 1])
+    start = lo + int(np.searchsorted(hand.ts_us[lo:hi], day_us))
+    if start < lo + int(hand.emit_from[i]) or (start == lo and hand.row_offset[i] != 0):
+        return None
+    return start, hi, start > lo
+
+
+def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail], hand: InHand | None = None) -> None:
+    """data_quality_metrics of every day from each series' first recomputed bar's day on
+    (`feature_compute._refresh_metrics` for the whole chunk): one write. The rows of those days
+    are taken from what `_compute` wrote where it holds them all (`_in_hand`: daily bars, and
+    intraday bars whose new rows start their day); the others are read, in one query."""
+    written = [(k, t) for k, t in tails.items() if t.rows_written]
+    if not written:
+        return
+    starts = [metrics_day_start(keys[k], pd.Timestamp(t.first_us, unit="us", tz="UTC")) for k, t in written]
+    earlier: dict[int, bool] = {}
+    taken: list[np.ndarray] = []
+    to_read: list[tuple[int, int]] = []
+    for (k, _), start in zip(written, starts, strict=True):
+        day_us = start.value // 1000
+        found = _in_hand(hand, k, day_us)
+        if found is None:
+            to_read.append((k, day_us))
+        else:
+            taken.append(np.arange(found[0], found[1]))
+            earlier[k] = found[2]
+    parts_read = []
+    if taken:
+        rows = np.concatenate(taken)
+        parts_read.append(
+            {
+                "k": np.repeat(hand.series, np.diff(hand.bounds))[rows],
+                "ts": hand.ts_us[rows],
+                "flags": hand.flags[rows],
+                "score": hand.score[rows],
+            }
+        )
+    if to_read:
+        parts_read.append(_read_metric_days(cur, to_read, earlier))
+    read = {c: np.concatenate([p[c] for p in parts_read]) for c in ("k", "ts", "flags", "score")}
+    order = np.lexsort((read["ts"], read["k"]))
+    read = {c: v[order] for c, v in read.items()}
     # One pass per calendar and timeframe over all its series (`daily_metrics_many`).
     ks = np.array(sorted(earlier), dtype=np.int64)
     bounds = np.searchsorted(read["k"], np.append(ks, ks[-1] + 1))
