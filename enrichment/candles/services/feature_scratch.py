@@ -191,27 +191,31 @@ _SEND = {"i": "int8send", "t": "timestamptz_send", "f": "float8send"}
 def packed_out(cur, select: str, fields: dict[str, str]) -> dict[str, np.ndarray]:
     """Run `select` and return its columns as numpy arrays, sorted by the first two fields; `fields`
     names each one's kind: "i" int8, "f" float8, "t" timestamptz (as microseconds since 1970).
-    The server packs each row with the columns' binary send functions (the bytes a binary COPY
-    writes) and aggregates them into one bytea per series and month: the client takes a few
-    values, not one message per row as from COPY (1.45 s instead of 2.35 s for 500,000 candles). Every column must be
-    non-NULL: a NULL would drop its row from the aggregate, so the row count is checked."""
-    packed = " || ".join(f"{_SEND[kind]}(q.{name})" for name, kind in fields.items())
-    first, second = list(fields)[:2]
-    # One bytea per series and month keeps each value far below PostgreSQL's 1 GB limit, even for
-    # one long series of minute bars (a chunk of its own).
-    cur.execute(
-        f"SELECT count(*), string_agg({packed}, ''::bytea) FROM ({select}) q"  # noqa: S608
-        f" GROUP BY q.{first}, date_trunc('month', q.{second} AT TIME ZONE 'UTC')"
-    )
+    The server packs each column of each group of rows of the same first field (a series) into one
+    bytea of its values' binary send functions (the bytes a binary COPY writes): the client takes
+    a few values, not one message per row as from COPY (1.45 s instead of 2.35 s for 500,000
+    candles). One aggregate per column costs a quarter of one over the rows' concatenated values
+    (the bytea `||` of 17 columns a row: 30 ms against 8 ms for a chunk's context of 26,500 rows).
+    A column's bytea holds 8 bytes a row: PostgreSQL's 1 GB limit is 134 M rows of one series, far
+    beyond what a chunk's memory takes. Every column must be non-NULL: a NULL would be left out of
+    its aggregate, so each column's length is checked against the row count."""
+    names = list(fields)
+    first, second = names[:2]
+    packed = ", ".join(f"string_agg({_SEND[kind]}(q.{name}), ''::bytea)" for name, kind in fields.items())
+    cur.execute(f"SELECT count(*), {packed} FROM ({select}) q GROUP BY q.{first}")  # noqa: S608
     parts = cur.fetchall()
-    dtype = np.dtype([(name, ">f8" if kind == "f" else ">i8") for name, kind in fields.items()])
-    rows = np.frombuffer(b"".join(bytes(buf) for _, buf in parts), dtype=dtype)
-    if len(rows) != sum(count for count, _ in parts):
-        raise ValueError("packed_out: a NULL column dropped rows")
-    rows = rows[np.lexsort((rows[second], rows[first]))]
+    total = sum(part[0] for part in parts)
     out = {}
+    for j, (name, kind) in enumerate(fields.items(), start=1):
+        values = np.frombuffer(
+            b"".join(bytes(part[j]) for part in parts if part[j] is not None), dtype=">f8" if kind == "f" else ">i8"
+        )
+        if len(values) != total:
+            raise ValueError("packed_out: a NULL column dropped rows")
+        out[name] = values
+    order = np.lexsort((out[second], out[first]))
     for name, kind in fields.items():
-        values = rows[name].astype(np.float64 if kind == "f" else np.int64)
+        values = out[name][order].astype(np.float64 if kind == "f" else np.int64)
         out[name] = values + _PG_EPOCH_US if kind == "t" else values
     return out
 
