@@ -9,7 +9,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -831,3 +831,7 @@ def test_packed_out_returns_each_column_sorted_by_series_and_time_and_refuses_a_
             feature_batch.packed_out(
                 cur, select.replace("x.f::float8", "NULLIF(x.f::float8, 1.5)"), {"k": "i", "ts": "t", "f": "f"}
             )
+    # Fetched in binary by a plain psycopg cursor, yet logged and raised as Django's cursor does.
+    with CaptureQueriesContext(connection) as queries, connection.cursor() as cur, pytest.raises(DataError):
+        feature_batch.packed_out(cur, select.replace("x.f::float8", "x.f::float8 / 0"), {"k": "i", "ts": "t", "f": "f"})
+    assert "string_agg" in queries.captured_queries[-1]["sql"]
