@@ -339,7 +339,8 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 _SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
 _TAILS_DDL = """
 CREATE TEMP TABLE feature_tails (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
-                                 dirty timestamptz NOT NULL, ctx timestamptz, prev timestamptz, row_offset int8)
+                                 dirty timestamptz NOT NULL, ctx timestamptz, prev timestamptz, row_offset int8,
+                                 lookback int, before_new int8, back int)
 ON COMMIT DROP
 """
 _PROBE_SQL = f"""
@@ -383,18 +384,11 @@ CROSS JOIN LATERAL (
     FROM market_data_v2 v WHERE {_SERIES.format(t="t")} AND t.kept_rows IS NULL
 ) a
 """  # noqa: S608 - fixed clauses
-_TAILS_FAST_SQL = f"""
-INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
-WITH f AS MATERIALIZED (
-    SELECT p.k, p.symbol_id, p.timeframe, p.new_first, p.earliest, p.before_new, p.lookback,
-           ARRAY(SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="p")} AND v.ts < p.new_first
-                 ORDER BY v.ts DESC OFFSET p.lookback LIMIT 2) AS back
-    FROM feature_probe p WHERE p.fast
-)
-SELECT f.k, f.symbol_id, f.timeframe, f.new_first, coalesce(f.back[1], least(f.earliest, f.new_first)), f.back[2],
-       CASE WHEN f.back[1] IS NULL THEN 0 ELSE f.before_new - f.lookback - 1 END
-FROM f
-"""  # noqa: S608 - fixed clauses
+_TAILS_FAST_SQL = """
+INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, lookback, before_new, back)
+SELECT p.k, p.symbol_id, p.timeframe, p.new_first, p.lookback, p.before_new, p.lookback + 2 + p.stored - p.before_new
+FROM feature_probe p WHERE p.fast
+"""
 _TAILS_SQL = f"""
 INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
 WITH s AS MATERIALIZED (
@@ -467,10 +461,11 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail]
     # integers, not 1,000 timestamps a chunk parsed and converted one by one.
     cur.execute(
         "SELECT k, floor(extract(epoch FROM dirty))::int8, coalesce(floor(extract(epoch FROM prev))::int8, %s),"
-        " row_offset FROM feature_tails ORDER BY k",
+        " coalesce(row_offset, 0), coalesce(lookback, 0), coalesce(before_new, 0), coalesce(back, 0)"
+        " FROM feature_tails ORDER BY k",
         [int(candle_quality.NO_PREV)],
     )
-    meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 4)
+    meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 7)
     if not len(meta):
         return {}, None
     columns = (*INPUT_COLUMNS, *RECURSIVE)
@@ -483,16 +478,37 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail]
         SELECT * FROM (
             SELECT t.k, v.ts, {stored} FROM feature_tails t JOIN market_data_v2 v
                 ON v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe AND v.ts >= t.ctx
+            WHERE t.back IS NULL
+            UNION ALL
+            SELECT t.k, b.* FROM feature_tails t CROSS JOIN LATERAL (
+                SELECT v.ts, {stored} FROM market_data_v2 v
+                WHERE v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe ORDER BY v.ts DESC LIMIT t.back
+            ) b
+            WHERE t.back IS NOT NULL
             UNION ALL
             SELECT t.k, s.ts, {staged} FROM feature_tails t JOIN feature_stage s ON s.k = t.k AND s.is_new
         ) u
         """,  # noqa: S608 - column names are constants
         fields,
     )
-    arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
     ks, ts_us = read["k"], read["ts"]
-    series, dirty, prev, row_offset = meta.T
+    series, dirty, prev, row_offset, lookback, before_new, back = (np.array(m) for m in meta.T)
     bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
+    # The fast series (`back` > 0) were read from their newest row back: their context and, where
+    # they have more than `lookback + 1` rows before the first new one, the row before it, which
+    # gives `prev` and leaves the read.
+    fast = back > 0
+    before = fast & (before_new >= lookback + 2)
+    dropped = bounds[:-1][before]
+    prev[before] = ts_us[dropped] // _US
+    row_offset[fast] = np.maximum(before_new[fast] - lookback[fast] - 1, 0)
+    if len(dropped):
+        keep = np.ones(len(ks), dtype=bool)
+        keep[dropped] = False
+        read = {c: v[keep] for c, v in read.items()}
+        ks, ts_us = read["k"], read["ts"]
+        bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
+    arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
     rows = ManyRows.build(
         ts_seconds=ts_us // _US,
         data=arrays,

@@ -835,3 +835,27 @@ def test_packed_out_returns_each_column_sorted_by_series_and_time_and_refuses_a_
     with CaptureQueriesContext(connection) as queries, connection.cursor() as cur, pytest.raises(DataError):
         feature_batch.packed_out(cur, select.replace("x.f::float8", "x.f::float8 / 0"), {"k": "i", "ts": "t", "f": "f"})
     assert "string_agg" in queries.captured_queries[-1]["sql"]
+
+
+def test_the_hourly_read_of_series_around_their_lookback_equals_the_per_series_path():
+    """The fast series' one descending read (`_TAILS_FAST_SQL`: `lookback + 2` rows back from the
+    first new bar, and the stored rows after it) at the edges: fewer stored rows than the context
+    needs, exactly the context, the context and the row before it, and more (daily bars: a context
+    of 52 rows, so `lookback` + 1 = 53). Each gets one new bar; the rows, metrics and status are
+    the per-series path's, bit for bit."""
+    shape = SHAPES[2]
+    twins = []
+    for n in (1, 51, 52, 53, 54, 55, 70):
+        one, two = make_symbol(f"P{n}", "NASDAQ", "STOCK_NASDAQ"), make_symbol(f"C{n}", "NASDAQ", "STOCK_NASDAQ")
+        data = random_candles(n + 1, seed=n, timeframe_seconds=shape[2], start=shape[3])
+        feed((one, two), shape, data, slice(0, n))
+        twins.append((one, two, data, n))
+    for step in range(2):
+        for one, two, data, n in twins if step else []:
+            feed((one, two), shape, data, slice(n, n + 1))
+        features_run(symbols=[t[0] for t in twins], chunked=False)
+        with CaptureQueriesContext(connection) as queries:
+            features_run(symbols=[t[1] for t in twins], chunked=True)
+    assert any("WHERE p.fast" in q["sql"] for q in queries.captured_queries)
+    for one, two, _, _ in twins:
+        assert_same_series(one, two)
