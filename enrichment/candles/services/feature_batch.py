@@ -330,11 +330,13 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # it writes), and the new bars follow every stored one; else (`kept` false)
 # from one pass over the series' stored rows, as before. The row count must be exact: the
 # window kernels align their blocks on `row_offset % w`.
-# The hourly case — new bars after every stored one, nothing stale, no funding — then needs one
-# index probe more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first new
-# candle, the row before the context is the next one back (none: fewer rows than that, and the
-# context starts at the first row), and the rows before it are those before the new candle less
-# the `lookback + 1` of the context. The other series (restated bars, funding, a full run) take the general query
+# The hourly case — new bars after every stored one, nothing stale, no funding — then needs no
+# probe more (`_TAILS_FAST_SQL`): the context read (`_read_tails`) takes each such series' newest
+# `lookback + 2` rows before its first new candle (and its stored rows after it, where a late bar
+# fills a hole) in one descending index scan: the context is the newest `lookback + 1` of them, the
+# row before the context the oldest (none: fewer rows than that, and the context starts at the
+# first row), and the rows before the context those before the new candle less the
+# `lookback + 1` of the context. The other series (restated bars, funding, a full run) take the general query
 # (`_TAILS_SQL`).
 _SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
 _TAILS_DDL = """
@@ -451,11 +453,16 @@ class InHand:
     score: np.ndarray  # their written quality_score, where emitted (NaN elsewhere)
 
 
-def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail], InHand | None]:
-    """Read every stale tail of the chunk with its context in one COPY, compute each series over
-    its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail and
-    the rows in hand (`InHand`, for `_refresh_metrics`)."""
-    _tails(cur, full=full)
+class _Read(NamedTuple):
+    ks: np.ndarray
+    ts_us: np.ndarray
+    arrays: dict[str, np.ndarray]
+    bounds: np.ndarray
+    meta: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # series, dirty, prev, row_offset
+
+
+def _read_tails(cur) -> _Read | None:
+    """The chunk's tails with their context (feature_tails), in one read; None for none."""
     # Per series: the first stale ts and the row before the context (NO_PREV: none), in whole
     # seconds since 1970 (floored, as the kernels take them), and the rows before the context:
     # integers, not 1,000 timestamps a chunk parsed and converted one by one.
@@ -467,7 +474,7 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail]
     )
     meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 7)
     if not len(meta):
-        return {}, None
+        return None
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
     stored = ", ".join(f"COALESCE(v.{c}, 'NaN') AS {c}" for c in columns)
@@ -509,6 +516,18 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail]
         ks, ts_us = read["k"], read["ts"]
         bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
     arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
+    return _Read(ks, ts_us, arrays, bounds, (series, dirty, prev, row_offset))
+
+
+def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail], InHand | None]:
+    """Read every stale tail of the chunk with its context in one COPY, compute each series over
+    its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail and
+    the rows in hand (`InHand`, for `_refresh_metrics`)."""
+    _tails(cur, full=full)
+    got = _read_tails(cur)
+    if got is None:
+        return {}, None
+    ks, ts_us, arrays, bounds, (series, dirty, prev, row_offset) = got
     rows = ManyRows.build(
         ts_seconds=ts_us // _US,
         data=arrays,
