@@ -13,14 +13,16 @@ live poller and backfills take for one series):
 2. read:    where each series' stale tail starts and the context its longest window needs:
             a few index probes per series (`feature_probe`: its first stale row, its ends, any
             funding) and, where its status row can be trusted, its row count from there (else
-            one pass over its stored rows); then one index probe per series whose new bars
-            follow every stored one with nothing stale and no funding (the hourly case), the
-            general query for the others; then all those rows in one query, packed into one
-            bytea (`feature_scratch.packed_out`), by series and time;
+            one pass over its stored rows); the general query for the series other than
+            those whose new bars follow every stored one with nothing stale and no funding
+            (the hourly case, whose context is read from its newest row back: no probe more);
+            then all those rows in one query, packed into one bytea per column and series
+            (`feature_scratch.packed_out`);
 3. compute: the kernels over all series of the one array at once (`feature_compute.compute_many`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
-            the daily quality metrics likewise (one read, one COPY, one upsert); the compute log
+            the daily quality metrics likewise (from the rows in hand, else one read; one
+            COPY, one upsert); the compute log
             with one statement; the status rows with one statement for the series that only got
             bars after their stored ones (from the probe and their new rows: no recount) and one
             that recounts the others (`_refresh_status`).
@@ -208,7 +210,7 @@ def chunk_run(
 
 
 # The chunk's work_mem, at least: the read of the tails with their context (`packed_out`'s
-# aggregate of one bytea per series and month) held 3.7 MB for 500 series of 52 rows and spilled
+# aggregate then of one bytea per series and month) held 3.7 MB for 500 series of 52 rows and spilled
 # to disk in five batches under the default 4 MB (half of the statement's 46 ms a chunk).
 CHUNK_WORK_MEM = "32MB"
 
