@@ -13,14 +13,16 @@ live poller and backfills take for one series):
 2. read:    where each series' stale tail starts and the context its longest window needs:
             a few index probes per series (`feature_probe`: its first stale row, its ends, any
             funding) and, where its status row can be trusted, its row count from there (else
-            one pass over its stored rows); then one index probe per series whose new bars
-            follow every stored one with nothing stale and no funding (the hourly case), the
-            general query for the others; then all those rows in one query, packed into one
-            bytea (`feature_scratch.packed_out`), by series and time;
+            one pass over its stored rows); the general query for the series other than
+            those whose new bars follow every stored one with nothing stale and no funding
+            (the hourly case, whose context is read from its newest row back: no probe more);
+            then all those rows in one query, packed into one bytea per column and series
+            (`feature_scratch.packed_out`);
 3. compute: the kernels over all series of the one array at once (`feature_compute.compute_many`,
             the very code of the per-series path, so the bits are the same);
 4. write:   one binary COPY of all features into a temporary table and one UPDATE ... FROM;
-            the daily quality metrics likewise (one read, one COPY, one upsert); the compute log
+            the daily quality metrics likewise (from the rows in hand, else one read; one
+            COPY, one upsert); the compute log
             with one statement; the status rows with one statement for the series that only got
             bars after their stored ones (from the probe and their new rows: no recount) and one
             that recounts the others (`_refresh_status`).
@@ -186,12 +188,12 @@ def chunk_run(
         scratch = scratch_series(cur)
         done = scratch_run(cur, keys, scratch) if scratch else ScratchResult(0, {})
         saved = _settings(cur)
-        new, tails = 0, {}
+        new, tails, hand = 0, {}, None
         if len(scratch) < len(keys):  # a chunk of new series only has nothing to stage or re-read
             new, result.updated, result.amendments = _copy_candles(cur, run_ref=run_ref)
-            tails = _compute(cur, keys, full=full)
+            tails, hand = _compute(cur, keys, full=full)
         result.inserted = done.inserted + (_insert_new(cur) if new else 0)
-        _refresh_metrics(cur, keys, tails)
+        _refresh_metrics(cur, keys, tails, hand)
         tails.update(done.tails)
         result.rows_computed = sum(t.rows_written for t in tails.values())
         probed = not full and len(scratch) < len(keys)
@@ -208,7 +210,7 @@ def chunk_run(
 
 
 # The chunk's work_mem, at least: the read of the tails with their context (`packed_out`'s
-# aggregate of one bytea per series and month) held 3.7 MB for 500 series of 52 rows and spilled
+# aggregate then of one bytea per series and month) held 3.7 MB for 500 series of 52 rows and spilled
 # to disk in five batches under the default 4 MB (half of the statement's 46 ms a chunk).
 CHUNK_WORK_MEM = "32MB"
 
@@ -330,16 +332,19 @@ def _copy_candles(cur, *, run_ref: str) -> tuple[int, int, int]:
 # it writes), and the new bars follow every stored one; else (`kept` false)
 # from one pass over the series' stored rows, as before. The row count must be exact: the
 # window kernels align their blocks on `row_offset % w`.
-# The hourly case — new bars after every stored one, nothing stale, no funding — then needs one
-# index probe more (`_TAILS_FAST_SQL`): the context starts `lookback` rows before the first new
-# candle, the row before the context is the next one back (none: fewer rows than that, and the
-# context starts at the first row), and the rows before it are those before the new candle less
-# the `lookback + 1` of the context. The other series (restated bars, funding, a full run) take the general query
+# The hourly case — new bars after every stored one, nothing stale, no funding — then needs no
+# probe more (`_TAILS_FAST_SQL`): the context read (`_read_tails`) takes each such series' newest
+# `lookback + 2` rows before its first new candle (and its stored rows after it, where a late bar
+# fills a hole) in one descending index scan: the context is the newest `lookback + 1` of them, the
+# row before the context the oldest (none: fewer rows than that, and the context starts at the
+# first row), and the rows before the context those before the new candle less the
+# `lookback + 1` of the context. The other series (restated bars, funding, a full run) take the general query
 # (`_TAILS_SQL`).
 _SERIES = "v.symbol_id = {t}.symbol_id AND v.timeframe = {t}.timeframe"
 _TAILS_DDL = """
 CREATE TEMP TABLE feature_tails (k int8 PRIMARY KEY, symbol_id int NOT NULL, timeframe text NOT NULL,
-                                 dirty timestamptz NOT NULL, ctx timestamptz, prev timestamptz, row_offset int8)
+                                 dirty timestamptz NOT NULL, ctx timestamptz, prev timestamptz, row_offset int8,
+                                 lookback int, before_new int8, back int)
 ON COMMIT DROP
 """
 _PROBE_SQL = f"""
@@ -383,18 +388,11 @@ CROSS JOIN LATERAL (
     FROM market_data_v2 v WHERE {_SERIES.format(t="t")} AND t.kept_rows IS NULL
 ) a
 """  # noqa: S608 - fixed clauses
-_TAILS_FAST_SQL = f"""
-INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
-WITH f AS MATERIALIZED (
-    SELECT p.k, p.symbol_id, p.timeframe, p.new_first, p.earliest, p.before_new, p.lookback,
-           ARRAY(SELECT v.ts FROM market_data_v2 v WHERE {_SERIES.format(t="p")} AND v.ts < p.new_first
-                 ORDER BY v.ts DESC OFFSET p.lookback LIMIT 2) AS back
-    FROM feature_probe p WHERE p.fast
-)
-SELECT f.k, f.symbol_id, f.timeframe, f.new_first, coalesce(f.back[1], least(f.earliest, f.new_first)), f.back[2],
-       CASE WHEN f.back[1] IS NULL THEN 0 ELSE f.before_new - f.lookback - 1 END
-FROM f
-"""  # noqa: S608 - fixed clauses
+_TAILS_FAST_SQL = """
+INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, lookback, before_new, back)
+SELECT p.k, p.symbol_id, p.timeframe, p.new_first, p.lookback, p.before_new, p.lookback + 2 + p.stored - p.before_new
+FROM feature_probe p WHERE p.fast
+"""
 _TAILS_SQL = f"""
 INSERT INTO feature_tails (k, symbol_id, timeframe, dirty, ctx, prev, row_offset)
 WITH s AS MATERIALIZED (
@@ -442,21 +440,43 @@ def _tails(cur, *, full: bool) -> None:
         cur.execute(_TAILS_SQL.format(funding_offset=FUNDING_WINDOW - 2))
 
 
-def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
-    """Read every stale tail of the chunk with its context in one COPY, compute each series over
-    its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail."""
-    _tails(cur, full=full)
+@dataclass(frozen=True, slots=True)
+class InHand:
+    """The rows `_compute` read and wrote, per series (`series`: its k, sorted; rows
+    bounds[i]:bounds[i+1], by ts): the quality flags and scores it wrote from emit_from[i] on,
+    and how many stored rows lie before the first one read (row_offset)."""
+
+    series: np.ndarray
+    bounds: np.ndarray
+    emit_from: np.ndarray
+    row_offset: np.ndarray
+    ts_us: np.ndarray
+    flags: np.ndarray  # the rows' written quality_flags, where emitted (0 elsewhere)
+    score: np.ndarray  # their written quality_score, where emitted (NaN elsewhere)
+
+
+class _Read(NamedTuple):
+    ks: np.ndarray
+    ts_us: np.ndarray
+    arrays: dict[str, np.ndarray]
+    bounds: np.ndarray
+    meta: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # series, dirty, prev, row_offset
+
+
+def _read_tails(cur) -> _Read | None:
+    """The chunk's tails with their context (feature_tails), in one read; None for none."""
     # Per series: the first stale ts and the row before the context (NO_PREV: none), in whole
     # seconds since 1970 (floored, as the kernels take them), and the rows before the context:
     # integers, not 1,000 timestamps a chunk parsed and converted one by one.
     cur.execute(
         "SELECT k, floor(extract(epoch FROM dirty))::int8, coalesce(floor(extract(epoch FROM prev))::int8, %s),"
-        " row_offset FROM feature_tails ORDER BY k",
+        " coalesce(row_offset, 0), coalesce(lookback, 0), coalesce(before_new, 0), coalesce(back, 0)"
+        " FROM feature_tails ORDER BY k",
         [int(candle_quality.NO_PREV)],
     )
-    meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 4)
+    meta = np.array(cur.fetchall(), dtype=np.int64).reshape(-1, 7)
     if not len(meta):
-        return {}
+        return None
     columns = (*INPUT_COLUMNS, *RECURSIVE)
     fields = {"k": "i", "ts": "t", **dict.fromkeys(columns, "f")}
     stored = ", ".join(f"COALESCE(v.{c}, 'NaN') AS {c}" for c in columns)
@@ -467,16 +487,49 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
         SELECT * FROM (
             SELECT t.k, v.ts, {stored} FROM feature_tails t JOIN market_data_v2 v
                 ON v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe AND v.ts >= t.ctx
+            WHERE t.back IS NULL
+            UNION ALL
+            SELECT t.k, b.* FROM feature_tails t CROSS JOIN LATERAL (
+                SELECT v.ts, {stored} FROM market_data_v2 v
+                WHERE v.symbol_id = t.symbol_id AND v.timeframe = t.timeframe ORDER BY v.ts DESC LIMIT t.back
+            ) b
+            WHERE t.back IS NOT NULL
             UNION ALL
             SELECT t.k, s.ts, {staged} FROM feature_tails t JOIN feature_stage s ON s.k = t.k AND s.is_new
         ) u
         """,  # noqa: S608 - column names are constants
         fields,
     )
-    arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
     ks, ts_us = read["k"], read["ts"]
-    series, dirty, prev, row_offset = meta.T
+    series, dirty, prev, row_offset, lookback, before_new, back = (np.array(m) for m in meta.T)
     bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
+    # The fast series (`back` > 0) were read from their newest row back: their context and, where
+    # they have more than `lookback + 1` rows before the first new one, the row before it, which
+    # gives `prev` and leaves the read.
+    fast = back > 0
+    before = fast & (before_new >= lookback + 2)
+    dropped = bounds[:-1][before]
+    prev[before] = ts_us[dropped] // _US
+    row_offset[fast] = np.maximum(before_new[fast] - lookback[fast] - 1, 0)
+    if len(dropped):
+        keep = np.ones(len(ks), dtype=bool)
+        keep[dropped] = False
+        read = {c: v[keep] for c, v in read.items()}
+        ks, ts_us = read["k"], read["ts"]
+        bounds = np.searchsorted(ks, np.append(series, series[-1] + 1))
+    arrays = {c: np.ascontiguousarray(read[c]) for c in columns}
+    return _Read(ks, ts_us, arrays, bounds, (series, dirty, prev, row_offset))
+
+
+def _compute(cur, keys: list[SeriesKey], *, full: bool) -> tuple[dict[int, Tail], InHand | None]:
+    """Read every stale tail of the chunk with its context in one COPY, compute each series over
+    its slice, write all features with one COPY and one UPDATE ... FROM. Returns k -> Tail and
+    the rows in hand (`InHand`, for `_refresh_metrics`)."""
+    _tails(cur, full=full)
+    got = _read_tails(cur)
+    if got is None:
+        return {}, None
+    ks, ts_us, arrays, bounds, (series, dirty, prev, row_offset) = got
     rows = ManyRows.build(
         ts_seconds=ts_us // _US,
         data=arrays,
@@ -509,7 +562,11 @@ def _compute(cur, keys: list[SeriesKey], *, full: bool) -> dict[int, Tail]:
         )
     }
     _write_features(cur, ts_us[emitted], ks[emitted].astype(np.float64), features)
-    return tails
+    flags, score = np.zeros(len(ts_us), dtype=np.int64), np.full(len(ts_us), np.nan)
+    flags[emitted] = features["quality_flags"].astype(np.int64)  # as written: ::int of a whole float8
+    score[emitted] = features["quality_score"]
+    hand = InHand(series, bounds, rows.emit_from, row_offset, ts_us, flags, score)
+    return tails, hand
 
 
 def _write_features(cur, ts_us: np.ndarray, ks: np.ndarray, out: dict[str, np.ndarray]) -> None:
@@ -556,32 +613,82 @@ def _insert_new(cur) -> int:
     return cur.rowcount
 
 
-def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail]) -> None:
-    """data_quality_metrics of every day from each series' first recomputed bar's day on
-    (`feature_compute._refresh_metrics` for the whole chunk): one read, one write."""
-    written = [(k, t) for k, t in tails.items() if t.rows_written]
-    if not written:
-        return
-    starts = [metrics_day_start(keys[k], pd.Timestamp(t.first_us, unit="us", tz="UTC")) for k, t in written]
+def _read_metric_days(cur, to_read: list[tuple[int, int]], earlier: dict[int, bool]) -> dict[str, np.ndarray]:
+    """The stored rows of series k from day_us on (`to_read`), in one query; fills `earlier`."""
     cur.execute("CREATE TEMP TABLE feature_days (k int8 PRIMARY KEY, day_start timestamptz NOT NULL) ON COMMIT DROP")
     cur.execute(  # the day starts as microseconds since 1970 (exact, as an interval)
         "INSERT INTO feature_days SELECT u.k, 'epoch'::timestamptz + u.us * interval '1 microsecond'"
         " FROM unnest(%s::int8[], %s::int8[]) AS u(k, us)",
-        [[k for k, _ in written], [s.value // 1000 for s in starts]],
+        [[k for k, _ in to_read], [us for _, us in to_read]],
     )
     # Whether the series has a row before that day: its earliest stored row, from the probe (the
     # chunk deletes no row, and its new candles are at or after the first recomputed bar).
     cur.execute(
         "SELECT d.k, p.earliest < d.day_start FROM feature_days d JOIN feature_probe p ON p.k = d.k ORDER BY d.k"
     )
-    earlier = dict(cur.fetchall())
-    read = packed_out(
+    earlier.update(cur.fetchall())
+    return packed_out(
         cur,
         "SELECT d.k, v.ts, COALESCE(v.quality_flags, 0)::int8 AS flags, COALESCE(v.quality_score, 'NaN') AS score"
         " FROM feature_days d JOIN feature_chunk c ON c.k = d.k"
         " JOIN market_data_v2 v ON v.symbol_id = c.symbol_id AND v.timeframe = c.timeframe AND v.ts >= d.day_start",
         {"k": "i", "ts": "t", "flags": "i", "score": "f"},
     )
+
+
+def _in_hand(hand: InHand | None, k: int, day_us: int) -> tuple[int, int, bool] | None:
+    """Series k's rows from `day_us` on as `_compute` wrote them, where it holds them all: those
+    rows are all its emitted ones (their flags and scores are what it wrote), and a row before
+    them is in hand too or the series has none (the read started at its first row). Returns
+    (start, end, whether a row lies before day_us) in the arrays of `hand`, or None (read them)."""
+    if hand is None:
+        return None
+    i = int(np.searchsorted(hand.series, k))
+    if i == len(hand.series) or hand.series[i] != k:
+        return None
+    lo, hi = int(hand.bounds[i]), int(hand.bounds[i + 1])
+    start = lo + int(np.searchsorted(hand.ts_us[lo:hi], day_us))
+    if start < lo + int(hand.emit_from[i]) or (start == lo and hand.row_offset[i] != 0):
+        return None
+    return start, hi, start > lo
+
+
+def _refresh_metrics(cur, keys: list[SeriesKey], tails: dict[int, Tail], hand: InHand | None = None) -> None:
+    """data_quality_metrics of every day from each series' first recomputed bar's day on
+    (`feature_compute._refresh_metrics` for the whole chunk): one write. The rows of those days
+    are taken from what `_compute` wrote where it holds them all (`_in_hand`: daily bars, and
+    intraday bars whose new rows start their day); the others are read, in one query."""
+    written = [(k, t) for k, t in tails.items() if t.rows_written]
+    if not written:
+        return
+    starts = [metrics_day_start(keys[k], pd.Timestamp(t.first_us, unit="us", tz="UTC")) for k, t in written]
+    earlier: dict[int, bool] = {}
+    taken: list[np.ndarray] = []
+    to_read: list[tuple[int, int]] = []
+    for (k, _), start in zip(written, starts, strict=True):
+        day_us = start.value // 1000
+        found = _in_hand(hand, k, day_us)
+        if found is None:
+            to_read.append((k, day_us))
+        else:
+            taken.append(np.arange(found[0], found[1]))
+            earlier[k] = found[2]
+    parts_read = []
+    if taken:
+        rows = np.concatenate(taken)
+        parts_read.append(
+            {
+                "k": np.repeat(hand.series, np.diff(hand.bounds))[rows],
+                "ts": hand.ts_us[rows],
+                "flags": hand.flags[rows],
+                "score": hand.score[rows],
+            }
+        )
+    if to_read:
+        parts_read.append(_read_metric_days(cur, to_read, earlier))
+    read = {c: np.concatenate([p[c] for p in parts_read]) for c in ("k", "ts", "flags", "score")}
+    order = np.lexsort((read["ts"], read["k"]))
+    read = {c: v[order] for c, v in read.items()}
     # One pass per calendar and timeframe over all its series (`daily_metrics_many`).
     ks = np.array(sorted(earlier), dtype=np.int64)
     bounds = np.searchsorted(read["k"], np.append(ks, ks[-1] + 1))

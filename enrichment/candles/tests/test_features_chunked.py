@@ -9,7 +9,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -788,3 +788,74 @@ def test_the_upgrade_fills_the_kept_quality_sums_where_the_status_row_matches_it
     assert EnrichmentStatus.objects.get(symbol__ticker="U2").quality_n is None
     EnrichmentStatus.objects.filter(symbol__ticker="U2").delete()
     assert assert_status_is_a_recount() == 2
+
+
+def _metric_reads(queries) -> int:
+    return sum("AS flags" in q["sql"] for q in queries.captured_queries)
+
+
+@pytest.mark.parametrize("shape", [SHAPES[2], SHAPES[0]], ids=["daily", "15m"])
+def test_the_metric_days_are_read_back_only_where_the_chunk_does_not_hold_them(shape):
+    """`_refresh_metrics` takes a series' metric days from the rows `_compute` wrote where those
+    are all of the days' rows (`_in_hand`): a daily bar starts its day, so the hourly run reads
+    nothing back; a 15m bar in the middle of a day needs the day's earlier rows, stored ones of
+    its context, which it reads. Either way the metrics are the per-series path's, bit for bit."""
+    market, timeframe, seconds, start = shape
+    asset_class = "CRYPTO" if market == "BINANCE" else "STOCK_NASDAQ"
+    one, two = make_symbol("P", market, asset_class), make_symbol("C", market, asset_class)
+    n = 130 if seconds < 86400 else 80  # 15m: the new bar at 08:15 of the second day
+    data = random_candles(n + 1, seed=5, timeframe_seconds=seconds, start=start)
+    feed((one, two), shape, data, slice(0, n))
+    features_run(symbols=[one], chunked=False)
+    features_run(symbols=[two], chunked=True)
+    feed((one, two), shape, data, slice(n, n + 1))
+    features_run(symbols=[one], chunked=False)
+    with CaptureQueriesContext(connection) as queries:
+        assert features_run(symbols=[two], chunked=True).rows_computed == 1
+    assert _metric_reads(queries) == (0 if seconds >= 86400 else 1)
+    assert_same_series(one, two)
+
+
+def test_packed_out_returns_each_column_sorted_by_series_and_time_and_refuses_a_null():
+    rows = "VALUES (2, '1.5', -3), (1, '-0', 7), (2, 'NaN', 5), (1, 'Infinity', 1)"
+    select = (
+        "SELECT x.k::int8 AS k, 'epoch'::timestamptz + x.s * interval '1 second' AS ts, x.f::float8 AS f"
+        f" FROM ({rows}) x(k, f, s)"
+    )
+    with connection.cursor() as cur:
+        out = feature_batch.packed_out(cur, select, {"k": "i", "ts": "t", "f": "f"})
+        assert out["k"].tolist() == [1, 1, 2, 2]
+        assert out["ts"].tolist() == [1_000_000, 7_000_000, -3_000_000, 5_000_000]
+        assert out["f"][0] == np.inf and np.signbit(out["f"][1]) and out["f"][2] == 1.5 and np.isnan(out["f"][3])
+        with pytest.raises(ValueError, match="NULL"):
+            feature_batch.packed_out(
+                cur, select.replace("x.f::float8", "NULLIF(x.f::float8, 1.5)"), {"k": "i", "ts": "t", "f": "f"}
+            )
+    # Fetched in binary by a plain psycopg cursor, yet logged and raised as Django's cursor does.
+    with CaptureQueriesContext(connection) as queries, connection.cursor() as cur, pytest.raises(DataError):
+        feature_batch.packed_out(cur, select.replace("x.f::float8", "x.f::float8 / 0"), {"k": "i", "ts": "t", "f": "f"})
+    assert "string_agg" in queries.captured_queries[-1]["sql"]
+
+
+def test_the_hourly_read_of_series_around_their_lookback_equals_the_per_series_path():
+    """The fast series' one descending read (`_TAILS_FAST_SQL`: `lookback + 2` rows back from the
+    first new bar, and the stored rows after it) at the edges: fewer stored rows than the context
+    needs, exactly the context, the context and the row before it, and more (daily bars: a context
+    of 52 rows, so `lookback` + 1 = 53). Each gets one new bar; the rows, metrics and status are
+    the per-series path's, bit for bit."""
+    shape = SHAPES[2]
+    twins = []
+    for n in (1, 51, 52, 53, 54, 55, 70):
+        one, two = make_symbol(f"P{n}", "NASDAQ", "STOCK_NASDAQ"), make_symbol(f"C{n}", "NASDAQ", "STOCK_NASDAQ")
+        data = random_candles(n + 1, seed=n, timeframe_seconds=shape[2], start=shape[3])
+        feed((one, two), shape, data, slice(0, n))
+        twins.append((one, two, data, n))
+    for step in range(2):
+        for one, two, data, n in twins if step else []:
+            feed((one, two), shape, data, slice(n, n + 1))
+        features_run(symbols=[t[0] for t in twins], chunked=False)
+        with CaptureQueriesContext(connection) as queries:
+            features_run(symbols=[t[1] for t in twins], chunked=True)
+    assert any("WHERE p.fast" in q["sql"] for q in queries.captured_queries)
+    for one, two, _, _ in twins:
+        assert_same_series(one, two)
