@@ -212,7 +212,11 @@ class EnrichmentComputeLog(models.Model):
     run = models.ForeignKey(
         FeatureRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logs", verbose_name=_("run")
     )
-    symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="+", verbose_name=_("symbol"))
+    # No index of its own: `compute_log_sym_tf` leads with it (the series' history, the cascade
+    # from symbols); one btree less for a table the feature step writes one row per series a run.
+    symbol = models.ForeignKey(
+        Symbol, on_delete=models.CASCADE, related_name="+", db_index=False, verbose_name=_("symbol")
+    )
     timeframe = models.CharField(_("timeframe"), max_length=8)
     mode = models.CharField(_("mode"), max_length=16, choices=Mode.choices)
     rows_read = models.BigIntegerField(_("rows read"), default=0)

@@ -141,9 +141,24 @@ class SeriesContext:
     calendars: dict[int, MarketCalendar] = field(default_factory=dict)
     markets: dict[int, Market] = field(default_factory=dict)
     lookbacks: dict[tuple[int, int], int] = field(default_factory=dict)
+    market_of: dict[int, int] = field(default_factory=dict)
+
+    def symbols_load(self, series: list[ScannedSeries]) -> None:
+        """The market of every symbol of a run, one query before its chunks start (not one a
+        chunk: 200 index scans of 500 symbols an hourly run at 100,000 symbols, 1.6 s, most of
+        it symbol pages read one by one). A symbol the chunk does not find here (deleted since)
+        is looked up again by `keys`."""
+        ids = sorted({s.symbol_id for s in series})
+        with connection.cursor() as cur:
+            cur.execute("SELECT id, market_id FROM symbols WHERE id = ANY(%s::int[])", [ids])
+            self.market_of.update(cur.fetchall())
 
     def keys(self, chunk: list[ScannedSeries]) -> list[SeriesKey]:
-        market_of = dict(Symbol.objects.filter(pk__in=[s.symbol_id for s in chunk]).values_list("pk", "market_id"))
+        known = self.market_of
+        if all(s.symbol_id in known for s in chunk):
+            market_of = known
+        else:
+            market_of = dict(Symbol.objects.filter(pk__in=[s.symbol_id for s in chunk]).values_list("pk", "market_id"))
         unknown = set(market_of.values()) - self.markets.keys()
         for market in Market.objects.filter(pk__in=unknown).prefetch_related("sessions", "closures"):
             # The calendar first: a chunk on the other worker thread (`feature_workers`) that

@@ -134,6 +134,7 @@ def _features_run_chunked(scan: Scan, *, full: bool, run: FeatureRun | None, pro
     one series at a time, so only the failing series fail."""
     tally = _Tally()
     context = SeriesContext()
+    context.symbols_load(scan.stale)
     run_ref = _run_ref(run)
     work = partial(chunk_run, full=full, run=run, run_ref=run_ref, context=context)
     # Two chunks in flight, each its own transaction on its own connection (`feature_workers`);
