@@ -67,40 +67,47 @@ def main() -> None:
     try:
         for step in BEFORE[args.step]:
             pipeline_run(steps=[step], options={"path": "hourly"}, trigger="command", requested_by="bench")
-        times, counts = collections.Counter(), collections.Counter()
-
-        def timed(execute, sql_text, params, many, context):
-            started = time.perf_counter()
-            try:
-                return execute(sql_text, params, many, context)
-            finally:
-                key = " ".join(str(sql_text).split())[:80]
-                times[key] += time.perf_counter() - started
-                counts[key] += 1
-
-        profile = cProfile.Profile() if args.profile else None
-        started = time.perf_counter()
-        with connection.execute_wrapper(timed):
-            if profile:
-                profile.enable()
-            result = pipeline_run(
-                steps=[args.step], options={"path": "hourly"}, trigger="command", requested_by="bench"
-            )
-            if profile:
-                profile.disable()
-        wall = time.perf_counter() - started
-        print(
-            f"{args.step} {result.status}: wall {wall:.2f} s, statements {sum(times.values()):.2f} s, "
-            f"load {os.getloadavg()[0]:.1f}"
-        )
-        for key, seconds in times.most_common(args.top):
-            print(f"{seconds:7.3f} s {counts[key]:6d}x  {key}")
-        if profile:
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top * 2)
+        _measure(args)
     finally:
         connection.close()
         with psycopg.connect(**admin, dbname="postgres", autocommit=True) as cur:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work)))
+
+
+def _measure(args: argparse.Namespace) -> None:
+    """Run the step with every statement timed; print the sums, largest first."""
+    from django.db import connection
+
+    from etl.services import pipeline_run
+
+    times, counts = collections.Counter(), collections.Counter()
+
+    def timed(execute, sql_text, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql_text, params, many, context)
+        finally:
+            key = " ".join(str(sql_text).split())[:80]
+            times[key] += time.perf_counter() - started
+            counts[key] += 1
+
+    profile = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    with connection.execute_wrapper(timed):
+        if profile:
+            profile.enable()
+        result = pipeline_run(steps=[args.step], options={"path": "hourly"}, trigger="command", requested_by="bench")
+        if profile:
+            profile.disable()
+    wall = time.perf_counter() - started
+    print(
+        f"{args.step} {result.status}: wall {wall:.2f} s, statements {sum(times.values()):.2f} s, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    for key, seconds in times.most_common(args.top):
+        print(f"{seconds:7.3f} s {counts[key]:6d}x  {key}")
+    if profile:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top * 2)
 
 
 if __name__ == "__main__":
