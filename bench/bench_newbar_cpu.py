@@ -51,16 +51,24 @@ def main() -> None:
     params = connection.get_connection_params()
     admin = {k: v for k, v in params.items() if k in ("user", "password", "host", "port")}
     for number in range(args.repeat):
-        with psycopg.connect(**admin, dbname="postgres", autocommit=True) as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work)))
-            cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(*map(sql.Identifier, (work, snapshot))))
-        settings.DATABASES["default"]["NAME"] = work
-        connection.close()
-        connection.settings_dict["NAME"] = work
+        use_copy(admin, snapshot=snapshot, work=work)
         print(f"run {number + 1}, load {os.getloadavg()[0]:.1f}: " + " | ".join(_step(s) for s in STEPS), flush=True)
         connection.close()
     with psycopg.connect(**admin, dbname="postgres", autocommit=True) as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work)))
+
+
+def use_copy(admin: dict, *, snapshot: str, work: str) -> None:
+    """Make `work` a fresh copy of `snapshot` (CREATE DATABASE … TEMPLATE) and point Django at it."""
+    from django.conf import settings
+    from django.db import connection
+
+    with psycopg.connect(**admin, dbname="postgres", autocommit=True) as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work)))
+        cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(*map(sql.Identifier, (work, snapshot))))
+    settings.DATABASES["default"]["NAME"] = work
+    connection.close()
+    connection.settings_dict["NAME"] = work
 
 
 def _backend_cpu() -> float:

@@ -47,6 +47,7 @@ def main() -> None:
 
     django.setup()
     logging.disable(logging.INFO)
+    from bench_newbar_cpu import use_copy
     from django.conf import settings
     from django.db import connection
 
@@ -58,12 +59,7 @@ def main() -> None:
     snapshot, work = f"{base}_bench_scale_before_newbar", f"{base}_newbar_stmt"
     params = connection.get_connection_params()
     admin = {k: v for k, v in params.items() if k in ("user", "password", "host", "port")}
-    with psycopg.connect(**admin, dbname="postgres", autocommit=True) as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(work)))
-        cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(*map(sql.Identifier, (work, snapshot))))
-    settings.DATABASES["default"]["NAME"] = work
-    connection.close()
-    connection.settings_dict["NAME"] = work
+    use_copy(admin, snapshot=snapshot, work=work)
     try:
         for step in BEFORE[args.step]:
             pipeline_run(steps=[step], options={"path": "hourly"}, trigger="command", requested_by="bench")
